@@ -1,0 +1,102 @@
+"""The application factory: the only place routers are assembled."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import swagger_ui_bundle
+from fastapi import Depends, FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse
+from fastapi.staticfiles import StaticFiles
+
+from broadcaster import db
+from broadcaster.auth import router as auth_router
+from broadcaster.auth.dependencies import authenticate
+from broadcaster.settings import Settings
+from broadcaster.web import errors, health
+from broadcaster.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from stations import router as stations_router
+from stations import service as stations_service
+
+log = logging.getLogger(__name__)
+
+API_DESCRIPTION = """
+Hệ thống điều hành truyền thanh cơ sở thông minh — smart-loudspeaker broadcast scheduler.
+
+Authenticate with `POST /api/v1/auth/token` (form fields `username`, `password`) and send
+`Authorization: Bearer <token>`.
+"""
+
+
+def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+    settings = settings or Settings()
+    engine = db.make_engine(settings.database_url)
+    sessionmaker = db.make_sessionmaker(engine)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if migrate:
+            db.upgrade(engine)
+        with db.session_scope(sessionmaker) as session:
+            stations_service.ensure_builtin_groups(session)
+        log.info("broadcaster ready (%s)", engine.url.render_as_string(hide_password=True))
+        try:
+            yield
+        finally:
+            engine.dispose()
+
+    app = FastAPI(
+        title="broadcaster",
+        version="0.1.0",
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessionmaker = sessionmaker
+    app.state.readiness = {}
+
+    errors.install(app)
+    app.add_middleware(SecurityHeadersMiddleware)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        max_bytes=settings.max_request_bytes,
+        exempt_prefixes=("/api/v1/media",),
+    )
+    if settings.cors_origins:
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+
+    protected = [Depends(authenticate)]
+    app.include_router(health.router)
+    app.include_router(auth_router.public_router)
+    app.include_router(auth_router.router, dependencies=protected)
+    app.include_router(stations_router.router, dependencies=protected)
+
+    app.mount(
+        "/static/swagger",
+        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
+        name="swagger",
+    )
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="broadcaster API",
+            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger/swagger-ui.css",
+            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+        )
+
+    return app

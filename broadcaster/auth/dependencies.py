@@ -1,0 +1,59 @@
+"""The authentication dependency run before every protected route.
+
+Credentials: ``Authorization: Bearer <token>`` (API clients, integrations) or the
+``broadcaster_session`` cookie (the web UI).  A cookie-authenticated request that
+changes state must come from our own origin (checked on ``Origin``/``Referer``), the
+usual defence against cross-site request forgery on top of ``SameSite=Lax``.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from fastapi import Request
+
+from broadcaster.auth import service
+from kernel.dependencies import SessionDep
+from kernel.errors import PermissionDeniedError, Unauthenticated
+from kernel.security import Principal
+
+COOKIE_NAME = "broadcaster_session"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _bearer(request: Request) -> str | None:
+    header = request.headers.get("authorization")
+    if not header:
+        return None
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        raise Unauthenticated("malformed Authorization header; expected 'Bearer <token>'")
+    return value.strip()
+
+
+def _same_origin(request: Request) -> bool:
+    source = request.headers.get("origin") or request.headers.get("referer")
+    if not source:
+        return False
+    return urlsplit(source).netloc == request.headers.get("host", "")
+
+
+def authenticate(request: Request, session: SessionDep) -> Principal:
+    token_text = _bearer(request)
+    via_cookie = False
+    if token_text is None:
+        token_text = request.cookies.get(COOKIE_NAME)
+        via_cookie = token_text is not None
+    if not token_text:
+        raise Unauthenticated("authentication required", message_vi="Cần đăng nhập")
+    token = service.resolve_token(session, token_text)
+    if token is None:
+        raise Unauthenticated(
+            "invalid, expired or revoked token", message_vi="Phiên đăng nhập không hợp lệ"
+        )
+    if via_cookie and request.method not in SAFE_METHODS and not _same_origin(request):
+        raise PermissionDeniedError("cross-site request refused")
+    principal = service.principal_for(session, token.user, token)
+    session.commit()  # last_used_at
+    request.state.principal = principal
+    return principal

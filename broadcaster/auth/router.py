@@ -1,0 +1,325 @@
+"""Login, tokens, accounts and the audit log API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from fastapi import APIRouter, Form, Query, Request, Response, status
+from sqlalchemy import String, cast, select
+
+from broadcaster.auth import service
+from broadcaster.auth.dependencies import COOKIE_NAME
+from broadcaster.auth.models import Token, TokenKind, User
+from broadcaster.auth.schemas import (
+    ApiTokenCreate,
+    ApiTokenCreated,
+    ApiTokenRead,
+    AuditRead,
+    Me,
+    PasswordChange,
+    TokenResponse,
+    UserCreate,
+    UserRead,
+    UserUpdate,
+)
+from kernel import audit as audit_log
+from kernel.audit import AuditEntry
+from kernel.db import paginate
+from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep, client_ip
+from kernel.errors import InvalidInput, NotFoundError, Unauthenticated
+from kernel.security import Permission
+from stations.schemas import ListOf
+
+public_router = APIRouter(prefix="/api/v1/auth", tags=["auth"])
+router = APIRouter(prefix="/api/v1", tags=["auth"])
+
+UsernameForm = Annotated[str, Form(max_length=64)]
+PasswordForm = Annotated[str, Form(max_length=256)]
+
+
+def _login(
+    request: Request, session: SessionDep, username: str, password: str
+) -> tuple[str, Token]:
+    ip = client_ip(request)
+    try:
+        user = service.authenticate_password(session, username, password)
+    except Unauthenticated:
+        audit_log.record(
+            session,
+            actor=None,
+            actor_name=username,
+            action="auth.login_failed",
+            target_type="user",
+            targets=[username],
+            ip=ip,
+        )
+        session.commit()
+        raise
+    plaintext, token = service.issue_token(session, user, kind=TokenKind.SESSION, ip=ip)
+    audit_log.record(
+        session,
+        actor=service.principal_for(session, user),
+        action="auth.login",
+        target_type="user",
+        targets=[user.username],
+        ip=ip,
+    )
+    session.commit()
+    return plaintext, token
+
+
+@public_router.post("/token")
+def token(
+    request: Request, session: SessionDep, username: UsernameForm, password: PasswordForm
+) -> TokenResponse:
+    """OAuth2 password flow: form fields `username` and `password`."""
+    plaintext, issued = _login(request, session, username, password)
+    return TokenResponse(access_token=plaintext, expires_at=issued.expires_at)
+
+
+@public_router.post("/login")
+def login(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    username: UsernameForm,
+    password: PasswordForm,
+) -> TokenResponse:
+    """Web UI login: same as `/token`, and sets the HttpOnly session cookie."""
+    plaintext, issued = _login(request, session, username, password)
+    response.set_cookie(
+        COOKIE_NAME,
+        plaintext,
+        max_age=int(service.SESSION_TTL.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.settings.public_base_url.startswith("https://"),
+        path="/",
+    )
+    return TokenResponse(access_token=plaintext, expires_at=issued.expires_at)
+
+
+@router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
+def logout(session: SessionDep, principal: CurrentPrincipal, audit: Audit) -> Response:
+    if principal.token_id is not None:
+        issued = session.get(Token, principal.token_id)
+        if issued is not None and issued.revoked_at is None:
+            issued.revoked_at = dt.datetime.now(dt.UTC)
+    audit.record("auth.logout", "user", [principal.username])
+    session.commit()
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    response.delete_cookie(COOKIE_NAME, path="/")
+    return response
+
+
+def _user_read(user: User) -> UserRead:
+    return UserRead(
+        id=user.id,
+        username=user.username,
+        full_name=user.full_name,
+        role=user.role,
+        areas=[a.code for a in user.areas],
+        can_emergency=user.can_emergency,
+        active=user.active,
+        locked_until=user.locked_until,
+        created_at=user.created_at,
+    )
+
+
+@router.get("/auth/me")
+def me(session: SessionDep, principal: CurrentPrincipal) -> Me:
+    assert principal.user_id is not None
+    user = service.get_user(session, principal.user_id)
+    return Me(**_user_read(user).model_dump(), permissions=sorted(principal.permissions))
+
+
+@router.post("/auth/password", status_code=status.HTTP_204_NO_CONTENT)
+def change_password(
+    data: PasswordChange, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+) -> Response:
+    assert principal.user_id is not None
+    user = service.get_user(session, principal.user_id)
+    if not service.verify_password(user.password_hash, data.current_password):
+        raise InvalidInput(
+            "the current password is wrong",
+            field="current_password",
+            message_vi="Mật khẩu hiện tại không đúng",
+        )
+    service.update_user(session, user, UserUpdate(password=data.new_password))
+    audit.record("auth.password_change", "user", [user.username])
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+def _token_read(token: Token) -> ApiTokenRead:
+    return ApiTokenRead(
+        id=token.id,
+        name=token.name,
+        kind=token.kind.value,
+        prefix=token.prefix,
+        created_at=token.created_at,
+        expires_at=token.expires_at,
+        last_used_at=token.last_used_at,
+        revoked_at=token.revoked_at,
+    )
+
+
+@router.get("/auth/tokens", response_model=ListOf[ApiTokenRead])
+def list_tokens(session: SessionDep, principal: CurrentPrincipal) -> ListOf[ApiTokenRead]:
+    tokens = session.scalars(
+        select(Token)
+        .where(Token.user_id == principal.user_id, Token.kind == TokenKind.API)
+        .order_by(Token.id)
+    ).all()
+    return ListOf(items=[_token_read(t) for t in tokens], total=len(tokens))
+
+
+@router.post("/auth/tokens", status_code=status.HTTP_201_CREATED)
+def create_token(
+    data: ApiTokenCreate,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    audit: Audit,
+) -> ApiTokenCreated:
+    """A named API token for an integration (e.g. the provincial source system)."""
+    assert principal.user_id is not None
+    user = service.get_user(session, principal.user_id)
+    ttl = dt.timedelta(days=data.expires_in_days) if data.expires_in_days else None
+    plaintext, issued = service.issue_token(
+        session, user, kind=TokenKind.API, name=data.name, ttl=ttl, ip=client_ip(request)
+    )
+    audit.record("auth.token_create", "token", [str(issued.id)], after={"name": data.name})
+    session.commit()
+    return ApiTokenCreated(**_token_read(issued).model_dump(), token=plaintext)
+
+
+@router.delete("/auth/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+def revoke_token(
+    token_id: int, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+) -> Response:
+    issued = session.get(Token, token_id)
+    if issued is None or (
+        issued.user_id != principal.user_id and not principal.has(Permission.USERS_MANAGE)
+    ):
+        raise NotFoundError(f"token {token_id} not found")
+    if issued.revoked_at is None:
+        issued.revoked_at = dt.datetime.now(dt.UTC)
+    audit.record("auth.token_revoke", "token", [str(token_id)])
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- users -----------------------------------------------------------------------------
+
+
+@router.get("/users", response_model=ListOf[UserRead])
+def list_users(session: SessionDep, principal: CurrentPrincipal, page: PageDep) -> ListOf[UserRead]:
+    principal.require(Permission.USERS_MANAGE)
+    items, total = paginate(session, select(User).order_by(User.username), page.limit, page.offset)
+    return ListOf(items=[_user_read(u) for u in items], total=total)
+
+
+@router.post("/users", status_code=status.HTTP_201_CREATED)
+def create_user(
+    data: UserCreate, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+) -> UserRead:
+    principal.require(Permission.USERS_MANAGE)
+    user = service.create_user(session, data)
+    audit.record(
+        "user.create", "user", [user.username], after=data.model_dump(exclude={"password"})
+    )
+    session.commit()
+    return _user_read(user)
+
+
+@router.get("/users/{user_id}")
+def get_user(user_id: int, session: SessionDep, principal: CurrentPrincipal) -> UserRead:
+    principal.require(Permission.USERS_MANAGE)
+    return _user_read(service.get_user(session, user_id))
+
+
+@router.patch("/users/{user_id}")
+def update_user(
+    user_id: int, data: UserUpdate, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+) -> UserRead:
+    principal.require(Permission.USERS_MANAGE)
+    user = service.get_user(session, user_id)
+    before = _user_read(user).model_dump(
+        mode="json", include={"role", "areas", "can_emergency", "active"}
+    )
+    service.update_user(session, user, data)
+    audit.record(
+        "user.update",
+        "user",
+        [user.username],
+        before=before,
+        after=data.model_dump(mode="json", exclude={"password"}, exclude_unset=True)
+        | ({"password": "changed"} if data.password else {}),
+    )
+    session.commit()
+    return _user_read(user)
+
+
+@router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_user(
+    user_id: int, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+) -> Response:
+    principal.require(Permission.USERS_MANAGE)
+    user = service.get_user(session, user_id)
+    if user.id == principal.user_id:
+        raise InvalidInput("you cannot delete your own account", field="user_id")
+    username = user.username
+    session.delete(user)
+    audit.record("user.delete", "user", [username])
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- audit -----------------------------------------------------------------------------
+
+
+@router.get("/audit", response_model=ListOf[AuditRead], tags=["audit"])
+def list_audit(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    page: PageDep,
+    actor: Annotated[str | None, Query(max_length=64)] = None,
+    action: Annotated[str | None, Query(max_length=64)] = None,
+    target: Annotated[str | None, Query(max_length=128)] = None,
+    since: dt.datetime | None = Query(None, alias="from"),
+    until: dt.datetime | None = Query(None, alias="to"),
+) -> ListOf[AuditRead]:
+    """The append-only audit log, newest first (administrators only)."""
+    principal.require(Permission.AUDIT_READ)
+    query = select(AuditEntry)
+    if actor:
+        query = query.where(AuditEntry.actor == actor)
+    if action:
+        query = query.where(AuditEntry.action.like(action.replace("*", "%")))
+    if since:
+        query = query.where(AuditEntry.at >= since)
+    if until:
+        query = query.where(AuditEntry.at < until)
+    if target:
+        needle = target.replace("\\", "").replace('"', "").replace("%", "").replace("_", "\\_")
+        query = query.where(cast(AuditEntry.targets, String).like(f'%"{needle}"%', escape="\\"))
+    items, total = paginate(session, query.order_by(AuditEntry.id.desc()), page.limit, page.offset)
+    return ListOf(
+        items=[
+            AuditRead(
+                id=e.id,
+                at=e.at,
+                actor=e.actor,
+                action=e.action,
+                target_type=e.target_type,
+                targets=list(e.targets),
+                ip=e.ip,
+                before=e.before,
+                after=e.after,
+            )
+            for e in items
+        ],
+        total=total,
+    )

@@ -1,0 +1,200 @@
+"""The `broadcaster` command line (Typer + Rich)."""
+
+from __future__ import annotations
+
+import getpass
+import logging
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import Progress, SpinnerColumn, TextColumn
+from rich.table import Table
+from sqlalchemy import Engine
+
+from broadcaster import db
+from broadcaster.settings import Settings
+
+app = typer.Typer(help="Hệ thống truyền thanh cơ sở thông minh — broadcaster", no_args_is_help=True)
+db_app = typer.Typer(help="Database migrations", no_args_is_help=True)
+stations_app = typer.Typer(help="Station registry import/export", no_args_is_help=True)
+users_app = typer.Typer(help="Accounts", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(stations_app, name="stations")
+app.add_typer(users_app, name="users")
+
+console = Console()
+err = Console(stderr=True)
+
+
+def _settings() -> Settings:
+    try:
+        return Settings()
+    except ValueError as exc:
+        err.print(f"[red]Invalid settings:[/red] {exc}")
+        raise typer.Exit(2) from exc
+
+
+def _migrated(settings: Settings) -> Engine:
+    engine = db.make_engine(settings.database_url)
+    with console.status("Applying database migrations…"):
+        db.upgrade(engine)
+    return engine
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+) -> None:
+    """Run the service (API, dashboard)."""
+    import uvicorn
+
+    from broadcaster.app import create_app
+
+    _configure_logging(log_level)
+    settings = _settings()
+    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Apply every pending migration."""
+    settings = _settings()
+    _migrated(settings)
+    console.print("[green]Database is up to date.[/green]")
+
+
+class Dataset(StrEnum):
+    TAN_AN = "tan-an"
+
+
+@app.command()
+def seed(
+    dataset: Annotated[Dataset, typer.Argument(help="which data set")] = Dataset.TAN_AN,
+) -> None:
+    """Load a data set (idempotent): Tân An city's areas, stations and groups."""
+    from stations import tan_an
+
+    settings = _settings()
+    engine = _migrated(settings)
+    factory = db.make_sessionmaker(engine)
+    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as progress:
+        progress.add_task("Seeding Tân An…", total=None)
+        with db.session_scope(factory) as session:
+            added = tan_an.load(session)
+    console.print(
+        f"[green]Tân An seeded:[/green] {added['areas']} areas and "
+        f"{added['stations']} stations added."
+    )
+
+
+@stations_app.command("import")
+def stations_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True)],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="validate only")] = False,
+) -> None:
+    """Import stations from CSV (all rows or none)."""
+    from stations import csvio
+
+    settings = _settings()
+    factory = db.make_sessionmaker(_migrated(settings))
+    content = file.read_bytes()
+    with factory() as session:
+        report = csvio.import_stations(session, content, dry_run=dry_run)
+        if report.errors:
+            session.rollback()
+            table = Table("line", "field", "error", title=f"{len(report.errors)} error(s)")
+            for e in report.errors:
+                table.add_row(str(e.line), e.field or "", e.message)
+            err.print(table)
+            err.print("[red]Nothing was written.[/red]")
+            raise typer.Exit(1)
+        session.commit()
+    verb = "would be" if dry_run else "were"
+    console.print(
+        f"[green]{report.rows} rows valid:[/green] {report.created} {verb} created, "
+        f"{report.updated} {verb} updated."
+    )
+
+
+@stations_app.command("export")
+def stations_export(
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="file (default stdout)")
+    ] = None,
+) -> None:
+    """Export the station registry as CSV (UTF-8 with BOM, opens in Excel)."""
+    from sqlalchemy import select
+
+    from stations import csvio
+    from stations.models import Station
+
+    settings = _settings()
+    factory = db.make_sessionmaker(_migrated(settings))
+    with factory() as session:
+        body = csvio.export_stations(session.scalars(select(Station).order_by(Station.sid)))
+    if output is None:
+        sys.stdout.write(body)
+    else:
+        output.write_text(body, encoding="utf-8")
+        console.print(f"Wrote {output}")
+
+
+@users_app.command("create-admin")
+def create_admin(
+    username: Annotated[str, typer.Option(prompt=True)],
+    password: Annotated[str | None, typer.Option(help="prompted when omitted")] = None,
+) -> None:
+    """Create a city administrator (there is no default account)."""
+    from pydantic import ValidationError
+
+    from broadcaster.auth import service
+    from broadcaster.auth.schemas import UserCreate
+    from kernel.errors import DomainError
+    from kernel.security import Role
+
+    if password is None:
+        password = getpass.getpass("Password: ")
+        if getpass.getpass("Repeat password: ") != password:
+            err.print("[red]Passwords do not match.[/red]")
+            raise typer.Exit(1)
+    settings = _settings()
+    factory = db.make_sessionmaker(_migrated(settings))
+    try:
+        data = UserCreate(username=username, password=password, role=Role.ADMIN, can_emergency=True)
+        with db.session_scope(factory) as session:
+            service.create_user(session, data)
+    except ValidationError as exc:
+        for e in exc.errors():
+            err.print(f"[red]{'.'.join(map(str, e['loc']))}: {e['msg']}[/red]")
+        raise typer.Exit(1) from exc
+    except DomainError as exc:
+        err.print(f"[red]{exc.message}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]Administrator {username!r} created.[/green]")
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option()] = "127.0.0.1",
+    port: Annotated[int, typer.Option()] = 8000,
+) -> None:
+    """Run everything on embedded defaults (SQLite, Tân An) for a first look."""
+    from broadcaster import demo as demo_module
+
+    demo_module.run(host=host, port=port)
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,87 @@
+"""Service settings (pydantic-settings), read once at start-up and passed in.
+
+One `Settings` class per concern, each with its own environment prefix:
+
+- `Settings` (``BROADCASTER_``): what the service itself needs.
+- `audio_library.settings.AudioSettings` (``BROADCASTER_AUDIO_``): the media pipeline.
+
+Nothing below `broadcaster/` reads the environment; the composition root builds these
+objects and hands the values down.  A default secret key is refused unless
+``BROADCASTER_ENVIRONMENT=development``.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Self
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_SECRET_KEY = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside development
+
+
+class Environment(StrEnum):
+    DEVELOPMENT = "development"
+    TEST = "test"
+    PRODUCTION = "production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="BROADCASTER_", extra="ignore")
+
+    environment: Environment = Environment.DEVELOPMENT
+    database_url: str = "sqlite:///./var/broadcaster.db"
+    mqtt_url: str = "mqtt://127.0.0.1:1883"
+    mqtt_topic_prefix: str = "loa/v1"
+    mqtt_instance: str = "main"
+    media_dir: Path = Path("./var/media")
+    public_base_url: str = "http://127.0.0.1:8000"
+    secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
+    timezone: str = "Asia/Ho_Chi_Minh"
+    telemetry_retention_days: int = Field(default=30, ge=1, le=3650)
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    cors_origins: list[str] = Field(default_factory=list)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_timezone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    @field_validator("mqtt_url")
+    @classmethod
+    def _mqtt_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+            raise ValueError("BROADCASTER_MQTT_URL must look like mqtt://host:port")
+        return value
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_base_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ValueError("BROADCASTER_PUBLIC_BASE_URL must be an http(s) URL")
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_defaults(self) -> Self:
+        if self.environment is not Environment.DEVELOPMENT:
+            key = self.secret_key.get_secret_value()
+            if key == DEFAULT_SECRET_KEY or len(key) < 32:
+                raise ValueError(
+                    "BROADCASTER_SECRET_KEY must be set to a random value of at least "
+                    "32 characters outside development"
+                )
+        return self
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)

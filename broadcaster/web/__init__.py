@@ -1,0 +1,1 @@
+"""The web layer: error mapping, middleware, health checks, dashboard."""

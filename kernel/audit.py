@@ -1,0 +1,62 @@
+"""The append-only audit log: who did what, to which targets, when, from where.
+
+Routers record an entry in the same transaction as the change it describes (so a
+change is never committed without its record).  No code path updates or deletes rows;
+the migration also installs database triggers that refuse UPDATE and DELETE.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Index, String
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from kernel.db import Base, JSONType, utcnow
+from kernel.security import Principal
+
+
+class AuditEntry(Base):
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_at", "at"), Index("ix_audit_log_action", "action"))
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    # No foreign key: the record outlives the account it names.
+    actor_id: Mapped[int | None] = mapped_column(nullable=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    action: Mapped[str] = mapped_column(String(64))
+    target_type: Mapped[str] = mapped_column(String(32))
+    targets: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    before: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    after: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+
+
+def record(
+    session: Session,
+    *,
+    actor: Principal | None,
+    action: str,
+    target_type: str,
+    targets: Sequence[str] = (),
+    ip: str | None = None,
+    before: dict[str, Any] | None = None,
+    after: dict[str, Any] | None = None,
+    actor_name: str | None = None,
+) -> AuditEntry:
+    entry = AuditEntry(
+        actor_id=actor.user_id if actor else None,
+        actor=(actor.username if actor else actor_name) or "system",
+        action=action,
+        target_type=target_type,
+        targets=list(targets),
+        ip=ip,
+        before=before,
+        after=after,
+    )
+    session.add(entry)
+    session.flush()
+    return entry

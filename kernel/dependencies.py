@@ -1,0 +1,104 @@
+"""FastAPI dependencies every domain router uses: the request's session, the
+authenticated principal and the audit trail.
+
+The composition root (`broadcaster.app`) puts the session factory on ``app.state`` and
+runs its authentication dependency before every protected route; it stores the
+`Principal` on ``request.state.principal``, which `get_principal` reads here.  Domain
+routers therefore never import `broadcaster`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, Query, Request
+from sqlalchemy.orm import Session, sessionmaker
+
+from kernel import audit
+from kernel.errors import Unauthenticated
+from kernel.security import Principal
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    session = factory()
+    try:
+        yield session
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_principal(request: Request) -> Principal:
+    principal = getattr(request.state, "principal", None)
+    if not isinstance(principal, Principal):
+        raise Unauthenticated("authentication required", message_vi="Cần đăng nhập")
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def client_ip(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+class AuditTrail:
+    """Records audit entries in the request's session (committed with the change)."""
+
+    def __init__(self, session: Session, principal: Principal, ip: str | None) -> None:
+        self.session = session
+        self.principal = principal
+        self.ip = ip
+
+    def record(
+        self,
+        action: str,
+        target_type: str,
+        targets: Sequence[str] = (),
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+    ) -> None:
+        audit.record(
+            self.session,
+            actor=self.principal,
+            action=action,
+            target_type=target_type,
+            targets=targets,
+            ip=self.ip,
+            before=before,
+            after=after,
+        )
+
+
+def get_audit(request: Request, session: SessionDep, principal: CurrentPrincipal) -> AuditTrail:
+    return AuditTrail(session, principal, client_ip(request))
+
+
+Audit = Annotated[AuditTrail, Depends(get_audit)]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """`limit`/`offset` of a list request."""
+
+    limit: int
+    offset: int
+
+
+def page_params(
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most 1000")] = 50,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> Page:
+    return Page(limit=limit, offset=offset)
+
+
+PageDep = Annotated[Page, Depends(page_params)]

@@ -1,0 +1,237 @@
+"""CSV import and export of the station registry.
+
+Import validates every row before writing anything: each problem is reported with its
+line number (1 = the header) and field; only a file without errors is written, all rows
+in one transaction (rows whose `sid` exists are updated, others created).  UTF-8 with or
+without a BOM (Excel's "CSV UTF-8") is accepted; the delimiter may be a comma, a
+semicolon (Excel with a Vietnamese locale) or a tab.  Export writes UTF-8 with a BOM so
+Excel shows the diacritics.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Collection, Iterable
+from typing import Any
+
+from pydantic import ValidationError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from kernel.text import fold
+from stations.models import Area, Station
+from stations.schemas import ImportError_, ImportReport, StationCreate
+
+COLUMNS = (
+    "sid",
+    "name",
+    "kind",
+    "area_code",
+    "latitude",
+    "longitude",
+    "address",
+    "controller_model",
+    "firmware",
+    "capabilities",
+    "default_volume",
+    "enabled",
+    "sim_iccid",
+    "phone",
+    "notes",
+)
+REQUIRED = ("sid", "name", "kind", "area_code")
+_TRUE = {"1", "true", "yes", "y", "co", "x", "on"}
+_FALSE = {"0", "false", "no", "n", "khong", "off"}
+
+
+def _decode(content: bytes) -> tuple[str | None, list[ImportError_]]:
+    if content.startswith(b"\xef\xbb\xbf"):
+        content = content[3:]
+    try:
+        return content.decode("utf-8"), []
+    except UnicodeDecodeError:
+        pass
+    errors = []
+    for number, raw in enumerate(content.split(b"\n"), start=1):
+        try:
+            raw.decode("utf-8")
+        except UnicodeDecodeError:
+            errors.append(
+                ImportError_(
+                    line=number,
+                    field=None,
+                    message="not UTF-8 text; save the file as 'CSV UTF-8' "
+                    "(Không phải mã UTF-8, hãy lưu tệp dạng CSV UTF-8)",
+                )
+            )
+    return None, errors
+
+
+def _row_values(row: dict[str, str]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for column in COLUMNS:
+        raw = (row.get(column) or "").strip()
+        if raw == "":
+            continue
+        if column == "capabilities":
+            values[column] = [c.strip() for c in raw.replace(",", ";").split(";") if c.strip()]
+        elif column == "enabled":
+            folded = fold(raw)
+            if folded in _TRUE:
+                values[column] = True
+            elif folded in _FALSE:
+                values[column] = False
+            else:
+                values[column] = raw  # let validation report it
+        else:
+            values[column] = raw
+    return values
+
+
+class Parsed:
+    """Rows that validated (with their line numbers), every error, and the row count."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, StationCreate]] = []
+        self.errors: list[ImportError_] = []
+        self.count = 0
+
+
+def parse(content: bytes) -> Parsed:
+    parsed = Parsed()
+    text, parsed.errors = _decode(content)
+    errors = parsed.errors
+    if text is None:
+        return parsed
+    if not text.strip():
+        errors.append(ImportError_(line=1, field=None, message="the file is empty"))
+        return parsed
+    sample = text[:4096]
+    try:
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+    except csv.Error:
+        dialect = csv.excel
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
+    header = [h.strip() for h in reader.fieldnames or []]
+    reader.fieldnames = header
+    missing = [c for c in REQUIRED if c not in header]
+    if missing:
+        errors.extend(
+            ImportError_(line=1, field=c, message=f"missing column {c!r}") for c in missing
+        )
+        return parsed
+    rows = parsed.rows
+    seen: dict[str, int] = {}
+    for row in reader:
+        line = reader.line_num
+        if not any((v or "").strip() for v in row.values() if isinstance(v, str)):
+            continue
+        parsed.count += 1
+        if None in row:
+            errors.append(ImportError_(line=line, field=None, message="too many columns"))
+            continue
+        values = _row_values(row)
+        try:
+            station = StationCreate.model_validate(values)
+        except ValidationError as exc:
+            for err in exc.errors():
+                field = ".".join(str(p) for p in err["loc"]) or None
+                errors.append(ImportError_(line=line, field=field, message=err["msg"]))
+            continue
+        if station.sid in seen:
+            errors.append(
+                ImportError_(
+                    line=line,
+                    field="sid",
+                    message=f"duplicate sid {station.sid!r} (first on line {seen[station.sid]})",
+                )
+            )
+            continue
+        seen[station.sid] = line
+        rows.append((line, station))
+    return parsed
+
+
+def import_stations(
+    session: Session,
+    content: bytes,
+    *,
+    dry_run: bool,
+    scope: Collection[int] | None = None,
+) -> ImportReport:
+    """Validate the whole file, then (unless `dry_run` or errors) upsert every row."""
+    parsed = parse(content)
+    rows, errors = parsed.rows, parsed.errors
+    areas = {a.code: a for a in session.scalars(select(Area))}
+    existing = {s.sid: s for s in session.scalars(select(Station))}
+    for line, row in rows:
+        area = areas.get(row.area_code)
+        if area is None:
+            errors.append(
+                ImportError_(
+                    line=line, field="area_code", message=f"unknown area {row.area_code!r}"
+                )
+            )
+        elif scope is not None and area.id not in scope:
+            errors.append(
+                ImportError_(
+                    line=line, field="area_code", message="area outside your assigned areas"
+                )
+            )
+        current = existing.get(row.sid)
+        if current is not None and scope is not None and current.area_id not in scope:
+            errors.append(
+                ImportError_(line=line, field="sid", message=f"station {row.sid!r} is not yours")
+            )
+    errors.sort(key=lambda e: (e.line, e.field or ""))
+    created = sum(1 for _, r in rows if r.sid not in existing)
+    report = ImportReport(
+        dry_run=dry_run,
+        rows=parsed.count,
+        created=created,
+        updated=len(rows) - created,
+        errors=errors,
+    )
+    if dry_run or errors:
+        return report
+    for _, row in rows:
+        fields = row.model_dump(exclude={"area_code"})
+        fields["area_id"] = areas[row.area_code].id
+        fields["name_folded"] = fold(row.name)
+        station = existing.get(row.sid)
+        if station is None:
+            session.add(Station(**fields))
+        else:
+            for name, value in fields.items():
+                setattr(station, name, value)
+    session.flush()
+    return report
+
+
+def export_stations(stations: Iterable[Station]) -> str:
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, lineterminator="\r\n")
+    writer.writerow(COLUMNS)
+    for s in stations:
+        writer.writerow(
+            [
+                s.sid,
+                s.name,
+                s.kind.value,
+                s.area.code,
+                "" if s.latitude is None else f"{s.latitude:.6f}",
+                "" if s.longitude is None else f"{s.longitude:.6f}",
+                s.address or "",
+                s.controller_model or "",
+                s.firmware or "",
+                ";".join(s.capabilities),
+                s.default_volume,
+                "true" if s.enabled else "false",
+                s.sim_iccid or "",
+                s.phone or "",
+                s.notes or "",
+            ]
+        )
+    return out.getvalue()

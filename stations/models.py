@@ -1,0 +1,152 @@
+"""Registry tables: areas (city > ward/commune > hamlet), stations, groups."""
+
+from __future__ import annotations
+
+import datetime as dt
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from kernel.db import Base, JSONType, utcnow
+
+
+class AreaLevel(StrEnum):
+    CITY = "city"
+    WARD = "ward"
+    COMMUNE = "commune"
+    HAMLET = "hamlet"
+
+    @property
+    def rank(self) -> int:
+        return {"city": 0, "ward": 1, "commune": 1, "hamlet": 2}[self.value]
+
+
+class StationKind(StrEnum):
+    HAMLET = "hamlet"
+    SMART = "smart"
+
+
+def _enum(cls: type[StrEnum], name: str) -> Enum:
+    return Enum(cls, name=name, native_enum=False, length=16, values_callable=_values)
+
+
+def _values(cls: type[StrEnum]) -> list[str]:
+    return [m.value for m in cls]
+
+
+class Area(Base):
+    __tablename__ = "areas"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_folded: Mapped[str] = mapped_column(String(200), index=True)
+    level: Mapped[AreaLevel] = mapped_column(_enum(AreaLevel, "area_level"))
+    parent_id: Mapped[int | None] = mapped_column(
+        ForeignKey("areas.id", ondelete="RESTRICT"), index=True, nullable=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    parent: Mapped[Area | None] = relationship(remote_side=[id], lazy="joined", join_depth=1)
+
+
+class Station(Base):
+    __tablename__ = "stations"
+    __table_args__ = (
+        CheckConstraint("default_volume BETWEEN 0 AND 100", name="volume_range"),
+        CheckConstraint("latitude IS NULL OR (latitude BETWEEN -90 AND 90)", name="lat"),
+        CheckConstraint("longitude IS NULL OR (longitude BETWEEN -180 AND 180)", name="lon"),
+    )
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_folded: Mapped[str] = mapped_column(String(200), index=True)
+    kind: Mapped[StationKind] = mapped_column(_enum(StationKind, "station_kind"), index=True)
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="RESTRICT"), index=True)
+    latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    address: Mapped[str | None] = mapped_column(String(300), nullable=True)
+    controller_model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    firmware: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    capabilities: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    default_volume: Mapped[int] = mapped_column(Integer, default=70)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    sim_iccid: Mapped[str | None] = mapped_column(String(22), nullable=True)
+    phone: Mapped[str | None] = mapped_column(String(20), nullable=True)
+    notes: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    area: Mapped[Area] = relationship(lazy="joined")
+
+
+group_stations = Table(
+    "group_stations",
+    Base.metadata,
+    Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("station_id", ForeignKey("stations.id", ondelete="CASCADE"), primary_key=True),
+)
+
+group_areas = Table(
+    "group_areas",
+    Base.metadata,
+    Column("group_id", ForeignKey("groups.id", ondelete="CASCADE"), primary_key=True),
+    Column("area_id", ForeignKey("areas.id", ondelete="CASCADE"), primary_key=True),
+)
+
+
+class Group(Base):
+    """A named set of stations: listed stations plus every station under listed areas.
+
+    Area members are resolved when the group is used, so a station added to a hamlet
+    joins its commune's group at once.  ``all`` is built in and means every station.
+    Every ward/commune gets an automatic group (``auto``: same code, its area as the
+    only member, removed with the area).  `owner_area_id` says whose group it is (who
+    may edit it); ``None`` means a city-wide group.
+    """
+
+    __tablename__ = "groups"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    gid: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(200))
+    name_folded: Mapped[str] = mapped_column(String(200), index=True)
+    description: Mapped[str | None] = mapped_column(Text, nullable=True)
+    builtin: Mapped[bool] = mapped_column(Boolean, default=False)
+    auto: Mapped[bool] = mapped_column(Boolean, default=False)
+    owner_area_id: Mapped[int | None] = mapped_column(
+        ForeignKey("areas.id", ondelete="CASCADE"), index=True, nullable=True
+    )
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    stations: Mapped[list[Station]] = relationship(
+        secondary=group_stations, lazy="selectin", order_by=Station.sid
+    )
+    areas: Mapped[list[Area]] = relationship(
+        secondary=group_areas, lazy="selectin", order_by=Area.code
+    )
+
+
+def as_dict(obj: Base, fields: tuple[str, ...]) -> dict[str, Any]:
+    """A plain snapshot of some columns (for audit before/after)."""
+    out: dict[str, Any] = {}
+    for name in fields:
+        value = getattr(obj, name)
+        out[name] = value.value if isinstance(value, StrEnum) else value
+    return out

@@ -1,0 +1,384 @@
+"""Registry API: areas, stations, groups, CSV import/export."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, File, Query, Response, UploadFile, status
+from fastapi.responses import JSONResponse
+
+from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
+from kernel.errors import PayloadTooLarge
+from kernel.security import Permission
+from stations import csvio, service
+from stations.dependencies import AreaDep, GroupDep, StationDep
+from stations.models import Area, AreaLevel, Group, Station, StationKind, as_dict
+from stations.schemas import (
+    CODE_PATTERN,
+    AreaCreate,
+    AreaRead,
+    AreaUpdate,
+    GroupCreate,
+    GroupMembers,
+    GroupRead,
+    GroupUpdate,
+    ImportReport,
+    ListOf,
+    StationCreate,
+    StationRead,
+    StationUpdate,
+)
+
+router = APIRouter(prefix="/api/v1")
+
+MAX_IMPORT_BYTES = 10 * 1024 * 1024
+AreaCodeQuery = Annotated[str | None, Query(pattern=CODE_PATTERN, description="area subtree")]
+SearchQuery = Annotated[
+    str | None, Query(max_length=200, description="name search, diacritics optional")
+]
+
+
+def area_read(area: Area) -> AreaRead:
+    return AreaRead(
+        code=area.code,
+        name=area.name,
+        level=area.level,
+        parent_code=area.parent.code if area.parent else None,
+        created_at=area.created_at,
+        updated_at=area.updated_at,
+    )
+
+
+def station_read(station: Station) -> StationRead:
+    return StationRead(
+        sid=station.sid,
+        name=station.name,
+        kind=station.kind,
+        area_code=station.area.code,
+        area_name=station.area.name,
+        latitude=station.latitude,
+        longitude=station.longitude,
+        address=station.address,
+        controller_model=station.controller_model,
+        firmware=station.firmware,
+        capabilities=list(station.capabilities),
+        default_volume=station.default_volume,
+        enabled=station.enabled,
+        sim_iccid=station.sim_iccid,
+        phone=station.phone,
+        notes=station.notes,
+        created_at=station.created_at,
+        updated_at=station.updated_at,
+    )
+
+
+def group_read(session: SessionDep, group: Group) -> GroupRead:
+    owner = session.get(Area, group.owner_area_id) if group.owner_area_id else None
+    return GroupRead(
+        gid=group.gid,
+        name=group.name,
+        description=group.description,
+        builtin=group.builtin,
+        auto=group.auto,
+        owner_area_code=owner.code if owner else None,
+        stations=[s.sid for s in group.stations],
+        areas=[a.code for a in group.areas],
+        station_count=len(service.group_station_ids(session, group)),
+        created_at=group.created_at,
+        updated_at=group.updated_at,
+    )
+
+
+# --- areas -----------------------------------------------------------------------------
+
+
+@router.get("/areas", response_model=ListOf[AreaRead], tags=["areas"])
+def list_areas(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    page: PageDep,
+    level: AreaLevel | None = None,
+    parent: AreaCodeQuery = None,
+    area: AreaCodeQuery = None,
+    q: SearchQuery = None,
+) -> ListOf[AreaRead]:
+    items, total = service.list_areas(
+        session,
+        scope=principal.scope,
+        level=level,
+        parent=parent,
+        within=area,
+        q=q,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    return ListOf(items=[area_read(a) for a in items], total=total)
+
+
+@router.post("/areas", status_code=status.HTTP_201_CREATED, tags=["areas"])
+def create_area(
+    data: AreaCreate, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+) -> AreaRead:
+    principal.require(Permission.AREAS_WRITE)
+    area = service.create_area(session, data)
+    audit.record("area.create", "area", [area.code], after=as_dict(area, service.AREA_FIELDS))
+    session.commit()
+    return area_read(area)
+
+
+@router.get("/areas/{code}", tags=["areas"])
+def get_area(area: AreaDep) -> AreaRead:
+    return area_read(area)
+
+
+@router.patch("/areas/{code}", tags=["areas"])
+def update_area(
+    area: AreaDep,
+    data: AreaUpdate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    audit: Audit,
+) -> AreaRead:
+    principal.require(Permission.AREAS_WRITE)
+    before = as_dict(area, service.AREA_FIELDS)
+    area = service.update_area(session, area.code, data)
+    audit.record(
+        "area.update", "area", [area.code], before=before, after=as_dict(area, service.AREA_FIELDS)
+    )
+    session.commit()
+    session.refresh(area)
+    return area_read(area)
+
+
+@router.delete("/areas/{code}", status_code=status.HTTP_204_NO_CONTENT, tags=["areas"])
+def delete_area(
+    area: AreaDep, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+) -> Response:
+    principal.require(Permission.AREAS_WRITE)
+    before = as_dict(area, service.AREA_FIELDS)
+    service.delete_area(session, area.code)
+    audit.record("area.delete", "area", [before["code"]], before=before)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- stations --------------------------------------------------------------------------
+
+
+@router.get("/stations", response_model=ListOf[StationRead], tags=["stations"])
+def list_stations(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    page: PageDep,
+    area: AreaCodeQuery = None,
+    kind: StationKind | None = None,
+    q: SearchQuery = None,
+    enabled: bool | None = None,
+) -> ListOf[StationRead]:
+    query = service.station_query(
+        session, scope=principal.scope, area=area, kind=kind, q=q, enabled=enabled
+    )
+    items, total = service.list_stations(session, query, limit=page.limit, offset=page.offset)
+    return ListOf(items=[station_read(s) for s in items], total=total)
+
+
+@router.post("/stations", status_code=status.HTTP_201_CREATED, tags=["stations"])
+def create_station(
+    data: StationCreate, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+) -> StationRead:
+    principal.require(Permission.STATIONS_WRITE)
+    area = service.get_area(session, data.area_code) if principal.scope is not None else None
+    if area is not None:
+        principal.require_area(Permission.STATIONS_WRITE, area.id)
+    station = service.create_station(session, data)
+    audit.record(
+        "station.create", "station", [station.sid], after=as_dict(station, service.STATION_FIELDS)
+    )
+    session.commit()
+    return station_read(station)
+
+
+@router.get("/stations/export.csv", tags=["stations"], response_class=Response)
+def export_stations(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    area: AreaCodeQuery = None,
+    kind: StationKind | None = None,
+    q: SearchQuery = None,
+) -> Response:
+    query = service.station_query(session, scope=principal.scope, area=area, kind=kind, q=q)
+    body = csvio.export_stations(session.scalars(query))
+    return Response(
+        content=body.encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": 'attachment; filename="stations.csv"'},
+    )
+
+
+@router.post(
+    "/stations/import",
+    tags=["stations"],
+    response_model=ImportReport,
+    responses={422: {"model": ImportReport, "description": "rows with errors; nothing written"}},
+)
+async def import_stations(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    audit: Audit,
+    file: Annotated[UploadFile, File(description="CSV, UTF-8 (BOM allowed)")],
+    dry_run: bool = False,
+) -> JSONResponse:
+    principal.require(Permission.STATIONS_WRITE)
+    content = await file.read(MAX_IMPORT_BYTES + 1)
+    if len(content) > MAX_IMPORT_BYTES:
+        raise PayloadTooLarge(f"CSV larger than {MAX_IMPORT_BYTES // (1024 * 1024)} MB")
+    report = csvio.import_stations(session, content, dry_run=dry_run, scope=principal.scope)
+    if report.errors:
+        session.rollback()
+        code = status.HTTP_200_OK if dry_run else status.HTTP_422_UNPROCESSABLE_CONTENT
+        return JSONResponse(report.model_dump(), status_code=code)
+    if not dry_run:
+        audit.record(
+            "station.import",
+            "station",
+            [],
+            after={"created": report.created, "updated": report.updated, "file": file.filename},
+        )
+        session.commit()
+    return JSONResponse(report.model_dump())
+
+
+@router.get("/stations/{sid}", tags=["stations"])
+def get_station(station: StationDep) -> StationRead:
+    return station_read(station)
+
+
+@router.patch("/stations/{sid}", tags=["stations"])
+def update_station(
+    station: StationDep,
+    data: StationUpdate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    audit: Audit,
+) -> StationRead:
+    principal.require(Permission.STATIONS_WRITE)
+    if data.area_code is not None and principal.scope is not None:
+        principal.require_area(
+            Permission.STATIONS_WRITE, service.get_area(session, data.area_code).id
+        )
+    before = as_dict(station, service.STATION_FIELDS)
+    station = service.update_station(session, station.sid, data)
+    audit.record(
+        "station.update",
+        "station",
+        [station.sid],
+        before=before,
+        after=as_dict(station, service.STATION_FIELDS),
+    )
+    session.commit()
+    return station_read(station)
+
+
+@router.delete("/stations/{sid}", status_code=status.HTTP_204_NO_CONTENT, tags=["stations"])
+def delete_station(
+    station: StationDep, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+) -> Response:
+    principal.require(Permission.STATIONS_WRITE)
+    before = as_dict(station, service.STATION_FIELDS)
+    service.delete_station(session, station.sid)
+    audit.record("station.delete", "station", [station.sid], before=before)
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- groups ----------------------------------------------------------------------------
+
+
+@router.get("/groups", response_model=ListOf[GroupRead], tags=["groups"])
+def list_groups(
+    session: SessionDep, principal: CurrentPrincipal, page: PageDep, q: SearchQuery = None
+) -> ListOf[GroupRead]:
+    items, total = service.list_groups(
+        session, scope=principal.scope, q=q, limit=page.limit, offset=page.offset
+    )
+    return ListOf(items=[group_read(session, g) for g in items], total=total)
+
+
+def _require_group_members_in_scope(
+    session: SessionDep, principal: CurrentPrincipal, sids: list[str], codes: list[str]
+) -> None:
+    if principal.scope is None:
+        return
+    for sid in sids:
+        principal.require_area(Permission.GROUPS_WRITE, service.get_station(session, sid).area_id)
+    for code in codes:
+        principal.require_area(Permission.GROUPS_WRITE, service.get_area(session, code).id)
+
+
+@router.post("/groups", status_code=status.HTTP_201_CREATED, tags=["groups"])
+def create_group(
+    data: GroupCreate, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+) -> GroupRead:
+    principal.require(Permission.GROUPS_WRITE)
+    if principal.scope is not None:
+        if data.owner_area_code is None:
+            data.owner_area_code = min(principal.area_codes) if principal.area_codes else None
+        owner = service.get_area(session, data.owner_area_code) if data.owner_area_code else None
+        principal.require_area(Permission.GROUPS_WRITE, owner.id if owner else None)
+        _require_group_members_in_scope(session, principal, data.stations, data.areas)
+    group = service.create_group(session, data)
+    audit.record("group.create", "group", [group.gid], after=data.model_dump())
+    session.commit()
+    return group_read(session, group)
+
+
+@router.get("/groups/{gid}", tags=["groups"])
+def get_group(group: GroupDep, session: SessionDep) -> GroupRead:
+    return group_read(session, group)
+
+
+@router.get("/groups/{gid}/stations", tags=["groups"])
+def group_stations(
+    group: GroupDep, session: SessionDep, principal: CurrentPrincipal
+) -> GroupMembers:
+    ids = service.group_station_ids(session, group)
+    query = service.station_query(session, scope=principal.scope).where(Station.id.in_(ids))
+    sids = [s.sid for s in session.scalars(query)]
+    return GroupMembers(gid=group.gid, stations=sids, total=len(sids))
+
+
+@router.patch("/groups/{gid}", tags=["groups"])
+def update_group(
+    group: GroupDep,
+    data: GroupUpdate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    audit: Audit,
+) -> GroupRead:
+    principal.require(Permission.GROUPS_WRITE)
+    if group.builtin:
+        principal.require(Permission.AREAS_WRITE)
+    _require_group_members_in_scope(session, principal, data.stations or [], data.areas or [])
+    before = {"stations": [s.sid for s in group.stations], "areas": [a.code for a in group.areas]}
+    group = service.update_group(session, group.gid, data)
+    audit.record(
+        "group.update",
+        "group",
+        [group.gid],
+        before=before,
+        after=data.model_dump(exclude_unset=True),
+    )
+    session.commit()
+    return group_read(session, group)
+
+
+@router.delete("/groups/{gid}", status_code=status.HTTP_204_NO_CONTENT, tags=["groups"])
+def delete_group(
+    group: GroupDep, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+) -> Response:
+    principal.require(Permission.GROUPS_WRITE)
+    gid = group.gid
+    service.delete_group(session, gid)
+    audit.record("group.delete", "group", [gid])
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -1,0 +1,195 @@
+"""Pydantic shapes of the registry API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from stations.models import AreaLevel, StationKind
+
+SID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
+CODE_PATTERN = SID_PATTERN
+
+Sid = Annotated[str, StringConstraints(pattern=SID_PATTERN)]
+Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Latitude = Annotated[float, Field(ge=-90, le=90)]
+Longitude = Annotated[float, Field(ge=-180, le=180)]
+Volume = Annotated[int, Field(ge=0, le=100)]
+
+CAPABILITIES = (
+    "file",
+    "relay",
+    "sync_start",
+    "fm",
+    "telemetry_power",
+    "telemetry_amp",
+    "telemetry_speaker",
+)
+
+T = TypeVar("T")
+
+
+class ListOf(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+# --- areas -----------------------------------------------------------------------------
+
+
+class AreaCreate(_Strict):
+    code: Code
+    name: Name
+    level: AreaLevel
+    parent_code: Code | None = None
+
+
+class AreaUpdate(_Strict):
+    name: Name | None = None
+    level: AreaLevel | None = None
+    parent_code: Code | None = None
+
+
+class AreaRead(BaseModel):
+    code: str
+    name: str
+    level: AreaLevel
+    parent_code: str | None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+# --- stations --------------------------------------------------------------------------
+
+
+def _check_capabilities(value: list[str] | None) -> list[str] | None:
+    if value is None:
+        return None
+    unknown = sorted(set(value) - set(CAPABILITIES))
+    if unknown:
+        raise ValueError(f"unknown capabilities {unknown}; allowed: {', '.join(CAPABILITIES)}")
+    return sorted(set(value), key=CAPABILITIES.index)
+
+
+class StationFields(_Strict):
+    latitude: Latitude | None = None
+    longitude: Longitude | None = None
+    address: Annotated[str, StringConstraints(max_length=300)] | None = None
+    controller_model: Annotated[str, StringConstraints(max_length=64)] | None = None
+    firmware: Annotated[str, StringConstraints(max_length=64)] | None = None
+    sim_iccid: Annotated[str, StringConstraints(pattern=r"^[0-9]{18,22}$")] | None = None
+    phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{9,15}$")] | None = None
+    notes: Annotated[str, StringConstraints(max_length=5000)] | None = None
+
+
+class StationCreate(StationFields):
+    sid: Sid
+    name: Name
+    kind: StationKind
+    area_code: Code
+    capabilities: list[str] = Field(default_factory=lambda: ["file", "relay"])
+    default_volume: Volume = 70
+    enabled: bool = True
+
+    _caps = field_validator("capabilities")(_check_capabilities)
+
+
+class StationUpdate(StationFields):
+    name: Name | None = None
+    kind: StationKind | None = None
+    area_code: Code | None = None
+    capabilities: list[str] | None = None
+    default_volume: Volume | None = None
+    enabled: bool | None = None
+
+    _caps = field_validator("capabilities")(_check_capabilities)
+
+
+class StationRead(BaseModel):
+    sid: str
+    name: str
+    kind: StationKind
+    area_code: str
+    area_name: str
+    latitude: float | None
+    longitude: float | None
+    address: str | None
+    controller_model: str | None
+    firmware: str | None
+    capabilities: list[str]
+    default_volume: int
+    enabled: bool
+    sim_iccid: str | None
+    phone: str | None
+    notes: str | None
+    online: bool = False
+    last_seen: dt.datetime | None = None
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+# --- groups ----------------------------------------------------------------------------
+
+
+class GroupCreate(_Strict):
+    gid: Sid
+    name: Name
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    owner_area_code: Code | None = None
+    stations: list[Sid] = Field(default_factory=list)
+    areas: list[Code] = Field(default_factory=list)
+
+
+class GroupUpdate(_Strict):
+    name: Name | None = None
+    description: Annotated[str, StringConstraints(max_length=2000)] | None = None
+    stations: list[Sid] | None = None
+    areas: list[Code] | None = None
+
+
+class GroupRead(BaseModel):
+    gid: str
+    name: str
+    description: str | None
+    builtin: bool
+    auto: bool
+    owner_area_code: str | None
+    stations: list[str]
+    areas: list[str]
+    station_count: int
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class GroupMembers(BaseModel):
+    gid: str
+    stations: list[str]
+    total: int
+
+
+# --- import ----------------------------------------------------------------------------
+
+
+class ImportError_(BaseModel):
+    line: int
+    field: str | None
+    message: str
+
+
+class ImportReport(BaseModel):
+    dry_run: bool
+    rows: int
+    created: int
+    updated: int
+    errors: list[ImportError_]
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors

@@ -1,0 +1,530 @@
+"""Registry use cases: plain keyword-only functions over a `Session`.
+
+Services `flush()`; the caller (a router or a CLI command) commits.  Area subtrees are
+resolved with a recursive CTE, so "every station under Lợi Bình Nhơn" is one query on
+SQLite and PostgreSQL alike.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import Select, func, or_, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session
+
+from kernel.db import paginate
+from kernel.errors import InvalidInput
+from kernel.text import fold, like_pattern
+from stations.exceptions import (
+    AreaInUse,
+    AreaNotFound,
+    DuplicateKey,
+    GroupNotFound,
+    GroupReadOnly,
+    StationNotFound,
+)
+from stations.models import Area, AreaLevel, Group, Station, StationKind
+from stations.schemas import (
+    AreaCreate,
+    AreaUpdate,
+    GroupCreate,
+    GroupUpdate,
+    StationCreate,
+    StationUpdate,
+)
+
+ALL_GROUP = "all"
+AREA_FIELDS = ("code", "name", "level", "parent_id")
+STATION_FIELDS = (
+    "sid",
+    "name",
+    "kind",
+    "area_id",
+    "latitude",
+    "longitude",
+    "address",
+    "controller_model",
+    "firmware",
+    "capabilities",
+    "default_volume",
+    "enabled",
+    "sim_iccid",
+    "phone",
+    "notes",
+)
+
+# --- areas -----------------------------------------------------------------------------
+
+
+def get_area(session: Session, code: str) -> Area:
+    area = session.scalar(select(Area).where(Area.code == code))
+    if area is None:
+        raise AreaNotFound(code)
+    return area
+
+
+def subtree_ids(session: Session, roots: Iterable[int]) -> set[int]:
+    """The given areas and every area below them."""
+    roots = list(roots)
+    if not roots:
+        return set()
+    tree = select(Area.id).where(Area.id.in_(roots)).cte("subtree", recursive=True)
+    tree = tree.union_all(select(Area.id).where(Area.parent_id == tree.c.id))
+    return set(session.scalars(select(tree.c.id)))
+
+
+def _area_for_field(session: Session, code: str, field: str) -> Area:
+    area = session.scalar(select(Area).where(Area.code == code))
+    if area is None:
+        raise InvalidInput(
+            f"unknown area {code!r}", field=field, message_vi=f"Địa bàn {code} không tồn tại"
+        )
+    return area
+
+
+def _check_parent(level: AreaLevel, parent: Area | None, *, field: str) -> None:
+    if level is AreaLevel.CITY:
+        if parent is not None:
+            raise InvalidInput("a city area cannot have a parent", field=field)
+        return
+    if parent is None:
+        raise InvalidInput(f"a {level.value} area needs a parent", field=field)
+    if parent.level.rank >= level.rank:
+        raise InvalidInput(
+            f"a {level.value} cannot sit under a {parent.level.value} ({parent.code})",
+            field=field,
+        )
+
+
+def list_areas(
+    session: Session,
+    *,
+    scope: Collection[int] | None = None,
+    level: AreaLevel | None = None,
+    parent: str | None = None,
+    within: str | None = None,
+    q: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Area], int]:
+    query = select(Area)
+    if scope is not None:
+        query = query.where(Area.id.in_(scope))
+    if level is not None:
+        query = query.where(Area.level == level)
+    if parent is not None:
+        query = query.where(Area.parent_id == get_area(session, parent).id)
+    if within is not None:
+        query = query.where(Area.id.in_(subtree_ids(session, [get_area(session, within).id])))
+    if q:
+        query = query.where(
+            or_(Area.name_folded.like(like_pattern(q), escape="\\"), Area.code == q.strip())
+        )
+    return paginate(session, query.order_by(Area.level, Area.code), limit, offset)
+
+
+def create_area(session: Session, data: AreaCreate) -> Area:
+    if session.scalar(select(Area.id).where(Area.code == data.code)) is not None:
+        raise DuplicateKey("area", data.code)
+    parent = _area_for_field(session, data.parent_code, "parent_code") if data.parent_code else None
+    _check_parent(data.level, parent, field="parent_code")
+    area = Area(
+        code=data.code,
+        name=data.name,
+        name_folded=fold(data.name),
+        level=data.level,
+        parent_id=parent.id if parent else None,
+    )
+    session.add(area)
+    _flush_unique(session, "area", data.code)
+    if data.level in (AreaLevel.WARD, AreaLevel.COMMUNE):
+        _ensure_area_group(session, area)
+    return area
+
+
+def update_area(session: Session, code: str, data: AreaUpdate) -> Area:
+    area = get_area(session, code)
+    changes = data.model_dump(exclude_unset=True)
+    level = changes.get("level") or area.level
+    parent = area.parent
+    if "parent_code" in changes:
+        new_parent_code = changes["parent_code"]
+        parent = (
+            _area_for_field(session, new_parent_code, "parent_code") if new_parent_code else None
+        )
+        if parent is not None and parent.id in subtree_ids(session, [area.id]):
+            raise InvalidInput(
+                f"area {code!r} cannot move under itself or its descendant {parent.code!r}",
+                field="parent_code",
+                message_vi="Không thể chuyển địa bàn vào chính nó hoặc địa bàn con của nó",
+            )
+    if "level" in changes or "parent_code" in changes:
+        _check_parent(level, parent, field="parent_code" if "parent_code" in changes else "level")
+        children = session.scalars(select(Area).where(Area.parent_id == area.id)).all()
+        for child in children:
+            if child.level.rank <= level.rank:
+                raise InvalidInput(
+                    f"area {child.code!r} ({child.level.value}) would sit under a {level.value}",
+                    field="level",
+                )
+        area.level = level
+        area.parent_id = parent.id if parent else None
+    if "name" in changes and changes["name"] is not None:
+        area.name = changes["name"]
+        area.name_folded = fold(area.name)
+    session.flush()
+    if area.level in (AreaLevel.WARD, AreaLevel.COMMUNE):
+        _ensure_area_group(session, area)
+    else:
+        _drop_area_group(session, area)
+    return area
+
+
+def delete_area(session: Session, code: str) -> None:
+    area = get_area(session, code)
+    ids = subtree_ids(session, [area.id])
+    stations = session.scalar(select(func.count()).where(Station.area_id.in_(ids)))
+    if stations:
+        raise AreaInUse(
+            f"area {code!r} still holds {stations} station(s); move or delete them first",
+            message_vi=f"Địa bàn {code} vẫn còn {stations} trạm",
+        )
+    children = session.scalar(select(func.count()).where(Area.parent_id == area.id))
+    if children:
+        raise AreaInUse(
+            f"area {code!r} still holds {children} area(s); move or delete them first",
+            message_vi=f"Địa bàn {code} vẫn còn {children} địa bàn trực thuộc",
+        )
+    _drop_area_group(session, area)
+    session.delete(area)
+    session.flush()
+
+
+def _ensure_area_group(session: Session, area: Area) -> None:
+    group = session.scalar(
+        select(Group).where(Group.auto.is_(True), Group.owner_area_id == area.id)
+    )
+    if group is None:
+        if session.scalar(select(Group.id).where(Group.gid == area.code)) is not None:
+            return  # a hand-made group already took the code; leave it alone
+        group = Group(
+            gid=area.code,
+            name=area.name,
+            name_folded=fold(area.name),
+            auto=True,
+            owner_area_id=area.id,
+            description=f"Tất cả các trạm thuộc {area.name}",
+        )
+        group.areas = [area]
+        session.add(group)
+    else:
+        group.name = area.name
+        group.name_folded = fold(area.name)
+    session.flush()
+
+
+def _drop_area_group(session: Session, area: Area) -> None:
+    group = session.scalar(
+        select(Group).where(Group.auto.is_(True), Group.owner_area_id == area.id)
+    )
+    if group is not None:
+        session.delete(group)
+        session.flush()
+
+
+# --- stations --------------------------------------------------------------------------
+
+
+def get_station(session: Session, sid: str) -> Station:
+    station = session.scalar(select(Station).where(Station.sid == sid))
+    if station is None:
+        raise StationNotFound(sid)
+    return station
+
+
+def station_query(
+    session: Session,
+    *,
+    scope: Collection[int] | None = None,
+    area: str | None = None,
+    kind: StationKind | None = None,
+    q: str | None = None,
+    enabled: bool | None = None,
+    sids: Collection[str] | None = None,
+) -> Select[Station]:
+    query = select(Station)
+    if scope is not None:
+        query = query.where(Station.area_id.in_(scope))
+    if area is not None:
+        query = query.where(Station.area_id.in_(subtree_ids(session, [get_area(session, area).id])))
+    if kind is not None:
+        query = query.where(Station.kind == kind)
+    if enabled is not None:
+        query = query.where(Station.enabled.is_(enabled))
+    if sids is not None:
+        query = query.where(Station.sid.in_(sids))
+    if q:
+        query = query.where(
+            or_(
+                Station.name_folded.like(like_pattern(q), escape="\\"),
+                Station.sid.like(like_pattern(q), escape="\\"),
+            )
+        )
+    return query.order_by(Station.sid)
+
+
+def list_stations(
+    session: Session, query: Select[Station], *, limit: int, offset: int
+) -> tuple[list[Station], int]:
+    return paginate(session, query, limit, offset)
+
+
+def create_station(session: Session, data: StationCreate) -> Station:
+    if session.scalar(select(Station.id).where(Station.sid == data.sid)) is not None:
+        raise DuplicateKey("station", data.sid)
+    area = _area_for_field(session, data.area_code, "area_code")
+    fields = data.model_dump(exclude={"area_code"})
+    station = Station(**fields, area_id=area.id, name_folded=fold(data.name))
+    session.add(station)
+    _flush_unique(session, "station", data.sid)
+    return station
+
+
+def update_station(session: Session, sid: str, data: StationUpdate) -> Station:
+    station = get_station(session, sid)
+    changes = data.model_dump(exclude_unset=True)
+    for required in ("name", "kind", "capabilities", "default_volume", "enabled", "area_code"):
+        if required in changes and changes[required] is None:
+            raise InvalidInput(f"{required} cannot be null", field=required)
+    if "area_code" in changes:
+        station.area_id = _area_for_field(session, changes.pop("area_code"), "area_code").id
+    for name, value in changes.items():
+        setattr(station, name, value)
+    if "name" in changes:
+        station.name_folded = fold(station.name)
+    session.flush()
+    session.refresh(station)
+    return station
+
+
+def delete_station(session: Session, sid: str) -> None:
+    session.delete(get_station(session, sid))
+    session.flush()
+
+
+def _flush_unique(session: Session, what: str, key: str) -> None:
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError as exc:
+        raise DuplicateKey(what, key) from exc
+
+
+# --- groups ----------------------------------------------------------------------------
+
+
+def get_group(session: Session, gid: str) -> Group:
+    group = session.scalar(select(Group).where(Group.gid == gid))
+    if group is None:
+        raise GroupNotFound(gid)
+    return group
+
+
+def list_groups(
+    session: Session,
+    *,
+    scope: Collection[int] | None = None,
+    q: str | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[Group], int]:
+    query = select(Group)
+    if scope is not None:
+        query = query.where(or_(Group.owner_area_id.in_(scope), Group.builtin.is_(True)))
+    if q:
+        query = query.where(
+            or_(Group.name_folded.like(like_pattern(q), escape="\\"), Group.gid == q.strip())
+        )
+    return paginate(session, query.order_by(Group.builtin.desc(), Group.gid), limit, offset)
+
+
+def _members(
+    session: Session, sids: Sequence[str], codes: Sequence[str]
+) -> tuple[list[Station], list[Area]]:
+    stations = []
+    for index, sid in enumerate(dict.fromkeys(sids)):
+        station = session.scalar(select(Station).where(Station.sid == sid))
+        if station is None:
+            raise InvalidInput(f"unknown station {sid!r}", field=("stations", index))
+        stations.append(station)
+    areas = []
+    for index, code in enumerate(dict.fromkeys(codes)):
+        area = session.scalar(select(Area).where(Area.code == code))
+        if area is None:
+            raise InvalidInput(f"unknown area {code!r}", field=("areas", index))
+        areas.append(area)
+    return stations, areas
+
+
+def create_group(session: Session, data: GroupCreate) -> Group:
+    if session.scalar(select(Group.id).where(Group.gid == data.gid)) is not None:
+        raise DuplicateKey("group", data.gid)
+    owner = (
+        _area_for_field(session, data.owner_area_code, "owner_area_code")
+        if data.owner_area_code
+        else None
+    )
+    stations, areas = _members(session, data.stations, data.areas)
+    group = Group(
+        gid=data.gid,
+        name=data.name,
+        name_folded=fold(data.name),
+        description=data.description,
+        owner_area_id=owner.id if owner else None,
+    )
+    group.stations = stations
+    group.areas = areas
+    session.add(group)
+    _flush_unique(session, "group", data.gid)
+    return group
+
+
+def update_group(session: Session, gid: str, data: GroupUpdate) -> Group:
+    group = get_group(session, gid)
+    changes = data.model_dump(exclude_unset=True)
+    if group.builtin or (group.auto and ({"stations", "areas"} & changes.keys())):
+        raise GroupReadOnly(
+            f"the members of group {gid!r} are managed automatically",
+            message_vi=f"Thành viên của nhóm {gid} được quản lý tự động",
+        )
+    if changes.get("name"):
+        group.name = changes["name"]
+        group.name_folded = fold(group.name)
+    if "description" in changes:
+        group.description = changes["description"]
+    if "stations" in changes or "areas" in changes:
+        sids = changes["stations"] if "stations" in changes else [s.sid for s in group.stations]
+        codes = changes["areas"] if "areas" in changes else [a.code for a in group.areas]
+        stations, areas = _members(session, sids or [], codes or [])
+        group.stations = stations
+        group.areas = areas
+    session.flush()
+    return group
+
+
+def delete_group(session: Session, gid: str) -> None:
+    group = get_group(session, gid)
+    if group.builtin or group.auto:
+        raise GroupReadOnly(
+            f"group {gid!r} is built in and cannot be deleted",
+            message_vi=f"Nhóm {gid} là nhóm mặc định, không thể xóa",
+        )
+    session.delete(group)
+    session.flush()
+
+
+def ensure_builtin_groups(session: Session) -> None:
+    if session.scalar(select(Group.id).where(Group.gid == ALL_GROUP)) is None:
+        session.add(
+            Group(
+                gid=ALL_GROUP,
+                name="Tất cả các trạm",
+                name_folded=fold("Tất cả các trạm"),
+                builtin=True,
+                description="Mọi trạm trong hệ thống",
+            )
+        )
+        session.flush()
+
+
+def group_station_ids(session: Session, group: Group) -> set[int]:
+    """Resolve a group now: listed stations plus every station under listed areas."""
+    if group.builtin and group.gid == ALL_GROUP:
+        return set(session.scalars(select(Station.id)))
+    ids = {s.id for s in group.stations}
+    if group.areas:
+        areas = subtree_ids(session, [a.id for a in group.areas])
+        ids |= set(session.scalars(select(Station.id).where(Station.area_id.in_(areas))))
+    return ids
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Stations, groups and areas named by a schedule rule or a broadcast."""
+
+    stations: Sequence[str] = ()
+    groups: Sequence[str] = ()
+    areas: Sequence[str] = ()
+
+
+def resolve_targets(
+    session: Session, targets: Targets, *, field: str = "targets", enabled_only: bool = True
+) -> list[Station]:
+    """Every station the targets name, each once, ordered by sid.
+
+    Unknown names raise `InvalidInput` pointing at the offending entry.
+    """
+    ids: set[int] = set()
+    for index, sid in enumerate(targets.stations):
+        station_id = session.scalar(select(Station.id).where(Station.sid == sid))
+        if station_id is None:
+            raise InvalidInput(f"unknown station {sid!r}", field=(field, "stations", index))
+        ids.add(station_id)
+    for index, gid in enumerate(targets.groups):
+        group = session.scalar(select(Group).where(Group.gid == gid))
+        if group is None:
+            raise InvalidInput(f"unknown group {gid!r}", field=(field, "groups", index))
+        ids |= group_station_ids(session, group)
+    roots = []
+    for index, code in enumerate(targets.areas):
+        area_id = session.scalar(select(Area.id).where(Area.code == code))
+        if area_id is None:
+            raise InvalidInput(f"unknown area {code!r}", field=(field, "areas", index))
+        roots.append(area_id)
+    if roots:
+        ids |= set(
+            session.scalars(
+                select(Station.id).where(Station.area_id.in_(subtree_ids(session, roots)))
+            )
+        )
+    if not ids:
+        return []
+    query = select(Station).where(Station.id.in_(ids))
+    if enabled_only:
+        query = query.where(Station.enabled.is_(True))
+    return list(session.scalars(query.order_by(Station.sid)))
+
+
+def station_groups(session: Session) -> dict[int, list[str]]:
+    """For every station, the gids of the groups it belongs to (``all`` excluded).
+
+    Computed for the whole fleet at once (areas and groups are few, stations many).
+    """
+    parents: dict[int, int | None] = {
+        a: p for a, p in session.execute(select(Area.id, Area.parent_id)).tuples()
+    }
+    by_area: dict[int, list[str]] = defaultdict(list)
+    by_station: dict[int, list[str]] = defaultdict(list)
+    for group in session.scalars(select(Group).where(Group.builtin.is_(False))):
+        for area in group.areas:
+            by_area[area.id].append(group.gid)
+        for station in group.stations:
+            by_station[station.id].append(group.gid)
+    result: dict[int, list[str]] = {}
+    for station_id, area_id in session.execute(select(Station.id, Station.area_id)).tuples():
+        gids: list[str] = list(by_station.get(station_id, ()))
+        cursor: int | None = area_id
+        seen: set[int] = set()
+        while cursor is not None and cursor not in seen:
+            seen.add(cursor)
+            gids.extend(by_area.get(cursor, ()))
+            cursor = parents.get(cursor)
+        result[station_id] = sorted(set(gids))
+    return result
+
+
+def area_codes_by_id(session: Session) -> dict[int, str]:
+    return {a: c for a, c in session.execute(select(Area.id, Area.code)).tuples()}

@@ -1,0 +1,162 @@
+"""Test fixtures shared by every package's tests.
+
+The database under test comes from ``BROADCASTER_TEST_DATABASE_URL`` (default: SQLite).
+`make test` runs the suite once on SQLite and once on PostgreSQL.
+
+- SQLite: the migrations run once into a template file; every test gets a fresh copy.
+- PostgreSQL: the session gets its own schema (``search_path``), migrated once; every
+  test starts from empty tables (TRUNCATE, which also passes the audit log's
+  append-only triggers, as they guard UPDATE and DELETE only).
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import pytest
+from sqlalchemy import Engine, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+
+from broadcaster import db  # noqa: E402
+from broadcaster.settings import Environment, Settings  # noqa: E402
+from kernel.db import Base  # noqa: E402
+
+TEST_DB_URL = os.environ.get("BROADCASTER_TEST_DATABASE_URL", "sqlite://")
+IS_POSTGRES = make_url(TEST_DB_URL).get_backend_name() == "postgresql"
+TEST_SECRET = "test-secret-key-0123456789abcdef-0123456789"
+
+
+def pytest_report_header() -> str:
+    return f"database under test: {make_url(TEST_DB_URL).render_as_string(hide_password=True)}"
+
+
+@dataclass
+class DatabaseUnderTest:
+    url_for_test: Callable[[pathlib.Path], str]
+    reset: Callable[[], None]
+
+
+@pytest.fixture(scope="session")
+def _database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseUnderTest]:
+    if not IS_POSTGRES:
+        template = tmp_path_factory.mktemp("db") / "template.db"
+        engine = db.make_engine(f"sqlite:///{template}")
+        db.upgrade(engine)
+        engine.dispose()
+
+        def sqlite_url(tmp: pathlib.Path) -> str:
+            target = tmp / "broadcaster.db"
+            shutil.copyfile(template, target)
+            return f"sqlite:///{target}"
+
+        yield DatabaseUnderTest(url_for_test=sqlite_url, reset=lambda: None)
+        return
+
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = db.make_engine(TEST_DB_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
+    url = make_url(db.normalise_url(TEST_DB_URL)).update_query_dict(
+        {"options": f"-csearch_path={schema}"}
+    )
+    url_text = url.render_as_string(hide_password=False)
+    engine = db.make_engine(url_text)
+    db.upgrade(engine)
+    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+
+    def reset() -> None:
+        with engine.begin() as connection:
+            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+    try:
+        yield DatabaseUnderTest(url_for_test=lambda _tmp: url_text, reset=reset)
+    finally:
+        engine.dispose()
+        with admin.begin() as connection:
+            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def database_url(_database: DatabaseUnderTest, tmp_path: pathlib.Path) -> Iterator[str]:
+    _database.reset()
+    yield _database.url_for_test(tmp_path)
+
+
+@pytest.fixture
+def settings(database_url: str, tmp_path: pathlib.Path) -> Settings:
+    return Settings(
+        environment=Environment.TEST,
+        database_url=database_url,
+        media_dir=tmp_path / "media",
+        secret_key=TEST_SECRET,
+        mqtt_url="mqtt://127.0.0.1:1",
+        public_base_url="http://testserver",
+    )
+
+
+@pytest.fixture
+def engine(settings: Settings) -> Iterator[Engine]:
+    engine = db.make_engine(settings.database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    return db.make_sessionmaker(engine)
+
+
+@pytest.fixture
+def session(session_factory: sessionmaker[Session]) -> Iterator[Session]:
+    with session_factory() as session:
+        yield session
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if IS_POSTGRES:
+        return
+    skip = pytest.mark.skip(reason="needs PostgreSQL (BROADCASTER_TEST_DATABASE_URL)")
+    for item in items:
+        if "postgres_only" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def app(settings: Settings):  # type: ignore[no-untyped-def]
+    from broadcaster.app import create_app
+
+    return create_app(settings)
+
+
+@pytest.fixture
+def client(app):  # type: ignore[no-untyped-def]
+    from fastapi.testclient import TestClient
+
+    with TestClient(app) as client:
+        yield client
+
+
+@pytest.fixture
+def admin(client, session_factory: sessionmaker[Session]) -> dict[str, str]:  # type: ignore[no-untyped-def]
+    from api import make_user
+    from kernel.security import Role
+
+    return make_user(session_factory, "admin", Role.ADMIN, can_emergency=True)
+
+
+@pytest.fixture
+def tan_an(client, session_factory: sessionmaker[Session]) -> None:  # type: ignore[no-untyped-def]
+    from stations import tan_an
+
+    with db.session_scope(session_factory) as session:
+        tan_an.load(session)
