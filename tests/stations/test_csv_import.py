@@ -24,7 +24,9 @@ def _count(client: TestClient, headers: dict[str, str]) -> int:
     return int(ok(client.get("/api/v1/stations?limit=1", headers=headers))["total"])
 
 
-def test_import_valid_file_with_bom_creates_and_updates(client: TestClient, admin: dict[str, str]) -> None:
+def test_import_valid_file_with_bom_creates_and_updates(
+    client: TestClient, admin: dict[str, str]
+) -> None:
     body = (
         HEADER
         + "lbn-moi-1,Cụm loa mới 1,smart,lbn-cau-tre,10.57,106.40,file;relay;sync_start,true\n"
@@ -35,14 +37,18 @@ def test_import_valid_file_with_bom_creates_and_updates(client: TestClient, admi
     assert dry == {"dry_run": True, "rows": 3, "created": 2, "updated": 1, "errors": []}
     assert _count(client, admin) == 108
     report = ok(_post(client, admin, "\ufeff".encode() + body.encode()))
-    assert report["created"] == 2 and report["updated"] == 1
+    assert report["created"] == 2
+    assert report["updated"] == 1
     assert _count(client, admin) == 110
     renamed = ok(client.get("/api/v1/stations/lbn-cau-tre", headers=admin))
-    assert renamed["name"] == "Trạm Cầu Tre (đổi tên)" and renamed["enabled"] is False
+    assert renamed["name"] == "Trạm Cầu Tre (đổi tên)"
+    assert renamed["enabled"] is False
     assert ok(client.get("/api/v1/stations/lbn-moi-2", headers=admin))["enabled"] is True
 
 
-def test_bad_rows_are_reported_by_line_and_nothing_is_written(client: TestClient, admin: dict[str, str]) -> None:
+def test_bad_rows_are_reported_by_line_and_nothing_is_written(
+    client: TestClient, admin: dict[str, str]
+) -> None:
     body = (
         HEADER
         + "ok-1,Tốt,smart,lbn-cau-tre,10.57,106.40,file,true\n"  # line 2: fine
@@ -81,7 +87,9 @@ def test_other_encodings_and_missing_columns(client: TestClient, admin: dict[str
     r = _post(client, admin, latin)
     assert r.status_code == 422
     assert any("UTF-8" in e["message"] for e in r.json()["errors"])
-    cp = "sid,name,kind,area_code\nok-1,Tr\u1ea1m,smart,lbn-cau-tre\n".encode("cp1258", errors="replace")
+    cp = "sid,name,kind,area_code\nok-1,Tr\u1ea1m,smart,lbn-cau-tre\n".encode(
+        "cp1258", errors="replace"
+    )
     cp = cp.replace(b"?", b"\xe0")  # a byte that is not UTF-8
     r = _post(client, admin, cp)
     assert r.status_code == 422
@@ -94,7 +102,10 @@ def test_other_encodings_and_missing_columns(client: TestClient, admin: dict[str
 
 
 def test_semicolon_csv_from_excel(client: TestClient, admin: dict[str, str]) -> None:
-    body = "sid;name;kind;area_code;latitude;longitude\nbt-moi;Trạm mới;smart;xa-binh-tam;10.52;106.46\n"
+    body = (
+        "sid;name;kind;area_code;latitude;longitude\n"
+        "bt-moi;Trạm mới;smart;xa-binh-tam;10.52;106.46\n"
+    )
     assert ok(_post(client, admin, body.encode()))["created"] == 1
 
 
@@ -104,6 +115,7 @@ def test_export_round_trips(client: TestClient, admin: dict[str, str]) -> None:
     assert exported.headers["content-type"].startswith("text/csv")
     assert exported.content.startswith(b"\xef\xbb\xbf")
     lines = exported.content.decode("utf-8-sig").splitlines()
-    assert len(lines) == 8 and lines[0].startswith("sid,name,kind,area_code")
+    assert len(lines) == 8
+    assert lines[0].startswith("sid,name,kind,area_code")
     report = ok(_post(client, admin, exported.content, dry_run=True))
     assert report == {"dry_run": True, "rows": 7, "created": 0, "updated": 7, "errors": []}
