@@ -1,0 +1,931 @@
+"""The daily playlist builder: schedule rules + programmes -> each station's timeline.
+
+Pure and deterministic: plain frozen dataclasses in, plain frozen dataclasses out, no I/O,
+no clock.  The database/API layer fills :class:`RuleSpec` and :class:`ProgrammeSpec` and
+turns :class:`DayPlan` into the ``desired`` playlist of each station.
+
+Semantics
+---------
+* **Block.**  One occurrence of a rule (see :mod:`schedules.recurrence`) is its programme
+  played as one block, starting at the occurrence instant, on every station in
+  ``station_ids``.  The block lasts the programme's total duration (the sum of its items,
+  gaps included); each ``file``/``relay`` item becomes a :class:`PlannedItem` with exact
+  start/end, a ``gap`` produces no item but keeps its time (nothing else is put there).
+* **Clashes** are resolved per station, by rank: higher ``priority`` first; on equal
+  priority lower ``order`` wins, then earlier ``created_at`` (naive = UTC), then the lower
+  rule id, then the earlier occurrence (two occurrences of one rule).  Blocks are placed
+  greedily in rank order, so a block is never displaced by a block of lower rank; in
+  particular a higher tier is never displaced by a lower one.  A block whose start is
+  taken is moved to the earliest later start at which the whole block fits, if that is at
+  most ``shift_tolerance_s`` after the occurrence (0 = never shift); otherwise it is
+  dropped.  Either way a :class:`Conflict` records the losing rule and occurrence, the
+  rule holding the wanted time (the winner) and the outcome.
+* **Midnight.**  An item belongs to the day on which it *starts* and is emitted whole:
+  an item that starts at 23:50 and ends at 00:20 is in that day's plan only, with its
+  real ``end_at``, and the next day's plan starts after it.  Blocks are resolved in
+  *clusters*: maximal runs of occurrences whose reach (occurrence .. occurrence +
+  shift tolerance + duration) chain-overlap.  A cluster is resolved as a whole,
+  whichever day is being built, so consecutive days agree: an item crossing midnight
+  appears exactly once and nothing the next day places overlaps it.  To find the
+  clusters touching a day the builder looks at neighbouring days, widening the window a
+  day at a time up to :data:`MAX_LOOKAROUND_DAYS` on either side.  (Only a schedule
+  whose blocks chain-overlap without a break for longer than that could be cut at an
+  arbitrary point; none of the forms a commune uses comes close.)  A :class:`Conflict`
+  belongs to the day of the losing *occurrence*, even when the block moved to the next
+  day.
+* **Item ids** are ``r{rule}-{YYYYMMDDTHHMM[SS]}-{index}``: the rule, the occurrence's
+  local start, the item's index in the programme.  They match the protocol's id pattern,
+  do not depend on the station, and stay the same when a block is shifted, so
+  republishing does not make stations re-stage anything.
+* **Scale.**  Stations with the same set of applicable rules share one timeline
+  (grouped by rule set, computed once, the same tuple object in every entry); resolved
+  clusters and built items are memoised across groups too.
+* **Validation.**  :func:`validate_rule` is what the API calls before saving.  The
+  builder skips a rule that fails it (or names a missing programme) and lists it in
+  :attr:`DayPlan.skipped_rules` rather than failing every station's playlist.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta, tzinfo
+from typing import Literal
+
+from kernel.errors import InvalidInput
+from schedules.exceptions import InvalidRule, ProgrammeNotFound
+from schedules.recurrence import Recurrence, localize, occurrences
+
+__all__ = [
+    "EMERGENCY",
+    "FILLER",
+    "LIVE",
+    "MAX_LOOKAROUND_DAYS",
+    "MAX_PROGRAMME_MS",
+    "MAX_SHIFT_TOLERANCE_S",
+    "NORMAL",
+    "PRIORITY",
+    "Conflict",
+    "DayPlan",
+    "MediaRef",
+    "PlannedItem",
+    "ProgrammeItemSpec",
+    "ProgrammeSpec",
+    "RulePreview",
+    "RuleSpec",
+    "SkippedRule",
+    "StreamRef",
+    "build_day",
+    "build_days",
+    "desired_item",
+    "item_id",
+    "preview",
+    "tier_name",
+    "validate_programme",
+    "validate_rule",
+]
+
+#: Priority tiers (protocol loa/v1, Circular 39/2020 bulletin tiers).
+FILLER, NORMAL, PRIORITY, LIVE, EMERGENCY = 0, 3, 5, 7, 9
+#: Longest programme (one block) the builder accepts: one day.
+MAX_PROGRAMME_MS = 24 * 3600 * 1000
+#: Largest shift tolerance: one day.
+MAX_SHIFT_TOLERANCE_S = 24 * 3600
+#: How many days around the built day the builder may look to close a cluster.
+MAX_LOOKAROUND_DAYS = 7
+#: Longest day range :func:`preview` accepts.
+MAX_PREVIEW_DAYS = 62
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+_DAY_MS = 24 * 3600 * 1000
+
+
+def tier_name(priority: int) -> str:
+    """The protocol's name of a priority level (``normal``, ``emergency``...)."""
+    if priority >= EMERGENCY:
+        return "emergency"
+    if priority >= LIVE:
+        return "live"
+    if priority >= PRIORITY:
+        return "priority"
+    if priority >= NORMAL:
+        return "normal"
+    return "filler"
+
+
+# --------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True, slots=True)
+class MediaRef:
+    """A media asset as stations download it (the API layer adds the signed URL)."""
+
+    asset_id: int
+    sha256: str
+    bytes: int
+    duration_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class StreamRef:
+    """A live source to relay (VOV, the provincial or city station...)."""
+
+    source_id: int
+    url: str
+
+
+@dataclass(frozen=True, slots=True)
+class ProgrammeItemSpec:
+    """One step of a programme: play a file, relay a stream, or keep a gap."""
+
+    kind: Literal["file", "relay", "gap"]
+    title: str
+    duration_ms: int
+    media: MediaRef | None = None
+    stream: StreamRef | None = None
+    fallback: MediaRef | None = None
+    loop: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ProgrammeSpec:
+    """A programme: items played back to back as one block."""
+
+    id: int
+    title: str
+    items: tuple[ProgrammeItemSpec, ...]
+
+    @property
+    def duration_ms(self) -> int:
+        """Total duration: the sum of the items, gaps included."""
+        return sum(item.duration_ms for item in self.items)
+
+
+@dataclass(frozen=True, slots=True)
+class RuleSpec:
+    """A schedule rule: play ``programme_id`` on ``station_ids`` when ``recurrence`` fires."""
+
+    id: int
+    title: str
+    programme_id: int
+    station_ids: frozenset[int]
+    priority: int
+    order: int
+    created_at: datetime
+    recurrence: Recurrence
+    shift_tolerance_s: int = 0
+    volume: int | None = None
+    slot_s: int | None = None
+
+
+# -------------------------------------------------------------------------- outputs
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedItem:
+    """One playlist item of a station (the protocol's ``desired.playlist[]`` entry)."""
+
+    item_id: str
+    kind: Literal["file", "relay"]
+    title: str
+    start_at: datetime
+    end_at: datetime
+    priority: int
+    rule_id: int
+    programme_id: int
+    occurrence_start: datetime
+    media: MediaRef | None = None
+    stream: StreamRef | None = None
+    fallback: MediaRef | None = None
+    volume: int | None = None
+    loop: bool = False
+    #: True when the block was moved later than its occurrence (see the conflicts).
+    shifted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """An occurrence that lost its time on a station: moved later, or dropped."""
+
+    station_id: int
+    rule_id: int
+    occurrence_start: datetime
+    winner_rule_id: int
+    winner_occurrence_start: datetime
+    outcome: Literal["shifted", "dropped"]
+    new_start: datetime | None
+    reason: str
+    reason_vi: str
+
+
+@dataclass(frozen=True, slots=True)
+class SkippedRule:
+    """A rule the builder left out because it cannot be scheduled."""
+
+    rule_id: int
+    field: str
+    reason: str
+    reason_vi: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class DayPlan:
+    """Every station's items starting on ``day`` and the conflicts of that day.
+
+    ``stations`` has an entry (possibly empty) for every station a rule targets (or
+    every station asked for); stations sharing a rule set share one tuple object.
+    ``conflicts`` are sorted by station, occurrence and rule.
+    """
+
+    day: date
+    stations: dict[int, tuple[PlannedItem, ...]]
+    conflicts: tuple[Conflict, ...]
+    skipped_rules: tuple[SkippedRule, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class RulePreview:
+    """What saving a rule would do over a range of days (nothing is saved)."""
+
+    rule_id: int
+    occurrences: tuple[datetime, ...]
+    items: dict[int, tuple[PlannedItem, ...]]
+    suffered: tuple[Conflict, ...]
+    caused: tuple[Conflict, ...]
+    plans: tuple[DayPlan, ...] = field(repr=False, default=())
+
+
+# ----------------------------------------------------------------------- validation
+
+
+def _invalid(field: str | Sequence[str | int], message: str, message_vi: str) -> InvalidRule:
+    return InvalidRule(message, field=field, message_vi=message_vi)
+
+
+def validate_programme(programme: ProgrammeSpec) -> None:
+    """Raise :class:`InvalidRule` (field-named) if ``programme`` cannot be played."""
+    if not programme.items:
+        raise _invalid(
+            "items",
+            f"Programme {programme.id} ({programme.title!r}) is empty",
+            f"Chương trình {programme.id} ({programme.title!r}) chưa có nội dung",
+        )
+    for index, item in enumerate(programme.items):
+        loc: tuple[str | int, ...] = ("items", index)
+        if item.duration_ms <= 0:
+            raise _invalid(
+                (*loc, "duration_ms"),
+                f"Item {index} ({item.title!r}) needs a positive duration",
+                f"Mục {index} ({item.title!r}) cần thời lượng lớn hơn 0",
+            )
+        if item.kind == "file" and item.media is None:
+            raise _invalid(
+                (*loc, "media"),
+                f"File item {index} ({item.title!r}) has no media",
+                f"Mục phát tệp {index} ({item.title!r}) chưa có tệp âm thanh",
+            )
+        if item.kind == "relay" and item.stream is None:
+            raise _invalid(
+                (*loc, "stream"),
+                f"Relay item {index} ({item.title!r}) has no stream",
+                f"Mục tiếp sóng {index} ({item.title!r}) chưa có nguồn phát",
+            )
+        if item.kind == "gap" and (item.media or item.stream or item.fallback):
+            raise _invalid(
+                (*loc, "kind"),
+                f"Gap item {index} must not carry media or a stream",
+                f"Khoảng lặng {index} không được kèm tệp hay nguồn phát",
+            )
+    if all(item.kind == "gap" for item in programme.items):
+        raise _invalid(
+            "items",
+            f"Programme {programme.id} ({programme.title!r}) has only gaps",
+            f"Chương trình {programme.id} ({programme.title!r}) chỉ có khoảng lặng",
+        )
+    if programme.duration_ms > MAX_PROGRAMME_MS:
+        raise _invalid(
+            "items",
+            f"Programme {programme.id} lasts {programme.duration_ms / 3_600_000:.1f} h; "
+            "at most 24 h",
+            f"Chương trình {programme.id} dài quá 24 giờ",
+        )
+
+
+def validate_rule(rule: RuleSpec, programme: ProgrammeSpec) -> None:
+    """Raise :class:`InvalidRule` (an ``InvalidInput``, field-named) for a rule that the
+    builder could not place: wrong programme, empty or over-long programme, programme
+    longer than ``slot_s``, priority/volume/tolerance out of range.
+    """
+    if programme.id != rule.programme_id:
+        raise _invalid(
+            "programme_id",
+            f"Rule {rule.id} plays programme {rule.programme_id}, not {programme.id}",
+            f"Lịch {rule.id} phát chương trình {rule.programme_id}, không phải {programme.id}",
+        )
+    if not 0 <= rule.priority <= 9:
+        raise _invalid(
+            "priority",
+            f"Priority must be 0..9 (0 filler, 3 normal, 5 priority, 9 emergency), "
+            f"got {rule.priority}",
+            f"Mức ưu tiên phải từ 0 đến 9 (nhận {rule.priority})",
+        )
+    if rule.volume is not None and not 0 <= rule.volume <= 100:
+        raise _invalid(
+            "volume",
+            f"Volume must be 0..100, got {rule.volume}",
+            f"Âm lượng phải từ 0 đến 100 (nhận {rule.volume})",
+        )
+    if not 0 <= rule.shift_tolerance_s <= MAX_SHIFT_TOLERANCE_S:
+        raise _invalid(
+            "shift_tolerance_s",
+            f"Shift tolerance must be 0..{MAX_SHIFT_TOLERANCE_S} s, got {rule.shift_tolerance_s}",
+            f"Độ lệch cho phép phải từ 0 đến {MAX_SHIFT_TOLERANCE_S} giây",
+        )
+    if rule.slot_s is not None and rule.slot_s <= 0:
+        raise _invalid(
+            "slot_s",
+            f"Slot length must be positive, got {rule.slot_s}",
+            f"Độ dài khung giờ phải lớn hơn 0 (nhận {rule.slot_s})",
+        )
+    try:
+        validate_programme(programme)
+    except InvalidRule as exc:
+        raise InvalidRule(
+            exc.message, field=("programme", *exc.loc), message_vi=exc.message_vi
+        ) from exc
+    if rule.slot_s is not None and programme.duration_ms > rule.slot_s * 1000:
+        minutes = programme.duration_ms / 60_000
+        raise _invalid(
+            "slot_s",
+            f"Programme {programme.id} lasts {minutes:.1f} min, longer than the rule's "
+            f"{rule.slot_s} s slot",
+            f"Chương trình {programme.id} dài {minutes:.1f} phút, vượt khung "
+            f"{rule.slot_s} giây của lịch",
+        )
+
+
+# ------------------------------------------------------------------------- helpers
+
+
+def _to_ms(moment: datetime) -> int:
+    return (moment.astimezone(UTC) - _EPOCH) // _MS
+
+
+def _midnight_ms(day: date, tz: tzinfo) -> int:
+    return _to_ms(localize(datetime.combine(day, time()), tz))
+
+
+def item_id(rule_id: int, occurrence_start: datetime, index: int) -> str:
+    """``r{rule}-{YYYYMMDDTHHMM[SS]}-{index}`` from the occurrence's local start."""
+    stamp = occurrence_start.strftime("%Y%m%dT%H%M")
+    if occurrence_start.second:
+        stamp += f"{occurrence_start.second:02d}"
+    return f"r{rule_id}-{stamp}-{index}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Segment:
+    index: int
+    offset_ms: int
+    spec: ProgrammeItemSpec
+
+
+@dataclass(frozen=True, slots=True)
+class _Rule:
+    spec: RuleSpec
+    programme: ProgrammeSpec
+    duration_ms: int
+    tolerance_ms: int
+    rank: tuple[int, int, datetime, int]
+    segments: tuple[_Segment, ...]
+
+    @property
+    def reach_ms(self) -> int:
+        return self.duration_ms + self.tolerance_ms
+
+
+def _compile(rule: RuleSpec, programme: ProgrammeSpec) -> _Rule:
+    created = rule.created_at
+    created = created.replace(tzinfo=UTC) if created.tzinfo is None else created.astimezone(UTC)
+    segments: list[_Segment] = []
+    offset = 0
+    for index, item in enumerate(programme.items):
+        if item.kind != "gap":
+            segments.append(_Segment(index=index, offset_ms=offset, spec=item))
+        offset += item.duration_ms
+    return _Rule(
+        spec=rule,
+        programme=programme,
+        duration_ms=offset,
+        tolerance_ms=rule.shift_tolerance_s * 1000,
+        rank=(-rule.priority, rule.order, created, rule.id),
+        segments=tuple(segments),
+    )
+
+
+# (occurrence ms, rule id): one block.  Sorted by occurrence, then rule id.
+_Block = tuple[int, int]
+
+
+@dataclass(frozen=True, slots=True)
+class _Placement:
+    block: _Block
+    start_ms: int | None  # None: dropped
+    winner: _Block | None  # who held the wanted time (None: placed as planned)
+
+
+def _resolve_cluster(blocks: Sequence[_Block], rules: Mapping[int, _Rule]) -> list[_Placement]:
+    """Greedy placement by rank: the heart of the clash rules (see the module doc)."""
+    ranked = sorted(blocks, key=lambda block: (rules[block[1]].rank, block[0]))
+    starts: list[int] = []  # busy intervals, sorted, never overlapping
+    ends: list[int] = []
+    owners: list[_Block] = []
+    placements: list[_Placement] = []
+
+    def fits(at: int, length: int) -> bool:
+        i = bisect.bisect_right(starts, at) - 1
+        if i >= 0 and ends[i] > at:
+            return False
+        return i + 1 >= len(starts) or starts[i + 1] >= at + length
+
+    def occupy(at: int, length: int, owner: _Block) -> None:
+        i = bisect.bisect_right(starts, at)
+        starts.insert(i, at)
+        ends.insert(i, at + length)
+        owners.insert(i, owner)
+
+    for block in ranked:
+        occ, rule_id = block
+        rule = rules[rule_id]
+        length = rule.duration_ms
+        if fits(occ, length):
+            occupy(occ, length, block)
+            placements.append(_Placement(block, occ, None))
+            continue
+        # The winner: the earliest busy interval overlapping the wanted time.
+        i = max(bisect.bisect_right(starts, occ) - 1, 0)
+        while ends[i] <= occ:
+            i += 1
+        winner = owners[i]
+        moved: int | None = None
+        if rule.tolerance_ms > 0:
+            latest = occ + rule.tolerance_ms
+            for candidate in sorted(end for end in ends if occ < end <= latest):
+                if fits(candidate, length):
+                    moved = candidate
+                    break
+        if moved is not None:
+            occupy(moved, length, block)
+        placements.append(_Placement(block, moved, winner))
+    return placements
+
+
+def _clusters(
+    blocks: Sequence[_Block], rules: Mapping[int, _Rule]
+) -> list[tuple[int, int, list[_Block]]]:
+    """Split sorted blocks into clusters: (first occurrence, reach end, blocks)."""
+    found: list[tuple[int, int, list[_Block]]] = []
+    current: list[_Block] = []
+    first = reach_end = 0
+    for block in blocks:
+        occ, rule_id = block
+        end = occ + rules[rule_id].reach_ms
+        if current and occ < reach_end:
+            current.append(block)
+            reach_end = max(reach_end, end)
+            continue
+        if current:
+            found.append((first, reach_end, current))
+        current, first, reach_end = [block], occ, end
+    if current:
+        found.append((first, reach_end, current))
+    return found
+
+
+@dataclass(frozen=True, slots=True)
+class _GroupConflict:
+    rule_id: int
+    occurrence_start: datetime
+    winner_rule_id: int
+    winner_occurrence_start: datetime
+    outcome: Literal["shifted", "dropped"]
+    new_start: datetime | None
+    reason: str
+    reason_vi: str
+
+
+class _Context:
+    """Everything one build shares across days and station groups (caches included)."""
+
+    def __init__(
+        self, rules: Iterable[RuleSpec], programmes: Iterable[ProgrammeSpec], tz: tzinfo
+    ) -> None:
+        self.tz = tz
+        by_id: dict[int, ProgrammeSpec] = {}
+        for programme in programmes:
+            if programme.id in by_id and by_id[programme.id] != programme:
+                raise InvalidInput(f"Programme {programme.id} given twice", field="programmes")
+            by_id[programme.id] = programme
+        self.rules: dict[int, _Rule] = {}
+        skipped: list[SkippedRule] = []
+        seen: dict[int, RuleSpec] = {}
+        for rule in rules:
+            if rule.id in seen:
+                if seen[rule.id] == rule:
+                    continue
+                raise InvalidInput(f"Rule {rule.id} given twice", field="rules")
+            seen[rule.id] = rule
+            found = by_id.get(rule.programme_id)
+            try:
+                if found is None:
+                    raise ProgrammeNotFound(rule.programme_id, rule_id=rule.id)
+                validate_rule(rule, found)
+            except (InvalidRule, ProgrammeNotFound) as exc:
+                loc = ".".join(str(part) for part in getattr(exc, "loc", ("programme_id",)))
+                skipped.append(SkippedRule(rule.id, loc, exc.message, exc.message_vi))
+                continue
+            self.rules[rule.id] = _compile(rule, found)
+        self.skipped = tuple(sorted(skipped, key=lambda s: s.rule_id))
+        self._occurrences: dict[tuple[Recurrence, date, date], list[int]] = {}
+        self._clusters: dict[tuple[_Block, ...], list[_Placement]] = {}
+        self._items: dict[tuple[int, int, int], tuple[PlannedItem, ...]] = {}
+        self._moments: dict[int, datetime] = {}
+
+    def moment(self, ms: int) -> datetime:
+        found = self._moments.get(ms)
+        if found is None:
+            found = (_EPOCH + timedelta(milliseconds=ms)).astimezone(self.tz)
+            self._moments[ms] = found
+        return found
+
+    def occurrences_ms(self, rule_id: int, first: date, last: date) -> list[int]:
+        """Occurrence instants (ms) of a rule between the local days first..last.
+
+        Cached by recurrence: rules sharing one (e.g. every commune's 06:00 and 18:00
+        programme) are expanded once.
+        """
+        recurrence = self.rules[rule_id].spec.recurrence
+        key = (recurrence, first, last)
+        found = self._occurrences.get(key)
+        if found is None:
+            start = localize(datetime.combine(first, time()), self.tz)
+            end = localize(datetime.combine(last + timedelta(days=1), time()), self.tz)
+            found = [_to_ms(moment) for moment in occurrences(recurrence, start, end, self.tz)]
+            self._occurrences[key] = found
+        return found
+
+    def resolve(self, cluster: list[_Block]) -> list[_Placement]:
+        key = tuple(cluster)
+        found = self._clusters.get(key)
+        if found is None:
+            found = _resolve_cluster(cluster, self.rules)
+            self._clusters[key] = found
+        return found
+
+    def items(self, block: _Block, start_ms: int) -> tuple[PlannedItem, ...]:
+        occ_ms, rule_id = block
+        key = (rule_id, occ_ms, start_ms)
+        found = self._items.get(key)
+        if found is None:
+            rule = self.rules[rule_id]
+            spec = rule.spec
+            occurrence = self.moment(occ_ms)
+            built: list[PlannedItem] = []
+            for segment in rule.segments:
+                item = segment.spec
+                begin = start_ms + segment.offset_ms
+                built.append(
+                    PlannedItem(
+                        item_id=item_id(spec.id, occurrence, segment.index),
+                        kind="file" if item.kind == "file" else "relay",
+                        title=item.title or rule.programme.title,
+                        start_at=self.moment(begin),
+                        end_at=self.moment(begin + item.duration_ms),
+                        priority=spec.priority,
+                        rule_id=spec.id,
+                        programme_id=rule.programme.id,
+                        occurrence_start=occurrence,
+                        media=item.media,
+                        stream=item.stream,
+                        fallback=item.fallback,
+                        volume=spec.volume,
+                        loop=item.loop and item.kind == "file",
+                        shifted=start_ms != occ_ms,
+                    )
+                )
+            found = tuple(built)
+            self._items[key] = found
+        return found
+
+    def conflict(self, placement: _Placement) -> _GroupConflict:
+        assert placement.winner is not None
+        occ_ms, rule_id = placement.block
+        win_ms, win_rule_id = placement.winner
+        loser = self.rules[rule_id].spec
+        winner = self.rules[win_rule_id].spec
+        occurrence = self.moment(occ_ms)
+        winner_at = self.moment(win_ms)
+        why = _why(winner, loser)
+        when = f"{occurrence:%Y-%m-%d %H:%M}"
+        if placement.start_ms is None:
+            outcome: Literal["shifted", "dropped"] = "dropped"
+            new_start = None
+            tolerance = loser.shift_tolerance_s
+            reason = (
+                f"Rule {loser.id} ({loser.title}) at {when} dropped: rule {winner.id} "
+                f"({winner.title}) holds the time ({why}) and no free slot within "
+                f"{tolerance} s"
+            )
+            reason_vi = (
+                f"Lịch {loser.id} ({loser.title}) lúc {when} bị bỏ: lịch {winner.id} "
+                f"({winner.title}) đã chiếm giờ ({_why_vi(winner, loser)}) và không có "
+                f"khoảng trống trong {tolerance} giây"
+            )
+        else:
+            outcome = "shifted"
+            new_start = self.moment(placement.start_ms)
+            moved = f"{new_start:%Y-%m-%d %H:%M:%S}"
+            reason = (
+                f"Rule {loser.id} ({loser.title}) at {when} moved to {moved}: rule "
+                f"{winner.id} ({winner.title}) holds the time ({why})"
+            )
+            reason_vi = (
+                f"Lịch {loser.id} ({loser.title}) lúc {when} dời sang {moved}: lịch "
+                f"{winner.id} ({winner.title}) đã chiếm giờ ({_why_vi(winner, loser)})"
+            )
+        return _GroupConflict(
+            rule_id=loser.id,
+            occurrence_start=occurrence,
+            winner_rule_id=winner.id,
+            winner_occurrence_start=winner_at,
+            outcome=outcome,
+            new_start=new_start,
+            reason=reason,
+            reason_vi=reason_vi,
+        )
+
+
+def _why(winner: RuleSpec, loser: RuleSpec) -> str:
+    if winner.id == loser.id:
+        return "an earlier occurrence of the same rule"
+    if winner.priority != loser.priority:
+        return (
+            f"priority {winner.priority} ({tier_name(winner.priority)}) over "
+            f"{loser.priority} ({tier_name(loser.priority)})"
+        )
+    if winner.order != loser.order:
+        return f"same priority, order {winner.order} before {loser.order}"
+    if winner.created_at != loser.created_at:
+        return "same priority and order, created earlier"
+    return "same priority, order and creation time, lower rule id"
+
+
+def _why_vi(winner: RuleSpec, loser: RuleSpec) -> str:
+    if winner.id == loser.id:
+        return "lần phát trước của cùng lịch"
+    if winner.priority != loser.priority:
+        return f"mức ưu tiên {winner.priority} cao hơn {loser.priority}"
+    if winner.order != loser.order:
+        return f"cùng mức ưu tiên, thứ tự {winner.order} trước {loser.order}"
+    if winner.created_at != loser.created_at:
+        return "cùng mức ưu tiên và thứ tự, tạo trước"
+    return "cùng mức ưu tiên, thứ tự và thời điểm tạo, mã lịch nhỏ hơn"
+
+
+def _plan_group(
+    ctx: _Context, rule_ids: tuple[int, ...], day: date
+) -> tuple[tuple[PlannedItem, ...], list[_GroupConflict]]:
+    """The timeline of one station group (one rule set) for ``day``."""
+    tz = ctx.tz
+    day_start = _midnight_ms(day, tz)
+    day_end = _midnight_ms(day + timedelta(days=1), tz)
+    max_reach = max(ctx.rules[rule_id].reach_ms for rule_id in rule_ids)
+    span = 1 + -(-max_reach // _DAY_MS)  # days: one more than the longest reach
+    back = ahead = span
+    while True:
+        first_day, last_day = day - timedelta(days=back), day + timedelta(days=ahead)
+        window_start = _midnight_ms(first_day, tz)
+        window_end = _midnight_ms(last_day + timedelta(days=1), tz)
+        blocks = sorted(
+            (occ, rule_id)
+            for rule_id in rule_ids
+            for occ in ctx.occurrences_ms(rule_id, first_day, last_day)
+        )
+        relevant = [
+            cluster
+            for cluster in _clusters(blocks, ctx.rules)
+            if cluster[0] < day_end and cluster[1] > day_start
+        ]
+        open_left = bool(relevant) and relevant[0][0] < window_start + max_reach
+        open_right = bool(relevant) and relevant[-1][1] > window_end
+        grow_left = open_left and back < span + MAX_LOOKAROUND_DAYS
+        grow_right = open_right and ahead < span + MAX_LOOKAROUND_DAYS
+        if not (grow_left or grow_right):
+            break
+        back += 1 if grow_left else 0
+        ahead += 1 if grow_right else 0
+
+    items: list[PlannedItem] = []
+    conflicts: list[_GroupConflict] = []
+    for _, _, cluster in relevant:
+        for placement in ctx.resolve(cluster):
+            start = placement.start_ms
+            if start is not None and day_start <= start < day_end:
+                items.extend(ctx.items(placement.block, start))
+            if placement.winner is not None and day_start <= placement.block[0] < day_end:
+                conflicts.append(ctx.conflict(placement))
+    items.sort(key=lambda item: (item.start_at, item.item_id))
+    return tuple(items), conflicts
+
+
+def _timestamp(moment: datetime) -> str:
+    """RFC 3339 with offset, as the protocol wants (milliseconds only when needed)."""
+    return moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
+
+
+def _media_json(media: MediaRef, media_url: Callable[[MediaRef], str]) -> dict[str, object]:
+    return {
+        "url": media_url(media),
+        "sha256": media.sha256,
+        "bytes": media.bytes,
+        "duration_ms": media.duration_ms,
+    }
+
+
+def desired_item(item: PlannedItem, media_url: Callable[[MediaRef], str]) -> dict[str, object]:
+    """The protocol's ``desired.playlist[]`` entry for ``item``.
+
+    ``media_url`` turns a media reference into a (signed) download URL; it is the API
+    layer's, since signing needs the settings.  Times keep the item's zone offset.
+    """
+    entry: dict[str, object] = {
+        "item_id": item.item_id,
+        "kind": item.kind,
+        "title": item.title[:500],
+        "start_at": _timestamp(item.start_at),
+        "end_at": _timestamp(item.end_at),
+        "priority": item.priority,
+    }
+    if item.volume is not None:
+        entry["volume"] = item.volume
+    if item.kind == "file" and item.media is not None:
+        entry["media"] = _media_json(item.media, media_url)
+        entry["loop"] = item.loop
+    if item.kind == "relay" and item.stream is not None:
+        entry["url"] = item.stream.url
+        if item.fallback is not None:
+            entry["fallback"] = _media_json(item.fallback, media_url)
+    return entry
+
+
+def _build(ctx: _Context, day: date, stations: Iterable[int] | None) -> DayPlan:
+    wanted = None if stations is None else frozenset(stations)
+    per_station: dict[int, list[int]] = defaultdict(list)
+    for rule_id in sorted(ctx.rules):
+        for station_id in ctx.rules[rule_id].spec.station_ids:
+            if wanted is None or station_id in wanted:
+                per_station[station_id].append(rule_id)
+    groups: dict[tuple[int, ...], list[int]] = defaultdict(list)
+    for station_id, applicable in per_station.items():
+        groups[tuple(applicable)].append(station_id)
+
+    timelines: dict[int, tuple[PlannedItem, ...]] = {}
+    station_conflicts: list[Conflict] = []
+    for rule_ids, members in groups.items():
+        items, conflicts = _plan_group(ctx, rule_ids, day)
+        for station_id in members:
+            timelines[station_id] = items
+        for c in conflicts:
+            station_conflicts.extend(
+                Conflict(
+                    station_id=station_id,
+                    rule_id=c.rule_id,
+                    occurrence_start=c.occurrence_start,
+                    winner_rule_id=c.winner_rule_id,
+                    winner_occurrence_start=c.winner_occurrence_start,
+                    outcome=c.outcome,
+                    new_start=c.new_start,
+                    reason=c.reason,
+                    reason_vi=c.reason_vi,
+                )
+                for station_id in members
+            )
+    for station_id in wanted or ():
+        timelines.setdefault(station_id, ())
+    station_conflicts.sort(key=lambda c: (c.station_id, c.occurrence_start, c.rule_id))
+    return DayPlan(
+        day=day,
+        stations={station_id: timelines[station_id] for station_id in sorted(timelines)},
+        conflicts=tuple(station_conflicts),
+        skipped_rules=ctx.skipped,
+    )
+
+
+def build_day(
+    rules: Iterable[RuleSpec],
+    programmes: Iterable[ProgrammeSpec],
+    day: date,
+    tz: tzinfo,
+    *,
+    stations: Iterable[int] | None = None,
+) -> DayPlan:
+    """Every station's items starting on local ``day`` in ``tz``, and that day's conflicts.
+
+    ``stations`` limits the plan to those stations (each gets an entry, empty if no rule
+    targets it); by default every station some rule targets is planned.
+    """
+    return _build(_Context(rules, programmes, tz), day, stations)
+
+
+def build_days(
+    rules: Iterable[RuleSpec],
+    programmes: Iterable[ProgrammeSpec],
+    days: Iterable[date],
+    tz: tzinfo,
+    *,
+    stations: Iterable[int] | None = None,
+) -> list[DayPlan]:
+    """:func:`build_day` for several days sharing one set of caches (e.g. today and
+    tomorrow for the ``desired`` window).  Items are never repeated across the days."""
+    ctx = _Context(rules, programmes, tz)
+    wanted = None if stations is None else tuple(stations)
+    return [_build(ctx, day, wanted) for day in days]
+
+
+def preview(
+    rule: RuleSpec,
+    programme: ProgrammeSpec,
+    existing_rules: Iterable[RuleSpec],
+    programmes: Iterable[ProgrammeSpec],
+    day_range: tuple[date, date],
+    tz: tzinfo,
+) -> RulePreview:
+    """What ``rule`` (new, or an edit of an existing rule with the same id) would do over
+    ``day_range`` (first and last local day, inclusive), without saving anything.
+
+    ``occurrences`` are the instants the recurrence yields; ``items`` the rule's items
+    per targeted station once clashes are resolved; ``suffered`` its own occurrences that
+    are shifted or dropped; ``caused`` the other rules' conflicts that appear or change
+    because of it (compared with the plan without it).  Raises :class:`InvalidRule` if
+    the rule itself is invalid and :class:`InvalidInput` for a bad day range.
+    """
+    first, last = day_range
+    if last < first:
+        raise InvalidInput(
+            f"The preview ends ({last}) before it starts ({first})",
+            field="day_range",
+            message_vi=f"Khoảng xem trước kết thúc ({last}) trước khi bắt đầu ({first})",
+        )
+    count = (last - first).days + 1
+    if count > MAX_PREVIEW_DAYS:
+        raise InvalidInput(
+            f"Preview at most {MAX_PREVIEW_DAYS} days at a time, got {count}",
+            field="day_range",
+            message_vi=f"Chỉ xem trước tối đa {MAX_PREVIEW_DAYS} ngày mỗi lần",
+        )
+    validate_rule(rule, programme)
+    others = [existing for existing in existing_rules if existing.id != rule.id]
+    catalogue = {p.id: p for p in programmes if p.id != programme.id}
+    catalogue[programme.id] = programme
+    days = [first + timedelta(days=offset) for offset in range(count)]
+    targets = sorted(rule.station_ids)
+    with_rule = build_days([*others, rule], catalogue.values(), days, tz, stations=targets)
+    without = build_days(others, catalogue.values(), days, tz, stations=targets)
+
+    start = localize(datetime.combine(first, time()), tz)
+    end = localize(datetime.combine(last + timedelta(days=1), time()), tz)
+    fired = tuple(occurrences(rule.recurrence, start, end, tz))
+    items: dict[int, list[PlannedItem]] = {station_id: [] for station_id in targets}
+    for plan in with_rule:
+        for station_id, planned in plan.stations.items():
+            items[station_id].extend(item for item in planned if item.rule_id == rule.id)
+    before = {
+        (c.station_id, c.rule_id, c.occurrence_start, c.outcome, c.new_start)
+        for plan in without
+        for c in plan.conflicts
+    }
+    suffered: list[Conflict] = []
+    caused: list[Conflict] = []
+    for plan in with_rule:
+        for c in plan.conflicts:
+            if c.rule_id == rule.id:
+                suffered.append(c)
+            elif (
+                c.station_id,
+                c.rule_id,
+                c.occurrence_start,
+                c.outcome,
+                c.new_start,
+            ) not in before:
+                caused.append(c)
+    return RulePreview(
+        rule_id=rule.id,
+        occurrences=fired,
+        items={station_id: tuple(found) for station_id, found in items.items()},
+        suffered=tuple(suffered),
+        caused=tuple(caused),
+        plans=tuple(with_rule),
+    )
