@@ -13,18 +13,18 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from fastapi.testclient import TestClient  # noqa: E402
-from sqlalchemy import insert, select  # noqa: E402
+from fastapi.testclient import TestClient
+from sqlalchemy import insert, select
 
-from broadcaster import db  # noqa: E402
-from broadcaster.app import create_app  # noqa: E402
-from broadcaster.auth import service as auth  # noqa: E402
-from broadcaster.auth.models import TokenKind  # noqa: E402
-from broadcaster.auth.schemas import UserCreate  # noqa: E402
-from broadcaster.settings import Environment, Settings  # noqa: E402
-from kernel.security import Role  # noqa: E402
-from stations import service, tan_an  # noqa: E402
-from stations.models import Area, Station, StationKind  # noqa: E402
+from broadcaster import db
+from broadcaster.app import create_app
+from broadcaster.auth import service as auth
+from broadcaster.auth.models import TokenKind
+from broadcaster.auth.schemas import UserCreate
+from broadcaster.settings import Environment, Settings
+from kernel.security import Role
+from stations import service, tan_an
+from stations.models import Area, Station, StationKind
 
 
 def timed(fn, repeat: int = 20) -> dict[str, float]:  # type: ignore[no-untyped-def]

@@ -7,12 +7,14 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     CheckConstraint,
     Column,
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Table,
@@ -93,6 +95,9 @@ class Station(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     area: Mapped[Area] = relationship(lazy="joined")
+    state: Mapped[StationState | None] = relationship(
+        lazy="joined", back_populates="station", passive_deletes=True
+    )
 
 
 group_stations = Table(
@@ -150,3 +155,56 @@ def as_dict(obj: Base, fields: tuple[str, ...]) -> dict[str, Any]:
         value = getattr(obj, name)
         out[name] = value.value if isinstance(value, StrEnum) else value
     return out
+
+
+class StationState(Base):
+    """What the station last told us (births, deaths, reported, telemetry), and the
+    version of `desired` the server last published to it.
+
+    Kept apart from `Station` (the registry row operators edit) because it changes
+    every minute.  ``bdseq`` is the sequence number of the last accepted birth: a death
+    carrying another number is stale (Sparkplug B rule) and is ignored.
+    """
+
+    __tablename__ = "station_states"
+
+    station_id: Mapped[int] = mapped_column(
+        ForeignKey("stations.id", ondelete="CASCADE"), primary_key=True
+    )
+    online: Mapped[bool] = mapped_column(Boolean, default=False, index=True)
+    bdseq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    online_since: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    offline_since: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    last_seen: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    firmware: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    model: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    capabilities: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    held_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # what the server last published on the station's retained `desired` topic
+    desired_version: Mapped[int] = mapped_column(Integer, default=0)
+    desired_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    desired_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    applied_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    missing: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    reported_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    cache_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    volume: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    telemetry: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    telemetry_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    faults: Mapped[list[str]] = mapped_column(JSONType, default=list)
+
+    station: Mapped[Station] = relationship(back_populates="state")
+
+
+class TelemetrySample(Base):
+    """Telemetry history, pruned after the retention period."""
+
+    __tablename__ = "telemetry"
+    __table_args__ = (Index("ix_telemetry_station_at", "station_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id", ondelete="CASCADE"))
+    at: Mapped[dt.datetime] = mapped_column()
+    received_at: Mapped[dt.datetime] = mapped_column(index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    data: Mapped[dict[str, Any]] = mapped_column(JSONType)

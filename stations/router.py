@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
-from kernel.errors import PayloadTooLarge
+from kernel.errors import InvalidInput, PayloadTooLarge
 from kernel.security import Permission
-from stations import csvio, service
+from stations import csvio, live, service
 from stations.dependencies import AreaDep, GroupDep, StationDep
 from stations.models import Area, AreaLevel, Group, Station, StationKind, as_dict
 from stations.schemas import (
@@ -26,7 +27,9 @@ from stations.schemas import (
     ListOf,
     StationCreate,
     StationRead,
+    StationStateRead,
     StationUpdate,
+    TelemetryRead,
 )
 
 router = APIRouter(prefix="/api/v1")
@@ -67,6 +70,8 @@ def station_read(station: Station) -> StationRead:
         sim_iccid=station.sim_iccid,
         phone=station.phone,
         notes=station.notes,
+        online=bool(station.state and station.state.online),
+        last_seen=station.state.last_seen if station.state else None,
         created_at=station.created_at,
         updated_at=station.updated_at,
     )
@@ -174,9 +179,10 @@ def list_stations(
     kind: StationKind | None = None,
     q: SearchQuery = None,
     enabled: bool | None = None,
+    online: bool | None = None,
 ) -> ListOf[StationRead]:
     query = service.station_query(
-        session, scope=principal.scope, area=area, kind=kind, q=q, enabled=enabled
+        session, scope=principal.scope, area=area, kind=kind, q=q, enabled=enabled, online=online
     )
     items, total = service.list_stations(session, query, limit=page.limit, offset=page.offset)
     return ListOf(items=[station_read(s) for s in items], total=total)
@@ -251,6 +257,59 @@ async def import_stations(
 @router.get("/stations/{sid}", tags=["stations"])
 def get_station(station: StationDep) -> StationRead:
     return station_read(station)
+
+
+@router.get("/stations/{sid}/state", tags=["stations"])
+def get_station_state(station: StationDep, session: SessionDep) -> StationStateRead:
+    """Live state: online, versions (desired by the server vs applied), missing media,
+    latest telemetry and faults."""
+    state = live.state_of(session, station.id)
+    return StationStateRead(
+        sid=station.sid,
+        online=state.online,
+        bdseq=state.bdseq,
+        online_since=state.online_since,
+        offline_since=state.offline_since,
+        last_seen=state.last_seen,
+        firmware=state.firmware,
+        model=state.model,
+        capabilities=list(state.capabilities or []),
+        desired_version=state.desired_version or 0,
+        desired_at=state.desired_at,
+        applied_version=state.applied_version,
+        held_version=state.held_version,
+        in_sync=bool(state.desired_version)
+        and state.applied_version == state.desired_version
+        and not state.missing,
+        missing=list(state.missing or []),
+        reported_at=state.reported_at,
+        cache_bytes=state.cache_bytes,
+        volume=state.volume,
+        faults=list(state.faults or []),
+        telemetry=state.telemetry,
+        telemetry_at=state.telemetry_at,
+    )
+
+
+@router.get("/stations/{sid}/telemetry", tags=["stations"], response_model=ListOf[TelemetryRead])
+def get_station_telemetry(
+    station: StationDep,
+    session: SessionDep,
+    since: Annotated[dt.datetime | None, Query(alias="from")] = None,
+    until: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
+) -> ListOf[TelemetryRead]:
+    """Telemetry history between `from` (inclusive) and `to` (exclusive), oldest first."""
+    for name, value in (("from", since), ("to", until)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput(f"'{name}' needs a time zone offset", field=("query", name))
+    if since and until and until <= since:
+        raise InvalidInput("'to' must be after 'from'", field=("query", "to"))
+    rows = live.telemetry_between(session, station.id, since=since, until=until, limit=limit)
+    items = [
+        TelemetryRead(at=r.at, received_at=r.received_at, seq=r.seq, data=r.data) for r in rows
+    ]
+    return ListOf(items=items, total=len(items))
 
 
 @router.patch("/stations/{sid}", tags=["stations"])

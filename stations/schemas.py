@@ -193,3 +193,37 @@ class ImportReport(BaseModel):
     @property
     def ok(self) -> bool:
         return not self.errors
+
+
+# --- live state ------------------------------------------------------------------------
+
+
+class StationStateRead(BaseModel):
+    sid: str
+    online: bool
+    bdseq: int | None
+    online_since: dt.datetime | None
+    offline_since: dt.datetime | None
+    last_seen: dt.datetime | None
+    firmware: str | None
+    model: str | None
+    capabilities: list[str]
+    desired_version: int
+    desired_at: dt.datetime | None
+    applied_version: int | None
+    held_version: int | None
+    in_sync: bool
+    missing: list[str]
+    reported_at: dt.datetime | None
+    cache_bytes: int | None
+    volume: int | None
+    faults: list[str]
+    telemetry: dict[str, object] | None
+    telemetry_at: dt.datetime | None
+
+
+class TelemetryRead(BaseModel):
+    at: dt.datetime
+    received_at: dt.datetime
+    seq: int
+    data: dict[str, object]

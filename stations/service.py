@@ -26,7 +26,7 @@ from stations.exceptions import (
     GroupReadOnly,
     StationNotFound,
 )
-from stations.models import Area, AreaLevel, Group, Station, StationKind
+from stations.models import Area, AreaLevel, Group, Station, StationKind, StationState
 from stations.schemas import (
     AreaCreate,
     AreaUpdate,
@@ -253,9 +253,13 @@ def station_query(
     kind: StationKind | None = None,
     q: str | None = None,
     enabled: bool | None = None,
+    online: bool | None = None,
     sids: Collection[str] | None = None,
 ) -> Select[Station]:
     query = select(Station)
+    if online is not None:
+        online_ids = select(StationState.station_id).where(StationState.online.is_(True))
+        query = query.where(Station.id.in_(online_ids) if online else Station.id.not_in(online_ids))
     if scope is not None:
         query = query.where(Station.area_id.in_(scope))
     if area is not None:

@@ -1,0 +1,184 @@
+"""Live station state: births and deaths, reported state, telemetry.
+
+Called by the firmware bridge's consumer (wired in `broadcaster`) with plain values, one
+transaction per batch of messages.  Rules (PROTOCOL.md, "Connection"):
+
+- a birth is always accepted and sets ``bdseq``; the station is online from then;
+- a death whose ``bdseq`` differs from the last accepted birth is stale and ignored
+  (a quick reconnect's birth can reach us before the previous connection's will);
+- offline time is the server's receipt time, never the station's clock;
+- any message from a station moves ``last_seen``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select
+from sqlalchemy.orm import Session
+
+from stations.models import Station, StationState, TelemetrySample
+
+
+def state_of(session: Session, station_id: int) -> StationState:
+    state = session.get(StationState, station_id)
+    if state is None:
+        state = StationState(
+            station_id=station_id,
+            online=False,
+            capabilities=[],
+            missing=[],
+            faults=[],
+            desired_version=0,
+        )
+        session.add(state)
+    return state
+
+
+def sid_index(session: Session) -> dict[str, int]:
+    """sid -> station id for every registered station."""
+    return {
+        sid: sid_id for sid, sid_id in session.execute(select(Station.sid, Station.id)).tuples()
+    }
+
+
+def record_birth(
+    session: Session,
+    station_id: int,
+    *,
+    bdseq: int,
+    received_at: dt.datetime,
+    firmware: str | None,
+    model: str | None,
+    capabilities: Sequence[str],
+    held_version: int | None,
+) -> None:
+    state = state_of(session, station_id)
+    if not state.online:
+        state.online_since = received_at
+    state.online = True
+    state.bdseq = bdseq
+    state.offline_since = None
+    state.last_seen = received_at
+    state.firmware = firmware
+    state.model = model
+    state.capabilities = list(capabilities)
+    state.held_version = held_version
+
+
+def record_death(
+    session: Session, station_id: int, *, bdseq: int, received_at: dt.datetime
+) -> bool:
+    """Mark the station offline unless the death is stale; return whether it applied."""
+    state = state_of(session, station_id)
+    if state.bdseq is not None and bdseq != state.bdseq:
+        return False
+    if state.online:
+        state.online = False
+        state.offline_since = received_at
+        state.online_since = None
+    return True
+
+
+def record_reported(
+    session: Session,
+    station_id: int,
+    *,
+    applied_version: int | None,
+    missing: Sequence[str],
+    received_at: dt.datetime,
+    cache_bytes: int | None,
+    volume: int | None,
+) -> None:
+    state = state_of(session, station_id)
+    state.applied_version = applied_version
+    state.missing = sorted(set(missing))
+    state.reported_at = received_at
+    state.cache_bytes = cache_bytes
+    if volume is not None:
+        state.volume = volume
+    state.last_seen = max(filter(None, (state.last_seen, received_at)))
+
+
+def touch(session: Session, station_id: int, received_at: dt.datetime) -> None:
+    state = state_of(session, station_id)
+    state.last_seen = max(filter(None, (state.last_seen, received_at)))
+
+
+def record_fault(session: Session, station_id: int, fault: str, *, raised: bool) -> None:
+    state = state_of(session, station_id)
+    faults = set(state.faults or [])
+    if raised:
+        faults.add(fault)
+    else:
+        faults.discard(fault)
+    state.faults = sorted(faults)
+
+
+@dataclass(frozen=True, slots=True)
+class TelemetryRow:
+    station_id: int
+    at: dt.datetime
+    received_at: dt.datetime
+    seq: int
+    data: dict[str, Any]
+
+
+def record_telemetry(session: Session, rows: Iterable[TelemetryRow]) -> int:
+    """Store a batch of telemetry (history + latest per station); return the row count."""
+    batch = list(rows)
+    if not batch:
+        return 0
+    session.execute(
+        insert(TelemetrySample),
+        [
+            {
+                "station_id": r.station_id,
+                "at": r.at,
+                "received_at": r.received_at,
+                "seq": r.seq,
+                "data": r.data,
+            }
+            for r in batch
+        ],
+    )
+    latest: dict[int, TelemetryRow] = {}
+    for row in batch:
+        current = latest.get(row.station_id)
+        if current is None or row.received_at >= current.received_at:
+            latest[row.station_id] = row
+    for station_id, row in latest.items():
+        state = state_of(session, station_id)
+        if state.telemetry_at is None or row.at >= state.telemetry_at:
+            state.telemetry = row.data
+            state.telemetry_at = row.at
+            if "volume" in row.data:
+                state.volume = row.data["volume"]
+        state.last_seen = max(filter(None, (state.last_seen, row.received_at)))
+    return len(batch)
+
+
+def telemetry_between(
+    session: Session,
+    station_id: int,
+    *,
+    since: dt.datetime | None,
+    until: dt.datetime | None,
+    limit: int,
+) -> list[TelemetrySample]:
+    query = select(TelemetrySample).where(TelemetrySample.station_id == station_id)
+    if since is not None:
+        query = query.where(TelemetrySample.at >= since)
+    if until is not None:
+        query = query.where(TelemetrySample.at < until)
+    return list(session.scalars(query.order_by(TelemetrySample.at).limit(limit)))
+
+
+def purge_telemetry(session: Session, *, older_than: dt.datetime) -> int:
+    result = session.execute(
+        delete(TelemetrySample).where(TelemetrySample.received_at < older_than)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
