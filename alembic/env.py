@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from alembic import context
 from sqlalchemy import JSON, Engine
 
 import broadcaster.models  # noqa: F401 - registers every table on the shared metadata
+from alembic import context
 from broadcaster.db import make_engine
 from kernel.db import Base, UTCDateTime
 

@@ -13,6 +13,9 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from audio_library import router as media_router
+from audio_library.service import MediaLibrary
+from audio_library.settings import AudioSettings
 from broadcaster import db
 from broadcaster.auth import router as auth_router
 from broadcaster.auth.dependencies import authenticate
@@ -32,10 +35,22 @@ Authenticate with `POST /api/v1/auth/token` (form fields `username`, `password`)
 """
 
 
-def create_app(settings: Settings | None = None, *, migrate: bool = True) -> FastAPI:
+def create_app(
+    settings: Settings | None = None,
+    *,
+    audio_settings: AudioSettings | None = None,
+    migrate: bool = True,
+) -> FastAPI:
     settings = settings or Settings()
+    audio_settings = audio_settings or AudioSettings()
     engine = db.make_engine(settings.database_url)
     sessionmaker = db.make_sessionmaker(engine)
+    media_library = MediaLibrary(
+        audio_settings,
+        root=settings.media_dir,
+        url_secret=MediaLibrary.derive_secret(settings.secret_key.get_secret_value()),
+        public_base_url=settings.public_base_url,
+    )
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -44,9 +59,11 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
         with db.session_scope(sessionmaker) as session:
             stations_service.ensure_builtin_groups(session)
         log.info("broadcaster ready (%s)", engine.url.render_as_string(hide_password=True))
+        media_library.store.tmp_dir.mkdir(parents=True, exist_ok=True)
         try:
             yield
         finally:
+            media_library.shutdown()
             engine.dispose()
 
     app = FastAPI(
@@ -61,13 +78,15 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
     app.state.readiness = {}
+    app.state.media_library = media_library
+    app.state.asset_usage = []
 
     errors.install(app)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_request_bytes,
-        exempt_prefixes=("/api/v1/media",),
+        overrides={"/api/v1/media": audio_settings.max_upload_bytes + 1024 * 1024},
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -82,6 +101,8 @@ def create_app(settings: Settings | None = None, *, migrate: bool = True) -> Fas
     app.include_router(auth_router.public_router)
     app.include_router(auth_router.router, dependencies=protected)
     app.include_router(stations_router.router, dependencies=protected)
+    app.include_router(media_router.router, dependencies=protected)
+    app.include_router(media_router.public_router)
 
     app.mount(
         "/static/swagger",

@@ -107,7 +107,7 @@ def run(host: str = "127.0.0.1", port: int = 8000) -> None:
     console.print(
         f"  TOKEN=$(curl -s -d 'username={username}&password={password}' "
         f"{base}/api/v1/auth/token | python3 -c 'import json,sys; "
-        "print(json.load(sys.stdin)[\"access_token\"])')",
+        'print(json.load(sys.stdin)["access_token"])\')',
         soft_wrap=True,
     )
     console.print(

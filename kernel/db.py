@@ -66,9 +66,7 @@ class Base(DeclarativeBase):
 M = TypeVar("M")
 
 
-def paginate(
-    session: Session, query: Select[M], limit: int, offset: int
-) -> tuple[list[M], int]:
+def paginate(session: Session, query: Select[M], limit: int, offset: int) -> tuple[list[M], int]:
     """One page of `query` and the total number of rows it matches."""
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     items = list(session.scalars(query.limit(limit).offset(offset)).unique())

@@ -87,6 +87,8 @@ class Principal:
     area_codes: frozenset[str]
     scope: frozenset[int] | None
     token_id: int | None = None
+    city_level: bool = False
+    """Assigned a whole city (a root area): manages city-wide objects in that role."""
 
     def has(self, permission: Permission) -> bool:
         return permission in self.permissions
@@ -103,6 +105,11 @@ class Principal:
         if self.scope is None:
             return True
         return area_id is not None and area_id in self.scope
+
+    @property
+    def city_wide(self) -> bool:
+        """Administrators and accounts assigned a whole city."""
+        return self.scope is None or self.city_level
 
     def reaches_all(self, area_ids: Iterable[int | None]) -> bool:
         return all(self.reaches(a) for a in area_ids)

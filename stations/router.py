@@ -11,6 +11,7 @@ from fastapi.responses import JSONResponse
 from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
 from kernel.errors import InvalidInput, PayloadTooLarge
 from kernel.security import Permission
+from kernel.signals import plan_changed
 from stations import csvio, live, service
 from stations.dependencies import AreaDep, GroupDep, StationDep
 from stations.models import Area, AreaLevel, Group, Station, StationKind, as_dict
@@ -150,6 +151,7 @@ def update_area(
     audit.record(
         "area.update", "area", [area.code], before=before, after=as_dict(area, service.AREA_FIELDS)
     )
+    plan_changed(session, "area.update")
     session.commit()
     session.refresh(area)
     return area_read(area)
@@ -163,6 +165,7 @@ def delete_area(
     before = as_dict(area, service.AREA_FIELDS)
     service.delete_area(session, area.code)
     audit.record("area.delete", "area", [before["code"]], before=before)
+    plan_changed(session, "area.delete")
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -200,6 +203,7 @@ def create_station(
     audit.record(
         "station.create", "station", [station.sid], after=as_dict(station, service.STATION_FIELDS)
     )
+    plan_changed(session, "station.create")
     session.commit()
     return station_read(station)
 
@@ -250,6 +254,7 @@ async def import_stations(
             [],
             after={"created": report.created, "updated": report.updated, "file": file.filename},
         )
+        plan_changed(session, "station.import")
         session.commit()
     return JSONResponse(report.model_dump())
 
@@ -334,6 +339,7 @@ def update_station(
         before=before,
         after=as_dict(station, service.STATION_FIELDS),
     )
+    plan_changed(session, "station.update")
     session.commit()
     return station_read(station)
 
@@ -346,6 +352,7 @@ def delete_station(
     before = as_dict(station, service.STATION_FIELDS)
     service.delete_station(session, station.sid)
     audit.record("station.delete", "station", [station.sid], before=before)
+    plan_changed(session, "station.delete")
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
@@ -387,6 +394,7 @@ def create_group(
         _require_group_members_in_scope(session, principal, data.stations, data.areas)
     group = service.create_group(session, data)
     audit.record("group.create", "group", [group.gid], after=data.model_dump())
+    plan_changed(session, "group.create")
     session.commit()
     return group_read(session, group)
 
@@ -427,6 +435,7 @@ def update_group(
         before=before,
         after=data.model_dump(exclude_unset=True),
     )
+    plan_changed(session, "group.update")
     session.commit()
     return group_read(session, group)
 
@@ -439,5 +448,6 @@ def delete_group(
     gid = group.gid
     service.delete_group(session, gid)
     audit.record("group.delete", "group", [gid])
+    plan_changed(session, "group.delete")
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -26,9 +26,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
-from broadcaster import db  # noqa: E402
-from broadcaster.settings import Environment, Settings  # noqa: E402
-from kernel.db import Base  # noqa: E402
+from broadcaster import db
+from broadcaster.settings import Environment, Settings
+from kernel.db import Base
 
 TEST_DB_URL = os.environ.get("BROADCASTER_TEST_DATABASE_URL", "sqlite://")
 IS_POSTGRES = make_url(TEST_DB_URL).get_backend_name() == "postgresql"
@@ -89,7 +89,7 @@ def _database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseUnde
 @pytest.fixture
 def database_url(_database: DatabaseUnderTest, tmp_path: pathlib.Path) -> Iterator[str]:
     _database.reset()
-    yield _database.url_for_test(tmp_path)
+    return _database.url_for_test(tmp_path)
 
 
 @pytest.fixture
@@ -149,6 +149,7 @@ def client(app):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def admin(client, session_factory: sessionmaker[Session]) -> dict[str, str]:  # type: ignore[no-untyped-def]
     from api import make_user
+
     from kernel.security import Role
 
     return make_user(session_factory, "admin", Role.ADMIN, can_emergency=True)

@@ -217,4 +217,5 @@ def principal_for(session: Session, user: User, token: Token | None = None) -> P
         area_codes=codes,
         scope=scope,
         token_id=token.id if token else None,
+        city_level=any(a.parent_id is None for a in user.areas),
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Collection
+from collections.abc import Mapping
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -27,31 +27,40 @@ class BodyTooLarge(Exception):
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over `max_bytes` with 413, before the route reads them.
+    """Refuse bodies over the limit with 413, while they stream in.
 
-    Paths starting with one of `exempt_prefixes` (uploads with their own, larger limit)
-    are passed through untouched.
+    `max_bytes` applies everywhere except under the path prefixes of `overrides`
+    (uploads, with their own larger limit).  A declared ``Content-Length`` over the limit
+    is refused before reading; a chunked body is cut off as soon as it passes it (the
+    multipart parser's spooled file is then discarded, so nothing is left behind).
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, exempt_prefixes: Collection[str] = ()
+        self, app: ASGIApp, *, max_bytes: int, overrides: Mapping[str, int] | None = None
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.exempt = tuple(exempt_prefixes)
+        self.overrides = sorted((overrides or {}).items(), key=lambda kv: -len(kv[0]))
+
+    def limit_for(self, path: str) -> int:
+        for prefix, limit in self.overrides:
+            if path.startswith(prefix):
+                return limit
+        return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["path"].startswith(self.exempt):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.limit_for(scope["path"])
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
                     length = int(value)
                 except ValueError:
                     length = 0
-                if length > self.max_bytes:
-                    await self._reject(send)
+                if length > max_bytes:
+                    await self._reject(send, max_bytes)
                     return
         received = 0
         response_started = False
@@ -61,7 +70,7 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
-                if received > self.max_bytes:
+                if received > max_bytes:
                     raise BodyTooLarge
             return message
 
@@ -75,12 +84,12 @@ class BodyLimitMiddleware:
             await self.app(scope, limited_receive, tracking_send)
         except BodyTooLarge:
             if not response_started:
-                await self._reject(send)
+                await self._reject(send, max_bytes)
 
-    async def _reject(self, send: Send) -> None:
+    async def _reject(self, send: Send, max_bytes: int) -> None:
         body = json.dumps(
             {
-                "detail": f"request body larger than {self.max_bytes} bytes",
+                "detail": f"request body larger than {max_bytes} bytes",
                 "message_vi": "Dữ liệu gửi lên quá lớn",
             }
         ).encode()

@@ -1,0 +1,119 @@
+"""Media work off the request thread: a process pool running the ingest pipeline.
+
+`MediaProcessor` owns a `ProcessPoolExecutor` (forkserver start method: the service has
+threads - MQTT, scheduler - that must not be forked), created on first use.  The jobs
+are top-level functions taking and returning picklable values.  Callers block on the
+result from a worker thread (FastAPI runs sync endpoints in its threadpool), so the
+event loop and the request thread do no audio work.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+from collections.abc import Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from audio_library.compose import compose
+from audio_library.pipeline import ProcessingOptions, ProcessResult, process_file
+from audio_library.settings import AudioSettings
+from audio_library.tts.base import get_engine
+from audio_library.tts.synth import synthesize_to_file
+
+
+@dataclass(frozen=True, slots=True)
+class TTSOptions:
+    engine: str
+    max_chars: int
+    chunk_chars: int
+    pause_ms: int
+
+
+def job_process(src: str, options: ProcessingOptions, work_dir: str) -> ProcessResult:
+    return process_file(src, options=options, work_dir=work_dir)
+
+
+def job_tts(
+    text: str, voice: str, rate: int, tts: TTSOptions, options: ProcessingOptions, work_dir: str
+) -> ProcessResult:
+    wav = synthesize_to_file(
+        text,
+        voice,
+        rate,
+        get_engine(tts.engine),
+        work_dir,
+        max_chars=tts.max_chars,
+        chunk_chars=tts.chunk_chars,
+        pause_ms=tts.pause_ms,
+    )
+    try:
+        return process_file(wav, options=options, work_dir=work_dir)
+    finally:
+        wav.unlink(missing_ok=True)
+
+
+def job_compose(
+    parts: Sequence[str], gap_ms: int, crossfade_ms: int, options: ProcessingOptions, work_dir: str
+) -> ProcessResult:
+    joined = Path(work_dir) / "composed.wav"
+    compose(
+        parts, joined, gap_ms=gap_ms, crossfade_ms=crossfade_ms, sample_rate=options.sample_rate
+    )
+    try:
+        return process_file(joined, options=options, work_dir=work_dir)
+    finally:
+        joined.unlink(missing_ok=True)
+
+
+class MediaProcessor:
+    """Runs media jobs in a process pool; `run` blocks the calling (worker) thread."""
+
+    def __init__(self, settings: AudioSettings, *, workers: int = 2) -> None:
+        self.settings = settings
+        self.options = ProcessingOptions.from_settings(settings)
+        self.tts = TTSOptions(
+            engine=settings.tts_engine,
+            max_chars=settings.tts_max_chars,
+            chunk_chars=settings.tts_chunk_chars,
+            pause_ms=settings.tts_pause_ms,
+        )
+        self._workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def _executor(self) -> ProcessPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ProcessPoolExecutor(
+                    max_workers=self._workers,
+                    mp_context=multiprocessing.get_context("forkserver"),
+                )
+            return self._pool
+
+    def submit(self, fn: Any, *args: Any) -> Future[ProcessResult]:
+        future: Future[ProcessResult] = self._executor().submit(fn, *args)
+        return future
+
+    def process(self, src: Path, work_dir: Path) -> ProcessResult:
+        return self.submit(job_process, str(src), self.options, str(work_dir)).result()
+
+    def synthesize(self, text: str, voice: str, rate: int, work_dir: Path) -> ProcessResult:
+        return self.submit(
+            job_tts, text, voice, rate, self.tts, self.options, str(work_dir)
+        ).result()
+
+    def compose(
+        self, parts: Sequence[Path], gap_ms: int, crossfade_ms: int, work_dir: Path
+    ) -> ProcessResult:
+        return self.submit(
+            job_compose, [str(p) for p in parts], gap_ms, crossfade_ms, self.options, str(work_dir)
+        ).result()
+
+    def shutdown(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None

@@ -1,0 +1,388 @@
+"""Media library API (`/api/v1/media`) and signed media downloads for stations (`/media`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
+from fastapi.responses import FileResponse, JSONResponse
+from sqlalchemy.orm import Session
+
+from audio_library import areas, service
+from audio_library.dependencies import AssetDep, LibraryDep
+from audio_library.exceptions import MediaNotFound
+from audio_library.models import CATEGORIES, Approval, AssetSource, AssetStatus, MediaAsset
+from audio_library.schemas import (
+    ApprovalRequest,
+    AssetRead,
+    AssetUpdate,
+    ComposeRequest,
+    Peaks,
+    TTSRequest,
+    check_category,
+)
+from audio_library.signing import verify
+from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
+from kernel.errors import InvalidInput, PermissionDeniedError
+from kernel.security import Permission, Principal
+from kernel.signals import plan_changed
+
+router = APIRouter(prefix="/api/v1/media", tags=["media"])
+public_router = APIRouter(tags=["media"])
+
+PREVIEW_TTL = dt.timedelta(hours=1)
+AssetUsage = Callable[[Session, int], list[str]]
+"""Registered by the composition root: who (in the future) still uses an asset."""
+
+
+def asset_read(
+    asset: MediaAsset, library: service.MediaLibrary, codes: dict[int, str]
+) -> AssetRead:
+    preview = None
+    if asset.status is AssetStatus.READY and asset.sha256:
+        preview = library.asset_url(asset, dt.datetime.now(dt.UTC) + PREVIEW_TTL)
+    fmt = (asset.recipe or {}).get("format", {}) if asset.source is AssetSource.UPLOAD else {}
+    return AssetRead(
+        id=asset.id,
+        title=asset.title,
+        category=asset.category,
+        category_name=CATEGORIES.get(asset.category, asset.category),
+        tags=list(asset.tags or []),
+        source=asset.source,
+        status=asset.status,
+        failure_reason=asset.failure_reason,
+        approval=asset.approval,
+        approved_by=asset.approved_by,
+        approved_at=asset.approved_at,
+        approval_note=asset.approval_note,
+        playable=asset.playable,
+        owner_area_code=codes.get(asset.owner_area_id) if asset.owner_area_id else None,
+        created_by=asset.created_by,
+        sha256=asset.sha256,
+        bytes=asset.bytes,
+        duration_ms=asset.duration_ms,
+        mime=asset.mime,
+        loudness_before=asset.loudness_before,
+        loudness_after=asset.loudness_after,
+        true_peak_before=asset.true_peak_before,
+        true_peak_after=asset.true_peak_after,
+        original_filename=asset.original_filename,
+        original_format=fmt.get("format_name") if isinstance(fmt, dict) else None,
+        recipe=asset.recipe if asset.source is not AssetSource.UPLOAD else None,
+        preview_url=preview,
+        created_at=asset.created_at,
+        processed_at=asset.processed_at,
+    )
+
+
+def _read_one(session: Session, library: service.MediaLibrary, asset: MediaAsset) -> AssetRead:
+    return asset_read(asset, library, areas.codes_for(session, [asset.owner_area_id]))
+
+
+def _author(session: Session, principal: Principal, owner_area: str | None) -> service.Author:
+    """The author, and the area the new asset belongs to (city-wide for administrators)."""
+    area_id: int | None = None
+    if owner_area is not None:
+        area_id = areas.id_for(session, owner_area)
+        if area_id is None:
+            raise InvalidInput(f"unknown area {owner_area!r}", field="owner_area")
+        principal.require_area(Permission.CONTENT_WRITE, area_id)
+    elif not principal.city_wide and principal.area_codes:
+        area_id = areas.id_for(session, min(principal.area_codes))
+    return service.Author(name=principal.username, user_id=principal.user_id, area_id=area_id)
+
+
+def _require_owner(principal: Principal, asset: MediaAsset, permission: Permission) -> None:
+    """Area-owned assets need the permission in that area; city-wide ones a city account."""
+    principal.require(permission)
+    if asset.owner_area_id is not None:
+        principal.require_area(permission, asset.owner_area_id)
+    elif not principal.city_wide:
+        raise PermissionDeniedError(
+            "city-wide content is managed by the city",
+            message_vi="Nội dung dùng chung toàn thành phố do thành phố quản lý",
+        )
+
+
+@router.get("", response_model=dict)
+def list_media(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    library: LibraryDep,
+    page: PageDep,
+    q: Annotated[str | None, Query(max_length=200)] = None,
+    category: Annotated[str | None, Query(max_length=32)] = None,
+    status_: Annotated[AssetStatus | None, Query(alias="status")] = None,
+    approval: Approval | None = None,
+    source: AssetSource | None = None,
+    tag: Annotated[str | None, Query(max_length=50)] = None,
+) -> dict[str, object]:
+    principal.require(Permission.CONTENT_READ)
+    items, total = service.list_assets(
+        session,
+        scope=principal.scope,
+        q=q,
+        category=category,
+        status=status_,
+        approval=approval,
+        source=source,
+        tag=tag,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    codes = areas.codes_for(session, [a.owner_area_id for a in items])
+    return {"items": [asset_read(a, library, codes) for a in items], "total": total}
+
+
+@router.get("/categories")
+def categories(principal: CurrentPrincipal) -> dict[str, str]:
+    return dict(CATEGORIES)
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    responses={200: {"description": "identical content already in the library"}},
+)
+def upload_media(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    library: LibraryDep,
+    audit: Audit,
+    file: Annotated[UploadFile, File(description="audio in any format ffmpeg decodes")],
+    title: Annotated[str, Form(min_length=1, max_length=300)],
+    category: Annotated[str, Form(max_length=32)] = "tin-tuc",
+    tags: Annotated[str, Form(max_length=500, description="comma separated")] = "",
+    owner_area: Annotated[str | None, Form(max_length=64)] = None,
+) -> JSONResponse:
+    """Upload a recording; it is normalised to the station loudness before it returns."""
+    principal.require(Permission.CONTENT_WRITE)
+    try:
+        check_category(category)
+    except ValueError as exc:
+        raise InvalidInput(str(exc), field="category") from exc
+    author = _author(session, principal, owner_area)
+    upload = library.store.receive_upload(file.file, max_bytes=library.settings.max_upload_bytes)
+    asset, created = service.ingest_upload(
+        session,
+        library,
+        upload=upload,
+        filename=file.filename,
+        title=title.strip(),
+        category=category,
+        tags=[t.strip() for t in tags.split(",") if t.strip()],
+        author=author,
+    )
+    if created:
+        audit.record("media.upload", "media", [str(asset.id)], after={"title": asset.title})
+        session.commit()
+    body = _read_one(session, library, asset).model_dump(mode="json")
+    return JSONResponse(body, status_code=201 if created else 200)
+
+
+@router.post("/tts", status_code=status.HTTP_201_CREATED)
+def text_to_speech(
+    data: TTSRequest,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    library: LibraryDep,
+    audit: Audit,
+) -> AssetRead:
+    """Read a Vietnamese bulletin aloud (voices: south, north, central; rate -3..+3)."""
+    principal.require(Permission.CONTENT_WRITE)
+    asset = service.create_tts_asset(
+        session,
+        library,
+        text=data.text,
+        voice=data.voice,
+        rate=data.rate,
+        title=data.title,
+        category=data.category,
+        tags=data.tags,
+        author=_author(session, principal, None),
+    )
+    audit.record("media.tts", "media", [str(asset.id)], after={"title": asset.title})
+    session.commit()
+    return _read_one(session, library, asset)
+
+
+@router.post("/compose", status_code=status.HTTP_201_CREATED)
+def compose_media(
+    data: ComposeRequest,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    library: LibraryDep,
+    audit: Audit,
+) -> AssetRead:
+    """Join parts (intro jingle, bulletin, outro) with gaps or a crossfade."""
+    principal.require(Permission.CONTENT_WRITE)
+    asset = service.create_composed_asset(
+        session,
+        library,
+        part_ids=data.parts,
+        gap_ms=data.gap_ms,
+        crossfade_ms=data.crossfade_ms,
+        title=data.title,
+        category=data.category,
+        tags=data.tags,
+        author=_author(session, principal, None),
+        scope=principal.scope,
+    )
+    audit.record("media.compose", "media", [str(asset.id)], after=data.model_dump())
+    session.commit()
+    return _read_one(session, library, asset)
+
+
+@router.get("/{asset_id}")
+def get_media(asset: AssetDep, session: SessionDep, library: LibraryDep) -> AssetRead:
+    return _read_one(session, library, asset)
+
+
+@router.patch("/{asset_id}")
+def update_media(
+    asset: AssetDep,
+    data: AssetUpdate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    library: LibraryDep,
+    audit: Audit,
+) -> AssetRead:
+    _require_owner(principal, asset, Permission.CONTENT_WRITE)
+    before = {"title": asset.title, "category": asset.category, "tags": list(asset.tags or [])}
+    service.update_metadata(
+        session, asset, title=data.title, category=data.category, tags=data.tags
+    )
+    audit.record(
+        "media.update",
+        "media",
+        [str(asset.id)],
+        before=before,
+        after=data.model_dump(exclude_unset=True),
+    )
+    plan_changed(session, "media.update")
+    session.commit()
+    return _read_one(session, library, asset)
+
+
+def _review(
+    asset: MediaAsset,
+    data: ApprovalRequest,
+    session: Session,
+    principal: Principal,
+    library: service.MediaLibrary,
+    audit: Audit,
+    *,
+    approve: bool,
+) -> AssetRead:
+    _require_owner(principal, asset, Permission.CONTENT_APPROVE)
+    before = {"approval": asset.approval.value}
+    service.set_approval(
+        session,
+        asset,
+        approver=service.Author(name=principal.username, user_id=principal.user_id),
+        approve=approve,
+        note=data.note,
+    )
+    audit.record(
+        "media.approve" if approve else "media.reject",
+        "media",
+        [str(asset.id)],
+        before=before,
+        after={"approval": asset.approval.value, "note": data.note},
+    )
+    plan_changed(session, "media.review")
+    session.commit()
+    return _read_one(session, library, asset)
+
+
+@router.post("/{asset_id}/approve")
+def approve_media(
+    asset: AssetDep,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    library: LibraryDep,
+    audit: Audit,
+    data: ApprovalRequest | None = None,
+) -> AssetRead:
+    return _review(
+        asset, data or ApprovalRequest(), session, principal, library, audit, approve=True
+    )
+
+
+@router.post("/{asset_id}/reject")
+def reject_media(
+    asset: AssetDep,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    library: LibraryDep,
+    audit: Audit,
+    data: ApprovalRequest | None = None,
+) -> AssetRead:
+    return _review(
+        asset, data or ApprovalRequest(), session, principal, library, audit, approve=False
+    )
+
+
+@router.get("/{asset_id}/peaks")
+def media_peaks(
+    asset: AssetDep,
+    session: SessionDep,
+    library: LibraryDep,
+    buckets: Annotated[int, Query(ge=10, le=4000)] = service.DEFAULT_PEAK_BUCKETS,
+) -> Peaks:
+    """Waveform peaks for previews (absolute peak per bucket, 0..1)."""
+    values = service.peaks(session, library, asset, buckets)
+    return Peaks(
+        asset_id=asset.id, buckets=len(values), duration_ms=asset.duration_ms or 0, peaks=values
+    )
+
+
+@router.delete("/{asset_id}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_media(
+    asset: AssetDep,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    library: LibraryDep,
+    audit: Audit,
+) -> Response:
+    """Delete an asset; refused (409) while a future schedule uses it."""
+    _require_owner(principal, asset, Permission.CONTENT_WRITE)
+    checks: list[AssetUsage] = getattr(request.app.state, "asset_usage", [])
+    used_by = [user for check in checks for user in check(session, asset.id)]
+    asset_id, title = asset.id, asset.title
+    service.delete_asset(session, library, asset, used_by=used_by)
+    audit.record("media.delete", "media", [str(asset_id)], before={"title": title})
+    plan_changed(session, "media.delete")
+    session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+# --- station downloads -----------------------------------------------------------------
+
+
+@public_router.head("/media/{name}", include_in_schema=False)
+@public_router.get("/media/{name}")
+def download(
+    name: str,
+    request: Request,
+    library: LibraryDep,
+    exp: str | None = None,
+    sig: str | None = None,
+) -> Response:
+    """A signed station download (no login): HEAD, Range (206), ETag/If-None-Match."""
+    ref = verify(f"/media/{name}", exp, sig, library.url_secret, dt.datetime.now(dt.UTC))
+    path = library.store.path_for("rendition", ref.sha256, ref.ext)
+    if not path.is_file():
+        raise MediaNotFound(f"no media {ref.sha256}")
+    etag = f'"{ref.sha256}"'
+    cache = "private, max-age=86400, immutable"
+    inm = request.headers.get("if-none-match")
+    if inm and (inm.strip() == "*" or etag in [t.strip() for t in inm.split(",")]):
+        return Response(status_code=304, headers={"ETag": etag, "Cache-Control": cache})
+    mime = {"mp3": "audio/mpeg", "m4a": "audio/mp4", "opus": "audio/ogg"}.get(
+        ref.ext, "application/octet-stream"
+    )
+    return FileResponse(path, media_type=mime, headers={"ETag": etag, "Cache-Control": cache})

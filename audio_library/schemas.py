@@ -1,0 +1,96 @@
+"""Shapes of the media library API."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
+
+from audio_library.models import CATEGORIES, Approval, AssetSource, AssetStatus
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+
+
+def check_category(value: str) -> str:
+    if value not in CATEGORIES:
+        raise ValueError(f"unknown category {value!r}; one of: {', '.join(CATEGORIES)}")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AssetRead(BaseModel):
+    id: int
+    title: str
+    category: str
+    category_name: str
+    tags: list[str]
+    source: AssetSource
+    status: AssetStatus
+    failure_reason: str | None
+    approval: Approval
+    approved_by: str | None
+    approved_at: dt.datetime | None
+    approval_note: str | None
+    playable: bool
+    owner_area_code: str | None
+    created_by: str
+    sha256: str | None
+    bytes: int | None
+    duration_ms: int | None
+    mime: str | None
+    loudness_before: float | None
+    loudness_after: float | None
+    true_peak_before: float | None
+    true_peak_after: float | None
+    original_filename: str | None
+    original_format: str | None
+    recipe: dict[str, object] | None
+    preview_url: str | None = Field(description="signed link valid for one hour")
+    created_at: dt.datetime
+    processed_at: dt.datetime | None
+
+
+class AssetUpdate(_Strict):
+    title: Title | None = None
+    category: str | None = None
+    tags: list[Tag] | None = None
+
+    _category = field_validator("category")(lambda v: None if v is None else check_category(v))
+
+
+class TTSRequest(_Strict):
+    text: Annotated[str, StringConstraints(max_length=100_000)]
+    voice: str = "south"
+    rate: Annotated[int, Field(ge=-3, le=3)] = 0
+    title: Title | None = None
+    category: str = "tin-tuc"
+    tags: list[Tag] = Field(default_factory=list)
+
+    _category = field_validator("category")(check_category)
+
+
+class ComposeRequest(_Strict):
+    title: Title
+    parts: Annotated[list[int], Field(min_length=1, max_length=20)]
+    gap_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
+    crossfade_ms: Annotated[int, Field(ge=0, le=10_000)] = 0
+    category: str = "tin-tuc"
+    tags: list[Tag] = Field(default_factory=list)
+
+    _category = field_validator("category")(check_category)
+
+
+class ApprovalRequest(_Strict):
+    note: Annotated[str, StringConstraints(max_length=2000)] | None = None
+
+
+class Peaks(BaseModel):
+    asset_id: int
+    buckets: int
+    duration_ms: int
+    peaks: list[float]
