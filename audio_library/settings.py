@@ -14,7 +14,6 @@ processing), and a 64 kbit/s mono CBR MP3 that every station player decodes and 
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
@@ -32,9 +31,6 @@ class AudioSettings(BaseSettings):
     """Limits, loudness targets, rendition format and text-to-speech defaults."""
 
     model_config = SettingsConfigDict(env_prefix="BROADCASTER_AUDIO_", extra="ignore")
-
-    media_dir: Path = Path("var/media")
-    """Root of content-addressed storage (``originals/``, ``renditions/``, ``tmp/``)."""
 
     max_upload_bytes: int = Field(default=200 * 1024 * 1024, gt=0)
     max_duration_s: float = Field(default=3 * 3600.0, gt=0)
@@ -58,9 +54,6 @@ class AudioSettings(BaseSettings):
     tts_chunk_chars: int = Field(default=400, ge=50)
     tts_pause_ms: int = Field(default=250, ge=0, le=5000)
     """Silence inserted between synthesised chunks."""
-
-    media_url_ttl_s: int = Field(default=24 * 3600, gt=0)
-    """Lifetime of signed media URLs handed to stations."""
 
     @field_validator("sample_rate")
     @classmethod

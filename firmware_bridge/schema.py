@@ -1,0 +1,90 @@
+"""JSON Schema validation of loa/v1 payloads.
+
+The schemas under ``firmware_bridge/schemas/`` are a byte-identical copy of the normative
+``shared/protocol/schemas`` (a test checks this), shipped as package data so the bridge
+and the simulator work without the shared folder. Each schema is registered in a
+``referencing`` registry under its ``$id``, so relative references such as
+``common.json#/$defs/sid`` resolve offline. Validators are built once and cached.
+
+``format`` keywords are not asserted (the ``pattern`` on timestamps already fixes the
+shape, and the pydantic models reject impossible dates).
+"""
+
+from __future__ import annotations
+
+import json
+from enum import StrEnum
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import ValidationError, best_match
+from referencing import Registry, Resource
+from referencing.jsonschema import DRAFT202012
+
+from firmware_bridge.errors import ProtocolError
+
+__all__ = ["SCHEMA_FILES", "MessageKind", "load_schemas", "schema_errors", "validate_payload"]
+
+_MAX_REASON = 300
+
+
+class MessageKind(StrEnum):
+    """A loa/v1 payload type; the value is the schema file's stem."""
+
+    SERVER_STATE = "server-state"
+    STATION_STATE = "station-state"
+    DESIRED = "desired"
+    REPORTED = "reported"
+    COMMAND = "command"
+    ACK = "ack"
+    EVENT = "event"
+    TELEMETRY = "telemetry"
+
+
+#: Every schema file, including the shared definitions.
+SCHEMA_FILES: tuple[str, ...] = (*(f"{kind.value}.json" for kind in MessageKind), "common.json")
+
+
+@cache
+def load_schemas() -> dict[str, dict[str, Any]]:
+    """Return the vendored schemas keyed by file name."""
+    root = resources.files("firmware_bridge.schemas")
+    return {
+        name: json.loads(root.joinpath(name).read_text(encoding="utf-8")) for name in SCHEMA_FILES
+    }
+
+
+@cache
+def _validators() -> dict[MessageKind, Draft202012Validator]:
+    schemas = load_schemas()
+    registry: Registry[Any] = Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema, default_specification=DRAFT202012))
+        for schema in schemas.values()
+    )
+    validators = {}
+    for kind in MessageKind:
+        schema = schemas[f"{kind.value}.json"]
+        Draft202012Validator.check_schema(schema)
+        validators[kind] = Draft202012Validator(schema, registry=registry)
+    return validators
+
+
+def _describe(kind: MessageKind, error: ValidationError) -> str:
+    path = "/".join(str(part) for part in error.absolute_path)
+    text = f"{kind.value}: {path + ': ' if path else ''}{error.message}"
+    return text if len(text) <= _MAX_REASON else text[: _MAX_REASON - 3] + "..."
+
+
+def schema_errors(kind: MessageKind, document: object) -> list[str]:
+    """Every schema violation of ``document`` as short reasons (empty when valid)."""
+    validator = _validators()[kind]
+    return [_describe(kind, error) for error in validator.iter_errors(document)]
+
+
+def validate_payload(kind: MessageKind, document: object) -> None:
+    """Raise :class:`ProtocolError` with the most relevant violation, if any."""
+    error = best_match(_validators()[kind].iter_errors(document))
+    if error is not None:
+        raise ProtocolError(_describe(kind, error), category="schema")

@@ -1,0 +1,158 @@
+"""What a virtual station keeps on its "flash": one directory per station.
+
+::
+
+    {state_dir}/{sid}/state.json    bdseq, default volume, handled items, last acks
+    {state_dir}/{sid}/desired.json  the desired payload last applied (raw bytes)
+    {state_dir}/{sid}/spool.jsonl   acks and events not yet acknowledged by the broker
+    {state_dir}/{sid}/media/{sha}   verified media cache
+
+Everything survives a process restart, as it would survive a reboot. Small files are
+replaced atomically (write + rename). The spool is appended to on every new message and
+rewritten when acknowledged messages are pruned.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+__all__ = ["PersistedState", "SpoolEntry", "StationStore"]
+
+SpoolKind = Literal["ack", "event"]
+
+
+@dataclass
+class PersistedState:
+    """The small state a station persists."""
+
+    last_bdseq: int | None = None
+    volume: int | None = None
+    handled_items: list[str] = field(default_factory=list)
+    acks: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class SpoolEntry:
+    """One QoS 1 message waiting for its PUBACK (``seq`` orders the spool)."""
+
+    seq: int
+    kind: SpoolKind
+    payload: bytes
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+class StationStore:
+    """File-backed persistence of one station."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.media_dir = root / "media"
+        self.media_dir.mkdir(parents=True, exist_ok=True)
+        self._state_path = root / "state.json"
+        self._desired_path = root / "desired.json"
+        self._spool_path = root / "spool.jsonl"
+
+    # ------------------------------------------------------------- state + desired
+
+    def load_state(self) -> PersistedState:
+        """The persisted state, or defaults for a factory-new station."""
+        try:
+            raw: dict[str, Any] = json.loads(self._state_path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return PersistedState()
+        return PersistedState(
+            last_bdseq=raw.get("last_bdseq"),
+            volume=raw.get("volume"),
+            handled_items=list(raw.get("handled_items", [])),
+            acks=dict(raw.get("acks", {})),
+        )
+
+    def save_state(self, state: PersistedState) -> None:
+        """Persist ``state`` atomically."""
+        document = {
+            "last_bdseq": state.last_bdseq,
+            "volume": state.volume,
+            "handled_items": state.handled_items,
+            "acks": state.acks,
+        }
+        _atomic_write(self._state_path, json.dumps(document).encode("utf-8"))
+
+    def load_desired(self) -> bytes | None:
+        """The raw desired payload last applied, if any."""
+        try:
+            return self._desired_path.read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def save_desired(self, payload: bytes) -> None:
+        """Persist the raw desired payload."""
+        _atomic_write(self._desired_path, payload)
+
+    # ------------------------------------------------------------- spool
+
+    def load_spool(self) -> list[tuple[SpoolKind, bytes]]:
+        """Spooled messages, oldest first (a torn last line is skipped)."""
+        try:
+            lines = self._spool_path.read_text(encoding="utf-8").splitlines()
+        except FileNotFoundError:
+            return []
+        entries: list[tuple[SpoolKind, bytes]] = []
+        for line in lines:
+            try:
+                record = json.loads(line)
+                kind: SpoolKind = "ack" if record["kind"] == "ack" else "event"
+                entries.append((kind, record["payload"].encode("utf-8")))
+            except (ValueError, KeyError, TypeError, AttributeError):
+                continue
+        return entries
+
+    def append_spool(self, entry: SpoolEntry) -> None:
+        """Append one message to the spool."""
+        line = json.dumps({"kind": entry.kind, "payload": entry.payload.decode("utf-8")})
+        with self._spool_path.open("a", encoding="utf-8") as fh:
+            fh.write(line + "\n")
+
+    def rewrite_spool(self, entries: list[SpoolEntry]) -> None:
+        """Replace the spool with ``entries`` (after acknowledged ones were pruned)."""
+        text = "".join(
+            json.dumps({"kind": e.kind, "payload": e.payload.decode("utf-8")}) + "\n"
+            for e in entries
+        )
+        _atomic_write(self._spool_path, text.encode("utf-8"))
+
+    # ------------------------------------------------------------- media cache
+
+    def media_path(self, sha256: str) -> Path:
+        """Where the verified file with this hash lives."""
+        return self.media_dir / sha256
+
+    def has_media(self, sha256: str, size: int) -> bool:
+        """True when the cache holds the file with the expected size."""
+        try:
+            return self.media_path(sha256).stat().st_size == size
+        except FileNotFoundError:
+            return False
+
+    def cache_bytes(self) -> int:
+        """Total size of the verified files in the media cache."""
+        return sum(
+            p.stat().st_size for p in self.media_dir.iterdir() if p.is_file() and "." not in p.name
+        )
+
+    def drop_media_except(self, keep: set[str]) -> list[str]:
+        """Delete verified files not in ``keep`` (downloads in progress are left alone)."""
+        removed = []
+        for path in self.media_dir.iterdir():
+            if path.is_file() and "." not in path.name and path.name not in keep:
+                path.unlink(missing_ok=True)
+                removed.append(path.name)
+        return removed

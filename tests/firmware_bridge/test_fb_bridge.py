@@ -1,0 +1,275 @@
+"""The server-side bridge against a real mosquitto."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from support.loa import Inbox, RawPublisher, desired, make_bridge, wait_until
+from support.mosquitto import Mosquitto, free_port, requires_mosquitto
+from support.mqtt311_proxy import Mqtt311Proxy
+from support.protocol import Recorded, Recorder
+
+from firmware_bridge.client import Bridge, BridgeConfig, Inbound
+from firmware_bridge.errors import ProtocolError
+from firmware_bridge.messages import Ack, Command, StationState, dump_message, utcnow
+from firmware_bridge.topics import TopicKind, Topics
+
+pytestmark = requires_mosquitto()
+
+TOPICS = Topics()
+REPO = Path(__file__).resolve().parents[2]
+
+
+def ack_payload(cmd_id: str) -> bytes:
+    return dump_message(Ack(cmd_id=cmd_id, status="RECEIVED", at=utcnow()))
+
+
+def server_states(recorder: Recorder) -> list[dict[str, object]]:
+    return [r.data for r in recorder.select("server-state") if r.payload]
+
+
+def test_birth_on_connect_and_offline_on_stop(broker: Mosquitto, recorder: Recorder) -> None:
+    bridge = make_bridge(broker, Inbox(), instance="alpha")
+    bridge.start()
+    wait_until(lambda: bridge.connected, what="bridge connected")
+    birth = recorder.wait_for("server-state", where=lambda d: d["online"] is True)[0]
+    assert birth.retain is False
+    assert birth.qos == 1
+    assert "at" in birth.data
+    assert bridge.stats().protocol == "5"
+    bridge.stop()
+    final = recorder.wait_for("server-state", where=lambda d: d["online"] is False)[0]
+    assert "at" in final.data  # published by stop() itself, not the will
+    late = Recorder(broker.host, broker.port, client_id="late").start()
+    try:
+        retained = late.wait_for("server-state")[0]
+        assert retained.retain
+        assert retained.data["online"] is False
+    finally:
+        late.stop()
+
+
+def test_will_marks_the_server_offline_when_it_dies(broker: Mosquitto, recorder: Recorder) -> None:
+    script = textwrap.dedent(
+        f"""
+        import time
+        from firmware_bridge.client import Bridge, BridgeConfig
+        bridge = Bridge(BridgeConfig(url={broker.url!r}, instance="doomed"), lambda inbound: None)
+        bridge.start()
+        while not bridge.connected:
+            time.sleep(0.05)
+        print("up", flush=True)
+        time.sleep(60)
+        """
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "up"
+        recorder.wait_for("server-state", where=lambda d: d["online"] is True)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+        will = recorder.wait_for("server-state", where=lambda d: d["online"] is False)[0]
+        assert will.data == {"online": False}
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+def test_reconnects_after_broker_restart_and_resubscribes(
+    broker: Mosquitto, recorder: Recorder, inbox: Inbox
+) -> None:
+    bridge = make_bridge(broker, inbox)
+    bridge.start()
+    try:
+        wait_until(lambda: bridge.connected, what="connected")
+        broker.restart()
+        wait_until(lambda: bridge.stats().reconnects >= 1 and bridge.connected, what="reconnect")
+        publisher = RawPublisher(broker, client_id="station-after-restart")
+        try:
+            publisher.publish(TOPICS.ack("st-9"), ack_payload("c-after"))
+        finally:
+            publisher.stop()
+        got = wait_until(lambda: inbox.select("ack", "st-9"), what="ack after restart")
+        assert isinstance(got[0].message, Ack)
+        assert got[0].message.cmd_id == "c-after"
+        recorder.wait_for("server-state", where=lambda d: d["online"] is True, count=2)
+    finally:
+        bridge.stop()
+
+
+def test_start_does_not_block_when_the_broker_is_down(tmp_path: Path) -> None:
+    port = free_port()
+    bridge = make_bridge(Mosquitto(tmp_path / "later", port=port), Inbox())
+    started = time.monotonic()
+    bridge.start()
+    try:
+        assert time.monotonic() - started < 1.0
+        assert not bridge.connected
+        assert bridge.publish(TOPICS.cmd("st-1"), Command.new("ping"), wait_s=0.1) is False
+        with Mosquitto(tmp_path / "later", port=port) as late_broker:
+            wait_until(lambda: bridge.connected, timeout_s=20, what="late connect")
+            assert bridge.publish(TOPICS.cmd("st-1"), Command.new("ping")) is True
+            assert late_broker.running
+            bridge.stop()
+    finally:
+        bridge.stop()
+
+
+def test_invalid_flood_is_counted_and_valid_messages_get_through(
+    broker: Mosquitto, recorder: Recorder, inbox: Inbox, raw: RawPublisher
+) -> None:
+    recorder.expect_invalid(lambda r: r.topic.startswith("loa/v1/st/") and "flood" in r.topic)
+    recorder.expect_invalid(lambda r: "/st/BAD/" in r.topic)
+    bridge = make_bridge(broker, inbox)
+    bridge.start()
+    try:
+        wait_until(lambda: bridge.connected, what="connected")
+        garbage = {
+            "json": b"{not json",
+            "schema": b'{"cmd_id": "c-1", "status": "WHATEVER", "at": "2026-11-26T05:00:00Z"}',
+            "encoding": b"\xff\xff",
+            "oversize": b'{"x": "' + b"a" * (300 * 1024) + b'"}',
+        }
+        for i in range(40):
+            for reason, payload in garbage.items():
+                raw.publish(f"loa/v1/st/flood-{reason}/ack", payload, qos=0)
+            raw.publish("loa/v1/st/BAD/ack", ack_payload(f"c-bad-{i}"), qos=0)
+            raw.publish(TOPICS.ack("good"), ack_payload(f"c-{i}"), qos=1)
+        wait_until(lambda: len(inbox.select("ack", "good")) == 40, what="valid acks")
+        wait_until(lambda: bridge.stats().invalid_total == 200, what="invalid counted")
+        stats = bridge.stats()
+        assert stats.invalid == {
+            "json": 40,
+            "schema": 40,
+            "encoding": 40,
+            "oversize": 40,
+            "topic": 40,
+        }
+        assert stats.accepted == stats.handled == 40
+        assert stats.dropped == 0
+        assert stats.handler_errors == 0
+        assert [i.message.cmd_id for i in inbox.select("ack", "good")] == [  # type: ignore[union-attr]
+            f"c-{i}" for i in range(40)
+        ]
+    finally:
+        bridge.stop()
+
+
+def test_bounded_queue_counts_drops_and_handler_errors(
+    broker: Mosquitto, recorder: Recorder, raw: RawPublisher
+) -> None:
+    entered = threading.Event()
+    release = threading.Event()
+    seen: list[str] = []
+
+    def slow_handler(inbound: Inbound) -> None:
+        assert isinstance(inbound.message, Ack)
+        seen.append(inbound.message.cmd_id)
+        if inbound.message.cmd_id == "c-first":
+            entered.set()
+            release.wait(20)
+        if inbound.message.cmd_id.endswith("-boom"):
+            raise RuntimeError("handler bug")
+
+    bridge = make_bridge(broker, slow_handler, queue_size=5)
+    bridge.start()
+    try:
+        wait_until(lambda: bridge.connected, what="connected")
+        raw.publish(TOPICS.ack("st-1"), ack_payload("c-first"))
+        assert entered.wait(10)
+        for i in range(29):
+            raw.publish(TOPICS.ack("st-1"), ack_payload(f"c-{i}-boom" if i < 5 else f"c-{i}"))
+        wait_until(lambda: bridge.stats().received == 30, what="all received")
+        assert bridge.stats().dropped == 24
+        assert bridge.stats().queue_depth == 5
+        release.set()
+        wait_until(lambda: bridge.stats().handled + bridge.stats().handler_errors == 6)
+        stats = bridge.stats()
+        assert stats.handler_errors == 5
+        assert stats.handled == 1
+        assert seen == ["c-first", *(f"c-{i}-boom" for i in range(5))]
+        raw.publish(TOPICS.ack("st-1"), ack_payload("c-later"))
+        wait_until(lambda: "c-later" in seen, what="consumer still alive")
+    finally:
+        release.set()
+        bridge.stop()
+
+
+def test_publish_helpers(broker: Mosquitto, recorder: Recorder, bridge: Bridge) -> None:
+    now = utcnow()
+    assert bridge.publish_desired("st-1", desired(3, now=now))
+    cmd = Command.new("ping")
+    assert bridge.publish_command_to_station("st-1", cmd)
+    assert bridge.publish_command_to_group("tan-an", cmd)
+    assert bridge.publish(TOPICS.telemetry("st-1"), StationState(online=False, bdseq=1), qos=0)
+    recorder.expect_invalid(lambda r: r.topic == TOPICS.telemetry("st-1"))
+    with pytest.raises(ProtocolError):
+        bridge.publish(TOPICS.cmd("st-1"), StationState(online=True, bdseq=1))
+    recorder.wait_for("command", count=2)
+    late = Recorder(broker.host, broker.port, client_id="late").start()
+    try:
+        retained = late.wait_for("desired", sid="st-1")[0]
+        assert retained.retain
+        assert retained.data["version"] == 3
+    finally:
+        late.stop()
+    assert bridge.clear_retained(TOPICS.desired("st-1"))
+    later = Recorder(broker.host, broker.port, client_id="later").start()
+    try:
+        later.wait_for("server-state")
+        assert later.select("desired") == []
+    finally:
+        later.stop()
+
+
+def test_inbound_carries_sid_kind_and_receipt_time(
+    broker: Mosquitto, recorder: Recorder, bridge: Bridge, inbox: Inbox, raw: RawPublisher
+) -> None:
+    before = utcnow()
+    raw.publish(
+        TOPICS.state("st-4"), dump_message(StationState(online=False, bdseq=7)), retain=True
+    )
+    raw.publish(TOPICS.state("st-4"), b"", retain=True)
+    got = wait_until(lambda: inbox.select("state", "st-4"), what="state")[0]
+    assert got.kind is TopicKind.STATE
+    assert got.topic == "loa/v1/st/st-4/state"
+    assert isinstance(got.message, StationState)
+    assert got.message.bdseq == 7
+    assert got.received_at >= before
+    assert got.received_at.tzinfo is not None
+    wait_until(lambda: bridge.stats().empty == 1, what="cleared retained counted")
+
+
+def test_falls_back_to_mqtt_311_when_v5_is_refused(broker: Mosquitto, recorder: Recorder) -> None:
+    proxy = Mqtt311Proxy(broker.host, broker.port).start()
+    bridge = Bridge(BridgeConfig(url=proxy.url, reconnect_min_s=1, reconnect_max_s=1), Inbox())
+    try:
+        bridge.start()
+        wait_until(lambda: bridge.connected, timeout_s=20, what="connected through the proxy")
+        assert proxy.refused_v5 >= 1
+        assert bridge.stats().protocol == "3.1.1"
+        recorder.wait_for("server-state", where=lambda d: d["online"] is True)
+        bridge.stop()
+        recorder.wait_for("server-state", where=lambda d: d["online"] is False)
+    finally:
+        bridge.stop()
+        proxy.stop()
+
+
+def test_recorded_payloads_are_json(recorder: Recorder, bridge: Bridge) -> None:
+    record: Recorded = recorder.wait_for("server-state")[0]
+    assert json.loads(record.payload)["online"] is True

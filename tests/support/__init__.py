@@ -1,0 +1,1 @@
+"""Test helpers shared across packages (real broker, protocol oracle, media server)."""
