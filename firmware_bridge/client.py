@@ -14,7 +14,8 @@ Design:
   is clean, so subscriptions are renewed on every connect.
 * paho callbacks only parse and hand off: topic and payload are validated strictly
   (:func:`firmware_bridge.messages.parse_message`) and the result is put on a bounded
-  queue. A consumer thread calls the user's ``on_inbound`` handler. A full queue drops
+  queue. A consumer thread calls the user's ``on_inbound`` handler with batches of what
+  has queued up (one transaction per batch on the server side). A full queue drops
   the message and counts it; invalid messages are counted by category and logged with
   the station id and the reason (rate-limited); a handler exception is logged and
   counted and the consumer goes on. Nothing received can crash or stall the bridge.
@@ -81,6 +82,7 @@ class BridgeConfig:
     topic_prefix: str = DEFAULT_PREFIX
     keepalive: int = 30
     queue_size: int = 10_000
+    batch_max: int = 500
     reconnect_min_s: int = 1
     reconnect_max_s: int = 30
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
@@ -94,7 +96,7 @@ class BridgeConfig:
 
 @dataclass(frozen=True, slots=True)
 class Inbound:
-    """A valid message from a station, as handed to ``on_inbound``."""
+    """A valid message from a station, as handed (in a batch) to ``on_inbound``."""
 
     sid: str
     kind: TopicKind
@@ -161,7 +163,7 @@ class Bridge:
     def __init__(
         self,
         config: BridgeConfig,
-        on_inbound: Callable[[Inbound], None],
+        on_inbound: Callable[[list[Inbound]], None],
     ) -> None:
         self.config = config
         self.topics = Topics(config.topic_prefix)
@@ -457,24 +459,29 @@ class Bridge:
     # ------------------------------------------------------------------ consumer
 
     def _consume(self) -> None:
+        """Hand inbound messages to the handler in batches (whatever has queued up,
+        at most ``batch_max``), so the handler can store them in one transaction."""
         while True:
             try:
-                inbound = self._queue.get(timeout=0.2)
+                batch = [self._queue.get(timeout=0.2)]
             except queue.Empty:
                 if self._stopping.is_set():
                     return
                 continue
+            while len(batch) < self.config.batch_max:
+                try:
+                    batch.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
             try:
-                self._on_inbound(inbound)
+                self._on_inbound(batch)
             except Exception:
                 with self._lock:
-                    self._counters.handler_errors += 1
-                log.exception(
-                    "inbound handler failed on %s from %s", inbound.kind.value, inbound.sid
-                )
+                    self._counters.handler_errors += len(batch)
+                log.exception("inbound handler failed on a batch of %d message(s)", len(batch))
             else:
                 with self._lock:
-                    self._counters.handled += 1
+                    self._counters.handled += len(batch)
 
 
 def _protocol_name(protocol: MQTTProtocolVersion) -> str:

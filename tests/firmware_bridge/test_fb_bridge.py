@@ -62,7 +62,7 @@ def test_will_marks_the_server_offline_when_it_dies(broker: Mosquitto, recorder:
         f"""
         import time
         from firmware_bridge.client import Bridge, BridgeConfig
-        bridge = Bridge(BridgeConfig(url={broker.url!r}, instance="doomed"), lambda inbound: None)
+        bridge = Bridge(BridgeConfig(url={broker.url!r}, instance="doomed"), lambda batch: None)
         bridge.start()
         while not bridge.connected:
             time.sleep(0.05)
@@ -176,13 +176,14 @@ def test_bounded_queue_counts_drops_and_handler_errors(
     release = threading.Event()
     seen: list[str] = []
 
-    def slow_handler(inbound: Inbound) -> None:
-        assert isinstance(inbound.message, Ack)
-        seen.append(inbound.message.cmd_id)
-        if inbound.message.cmd_id == "c-first":
-            entered.set()
-            release.wait(20)
-        if inbound.message.cmd_id.endswith("-boom"):
+    def slow_handler(batch: list[Inbound]) -> None:
+        for inbound in batch:
+            assert isinstance(inbound.message, Ack)
+            seen.append(inbound.message.cmd_id)
+            if inbound.message.cmd_id == "c-first":
+                entered.set()
+                release.wait(20)
+        if any(isinstance(i.message, Ack) and i.message.cmd_id.endswith("-boom") for i in batch):
             raise RuntimeError("handler bug")
 
     bridge = make_bridge(broker, slow_handler, queue_size=5)

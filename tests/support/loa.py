@@ -53,9 +53,9 @@ class Inbox:
         self.items: list[Inbound] = []
         self._lock = threading.Lock()
 
-    def __call__(self, inbound: Inbound) -> None:
+    def __call__(self, batch: list[Inbound]) -> None:
         with self._lock:
-            self.items.append(inbound)
+            self.items.extend(batch)
 
     def select(self, kind: str | None = None, sid: str | None = None) -> list[Inbound]:
         """Received messages by topic kind (``state``, ``ack``...) and station."""
@@ -67,7 +67,9 @@ class Inbox:
             ]
 
 
-def make_bridge(server: Mosquitto, handler: Callable[[Inbound], None], **kwargs: Any) -> Bridge:
+def make_bridge(
+    server: Mosquitto, handler: Callable[[list[Inbound]], None], **kwargs: Any
+) -> Bridge:
     """A bridge to ``server`` with one-second reconnects."""
     config = BridgeConfig(url=server.url, reconnect_min_s=1, reconnect_max_s=1, **kwargs)
     return Bridge(config, handler)
