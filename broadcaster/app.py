@@ -19,9 +19,14 @@ from audio_library.settings import AudioSettings
 from broadcaster import db
 from broadcaster.auth import router as auth_router
 from broadcaster.auth.dependencies import authenticate
+from broadcaster.broker import router as broker_router
+from broadcaster.dispatch import router as dispatch_router
+from broadcaster.runtime import Role, Runtime
 from broadcaster.settings import Settings
 from broadcaster.web import errors, health
 from broadcaster.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from schedules import router as schedules_router
+from schedules import service as schedules_service
 from stations import router as stations_router
 from stations import service as stations_service
 
@@ -39,6 +44,7 @@ def create_app(
     settings: Settings | None = None,
     *,
     audio_settings: AudioSettings | None = None,
+    role: Role = Role.ALL,
     migrate: bool = True,
 ) -> FastAPI:
     settings = settings or Settings()
@@ -60,9 +66,14 @@ def create_app(
             stations_service.ensure_builtin_groups(session)
         log.info("broadcaster ready (%s)", engine.url.render_as_string(hide_password=True))
         media_library.store.tmp_dir.mkdir(parents=True, exist_ok=True)
+        runtime = Runtime(settings, engine, sessionmaker, media_library, role)
+        app.state.runtime = runtime
+        app.state.readiness["dispatch"] = runtime.readiness
+        runtime.start()
         try:
             yield
         finally:
+            runtime.stop()
             media_library.shutdown()
             engine.dispose()
 
@@ -79,7 +90,8 @@ def create_app(
     app.state.sessionmaker = sessionmaker
     app.state.readiness = {}
     app.state.media_library = media_library
-    app.state.asset_usage = []
+    app.state.asset_usage = [schedules_service.asset_users]
+    app.state.authenticate = authenticate  # for routes that also accept signed links
 
     errors.install(app)
     app.add_middleware(SecurityHeadersMiddleware)
@@ -96,13 +108,19 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
 
-    protected = [Depends(authenticate)]
     app.include_router(health.router)
+    if role is Role.WORKER:
+        return app  # a worker serves its health checks only
+    protected = [Depends(authenticate)]
     app.include_router(auth_router.public_router)
     app.include_router(auth_router.router, dependencies=protected)
     app.include_router(stations_router.router, dependencies=protected)
+    app.include_router(broker_router.router, dependencies=protected)
     app.include_router(media_router.router, dependencies=protected)
     app.include_router(media_router.public_router)
+    app.include_router(schedules_router.router, dependencies=protected)
+    app.include_router(dispatch_router.router, dependencies=protected)
+    app.include_router(schedules_router.public_router)  # calendar feeds: login or signed link
 
     app.mount(
         "/static/swagger",

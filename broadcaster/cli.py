@@ -16,7 +16,9 @@ from rich.table import Table
 from sqlalchemy import Engine
 
 from broadcaster import db
+from broadcaster.broker.cli import mqtt_app, stations_credentials
 from broadcaster.settings import Settings
+from firmware_bridge.simulator.cli import simulate
 
 app = typer.Typer(help="Hệ thống truyền thanh cơ sở thông minh — broadcaster", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations", no_args_is_help=True)
@@ -25,6 +27,8 @@ users_app = typer.Typer(help="Accounts", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 app.add_typer(stations_app, name="stations")
 app.add_typer(users_app, name="users")
+app.add_typer(mqtt_app, name="mqtt")
+stations_app.command("credentials")(stations_credentials)
 
 console = Console()
 err = Console(stderr=True)
@@ -56,15 +60,81 @@ def serve(
     host: Annotated[str, typer.Option(help="bind address")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port")] = 8000,
     log_level: Annotated[str, typer.Option(help="debug, info, warning")] = "info",
+    role: Annotated[
+        str,
+        typer.Option(
+            help="all: API and worker; api: HTTP only; worker: MQTT, outbox and jobs "
+            "(one active worker, elected through PostgreSQL; SQLite: run one process)"
+        ),
+    ] = "all",
 ) -> None:
-    """Run the service (API, dashboard)."""
+    """Run the service: API, dashboard and (unless --role api) the worker."""
     import uvicorn
 
     from broadcaster.app import create_app
+    from broadcaster.runtime import Role
 
+    try:
+        chosen = Role(role)
+    except ValueError as exc:
+        err.print("[red]--role must be all, api or worker[/red]")
+        raise typer.Exit(2) from exc
     _configure_logging(log_level)
     settings = _settings()
-    uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
+    uvicorn.run(
+        create_app(settings, role=chosen), host=host, port=port, log_level=log_level.lower()
+    )
+
+
+app.command("simulate")(simulate)
+
+
+@app.command()
+def broadcast(
+    text: Annotated[str | None, typer.Option(help="speak this text (emergency tier only)")] = None,
+    asset: Annotated[int | None, typer.Option(help="an approved media asset id")] = None,
+    tier: Annotated[str, typer.Option(help="normal, priority or emergency")] = "emergency",
+    everywhere: Annotated[bool, typer.Option("--all", help="every station")] = False,
+    group: Annotated[list[str] | None, typer.Option(help="group gid, repeatable")] = None,
+    area: Annotated[list[str] | None, typer.Option(help="area code, repeatable")] = None,
+    station: Annotated[list[str] | None, typer.Option(help="station sid, repeatable")] = None,
+    title: Annotated[str | None, typer.Option()] = None,
+    repeat: Annotated[int, typer.Option(min=1, max=100)] = 1,
+    expires_in: Annotated[int, typer.Option(help="seconds the command stays valid")] = 30,
+    api: Annotated[str, typer.Option(envvar="BROADCASTER_API_URL")] = "http://127.0.0.1:8000",
+    username: Annotated[str | None, typer.Option(envvar="BROADCASTER_USERNAME")] = None,
+    password: Annotated[str | None, typer.Option(envvar="BROADCASTER_PASSWORD")] = None,
+    token: Annotated[str | None, typer.Option(envvar="BROADCASTER_API_TOKEN")] = None,
+    follow: Annotated[bool, typer.Option(help="show progress until every station answers")] = True,
+) -> None:
+    """Send an (emergency) broadcast through the API and follow it station by station."""
+    from broadcaster import broadcast_cli
+
+    targets = {
+        "stations": station or [],
+        "groups": (group or []) + (["all"] if everywhere else []),
+        "areas": area or [],
+    }
+    content: dict[str, object] = {"text": text} if text else {"asset_id": asset}
+    if (text is None) == (asset is None):
+        err.print("[red]Give exactly one of --text or --asset.[/red]")
+        raise typer.Exit(2)
+    code = broadcast_cli.send(
+        api=api,
+        credentials=(username, password),
+        token=token,
+        payload={
+            "targets": targets,
+            "content": content,
+            "tier": tier,
+            "title": title,
+            "repeat": repeat,
+            "expires_in_s": expires_in,
+        },
+        follow=follow,
+        console=console,
+    )
+    raise typer.Exit(code)
 
 
 @db_app.command("upgrade")
@@ -83,19 +153,38 @@ class Dataset(StrEnum):
 def seed(
     dataset: Annotated[Dataset, typer.Argument(help="which data set")] = Dataset.TAN_AN,
 ) -> None:
-    """Load a data set (idempotent): Tân An city's areas, stations and groups."""
+    """Load a data set (idempotent): Tân An city's areas, stations and groups, then the
+    05:00/17:00 relay chain (stream sources, programmes, approved rules)."""
+    from audio_library.service import MediaLibrary
+    from audio_library.settings import AudioSettings
+    from schedules import seed as schedules_seed
     from stations import tan_an
 
     settings = _settings()
     engine = _migrated(settings)
     factory = db.make_sessionmaker(engine)
-    with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as progress:
-        progress.add_task("Seeding Tân An…", total=None)
-        with db.session_scope(factory) as session:
-            added = tan_an.load(session)
+    library = MediaLibrary(
+        AudioSettings(),
+        root=settings.media_dir,
+        url_secret=MediaLibrary.derive_secret(settings.secret_key.get_secret_value()),
+        public_base_url=settings.public_base_url,
+    )
+    try:
+        with Progress(
+            SpinnerColumn(), TextColumn("{task.description}"), console=console
+        ) as progress:
+            progress.add_task("Seeding Tân An…", total=None)
+            with db.session_scope(factory) as session:
+                added = tan_an.load(session)
+            progress.add_task("Seeding the relay chain…", total=None)
+            with db.session_scope(factory) as session:
+                chain = schedules_seed.load(session, library, tz=settings.tz)
+    finally:
+        library.shutdown()
     console.print(
         f"[green]Tân An seeded:[/green] {added['areas']} areas and "
-        f"{added['stations']} stations added."
+        f"{added['stations']} stations added; relay chain: {chain['stream_sources']} "
+        f"stream sources, {chain['programmes']} programmes, {chain['rules']} rules added."
     )
 
 

@@ -31,12 +31,26 @@ def normalise_url(url: str) -> str:
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    # SQLAlchemy, not pysqlite, starts transactions (see `_sqlite_begin`)
+    dbapi_connection.isolation_level = None
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
     cursor.close()
+
+
+def _sqlite_begin(connection: Any) -> None:
+    """Take the write lock when a transaction starts.
+
+    With SQLite's default deferred transactions, a transaction that read first and
+    writes later fails at once ("database is locked") if another writer got in between;
+    the busy timeout cannot help.  BEGIN IMMEDIATE makes writers queue up (for at most
+    the busy timeout) instead.  Every transaction here is short, and SQLite is the
+    single-process default; production runs PostgreSQL.
+    """
+    connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -52,6 +66,7 @@ def make_engine(url: str) -> Engine:
             max_overflow=20,
         )
         event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "begin", _sqlite_begin)
         return engine
     return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
 

@@ -7,7 +7,9 @@ One `Settings` class per concern, each with its own environment prefix:
 
 Nothing below `broadcaster/` reads the environment; the composition root builds these
 objects and hands the values down.  A default secret key is refused unless
-``BROADCASTER_ENVIRONMENT=development``.
+``BROADCASTER_ENVIRONMENT=development``.  The broker side of the hardening (no
+anonymous MQTT in production, the service's own account in ``BROADCASTER_MQTT_URL``)
+needs the broker itself and is checked by `broadcaster.broker.hardening`.
 """
 
 from __future__ import annotations
@@ -38,6 +40,13 @@ class Settings(BaseSettings):
     mqtt_url: str = "mqtt://127.0.0.1:1883"
     mqtt_topic_prefix: str = "loa/v1"
     mqtt_instance: str = "main"
+    # Broker credentials: the service account is BROADCASTER_MQTT_URL's user:password.
+    mqtt_dynsec: bool = True
+    """Provision per-station accounts through Mosquitto's dynamic-security plugin."""
+    mqtt_public_url: str | None = None
+    """The broker URL stations are given (default: BROADCASTER_MQTT_URL without user)."""
+    mqtt_ca_file: str | None = None
+    """CA bundle for ``mqtts://`` brokers (default: the system's)."""
     media_dir: Path = Path("./var/media")
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
@@ -63,6 +72,18 @@ class Settings(BaseSettings):
             raise ValueError("BROADCASTER_MQTT_URL must look like mqtt://host:port")
         return value
 
+    @field_validator("mqtt_public_url")
+    @classmethod
+    def _mqtt_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = urlsplit(value)
+        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
+            raise ValueError("BROADCASTER_MQTT_PUBLIC_URL must look like mqtts://host:port")
+        if parts.username or parts.password:
+            raise ValueError("BROADCASTER_MQTT_PUBLIC_URL must not carry credentials")
+        return value
+
     @field_validator("public_base_url")
     @classmethod
     def _public_base_url(cls, value: str) -> str:
@@ -85,3 +106,16 @@ class Settings(BaseSettings):
     @property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def mqtt_station_url(self) -> str:
+        """The broker URL handed to stations with their credentials (no user info)."""
+        if self.mqtt_public_url:
+            return self.mqtt_public_url
+        parts = urlsplit(self.mqtt_url)
+        netloc = parts.hostname or ""
+        if ":" in netloc:
+            netloc = f"[{netloc}]"
+        if parts.port:
+            netloc += f":{parts.port}"
+        return f"{parts.scheme}://{netloc}"

@@ -35,7 +35,7 @@ import ssl
 import threading
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, TypeAlias
@@ -281,6 +281,32 @@ class Bridge:
             topic, dump_message(message), qos=qos, retain=retain, wait_s=wait_s
         )
 
+    def publish_to_many(
+        self, topics: Sequence[str], message: Message, *, qos: int = 1, wait_s: float = 10.0
+    ) -> list[str]:
+        """Publish one message on many topics (serialised and validated once).
+
+        Queues every publish first, then waits (at most ``wait_s`` in all) for the
+        broker's acknowledgements; returns the topics that were acknowledged.  Used to
+        send one command to thousands of station topics quickly.
+        """
+        payload = dump_message(message)
+        pending: list[tuple[str, mqtt.MQTTMessageInfo]] = []
+        with self._lock:
+            client = self._client
+            if client is None or not self._connected:
+                return []
+            for topic in topics:
+                info = client.publish(topic, payload, qos=qos)
+                if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
+                    pending.append((topic, info))
+        deadline = time.monotonic() + wait_s
+        acked = []
+        for topic, info in pending:
+            if _wait_published(info, max(0.0, deadline - time.monotonic())):
+                acked.append(topic)
+        return acked
+
     def publish_desired(self, sid: str, desired: Desired, *, wait_s: float | None = 5.0) -> bool:
         """Publish a station's desired state (retained, QoS 1)."""
         return self.publish(self.topics.desired(sid), desired, retain=True, wait_s=wait_s)
@@ -333,6 +359,8 @@ class Bridge:
             self.topics.server_state(), dump_message(ServerState(online=False)), qos=1, retain=True
         )
         client.reconnect_delay_set(self.config.reconnect_min_s, self.config.reconnect_max_s)
+        # fan-out to thousands of station topics: keep many QoS 1 publishes in flight
+        client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

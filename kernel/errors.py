@@ -7,7 +7,8 @@
     ├── PayloadTooLarge                    -> 413
     ├── Unauthenticated                    -> 401
     ├── PermissionDeniedError              -> 403
-    └── RateLimited                        -> 429   (with Retry-After)
+    ├── RateLimited                        -> 429   (with Retry-After)
+    └── ServiceUnavailable                 -> 503   (a service we depend on, e.g. the broker)
 
 Domain packages subclass these (`StationNotFound(NotFoundError)`); they never raise
 HTTP errors themselves.  Every message is meant for the operator: it names the thing and
@@ -75,5 +76,18 @@ class RateLimited(DomainError):
     """Too many attempts (e.g. failed logins); `retry_after_s` says when to come back."""
 
     def __init__(self, message: str, *, retry_after_s: int, message_vi: str | None = None) -> None:
+        super().__init__(message, message_vi=message_vi)
+        self.retry_after_s = retry_after_s
+
+
+class ServiceUnavailable(DomainError):
+    """A service the request depends on (the MQTT broker...) cannot do its part now.
+
+    `retry_after_s`, when given, becomes the ``Retry-After`` header.
+    """
+
+    def __init__(
+        self, message: str, *, retry_after_s: int | None = None, message_vi: str | None = None
+    ) -> None:
         super().__init__(message, message_vi=message_vi)
         self.retry_after_s = retry_after_s

@@ -2,7 +2,17 @@
 
     kernel.errors.DomainError
     ├── NotFoundError (LookupError)
-    │   └── ProgrammeNotFound             a rule names a programme the builder was not given
+    │   ├── ProgrammeNotFound             a rule names a programme the builder was not given
+    │   │                                 (also: no such programme, or not in your areas)
+    │   ├── RuleNotFound                  no such schedule rule (or not in your areas)
+    │   └── StreamSourceNotFound          no such stream source (or not in your areas)
+    ├── ConflictError
+    │   ├── ProgrammeInUse                a programme rules still play cannot be deleted
+    │   └── StreamSourceInUse             a source programmes still relay cannot be deleted
+    ├── PermissionDeniedError
+    │   └── CalendarLinkRejected          a signed calendar link that must not be served
+    │       ├── CalendarLinkInvalid       forged, altered or malformed
+    │       └── CalendarLinkExpired       genuine, but too late
     └── InvalidInput (ValueError)
         ├── InvalidRecurrence             a recurrence that cannot be expanded (bad RRULE,
         │                                 window ending before it starts, lunar date that
@@ -17,7 +27,7 @@ English ``message`` with a Vietnamese ``message_vi`` where one is useful.
 
 from __future__ import annotations
 
-from kernel.errors import InvalidInput, NotFoundError
+from kernel.errors import ConflictError, InvalidInput, NotFoundError, PermissionDeniedError
 
 
 class InvalidRecurrence(InvalidInput):
@@ -39,3 +49,39 @@ class ProgrammeNotFound(NotFoundError):
         )
         self.programme_id = programme_id
         self.rule_id = rule_id
+
+
+class RuleNotFound(NotFoundError):
+    def __init__(self, rule_id: int) -> None:
+        super().__init__(
+            f"Schedule rule {rule_id} not found",
+            message_vi=f"Không tìm thấy lịch phát {rule_id}",
+        )
+
+
+class StreamSourceNotFound(NotFoundError):
+    def __init__(self, source_id: int) -> None:
+        super().__init__(
+            f"Stream source {source_id} not found",
+            message_vi=f"Không tìm thấy nguồn tiếp sóng {source_id}",
+        )
+
+
+class ProgrammeInUse(ConflictError):
+    """A programme that schedule rules still play."""
+
+
+class StreamSourceInUse(ConflictError):
+    """A stream source that programmes still relay."""
+
+
+class CalendarLinkRejected(PermissionDeniedError):
+    """A signed calendar-feed link that must not be served."""
+
+
+class CalendarLinkInvalid(CalendarLinkRejected):
+    """The signature does not match the path, the parameters and the expiry."""
+
+
+class CalendarLinkExpired(CalendarLinkRejected):
+    """The signature is genuine but its expiry has passed."""

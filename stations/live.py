@@ -18,31 +18,42 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import delete, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from stations.models import Station, StationState, TelemetrySample
 
 
 def state_of(session: Session, station_id: int) -> StationState:
+    """The station's state row, created on first use.
+
+    Created with INSERT ... ON CONFLICT DO NOTHING: the ingest thread and the desired
+    publisher may both touch a new station at once, and neither may fail for it.
+    """
     state = session.get(StationState, station_id)
-    if state is None:
-        state = StationState(
-            station_id=station_id,
-            online=False,
-            capabilities=[],
-            missing=[],
-            faults=[],
-            desired_version=0,
-        )
-        session.add(state)
+    if state is not None:
+        return state
+    values = {
+        "station_id": station_id,
+        "online": False,
+        "capabilities": [],
+        "missing": [],
+        "faults": [],
+        "desired_version": 0,
+        "desired_published_version": 0,
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(postgresql.insert(StationState).values(values).on_conflict_do_nothing())
+    else:
+        session.execute(sqlite.insert(StationState).values(values).on_conflict_do_nothing())
+    state = session.get(StationState, station_id)
+    assert state is not None
     return state
 
 
 def sid_index(session: Session) -> dict[str, int]:
     """sid -> station id for every registered station."""
-    return {
-        sid: sid_id for sid, sid_id in session.execute(select(Station.sid, Station.id)).tuples()
-    }
+    return {sid: sid_id for sid, sid_id in session.execute(select(Station.sid, Station.id))}
 
 
 def record_birth(

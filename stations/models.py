@@ -184,6 +184,7 @@ class StationState(Base):
     desired_version: Mapped[int] = mapped_column(Integer, default=0)
     desired_digest: Mapped[str | None] = mapped_column(String(64), nullable=True)
     desired_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    desired_published_version: Mapped[int] = mapped_column(Integer, default=0)
     applied_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     missing: Mapped[list[str]] = mapped_column(JSONType, default=list)
     reported_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)

@@ -508,7 +508,7 @@ def station_groups(session: Session) -> dict[int, list[str]]:
     Computed for the whole fleet at once (areas and groups are few, stations many).
     """
     parents: dict[int, int | None] = {
-        a: p for a, p in session.execute(select(Area.id, Area.parent_id)).tuples()
+        a: p for a, p in session.execute(select(Area.id, Area.parent_id))
     }
     by_area: dict[int, list[str]] = defaultdict(list)
     by_station: dict[int, list[str]] = defaultdict(list)
@@ -518,7 +518,7 @@ def station_groups(session: Session) -> dict[int, list[str]]:
         for station in group.stations:
             by_station[station.id].append(group.gid)
     result: dict[int, list[str]] = {}
-    for station_id, area_id in session.execute(select(Station.id, Station.area_id)).tuples():
+    for station_id, area_id in session.execute(select(Station.id, Station.area_id)):
         gids: list[str] = list(by_station.get(station_id, ()))
         cursor: int | None = area_id
         seen: set[int] = set()
@@ -531,4 +531,4 @@ def station_groups(session: Session) -> dict[int, list[str]]:
 
 
 def area_codes_by_id(session: Session) -> dict[int, str]:
-    return {a: c for a, c in session.execute(select(Area.id, Area.code)).tuples()}
+    return {a: c for a, c in session.execute(select(Area.id, Area.code))}

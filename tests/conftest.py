@@ -100,6 +100,7 @@ def settings(database_url: str, tmp_path: pathlib.Path) -> Settings:
         media_dir=tmp_path / "media",
         secret_key=TEST_SECRET,
         mqtt_url="mqtt://127.0.0.1:1",
+        mqtt_dynsec=False,
         public_base_url="http://testserver",
     )
 
@@ -133,9 +134,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 @pytest.fixture
 def app(settings: Settings):  # type: ignore[no-untyped-def]
+    """The API alone (no MQTT worker); dispatch tests start the whole service."""
     from broadcaster.app import create_app
+    from broadcaster.runtime import Role
 
-    return create_app(settings)
+    return create_app(settings, role=Role.API)
 
 
 @pytest.fixture

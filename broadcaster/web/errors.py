@@ -24,6 +24,7 @@ from kernel.errors import (
     PayloadTooLarge,
     PermissionDeniedError,
     RateLimited,
+    ServiceUnavailable,
     Unauthenticated,
 )
 
@@ -37,6 +38,7 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (Unauthenticated, status.HTTP_401_UNAUTHORIZED),
     (PermissionDeniedError, status.HTTP_403_FORBIDDEN),
     (RateLimited, status.HTTP_429_TOO_MANY_REQUESTS),
+    (ServiceUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
 )
 
 
@@ -62,6 +64,8 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, RateLimited):
+        headers["Retry-After"] = str(exc.retry_after_s)
+    if isinstance(exc, ServiceUnavailable) and exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
     return JSONResponse(body, status_code=code, headers=headers)
 

@@ -14,6 +14,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library.settings import AudioSettings
 from broadcaster.app import create_app
+from broadcaster.runtime import Role as ProcessRole
 from broadcaster.settings import Settings
 from kernel.security import Role
 
@@ -84,7 +85,9 @@ def test_bad_uploads_leave_nothing(
 def test_upload_size_limit(
     settings: Settings, session_factory: sessionmaker[Session], speech: bytes
 ) -> None:
-    app = create_app(settings, audio_settings=AudioSettings(max_upload_bytes=10_000))
+    app = create_app(
+        settings, audio_settings=AudioSettings(max_upload_bytes=10_000), role=ProcessRole.API
+    )
     with TestClient(app) as client:
         headers = make_user(session_factory, "admin2", Role.ADMIN)
         response = _upload(client, headers, speech)

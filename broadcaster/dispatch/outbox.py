@@ -1,0 +1,304 @@
+"""The command outbox: stored before published, followed through its acknowledgements.
+
+Lifecycle of a command at one station (`CommandTarget.status`)::
+
+    PENDING --publish--> SENT --ack--> RECEIVED --> IN_PROGRESS --> SUCCEEDED | FAILED
+                                   \\-> REJECTED | EXPIRED (acked by the station)
+    not RECEIVED by not_after (+ transit grace)      --> EXPIRED (by us)
+    RECEIVED but no final ack by the command deadline --> FAILED "no final acknowledgement"
+
+A status never moves backwards (a late RECEIVED after SUCCEEDED is ignored).  The
+deadline is `not_after` for short commands and the end of the play for `play`, since a
+station that took an emergency in time keeps playing it past `not_after`.
+
+Republishing after a restart or a lost connection reuses the same `cmd_id`; stations
+dedupe on it, so a command is never executed twice and never sent under a new id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import secrets
+import time
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from broadcaster.dispatch.models import (
+    TERMINAL,
+    Command,
+    CommandTarget,
+    Play,
+    PlayStatus,
+    Route,
+    TargetStatus,
+)
+from kernel.db import utcnow
+from stations.models import Station
+
+log = logging.getLogger(__name__)
+
+TRANSIT_GRACE = dt.timedelta(seconds=2)
+FINAL_ACK_GRACE = dt.timedelta(seconds=60)
+
+
+def new_cmd_id() -> str:
+    """Time-ordered, unique, within the protocol's id pattern: ``c-<ms hex>-<random>``."""
+    return f"c-{int(time.time() * 1000):x}-{secrets.token_hex(5)}"
+
+
+def create(
+    session: Session,
+    *,
+    type: str,
+    body: dict[str, Any],
+    station_ids: Sequence[int],
+    route: Route = Route.STATIONS,
+    groups: Sequence[str] = (),
+    direct_ids: Iterable[int] = (),
+    not_after: dt.datetime,
+    deadline: dt.datetime | None = None,
+    created_by: str,
+    broadcast_id: int | None = None,
+    priority: int | None = None,
+    now: dt.datetime | None = None,
+) -> Command:
+    """Store a command and its targets (PENDING); the publisher sends it."""
+    now = now or utcnow()
+    command = Command(
+        cmd_id=new_cmd_id(),
+        type=type,
+        body=body,
+        priority=priority,
+        issued_at=now,
+        not_after=not_after,
+        deadline=max(deadline or not_after, not_after),
+        route=route,
+        groups=list(groups),
+        broadcast_id=broadcast_id,
+        created_by=created_by,
+    )
+    session.add(command)
+    session.flush()
+    direct = set(direct_ids) if route is Route.GROUPS else set(station_ids)
+    session.execute(
+        insert(CommandTarget),
+        [
+            {
+                "command_id": command.id,
+                "station_id": sid,
+                "status": TargetStatus.PENDING.value,
+                "direct": sid in direct,
+                "updated_at": now,
+            }
+            for sid in dict.fromkeys(station_ids)
+        ],
+    )
+    return command
+
+
+def to_publish(session: Session, now: dt.datetime) -> list[Command]:
+    """Commands stored but never published, still valid."""
+    return list(
+        session.scalars(
+            select(Command)
+            .where(Command.published_at.is_(None), Command.not_after > now, Command.done.is_(False))
+            .order_by(Command.priority.desc().nulls_last(), Command.id)
+        )
+    )
+
+
+def unacknowledged(session: Session, now: dt.datetime) -> list[Command]:
+    """Published commands some target has not acknowledged yet, still valid.
+
+    Republished (same `cmd_id`) when the worker starts or the broker connection returns.
+    """
+    waiting = (
+        select(CommandTarget.command_id)
+        .where(CommandTarget.status.in_([TargetStatus.PENDING, TargetStatus.SENT]))
+        .distinct()
+    )
+    return list(
+        session.scalars(
+            select(Command)
+            .where(Command.id.in_(waiting), Command.not_after > now, Command.done.is_(False))
+            .order_by(Command.id)
+        )
+    )
+
+
+def recipients(session: Session, command: Command) -> tuple[list[str], list[str]]:
+    """(group gids, station sids) to publish on: groups for fan-out, plus direct copies."""
+    rows = session.execute(
+        select(Station.sid)
+        .join(CommandTarget, CommandTarget.station_id == Station.id)
+        .where(
+            CommandTarget.command_id == command.id,
+            CommandTarget.direct.is_(True),
+            CommandTarget.status.in_([TargetStatus.PENDING, TargetStatus.SENT]),
+        )
+        .order_by(Station.sid)
+    )
+    sids = [r[0] for r in rows]
+    return (list(command.groups) if command.route is Route.GROUPS else []), sids
+
+
+def mark_published(session: Session, command: Command, now: dt.datetime) -> None:
+    command.published_at = command.published_at or now
+    command.publish_count += 1
+    session.execute(
+        update(CommandTarget)
+        .where(
+            CommandTarget.command_id == command.id,
+            CommandTarget.status == TargetStatus.PENDING,
+        )
+        .values(status=TargetStatus.SENT, updated_at=now)
+    )
+
+
+def find(session: Session, cmd_id: str) -> Command | None:
+    return session.scalar(select(Command).where(Command.cmd_id == cmd_id))
+
+
+def apply_ack(
+    session: Session,
+    *,
+    station_id: int,
+    cmd_id: str,
+    status: str,
+    at: dt.datetime,
+    received_at: dt.datetime,
+    reason: str | None,
+    station_time: dt.datetime | None,
+) -> str:
+    """Apply one acknowledgement; returns "ok", "stale", "unknown_command" or "not_target"."""
+    command = find(session, cmd_id)
+    if command is None:
+        return "unknown_command"
+    target = session.scalar(
+        select(CommandTarget).where(
+            CommandTarget.command_id == command.id, CommandTarget.station_id == station_id
+        )
+    )
+    if target is None:
+        return "not_target"
+    new = TargetStatus(status)
+    if target.status.terminal or new.rank < target.status.rank:
+        return "stale"
+    if new is target.status and not new.terminal:
+        return "stale"
+    target.status = new
+    target.reason = reason[:500] if reason else target.reason
+    target.updated_at = received_at
+    if new is TargetStatus.RECEIVED or target.received_at is None:
+        target.received_at = target.received_at or received_at
+    if station_time is not None:
+        target.station_time = station_time
+        if command.type == "ping" and command.published_at is not None:
+            # the station's clock against the midpoint of our send and receive times
+            midpoint = command.published_at + (received_at - command.published_at) / 2
+            target.clock_offset_ms = (station_time - midpoint).total_seconds() * 1000
+    if new.terminal and command.type == "play":
+        _settle_play(session, station_id, command, new, reason, at)
+    return "ok"
+
+
+def _settle_play(
+    session: Session,
+    station_id: int,
+    command: Command,
+    status: TargetStatus,
+    reason: str | None,
+    at: dt.datetime,
+) -> None:
+    """A play command that ended without play events (rejected, expired) in the play log."""
+    play = session.scalar(
+        select(Play).where(Play.station_id == station_id, Play.cmd_id == command.cmd_id)
+    )
+    if play is None or play.status not in (PlayStatus.PLANNED, PlayStatus.PLAYING):
+        return
+    if status is TargetStatus.REJECTED:
+        play.status = PlayStatus.SKIPPED
+    elif status is TargetStatus.EXPIRED:
+        play.status = PlayStatus.MISSED
+    elif status is TargetStatus.FAILED and play.status is PlayStatus.PLANNED:
+        play.status = PlayStatus.FAILED
+    else:
+        return
+    play.reason = (reason or status.value.lower())[:500]
+    play.updated_at = at
+
+
+def expire_due(session: Session, now: dt.datetime) -> int:
+    """Targets past their command's limits: EXPIRED if never received, FAILED if no
+    final ack by the deadline.  Marks commands done when every target is final."""
+    changed = 0
+    open_commands = list(
+        session.scalars(
+            select(Command).where(Command.done.is_(False), Command.not_after < now - TRANSIT_GRACE)
+        )
+    )
+    for command in open_commands:
+        unreceived = session.execute(
+            update(CommandTarget)
+            .where(
+                CommandTarget.command_id == command.id,
+                CommandTarget.status.in_([TargetStatus.PENDING, TargetStatus.SENT]),
+            )
+            .values(
+                status=TargetStatus.EXPIRED,
+                reason="not received before not_after",
+                updated_at=now,
+            )
+            .returning(CommandTarget.station_id)
+        ).all()
+        changed += len(unreceived)
+        if command.type == "play":
+            for (station_id,) in unreceived:
+                _settle_play(
+                    session,
+                    station_id,
+                    command,
+                    TargetStatus.EXPIRED,
+                    "expired before delivery",
+                    now,
+                )
+        if command.deadline + FINAL_ACK_GRACE < now:
+            late = session.execute(
+                update(CommandTarget)
+                .where(
+                    CommandTarget.command_id == command.id,
+                    CommandTarget.status.in_([TargetStatus.RECEIVED, TargetStatus.IN_PROGRESS]),
+                )
+                .values(
+                    status=TargetStatus.FAILED, reason="no final acknowledgement", updated_at=now
+                )
+            )
+            changed += int(getattr(late, "rowcount", 0) or 0)
+        remaining = session.scalar(
+            select(CommandTarget.id)
+            .where(
+                CommandTarget.command_id == command.id,
+                CommandTarget.status.not_in(list(TERMINAL)),
+            )
+            .limit(1)
+        )
+        if remaining is None:
+            command.done = True
+    return changed
+
+
+def progress(session: Session, command_ids: Sequence[int]) -> dict[str, int]:
+    """Number of targets in each status, over some commands."""
+    rows = session.execute(
+        select(CommandTarget.status, func.count())
+        .where(CommandTarget.command_id.in_(command_ids))
+        .group_by(CommandTarget.status)
+    )
+    counts = {s.value: 0 for s in TargetStatus}
+    for status, count in rows:
+        counts[TargetStatus(status).value] = int(count)
+    return counts

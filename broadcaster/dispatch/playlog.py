@@ -1,0 +1,257 @@
+"""Proof of play: station events stored once, and the plan reconciled against them.
+
+Outcome of a planned item or broadcast play at one station:
+
+- ``played``: started and finished, at least `PLAYED_SHARE` of the expected length;
+- ``partial``: started, then ended early (finished short, preempted or stopped after
+  it began, or no end event arrived);
+- ``preempted``: preempted before any of it played;
+- ``skipped``: not started (busy with something of equal or higher priority, or media
+  missing), or a broadcast the station rejected;
+- ``failed``: the station reported a failure before playing;
+- ``missed``: no event at all by the planned end plus `MISSED_GRACE` (or a broadcast
+  that expired before it reached the station);
+- ``cancelled``: removed from the plan before it was due.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session
+
+from broadcaster.dispatch.models import Play, PlayStatus, StationEvent
+
+PLAYED_SHARE = 0.9
+MISSED_GRACE = dt.timedelta(minutes=2)
+STALE_PLAYING = dt.timedelta(minutes=10)
+
+
+@dataclass(frozen=True, slots=True)
+class EventIn:
+    station_id: int
+    event_id: str
+    type: str
+    at: dt.datetime
+    received_at: dt.datetime
+    item_id: str | None = None
+    cmd_id: str | None = None
+    desired_version: int | None = None
+    position_ms: int | None = None
+    reason: str | None = None
+    fault: str | None = None
+    sha256: str | None = None
+
+
+def store_event(session: Session, event: EventIn) -> bool:
+    """Insert the event unless this station already sent that `event_id`; True if new."""
+    values: dict[str, Any] = {
+        "station_id": event.station_id,
+        "event_id": event.event_id,
+        "type": event.type,
+        "at": event.at,
+        "received_at": event.received_at,
+        "item_id": event.item_id,
+        "cmd_id": event.cmd_id,
+        "desired_version": event.desired_version,
+        "position_ms": event.position_ms,
+        "reason": event.reason[:500] if event.reason else None,
+        "fault": event.fault,
+        "sha256": event.sha256,
+    }
+    if session.get_bind().dialect.name == "postgresql":
+        result = session.execute(
+            postgresql.insert(StationEvent).values(values).on_conflict_do_nothing()
+        )
+    else:
+        result = session.execute(
+            sqlite.insert(StationEvent).values(values).on_conflict_do_nothing()
+        )
+    return bool(getattr(result, "rowcount", 0))
+
+
+def play_for(session: Session, event: EventIn) -> Play | None:
+    if event.item_id is not None:
+        return session.scalar(
+            select(Play).where(Play.station_id == event.station_id, Play.item_id == event.item_id)
+        )
+    if event.cmd_id is not None:
+        return session.scalar(
+            select(Play).where(Play.station_id == event.station_id, Play.cmd_id == event.cmd_id)
+        )
+    return None
+
+
+def apply_event(play: Play, event: EventIn) -> None:
+    """Move the play's outcome on with a new (deduplicated) event."""
+    kind = event.type
+    if kind == "relay.fallback":
+        play.reason = (event.reason or "relay unavailable; fallback played")[:500]
+    elif kind == "play.started":
+        if play.status in (PlayStatus.PLANNED, PlayStatus.MISSED):
+            play.status = PlayStatus.PLAYING
+        play.started_at = play.started_at or event.at
+    elif kind in ("play.finished", "play.preempted", "play.failed"):
+        played = _played_ms(play, event)
+        play.ended_at = event.at
+        play.played_ms = played
+        if kind == "play.finished":
+            full = played >= PLAYED_SHARE * play.expected_ms
+            play.status = PlayStatus.PLAYED if full else PlayStatus.PARTIAL
+        elif kind == "play.preempted":
+            play.status = PlayStatus.PARTIAL if played > 0 else PlayStatus.PREEMPTED
+        else:
+            play.status = PlayStatus.PARTIAL if played > 0 else PlayStatus.FAILED
+        if event.reason:
+            play.reason = event.reason[:500]
+    elif kind == "play.skipped":
+        play.status = PlayStatus.SKIPPED
+        play.played_ms = 0
+        play.reason = (event.reason or "skipped")[:500]
+    play.updated_at = event.received_at
+
+
+def _played_ms(play: Play, event: EventIn) -> int:
+    if event.position_ms is not None:
+        return max(0, int(event.position_ms))
+    if play.started_at is not None:
+        return max(0, int((event.at - play.started_at).total_seconds() * 1000))
+    return 0
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedPlay:
+    station_id: int
+    item_id: str
+    rule_id: int | None
+    title: str
+    kind: str
+    priority: int
+    start: dt.datetime
+    end: dt.datetime
+
+
+def record_plan(
+    session: Session,
+    station_id: int,
+    items: Sequence[PlannedPlay],
+    *,
+    window: tuple[dt.datetime, dt.datetime],
+    now: dt.datetime,
+) -> None:
+    """Make the station's planned plays in `window` match the published plan.
+
+    Items not yet started that left the plan are cancelled; new ones are added;
+    moved ones are updated.  Past and finished rows are never touched.
+    """
+    start, end = window
+    current = {
+        p.item_id: p
+        for p in session.scalars(
+            select(Play).where(
+                Play.station_id == station_id,
+                Play.source == "schedule",
+                Play.planned_start >= start,
+                Play.planned_start < end,
+            )
+        )
+    }
+    wanted = {item.item_id for item in items}
+    for item_id, play in current.items():
+        if item_id not in wanted and play.status is PlayStatus.PLANNED and play.planned_start > now:
+            play.status = PlayStatus.CANCELLED
+            play.reason = "removed from the schedule"
+            play.updated_at = now
+    new_rows = []
+    for item in items:
+        existing = current.get(item.item_id)
+        expected = int((item.end - item.start).total_seconds() * 1000)
+        if existing is None:
+            new_rows.append(
+                {
+                    "station_id": station_id,
+                    "source": "schedule",
+                    "item_id": item.item_id,
+                    "rule_id": item.rule_id,
+                    "title": item.title[:500],
+                    "kind": item.kind,
+                    "priority": item.priority,
+                    "planned_start": item.start,
+                    "planned_end": item.end,
+                    "expected_ms": expected,
+                    "status": PlayStatus.PLANNED.value,
+                    "updated_at": now,
+                }
+            )
+        elif existing.status in (PlayStatus.PLANNED, PlayStatus.CANCELLED):
+            existing.status = PlayStatus.PLANNED
+            existing.reason = None
+            existing.title = item.title[:500]
+            existing.priority = item.priority
+            existing.planned_start = item.start
+            existing.planned_end = item.end
+            existing.expected_ms = expected
+            existing.updated_at = now
+    if new_rows:
+        session.execute(insert(Play), new_rows)
+
+
+def record_broadcast(
+    session: Session,
+    *,
+    station_ids: Iterable[int],
+    cmd_id: str,
+    broadcast_id: int,
+    title: str,
+    kind: str,
+    priority: int,
+    start: dt.datetime,
+    expected_ms: int,
+    now: dt.datetime,
+) -> None:
+    end = start + dt.timedelta(milliseconds=expected_ms)
+    rows = [
+        {
+            "station_id": station_id,
+            "source": "broadcast",
+            "cmd_id": cmd_id,
+            "broadcast_id": broadcast_id,
+            "title": title[:500],
+            "kind": kind,
+            "priority": priority,
+            "planned_start": start,
+            "planned_end": end,
+            "expected_ms": expected_ms,
+            "status": PlayStatus.PLANNED.value,
+            "updated_at": now,
+        }
+        for station_id in station_ids
+    ]
+    if rows:
+        session.execute(insert(Play), rows)
+
+
+def mark_missed(session: Session, now: dt.datetime) -> int:
+    """Plans with no event by their end (+ grace): missed; plays left open: partial."""
+    missed = session.execute(
+        update(Play)
+        .where(Play.status == PlayStatus.PLANNED, Play.planned_end < now - MISSED_GRACE)
+        .values(status=PlayStatus.MISSED, reason="no play event from the station", updated_at=now)
+    )
+    stale = session.execute(
+        update(Play)
+        .where(Play.status == PlayStatus.PLAYING, Play.planned_end < now - STALE_PLAYING)
+        .values(status=PlayStatus.PARTIAL, reason="no end event from the station", updated_at=now)
+    )
+    return int(getattr(missed, "rowcount", 0) or 0) + int(getattr(stale, "rowcount", 0) or 0)
+
+
+def purge_cancelled(session: Session, older_than: dt.datetime) -> None:
+    session.execute(
+        delete(Play).where(Play.status == PlayStatus.CANCELLED, Play.updated_at < older_than)
+    )

@@ -1,0 +1,268 @@
+"""The active worker: MQTT bridge, outbox publisher and scheduled jobs (APScheduler 3).
+
+Threads and jobs, each with its own database session:
+
+- the bridge's consumer thread stores what stations send (`Ingestor`);
+- the publisher thread publishes stored commands as soon as it is woken (the API wakes
+  it in-process) or at least every `PUBLISH_POLL_S` (commands written by another
+  process); after every (re)connection it first republishes unacknowledged commands
+  under their own `cmd_id`;
+- jobs: plan watch (rebuild desired states when the plan signal moves, debounced),
+  the daily roll, command expiry, play-log reconciliation, convergence (`sync` for
+  stations missing media) and telemetry retention.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from apscheduler.schedulers.background import BackgroundScheduler
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from audio_library.service import MediaLibrary
+from broadcaster.dispatch import broadcasts, desired, outbox, playlog
+from broadcaster.dispatch.ingest import Ingestor
+from broadcaster.dispatch.models import Command
+from broadcaster.settings import Settings
+from firmware_bridge.client import Bridge, BridgeConfig
+from firmware_bridge.messages import Command as CommandMessage
+from kernel import signals
+from kernel.db import utcnow
+from stations import live
+from stations.models import Station, StationState
+
+log = logging.getLogger(__name__)
+
+PUBLISH_POLL_S = 0.25
+PLAN_DEBOUNCE = dt.timedelta(seconds=1.5)
+PLAN_MAX_WAIT = dt.timedelta(seconds=10)
+SYNC_EVERY = dt.timedelta(minutes=5)
+
+
+class Worker:
+    def __init__(
+        self,
+        settings: Settings,
+        factory: sessionmaker[Session],
+        library: MediaLibrary,
+        *,
+        after_plan: Callable[[Session], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.factory = factory
+        self.library = library
+        self.tz = ZoneInfo(settings.timezone)
+        self.after_plan = after_plan
+        self.ingestor = Ingestor(factory, on_ack=lambda _cmd: None)
+        self.bridge = Bridge(
+            BridgeConfig(
+                url=settings.mqtt_url,
+                instance=settings.mqtt_instance,
+                topic_prefix=settings.mqtt_topic_prefix,
+            ),
+            self.ingestor,
+        )
+        self.scheduler = BackgroundScheduler(timezone=self.tz)
+        # a job still running at its next tick is skipped on purpose (coalesced)
+        logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._rebuild_lock = threading.Lock()
+        self._publisher: threading.Thread | None = None
+        self._plan_generation: int | None = None
+        self._last_sync: dict[int, dt.datetime] = {}
+        self.last_rebuild: desired.ApplyResult | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self.bridge.start()
+        self._publisher = threading.Thread(target=self._publish_loop, name="outbox", daemon=True)
+        self._publisher.start()
+        jobs: list[tuple[Callable[[], Any], dict[str, Any]]] = [
+            (self._plan_watch, {"trigger": "interval", "seconds": 1}),
+            (self.rebuild_desired, {"trigger": "cron", "hour": 0, "minute": 0, "second": 10}),
+            (self.rebuild_desired, {"trigger": "interval", "minutes": 15}),
+            (self._expire, {"trigger": "interval", "seconds": 1}),
+            (self._reconcile, {"trigger": "interval", "seconds": 30}),
+            (self._converge, {"trigger": "interval", "seconds": 60}),
+            (self._purge, {"trigger": "cron", "hour": 3, "minute": 17}),
+        ]
+        for func, trigger in jobs:
+            self.scheduler.add_job(func, max_instances=1, coalesce=True, **trigger)
+        self.scheduler.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        self.scheduler.shutdown(wait=True)
+        if self._publisher is not None:
+            self._publisher.join(10)
+        self.bridge.stop()
+
+    def wake(self) -> None:
+        """Publish stored commands now (called after an API request commits one)."""
+        self._wake.set()
+
+    # ------------------------------------------------------------------ outbox
+
+    def _publish_loop(self) -> None:
+        was_connected = False
+        while not self._stopping.is_set():
+            self._wake.wait(PUBLISH_POLL_S)
+            self._wake.clear()
+            connected = self.bridge.connected
+            try:
+                if connected and not was_connected:
+                    self._republish_unacknowledged()
+                    threading.Thread(target=self.rebuild_desired, daemon=True).start()
+                if connected:
+                    self.publish_pending()
+            except Exception:
+                log.exception("outbox publisher failed; retrying")
+                connected = False
+            was_connected = connected
+
+    def _send(self, session: Session, command: Command) -> bool:
+        groups, sids = outbox.recipients(session, command)
+        message = CommandMessage.model_validate(
+            {
+                "cmd_id": command.cmd_id,
+                "type": command.type,
+                "issued_at": command.issued_at,
+                "not_after": command.not_after,
+                "body": command.body,
+            }
+        )
+        ok = all(self.bridge.publish_command_to_group(gid, message, wait_s=5.0) for gid in groups)
+        if sids:
+            topics = [self.bridge.topics.cmd(sid) for sid in sids]
+            acked = self.bridge.publish_to_many(topics, message, wait_s=10.0)
+            ok = ok and len(acked) == len(topics)
+        return ok
+
+    def publish_pending(self) -> int:
+        count = 0
+        with self.factory() as session:
+            for command in outbox.to_publish(session, utcnow()):
+                if self._send(session, command):
+                    outbox.mark_published(session, command, utcnow())
+                    session.commit()
+                    count += 1
+        return count
+
+    def _republish_unacknowledged(self) -> None:
+        with self.factory() as session:
+            for command in outbox.unacknowledged(session, utcnow()):
+                if command.published_at is None:
+                    continue  # publish_pending sends it
+                log.info("republishing %s (%s) after (re)connecting", command.cmd_id, command.type)
+                if self._send(session, command):
+                    outbox.mark_published(session, command, utcnow())
+                    session.commit()
+
+    # ------------------------------------------------------------------ desired state
+
+    def rebuild_desired(self, station_ids: set[int] | None = None) -> desired.ApplyResult:
+        with self._rebuild_lock, self.factory() as session:
+            started = time.monotonic()
+            now = utcnow()
+            docs = desired.build(
+                session, self.library, tz=self.tz, now=now, station_ids=station_ids
+            )
+            result = desired.apply(session, self.bridge, docs, tz=self.tz, now=now)
+            if self.after_plan is not None:
+                self.after_plan(session)
+            self.last_rebuild = result
+            log.info(
+                "desired states: %d changed, %d published, %d unchanged, %d not sent (%.2f s)",
+                result.changed,
+                result.published,
+                result.unchanged,
+                result.failed,
+                time.monotonic() - started,
+            )
+            return result
+
+    def _plan_watch(self) -> None:
+        with self.factory() as session:
+            generation, changed_at = signals.current(session)
+        if self._plan_generation is None:
+            self._plan_generation = generation
+            self.rebuild_desired()
+            return
+        if generation == self._plan_generation:
+            return
+        now = utcnow()
+        if changed_at is not None and now - changed_at < PLAN_DEBOUNCE:
+            return  # still changing; wait for it to settle
+        self._plan_generation = generation
+        self.rebuild_desired()
+
+    # ------------------------------------------------------------------ upkeep
+
+    def _expire(self) -> None:
+        with self.factory() as session:
+            if outbox.expire_due(session, utcnow()):
+                session.commit()
+
+    def _reconcile(self) -> None:
+        with self.factory() as session:
+            playlog.mark_missed(session, utcnow())
+            session.commit()
+
+    def _converge(self) -> None:
+        """Ask stations that applied their plan but miss media to fetch it again."""
+        now = utcnow()
+        with self.factory() as session:
+            rows = session.execute(
+                select(Station, StationState)
+                .join(StationState, StationState.station_id == Station.id)
+                .where(
+                    StationState.online.is_(True),
+                    StationState.desired_published_version > 0,
+                    StationState.applied_version == StationState.desired_published_version,
+                )
+            ).all()
+            for station, state in rows:
+                if not state.missing:
+                    continue
+                last = self._last_sync.get(station.id)
+                if last is not None and now - last < SYNC_EVERY:
+                    continue
+                broadcasts.command_station(
+                    session, station, type="sync", body={}, created_by="system:convergence"
+                )
+                self._last_sync[station.id] = now
+            session.commit()
+        self.wake()
+
+    def _purge(self) -> None:
+        cutoff = utcnow() - dt.timedelta(days=self.settings.telemetry_retention_days)
+        with self.factory() as session:
+            removed = live.purge_telemetry(session, older_than=cutoff)
+            playlog.purge_cancelled(session, utcnow() - dt.timedelta(days=7))
+            session.commit()
+        log.info("telemetry retention: %d old samples removed", removed)
+
+    def status(self) -> dict[str, Any]:
+        stats = self.bridge.stats()
+        return {
+            "mqtt_connected": stats.connected,
+            "mqtt_protocol": stats.protocol,
+            "received": stats.received,
+            "invalid": stats.invalid,
+            "dropped": stats.dropped,
+            "handler_errors": stats.handler_errors,
+            "reconnects": stats.reconnects,
+            "queue_depth": stats.queue_depth,
+            "ingest": self.ingestor.stats(),
+            "last_rebuild": None if self.last_rebuild is None else vars(self.last_rebuild),
+        }

@@ -1,0 +1,259 @@
+"""Seed: the Tân An relay chain every station carries (``broadcaster seed tan-an``).
+
+Runs after the registry seed (`stations.tan_an`).  Adds, as ordinary objects an
+operator can edit:
+
+- stream sources: the national VOV1 news, Long An provincial radio, the Tân An city
+  bulletin, and one stream per ward/commune (owned by it).  The URLs are placeholders
+  on ``stream.tanan.example`` for the operator to replace with the real encoders;
+- one fallback asset for all of them, spoken by the local text-to-speech engine
+  (espeak-ng, southern voice): "Chương trình tiếp sóng tạm thời gián đoạn, xin quý vị
+  thông cảm." (no network needed);
+- programmes: the provincial relay (30 min), the city bulletin (15 min), and each
+  ward/commune's own programme (its stream, 15 min);
+- rules, tier ``priority``, daily: the morning chain at 05:00 (provincial 05:00–05:30,
+  city 05:30–05:45, commune 05:45–06:00) and the evening chain at 17:00 (17:00–17:30,
+  17:30–17:45, 17:45–18:00).  The provincial and city rules are city-wide and target
+  the built-in group ``all`` (so a new station joins at once); each commune rule is
+  owned by its ward/commune and targets its automatic group.  Explicit orders
+  (10, 20, 30) keep the chain's own pieces in sequence should they ever clash.
+
+Everything is approved by the ``system`` approver, with a note saying so (rules and the
+fallback asset alike), and the seed is recorded in the audit log.  Idempotent: objects
+are found again by their ``key`` (``tan-an:...``) and left as they are.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import tzinfo
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from audio_library import service as media
+from audio_library.models import AssetSource, AssetStatus, MediaAsset
+from kernel import audit
+from kernel.signals import plan_changed
+from schedules import service
+from schedules.models import Programme, ScheduleRule, StreamKind, StreamSource, Tier
+from schedules.schemas import (
+    ProgrammeCreate,
+    RelayItemIn,
+    RuleCreate,
+    StreamSourceCreate,
+    TargetsIn,
+)
+from stations import tan_an
+from stations.models import Area
+
+SYSTEM = media.Author(name="system")
+APPROVAL_NOTE = "Chuỗi tiếp sóng mặc định, nạp bởi lệnh broadcaster seed tan-an"
+FALLBACK_TEXT = "Chương trình tiếp sóng tạm thời gián đoạn, xin quý vị thông cảm."
+FALLBACK_TITLE = "Thông báo tạm gián đoạn tiếp sóng"
+STREAM_BASE = "http://stream.tanan.example"
+MINUTE_MS = 60_000
+
+
+@dataclass(frozen=True)
+class Chain:
+    """One daily chain: when each of its three pieces starts."""
+
+    name: str
+    label: str
+    provincial: str
+    city: str
+    commune: str
+
+
+CHAINS = (
+    Chain("morning", "sáng", "05:00", "05:30", "05:45"),
+    Chain("evening", "chiều", "17:00", "17:30", "17:45"),
+)
+
+
+def _fallback_asset(session: Session, library: media.MediaLibrary) -> MediaAsset:
+    asset = session.scalar(
+        select(MediaAsset)
+        .where(
+            MediaAsset.source == AssetSource.TTS,
+            MediaAsset.title == FALLBACK_TITLE,
+            MediaAsset.created_by == SYSTEM.name,
+            MediaAsset.status == AssetStatus.READY,
+        )
+        .order_by(MediaAsset.id)
+    )
+    if asset is None:
+        asset = media.create_tts_asset(
+            session,
+            library,
+            text=FALLBACK_TEXT,
+            voice="south",
+            rate=0,
+            title=FALLBACK_TITLE,
+            category="khac",
+            tags=["tiep-song"],
+            author=SYSTEM,
+        )
+        if asset.status is not AssetStatus.READY:
+            raise RuntimeError(f"text-to-speech failed: {asset.failure_reason}")
+    if not asset.playable:
+        media.set_approval(session, asset, approver=SYSTEM, approve=True, note=APPROVAL_NOTE)
+    return asset
+
+
+def load(
+    session: Session,
+    library: media.MediaLibrary,
+    *,
+    tz: tzinfo | None = None,
+) -> dict[str, int]:
+    """Create what is missing of the relay chain; return how many of each were added.
+
+    Needs the registry seed first (the city, its wards/communes and their groups).
+    The fallback asset is spoken by the audio library, which commits its own row.
+    """
+    tz = tz or ZoneInfo("Asia/Ho_Chi_Minh")
+    added = {"stream_sources": 0, "programmes": 0, "rules": 0}
+    areas = {a.code: a.id for a in session.scalars(select(Area))}
+    units = [unit for unit in tan_an.UNITS if unit.code in areas]
+    fallback = _fallback_asset(session, library)
+
+    def source(key: str, name: str, url: str, kind: StreamKind, owner: int | None) -> int:
+        found = session.scalar(select(StreamSource.id).where(StreamSource.key == key))
+        if found is not None:
+            return found
+        data = StreamSourceCreate(name=name, url=url, kind=kind, fallback_asset_id=fallback.id)
+        author = media.Author(name=SYSTEM.name, area_id=owner)
+        created = service.create_source(session, data, author=author, scope=None, key=key)
+        added["stream_sources"] += 1
+        return created.id
+
+    def programme(key: str, title: str, source_id: int, minutes: int, owner: int | None) -> int:
+        found = session.scalar(select(Programme.id).where(Programme.key == key))
+        if found is not None:
+            return found
+        item = RelayItemIn(
+            kind="relay", source_id=source_id, duration_ms=minutes * MINUTE_MS, title=title
+        )
+        data = ProgrammeCreate(title=title, items=[item])
+        author = media.Author(name=SYSTEM.name, area_id=owner)
+        created = service.create_programme(
+            session, library, data, author=author, scope=None, key=key
+        )
+        added["programmes"] += 1
+        return created.id
+
+    def rule(
+        key: str,
+        title: str,
+        programme_id: int,
+        at: str,
+        group: str,
+        order: int,
+        owner: int | None,
+    ) -> None:
+        if session.scalar(select(ScheduleRule.id).where(ScheduleRule.key == key)) is not None:
+            return
+        data = RuleCreate(
+            title=title,
+            programme_id=programme_id,
+            targets=TargetsIn(groups=[group]),
+            tier=Tier.PRIORITY,
+            order=order,
+            recurrence={"when": {"kind": "daily", "times": [at]}},
+        )
+        author = media.Author(name=SYSTEM.name, area_id=owner)
+        created = service.create_rule(session, data, author=author, principal=None, tz=tz, key=key)
+        service.review_rule(session, created, approver=SYSTEM, approve=True, note=APPROVAL_NOTE)
+        added["rules"] += 1
+
+    source(
+        "tan-an:stream:vov1",
+        "VOV1 – Thời sự (Đài Tiếng nói Việt Nam)",
+        f"{STREAM_BASE}/vov1.mp3",
+        StreamKind.NATIONAL,
+        None,
+    )
+    provincial = source(
+        "tan-an:stream:long-an",
+        "Đài Phát thanh và Truyền hình Long An",
+        f"{STREAM_BASE}/long-an.mp3",
+        StreamKind.PROVINCIAL,
+        None,
+    )
+    city = source(
+        "tan-an:stream:tan-an",
+        "Đài Truyền thanh thành phố Tân An",
+        f"{STREAM_BASE}/tan-an.mp3",
+        StreamKind.CITY,
+        None,
+    )
+    provincial_programme = programme(
+        "tan-an:programme:long-an",
+        "Tiếp sóng thời sự Đài PT-TH Long An",
+        provincial,
+        30,
+        None,
+    )
+    city_programme = programme(
+        "tan-an:programme:tan-an", "Bản tin thành phố Tân An", city, 15, None
+    )
+    commune_programmes: dict[str, int] = {}
+    for unit in units:
+        stream = source(
+            f"tan-an:stream:{unit.code}",
+            f"Đài truyền thanh {unit.name}",
+            f"{STREAM_BASE}/{unit.code}.mp3",
+            StreamKind.COMMUNE,
+            areas[unit.code],
+        )
+        commune_programmes[unit.code] = programme(
+            f"tan-an:programme:{unit.code}",
+            f"Chương trình của {unit.name}",
+            stream,
+            15,
+            areas[unit.code],
+        )
+    for chain in CHAINS:
+        rule(
+            f"tan-an:chain:{chain.name}:long-an",
+            f"Tiếp sóng Đài PT-TH Long An ({chain.label})",
+            provincial_programme,
+            chain.provincial,
+            "all",
+            10,
+            None,
+        )
+        rule(
+            f"tan-an:chain:{chain.name}:tan-an",
+            f"Bản tin thành phố Tân An ({chain.label})",
+            city_programme,
+            chain.city,
+            "all",
+            20,
+            None,
+        )
+        for unit in units:
+            rule(
+                f"tan-an:chain:{chain.name}:{unit.code}",
+                f"Chương trình {unit.name} ({chain.label})",
+                commune_programmes[unit.code],
+                chain.commune,
+                unit.code,
+                30,
+                areas[unit.code],
+            )
+    if any(added.values()):
+        audit.record(
+            session,
+            actor=None,
+            actor_name=SYSTEM.name,
+            action="schedule.seed",
+            target_type="schedule_rule",
+            after=dict(added),
+        )
+        plan_changed(session, "seed tan-an relay chain")
+    session.flush()
+    return added

@@ -1,0 +1,196 @@
+"""Broadcasts end to end: real broker, the service over HTTP, simulated stations."""
+
+from __future__ import annotations
+
+import pytest
+from conftest import Live
+from support.loa import wait_until
+
+
+def _applied(live: Live, sids: list[str]) -> bool:
+    fleet = live.fleets[0]
+    return all((fleet.station(sid).desired_version or 0) >= 1 for sid in sids)
+
+
+def test_emergency_reaches_every_station_and_preempts(live: Live) -> None:
+    sids = live.seed()
+    assert len(sids) == 108
+    fleet = live.fleet(sids)
+    wait_until(
+        lambda: _applied(live, sids), timeout_s=60, what="every station applied its desired state"
+    )
+    bulletin = live.approved_tts("Thông báo lịch tiêm chủng mở rộng tại trạm y tế xã. " * 4)
+    lbn = [s for s in sids if s.startswith("lbn-")]
+    with live.http() as http:
+        normal = http.post(
+            "/api/v1/broadcasts",
+            json={
+                "targets": {"groups": ["xa-loi-binh-nhon"]},
+                "content": {"asset_id": bulletin},
+                "tier": "normal",
+            },
+        )
+        assert normal.status_code == 201, normal.text
+        assert normal.json()["route"] == "groups"
+        assert normal.json()["groups"] == ["xa-loi-binh-nhon"]
+        normal_cmd = normal.json()["cmd_id"]
+        wait_until(
+            lambda: all(
+                (p := fleet.station(s).playing) is not None and p.cmd_id == normal_cmd for s in lbn
+            ),
+            timeout_s=20,
+            what="the commune playing the normal bulletin",
+        )
+        emergency = http.post(
+            "/api/v1/broadcasts",
+            json={
+                "targets": {"areas": ["tan-an"]},
+                "content": {
+                    "text": "Cảnh báo triều cường. Người dân khẩn trương di chuyển đến nơi an toàn."
+                },
+                "tier": "emergency",
+                "title": "Cảnh báo triều cường",
+            },
+        )
+        assert emergency.status_code == 201, emergency.text
+        body = emergency.json()
+        assert body["route"] == "groups"
+        assert body["groups"] == ["all"]
+        assert body["priority"] == 9
+        assert "stands in for approval" in body["approval_note"]
+        broadcast_id = body["id"]
+
+        def everyone_received() -> bool:
+            progress = http.get(f"/api/v1/broadcasts/{broadcast_id}?stations=false").json()[
+                "progress"
+            ]
+            return progress["received"] == 108
+
+        wait_until(everyone_received, timeout_s=30, what="RECEIVED from all 108 stations")
+        # exactly one play command reached the broker for the emergency, under one cmd_id
+        published = live.recorder.select("command")
+        emergency_cmds = {
+            r.data["cmd_id"] for r in published if r.data["body"].get("priority") == 9
+        }
+        assert emergency_cmds == {body["cmd_id"]}
+        # the commune's normal bulletin was preempted, and the play log says partial
+        wait_until(
+            lambda: all(
+                any(
+                    p.cmd_id == normal_cmd and p.outcome == "preempted"
+                    for p in fleet.station(s).plays
+                )
+                for s in lbn
+            ),
+            timeout_s=20,
+            what="preemption reported",
+        )
+
+        def reconciled() -> list[str]:
+            log = http.get(
+                "/api/v1/playlog",
+                params={"area": "xa-loi-binh-nhon", "source": "broadcast", "limit": 500},
+            ).json()
+            return [p["status"] for p in log["items"] if p["cmd_id"] == normal_cmd]
+
+        wait_until(
+            lambda: reconciled() and all(s == "partial" for s in reconciled()),
+            timeout_s=20,
+            what="partial",
+        )
+        assert len(reconciled()) == len(lbn)
+        # the audit log names who sent the emergency
+        entries = http.get("/api/v1/audit", params={"action": "broadcast.create"}).json()["items"]
+        assert entries[0]["actor"] == "admin"
+        assert entries[0]["after"]["tier"] == "emergency"
+
+
+def test_expired_command_is_never_played(live: Live) -> None:
+    live.seed()
+    target = "lbn-cau-tre"
+    fleet = live.fleet([target])
+    wait_until(lambda: _applied(live, [target]), timeout_s=30, what="applied")
+    bulletin = live.approved_tts("Bản tin ngắn.")
+    fleet.kill(target, "abort")  # offline (the broker keeps its persistent session)
+    with live.http() as http:
+        wait_until(
+            lambda: not http.get(f"/api/v1/stations/{target}").json()["online"],
+            timeout_s=60,
+            what="offline",
+        )
+        made = http.post(
+            "/api/v1/broadcasts",
+            json={
+                "targets": {"stations": [target]},
+                "content": {"asset_id": bulletin},
+                "expires_in_s": 2,
+                "lead_s": 0,
+            },
+        )
+        assert made.status_code == 201, made.text
+        cmd_id = made.json()["cmd_id"]
+        broadcast_id = made.json()["id"]
+        wait_until(
+            lambda: (
+                http.get(f"/api/v1/broadcasts/{broadcast_id}").json()["stations"][0]["status"]
+                == "EXPIRED"
+            ),
+            timeout_s=20,
+            what="EXPIRED",
+        )
+        fleet.restart(target)
+        wait_until(lambda: fleet.station(target).online, timeout_s=30, what="back online")
+        wait_until(
+            lambda: cmd_id in fleet.station(target).acks,
+            timeout_s=20,
+            what="queued command delivered",
+        )
+        assert fleet.station(target).acks[cmd_id] == "EXPIRED"
+        assert not any(p.cmd_id == cmd_id for p in fleet.station(target).plays if p.started_at)
+        stations = http.get(f"/api/v1/broadcasts/{broadcast_id}").json()["stations"]
+        assert stations == [
+            {
+                "sid": target,
+                "status": "EXPIRED",
+                "reason": stations[0]["reason"],
+                "updated_at": stations[0]["updated_at"],
+                "play_status": "missed",
+            }
+        ]
+
+
+@pytest.mark.parametrize(
+    ("payload", "field"),
+    [
+        ({"targets": {}, "content": {"asset_id": 1}}, "targets"),
+        ({"targets": {"groups": ["nope"]}, "content": {"asset_id": 1}}, "targets"),
+        ({"targets": {"areas": ["tan-an"]}, "content": {"asset_id": 999}}, "content"),
+        (
+            {
+                "targets": {"areas": ["tan-an"]},
+                "content": {"stream_source_id": 999},
+                "until": "2099-01-01T00:00:00+07:00",
+            },
+            "content",
+        ),
+        ({"targets": {"areas": ["tan-an"]}, "content": {"text": "xin chào"}}, "content"),
+        (
+            {
+                "targets": {"areas": ["tan-an"]},
+                "content": {"asset_id": 1},
+                "start_at": "2001-01-01T00:00:00+07:00",
+            },
+            "start_at",
+        ),
+        (
+            {"targets": {"areas": ["tan-an"]}, "content": {"asset_id": 1}, "expires_in_s": 0},
+            "expires_in_s",
+        ),
+    ],
+)
+def test_bad_broadcasts(live: Live, payload: dict[str, object], field: str) -> None:
+    live.seed()
+    with live.http() as http:
+        response = http.post("/api/v1/broadcasts", json=payload)
+    assert response.status_code == 422, response.text
+    assert field in [str(p) for p in response.json()["detail"][0]["loc"]]
