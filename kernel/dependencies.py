@@ -9,6 +9,7 @@ routers therefore never import `broadcaster`.
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -17,7 +18,7 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from kernel import audit
-from kernel.errors import Unauthenticated
+from kernel.errors import InvalidInput, Unauthenticated
 from kernel.security import Principal
 
 
@@ -102,3 +103,29 @@ def page_params(
 
 
 PageDep = Annotated[Page, Depends(page_params)]
+
+
+@dataclass(frozen=True, slots=True)
+class TimeRange:
+    """``from``/``to`` query parameters: aware timestamps, ``to`` after ``from``."""
+
+    since: dt.datetime | None
+    until: dt.datetime | None
+
+
+def time_range(
+    since: Annotated[dt.datetime | None, Query(alias="from", description="inclusive")] = None,
+    until: Annotated[dt.datetime | None, Query(alias="to", description="exclusive")] = None,
+) -> TimeRange:
+    for name, value in (("from", since), ("to", until)):
+        if value is not None and value.tzinfo is None:
+            raise InvalidInput(
+                f"'{name}' needs a time zone offset (e.g. 2026-11-26T05:00:00+07:00)",
+                field=("query", name),
+            )
+    if since is not None and until is not None and until <= since:
+        raise InvalidInput("'to' must be after 'from'", field=("query", "to"))
+    return TimeRange(since=since, until=until)
+
+
+TimeRangeDep = Annotated[TimeRange, Depends(time_range)]

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
-from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
-from kernel.errors import InvalidInput, PayloadTooLarge
+from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep, TimeRangeDep
+from kernel.errors import PayloadTooLarge
 from kernel.security import Permission
 from kernel.signals import plan_changed
 from stations import csvio, live, service
@@ -300,16 +299,11 @@ def get_station_state(station: StationDep, session: SessionDep) -> StationStateR
 def get_station_telemetry(
     station: StationDep,
     session: SessionDep,
-    since: Annotated[dt.datetime | None, Query(alias="from")] = None,
-    until: Annotated[dt.datetime | None, Query(alias="to")] = None,
+    window: TimeRangeDep,
     limit: Annotated[int, Query(ge=1, le=10000)] = 1000,
 ) -> ListOf[TelemetryRead]:
     """Telemetry history between `from` (inclusive) and `to` (exclusive), oldest first."""
-    for name, value in (("from", since), ("to", until)):
-        if value is not None and value.tzinfo is None:
-            raise InvalidInput(f"'{name}' needs a time zone offset", field=("query", name))
-    if since and until and until <= since:
-        raise InvalidInput("'to' must be after 'from'", field=("query", "to"))
+    since, until = window.since, window.until
     rows = live.telemetry_between(session, station.id, since=since, until=until, limit=limit)
     items = [
         TelemetryRead(at=r.at, received_at=r.received_at, seq=r.seq, data=r.data) for r in rows

@@ -26,7 +26,14 @@ from broadcaster.auth.schemas import (
 from kernel import audit as audit_log
 from kernel.audit import AuditEntry
 from kernel.db import paginate
-from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep, client_ip
+from kernel.dependencies import (
+    Audit,
+    CurrentPrincipal,
+    PageDep,
+    SessionDep,
+    TimeRangeDep,
+    client_ip,
+)
 from kernel.errors import InvalidInput, NotFoundError, Unauthenticated
 from kernel.security import Permission
 from stations.schemas import ListOf
@@ -285,11 +292,10 @@ def list_audit(
     session: SessionDep,
     principal: CurrentPrincipal,
     page: PageDep,
+    window: TimeRangeDep,
     actor: Annotated[str | None, Query(max_length=64)] = None,
     action: Annotated[str | None, Query(max_length=64)] = None,
     target: Annotated[str | None, Query(max_length=128)] = None,
-    since: dt.datetime | None = Query(None, alias="from"),
-    until: dt.datetime | None = Query(None, alias="to"),
 ) -> ListOf[AuditRead]:
     """The append-only audit log, newest first (administrators only)."""
     principal.require(Permission.AUDIT_READ)
@@ -298,10 +304,10 @@ def list_audit(
         query = query.where(AuditEntry.actor == actor)
     if action:
         query = query.where(AuditEntry.action.like(action.replace("*", "%")))
-    if since:
-        query = query.where(AuditEntry.at >= since)
-    if until:
-        query = query.where(AuditEntry.at < until)
+    if window.since:
+        query = query.where(AuditEntry.at >= window.since)
+    if window.until:
+        query = query.where(AuditEntry.at < window.until)
     if target:
         needle = target.replace("\\", "").replace('"', "").replace("%", "").replace("_", "\\_")
         query = query.where(cast(AuditEntry.targets, String).like(f'%"{needle}"%', escape="\\"))

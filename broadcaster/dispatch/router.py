@@ -39,8 +39,8 @@ from broadcaster.dispatch.schemas import (
     TotalRow,
 )
 from kernel.db import paginate, utcnow
-from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
-from kernel.errors import InvalidInput, NotFoundError
+from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep, TimeRangeDep
+from kernel.errors import NotFoundError
 from kernel.security import Permission, Principal
 from stations import service as stations
 from stations.dependencies import StationDep
@@ -416,18 +416,8 @@ def _play_query(
     return query
 
 
-def _check_range(since: dt.datetime | None, until: dt.datetime | None) -> None:
-    for name, value in (("from", since), ("to", until)):
-        if value is not None and value.tzinfo is None:
-            raise InvalidInput(f"'{name}' needs a time zone offset", field=("query", name))
-    if since and until and until <= since:
-        raise InvalidInput("'to' must be after 'from'", field=("query", "to"))
-
-
 StationQ = Annotated[str | None, Query(pattern=SID_PATTERN)]
 AreaQ = Annotated[str | None, Query(pattern=CODE_PATTERN)]
-FromQ = Annotated[dt.datetime | None, Query(alias="from")]
-ToQ = Annotated[dt.datetime | None, Query(alias="to")]
 
 
 @router.get("/playlog", response_model=ListOf[PlayRead], tags=["playlog"])
@@ -435,15 +425,14 @@ def playlog(
     session: SessionDep,
     principal: CurrentPrincipal,
     page: PageDep,
+    window: TimeRangeDep,
     station: StationQ = None,
     area: AreaQ = None,
-    since: FromQ = None,
-    until: ToQ = None,
     status_: Annotated[PlayStatus | None, Query(alias="status")] = None,
     source: Annotated[Literal["schedule", "broadcast"] | None, Query()] = None,
 ) -> ListOf[PlayRead]:
     """What was planned and what stations report they played (proof of play)."""
-    _check_range(since, until)
+    since, until = window.since, window.until
     query = _play_query(
         session,
         principal,
@@ -487,18 +476,16 @@ def playlog_totals(
     request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
-    since: FromQ = None,
-    until: ToQ = None,
+    window: TimeRangeDep,
     by: Literal["station", "area"] = "area",
     area: AreaQ = None,
     format_: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> Response:
     """Broadcast minutes per day, per station or per ward/commune (CSV for spreadsheets)."""
-    _check_range(since, until)
     tz = _tz(request)
     now = utcnow()
-    since = since or now - dt.timedelta(days=7)
-    until = until or now + dt.timedelta(days=1)
+    since = window.since or now - dt.timedelta(days=7)
+    until = window.until or now + dt.timedelta(days=1)
     query = _play_query(
         session,
         principal,
