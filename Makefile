@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench install system-deps clean
+.PHONY: demo test lint bench install system-deps browser-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -23,13 +23,16 @@ install: system-deps $(STAMP)
 system-deps:
 	@scripts/system-deps.sh
 
+browser-deps:
+	@scripts/system-deps.sh --with-browser
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: install lint
+test: install browser-deps lint
 	@echo "== tests on SQLite =="
 	BROADCASTER_TEST_DATABASE_URL=sqlite:// $(BIN)/pytest $(PYTEST_ARGS)
 	@if $(BIN)/python scripts/pg_available.py "$(PG_TEST_URL)"; then \

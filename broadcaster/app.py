@@ -23,7 +23,7 @@ from broadcaster.broker import router as broker_router
 from broadcaster.dispatch import router as dispatch_router
 from broadcaster.runtime import Role, Runtime
 from broadcaster.settings import Settings
-from broadcaster.web import errors, health
+from broadcaster.web import errors, health, pages
 from broadcaster.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
 from schedules import router as schedules_router
 from schedules import service as schedules_service
@@ -121,6 +121,9 @@ def create_app(
     app.include_router(schedules_router.router, dependencies=protected)
     app.include_router(dispatch_router.router, dependencies=protected)
     app.include_router(schedules_router.public_router)  # calendar feeds: login or signed link
+    app.include_router(pages.router)  # dashboard pages: read the session cookie themselves
+
+    app.mount(pages.STATIC_PREFIX, StaticFiles(directory=pages.STATIC_DIR), name="app-static")
 
     app.mount(
         "/static/swagger",

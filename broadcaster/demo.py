@@ -300,7 +300,7 @@ class Demo:
                 online = self._wait_online(http, admin, count, timeout_s=60)
             at = self.demo_programme(http, admin, approver)
             table = Table(title="broadcaster — Tân An demo", show_header=False)
-            table.add_row("API", f"{self.base}/docs")
+            table.add_row("Dashboard", f"{self.base}/  (Vietnamese; API docs at {self.base}/docs)")
             table.add_row(
                 "Stations",
                 f"{online} of {count} online (simulated, {self.base}/api/v1/stations?online=true)",

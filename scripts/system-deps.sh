@@ -11,7 +11,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v mosquitto_ctrl >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 if [ "${1:-}" = "--with-browser" ]; then
-  command -v chromium >/dev/null 2>&1 || need+=(chromium chromium-driver)
+  { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need+=(chromium chromium-driver)
 fi
 
 if [ ${#need[@]} -eq 0 ]; then

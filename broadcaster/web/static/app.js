@@ -1,0 +1,506 @@
+/* broadcaster dashboard: small vanilla JavaScript, no build step, no external code.
+ * Talks to the JSON API with the session cookie (same origin; fetch sends Origin on
+ * POST, which the API's CSRF check requires). */
+"use strict";
+
+(function () {
+  const $ = (sel, root) => (root || document).querySelector(sel);
+  const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
+  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+  const TERMINAL = new Set(["SUCCEEDED", "FAILED", "REJECTED", "EXPIRED"]);
+  let LABELS = { target: {}, play: {}, command: {}, tier: {} };
+
+  function el(tag, props, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(props || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "className") node.className = value;
+      else if (key === "text") node.textContent = value;
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children.flat()) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child instanceof Node ? child : document.createTextNode(String(child)));
+    }
+    return node;
+  }
+
+  function messageOf(data, status) {
+    if (status === 401) return "Phiên đăng nhập đã hết hạn. Hãy tải lại trang và đăng nhập lại.";
+    if (data && data.message_vi) {
+      if (Array.isArray(data.detail) && data.detail.length) {
+        return data.message_vi + ": " + data.detail.map((d) => d.msg).join("; ");
+      }
+      return data.message_vi;
+    }
+    if (data && Array.isArray(data.detail)) return data.detail.map((d) => d.msg).join("; ");
+    if (data && data.detail) return String(data.detail);
+    if (status === 403) return "Tài khoản không có quyền thực hiện thao tác này.";
+    return "Lỗi máy chủ (" + status + "). Vui lòng thử lại.";
+  }
+
+  async function api(method, url, body) {
+    const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (body !== undefined) {
+      init.headers["Content-Type"] = "application/json";
+      init.body = JSON.stringify(body);
+    }
+    let response;
+    try {
+      response = await fetch(url, init);
+    } catch (err) {
+      throw new Error("Không kết nối được tới máy chủ. Kiểm tra mạng rồi thử lại.");
+    }
+    const text = await response.text();
+    let data = null;
+    try {
+      data = text ? JSON.parse(text) : null;
+    } catch (err) {
+      data = null;
+    }
+    if (!response.ok) {
+      const error = new Error(messageOf(data, response.status));
+      error.status = response.status;
+      throw error;
+    }
+    return data;
+  }
+
+  /* A modal confirmation (the <dialog> in base.html); resolves true on "Đồng ý". */
+  function confirmDialog(options) {
+    const dialog = $("#confirm-dialog");
+    if (!dialog || typeof dialog.showModal !== "function") {
+      return Promise.resolve(window.confirm(options.title + "\n\n" + options.text));
+    }
+    $("#confirm-title").textContent = options.title;
+    const body = $("#confirm-body");
+    body.replaceChildren();
+    for (const line of [].concat(options.lines || [options.text])) {
+      body.append(el("p", {}, line));
+    }
+    const ok = $("#confirm-ok");
+    ok.textContent = options.okLabel || "Đồng ý";
+    ok.className = options.danger ? "danger" : "";
+    dialog.classList.toggle("emergency", Boolean(options.emergency));
+    dialog.returnValue = "";
+    return new Promise((resolve) => {
+      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
+      dialog.showModal();
+      $("button[value=cancel]", dialog).focus();
+    });
+  }
+
+  /* --- overview: refresh the figures every N seconds without reloading ------------- */
+
+  function initOverview() {
+    const root = $("#overview");
+    if (!root) return;
+    const every = Math.max(5, Number(root.dataset.refreshS) || 15) * 1000;
+    const failure = $("#refresh-error");
+
+    function renderUnits(units) {
+      const rows = units.map((u) =>
+        el("tr", {},
+          el("th", { scope: "row" }, el("a", { href: "/tram?area=" + encodeURIComponent(u.code) }, u.name)),
+          el("td", { className: "num" }, u.online + "/" + u.total),
+          el("td", { className: "num hide-sm" + (u.offline ? " bad-text" : "") }, u.offline),
+          el("td", { className: "bar-col" },
+            el("div", { className: "bar", role: "img", "aria-label": u.percent + "% trạm trực tuyến" },
+              el("span", { style: "width: " + u.percent + "%" })))));
+      $("#units-body").replaceChildren(...(rows.length ? rows
+        : [el("tr", {}, el("td", { colspan: 4, className: "muted" }, "Chưa có trạm nào trong địa bàn."))]));
+    }
+
+    function renderAttention(items) {
+      const rows = items.map((a) =>
+        el("li", { className: a.online ? "" : "offline" },
+          el("a", { href: "/tram/" + encodeURIComponent(a.sid) }, el("strong", {}, a.name)), " ",
+          el("span", { className: "muted small" }, a.sid + " · " + a.area),
+          el("div", { className: "reasons" }, a.reasons.join(" · "))));
+      $("#attention-list").replaceChildren(...(rows.length ? rows
+        : [el("li", { className: "muted" }, "Tất cả các trạm đều hoạt động bình thường.")]));
+    }
+
+    function renderUpcoming(items) {
+      const rows = items.map((item) =>
+        el("tr", {},
+          el("td", {}, item.now ? el("span", { className: "badge live" }, "Đang phát")
+            : [item.start, " ", el("span", { className: "muted small" }, item.day)]),
+          el("td", {}, item.title, " ", el("span", { className: "muted small" }, "· " + item.source)),
+          el("td", { className: "hide-sm" }, el("span", { className: "tier tier-" + item.tier }, item.tier_label)),
+          el("td", { className: "num" }, item.stations)));
+      $("#upcoming-body").replaceChildren(...(rows.length ? rows
+        : [el("tr", {}, el("td", { colspan: 4, className: "muted" }, "Chưa có mục nào sắp phát."))]));
+    }
+
+    function renderBroadcasts(items) {
+      const rows = items.map((b) =>
+        el("tr", {},
+          el("td", {}, el("a", { href: "/phat-thanh/" + b.id }, b.title), " ",
+            el("span", { className: "muted small" }, b.created_at + " · " + b.created_by)),
+          el("td", { className: "hide-sm" }, el("span", { className: "tier tier-" + b.tier }, b.tier_label)),
+          el("td", {}, b.status_label),
+          el("td", { className: "num" }, b.succeeded + "/" + b.stations)));
+      $("#broadcasts-body").replaceChildren(...(rows.length ? rows
+        : [el("tr", {}, el("td", { colspan: 4, className: "muted" }, "Chưa có lượt phát nào."))]));
+    }
+
+    async function refresh() {
+      if (document.hidden) return;
+      try {
+        const data = await api("GET", root.dataset.refreshUrl);
+        $("#total-stations").textContent = data.totals.stations;
+        $("#total-online").textContent = data.totals.online;
+        $("#total-offline").textContent = data.totals.offline;
+        $("#total-attention").textContent = data.totals.attention;
+        renderUnits(data.units);
+        renderAttention(data.attention);
+        renderUpcoming(data.upcoming);
+        renderBroadcasts(data.broadcasts);
+        $("#updated").textContent = data.updated;
+        failure.textContent = "";
+      } catch (err) {
+        if (err.status === 401) {
+          window.location.assign("/dang-nhap");
+          return;
+        }
+        failure.textContent = " · chưa cập nhật được, sẽ thử lại";
+      }
+    }
+
+    setInterval(refresh, every);
+    document.addEventListener("visibilitychange", () => {
+      if (!document.hidden) refresh();
+    });
+  }
+
+  /* --- one station: commands with confirmation --------------------------------------- */
+
+  function formatOffset(ms) {
+    const sign = ms > 0 ? "+" : "";
+    return sign + Math.round(ms) + " ms";
+  }
+
+  async function followCommand(cmdId, type, out) {
+    const deadline = Date.now() + 30000;
+    const name = LABELS.command[type] || type;
+    while (Date.now() < deadline) {
+      const data = await api("GET", "/api/v1/commands/" + encodeURIComponent(cmdId));
+      const target = data.stations[0] || {};
+      let text = name + ": " + (LABELS.target[target.status] || target.status);
+      if (target.clock_offset_ms !== null && target.clock_offset_ms !== undefined) {
+        text += " · lệch đồng hồ " + formatOffset(target.clock_offset_ms);
+      }
+      if (target.reason) text += " (" + target.reason + ")";
+      out.textContent = text;
+      out.dataset.status = target.status || "";
+      if (TERMINAL.has(target.status)) return;
+      await sleep(1000);
+    }
+    out.textContent += " · trạm chưa trả lời, hãy xem lại sau.";
+  }
+
+  function initStation() {
+    const box = $("#commands");
+    if (!box) return;
+    const sid = box.dataset.sid;
+    const out = $("#command-result");
+    box.addEventListener("click", async (event) => {
+      const button = event.target.closest("button[data-command]");
+      if (!button) return;
+      const type = button.dataset.command;
+      const body = { type };
+      if (type === "volume") {
+        const level = Number.parseInt($("#volume-level").value, 10);
+        if (Number.isNaN(level) || level < 0 || level > 100) {
+          out.textContent = "Âm lượng phải là số từ 0 đến 100.";
+          return;
+        }
+        body.level = level;
+      }
+      const ok = await confirmDialog({
+        title: button.textContent.trim(),
+        text: button.dataset.confirm.replace("{level}", body.level),
+        okLabel: button.textContent.trim(),
+        danger: type === "reboot",
+      });
+      if (!ok) return;
+      const buttons = $$("button[data-command]", box);
+      buttons.forEach((b) => { b.disabled = true; });
+      out.className = "command-result";
+      out.textContent = "Đang gửi lệnh…";
+      try {
+        const command = await api("POST", "/api/v1/stations/" + encodeURIComponent(sid) + "/commands", body);
+        await followCommand(command.cmd_id, type, out);
+      } catch (err) {
+        out.className = "command-result bad-text";
+        out.textContent = err.message;
+      } finally {
+        buttons.forEach((b) => { b.disabled = false; });
+      }
+    });
+  }
+
+  /* --- broadcast progress (server-sent events) -------------------------------------- */
+
+  function trackBroadcast(id) {
+    const panel = $("#progress");
+    panel.hidden = false;
+    panel.dataset.broadcastId = id;
+    const state = $("#progress-state");
+    const stop = $("#stop-broadcast");
+    const link = $("#progress-link");
+    if (link) {
+      link.href = "/phat-thanh/" + id;
+      link.hidden = document.body.dataset.page !== "broadcast";
+    }
+    let timer = null;
+    let lastFetch = 0;
+    let finished = false;
+
+    function renderCounts(progress) {
+      const by = progress.by_status || {};
+      $("#count-total").textContent = progress.total;
+      $("#count-RECEIVED").textContent = progress.received;
+      $("#count-SUCCEEDED").textContent = by.SUCCEEDED || 0;
+      $("#count-FAILED").textContent = (by.FAILED || 0) + (by.REJECTED || 0);
+      $("#count-EXPIRED").textContent = by.EXPIRED || 0;
+      const bar = $("#progress-bar");
+      const share = progress.total ? Math.round((100 * progress.finished) / progress.total) : 0;
+      bar.setAttribute("aria-valuemax", progress.total);
+      bar.setAttribute("aria-valuenow", progress.finished);
+      bar.firstElementChild.style.width = share + "%";
+    }
+
+    function renderStations(rows) {
+      const body = $("#progress-stations tbody");
+      body.replaceChildren(...rows.map((row) =>
+        el("tr", { "data-sid": row.sid, "data-status": row.status },
+          el("td", {}, el("a", { href: "/tram/" + encodeURIComponent(row.sid) }, el("code", {}, row.sid))),
+          el("td", {}, el("span", { className: "target target-" + row.status },
+            (LABELS.target[row.status] || row.status) + " "), el("code", { className: "small" }, row.status)),
+          el("td", {}, row.play_status ? (LABELS.play[row.play_status] || row.play_status) : "—"),
+          el("td", { className: "muted small" }, row.reason || ""))));
+    }
+
+    async function refreshDetail() {
+      lastFetch = Date.now();
+      const data = await api("GET", "/api/v1/broadcasts/" + id);
+      renderCounts(data.progress);
+      renderStations(data.stations || []);
+      $("#progress-title").textContent = data.title;
+      const done = data.progress.total && data.progress.finished === data.progress.total;
+      if (data.status !== "active" || done) stop.hidden = true;
+      if (data.status === "stopped") state.textContent = "Đã dừng phát.";
+      return data;
+    }
+
+    function scheduleDetail() {
+      if (timer) return;
+      const wait = Math.max(0, 1000 - (Date.now() - lastFetch));
+      timer = setTimeout(() => {
+        timer = null;
+        refreshDetail().catch(() => {});
+      }, wait);
+    }
+
+    refreshDetail().catch((err) => { state.textContent = err.message; });
+
+    if (typeof window.EventSource !== "function") {
+      state.textContent = "Đang cập nhật định kỳ…";
+      const poll = setInterval(async () => {
+        try {
+          const data = await refreshDetail();
+          if (data.progress.total && data.progress.finished === data.progress.total) {
+            clearInterval(poll);
+            state.textContent = "Đã hoàn tất trên tất cả các trạm.";
+          }
+        } catch (err) {
+          state.textContent = err.message;
+        }
+      }, 2000);
+      return;
+    }
+    const events = new EventSource("/api/v1/broadcasts/" + id + "/events");
+    events.addEventListener("open", () => {
+      if (!finished) state.textContent = "Đang theo dõi trực tiếp…";
+    });
+    events.addEventListener("progress", (event) => {
+      renderCounts(JSON.parse(event.data));
+      scheduleDetail();
+    });
+    events.addEventListener("done", () => {
+      finished = true;
+      events.close();
+      stop.hidden = true;
+      state.textContent = "Đã hoàn tất trên tất cả các trạm.";
+      refreshDetail().catch(() => {});
+    });
+    events.addEventListener("error", () => {
+      if (finished) return;
+      state.textContent = events.readyState === EventSource.CLOSED
+        ? "Mất kết nối theo dõi. Tải lại trang để xem tiếp."
+        : "Mất kết nối, đang kết nối lại…";
+    });
+
+    stop.onclick = async () => {
+      const ok = await confirmDialog({
+        title: "Dừng lượt phát",
+        text: "Dừng phát bản tin này trên tất cả các trạm đang phát?",
+        okLabel: "Dừng phát",
+        danger: true,
+      });
+      if (!ok) return;
+      stop.disabled = true;
+      try {
+        await api("POST", "/api/v1/broadcasts/" + id + "/stop");
+        state.textContent = "Đã gửi lệnh dừng tới các trạm.";
+        stop.hidden = true;
+      } catch (err) {
+        state.textContent = err.message;
+      } finally {
+        stop.disabled = false;
+      }
+    };
+  }
+
+  /* --- broadcast form ---------------------------------------------------------------- */
+
+  function initBroadcastForm() {
+    const form = $("#broadcast-form");
+    if (!form) return;
+    const error = $("#form-error");
+    const send = $("#send-broadcast");
+    const checked = (name) => form.querySelector("input[name='" + name + "']:checked");
+
+    function sync() {
+      const emergency = checked("tier").value === "emergency";
+      form.classList.toggle("emergency", emergency);
+      const textMode = $("#content-text-mode");
+      textMode.disabled = !emergency;
+      if (emergency && !form.dataset.touchedContent) textMode.checked = true;
+      if (!emergency && textMode.checked) {
+        form.querySelector("input[name='content-mode'][value='asset']").checked = true;
+      }
+      const mode = (checked("target-mode") || {}).value;
+      $$(".target-panel", form).forEach((panel) => { panel.hidden = panel.dataset.mode !== mode; });
+      const content = checked("content-mode").value;
+      $$(".content-panel", form).forEach((panel) => { panel.hidden = panel.dataset.content !== content; });
+      send.textContent = emergency ? "Phát khẩn cấp ngay" : "Phát ngay";
+    }
+
+    form.addEventListener("change", (event) => {
+      if (event.target.name === "content-mode") form.dataset.touchedContent = "1";
+      sync();
+    });
+    sync();
+
+    function fail(message) {
+      error.textContent = message;
+      error.hidden = false;
+      error.focus();
+    }
+
+    function collect() {
+      const tier = checked("tier").value;
+      const mode = (checked("target-mode") || {}).value;
+      let targets;
+      let where;
+      if (mode === "all") {
+        targets = { groups: ["all"] };
+        where = "Tất cả các trạm";
+      } else if (mode === "areas" || mode === "groups") {
+        const boxes = $$("input[name='" + mode + "']:checked", form);
+        if (!boxes.length) throw new Error(mode === "areas" ? "Hãy chọn ít nhất một phường, xã." : "Hãy chọn ít nhất một nhóm trạm.");
+        targets = { [mode]: boxes.map((b) => b.value) };
+        where = boxes.map((b) => b.dataset.name).join(", ");
+      } else {
+        const options = Array.from($("#target-stations").selectedOptions);
+        if (!options.length) throw new Error("Hãy chọn ít nhất một trạm.");
+        targets = { stations: options.map((o) => o.value) };
+        where = options.length + " trạm: " + options.slice(0, 5).map((o) => o.value).join(", ") + (options.length > 5 ? "…" : "");
+      }
+      let content;
+      let what;
+      if (checked("content-mode").value === "text") {
+        const text = $("#text").value.trim();
+        if (!text) throw new Error("Hãy nhập nội dung cần đọc.");
+        content = { text, voice: $("#voice").value };
+        what = "Văn bản: “" + (text.length > 120 ? text.slice(0, 120) + "…" : text) + "”";
+      } else {
+        const asset = $("#asset");
+        if (!asset.value) throw new Error("Chưa có bản tin nào được duyệt để phát.");
+        content = { asset_id: Number(asset.value) };
+        what = "Bản tin: " + asset.selectedOptions[0].textContent;
+      }
+      const payload = { targets, content, tier, repeat: Number($("#repeat").value) || 1 };
+      const title = $("#title").value.trim();
+      if (title) payload.title = title;
+      return { payload, where, what };
+    }
+
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      error.hidden = true;
+      let request;
+      try {
+        request = collect();
+      } catch (err) {
+        fail(err.message);
+        return;
+      }
+      const emergency = request.payload.tier === "emergency";
+      const tierLabel = LABELS.tier[request.payload.tier] || request.payload.tier;
+      const lines = [
+        "Mức: " + tierLabel,
+        "Nơi phát: " + request.where,
+        request.what,
+      ];
+      if (emergency) {
+        lines.unshift("Bản tin khẩn cấp sẽ chen ngang mọi nội dung đang phát và được phát ngay lập tức.");
+      }
+      const ok = await confirmDialog({
+        title: emergency ? "Xác nhận PHÁT KHẨN CẤP" : "Xác nhận phát thanh",
+        lines,
+        okLabel: emergency ? "Phát khẩn cấp" : "Phát ngay",
+        danger: emergency,
+        emergency,
+      });
+      if (!ok) return;
+      send.disabled = true;
+      send.textContent = "Đang gửi…";
+      try {
+        const created = await api("POST", "/api/v1/broadcasts", request.payload);
+        $("#progress-title").textContent = created.title;
+        $("#count-total").textContent = created.station_count;
+        $("#stop-broadcast").hidden = false;
+        trackBroadcast(created.id);
+        const heading = $("#h-progress");
+        heading.setAttribute("tabindex", "-1");
+        heading.scrollIntoView({ behavior: "smooth", block: "start" });
+        heading.focus({ preventScroll: true });
+      } catch (err) {
+        fail(err.message);
+      } finally {
+        send.disabled = false;
+        sync();
+      }
+    });
+  }
+
+  function initBroadcastView() {
+    const panel = $("#progress");
+    if (panel && panel.dataset.broadcastId && document.body.dataset.page === "broadcast-view") {
+      trackBroadcast(panel.dataset.broadcastId);
+    }
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    const labels = $("#labels");
+    if (labels) LABELS = JSON.parse(labels.textContent);
+    initOverview();
+    initStation();
+    initBroadcastForm();
+    initBroadcastView();
+  });
+})();
