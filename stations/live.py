@@ -161,14 +161,24 @@ def record_telemetry(session: Session, rows: Iterable[TelemetryRow]) -> int:
         current = latest.get(row.station_id)
         if current is None or row.received_at >= current.received_at:
             latest[row.station_id] = row
-    for station_id, row in latest.items():
-        state = state_of(session, station_id)
-        if state.telemetry_at is None or row.at >= state.telemetry_at:
-            state.telemetry = row.data
-            state.telemetry_at = row.at
-            if "volume" in row.data:
-                state.volume = row.data["volume"]
-        state.last_seen = max(filter(None, (state.last_seen, row.received_at)))
+    # One SELECT for the batch's state rows, and no autoflush while updating them: loading
+    # them one by one flushed the previous station's UPDATE before each SELECT (two round
+    # trips per station), which capped ingest at about a third of this.
+    states = {
+        state.station_id: state
+        for state in session.scalars(
+            select(StationState).where(StationState.station_id.in_(list(latest)))
+        )
+    }
+    with session.no_autoflush:
+        for station_id, row in latest.items():
+            state = states.get(station_id) or state_of(session, station_id)
+            if state.telemetry_at is None or row.at >= state.telemetry_at:
+                state.telemetry = row.data
+                state.telemetry_at = row.at
+                if "volume" in row.data:
+                    state.volume = row.data["volume"]
+            state.last_seen = max(filter(None, (state.last_seen, row.received_at)))
     return len(batch)
 
 

@@ -274,6 +274,11 @@ class AioMqttClient:
             with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
             self._client.loop_read()
+            if self._client.socket() is not None:
+                # loop_read handled a packet still buffered (e.g. one that reached a frozen
+                # socket) instead of seeing EOF, so paho kept the socket open: close it, or
+                # every power cycle of a station leaks a file descriptor.
+                sock.close()
         self._fail_waiters("disposed")
         self.connected = False
         self._closed.set()
