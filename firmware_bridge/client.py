@@ -10,8 +10,13 @@ Design:
   protocol version"), a small supervisor thread swaps in a 3.1.1 client.
 * ``on_connect`` publishes the retained birth ``{"online": true, "at": ...}`` on
   ``server/state`` (the will is ``{"online": false}``, retained, QoS 1) and
-  (re)subscribes to every station's state/reported/ack/event/telemetry: the session
-  is clean, so subscriptions are renewed on every connect.
+  (re)subscribes to every station's state/reported/ack/event/telemetry.
+* The session is persistent (clean start false, expiry ``session_expiry_s`` on MQTT 5):
+  while the server is disconnected, restarting or failing over to a standby (same
+  client id), the broker queues what stations send at QoS 1 (acks, proof-of-play
+  events, births) instead of dropping it, and delivers it on the next connect. With a
+  clean session, a station that reconnected before the server after a broker restart
+  published its spooled events to nobody.
 * paho callbacks only parse and hand off: topic and payload are validated strictly
   (:func:`firmware_bridge.messages.parse_message`) and the result is put on a bounded
   queue. A consumer thread calls the user's ``on_inbound`` handler with batches of what
@@ -42,6 +47,7 @@ from typing import Any, Literal, TypeAlias
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
@@ -87,6 +93,7 @@ class BridgeConfig:
     reconnect_max_s: int = 30
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     ca_file: str | None = None
+    session_expiry_s: int = 3600
 
     @property
     def client_id(self) -> str:
@@ -181,6 +188,7 @@ class Bridge:
         )
         self._connected = False
         self._ever_connected = False
+        self._subscribe_mid: int | None = None
         self._started = False
         self._stopping = threading.Event()
         self._fallback = threading.Event()
@@ -237,7 +245,7 @@ class Bridge:
 
     @property
     def connected(self) -> bool:
-        """True while the broker connection is up (CONNACK accepted)."""
+        """True while the broker connection is up (CONNACK accepted, subscribed)."""
         with self._lock:
             return self._connected
 
@@ -349,7 +357,7 @@ class Bridge:
             CallbackAPIVersion.VERSION2,
             client_id=self.config.client_id,
             protocol=self._protocol,
-            clean_session=None if v5 else True,
+            clean_session=None if v5 else False,
         )
         if self._url.username is not None:
             client.username_pw_set(self._url.username, self._url.password)
@@ -362,13 +370,19 @@ class Bridge:
         # fan-out to thousands of station topics: keep many QoS 1 publishes in flight
         client.max_inflight_messages_set(1000)
         client.on_connect = self._on_connect
+        client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        properties = None
+        if v5:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = self.config.session_expiry_s
         client.connect_async(
             self._url.host,
             self._url.port,
             keepalive=self.config.keepalive,
-            clean_start=True if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            clean_start=False if v5 else mqtt.MQTT_CLEAN_START_FIRST_ONLY,
+            properties=properties,
         )
         client.loop_start()
         return client
@@ -414,15 +428,37 @@ class Bridge:
             if self._ever_connected:
                 self._counters.reconnects += 1
             self._ever_connected = True
-            self._connected = True
         client.publish(
             self.topics.server_state(),
             dump_message(ServerState(online=True, at=utcnow())),
             qos=1,
             retain=True,
         )
-        client.subscribe([(self.topics.station_filter(kind), 1) for kind in STATION_INBOUND])
+        _, mid = client.subscribe(
+            [(self.topics.station_filter(kind), 1) for kind in STATION_INBOUND]
+        )
+        with self._lock:
+            self._subscribe_mid = mid
         log.info("bridge connected (%s)", _protocol_name(self._protocol))
+
+    def _on_subscribe(
+        self,
+        client: mqtt.Client,
+        userdata: Any,
+        mid: int,
+        reason_codes: list[ReasonCode],
+        properties: Properties | None,
+    ) -> None:
+        """`connected` once the broker confirmed the subscriptions: before that, what a
+        station sends may not reach us (on a first connect nothing is kept for us)."""
+        refused = [str(code) for code in reason_codes if code.is_failure]
+        if refused:
+            log.error("broker refused the station subscriptions: %s", ", ".join(refused))
+        with self._lock:
+            if client is not self._client or mid != self._subscribe_mid:
+                return
+            if not self._stopping.is_set():
+                self._connected = True
 
     def _on_disconnect(
         self,

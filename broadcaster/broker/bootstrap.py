@@ -109,6 +109,11 @@ def _config_text(directory: Path, *, host: str, port: int, plugin: Path) -> str:
         "connection_messages true",
         "max_keepalive 300",
         "max_packet_size 1048576",
+        # The server's bridge takes every station's acks and events on one connection:
+        # a broadcast to 1,000 stations is ~4,000 QoS 1 messages in a second. The
+        # defaults (20 in flight, 1,000 queued per client) would drop the overflow.
+        "max_inflight_messages 1000",
+        "max_queued_messages 100000",
     ]
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         # As root, Mosquitto would switch to user "mosquitto", which cannot read these

@@ -4,6 +4,9 @@
   active worker dies its connection closes and the lock is free; a standby polling
   every `POLL_S` takes over (well inside 15 s).  The holder checks its connection
   every poll too and steps down at once if it is lost (the lock may be gone).
+  Advisory locks are per database, so the key is derived from the schema the service
+  works in (its ``search_path``): deployments sharing a database, one schema each (as
+  parallel test sessions do), each elect their own worker.
 - SQLite: one process only (SQLite is the single-machine default); an exclusive
   `flock` next to the database file stops a second worker on the same database.
 """
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import logging
 import os
 from pathlib import Path
@@ -24,7 +28,14 @@ from sqlalchemy.exc import SQLAlchemyError
 log = logging.getLogger(__name__)
 
 POLL_S = 2.0
-LOCK_KEY = 0x6C6F6176_31  # "loav1"
+LOCK_NAME = "loa/v1 worker"
+
+
+def schema_key(conn: Connection) -> int:
+    """The advisory-lock key of the schema ``conn`` works in (a signed 64-bit int)."""
+    schema = conn.execute(text("SELECT current_schema()")).scalar() or ""
+    digest = hashlib.sha256(f"{LOCK_NAME}:{schema}".encode()).digest()
+    return int.from_bytes(digest[:8], "big", signed=True)
 
 
 class LeaderLock(Protocol):
@@ -36,27 +47,32 @@ class LeaderLock(Protocol):
 
 
 class AdvisoryLock:
-    def __init__(self, engine: Engine, key: int = LOCK_KEY) -> None:
+    def __init__(self, engine: Engine, key: int | None = None) -> None:
         self.engine = engine
-        self.key = key
+        self.key = key  # default: `schema_key` of the engine's connections
         self._conn: Connection | None = None
+        self._held: int | None = None
 
     def try_acquire(self) -> bool:
         if self._conn is not None:
             return self.still_held()
+        conn: Connection | None = None
         try:
             conn = self.engine.connect()
-            got = bool(
-                conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": self.key}).scalar()
-            )
+            key = self.key if self.key is not None else schema_key(conn)
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": key}).scalar())
             conn.commit()
         except SQLAlchemyError as exc:
             log.warning("leader election: database unreachable (%s)", exc.__class__.__name__)
+            if conn is not None:
+                with contextlib.suppress(SQLAlchemyError):
+                    conn.close()
             return False
         if not got:
             conn.close()
             return False
         self._conn = conn
+        self._held = key
         return True
 
     def still_held(self) -> bool:
@@ -73,7 +89,7 @@ class AdvisoryLock:
     def release(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(SQLAlchemyError):
-                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self.key})
+                self._conn.execute(text("SELECT pg_advisory_unlock(:k)"), {"k": self._held})
                 self._conn.commit()
             self._drop()
 
@@ -83,6 +99,7 @@ class AdvisoryLock:
                 self._conn.invalidate()
                 self._conn.close()
             self._conn = None
+            self._held = None
 
 
 class FileLock:

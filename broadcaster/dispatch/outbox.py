@@ -12,7 +12,10 @@ deadline is `not_after` for short commands and the end of the play for `play`, s
 station that took an emergency in time keeps playing it past `not_after`.
 
 Republishing after a restart or a lost connection reuses the same `cmd_id`; stations
-dedupe on it, so a command is never executed twice and never sent under a new id.
+dedupe on it, so a command is never executed twice and never sent under a new id.  It
+covers every target without a final ack, RECEIVED and IN_PROGRESS included: our MQTT
+session is clean, so acks a station sent while we were down or disconnected are gone,
+and the copy makes the station re-send its last ack (PROTOCOL.md, station rule 4).
 """
 
 from __future__ import annotations
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 
 TRANSIT_GRACE = dt.timedelta(seconds=2)
 FINAL_ACK_GRACE = dt.timedelta(seconds=60)
+# targets still waiting for a final ack: a republished copy reaches them
+OPEN = (TargetStatus.PENDING, TargetStatus.SENT, TargetStatus.RECEIVED, TargetStatus.IN_PROGRESS)
 
 
 def new_cmd_id() -> str:
@@ -112,19 +117,21 @@ def to_publish(session: Session, now: dt.datetime) -> list[Command]:
 
 
 def unacknowledged(session: Session, now: dt.datetime) -> list[Command]:
-    """Published commands some target has not acknowledged yet, still valid.
+    """Published commands some target has not finally acknowledged, still valid.
 
     Republished (same `cmd_id`) when the worker starts or the broker connection returns.
+    Only while `not_after` is more than the transit grace away: a copy arriving after
+    `not_after` is acked EXPIRED even by a station that took the command in time.
     """
-    waiting = (
-        select(CommandTarget.command_id)
-        .where(CommandTarget.status.in_([TargetStatus.PENDING, TargetStatus.SENT]))
-        .distinct()
-    )
+    waiting = select(CommandTarget.command_id).where(CommandTarget.status.in_(OPEN)).distinct()
     return list(
         session.scalars(
             select(Command)
-            .where(Command.id.in_(waiting), Command.not_after > now, Command.done.is_(False))
+            .where(
+                Command.id.in_(waiting),
+                Command.not_after > now + TRANSIT_GRACE,
+                Command.done.is_(False),
+            )
             .order_by(Command.id)
         )
     )
@@ -138,7 +145,7 @@ def recipients(session: Session, command: Command) -> tuple[list[str], list[str]
         .where(
             CommandTarget.command_id == command.id,
             CommandTarget.direct.is_(True),
-            CommandTarget.status.in_([TargetStatus.PENDING, TargetStatus.SENT]),
+            CommandTarget.status.in_(OPEN),
         )
         .order_by(Station.sid)
     )

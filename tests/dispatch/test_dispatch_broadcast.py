@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import Live
+from support.live import Live
 from support.loa import wait_until
 
 

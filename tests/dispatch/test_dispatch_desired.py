@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from conftest import Live
+from support.live import Live
 from support.loa import wait_until
 
 LBN = ["lbn-cau-tre", "lbn-ngai-loi-a", "lbn-smart-1"]

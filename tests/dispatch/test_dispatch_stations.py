@@ -21,8 +21,8 @@ from typing import Any
 import httpx
 import pytest
 from api import make_user
-from conftest import Live, start_server
 from sqlalchemy import func, select
+from support.live import Live, start_server
 from support.loa import RawPublisher, wait_until
 from support.mosquitto import Mosquitto, free_port, requires_mosquitto
 from support.protocol import Recorder

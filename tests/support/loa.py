@@ -33,7 +33,10 @@ FAST = SimSettings(reconnect_min_s=0.2, reconnect_max_s=1.0, default_play_s=5.0)
 
 
 def wait_until(
-    predicate: Callable[[], Any], timeout_s: float = 15.0, what: str = "condition"
+    predicate: Callable[[], Any],
+    timeout_s: float = 15.0,
+    what: str = "condition",
+    every_s: float = 0.05,
 ) -> Any:
     """Poll ``predicate`` until it returns something truthy; return that."""
     deadline = time.monotonic() + timeout_s
@@ -43,7 +46,7 @@ def wait_until(
             return value
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(every_s)
 
 
 class Inbox:

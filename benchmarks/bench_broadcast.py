@@ -1,0 +1,854 @@
+"""Emergency broadcast benchmark: the real service, a real Mosquitto and N simulated
+stations, beside a bare MQTT publish-and-ack loop over the same broker in the same run.
+
+For each size N (default 108, 1,000 and 10,000):
+
+1. Mosquitto with raised limits (``BROKER_LIMITS``); ``broadcaster seed tan-an`` into a
+   fresh SQLite file (the 108 Tân An stations and the relay chain, whose fallback
+   recording every station keeps in its cache), then N - 108 more stations spread over
+   the city's hamlets; ``broadcaster serve --role all`` as a child process (dynsec off);
+   ``python -m firmware_bridge.simulator`` with the N stations as another child process
+   (its CPU is not the server's). Setup waits until every station applied its desired
+   state and holds the fallback media (so it is subscribed to its groups and plays from
+   its cache), as the service sees it.
+2. ``--rounds`` emergency broadcasts ``{"targets": {"areas": ["tan-an"]}, "content":
+   {"asset_id": <fallback>}, "tier": "emergency"}`` (one publish on ``grp/all/cmd``),
+   each measured from just before the API call:
+   - ``received_all_broker_s``: until a subscriber on ``st/+/ack`` saw N RECEIVED acks
+     (every station has it);
+   - ``received_all_stored_s``: until the service had committed N targets at RECEIVED
+     or beyond (read from its SQLite file by a WAL reader, which neither waits for nor
+     blocks the service);
+   - ``received_all_api_stream_s``: until the broadcast's server-sent progress stream
+     (the dashboard's view, ``GET /api/v1/broadcasts/{id}/events``) said so;
+   - ``delivery_spread_s``: max - min of the stations' own RECEIVED ``at`` (when each
+     station took the command);
+   - ``start_spread_s``: max - min of the stations' ``play.started`` ``at`` (seen on the
+     broker), and the p50/p95/max offset of those starts from the requested
+     ``start_at`` (lead time ``--lead-s``);
+   - the server process's CPU (100 = one core) and RSS, and its MQTT bridge counters
+     (``dropped``: inbound messages lost on a full hand-off queue).
+   A count that stops moving for ``STALL_S`` ends its wait (recorded as null).
+3. The simulator and the service stop; a separate process opens N bare MQTT clients
+   (paho on asyncio, the stations' own client stack, no protocol logic) subscribed to
+   one group topic; each replies at QoS 1 on its own topic when the group message
+   arrives. ``baseline_all_replies_s``: from one QoS 1 publish until all N replies came
+   back; ``baseline_delivery_spread_s``: max - min of the clients' receipt times.
+
+Each figure is reported beside its baseline with the ratio. What a size could not do
+(a stage timed out) is recorded in ``error`` and the run goes on with the next size.
+
+    python benchmarks/bench_broadcast.py --out FILE.json [--sizes 108,1000,10000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import httpx  # noqa: E402
+import paho.mqtt.client as mqtt  # noqa: E402
+from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+BROKER_LIMITS = [
+    "max_connections -1",
+    "max_queued_messages 200000",  # default 1000: a burst of 10,000 acks would be dropped
+    "max_inflight_messages 0",  # no cap on outgoing QoS 1 in flight per client
+    "set_tcp_nodelay true",
+]
+STALL_S = 20.0  # a count that has not moved for this long will not move any more
+GROUP_TOPIC = "bench/grp/all"
+REPLY_TOPIC = "bench/reply"
+
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def now() -> float:
+    return time.time()
+
+
+def cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def memory_mb(pid: int) -> dict[str, float]:
+    out = {"rss_mb": 0.0, "peak_rss_mb": 0.0}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            out["rss_mb"] = round(int(line.split()[1]) / 1024, 1)
+        elif line.startswith("VmHWM:"):
+            out["peak_rss_mb"] = round(int(line.split()[1]) / 1024, 1)
+    return out
+
+
+def wait(predicate: Callable[[], Any], timeout_s: float, every_s: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(every_s)
+
+
+def pct(values: list[float], q: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
+    return round(ordered[index], 3)
+
+
+def ratio(value: Any, base: Any) -> float | None:
+    if not isinstance(value, int | float) or not isinstance(base, int | float) or base <= 0:
+        return None
+    return round(value / base, 1)
+
+
+def median_of(rounds: list[dict[str, Any]], key: str) -> float | None:
+    values = [r[key] for r in rounds if isinstance(r.get(key), int | float)]
+    return round(statistics.median(values), 3) if values else None
+
+
+class ProcWatch:
+    """CPU and memory of one process between two marks."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self._cpu = cpu_seconds(pid)
+        self._t = time.monotonic()
+
+    def read(self) -> dict[str, float]:
+        cpu, t = cpu_seconds(self.pid), time.monotonic()
+        out = {"cpu_percent": round(100 * (cpu - self._cpu) / max(t - self._t, 1e-6), 1)}
+        out.update(memory_mb(self.pid))
+        return out
+
+
+# ----------------------------------------------------------------------------- subscriber
+
+
+class AckWatch:
+    """Records RECEIVED and SUCCEEDED acks and play.started events crossing the broker."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.received: list[tuple[str, str, float, str]] = []  # cmd_id, sid, seen, station at
+        self.succeeded: list[tuple[str, str]] = []  # cmd_id, sid
+        self.started: list[tuple[str, str, str]] = []  # cmd_id, sid, station at
+        self._subscribed = threading.Event()
+        client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id="bench-ackwatch", protocol=mqtt.MQTTv311
+        )
+        client.max_inflight_messages_set(1000)
+        client.on_message = self._on_message
+        client.on_subscribe = lambda *_a: self._subscribed.set()
+        client.connect(host, port, keepalive=60)
+        client.subscribe([("loa/v1/st/+/ack", 1), ("loa/v1/st/+/event", 1)])
+        client.loop_start()
+        if not self._subscribed.wait(10):
+            raise TimeoutError("ack watcher did not subscribe")
+        self._client = client
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        seen = now()
+        payload = msg.payload
+        if msg.topic.endswith("/ack"):
+            if b'"RECEIVED"' in payload:
+                data = json.loads(payload)
+                self.received.append((data["cmd_id"], msg.topic.split("/")[3], seen, data["at"]))
+            elif b'"SUCCEEDED"' in payload:
+                data = json.loads(payload)
+                self.succeeded.append((data["cmd_id"], msg.topic.split("/")[3]))
+        elif b"play.started" in payload:
+            data = json.loads(payload)
+            if data.get("cmd_id"):
+                self.started.append((data["cmd_id"], msg.topic.split("/")[3], data["at"]))
+
+    def received_for(self, cmd_id: str) -> list[tuple[str, float, str]]:
+        return [(sid, seen, at) for c, sid, seen, at in list(self.received) if c == cmd_id]
+
+    def succeeded_for(self, cmd_id: str) -> set[str]:
+        return {sid for c, sid in list(self.succeeded) if c == cmd_id}
+
+    def started_for(self, cmd_id: str) -> list[tuple[str, str]]:
+        return [(sid, at) for c, sid, at in list(self.started) if c == cmd_id]
+
+    def stop(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+class StoredCounts:
+    """What the service has committed for a command, read straight from its SQLite file
+    (a WAL reader: never waits for the service's writers, never blocks them)."""
+
+    _ANSWERED = ("RECEIVED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED")
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+
+    def counts(self, cmd_id: str) -> dict[str, int]:
+        rows = self._db.execute(
+            "SELECT t.status, count(*) FROM command_targets t JOIN commands c "
+            "ON c.id = t.command_id WHERE c.cmd_id = ? GROUP BY t.status",
+            (cmd_id,),
+        ).fetchall()
+        return {str(status): int(count) for status, count in rows}
+
+    def answered(self, cmd_id: str) -> int:
+        counts = self.counts(cmd_id)
+        return sum(counts.get(s, 0) for s in self._ANSWERED)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+class ProgressStream:
+    """The dashboard's view: the broadcast's server-sent progress events; notes when
+    ``received`` first reached ``n``."""
+
+    def __init__(self, http: httpx.Client, broadcast_id: int, n: int, t0: float) -> None:
+        self.reached_s: float | None = None
+        self.last: dict[str, Any] | None = None
+        self.error: str | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(http, broadcast_id, n, t0), daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, http: httpx.Client, broadcast_id: int, n: int, t0: float) -> None:
+        try:
+            with http.stream(
+                "GET", f"/api/v1/broadcasts/{broadcast_id}/events", timeout=None
+            ) as response:
+                for line in response.iter_lines():
+                    if not line.startswith("data: "):
+                        continue
+                    data = json.loads(line[6:])
+                    if "received" in data:
+                        self.last = data
+                        if self.reached_s is None and data["received"] >= n:
+                            self.reached_s = round(now() - t0, 3)
+                            return
+        except httpx.HTTPError as exc:
+            self.error = f"{type(exc).__name__}: {exc}"
+
+    def join(self, timeout_s: float) -> None:
+        self._thread.join(timeout_s)
+
+
+def ts(value: str) -> float:
+    return datetime.fromisoformat(value).timestamp()
+
+
+# ----------------------------------------------------------------------------- the service
+
+
+def fill_registry(database_url: str, n: int) -> tuple[str, list[str], dict[str, Any]]:
+    """N stations (Tân An's 108 and more in its hamlets), an admin token, the sids and
+    the fallback asset (id, sha256, bytes, duration_ms)."""
+    from sqlalchemy import insert, select
+
+    from audio_library.models import MediaAsset
+    from broadcaster import db
+    from broadcaster.auth import service as auth
+    from broadcaster.auth.models import TokenKind
+    from broadcaster.auth.schemas import UserCreate
+    from kernel.security import Role
+    from kernel.signals import plan_changed
+    from schedules.seed import FALLBACK_TITLE
+    from stations.models import Area, AreaLevel, Station, StationKind
+
+    engine = db.make_engine(database_url)
+    factory = db.make_sessionmaker(engine)
+    try:
+        with db.session_scope(factory) as session:
+            hamlets = list(session.scalars(select(Area.id).where(Area.level == AreaLevel.HAMLET)))
+            extra = n - 108
+            if extra > 0:
+                session.execute(
+                    insert(Station),
+                    [
+                        {
+                            "sid": f"bench-{i:05d}",
+                            "name": f"Trạm thử {i}",
+                            "name_folded": f"tram thu {i}",
+                            "kind": StationKind.SMART,
+                            "area_id": hamlets[i % len(hamlets)],
+                            "capabilities": ["file", "relay", "sync_start", "telemetry_power"],
+                            "default_volume": 70,
+                            "enabled": True,
+                        }
+                        for i in range(extra)
+                    ],
+                )
+            user = auth.create_user(
+                session,
+                UserCreate(
+                    username="bench",
+                    password="bench-password-1",
+                    role=Role.ADMIN,
+                    can_emergency=True,
+                ),
+            )
+            token, _ = auth.issue_token(session, user, kind=TokenKind.SESSION)
+            plan_changed(session, "benchmark registry")
+        with factory() as session:
+            sids = list(session.scalars(select(Station.sid).order_by(Station.sid)))
+            asset = session.execute(
+                select(
+                    MediaAsset.id, MediaAsset.sha256, MediaAsset.bytes, MediaAsset.duration_ms
+                ).where(MediaAsset.title == FALLBACK_TITLE)
+            ).one()
+    finally:
+        engine.dispose()
+    fallback = {"id": asset[0], "sha256": asset[1], "bytes": asset[2], "duration_ms": asset[3]}
+    return token, sids, fallback
+
+
+def staged_count(database_url: str, sids: set[str]) -> int:
+    """Stations online, on their published desired version, with nothing missing."""
+    from sqlalchemy import select
+
+    from broadcaster import db
+    from stations.models import Station, StationState
+
+    engine = db.make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                select(Station.sid, StationState.missing)
+                .join(StationState, StationState.station_id == Station.id)
+                .where(
+                    StationState.online.is_(True),
+                    StationState.desired_published_version > 0,
+                    StationState.applied_version == StationState.desired_published_version,
+                )
+            ).all()
+    finally:
+        engine.dispose()
+    return sum(1 for sid, missing in rows if sid in sids and not missing)
+
+
+def wait_staged(database_url: str, sids: set[str], timeout_s: float) -> int:
+    """Until every station is staged, or the count stops moving for a minute."""
+    deadline = time.monotonic() + timeout_s
+    best, moved = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        count = staged_count(database_url, sids)
+        if count >= len(sids):
+            return count
+        if count > best:
+            best, moved = count, time.monotonic()
+        elif time.monotonic() - moved > 60:
+            return count
+        time.sleep(2)
+    return staged_count(database_url, sids)
+
+
+# ----------------------------------------------------------------------------- one size
+
+
+def run_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+    from support.mosquitto import Mosquitto
+
+    result: dict[str, Any] = {
+        "stations": n,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "setup_s": {},
+    }
+    workdir.mkdir(parents=True, exist_ok=True)
+    broker = Mosquitto(workdir / "broker", extra_config=BROKER_LIMITS).start()
+    try:
+        measure_service(n, args, workdir, broker, result)
+        try:
+            result["baseline"] = bare_baseline(broker, n, args.rounds, workdir)
+        except Exception as exc:
+            result["baseline"] = {"error": f"{type(exc).__name__}: {exc}"}
+    finally:
+        broker.stop()
+    summarise(result)
+    return result
+
+
+def measure_service(
+    n: int, args: argparse.Namespace, workdir: Path, broker: Any, result: dict[str, Any]
+) -> None:
+    """Setup (seed, registry, service, simulator, staging), then the broadcast rounds."""
+    from support.mosquitto import free_port
+    from support.service import ServiceProcess, run_cli, service_env
+
+    setup: dict[str, Any] = result["setup_s"]
+    port = free_port()
+    database_url = f"sqlite:///{workdir}/broadcaster.db"
+    env = service_env(
+        database_url=database_url,
+        mqtt_url=broker.url,
+        media_dir=workdir / "media",
+        public_base_url=f"http://127.0.0.1:{port}",
+    )
+    service = ServiceProcess(
+        role="all", port=port, env=env, log_path=workdir / "service.log", log_level="warning"
+    )
+    sim: subprocess.Popen[bytes] | None = None
+    watch: AckWatch | None = None
+    stage = "seed"
+    try:
+        t = time.monotonic()
+        run_cli(["seed", "tan-an"], env)
+        token, sids, fallback = fill_registry(database_url, n)
+        assert len(sids) == n, f"registry holds {len(sids)} stations, wanted {n}"
+        setup["seed_and_registry"] = round(time.monotonic() - t, 1)
+        result["fallback_media"] = fallback
+
+        stage = "service start"
+        t = time.monotonic()
+        service.start()
+        service.wait_ready(timeout_s=300, worker="active")
+        setup["service_ready"] = round(time.monotonic() - t, 1)
+
+        stage = "simulator start"
+        csv_path = workdir / "stations.csv"
+        csv_path.write_text("sid\n" + "\n".join(sids) + "\n", encoding="utf-8")
+        t = time.monotonic()
+        with (workdir / "simulator.log").open("wb") as log:
+            sim = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "firmware_bridge.simulator",
+                    *("--csv", str(csv_path)),
+                    *("--stations", str(n)),
+                    *("--mqtt-url", broker.url),
+                    *("--state-dir", str(workdir / "sim")),
+                    "--no-live",
+                    *("--seed", "1"),
+                ],
+                cwd=ROOT,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        stage = "stations staged"
+        staged = wait_staged(database_url, set(sids), args.setup_timeout_s)
+        setup["stations_staged"] = round(time.monotonic() - t, 1)
+        result["staged"] = staged
+        if staged < n:
+            result["note"] = (
+                f"{n - staged} station(s) never showed as staged (applied desired state and "
+                "cached media) in the service's database; measured anyway: they are "
+                "subscribed to grp/all and get a direct copy of the command"
+            )
+        if staged < 0.9 * n:
+            raise TimeoutError(f"only {staged}/{n} stations staged")
+        time.sleep(3)  # let births/reported/telemetry of the connection storm drain
+        watch = AckWatch(broker.host, broker.port)
+
+        stage = "broadcast"
+        rounds = []
+        with httpx.Client(
+            base_url=service.base_url,
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=120,
+        ) as http:
+            stored = StoredCounts(workdir / "broadcaster.db")
+            for index in range(args.rounds):
+                rounds.append(
+                    broadcast_round(
+                        http, watch, stored, service.pid, n, fallback, index, args.lead_s
+                    )
+                )
+                time.sleep(2)
+            stored.close()
+        result["rounds"] = rounds
+        result["server_memory_after"] = memory_mb(service.pid)
+        result["simulator_memory_after"] = memory_mb(sim.pid)
+    except Exception as exc:
+        result["error"] = f"{stage}: {type(exc).__name__}: {exc}"
+        result["error_trace"] = traceback.format_exc()[-2000:]
+    finally:
+        if watch is not None:
+            watch.stop()
+        if sim is not None and sim.poll() is None:
+            sim.send_signal(signal.SIGTERM)
+            try:
+                sim.wait(180)
+            except subprocess.TimeoutExpired:
+                sim.kill()
+                sim.wait()
+        service.stop()
+        if "error" in result:
+            result["service_log_tail"] = service.log_tail(30)
+            result["simulator_log_tail"] = (workdir / "simulator.log").read_text(errors="replace")[
+                -2000:
+            ]
+
+
+def broadcast_round(
+    http: httpx.Client,
+    watch: AckWatch,
+    stored: StoredCounts,
+    server_pid: int,
+    n: int,
+    fallback: dict[str, Any],
+    index: int,
+    lead_s: float,
+) -> dict[str, Any]:
+    bridge_before = bridge_stats(http)
+    server = ProcWatch(server_pid)
+    t0 = now()
+    response = http.post(
+        "/api/v1/broadcasts",
+        json={
+            "targets": {"areas": ["tan-an"]},
+            "content": {"asset_id": fallback["id"]},
+            "tier": "emergency",
+            "title": f"Bench khẩn cấp {n} #{index + 1}",
+            "expires_in_s": 300,
+            "lead_s": lead_s,
+        },
+    )
+    api_s = now() - t0
+    response.raise_for_status()
+    made = response.json()
+    cmd_id, start_at = made["cmd_id"], ts(made["start_at"])
+    out: dict[str, Any] = {
+        "round": index + 1,
+        "route": made["route"],
+        "groups": made["groups"],
+        "api_call_s": round(api_s, 3),
+        "lead_s": lead_s,
+        "bridge_before": bridge_before,
+    }
+    stream = ProgressStream(http, made["id"], n, t0)
+    # RECEIVED: crossing the broker (acks seen) and committed by the service (its database);
+    # give up on either when it has not moved for STALL_S (messages the service dropped)
+    broker_all = stored_all = None
+    deadline = time.monotonic() + 240
+    last_counts, moved = (-1, -1), time.monotonic()
+    while time.monotonic() < deadline and (broker_all is None or stored_all is None):
+        counts = (len(watch.received_for(cmd_id)), stored.answered(cmd_id))
+        if counts != last_counts:
+            last_counts, moved = counts, time.monotonic()
+        elif time.monotonic() - moved > STALL_S:
+            break
+        if broker_all is None and counts[0] >= n:
+            broker_all = now() - t0
+        if stored_all is None and counts[1] >= n:
+            stored_all = now() - t0
+        time.sleep(0.05)
+    out["server_until_stored"] = server.read()
+    received = watch.received_for(cmd_id)
+    seen = [s - t0 for _, s, _ in received]
+    out["received_broker"] = len({sid for sid, _, _ in received})
+    out["received_all_broker_s"] = round(max(seen), 3) if broker_all is not None else None
+    out["received_first_broker_s"] = round(min(seen), 3) if seen else None
+    out["received_p50_s"] = pct(seen, 50)
+    out["received_p95_s"] = pct(seen, 95)
+    out["received_stored"] = stored.answered(cmd_id)
+    out["received_all_stored_s"] = round(stored_all, 3) if stored_all is not None else None
+    took = [ts(at) for _, _, at in received]
+    out["delivery_spread_s"] = round(max(took) - min(took), 3) if took else None
+    # the play: every start, then the end of the round (every final ack stored)
+    wait(
+        lambda: len(watch.started_for(cmd_id)) >= n,
+        timeout_s=max(0.0, start_at - now()) + 60,
+    )
+    starts = [ts(at) for _, at in watch.started_for(cmd_id)]
+    offsets = [s - start_at for s in starts]
+    out["started"] = len(starts)
+    out["start_spread_s"] = round(max(starts) - min(starts), 3) if starts else None
+    out["start_offset_p50_s"] = pct(offsets, 50)
+    out["start_offset_p95_s"] = pct(offsets, 95)
+    out["start_offset_max_s"] = round(max(offsets), 3) if offsets else None
+    ends = start_at + (fallback["duration_ms"] or 5000) / 1000
+    wait(lambda: len(watch.succeeded_for(cmd_id)) >= n, timeout_s=max(0.0, ends - now()) + 60)
+    out["succeeded_broker"] = len(watch.succeeded_for(cmd_id))
+    final = wait_moving(lambda: stored.counts(cmd_id).get("SUCCEEDED", 0), n, timeout_s=300)
+    out["stored_final_s"] = round(now() - t0, 3) if final else None
+    out["stored_by_status"] = stored.counts(cmd_id)
+    out["server_over_round"] = server.read()
+    stream.join(30)
+    out["received_all_api_stream_s"] = stream.reached_s
+    if stream.reached_s is None:
+        out["api_stream_last"] = stream.last
+        out["api_stream_error"] = stream.error
+    out["bridge_after"] = bridge_stats(http)
+    return out
+
+
+def bridge_stats(http: httpx.Client) -> dict[str, Any]:
+    """The service bridge's counters (messages received, dropped on a full queue...)."""
+    try:
+        status = http.get("/api/v1/dispatch/status", timeout=120).json()
+    except httpx.HTTPError as exc:
+        return {"error": type(exc).__name__}
+    return {k: status.get(k) for k in ("received", "dropped", "queue_depth", "ingest")}
+
+
+def wait_moving(value: Callable[[], int], target: int, timeout_s: float) -> bool:
+    """Until ``value()`` reaches ``target``; False once it stops moving for STALL_S."""
+    deadline = time.monotonic() + timeout_s
+    last, moved = -1, time.monotonic()
+    while time.monotonic() < deadline:
+        current = value()
+        if current >= target:
+            return True
+        if current != last:
+            last, moved = current, time.monotonic()
+        elif time.monotonic() - moved > STALL_S:
+            return False
+        time.sleep(0.5)
+    return False
+
+
+# ----------------------------------------------------------------------------- baseline
+
+
+def bare_baseline(broker: Any, n: int, rounds: int, workdir: Path) -> dict[str, Any]:
+    """One QoS 1 publish to a group topic, a QoS 1 reply from each of N bare clients."""
+    ready = workdir / "bare.ready"
+    with (workdir / "bare.log").open("wb") as log:
+        fleet = subprocess.Popen(
+            [
+                sys.executable,
+                __file__,
+                *("--bare-fleet", str(n)),
+                *("--bare-port", str(broker.port)),
+                *("--bare-ready", str(ready)),
+            ],
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+    replies: dict[int, tuple[float, float]] = {}
+    lock = threading.Lock()
+
+    def on_message(client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        seen = now()
+        data = json.loads(msg.payload)
+        with lock:
+            if data["round"] == current[0]:
+                replies[int(data["i"])] = (seen, float(data["t"]))
+
+    current = [0]
+    client = mqtt.Client(
+        CallbackAPIVersion.VERSION2, client_id="bench-bare-pub", protocol=mqtt.MQTTv311
+    )
+    client.max_inflight_messages_set(1000)
+    client.on_message = on_message
+    out: dict[str, Any] = {"clients": n}
+    try:
+        t = time.monotonic()
+        if not wait(lambda: ready.exists() or fleet.poll() is not None, timeout_s=600):
+            raise TimeoutError("bare clients did not come up")
+        if fleet.poll() is not None:
+            raise RuntimeError(f"bare fleet exited {fleet.returncode}")
+        out["connect_s"] = round(time.monotonic() - t, 1)
+        client.connect(broker.host, broker.port, keepalive=60)
+        client.subscribe(f"{REPLY_TOPIC}/+", qos=1)
+        client.loop_start()
+        time.sleep(1)
+        results = []
+        for index in range(rounds):
+            with lock:
+                replies.clear()
+                current[0] = index + 1
+            t0 = now()
+            client.publish(GROUP_TOPIC, json.dumps({"round": index + 1}), qos=1)
+            complete = wait(lambda: len(replies) >= n, timeout_s=120, every_s=0.02)
+            with lock:
+                got = dict(replies)
+            seen = [s - t0 for s, _ in got.values()]
+            took = [c for _, c in got.values()]
+            results.append(
+                {
+                    "round": index + 1,
+                    "replies": len(got),
+                    "all_replies_s": round(max(seen), 3) if complete else None,
+                    "first_reply_s": round(min(seen), 3) if seen else None,
+                    "reply_p50_s": pct(seen, 50),
+                    "reply_p95_s": pct(seen, 95),
+                    "delivery_spread_s": round(max(took) - min(took), 3) if took else None,
+                }
+            )
+            time.sleep(1)
+        out["rounds"] = results
+        out["bare_fleet"] = memory_mb(fleet.pid)
+    finally:
+        with contextlib.suppress(Exception):
+            client.disconnect()
+            client.loop_stop()
+        if fleet.poll() is None:
+            fleet.send_signal(signal.SIGTERM)
+            try:
+                fleet.wait(120)
+            except subprocess.TimeoutExpired:
+                fleet.kill()
+                fleet.wait()
+    return out
+
+
+def bare_fleet(n: int, port: int, ready: Path) -> None:
+    """N bare clients (paho on one asyncio loop): subscribe, reply once per message."""
+    from firmware_bridge.simulator.aio_mqtt import AioMqttClient
+    from firmware_bridge.simulator.fleet import _raise_fd_limit
+
+    _raise_fd_limit(n + 256)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, stop.set)
+        executor = ThreadPoolExecutor(max_workers=32)
+        slots = asyncio.Semaphore(64)
+        clients: list[AioMqttClient] = []
+
+        async def one(i: int) -> None:
+            def on_message(message: mqtt.MQTTMessage) -> None:
+                data = json.loads(message.payload)
+                reply = json.dumps({"i": i, "round": data["round"], "t": now()}).encode()
+                client.publish(f"{REPLY_TOPIC}/{i}", reply, qos=1, retain=False)
+
+            client = AioMqttClient(
+                client_id=f"bare-{i}",
+                protocol=MQTTProtocolVersion.MQTTv5,
+                keepalive=60,
+                executor=executor,
+                clean_start=True,
+                on_message=on_message,
+            )
+            async with slots:
+                await client.connect("127.0.0.1", port, timeout_s=30)
+                await client.subscribe([(GROUP_TOPIC, 1)], timeout_s=30)
+            clients.append(client)
+
+        await asyncio.gather(*(one(i) for i in range(n)))
+        ready.write_bytes(str(len(clients)).encode())  # noqa: ASYNC240 - once, tiny
+
+        async def tick() -> None:
+            while True:
+                await asyncio.sleep(1)
+                for client in clients:
+                    client.tick()
+
+        ticker = asyncio.create_task(tick())
+        await stop.wait()
+        ticker.cancel()
+        await asyncio.gather(*(c.disconnect() for c in clients), return_exceptions=True)
+        executor.shutdown(wait=False)
+
+    asyncio.run(main())
+
+
+# ----------------------------------------------------------------------------- report
+
+
+def summarise(result: dict[str, Any]) -> None:
+    rounds = result.get("rounds") or []
+    base_rounds = (result.get("baseline") or {}).get("rounds") or []
+    base_all = median_of(base_rounds, "all_replies_s")
+    base_spread = median_of(base_rounds, "delivery_spread_s")
+    figures = {
+        "received_all_broker_s": median_of(rounds, "received_all_broker_s"),
+        "received_all_stored_s": median_of(rounds, "received_all_stored_s"),
+        "received_all_api_stream_s": median_of(rounds, "received_all_api_stream_s"),
+        "delivery_spread_s": median_of(rounds, "delivery_spread_s"),
+        "start_spread_s": median_of(rounds, "start_spread_s"),
+        "start_offset_p50_s": median_of(rounds, "start_offset_p50_s"),
+        "start_offset_p95_s": median_of(rounds, "start_offset_p95_s"),
+        "api_call_s": median_of(rounds, "api_call_s"),
+    }
+    result["summary"] = {
+        "median_of_rounds": figures,
+        "baseline_all_replies_s": base_all,
+        "baseline_delivery_spread_s": base_spread,
+        "ratio_received_all_broker_vs_baseline": ratio(figures["received_all_broker_s"], base_all),
+        "ratio_received_all_stored_vs_baseline": ratio(figures["received_all_stored_s"], base_all),
+        "ratio_received_all_api_stream_vs_baseline": ratio(
+            figures["received_all_api_stream_s"], base_all
+        ),
+        "ratio_delivery_spread_vs_baseline": ratio(figures["delivery_spread_s"], base_spread),
+        "ratio_start_spread_vs_baseline_delivery_spread": ratio(
+            figures["start_spread_s"], base_spread
+        ),
+    }
+
+
+@contextlib.contextmanager
+def workspace(keep: bool) -> Iterator[Path]:
+    if keep:
+        path = Path(tempfile.mkdtemp(prefix="bench-broadcast-"))
+        print(f"work directory kept: {path}", file=sys.stderr)
+        yield path
+        return
+    with tempfile.TemporaryDirectory(prefix="bench-broadcast-") as tmp:
+        yield Path(tmp)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--sizes", default="108,1000,10000")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--lead-s", type=float, default=2.0, help="the API's default lead")
+    parser.add_argument("--setup-timeout-s", type=float, default=900.0)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--bare-fleet", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)
+    parser.add_argument("--bare-ready", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_fleet:
+        bare_fleet(args.bare_fleet, args.bare_port, args.bare_ready)
+        return 0
+
+    report: dict[str, Any] = {
+        "benchmark": "broadcast",
+        "cpu_count": os.cpu_count(),
+        "broker_config": BROKER_LIMITS,
+        "rounds_per_size": args.rounds,
+        "runs": [],
+    }
+    with workspace(args.keep) as tmp:
+        for size in (int(s) for s in args.sizes.split(",")):
+            started = time.monotonic()
+            print(f"== {size} stations", file=sys.stderr, flush=True)
+            run = run_size(size, args, tmp / f"n{size}")
+            run["wall_s"] = round(time.monotonic() - started, 1)
+            report["runs"].append(run)
+            print(json.dumps(run.get("summary"), indent=2), file=sys.stderr, flush=True)
+    text = json.dumps(report, indent=2, ensure_ascii=False)
+    print(text)
+    if args.out:
+        args.out.write_text(text + "\n", encoding="utf-8")
+    return 0 if all("error" not in r for r in report["runs"]) else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
