@@ -56,6 +56,7 @@ class Runtime:
         self._lock: LeaderLock | None = None
         self._stopping = threading.Event()
         self._elector: threading.Thread | None = None
+        self._recovery: threading.Thread | None = None
         self._state_lock = threading.Lock()
         self._refused: str | None = None
 
@@ -119,9 +120,13 @@ class Runtime:
         with self._state_lock:
             self.worker = worker
         worker.start()
-        threading.Thread(
-            target=recover_interrupted, args=(self.factory, self.library), daemon=True
-        ).start()
+        self._recovery = threading.Thread(
+            target=recover_interrupted,
+            args=(self.factory, self.library),
+            name="audio-recovery",
+            daemon=True,
+        )
+        self._recovery.start()
 
     def _step_down(self) -> None:
         with self._state_lock:
@@ -134,6 +139,8 @@ class Runtime:
         if self._elector is not None:
             self._elector.join(POLL_S * 3)
         self._step_down()
+        if self._recovery is not None:
+            self._recovery.join(30)
         if self._lock is not None:
             self._lock.release()
 

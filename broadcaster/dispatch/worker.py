@@ -76,6 +76,9 @@ class Worker:
         self._stopping = threading.Event()
         self._rebuild_lock = threading.Lock()
         self._publisher: threading.Thread | None = None
+        self._rebuilder: threading.Thread | None = None
+        self._rebuild_request_lock = threading.Lock()
+        self._rebuild_requested = False
         self._plan_generation: int | None = None
         self._last_sync: dict[int, dt.datetime] = {}
         self.last_rebuild: desired.ApplyResult | None = None
@@ -105,6 +108,9 @@ class Worker:
         self.scheduler.shutdown(wait=True)
         if self._publisher is not None:
             self._publisher.join(10)
+        rebuilder = self._rebuilder
+        if rebuilder is not None:
+            rebuilder.join(60)  # it uses the bridge and the database: let it finish
         self.bridge.stop()
 
     def wake(self) -> None:
@@ -122,13 +128,38 @@ class Worker:
             try:
                 if connected and not was_connected:
                     self._republish_unacknowledged()
-                    threading.Thread(target=self.rebuild_desired, daemon=True).start()
+                    self._rebuild_in_background()
                 if connected:
                     self.publish_pending()
             except Exception:
                 log.exception("outbox publisher failed; retrying")
                 connected = False
             was_connected = connected
+
+    def _rebuild_in_background(self) -> None:
+        """Rebuild every station's desired state off the publisher thread (after a
+        reconnect: what changed while we were away, or what could not be sent). One
+        thread at a time; a request while it runs makes it go once more. `stop` waits."""
+        with self._rebuild_request_lock:
+            self._rebuild_requested = True
+            if self._rebuilder is not None and self._rebuilder.is_alive():
+                return
+            self._rebuilder = threading.Thread(
+                target=self._rebuild_loop, name="rebuild", daemon=True
+            )
+            self._rebuilder.start()
+
+    def _rebuild_loop(self) -> None:
+        while not self._stopping.is_set():
+            with self._rebuild_request_lock:
+                if not self._rebuild_requested:
+                    self._rebuilder = None
+                    return
+                self._rebuild_requested = False
+            try:
+                self.rebuild_desired()
+            except Exception:
+                log.exception("rebuilding desired states after reconnecting failed")
 
     def _send(self, session: Session, command: Command) -> bool:
         groups, sids = outbox.recipients(session, command)
