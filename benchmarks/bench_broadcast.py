@@ -272,7 +272,8 @@ def ts(value: str) -> float:
 def fill_registry(database_url: str, n: int) -> tuple[str, list[str], dict[str, Any]]:
     """N stations (Tân An's 108 and more in its hamlets), an admin token, the sids and
     the fallback asset (id, sha256, bytes, duration_ms)."""
-    from sqlalchemy import insert, select
+    from fleet_seed import add_bench_stations
+    from sqlalchemy import select
 
     from audio_library.models import MediaAsset
     from broadcaster import db
@@ -282,31 +283,13 @@ def fill_registry(database_url: str, n: int) -> tuple[str, list[str], dict[str, 
     from kernel.security import Role
     from kernel.signals import plan_changed
     from schedules.seed import FALLBACK_TITLE
-    from stations.models import Area, AreaLevel, Station, StationKind
+    from stations.models import Station
 
     engine = db.make_engine(database_url)
     factory = db.make_sessionmaker(engine)
     try:
         with db.session_scope(factory) as session:
-            hamlets = list(session.scalars(select(Area.id).where(Area.level == AreaLevel.HAMLET)))
-            extra = n - 108
-            if extra > 0:
-                session.execute(
-                    insert(Station),
-                    [
-                        {
-                            "sid": f"bench-{i:05d}",
-                            "name": f"Trạm thử {i}",
-                            "name_folded": f"tram thu {i}",
-                            "kind": StationKind.SMART,
-                            "area_id": hamlets[i % len(hamlets)],
-                            "capabilities": ["file", "relay", "sync_start", "telemetry_power"],
-                            "default_volume": 70,
-                            "enabled": True,
-                        }
-                        for i in range(extra)
-                    ],
-                )
+            add_bench_stations(session, n, ["file", "relay", "sync_start", "telemetry_power"])
             user = auth.create_user(
                 session,
                 UserCreate(

@@ -14,7 +14,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastapi.testclient import TestClient
-from sqlalchemy import insert, select
+from fleet_seed import add_bench_stations
 
 from broadcaster import db
 from broadcaster.app import create_app
@@ -24,7 +24,6 @@ from broadcaster.auth.schemas import UserCreate
 from broadcaster.settings import Environment, Settings
 from kernel.security import Role
 from stations import service, tan_an
-from stations.models import Area, Station, StationKind
 
 
 def timed(fn, repeat: int = 20) -> dict[str, float]:  # type: ignore[no-untyped-def]
@@ -48,25 +47,7 @@ def run(n: int, workdir: Path) -> dict[str, object]:
     factory = db.make_sessionmaker(engine)
     with db.session_scope(factory) as session:
         tan_an.load(session)
-        hamlets = list(session.scalars(select(Area.id).where(Area.level == "hamlet")))
-        extra = n - 108
-        if extra > 0:
-            session.execute(
-                insert(Station),
-                [
-                    {
-                        "sid": f"bench-{i:05d}",
-                        "name": f"Trạm thử {i}",
-                        "name_folded": f"tram thu {i}",
-                        "kind": StationKind.SMART,
-                        "area_id": hamlets[i % len(hamlets)],
-                        "capabilities": ["file"],
-                        "default_volume": 70,
-                        "enabled": True,
-                    }
-                    for i in range(extra)
-                ],
-            )
+        add_bench_stations(session, n, ["file"])
         user = auth.create_user(
             session, UserCreate(username="bench", password="bench-password-1", role=Role.ADMIN)
         )

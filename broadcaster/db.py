@@ -41,16 +41,25 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: Execution option of a session that only reads (see :func:`read_session`).
+READ_ONLY = "broadcaster_read_only"
+
+
 def _sqlite_begin(connection: Any) -> None:
-    """Take the write lock when a transaction starts.
+    """Take the write lock when a transaction starts, unless it only reads.
 
     With SQLite's default deferred transactions, a transaction that read first and
     writes later fails at once ("database is locked") if another writer got in between;
     the busy timeout cannot help.  BEGIN IMMEDIATE makes writers queue up (for at most
     the busy timeout) instead.  Every transaction here is short, and SQLite is the
-    single-process default; production runs PostgreSQL.
+    single-process default; production runs PostgreSQL.  A read-only session begins
+    deferred: in WAL mode a reader sees the last commit at once and never waits for
+    the writer (a dashboard following a broadcast while thousands of acks are stored).
     """
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    if connection.get_execution_options().get(READ_ONLY):
+        connection.exec_driver_sql("BEGIN")
+    else:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def make_engine(url: str) -> Engine:
@@ -87,6 +96,14 @@ def session_scope(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise
     finally:
         session.close()
+
+
+@contextmanager
+def read_session(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A session for reads only: on SQLite it does not queue behind writers."""
+    with factory() as session:
+        session.connection(execution_options={READ_ONLY: True})
+        yield session
 
 
 def alembic_config(engine: Engine) -> Config:

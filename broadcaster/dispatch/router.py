@@ -18,6 +18,7 @@ from sqlalchemy import Select, func, select
 from sqlalchemy.orm import Session
 
 from audio_library.dependencies import LibraryDep
+from broadcaster.db import read_session
 from broadcaster.dispatch import broadcasts, outbox
 from broadcaster.dispatch.models import (
     Broadcast,
@@ -222,7 +223,7 @@ async def broadcast_events(
     factory = request.app.state.sessionmaker
 
     def snapshot() -> BroadcastRead:
-        with factory() as session:
+        with read_session(factory) as session:
             broadcast = _broadcast_in_scope(session, principal, broadcast_id)
             return _broadcast_read(session, broadcast, with_stations=False)
 
