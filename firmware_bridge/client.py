@@ -21,7 +21,12 @@ Design:
   (:func:`firmware_bridge.messages.parse_message`) and the result is put on a bounded
   queue. A consumer thread calls the user's ``on_inbound`` handler with batches of what
   has queued up (one transaction per batch on the server side). A full queue drops
-  the message and counts it; invalid messages are counted by category and logged with
+  telemetry (QoS 0, the next report supersedes it) and counts it; births, deaths,
+  ``reported``, acks and events (QoS 1, each one matters) wait for room instead: the
+  paho thread stops reading, TCP pushes back and the broker queues them for our
+  session, so a burst of 10,000 acks is slowed, not lost. Only if the consumer makes
+  no room for ``block_max_s`` is one dropped and counted. Invalid messages are counted
+  by category and logged with
   the station id and the reason (rate-limited); a handler exception is logged and
   counted and the consumer goes on. Nothing received can crash or stall the bridge.
 * :meth:`Bridge.publish` serialises through :func:`dump_message`, which validates the
@@ -94,6 +99,7 @@ class BridgeConfig:
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     ca_file: str | None = None
     session_expiry_s: int = 3600
+    block_max_s: float = 20.0
 
     @property
     def client_id(self) -> str:
@@ -125,6 +131,7 @@ class BridgeStats:
     empty: int
     invalid: dict[str, int]
     dropped: int
+    waited: int
     handler_errors: int
     reconnects: int
     queue_depth: int
@@ -143,6 +150,7 @@ class _Counters:
     empty: int = 0
     invalid: Counter[str] = field(default_factory=Counter)
     dropped: int = 0
+    waited: int = 0  # QoS 1 messages that found the queue full and waited for room
     handler_errors: int = 0
     reconnects: int = 0
 
@@ -262,6 +270,7 @@ class Bridge:
                 empty=c.empty,
                 invalid=dict(c.invalid),
                 dropped=c.dropped,
+                waited=c.waited,
                 handler_errors=c.handler_errors,
                 reconnects=c.reconnects,
                 queue_depth=self._queue.qsize(),
@@ -509,9 +518,7 @@ class Bridge:
             received_at=received_at,
             retained=retained,
         )
-        try:
-            self._queue.put_nowait(inbound)
-        except queue.Full:
+        if not self._enqueue(inbound):
             with self._lock:
                 self._counters.dropped += 1
             if self._limiter.allow("dropped"):
@@ -519,6 +526,27 @@ class Bridge:
             return
         with self._lock:
             self._counters.accepted += 1
+
+    def _enqueue(self, inbound: Inbound) -> bool:
+        """Queue ``inbound``: telemetry only if there is room, the rest waiting for it
+        (at most ``block_max_s``, less if the bridge is stopping)."""
+        try:
+            self._queue.put_nowait(inbound)
+            return True
+        except queue.Full:
+            if inbound.kind == TopicKind.TELEMETRY:
+                return False
+        with self._lock:
+            self._counters.waited += 1
+        deadline = time.monotonic() + self.config.block_max_s
+        while not self._stopping.is_set():
+            try:
+                self._queue.put(inbound, timeout=0.25)
+                return True
+            except queue.Full:
+                if time.monotonic() >= deadline:
+                    return False
+        return False
 
     # ------------------------------------------------------------------ consumer
 

@@ -19,7 +19,14 @@ from support.protocol import Recorded, Recorder
 
 from firmware_bridge.client import Bridge, BridgeConfig, Inbound
 from firmware_bridge.errors import ProtocolError
-from firmware_bridge.messages import Ack, Command, StationState, dump_message, utcnow
+from firmware_bridge.messages import (
+    Ack,
+    Command,
+    StationState,
+    Telemetry,
+    dump_message,
+    utcnow,
+)
 from firmware_bridge.topics import TopicKind, Topics
 
 pytestmark = requires_mosquitto()
@@ -169,7 +176,11 @@ def test_invalid_flood_is_counted_and_valid_messages_get_through(
         bridge.stop()
 
 
-def test_bounded_queue_counts_drops_and_handler_errors(
+def telemetry_payload(seq: int) -> bytes:
+    return dump_message(Telemetry(seq=seq, at=utcnow(), uptime_s=60, volume=70, playing=None))
+
+
+def test_handler_errors_are_counted_and_the_consumer_goes_on(
     broker: Mosquitto, recorder: Recorder, raw: RawPublisher
 ) -> None:
     entered = threading.Event()
@@ -192,19 +203,70 @@ def test_bounded_queue_counts_drops_and_handler_errors(
         wait_until(lambda: bridge.connected, what="connected")
         raw.publish(TOPICS.ack("st-1"), ack_payload("c-first"))
         assert entered.wait(10)
-        for i in range(29):
-            raw.publish(TOPICS.ack("st-1"), ack_payload(f"c-{i}-boom" if i < 5 else f"c-{i}"))
-        wait_until(lambda: bridge.stats().received == 30, what="all received")
-        assert bridge.stats().dropped == 24
-        assert bridge.stats().queue_depth == 5
+        for i in range(5):
+            raw.publish(TOPICS.ack("st-1"), ack_payload(f"c-{i}-boom"))
+        wait_until(lambda: bridge.stats().queue_depth == 5, what="five queued")
         release.set()
         wait_until(lambda: bridge.stats().handled + bridge.stats().handler_errors == 6)
         stats = bridge.stats()
         assert stats.handler_errors == 5
         assert stats.handled == 1
+        assert stats.dropped == 0
         assert seen == ["c-first", *(f"c-{i}-boom" for i in range(5))]
         raw.publish(TOPICS.ack("st-1"), ack_payload("c-later"))
         wait_until(lambda: "c-later" in seen, what="consumer still alive")
+    finally:
+        release.set()
+        bridge.stop()
+
+
+def test_full_queue_drops_telemetry_but_acks_wait_for_room(
+    broker: Mosquitto, recorder: Recorder, raw: RawPublisher
+) -> None:
+    """Telemetry (QoS 0, superseded by the next report) is dropped on a full queue;
+    acks hold the paho thread until there is room: slowed, never lost."""
+    entered = threading.Event()
+    release = threading.Event()
+    acks: list[str] = []
+    telemetry: list[int] = []
+
+    def slow_handler(batch: list[Inbound]) -> None:
+        for inbound in batch:
+            if isinstance(inbound.message, Ack):
+                acks.append(inbound.message.cmd_id)
+            elif isinstance(inbound.message, Telemetry):
+                telemetry.append(inbound.message.seq)
+            if isinstance(inbound.message, Ack) and inbound.message.cmd_id == "c-first":
+                entered.set()
+                release.wait(20)
+
+    bridge = make_bridge(broker, slow_handler, queue_size=5)
+    bridge.start()
+    try:
+        wait_until(lambda: bridge.connected, what="connected")
+        raw.publish(TOPICS.ack("st-1"), ack_payload("c-first"))
+        assert entered.wait(10)
+        sent = [f"c-{i}" for i in range(10)]
+        for cmd_id in sent[:5]:  # fill the queue
+            raw.publish(TOPICS.ack("st-1"), ack_payload(cmd_id))
+        for seq in range(10):  # no room: dropped
+            raw.publish(TOPICS.telemetry("st-1"), telemetry_payload(seq))
+        for cmd_id in sent[5:]:  # the first waits for room; the rest wait behind it
+            raw.publish(TOPICS.ack("st-1"), ack_payload(cmd_id))
+        wait_until(lambda: bridge.stats().waited == 1, what="an ack waiting for room")
+        time.sleep(0.5)
+        stats = bridge.stats()
+        assert stats.received == 1 + 5 + 10 + 1  # the paho thread stopped reading
+        assert stats.dropped == 10
+        assert stats.queue_depth == 5
+        release.set()
+        wait_until(lambda: len(acks) == 11, what="every ack handled")
+        assert acks == ["c-first", *sent]
+        assert telemetry == []
+        stats = bridge.stats()
+        assert (stats.dropped, stats.handled, stats.handler_errors) == (10, 11, 0)
+        raw.publish(TOPICS.telemetry("st-1"), telemetry_payload(11))
+        wait_until(lambda: telemetry == [11], what="telemetry taken again once there is room")
     finally:
         release.set()
         bridge.stop()
