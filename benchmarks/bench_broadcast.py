@@ -591,7 +591,7 @@ def bridge_stats(http: httpx.Client) -> dict[str, Any]:
         status = http.get("/api/v1/dispatch/status", timeout=120).json()
     except httpx.HTTPError as exc:
         return {"error": type(exc).__name__}
-    return {k: status.get(k) for k in ("received", "dropped", "waited", "queue_depth", "ingest")}
+    return {k: status.get(k) for k in ("received", "dropped", "overflow", "queue_depth", "ingest")}
 
 
 def wait_moving(value: Callable[[], int], target: int, timeout_s: float) -> bool:

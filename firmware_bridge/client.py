@@ -20,14 +20,14 @@ Design:
 * paho callbacks only parse and hand off: topic and payload are validated strictly
   (:func:`firmware_bridge.messages.parse_message`) and the result is put on a bounded
   queue. A consumer thread calls the user's ``on_inbound`` handler with batches of what
-  has queued up (one transaction per batch on the server side). A full queue drops
-  telemetry (QoS 0, the next report supersedes it) and counts it; births, deaths,
-  ``reported``, acks and events (QoS 1, each one matters) wait for room instead: the
-  paho thread stops reading, TCP pushes back and the broker queues them for our
-  session, so a burst of 10,000 acks is slowed, not lost. Only if the consumer makes
-  no room for ``block_max_s`` is one dropped and counted. Invalid messages are counted
-  by category and logged with
-  the station id and the reason (rate-limited); a handler exception is logged and
+  has queued up (one transaction per batch on the server side). Past ``queue_size``
+  queued messages, telemetry (QoS 0, the next report supersedes it) is dropped and
+  counted; births, deaths, ``reported``, acks and events (QoS 1, each one matters) are
+  still taken, up to ``queue_hard_limit``: a burst of 10,000 acks is stored late, not
+  lost. The paho thread never waits for storage, so what the server publishes (an
+  emergency command) never queues behind what it ingests. Invalid messages are counted
+  by category and logged with the station id and the reason (rate-limited); a handler
+  exception is logged and
   counted and the consumer goes on. Nothing received can crash or stall the bridge.
 * :meth:`Bridge.publish` serialises through :func:`dump_message`, which validates the
   payload, so the server cannot publish an invalid message. It refuses (returns
@@ -99,7 +99,7 @@ class BridgeConfig:
     protocol: Literal["auto", "5", "3.1.1"] = "auto"
     ca_file: str | None = None
     session_expiry_s: int = 3600
-    block_max_s: float = 20.0
+    queue_hard_limit: int = 100_000  # QoS 1 messages queued at most (memory bound)
 
     @property
     def client_id(self) -> str:
@@ -131,7 +131,7 @@ class BridgeStats:
     empty: int
     invalid: dict[str, int]
     dropped: int
-    waited: int
+    overflow: int
     handler_errors: int
     reconnects: int
     queue_depth: int
@@ -150,7 +150,7 @@ class _Counters:
     empty: int = 0
     invalid: Counter[str] = field(default_factory=Counter)
     dropped: int = 0
-    waited: int = 0  # QoS 1 messages that found the queue full and waited for room
+    overflow: int = 0  # QoS 1 messages taken past `queue_size`
     handler_errors: int = 0
     reconnects: int = 0
 
@@ -184,7 +184,7 @@ class Bridge:
         self.topics = Topics(config.topic_prefix)
         self._url = MqttUrl.parse(config.url)
         self._on_inbound = on_inbound
-        self._queue: queue.Queue[Inbound] = queue.Queue(maxsize=config.queue_size)
+        self._queue: queue.Queue[Inbound] = queue.Queue()  # bounded by `_enqueue`
         self._lock = threading.Lock()
         self._counters = _Counters()
         self._limiter = _LogLimiter()
@@ -270,7 +270,7 @@ class Bridge:
                 empty=c.empty,
                 invalid=dict(c.invalid),
                 dropped=c.dropped,
-                waited=c.waited,
+                overflow=c.overflow,
                 handler_errors=c.handler_errors,
                 reconnects=c.reconnects,
                 queue_depth=self._queue.qsize(),
@@ -528,25 +528,15 @@ class Bridge:
             self._counters.accepted += 1
 
     def _enqueue(self, inbound: Inbound) -> bool:
-        """Queue ``inbound``: telemetry only if there is room, the rest waiting for it
-        (at most ``block_max_s``, less if the bridge is stopping)."""
-        try:
-            self._queue.put_nowait(inbound)
-            return True
-        except queue.Full:
-            if inbound.kind == TopicKind.TELEMETRY:
+        """Queue ``inbound`` unless the queue is over its limit for that kind."""
+        depth = self._queue.qsize()
+        if depth >= self.config.queue_size:
+            if inbound.kind == TopicKind.TELEMETRY or depth >= self.config.queue_hard_limit:
                 return False
-        with self._lock:
-            self._counters.waited += 1
-        deadline = time.monotonic() + self.config.block_max_s
-        while not self._stopping.is_set():
-            try:
-                self._queue.put(inbound, timeout=0.25)
-                return True
-            except queue.Full:
-                if time.monotonic() >= deadline:
-                    return False
-        return False
+            with self._lock:
+                self._counters.overflow += 1
+        self._queue.put_nowait(inbound)
+        return True
 
     # ------------------------------------------------------------------ consumer
 

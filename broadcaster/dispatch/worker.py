@@ -291,7 +291,7 @@ class Worker:
             "received": stats.received,
             "invalid": stats.invalid,
             "dropped": stats.dropped,
-            "waited": stats.waited,
+            "overflow": stats.overflow,
             "handler_errors": stats.handler_errors,
             "reconnects": stats.reconnects,
             "queue_depth": stats.queue_depth,

@@ -220,11 +220,12 @@ def test_handler_errors_are_counted_and_the_consumer_goes_on(
         bridge.stop()
 
 
-def test_full_queue_drops_telemetry_but_acks_wait_for_room(
+def test_full_queue_drops_telemetry_but_keeps_acks_up_to_the_hard_limit(
     broker: Mosquitto, recorder: Recorder, raw: RawPublisher
 ) -> None:
-    """Telemetry (QoS 0, superseded by the next report) is dropped on a full queue;
-    acks hold the paho thread until there is room: slowed, never lost."""
+    """Past ``queue_size``, telemetry (QoS 0, superseded by the next report) is dropped
+    while acks are still queued, up to ``queue_hard_limit``; the paho thread never
+    waits, so the bridge keeps publishing while its handler is stuck."""
     entered = threading.Event()
     release = threading.Event()
     acks: list[str] = []
@@ -240,31 +241,27 @@ def test_full_queue_drops_telemetry_but_acks_wait_for_room(
                 entered.set()
                 release.wait(20)
 
-    bridge = make_bridge(broker, slow_handler, queue_size=5)
+    bridge = make_bridge(broker, slow_handler, queue_size=5, queue_hard_limit=12)
     bridge.start()
     try:
         wait_until(lambda: bridge.connected, what="connected")
         raw.publish(TOPICS.ack("st-1"), ack_payload("c-first"))
         assert entered.wait(10)
-        sent = [f"c-{i}" for i in range(10)]
-        for cmd_id in sent[:5]:  # fill the queue
+        sent = [f"c-{i}" for i in range(15)]
+        for cmd_id in sent[:5]:  # up to queue_size
             raw.publish(TOPICS.ack("st-1"), ack_payload(cmd_id))
-        for seq in range(10):  # no room: dropped
+        for seq in range(10):  # past queue_size: dropped
             raw.publish(TOPICS.telemetry("st-1"), telemetry_payload(seq))
-        for cmd_id in sent[5:]:  # the first waits for room; the rest wait behind it
+        for cmd_id in sent[5:]:  # 7 more taken (hard limit 12), 3 dropped
             raw.publish(TOPICS.ack("st-1"), ack_payload(cmd_id))
-        wait_until(lambda: bridge.stats().waited == 1, what="an ack waiting for room")
-        time.sleep(0.5)
+        wait_until(lambda: bridge.stats().received == 1 + 5 + 10 + 10, what="all received")
         stats = bridge.stats()
-        assert stats.received == 1 + 5 + 10 + 1  # the paho thread stopped reading
-        assert stats.dropped == 10
-        assert stats.queue_depth == 5
+        assert (stats.dropped, stats.overflow, stats.queue_depth) == (13, 7, 12)
+        assert bridge.publish_command_to_station("st-1", Command.new("ping"), wait_s=5.0)
         release.set()
-        wait_until(lambda: len(acks) == 11, what="every ack handled")
-        assert acks == ["c-first", *sent]
+        wait_until(lambda: len(acks) == 13, what="every queued ack handled")
+        assert acks == ["c-first", *sent[:12]]
         assert telemetry == []
-        stats = bridge.stats()
-        assert (stats.dropped, stats.handled, stats.handler_errors) == (10, 11, 0)
         raw.publish(TOPICS.telemetry("st-1"), telemetry_payload(11))
         wait_until(lambda: telemetry == [11], what="telemetry taken again once there is room")
     finally:
