@@ -65,7 +65,6 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
@@ -358,7 +357,7 @@ def wait_staged(database_url: str, sids: set[str], timeout_s: float) -> int:
 
 
 def run_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
-    from support.mosquitto import Mosquitto
+    from tests.support.mosquitto import Mosquitto
 
     result: dict[str, Any] = {
         "stations": n,
@@ -383,8 +382,8 @@ def measure_service(
     n: int, args: argparse.Namespace, workdir: Path, broker: Any, result: dict[str, Any]
 ) -> None:
     """Setup (seed, registry, service, simulator, staging), then the broadcast rounds."""
-    from support.mosquitto import free_port
-    from support.service import ServiceProcess, run_cli, service_env
+    from tests.support.mosquitto import free_port
+    from tests.support.service import ServiceProcess, run_cli, service_env
 
     setup: dict[str, Any] = result["setup_s"]
     port = free_port()

@@ -30,11 +30,11 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
-from support.mosquitto import Mosquitto  # noqa: E402
+
+from tests.support.mosquitto import Mosquitto  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 

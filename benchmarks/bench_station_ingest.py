@@ -49,13 +49,11 @@ from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests"))
 
 import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
-from support.mosquitto import Mosquitto, free_port  # noqa: E402
 
 from broadcaster import db  # noqa: E402
 from broadcaster.auth import service as auth  # noqa: E402
@@ -64,6 +62,7 @@ from broadcaster.auth.schemas import UserCreate  # noqa: E402
 from firmware_bridge.messages import Telemetry, dump_message  # noqa: E402
 from kernel.security import Role  # noqa: E402
 from stations.models import Area, Station, TelemetrySample  # noqa: E402
+from tests.support.mosquitto import Mosquitto, free_port  # noqa: E402
 
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 SECRET = "bench-secret-key-0123456789abcdef-0123456789"

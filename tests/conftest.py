@@ -14,7 +14,6 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -23,8 +22,6 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-
-sys.path.insert(0, str(pathlib.Path(__file__).parent))
 
 from broadcaster import db
 from broadcaster.settings import Environment, Settings
@@ -151,9 +148,8 @@ def client(app):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def admin(client, session_factory: sessionmaker[Session]) -> dict[str, str]:  # type: ignore[no-untyped-def]
-    from api import make_user
-
     from kernel.security import Role
+    from tests.api import make_user
 
     return make_user(session_factory, "admin", Role.ADMIN, can_emergency=True)
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from api import make_user, ok
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -17,6 +16,7 @@ from broadcaster.app import create_app
 from broadcaster.runtime import Role as ProcessRole
 from broadcaster.settings import Settings
 from kernel.security import Role
+from tests.api import make_user, ok
 
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 200
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from api import make_user, ok
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
 from kernel.security import Role
+from tests.api import make_user, ok
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 

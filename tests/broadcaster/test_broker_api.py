@@ -6,12 +6,9 @@ import json
 from collections.abc import Iterator
 
 import pytest
-from api import make_user, ok
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
-from support.dynsec_broker import DynsecBroker, start_dynsec_broker
-from support.mosquitto import requires_mosquitto
 
 from broadcaster.broker.bootstrap import find_dynsec_plugin
 from broadcaster.broker.hashing import verify_secret
@@ -19,6 +16,9 @@ from broadcaster.broker.models import StationCredential
 from broadcaster.settings import Settings
 from kernel.audit import AuditEntry
 from kernel.security import Role
+from tests.api import make_user, ok
+from tests.support.dynsec_broker import DynsecBroker, start_dynsec_broker
+from tests.support.mosquitto import requires_mosquitto
 
 pytestmark = [
     requires_mosquitto(),

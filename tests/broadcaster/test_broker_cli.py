@@ -9,8 +9,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
-from support.dynsec_broker import DynsecBroker, start_dynsec_broker
-from support.mosquitto import requires_mosquitto
 from typer.testing import CliRunner
 
 from broadcaster import db
@@ -23,6 +21,8 @@ from firmware_bridge.simulator.sources import load_credentials
 from stations import service as stations_service
 from stations import tan_an
 from stations.schemas import StationUpdate
+from tests.support.dynsec_broker import DynsecBroker, start_dynsec_broker
+from tests.support.mosquitto import requires_mosquitto
 
 pytestmark = [
     requires_mosquitto(),

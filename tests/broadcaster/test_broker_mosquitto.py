@@ -16,9 +16,6 @@ from pathlib import Path
 import paho.mqtt.client as mqtt
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
-from support.dynsec_broker import DynsecBroker, Peer, start_dynsec_broker
-from support.mosquitto import requires_mosquitto
-from support.protocol import Recorder
 
 from broadcaster import db
 from broadcaster.broker import dynsec as ds
@@ -34,6 +31,9 @@ from firmware_bridge.topics import Topics
 from stations import service as stations_service
 from stations import tan_an
 from stations.schemas import GroupCreate, StationUpdate
+from tests.support.dynsec_broker import DynsecBroker, Peer, start_dynsec_broker
+from tests.support.mosquitto import requires_mosquitto
+from tests.support.protocol import Recorder
 
 pytestmark = [
     requires_mosquitto(),
@@ -426,9 +426,8 @@ def test_bootstrap_config_runs_as_is(tmp_path: Path) -> None:
     import subprocess
     import time
 
-    from support.mosquitto import find_mosquitto, free_port
-
     from broadcaster.broker.bootstrap import bootstrap
+    from tests.support.mosquitto import find_mosquitto, free_port
 
     port = free_port()
     setup = bootstrap(tmp_path / "mosquitto", port=port)

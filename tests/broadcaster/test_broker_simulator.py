@@ -10,10 +10,6 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.orm import Session, sessionmaker
-from support.dynsec_broker import DynsecBroker, start_dynsec_broker
-from support.loa import FAST, desired
-from support.mosquitto import requires_mosquitto
-from support.protocol import Recorder
 
 from broadcaster import db
 from broadcaster.broker import dynsec as ds
@@ -26,6 +22,10 @@ from firmware_bridge.simulator.sources import load_credentials
 from firmware_bridge.topics import Topics
 from stations import service as stations_service
 from stations import tan_an
+from tests.support.dynsec_broker import DynsecBroker, start_dynsec_broker
+from tests.support.loa import FAST, desired
+from tests.support.mosquitto import requires_mosquitto
+from tests.support.protocol import Recorder
 
 pytestmark = [
     requires_mosquitto(),

@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 
 import pytest
-from api import PASSWORD, make_user, ok
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from sqlalchemy import text
@@ -13,6 +12,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
 from kernel.security import Role
+from tests.api import PASSWORD, make_user, ok
 
 PUBLIC = {
     ("GET", "/healthz"),

@@ -6,7 +6,6 @@ import datetime as dt
 import re
 
 import pytest
-from api import PASSWORD, make_user
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -17,6 +16,7 @@ from kernel.db import utcnow
 from kernel.security import Role
 from stations import live
 from stations.models import Station
+from tests.api import PASSWORD, make_user
 
 PAGES = ["/", "/tram", "/tram/lbn-cau-tre", "/phat-thanh", "/phat-thanh/1", "/nhat-ky"]
 ORIGIN = {"Origin": "http://testserver"}

@@ -19,10 +19,7 @@ from typing import Any
 
 import pytest
 import uvicorn
-from api import PASSWORD, make_user
 from sqlalchemy import select
-from support.loa import wait_until
-from support.mosquitto import Mosquitto, find_mosquitto, free_port
 
 from broadcaster import db
 from broadcaster.app import create_app
@@ -35,6 +32,9 @@ from kernel.signals import plan_changed
 from stations import service as stations_service
 from stations import tan_an
 from stations.models import Station, StationState
+from tests.api import PASSWORD, make_user
+from tests.support.loa import wait_until
+from tests.support.mosquitto import Mosquitto, find_mosquitto, free_port
 
 CHROMIUM = os.environ.get("BROADCASTER_CHROMIUM", "/usr/bin/chromium")
 CHROMEDRIVER = os.environ.get("BROADCASTER_CHROMEDRIVER", "/usr/bin/chromedriver")

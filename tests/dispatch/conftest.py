@@ -6,15 +6,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from api import make_user
-from support.live import Live, start_server
-from support.mosquitto import Mosquitto, free_port
-from support.protocol import Recorder
 
 from broadcaster.app import create_app
 from broadcaster.runtime import Role
 from broadcaster.settings import Settings
 from kernel.security import Role as UserRole
+from tests.api import make_user
+from tests.support.live import Live, start_server
+from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.protocol import Recorder
 
 
 @pytest.fixture

@@ -12,12 +12,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.loa import FleetFactory, Inbox, RawPublisher, make_bridge, wait_until
-from support.media_server import MediaServer
-from support.mosquitto import Mosquitto
-from support.protocol import Recorder
 
 from firmware_bridge.client import Bridge
+from tests.support.loa import FleetFactory, Inbox, RawPublisher, make_bridge, wait_until
+from tests.support.media_server import MediaServer
+from tests.support.mosquitto import Mosquitto
+from tests.support.protocol import Recorder
 
 
 @pytest.fixture

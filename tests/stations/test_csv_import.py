@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from api import ok
 from fastapi.testclient import TestClient
+
+from tests.api import ok
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-from api import ok
 from fastapi.testclient import TestClient
+
+from tests.api import ok
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 

@@ -25,7 +25,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from broadcaster.broker.bootstrap import BootstrapResult, bootstrap
 from firmware_bridge.mqtt_url import MqttUrl
 from firmware_bridge.topics import Topics
-from support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto
 
 __all__ = ["DynsecBroker", "Peer", "start_dynsec_broker"]
 

@@ -17,7 +17,6 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import uvicorn
-from api import make_user
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import db
@@ -27,9 +26,10 @@ from firmware_bridge.simulator.station import SimSettings, StationSpec
 from kernel.security import Role as UserRole
 from kernel.signals import plan_changed
 from stations import tan_an
-from support.loa import wait_until
-from support.mosquitto import Mosquitto
-from support.protocol import Recorder
+from tests.api import make_user
+from tests.support.loa import wait_until
+from tests.support.mosquitto import Mosquitto
+from tests.support.protocol import Recorder
 
 
 @dataclass

@@ -15,7 +15,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from firmware_bridge.client import Bridge, BridgeConfig, Inbound
 from firmware_bridge.messages import Config, Desired, PlaylistItem, Window
 from firmware_bridge.simulator import FaultSpec, FleetConfig, FleetThread, SimSettings, StationSpec
-from support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto
 
 __all__ = [
     "FAST",

@@ -8,9 +8,14 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
-from api import make_user, ok
 from fastapi.testclient import TestClient
-from sched_api import (
+from sqlalchemy.orm import Session, sessionmaker
+
+from firmware_bridge.schema import MessageKind, schema_errors
+from kernel.security import Role
+from schedules.calendars import lunar_to_solar, tet
+from tests.api import make_user, ok
+from tests.schedules.api_helpers import (
     asset_item,
     create_programme,
     create_rule,
@@ -22,11 +27,6 @@ from sched_api import (
     relay_item,
     rule_body,
 )
-from sqlalchemy.orm import Session, sessionmaker
-
-from firmware_bridge.schema import MessageKind, schema_errors
-from kernel.security import Role
-from schedules.calendars import lunar_to_solar, tet
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 DAY = dt.date(2026, 11, 26)  # a Thursday; lunar 18/10

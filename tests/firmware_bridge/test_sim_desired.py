@@ -7,14 +7,13 @@ import os
 from datetime import timedelta
 from pathlib import Path
 
-from support.loa import FleetFactory, Inbox, desired, file_item, wait_until
-from support.media_server import MediaServer
-from support.mosquitto import Mosquitto, requires_mosquitto
-from support.protocol import Recorder
-
 from firmware_bridge.client import Bridge
 from firmware_bridge.messages import Command, Reported
 from firmware_bridge.simulator import FleetThread
+from tests.support.loa import FleetFactory, Inbox, desired, file_item, wait_until
+from tests.support.media_server import MediaServer
+from tests.support.mosquitto import Mosquitto, requires_mosquitto
+from tests.support.protocol import Recorder
 
 pytestmark = requires_mosquitto()
 

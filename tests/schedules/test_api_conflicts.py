@@ -7,9 +7,14 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from api import make_user, ok
 from fastapi.testclient import TestClient
-from sched_api import (
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from kernel.security import Role
+from stations.models import Area, Station
+from tests.api import make_user, ok
+from tests.schedules.api_helpers import (
     asset_item,
     create_programme,
     create_rule,
@@ -20,11 +25,6 @@ from sched_api import (
     playlist,
     rule_body,
 )
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
-
-from kernel.security import Role
-from stations.models import Area, Station
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 DAY = dt.date(2026, 11, 26)

@@ -7,7 +7,6 @@ from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-from support.protocol import SHARED_SCHEMAS, VENDORED_SCHEMAS, SchemaValidator
 
 from firmware_bridge.errors import ConfigError, ProtocolError, TopicError
 from firmware_bridge.messages import (
@@ -35,6 +34,7 @@ from firmware_bridge.messages import (
 from firmware_bridge.mqtt_url import MqttUrl
 from firmware_bridge.schema import SCHEMA_FILES, MessageKind, schema_errors
 from firmware_bridge.topics import STATION_INBOUND, TopicKind, TopicRef, Topics
+from tests.support.protocol import SHARED_SCHEMAS, VENDORED_SCHEMAS, SchemaValidator
 
 EXAMPLES = SHARED_SCHEMAS.parent / "examples"
 EXAMPLE_KINDS = {

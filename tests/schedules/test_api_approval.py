@@ -7,9 +7,13 @@ import datetime as dt
 import shutil
 
 import pytest
-from api import make_user, ok
 from fastapi.testclient import TestClient
-from sched_api import (
+from sqlalchemy.orm import Session, sessionmaker
+
+from audio_library.models import Approval, MediaAsset
+from kernel.security import Role
+from tests.api import make_user, ok
+from tests.schedules.api_helpers import (
     asset_item,
     create_programme,
     create_rule,
@@ -21,10 +25,6 @@ from sched_api import (
     relay_item,
     rule_body,
 )
-from sqlalchemy.orm import Session, sessionmaker
-
-from audio_library.models import Approval, MediaAsset
-from kernel.security import Role
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 DAY = dt.date(2026, 11, 26)

@@ -7,11 +7,6 @@ import os
 from datetime import datetime, timedelta
 from typing import Any
 
-from support.loa import FleetFactory, RawPublisher, wait_until
-from support.media_server import MediaServer
-from support.mosquitto import Mosquitto, requires_mosquitto
-from support.protocol import Recorder
-
 from firmware_bridge.client import Bridge
 from firmware_bridge.messages import (
     EMERGENCY,
@@ -23,6 +18,10 @@ from firmware_bridge.messages import (
 )
 from firmware_bridge.simulator import FaultSettings, SimSettings
 from firmware_bridge.topics import Topics
+from tests.support.loa import FleetFactory, RawPublisher, wait_until
+from tests.support.media_server import MediaServer
+from tests.support.mosquitto import Mosquitto, requires_mosquitto
+from tests.support.protocol import Recorder
 
 pytestmark = requires_mosquitto()
 

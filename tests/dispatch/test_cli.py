@@ -23,13 +23,13 @@ from typing import IO, Any
 
 import httpx
 import pytest
-from api import make_user
-from support.loa import wait_until
-from support.mosquitto import Mosquitto, free_port, requires_mosquitto
-from support.protocol import Recorder
 
 from broadcaster import db
 from kernel.security import Role as UserRole
+from tests.api import make_user
+from tests.support.loa import wait_until
+from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
+from tests.support.protocol import Recorder
 
 pytestmark = requires_mosquitto()
 

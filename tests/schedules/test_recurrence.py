@@ -11,12 +11,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from pydantic import ValidationError
-from sched_factories import VN, daily, when
 
 from kernel.errors import InvalidInput
 from schedules.calendars import solar_to_lunar
 from schedules.exceptions import InvalidRecurrence
 from schedules.recurrence import Recurrence, occurrences, parse_recurrence
+from tests.schedules.factories import VN, daily, when
 
 
 def _between(recurrence: Recurrence, first: date, last: date, tz: ZoneInfo = VN) -> list[datetime]:

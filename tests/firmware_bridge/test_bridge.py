@@ -12,10 +12,6 @@ import time
 from pathlib import Path
 
 import pytest
-from support.loa import Inbox, RawPublisher, desired, make_bridge, wait_until
-from support.mosquitto import Mosquitto, free_port, requires_mosquitto
-from support.mqtt311_proxy import Mqtt311Proxy
-from support.protocol import Recorded, Recorder
 
 from firmware_bridge.client import Bridge, BridgeConfig, Inbound
 from firmware_bridge.errors import ProtocolError
@@ -28,6 +24,10 @@ from firmware_bridge.messages import (
     utcnow,
 )
 from firmware_bridge.topics import TopicKind, Topics
+from tests.support.loa import Inbox, RawPublisher, desired, make_bridge, wait_until
+from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
+from tests.support.mqtt311_proxy import Mqtt311Proxy
+from tests.support.protocol import Recorded, Recorder
 
 pytestmark = requires_mosquitto()
 

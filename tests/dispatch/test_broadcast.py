@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
-from support.live import Live
-from support.loa import wait_until
+
+from tests.support.live import Live
+from tests.support.loa import wait_until
 
 
 def _applied(live: Live, sids: list[str]) -> bool:

@@ -10,9 +10,6 @@ from pathlib import Path
 import httpx
 import pytest
 import typer
-from support.loa import FleetFactory, RawPublisher, desired
-from support.mosquitto import Mosquitto, requires_mosquitto
-from support.protocol import Recorder
 from typer.testing import CliRunner
 
 from firmware_bridge.errors import ConfigError
@@ -28,6 +25,9 @@ from firmware_bridge.simulator.sources import (
     stations_from_csv,
 )
 from firmware_bridge.topics import Topics
+from tests.support.loa import FleetFactory, RawPublisher, desired
+from tests.support.mosquitto import Mosquitto, requires_mosquitto
+from tests.support.protocol import Recorder
 
 pytestmark = requires_mosquitto()
 

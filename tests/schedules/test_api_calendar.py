@@ -8,11 +8,15 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
-from api import make_user, ok
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from icalendar import Calendar
-from sched_api import (
+from sqlalchemy.orm import Session, sessionmaker
+
+from kernel.security import Role
+from schedules import service
+from tests.api import make_user, ok
+from tests.schedules.api_helpers import (
     asset_item,
     create_programme,
     create_rule,
@@ -21,10 +25,6 @@ from sched_api import (
     playlist,
     rule_body,
 )
-from sqlalchemy.orm import Session, sessionmaker
-
-from kernel.security import Role
-from schedules import service
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 DAY = dt.date(2026, 11, 26)

@@ -20,12 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from api import make_user
 from sqlalchemy import func, select
-from support.live import Live, start_server
-from support.loa import RawPublisher, wait_until
-from support.mosquitto import Mosquitto, free_port, requires_mosquitto
-from support.protocol import Recorder
 
 from broadcaster.app import create_app
 from broadcaster.runtime import Role
@@ -37,6 +32,11 @@ from firmware_bridge.simulator.station import SimSettings, StationSpec
 from firmware_bridge.topics import Topics
 from kernel.security import Role as UserRole
 from stations.models import TelemetrySample
+from tests.api import make_user
+from tests.support.live import Live, start_server
+from tests.support.loa import RawPublisher, wait_until
+from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
+from tests.support.protocol import Recorder
 
 pytestmark = requires_mosquitto()
 

@@ -1,4 +1,4 @@
-"""Small builders for schedule-rule tests (imported by the test_sched_* modules)."""
+"""Small builders for schedule-rule tests (imported by the schedules test modules)."""
 
 from __future__ import annotations
 

@@ -7,9 +7,15 @@ import datetime as dt
 import itertools
 
 import pytest
-from api import make_user, ok
 from fastapi.testclient import TestClient
-from sched_api import (
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from kernel import signals
+from kernel.audit import AuditEntry
+from kernel.security import Role
+from tests.api import make_user, ok
+from tests.schedules.api_helpers import (
     MINUTE,
     asset_item,
     create_programme,
@@ -22,12 +28,6 @@ from sched_api import (
     relay_item,
     rule_body,
 )
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
-
-from kernel import signals
-from kernel.audit import AuditEntry
-from kernel.security import Role
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import subprocess
 from pathlib import Path
 
-from support.loa import FAST, FleetFactory, RawPublisher, wait_until
-from support.mosquitto import Mosquitto, dynsec_init, requires_mosquitto
-from support.mqtt311_proxy import Mqtt311Proxy
-from support.protocol import Recorder
-
 from firmware_bridge.messages import Command, dump_message
 from firmware_bridge.simulator import SimSettings
 from firmware_bridge.topics import Topics
+from tests.support.loa import FAST, FleetFactory, RawPublisher, wait_until
+from tests.support.mosquitto import Mosquitto, dynsec_init, requires_mosquitto
+from tests.support.mqtt311_proxy import Mqtt311Proxy
+from tests.support.protocol import Recorder
 
 pytestmark = requires_mosquitto()
 

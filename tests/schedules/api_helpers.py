@@ -1,4 +1,4 @@
-"""Helpers for the schedules API tests (imported by the test_sched_api_* modules).
+"""Helpers for the schedules API tests (imported by the schedules API test modules).
 
 Media assets are inserted straight into the database (ready, with a made-up rendition
 hash): building playlists needs only their hash, size and duration, and this keeps the
@@ -13,7 +13,6 @@ import itertools
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from api import ok
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -21,6 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from audio_library.models import Approval, AssetSource, AssetStatus, MediaAsset
 from kernel.text import fold
 from stations.models import Area
+from tests.api import ok
 
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 MINUTE = 60_000

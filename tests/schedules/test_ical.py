@@ -5,10 +5,10 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 
 from icalendar import Calendar
-from sched_factories import VN, daily, file_item, gap_item, programme, relay_item, rule
 
 from schedules.builder import EMERGENCY, NORMAL, PRIORITY, build_day, build_days
 from schedules.ical import ical_priority, render_calendar
+from tests.schedules.factories import VN, daily, file_item, gap_item, programme, relay_item, rule
 
 DAY = date(2026, 11, 26)
 STAMP = datetime(2026, 11, 25, 12, 0, tzinfo=UTC)

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import datetime as dt
 
-from support.live import Live
-from support.loa import wait_until
+from tests.support.live import Live
+from tests.support.loa import wait_until
 
 LBN = ["lbn-cau-tre", "lbn-ngai-loi-a", "lbn-smart-1"]
 OTHER = "p2-kp-1"

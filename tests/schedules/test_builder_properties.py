@@ -19,7 +19,6 @@ from datetime import UTC, date, datetime, time, timedelta
 
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
-from sched_factories import VN, assert_no_overlap
 
 from schedules.builder import (
     DayPlan,
@@ -33,6 +32,7 @@ from schedules.builder import (
     build_days,
 )
 from schedules.recurrence import occurrences, parse_recurrence
+from tests.schedules.factories import VN, assert_no_overlap
 
 DAY = date(2026, 11, 26)
 DAYS = [DAY - timedelta(days=1), DAY, DAY + timedelta(days=1)]

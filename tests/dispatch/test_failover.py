@@ -37,15 +37,9 @@ from typing import Any
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
-from api import make_user
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
-from support.live import Live
-from support.loa import wait_until
-from support.mosquitto import Mosquitto, free_port, requires_mosquitto
-from support.protocol import Recorder
-from support.service import ServiceProcess, run_cli, service_env
 
 from audio_library.models import MediaAsset
 from broadcaster import db
@@ -54,6 +48,12 @@ from firmware_bridge.simulator.fleet import Fleet, FleetConfig, FleetThread
 from firmware_bridge.simulator.station import SimSettings, StationSpec
 from kernel.security import Role as UserRole
 from schedules.seed import FALLBACK_TITLE
+from tests.api import make_user
+from tests.support.live import Live
+from tests.support.loa import wait_until
+from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
+from tests.support.protocol import Recorder
+from tests.support.service import ServiceProcess, run_cli, service_env
 
 pytestmark = requires_mosquitto()
 

@@ -7,13 +7,12 @@ import os
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from support.loa import FleetFactory, RawPublisher, desired, file_item, wait_until
-from support.media_server import MediaServer
-from support.mosquitto import Mosquitto, requires_mosquitto
-from support.protocol import Recorder
-
 from firmware_bridge.messages import Command, dump_message
 from firmware_bridge.topics import Topics
+from tests.support.loa import FleetFactory, RawPublisher, desired, file_item, wait_until
+from tests.support.media_server import MediaServer
+from tests.support.mosquitto import Mosquitto, requires_mosquitto
+from tests.support.protocol import Recorder
 
 pytestmark = requires_mosquitto()
 

@@ -7,10 +7,8 @@ import datetime as dt
 from typing import Any
 
 import pytest
-from api import make_user, ok
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from sched_api import hhmm, playlist
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -20,6 +18,8 @@ from kernel.audit import AuditEntry
 from kernel.security import Role
 from schedules import seed
 from stations.models import Area, Station
+from tests.api import make_user, ok
+from tests.schedules.api_helpers import hhmm, playlist
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 DAY = dt.date(2026, 11, 26)

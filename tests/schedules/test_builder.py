@@ -9,18 +9,6 @@ from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
-from sched_factories import (
-    VN,
-    assert_no_overlap,
-    daily,
-    file_item,
-    gap_item,
-    programme,
-    relay_item,
-    rule,
-    starts,
-    when,
-)
 
 from kernel.errors import InvalidInput
 from schedules.builder import (
@@ -37,6 +25,18 @@ from schedules.builder import (
     validate_rule,
 )
 from schedules.exceptions import InvalidRule
+from tests.schedules.factories import (
+    VN,
+    assert_no_overlap,
+    daily,
+    file_item,
+    gap_item,
+    programme,
+    relay_item,
+    rule,
+    starts,
+    when,
+)
 
 DAY = date(2026, 11, 26)
 NEXT = DAY + timedelta(days=1)
