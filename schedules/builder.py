@@ -55,18 +55,14 @@ from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
 from kernel.errors import InvalidInput
+from kernel.tiers import MAX_PRIORITY, MIN_PRIORITY, Tier, tier_of
 from schedules.exceptions import InvalidRule, ProgrammeNotFound
 from schedules.recurrence import Recurrence, localize, occurrences
 
 __all__ = [
-    "EMERGENCY",
-    "FILLER",
-    "LIVE",
     "MAX_LOOKAROUND_DAYS",
     "MAX_PROGRAMME_MS",
     "MAX_SHIFT_TOLERANCE_S",
-    "NORMAL",
-    "PRIORITY",
     "Conflict",
     "DayPlan",
     "MediaRef",
@@ -82,13 +78,10 @@ __all__ = [
     "desired_item",
     "item_id",
     "preview",
-    "tier_name",
     "validate_programme",
     "validate_rule",
 ]
 
-#: Priority tiers (protocol loa/v1, Circular 39/2020 bulletin tiers).
-FILLER, NORMAL, PRIORITY, LIVE, EMERGENCY = 0, 3, 5, 7, 9
 #: Longest programme (one block) the builder accepts: one day.
 MAX_PROGRAMME_MS = 24 * 3600 * 1000
 #: Largest shift tolerance: one day.
@@ -101,19 +94,6 @@ MAX_PREVIEW_DAYS = 62
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _MS = timedelta(milliseconds=1)
 _DAY_MS = 24 * 3600 * 1000
-
-
-def tier_name(priority: int) -> str:
-    """The protocol's name of a priority level (``normal``, ``emergency``...)."""
-    if priority >= EMERGENCY:
-        return "emergency"
-    if priority >= LIVE:
-        return "live"
-    if priority >= PRIORITY:
-        return "priority"
-    if priority >= NORMAL:
-        return "normal"
-    return "filler"
 
 
 # --------------------------------------------------------------------------- inputs
@@ -325,12 +305,12 @@ def validate_rule(rule: RuleSpec, programme: ProgrammeSpec) -> None:
             f"Rule {rule.id} plays programme {rule.programme_id}, not {programme.id}",
             f"Lịch {rule.id} phát chương trình {rule.programme_id}, không phải {programme.id}",
         )
-    if not 0 <= rule.priority <= 9:
+    if not MIN_PRIORITY <= rule.priority <= MAX_PRIORITY:
+        levels = ", ".join(f"{tier.priority} {tier.value}" for tier in Tier)
         raise _invalid(
             "priority",
-            f"Priority must be 0..9 (0 filler, 3 normal, 5 priority, 9 emergency), "
-            f"got {rule.priority}",
-            f"Mức ưu tiên phải từ 0 đến 9 (nhận {rule.priority})",
+            f"Priority must be {MIN_PRIORITY}..{MAX_PRIORITY} ({levels}), got {rule.priority}",
+            f"Mức ưu tiên phải từ {MIN_PRIORITY} đến {MAX_PRIORITY} (nhận {rule.priority})",
         )
     if rule.volume is not None and not 0 <= rule.volume <= 100:
         raise _invalid(
@@ -673,8 +653,8 @@ def _why(winner: RuleSpec, loser: RuleSpec) -> str:
         return "an earlier occurrence of the same rule"
     if winner.priority != loser.priority:
         return (
-            f"priority {winner.priority} ({tier_name(winner.priority)}) over "
-            f"{loser.priority} ({tier_name(loser.priority)})"
+            f"priority {winner.priority} ({tier_of(winner.priority)}) over "
+            f"{loser.priority} ({tier_of(loser.priority)})"
         )
     if winner.order != loser.order:
         return f"same priority, order {winner.order} before {loser.order}"

@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 
 from icalendar import Calendar, Event
 
-from schedules.builder import PlannedItem, tier_name
+from kernel.tiers import tier_of
+from schedules.builder import PlannedItem
 
 PRODID = "-//broadcaster//loa v1 schedule//VI"
 UID_DOMAIN = "broadcaster"
@@ -77,11 +78,11 @@ def render_calendar(
         event.add("dtstart", item.start_at.astimezone(UTC))
         event.add("dtend", item.end_at.astimezone(UTC))
         event.add("summary", item.title)
-        event.add("categories", [tier_name(item.priority), item.kind])
+        event.add("categories", [tier_of(item.priority).value, item.kind])
         event.add("priority", ical_priority(item.priority))
         lines = [
             f"Rule {item.rule_id}, programme {item.programme_id}",
-            f"Priority {item.priority} ({tier_name(item.priority)})",
+            f"Priority {item.priority} ({tier_of(item.priority)})",
             f"Occurrence {item.occurrence_start.isoformat()}",
         ]
         if item.shifted:

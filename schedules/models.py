@@ -45,8 +45,12 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from audio_library.models import Approval, MediaAsset
 from kernel.db import Base, JSONType, utcnow
-from schedules.builder import EMERGENCY, FILLER, NORMAL, PRIORITY
+from kernel.tiers import Tier
 from stations import models as _registry  # noqa: F401 - the tables our keys point at
+
+#: The tiers a schedule rule may have: every tier but ``live``, which is an operator on
+#: the air (a broadcast), not something planned ahead.
+RULE_TIERS: frozenset[Tier] = frozenset(Tier) - {Tier.LIVE}
 
 
 class StreamKind(StrEnum):
@@ -62,27 +66,6 @@ class ItemKind(StrEnum):
     RELAY = "relay"  # a stream source for a duration
     GAP = "gap"  # silence for a duration
     TEXT = "text"  # a text bulletin, spoken by the audio library's TTS when saved
-
-
-class Tier(StrEnum):
-    """Circular 39/2020 bulletin tiers (plus filler) and their protocol priorities."""
-
-    FILLER = "filler"
-    NORMAL = "normal"
-    PRIORITY = "priority"
-    EMERGENCY = "emergency"
-
-    @property
-    def priority(self) -> int:
-        return TIER_PRIORITY[self]
-
-
-TIER_PRIORITY: dict[Tier, int] = {
-    Tier.FILLER: FILLER,
-    Tier.NORMAL: NORMAL,
-    Tier.PRIORITY: PRIORITY,
-    Tier.EMERGENCY: EMERGENCY,
-}
 
 
 def _enum(cls: type[StrEnum], name: str) -> Enum:

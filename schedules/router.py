@@ -25,11 +25,12 @@ from kernel.db import utcnow
 from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
 from kernel.security import Permission, Principal
 from kernel.signals import plan_changed
+from kernel.tiers import Tier
 from schedules import service
 from schedules.dependencies import CalendarAccess, ProgrammeDep, RuleDep, SourceDep, TzDep
 from schedules.exceptions import RuleNotFound
 from schedules.ical import render_calendar
-from schedules.models import Programme, ScheduleRule, StreamKind, StreamSource, Tier
+from schedules.models import Programme, ScheduleRule, StreamKind, StreamSource
 from schedules.schemas import (
     CODE_PATTERN,
     CalendarLink,

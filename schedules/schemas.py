@@ -8,8 +8,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from audio_library.models import Approval
+from kernel.tiers import Tier
 from schedules.builder import MAX_PROGRAMME_MS, MAX_SHIFT_TOLERANCE_S
-from schedules.models import ItemKind, StreamKind, Tier
+from schedules.models import ItemKind, StreamKind
 
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 #: What the protocol accepts as a relay URL (desired.json ``item.url``).
@@ -22,6 +23,7 @@ StreamUrl = Annotated[str, StringConstraints(pattern=STREAM_URL_PATTERN, max_len
 Volume = Annotated[int, Field(ge=0, le=100)]
 DurationMs = Annotated[int, Field(ge=1, le=MAX_PROGRAMME_MS)]
 Voice = Literal["south", "north", "central"]
+RULE_TIER_HELP = "filler, normal, priority or emergency (live is for broadcasts, not rules)"
 
 
 class _Strict(BaseModel):
@@ -169,7 +171,7 @@ class RuleCreate(_Strict):
     title: Title
     programme_id: int
     targets: TargetsIn
-    tier: Tier = Tier.NORMAL
+    tier: Tier = Field(default=Tier.NORMAL, description=RULE_TIER_HELP)
     order: Annotated[int, Field(ge=-1000, le=1000)] = 0
     owner_area: Code | None = Field(default=None, description="None: city-wide")
     volume: Volume | None = None
@@ -187,7 +189,7 @@ class RuleUpdate(_Strict):
     title: Title | None = None
     programme_id: int | None = None
     targets: TargetsIn | None = None
-    tier: Tier | None = None
+    tier: Tier | None = Field(default=None, description=RULE_TIER_HELP)
     order: Annotated[int, Field(ge=-1000, le=1000)] | None = None
     volume: Volume | None = None
     recurrence: dict[str, Any] | None = None

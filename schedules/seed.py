@@ -36,8 +36,9 @@ from audio_library import service as media
 from audio_library.models import AssetSource, AssetStatus, MediaAsset
 from kernel import audit
 from kernel.signals import plan_changed
+from kernel.tiers import Tier
 from schedules import service
-from schedules.models import Programme, ScheduleRule, StreamKind, StreamSource, Tier
+from schedules.models import Programme, ScheduleRule, StreamKind, StreamSource
 from schedules.schemas import (
     ProgrammeCreate,
     RelayItemIn,

@@ -54,6 +54,7 @@ from kernel.db import paginate, utcnow
 from kernel.errors import InvalidInput, PermissionDeniedError
 from kernel.security import Permission, Principal
 from kernel.text import fold, like_pattern
+from kernel.tiers import Tier
 from schedules.builder import (
     MAX_PREVIEW_DAYS,
     MAX_PROGRAMME_MS,
@@ -81,12 +82,12 @@ from schedules.exceptions import (
     StreamSourceNotFound,
 )
 from schedules.models import (
+    RULE_TIERS,
     ItemKind,
     Programme,
     ProgrammeItem,
     ScheduleRule,
     StreamSource,
-    Tier,
     rule_areas,
     rule_groups,
     rule_stations,
@@ -1174,6 +1175,15 @@ def check_rule(
     resolver: TargetResolver | None = None,
 ) -> CheckedRule:
     """Every check of a rule body; raises `InvalidInput` naming the field."""
+    if tier not in RULE_TIERS:
+        allowed = ", ".join(t.value for t in Tier if t in RULE_TIERS)
+        raise InvalidInput(
+            f"a schedule rule cannot have the tier {tier.value!r} (one of {allowed}); "
+            "live is an operator on the air: send it as a broadcast",
+            field="tier",
+            message_vi=f"Lịch phát không dùng mức '{tier.label_vi}'; hãy phát trực tiếp "
+            "bằng chức năng phát thanh",
+        )
     scope = principal.scope if principal is not None else None
     programme = _programme_for_rule(session, programme_id, scope)
     parsed = parse_rule_recurrence(recurrence)

@@ -24,10 +24,11 @@ from audio_library import service as media
 from audio_library.models import AssetStatus, MediaAsset
 from broadcaster.dispatch import outbox, playlog
 from broadcaster.dispatch.models import Broadcast, BroadcastStatus, Command, Play, PlayStatus, Route
-from broadcaster.dispatch.schemas import TIERS, BroadcastCreate
+from broadcaster.dispatch.schemas import BroadcastCreate
 from kernel.db import utcnow
 from kernel.errors import ConflictError, InvalidInput, PermissionDeniedError
 from kernel.security import Permission, Principal
+from kernel.tiers import Tier
 from schedules.models import StreamSource
 from stations import service as stations
 from stations.models import Area, Group, Station, StationState
@@ -115,7 +116,7 @@ def resolve_content(
     *,
     start_at: dt.datetime,
 ) -> Content:
-    emergency = data.tier == "emergency"
+    emergency = data.tier is Tier.EMERGENCY
     content = data.content
     links_until = start_at + dt.timedelta(days=1)
     if content.text is not None:
@@ -206,7 +207,7 @@ def _stream_content(
 
 def check_permission(principal: Principal, data: BroadcastCreate) -> None:
     principal.require(Permission.BROADCAST_SEND)
-    if data.tier == "emergency" and not principal.has(Permission.BROADCAST_EMERGENCY):
+    if data.tier is Tier.EMERGENCY and not principal.has(Permission.BROADCAST_EMERGENCY):
         raise PermissionDeniedError(
             "emergency broadcasts need the emergency permission",
             message_vi="Tài khoản không có quyền phát khẩn cấp",
@@ -236,7 +237,7 @@ def create(
             message_vi="Có trạm nằm ngoài địa bàn được giao",
         )
     content = resolve_content(session, library, data, principal, start_at=start_at)
-    priority = TIERS[data.tier]
+    priority = data.tier.priority
     not_after = max(
         now + dt.timedelta(seconds=data.expires_in_s), start_at + dt.timedelta(seconds=5)
     )
@@ -267,7 +268,7 @@ def create(
         status=BroadcastStatus.ACTIVE,
         approval_note=(
             f"emergency: broadcast permission of {principal.username} stands in for approval"
-            if data.tier == "emergency"
+            if data.tier is Tier.EMERGENCY
             else None
         ),
         created_by=principal.username,

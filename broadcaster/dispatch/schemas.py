@@ -7,10 +7,9 @@ from typing import Annotated, Any, Literal, Self
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from kernel.tiers import Tier
 from stations.schemas import CODE_PATTERN, SID_PATTERN
 
-TIERS: dict[str, int] = {"filler": 0, "normal": 3, "priority": 5, "live": 7, "emergency": 9}
-Tier = Literal["filler", "normal", "priority", "live", "emergency"]
 Sid = Annotated[str, StringConstraints(pattern=SID_PATTERN)]
 Code = Annotated[str, StringConstraints(pattern=CODE_PATTERN)]
 
@@ -53,7 +52,7 @@ class BroadcastContent(_Strict):
 class BroadcastCreate(_Strict):
     targets: BroadcastTargets
     content: BroadcastContent
-    tier: Tier = "normal"
+    tier: Tier = Tier.NORMAL
     title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] | None = None
     start_at: AwareDatetime | None = Field(
         default=None, description="null: now (after the lead time)"

@@ -247,6 +247,18 @@ def test_rule_crud_and_every_bad_input(
         response = client.post("/api/v1/schedules/rules", json=payload, headers=admin)
         assert field_of(response) == loc, name
         assert response.json()["detail"][0]["msg"], name
+    # "live" is a tier (an operator on the air), but not one a schedule rule may have
+    for attempt in (
+        client.post(
+            "/api/v1/schedules/rules",
+            json=rule_body(pid, daily("06:00"), tier="live"),
+            headers=admin,
+        ),
+        client.patch(f"/api/v1/schedules/rules/{rule['id']}", json={"tier": "live"}, headers=admin),
+    ):
+        assert field_of(attempt) == ["body", "tier"]
+        assert "live" in attempt.json()["detail"][0]["msg"]
+        assert "Trực tiếp" in attempt.json()["message_vi"]
     # an area whose stations are all switched off: the targets resolve to no station
     with session_factory() as session:
         from stations.models import Area, Station

@@ -11,11 +11,8 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from kernel.errors import InvalidInput
+from kernel.tiers import Tier
 from schedules.builder import (
-    EMERGENCY,
-    FILLER,
-    NORMAL,
-    PRIORITY,
     DayPlan,
     ProgrammeItemSpec,
     build_day,
@@ -36,6 +33,10 @@ from tests.schedules.factories import (
     rule,
     starts,
     when,
+)
+
+FILLER, NORMAL, PRIORITY, EMERGENCY = (
+    t.priority for t in (Tier.FILLER, Tier.NORMAL, Tier.PRIORITY, Tier.EMERGENCY)
 )
 
 DAY = date(2026, 11, 26)

@@ -6,7 +6,8 @@ from datetime import UTC, date, datetime, timedelta
 
 from icalendar import Calendar
 
-from schedules.builder import EMERGENCY, NORMAL, PRIORITY, build_day, build_days
+from kernel.tiers import Tier
+from schedules.builder import build_day, build_days
 from schedules.ical import ical_priority, render_calendar
 from tests.schedules.factories import VN, daily, file_item, gap_item, programme, relay_item, rule
 
@@ -21,9 +22,9 @@ def test_station_calendar_round_trip() -> None:
         programme(3, file_item(5, "Cảnh báo bão")),
     ]
     rules = [
-        rule(1, 1, daily("05:00"), priority=PRIORITY),
-        rule(2, 2, daily("05:30", "23:55"), priority=NORMAL),
-        rule(3, 3, daily("12:00"), priority=EMERGENCY),
+        rule(1, 1, daily("05:00"), priority=Tier.PRIORITY.priority),
+        rule(2, 2, daily("05:30", "23:55"), priority=Tier.NORMAL.priority),
+        rule(3, 3, daily("12:00"), priority=Tier.EMERGENCY.priority),
     ]
     items = build_day(rules, progs, DAY, VN).stations[1]
     data = render_calendar(items, name="Loa phường 1", generated_at=STAMP)
@@ -57,9 +58,9 @@ def test_station_calendar_round_trip() -> None:
 def test_area_calendar_merges_stations_without_reusing_uids() -> None:
     progs = [programme(1, relay_item(30)), programme(2, file_item(10))]
     rules = [
-        rule(1, 1, daily("05:00"), stations=[1, 2, 3], priority=PRIORITY),
+        rule(1, 1, daily("05:00"), stations=[1, 2, 3], priority=Tier.PRIORITY.priority),
         rule(2, 2, daily("05:10"), stations=[1, 2, 3], tolerance_s=3600),
-        rule(3, 2, daily("05:30"), stations=[3], priority=EMERGENCY),
+        rule(3, 2, daily("05:30"), stations=[3], priority=Tier.EMERGENCY.priority),
     ]
     plans = build_days(rules, progs, [DAY, DAY + timedelta(days=1)], VN)
     items = [item for plan in plans for station in plan.stations.values() for item in station]
