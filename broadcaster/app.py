@@ -20,6 +20,7 @@ from broadcaster import db
 from broadcaster.auth import router as auth_router
 from broadcaster.auth.dependencies import authenticate
 from broadcaster.broker import router as broker_router
+from broadcaster.dispatch import playlist_router
 from broadcaster.dispatch import router as dispatch_router
 from broadcaster.runtime import Role, Runtime
 from broadcaster.settings import Settings
@@ -120,6 +121,7 @@ def create_app(
     app.include_router(media_router.public_router)
     app.include_router(schedules_router.router, dependencies=protected)
     app.include_router(dispatch_router.router, dependencies=protected)
+    app.include_router(playlist_router.router, dependencies=protected)
     app.include_router(schedules_router.public_router)  # calendar feeds: login or signed link
     app.include_router(pages.router)  # dashboard pages: read the session cookie themselves
 

@@ -1,8 +1,9 @@
 """The daily playlist builder: schedule rules + programmes -> each station's timeline.
 
 Pure and deterministic: plain frozen dataclasses in, plain frozen dataclasses out, no I/O,
-no clock.  The database/API layer fills :class:`RuleSpec` and :class:`ProgrammeSpec` and
-turns :class:`DayPlan` into the ``desired`` playlist of each station.
+no clock, no wire format.  The schedules service fills :class:`RuleSpec` and
+:class:`ProgrammeSpec`; dispatch turns the :class:`PlannedItem` of a :class:`DayPlan` into
+each station's ``desired`` playlist.
 
 Semantics
 ---------
@@ -49,7 +50,7 @@ from __future__ import annotations
 
 import bisect
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
@@ -75,7 +76,6 @@ __all__ = [
     "StreamRef",
     "build_day",
     "build_days",
-    "desired_item",
     "item_id",
     "preview",
     "validate_programme",
@@ -101,12 +101,14 @@ _DAY_MS = 24 * 3600 * 1000
 
 @dataclass(frozen=True, slots=True)
 class MediaRef:
-    """A media asset as stations download it (the API layer adds the signed URL)."""
+    """A media asset's rendition as stations download it (dispatch adds the signed URL)."""
 
     asset_id: int
     sha256: str
     bytes: int
     duration_ms: int
+    #: the rendition's file extension (part of its address in the media store)
+    ext: str = "mp3"
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,7 +168,7 @@ class RuleSpec:
 
 @dataclass(frozen=True, slots=True)
 class PlannedItem:
-    """One playlist item of a station (the protocol's ``desired.playlist[]`` entry)."""
+    """One item of a station's day (dispatch makes it a ``desired.playlist[]`` entry)."""
 
     item_id: str
     kind: Literal["file", "relay"]
@@ -719,46 +721,6 @@ def _plan_group(
                 conflicts.append(ctx.conflict(placement))
     items.sort(key=lambda item: (item.start_at, item.item_id))
     return tuple(items), conflicts
-
-
-def _timestamp(moment: datetime) -> str:
-    """RFC 3339 with offset, as the protocol wants (milliseconds only when needed)."""
-    return moment.isoformat(timespec="milliseconds" if moment.microsecond else "seconds")
-
-
-def _media_json(media: MediaRef, media_url: Callable[[MediaRef], str]) -> dict[str, object]:
-    return {
-        "url": media_url(media),
-        "sha256": media.sha256,
-        "bytes": media.bytes,
-        "duration_ms": media.duration_ms,
-    }
-
-
-def desired_item(item: PlannedItem, media_url: Callable[[MediaRef], str]) -> dict[str, object]:
-    """The protocol's ``desired.playlist[]`` entry for ``item``.
-
-    ``media_url`` turns a media reference into a (signed) download URL; it is the API
-    layer's, since signing needs the settings.  Times keep the item's zone offset.
-    """
-    entry: dict[str, object] = {
-        "item_id": item.item_id,
-        "kind": item.kind,
-        "title": item.title[:500],
-        "start_at": _timestamp(item.start_at),
-        "end_at": _timestamp(item.end_at),
-        "priority": item.priority,
-    }
-    if item.volume is not None:
-        entry["volume"] = item.volume
-    if item.kind == "file" and item.media is not None:
-        entry["media"] = _media_json(item.media, media_url)
-        entry["loop"] = item.loop
-    if item.kind == "relay" and item.stream is not None:
-        entry["url"] = item.stream.url
-        if item.fallback is not None:
-            entry["fallback"] = _media_json(item.fallback, media_url)
-    return entry
 
 
 def _build(ctx: _Context, day: date, stations: Iterable[int] | None) -> DayPlan:

@@ -582,27 +582,6 @@ def reject_rule(
 # --- plans -----------------------------------------------------------------------------
 
 
-@router.get("/stations/{sid}/playlist", tags=["schedules"])
-def station_playlist(
-    station: StationDep,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    library: LibraryDep,
-    tz: TzDep,
-    day: DateQuery = None,
-) -> dict[str, Any]:
-    """The station's built day: protocol playlist items (``desired.playlist[]``) with
-    exact times in the service time zone, plus the ``rule_id`` each comes from."""
-    principal.require(Permission.SCHEDULES_READ)
-    day = day or service.local_today(tz)
-    plan = service.station_plans(session, [day], tz, {station.id})[0]
-    items = plan.stations.get(station.id, ())
-    entries = service.playlist_entries(session, library, items)
-    for entry, item in zip(entries, items, strict=True):
-        entry["rule_id"] = item.rule_id
-    return {"station": station.sid, "date": day.isoformat(), "timezone": str(tz), "items": entries}
-
-
 @router.get("/schedules/conflicts", tags=["schedules"])
 def conflicts(
     session: SessionDep, principal: CurrentPrincipal, tz: TzDep, day: DateQuery = None

@@ -9,9 +9,6 @@ What the dispatcher calls:
 - `station_plans(session, days, tz, station_ids=None) -> list[DayPlan]`: every station's
   built day (``schedules.builder.build_days``) for the given local days, from every
   approved, enabled rule;
-- `playlist_entries(session, library, items) -> list[dict]`: those items as the
-  protocol's ``desired.playlist[]`` entries, media URLs signed until 24 h after each
-  item ends;
 - `plan_inputs(session) -> (rules, programmes)`: the builder's inputs, if it wants to
   build itself.
 
@@ -67,7 +64,6 @@ from schedules.builder import (
     RuleSpec,
     StreamRef,
     build_days,
-    desired_item,
     preview,
     validate_rule,
 )
@@ -130,8 +126,6 @@ RULE_FIELDS = (
 )
 #: Rule fields whose change does not send an approved rule back to draft.
 _HARMLESS_RULE_FIELDS = frozenset({"title", "enabled"})
-#: Media URLs stay valid this long after the end of the item using them (protocol).
-MEDIA_URL_GRACE = dt.timedelta(hours=24)
 #: How long a signed calendar link stays valid by default.
 CALENDAR_LINK_TTL = dt.timedelta(days=365)
 TTS_CATEGORY = "tin-tuc"
@@ -725,7 +719,11 @@ def _media_ref(asset: MediaAsset | None, *, drafts_ok: bool = False) -> MediaRef
     ):
         return None
     return MediaRef(
-        asset_id=asset.id, sha256=asset.sha256, bytes=asset.bytes, duration_ms=asset.duration_ms
+        asset_id=asset.id,
+        sha256=asset.sha256,
+        bytes=asset.bytes,
+        duration_ms=asset.duration_ms,
+        ext=asset.ext or "mp3",
     )
 
 
@@ -1515,32 +1513,6 @@ def station_plans(
         chosen = frozenset(wanted)
         rules = [rule for rule in rules if rule.station_ids & chosen]
     return build_days(rules, programmes.values(), list(days), tz, stations=wanted)
-
-
-def playlist_entries(
-    session: Session, library: media.MediaLibrary, items: Sequence[PlannedItem]
-) -> list[dict[str, object]]:
-    """The protocol's ``desired.playlist[]`` entries for ``items``; each media URL is
-    signed until `MEDIA_URL_GRACE` (24 h) after the end of the item using it."""
-    ids = {ref.asset_id for item in items for ref in (item.media, item.fallback) if ref is not None}
-    exts: dict[int, str] = {}
-    if ids:
-        exts = {
-            asset_id: ext or "mp3"
-            for asset_id, ext in session.execute(
-                select(MediaAsset.id, MediaAsset.ext).where(MediaAsset.id.in_(ids))
-            )
-        }
-    ttl = MEDIA_URL_GRACE
-    entries: list[dict[str, object]] = []
-    for item in items:
-        expires = item.end_at + ttl
-
-        def sign(ref: MediaRef, expires: dt.datetime = expires) -> str:
-            return library.url(ref.sha256, exts.get(ref.asset_id, "mp3"), expires)
-
-        entries.append(desired_item(item, sign))
-    return entries
 
 
 def local_today(tz: tzinfo) -> date:

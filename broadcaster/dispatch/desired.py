@@ -1,11 +1,14 @@
 """Each station's retained desired state: config + the playlist for today and tomorrow.
 
-`build` turns the schedules into one document per station; its digest (the canonical
-JSON without version and generation time) decides whether anything changed.  Media
-URLs are signed until the day after the window ends, so an unchanged plan signs to the
-same URLs and the same digest.  `apply` bumps a station's version only when the digest
-changed (versions are monotonic and persisted) and publishes every version not yet
-published; a station is never sent the same content twice.
+This is the one place a plan becomes the wire: `playlist` turns the schedule builder's
+`PlannedItem` into the protocol's `PlaylistItem` (media URLs signed until
+`MEDIA_URL_GRACE` after the end of the item using them, as the protocol promises), and
+`build` assembles one `Desired` body per station from the `firmware_bridge.messages`
+models.  Its digest (the canonical JSON without version and generation time) decides
+whether anything changed: an unchanged plan signs to the same URLs and gives the same
+digest.  `apply` bumps a station's version only when the digest changed (versions are
+monotonic and persisted) and publishes every version not yet published; a station is
+never sent the same content twice.
 """
 
 from __future__ import annotations
@@ -14,21 +17,19 @@ import datetime as dt
 import hashlib
 import json
 import logging
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from audio_library.models import MediaAsset
 from audio_library.service import MediaLibrary
 from broadcaster.dispatch import playlog
 from firmware_bridge.client import Bridge
-from firmware_bridge.messages import Desired
+from firmware_bridge.messages import Config, Desired, Media, PlaylistItem, Window
 from schedules import service as schedules
-from schedules.builder import MediaRef, PlannedItem, desired_item
+from schedules.builder import MediaRef, PlannedItem
 from stations import live
 from stations import service as stations
 from stations.models import Station
@@ -36,33 +37,90 @@ from stations.models import Station
 log = logging.getLogger(__name__)
 
 TELEMETRY_INTERVAL_S = 60
+#: Media URLs stay valid this long after the end of the item using them (protocol).
+MEDIA_URL_GRACE = dt.timedelta(hours=24)
+#: Longest title the protocol carries.
+MAX_TITLE = 500
+
+
+def _media(ref: MediaRef, library: MediaLibrary, until: dt.datetime) -> Media:
+    return Media(
+        url=library.url(ref.sha256, ref.ext, until + MEDIA_URL_GRACE),
+        sha256=ref.sha256,
+        bytes=ref.bytes,
+        duration_ms=ref.duration_ms,
+    )
+
+
+def playlist_item(item: PlannedItem, library: MediaLibrary) -> PlaylistItem:
+    """The protocol's ``desired.playlist[]`` entry for a planned item."""
+    file = item.kind == "file" and item.media is not None
+    relay = item.kind == "relay" and item.stream is not None
+    return PlaylistItem(
+        item_id=item.item_id,
+        kind=item.kind,
+        title=item.title[:MAX_TITLE],
+        start_at=item.start_at,
+        end_at=item.end_at,
+        priority=item.priority,
+        volume=item.volume,
+        media=_media(item.media, library, item.end_at) if file and item.media else None,
+        loop=item.loop if file else None,
+        url=item.stream.url if relay and item.stream else None,
+        fallback=(_media(item.fallback, library, item.end_at) if relay and item.fallback else None),
+    )
+
+
+def playlist(items: Sequence[PlannedItem], library: MediaLibrary) -> list[PlaylistItem]:
+    """A station's planned items as protocol playlist entries, in order."""
+    return [playlist_item(item, library) for item in items]
 
 
 @dataclass
 class StationDoc:
+    """One station's desired body (all but version and generation time) and its digest."""
+
     station_id: int
     sid: str
-    body: dict[str, Any]
+    config: Config
+    window: Window
+    playlist: tuple[PlaylistItem, ...]
     digest: str
     items: list[PlannedItem] = field(default_factory=list)
 
+    def message(self, version: int, generated_at: dt.datetime) -> Desired:
+        return Desired(
+            version=version,
+            generated_at=generated_at,
+            config=self.config,
+            window=self.window,
+            playlist=list(self.playlist),
+        )
+
 
 @dataclass
-class Window:
+class Span:
+    """The days a desired document covers: from local midnight today, two days."""
+
     start: dt.datetime
     end: dt.datetime
-    url_expiry: dt.datetime
 
     @classmethod
-    def around(cls, now: dt.datetime, tz: ZoneInfo) -> Window:
+    def around(cls, now: dt.datetime, tz: ZoneInfo) -> Span:
         today = now.astimezone(tz).date()
         start = dt.datetime.combine(today, dt.time(), tzinfo=tz)
         end = dt.datetime.combine(today + dt.timedelta(days=2), dt.time(), tzinfo=tz)
-        return cls(start=start, end=end, url_expiry=end + dt.timedelta(days=1))
+        return cls(start=start, end=end)
 
 
-def _timestamp(value: dt.datetime, tz: ZoneInfo) -> str:
-    return value.astimezone(tz).isoformat(timespec="seconds")
+def _digest(config: Config, window: Window, entries: Sequence[PlaylistItem]) -> str:
+    body = {
+        "config": config.model_dump(mode="json", by_alias=True),
+        "window": window.model_dump(mode="json", by_alias=True),
+        "playlist": [entry.model_dump(mode="json", by_alias=True) for entry in entries],
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def build(
@@ -74,9 +132,12 @@ def build(
     station_ids: Collection[int] | None = None,
     telemetry_interval_s: int = TELEMETRY_INTERVAL_S,
 ) -> list[StationDoc]:
-    """The desired document of every enabled station (or of `station_ids`)."""
-    window = Window.around(now, tz)
-    today = window.start.date()
+    """The desired document of every enabled station (or of `station_ids`).
+
+    Stations with the same items share one playlist (built once per distinct plan).
+    """
+    span = Span.around(now, tz)
+    today = span.start.date()
     days = [today - dt.timedelta(days=1), today, today + dt.timedelta(days=1)]
     query = select(Station).where(Station.enabled.is_(True)).order_by(Station.id)
     if station_ids is not None:
@@ -88,44 +149,27 @@ def build(
         for station_id, items in plan.stations.items():
             if station_id in items_by_station:
                 items_by_station[station_id].extend(
-                    item
-                    for item in items
-                    if item.end_at > window.start and item.start_at < window.end
+                    item for item in items if item.end_at > span.start and item.start_at < span.end
                 )
-    media_ids = {
-        ref.asset_id
-        for items in items_by_station.values()
-        for item in items
-        for ref in (item.media, item.fallback)
-        if ref is not None
-    }
-    exts = {
-        asset_id: ext or "mp3"
-        for asset_id, ext in session.execute(
-            select(MediaAsset.id, MediaAsset.ext).where(MediaAsset.id.in_(media_ids))
-        )
-    }
-
-    def media_url(ref: MediaRef) -> str:
-        return library.url(ref.sha256, exts.get(ref.asset_id, "mp3"), window.url_expiry)
-
+    window = Window(from_=span.start, to=span.end)
     groups = stations.station_groups(session)
+    playlists: dict[tuple[PlannedItem, ...], tuple[PlaylistItem, ...]] = {}
     docs = []
     for station in targets:
-        ordered = sorted(items_by_station[station.id], key=lambda i: (i.start_at, i.item_id))
-        body = {
-            "config": {
-                "volume": station.default_volume,
-                "telemetry_interval_s": telemetry_interval_s,
-                "groups": groups.get(station.id, []),
-                "timezone": tz.key,
-            },
-            "window": {"from": _timestamp(window.start, tz), "to": _timestamp(window.end, tz)},
-            "playlist": [desired_item(item, media_url) for item in ordered],
-        }
-        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-        digest = hashlib.sha256(canonical.encode()).hexdigest()
-        docs.append(StationDoc(station.id, station.sid, body, digest, ordered))
+        ordered = tuple(sorted(items_by_station[station.id], key=lambda i: (i.start_at, i.item_id)))
+        entries = playlists.get(ordered)
+        if entries is None:
+            entries = playlists[ordered] = tuple(playlist(ordered, library))
+        config = Config(
+            volume=station.default_volume,
+            telemetry_interval_s=telemetry_interval_s,
+            groups=groups.get(station.id, []),
+            timezone=tz.key,
+        )
+        digest = _digest(config, window, entries)
+        docs.append(
+            StationDoc(station.id, station.sid, config, window, entries, digest, list(ordered))
+        )
     return docs
 
 
@@ -151,7 +195,7 @@ def apply(
     and a crash never reuses a version number for different content.
     """
     result = ApplyResult()
-    window = Window.around(now, tz)
+    span = Span.around(now, tz)
     for doc in docs:
         state = live.state_of(session, doc.station_id)
         if state.desired_digest != doc.digest:
@@ -173,7 +217,7 @@ def apply(
                     )
                     for item in doc.items
                 ],
-                window=(window.start - dt.timedelta(days=1), window.end),
+                window=(span.start - dt.timedelta(days=1), span.end),
                 now=now,
             )
             result.changed += 1
@@ -185,9 +229,7 @@ def apply(
         if bridge is None or not bridge.connected:
             result.failed += 1
             continue
-        message = Desired.model_validate(
-            {"version": state.desired_version, "generated_at": now, **doc.body}
-        )
+        message = doc.message(state.desired_version, now)
         if bridge.publish_desired(doc.sid, message, wait_s=10.0):
             state.desired_published_version = state.desired_version
             state.desired_at = now

@@ -112,8 +112,8 @@ def test_each_recurrence_form_reaches_the_playlist(
     items = playlist(client, admin, STATION, DAY)
     first = items[0]
     assert first["item_id"] == f"r{rules['daily']['id']}-20261126T0600-0"
-    assert first["start_at"] == "2026-11-26T06:00:00+07:00"
-    assert first["end_at"] == "2026-11-26T06:05:00+07:00"
+    assert first["start_at"] == "2026-11-26T06:00:00.000+07:00"
+    assert first["end_at"] == "2026-11-26T06:05:00.000+07:00"
     assert first["kind"] == "file"
     assert first["priority"] == 3
     assert first["title"] == "Tin"
@@ -162,14 +162,14 @@ def test_midnight_relay_fallback_and_bad_dates(
         ("00:05", "00:10"),  # the relay: starts after midnight but belongs to the block
     ]
     crossing = today[1]
-    assert crossing["start_at"] == "2026-11-26T23:50:00+07:00"
-    assert crossing["end_at"] == "2026-11-27T00:05:00+07:00"
+    assert crossing["start_at"] == "2026-11-26T23:50:00.000+07:00"
+    assert crossing["end_at"] == "2026-11-27T00:05:00.000+07:00"
     assert crossing["volume"] == 40
     relay = today[2]
     assert relay["kind"] == "relay"
     assert relay["url"] == vov["url"]
     assert relay["title"] == "Tin cuối ngày"
-    assert relay["end_at"] == "2026-11-27T00:10:00+07:00"
+    assert relay["end_at"] == "2026-11-27T00:10:00.000+07:00"
     assert relay["fallback"]["bytes"] > 0
     assert relay["fallback"]["url"].startswith("http://testserver/media/")
     tomorrow = playlist(client, admin, STATION, DAY + dt.timedelta(days=1))

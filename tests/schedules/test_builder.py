@@ -17,7 +17,6 @@ from schedules.builder import (
     ProgrammeItemSpec,
     build_day,
     build_days,
-    desired_item,
     preview,
     validate_rule,
 )
@@ -452,43 +451,6 @@ def test_dst_zone_items_have_exact_lengths() -> None:
             length = item.end_at.astimezone(UTC) - item.start_at.astimezone(UTC)
             assert length == timedelta(minutes=90 if item.rule_id == 1 else 20)
         assert_no_overlap([plan])
-
-
-def test_desired_items_match_the_protocol_schema() -> None:
-    schema = pytest.importorskip("firmware_bridge.schema")
-    progs = [
-        programme(1, relay_item(30, "VOV")),
-        programme(2, file_item(10.5, "Bản tin"), gap_item(0.25), file_item(1, "Nhạc")),
-    ]
-    rules = [
-        rule(1, 1, daily("05:00"), priority=PRIORITY, volume=70),
-        rule(2, 2, daily("05:10"), tolerance_s=3600),
-    ]
-    plan = build_day(rules, progs, DAY, VN)
-    playlist = [
-        desired_item(item, lambda media: f"https://media.example/{media.sha256}?sig=x")
-        for item in plan.stations[1]
-    ]
-    assert [entry["start_at"] for entry in playlist] == [
-        "2026-11-26T05:00:00+07:00",
-        "2026-11-26T05:30:00+07:00",
-        "2026-11-26T05:40:45+07:00",
-    ]
-    assert playlist[0]["url"] == "http://relay.example/1"
-    assert playlist[0]["volume"] == 70
-    document = {
-        "version": 1,
-        "generated_at": "2026-11-25T12:00:00+07:00",
-        "config": {
-            "volume": 80,
-            "telemetry_interval_s": 60,
-            "groups": [],
-            "timezone": "Asia/Ho_Chi_Minh",
-        },
-        "window": {"from": "2026-11-26T00:00:00+07:00", "to": "2026-11-28T00:00:00+07:00"},
-        "playlist": playlist,
-    }
-    assert schema.schema_errors(schema.MessageKind.DESIRED, document) == []
 
 
 def test_zone_where_midnight_does_not_exist() -> None:
