@@ -25,6 +25,7 @@ from audio_library.models import AssetStatus, MediaAsset
 from broadcaster.dispatch import outbox, playlog
 from broadcaster.dispatch.models import Broadcast, BroadcastStatus, Command, Play, PlayStatus, Route
 from broadcaster.dispatch.schemas import BroadcastCreate
+from firmware_bridge.messages import Media, PlayBody, Stream
 from kernel.db import utcnow
 from kernel.errors import ConflictError, InvalidInput, PermissionDeniedError
 from kernel.security import Permission, Principal
@@ -91,21 +92,26 @@ def plan_route(session: Session, data: BroadcastCreate) -> Plan:
 
 @dataclass(frozen=True)
 class Content:
-    body: dict[str, Any]
+    """What a broadcast plays: a file (``media``) or a relay (``stream``)."""
+
     title: str
     kind: str
     expected_ms: int
     asset: MediaAsset | None
+    media: Media | None = None
+    stream: Stream | None = None
 
 
-def _media(asset: MediaAsset, library: media.MediaLibrary, until: dt.datetime) -> dict[str, Any]:
-    return {
-        "url": library.asset_url(asset, until),
-        "sha256": asset.sha256,
-        "bytes": asset.bytes,
-        "duration_ms": asset.duration_ms or 0,
-        "content_type": asset.mime or "audio/mpeg",
-    }
+def _media(asset: MediaAsset, library: media.MediaLibrary, until: dt.datetime) -> Media:
+    if asset.sha256 is None or asset.bytes is None:
+        raise InvalidInput(f"media asset {asset.id} has no rendition yet", field="content")
+    return Media(
+        url=library.asset_url(asset, until),
+        sha256=asset.sha256,
+        bytes=asset.bytes,
+        duration_ms=asset.duration_ms or 0,
+        content_type=asset.mime or "audio/mpeg",
+    )
 
 
 def resolve_content(
@@ -173,11 +179,11 @@ def resolve_content(
         expected = min(expected, int((data.until - start_at).total_seconds() * 1000))
     links_until = start_at + dt.timedelta(milliseconds=expected) + dt.timedelta(days=1)
     return Content(
-        body={"media": _media(asset, library, links_until)},
         title=data.title or asset.title,
         kind="file",
         expected_ms=max(expected, 0),
         asset=asset,
+        media=_media(asset, library, links_until),
     )
 
 
@@ -193,15 +199,15 @@ def _stream_content(
     if data.until is None:
         raise InvalidInput("a relay needs 'until' (when to stop)", field="until")
     expected = int((data.until - start_at).total_seconds() * 1000)
-    stream: dict[str, Any] = {"url": source.url}
+    fallback = None
     if source.fallback is not None and source.fallback.playable:
-        stream["fallback"] = _media(source.fallback, library, data.until + dt.timedelta(days=1))
+        fallback = _media(source.fallback, library, data.until + dt.timedelta(days=1))
     return Content(
-        body={"stream": stream},
         title=data.title or source.name,
         kind="relay",
         expected_ms=expected,
         asset=None,
+        stream=Stream(url=source.url, fallback=fallback),
     )
 
 
@@ -241,18 +247,16 @@ def create(
     not_after = max(
         now + dt.timedelta(seconds=data.expires_in_s), start_at + dt.timedelta(seconds=5)
     )
-    body: dict[str, Any] = {
-        "priority": priority,
-        "title": content.title[:500],
-        **content.body,
-        "start_at": start_at.isoformat(),
-    }
-    if data.repeat > 1:
-        body["repeat"] = data.repeat
-    if data.until is not None:
-        body["until"] = data.until.isoformat()
-    if data.volume is not None:
-        body["volume"] = data.volume
+    play = PlayBody(
+        priority=priority,
+        title=content.title[:500],
+        media=content.media,
+        stream=content.stream,
+        start_at=start_at,
+        until=data.until,
+        volume=data.volume,
+        repeat=data.repeat if data.repeat > 1 else None,
+    )
     broadcast = Broadcast(
         title=content.title[:300],
         tier=data.tier,
@@ -279,7 +283,7 @@ def create(
     command = outbox.create(
         session,
         type="play",
-        body=body,
+        body=play.model_dump(mode="json", by_alias=True),
         station_ids=[s.id for s in plan.stations],
         route=plan.route,
         groups=plan.groups,
