@@ -10,22 +10,17 @@ import datetime as dt
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Enum, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from kernel.db import Base, JSONType, utcnow
+from kernel.approval import Approval as Approval  # the asset's approval column (re-exported)
+from kernel.db import Base, JSONType, str_enum, utcnow
 
 
 class AssetStatus(StrEnum):
     PROCESSING = "processing"
     READY = "ready"
     FAILED = "failed"
-
-
-class Approval(StrEnum):
-    DRAFT = "draft"
-    APPROVED = "approved"
-    REJECTED = "rejected"
 
 
 class AssetSource(StrEnum):
@@ -51,12 +46,6 @@ CATEGORIES: dict[str, str] = {
 }
 
 
-def _enum(cls: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        cls, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
-    )
-
-
 class MediaAsset(Base):
     __tablename__ = "media_assets"
     __table_args__ = (
@@ -69,10 +58,10 @@ class MediaAsset(Base):
     title_folded: Mapped[str] = mapped_column(String(300), index=True)
     category: Mapped[str] = mapped_column(String(32), index=True)
     tags: Mapped[list[str]] = mapped_column(JSONType, default=list)
-    source: Mapped[AssetSource] = mapped_column(_enum(AssetSource, "asset_source"))
-    status: Mapped[AssetStatus] = mapped_column(_enum(AssetStatus, "asset_status"), index=True)
+    source: Mapped[AssetSource] = mapped_column(str_enum(AssetSource, "asset_source"))
+    status: Mapped[AssetStatus] = mapped_column(str_enum(AssetStatus, "asset_status"), index=True)
     failure_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
-    approval: Mapped[Approval] = mapped_column(_enum(Approval, "asset_approval"), index=True)
+    approval: Mapped[Approval] = mapped_column(str_enum(Approval, "asset_approval"), index=True)
     approved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     approved_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     approval_note: Mapped[str | None] = mapped_column(Text, nullable=True)

@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from audio_library import areas, service
 from audio_library.dependencies import AssetDep, LibraryDep
 from audio_library.exceptions import MediaNotFound
-from audio_library.models import CATEGORIES, Approval, AssetSource, AssetStatus, MediaAsset
+from audio_library.models import CATEGORIES, AssetSource, AssetStatus, MediaAsset
 from audio_library.schemas import (
     ApprovalRequest,
     AssetRead,
@@ -24,6 +24,7 @@ from audio_library.schemas import (
     check_category,
 )
 from audio_library.signing import verify
+from kernel.approval import Approval
 from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
 from kernel.errors import InvalidInput, PermissionDeniedError
 from kernel.security import Permission, Principal

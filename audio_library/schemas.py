@@ -7,7 +7,8 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from audio_library.models import CATEGORIES, Approval, AssetSource, AssetStatus
+from audio_library.models import CATEGORIES, AssetSource, AssetStatus
+from kernel.approval import Approval
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]

@@ -29,7 +29,7 @@ from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library.exceptions import AudioToolError, MediaNotFound
-from audio_library.models import Approval, AssetSource, AssetStatus, MediaAsset
+from audio_library.models import AssetSource, AssetStatus, MediaAsset
 from audio_library.peaks import compute_peaks
 from audio_library.pipeline import ProcessResult
 from audio_library.probe import probe
@@ -37,6 +37,7 @@ from audio_library.processing import MediaProcessor
 from audio_library.settings import AudioSettings
 from audio_library.signing import sign_media_url
 from audio_library.storage import MediaStore, Upload
+from kernel.approval import Approval
 from kernel.db import paginate, utcnow
 from kernel.errors import ConflictError, InvalidInput, NotFoundError, PermissionDeniedError
 from kernel.text import fold, like_pattern

@@ -8,9 +8,10 @@ aware (SQLite keeps no offset, so `UTCDateTime` re-attaches it).
 from __future__ import annotations
 
 import datetime as dt
+from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, MetaData, Select, TypeDecorator, func, select
+from sqlalchemy import JSON, DateTime, Enum, MetaData, Select, TypeDecorator, func, select
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -56,6 +57,14 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
 
 # JSON everywhere, JSONB on PostgreSQL.
 JSONType = JSON().with_variant(postgresql.JSONB(), "postgresql")
+
+
+def str_enum(cls: type[StrEnum], name: str) -> Enum:
+    """A `StrEnum` column stored as its values in a VARCHAR(16) (no native enum type, so a
+    new member needs no migration of the type)."""
+    return Enum(
+        cls, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
+    )
 
 
 class Base(DeclarativeBase):

@@ -33,7 +33,6 @@ from sqlalchemy import (
     CheckConstraint,
     Column,
     Date,
-    Enum,
     ForeignKey,
     Integer,
     String,
@@ -43,8 +42,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from audio_library.models import Approval, MediaAsset
-from kernel.db import Base, JSONType, utcnow
+from audio_library.models import MediaAsset
+from kernel.approval import Approval
+from kernel.db import Base, JSONType, str_enum, utcnow
 from kernel.tiers import Tier
 from stations import models as _registry  # noqa: F401 - the tables our keys point at
 
@@ -68,12 +68,6 @@ class ItemKind(StrEnum):
     TEXT = "text"  # a text bulletin, spoken by the audio library's TTS when saved
 
 
-def _enum(cls: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        cls, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
-    )
-
-
 class StreamSource(Base):
     """A live source stations relay (VOV, the provincial radio, the city bulletin...)."""
 
@@ -85,7 +79,7 @@ class StreamSource(Base):
     name: Mapped[str] = mapped_column(String(200))
     name_folded: Mapped[str] = mapped_column(String(200), index=True)
     url: Mapped[str] = mapped_column(String(1000))
-    kind: Mapped[StreamKind] = mapped_column(_enum(StreamKind, "stream_kind"), index=True)
+    kind: Mapped[StreamKind] = mapped_column(str_enum(StreamKind, "stream_kind"), index=True)
     fallback_asset_id: Mapped[int | None] = mapped_column(
         ForeignKey("media_assets.id", ondelete="SET NULL"), index=True, nullable=True
     )
@@ -145,7 +139,7 @@ class ProgrammeItem(Base):
         ForeignKey("programmes.id", ondelete="CASCADE"), index=True
     )
     position: Mapped[int] = mapped_column(Integer)
-    kind: Mapped[ItemKind] = mapped_column(_enum(ItemKind, "programme_item_kind"))
+    kind: Mapped[ItemKind] = mapped_column(str_enum(ItemKind, "programme_item_kind"))
     title: Mapped[str | None] = mapped_column(String(300), nullable=True)
     asset_id: Mapped[int | None] = mapped_column(
         ForeignKey("media_assets.id", ondelete="SET NULL"), index=True, nullable=True
@@ -207,7 +201,7 @@ class ScheduleRule(Base):
     programme_id: Mapped[int] = mapped_column(
         ForeignKey("programmes.id", ondelete="RESTRICT"), index=True
     )
-    tier: Mapped[Tier] = mapped_column(_enum(Tier, "schedule_tier"))
+    tier: Mapped[Tier] = mapped_column(str_enum(Tier, "schedule_tier"))
     priority: Mapped[int] = mapped_column(Integer)
     order: Mapped[int] = mapped_column("sort_order", Integer, default=0)
     owner_area_id: Mapped[int | None] = mapped_column(
@@ -219,7 +213,7 @@ class ScheduleRule(Base):
     shift_tolerance_s: Mapped[int] = mapped_column(Integer, default=0)
     slot_s: Mapped[int | None] = mapped_column(Integer, nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True, index=True)
-    approval: Mapped[Approval] = mapped_column(_enum(Approval, "schedule_approval"), index=True)
+    approval: Mapped[Approval] = mapped_column(str_enum(Approval, "schedule_approval"), index=True)
     approved_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     approved_by_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     approved_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from audio_library import areas as area_codes
 from audio_library.dependencies import LibraryDep
-from audio_library.models import Approval
+from kernel.approval import Approval
 from kernel.db import utcnow
 from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
 from kernel.security import Permission, Principal

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
-from audio_library.models import Approval
+from kernel.approval import Approval
 from kernel.tiers import Tier
 from schedules.builder import MAX_PROGRAMME_MS, MAX_SHIFT_TOLERANCE_S
 from schedules.models import ItemKind, StreamKind

@@ -46,7 +46,8 @@ from sqlalchemy.orm import Session
 from audio_library import areas as area_codes
 from audio_library import service as media
 from audio_library.exceptions import AudioToolError
-from audio_library.models import Approval, AssetSource, AssetStatus, MediaAsset
+from audio_library.models import AssetSource, AssetStatus, MediaAsset
+from kernel.approval import Approval
 from kernel.db import paginate, utcnow
 from kernel.errors import InvalidInput, PermissionDeniedError
 from kernel.security import Permission, Principal
@@ -104,8 +105,7 @@ from schedules.schemas import (
     TargetsIn,
     TextItemIn,
 )
-from stations.models import Area, Group, Station, group_areas, group_stations
-from stations.service import ALL_GROUP
+from stations.models import ALL_GROUP, Area, Group, Station, group_areas, group_stations
 
 Author = media.Author
 

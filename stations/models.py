@@ -11,7 +11,6 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
-    Enum,
     Float,
     ForeignKey,
     Index,
@@ -22,7 +21,10 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from kernel.db import Base, JSONType, utcnow
+from kernel.db import Base, JSONType, str_enum, utcnow
+
+#: The built-in group of every station (gid ``all``).
+ALL_GROUP = "all"
 
 
 class AreaLevel(StrEnum):
@@ -41,14 +43,6 @@ class StationKind(StrEnum):
     SMART = "smart"
 
 
-def _enum(cls: type[StrEnum], name: str) -> Enum:
-    return Enum(cls, name=name, native_enum=False, length=16, values_callable=_values)
-
-
-def _values(cls: type[StrEnum]) -> list[str]:
-    return [m.value for m in cls]
-
-
 class Area(Base):
     __tablename__ = "areas"
 
@@ -56,7 +50,7 @@ class Area(Base):
     code: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     name_folded: Mapped[str] = mapped_column(String(200), index=True)
-    level: Mapped[AreaLevel] = mapped_column(_enum(AreaLevel, "area_level"))
+    level: Mapped[AreaLevel] = mapped_column(str_enum(AreaLevel, "area_level"))
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("areas.id", ondelete="RESTRICT"), index=True, nullable=True
     )
@@ -78,7 +72,7 @@ class Station(Base):
     sid: Mapped[str] = mapped_column(String(64), unique=True)
     name: Mapped[str] = mapped_column(String(200))
     name_folded: Mapped[str] = mapped_column(String(200), index=True)
-    kind: Mapped[StationKind] = mapped_column(_enum(StationKind, "station_kind"), index=True)
+    kind: Mapped[StationKind] = mapped_column(str_enum(StationKind, "station_kind"), index=True)
     area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="RESTRICT"), index=True)
     latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
     longitude: Mapped[float | None] = mapped_column(Float, nullable=True)

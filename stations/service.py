@@ -26,7 +26,15 @@ from stations.exceptions import (
     GroupReadOnly,
     StationNotFound,
 )
-from stations.models import Area, AreaLevel, Group, Station, StationKind, StationState
+from stations.models import (
+    ALL_GROUP,
+    Area,
+    AreaLevel,
+    Group,
+    Station,
+    StationKind,
+    StationState,
+)
 from stations.schemas import (
     AreaCreate,
     AreaUpdate,
@@ -36,7 +44,6 @@ from stations.schemas import (
     StationUpdate,
 )
 
-ALL_GROUP = "all"
 AREA_FIELDS = ("code", "name", "level", "parent_id")
 STATION_FIELDS = (
     "sid",

@@ -51,7 +51,7 @@ from broadcaster.broker.models import StationCredential
 from firmware_bridge.topics import STATION_INBOUND, Topics
 from kernel.db import utcnow
 from stations import service as stations_service
-from stations.models import Station
+from stations.models import ALL_GROUP, Station
 
 __all__ = [
     "ADMIN_ROLE",
@@ -81,7 +81,6 @@ log = logging.getLogger(__name__)
 STATION_ROLE_PREFIX = "loa-st-"
 SERVER_ROLE = "loa-server"
 ADMIN_ROLE = "loa-broker-admin"
-ALL_GROUP = "all"
 #: Above this many stations, read the whole broker state at once instead of per station.
 _LIST_THRESHOLD = 20
 

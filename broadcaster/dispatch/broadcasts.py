@@ -32,7 +32,7 @@ from kernel.security import Permission, Principal
 from kernel.tiers import Tier
 from schedules.models import StreamSource
 from stations import service as stations
-from stations.models import Area, Group, Station, StationState
+from stations.models import ALL_GROUP, Area, Group, Station, StationState
 
 STREAM_DEFAULT_MS = 60_000
 
@@ -62,7 +62,7 @@ def plan_route(session: Session, data: BroadcastCreate) -> Plan:
     for code in data.targets.areas:
         area = session.scalar(select(Area).where(Area.code == code))
         if area is not None and area.parent_id is None:
-            gids.append(stations.ALL_GROUP)
+            gids.append(ALL_GROUP)
             continue
         group = session.scalar(
             select(Group).where(
@@ -75,8 +75,8 @@ def plan_route(session: Session, data: BroadcastCreate) -> Plan:
         gids.append(group.gid)
     if not whole_groups:
         return Plan(resolved, Route.STATIONS, [], {s.id for s in resolved})
-    if stations.ALL_GROUP in gids:
-        gids = [stations.ALL_GROUP]
+    if ALL_GROUP in gids:
+        gids = [ALL_GROUP]
     ids = [s.id for s in resolved]
     in_sync = set(
         session.scalars(

@@ -9,7 +9,6 @@ from typing import Any
 from sqlalchemy import (
     BigInteger,
     Boolean,
-    Enum,
     Float,
     ForeignKey,
     Index,
@@ -20,15 +19,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from kernel.db import Base, JSONType, utcnow
+from kernel.db import Base, JSONType, str_enum, utcnow
 
 BigId = BigInteger().with_variant(Integer, "sqlite")
-
-
-def _enum(cls: type[StrEnum], name: str) -> Enum:
-    return Enum(
-        cls, name=name, native_enum=False, length=16, values_callable=lambda e: [m.value for m in e]
-    )
 
 
 class TargetStatus(StrEnum):
@@ -83,7 +76,7 @@ class Command(Base):
     not_after: Mapped[dt.datetime] = mapped_column()
     # when a target that received it must have finished (play commands run long)
     deadline: Mapped[dt.datetime] = mapped_column()
-    route: Mapped[Route] = mapped_column(_enum(Route, "command_route"))
+    route: Mapped[Route] = mapped_column(str_enum(Route, "command_route"))
     groups: Mapped[list[str]] = mapped_column(JSONType, default=list)
     broadcast_id: Mapped[int | None] = mapped_column(
         ForeignKey("broadcasts.id", ondelete="CASCADE"), index=True, nullable=True
@@ -109,7 +102,9 @@ class CommandTarget(Base):
     id: Mapped[int] = mapped_column(BigId, primary_key=True)
     command_id: Mapped[int] = mapped_column(ForeignKey("commands.id", ondelete="CASCADE"))
     station_id: Mapped[int] = mapped_column(ForeignKey("stations.id", ondelete="CASCADE"))
-    status: Mapped[TargetStatus] = mapped_column(_enum(TargetStatus, "target_status"), index=True)
+    status: Mapped[TargetStatus] = mapped_column(
+        str_enum(TargetStatus, "target_status"), index=True
+    )
     direct: Mapped[bool] = mapped_column(Boolean, default=True)
     reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     station_time: Mapped[dt.datetime | None] = mapped_column(nullable=True)
@@ -145,7 +140,7 @@ class Broadcast(Base):
     until: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     repeat: Mapped[int] = mapped_column(Integer, default=1)
     not_after: Mapped[dt.datetime] = mapped_column()
-    status: Mapped[BroadcastStatus] = mapped_column(_enum(BroadcastStatus, "broadcast_status"))
+    status: Mapped[BroadcastStatus] = mapped_column(str_enum(BroadcastStatus, "broadcast_status"))
     approval_note: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_by: Mapped[str] = mapped_column(String(64))
     created_by_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
@@ -232,7 +227,7 @@ class Play(Base):
     planned_start: Mapped[dt.datetime] = mapped_column()
     planned_end: Mapped[dt.datetime] = mapped_column()
     expected_ms: Mapped[int] = mapped_column(BigInteger)
-    status: Mapped[PlayStatus] = mapped_column(_enum(PlayStatus, "play_status"))
+    status: Mapped[PlayStatus] = mapped_column(str_enum(PlayStatus, "play_status"))
     started_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     ended_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     played_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)

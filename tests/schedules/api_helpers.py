@@ -17,7 +17,8 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from audio_library.models import Approval, AssetSource, AssetStatus, MediaAsset
+from audio_library.models import AssetSource, AssetStatus, MediaAsset
+from kernel.approval import Approval
 from kernel.text import fold
 from stations.models import Area
 from tests.api import ok

@@ -10,7 +10,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
 
-from audio_library.models import Approval, MediaAsset
+from audio_library.models import MediaAsset
+from kernel.approval import Approval
 from kernel.security import Role
 from tests.api import make_user, ok
 from tests.schedules.api_helpers import (

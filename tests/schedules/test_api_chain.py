@@ -12,8 +12,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from audio_library.models import Approval, MediaAsset
+from audio_library.models import MediaAsset
 from broadcaster import db
+from kernel.approval import Approval
 from kernel.audit import AuditEntry
 from kernel.security import Role
 from schedules import seed

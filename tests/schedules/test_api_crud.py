@@ -279,7 +279,8 @@ def test_rule_crud_and_every_bad_input(
     assert "no (enabled) station" in response.json()["detail"][0]["msg"]
     # an asset un-approved after the programme was saved: the rule cannot be saved
     with session_factory() as session:
-        from audio_library.models import Approval, MediaAsset
+        from audio_library.models import MediaAsset
+        from kernel.approval import Approval
 
         session.get(MediaAsset, news).approval = Approval.REJECTED  # type: ignore[union-attr]
         session.commit()
