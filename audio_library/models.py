@@ -95,6 +95,17 @@ class MediaAsset(Base):
     processed_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
 
     @property
+    def ready(self) -> bool:
+        """Processed: its rendition is in the store."""
+        return self.status is AssetStatus.READY
+
+    @property
     def playable(self) -> bool:
         """Ready and approved: may be scheduled or broadcast."""
-        return self.status is AssetStatus.READY and self.approval is Approval.APPROVED
+        return self.ready and self.approval is Approval.APPROVED
+
+    @property
+    def spoken_draft(self) -> bool:
+        """A spoken text bulletin still waiting for approval (schedules approve it with
+        the rule that plays it)."""
+        return self.source is AssetSource.TTS and self.approval is Approval.DRAFT

@@ -10,7 +10,7 @@ from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile,
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy.orm import Session
 
-from audio_library import areas, service
+from audio_library import service
 from audio_library.dependencies import AssetDep, LibraryDep
 from audio_library.exceptions import MediaNotFound
 from audio_library.models import CATEGORIES, AssetSource, AssetStatus, MediaAsset
@@ -25,10 +25,18 @@ from audio_library.schemas import (
 )
 from audio_library.signing import verify
 from kernel.approval import Approval
-from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
-from kernel.errors import InvalidInput, PermissionDeniedError
+from kernel.db import release
+from kernel.dependencies import (
+    AreasDep,
+    Audit,
+    CurrentPrincipal,
+    PageDep,
+    SessionDep,
+    SessionFactoryDep,
+)
+from kernel.errors import InvalidInput
+from kernel.ownership import AreaDirectory, owner_area_for, require_owner
 from kernel.security import Permission, Principal
-from kernel.signals import plan_changed
 
 router = APIRouter(prefix="/api/v1/media", tags=["media"])
 public_router = APIRouter(tags=["media"])
@@ -78,33 +86,31 @@ def asset_read(
     )
 
 
-def _read_one(session: Session, library: service.MediaLibrary, asset: MediaAsset) -> AssetRead:
+def _read_one(
+    session: Session, library: service.MediaLibrary, areas: AreaDirectory, asset: MediaAsset
+) -> AssetRead:
     return asset_read(asset, library, areas.codes_for(session, [asset.owner_area_id]))
 
 
-def _author(session: Session, principal: Principal, owner_area: str | None) -> service.Author:
-    """The author, and the area the new asset belongs to (city-wide for administrators)."""
-    area_id: int | None = None
-    if owner_area is not None:
-        area_id = areas.id_for(session, owner_area)
-        if area_id is None:
-            raise InvalidInput(f"unknown area {owner_area!r}", field="owner_area")
-        principal.require_area(Permission.CONTENT_WRITE, area_id)
-    elif not principal.city_wide and principal.area_codes:
-        area_id = areas.id_for(session, min(principal.area_codes))
+def _author(
+    session: Session, principal: Principal, areas: AreaDirectory, owner_area: str | None
+) -> service.Author:
+    """The author, and the area the new asset belongs to (see `kernel.ownership`)."""
+    area_id = owner_area_for(
+        session,
+        principal,
+        owner_area,
+        Permission.CONTENT_WRITE,
+        areas=areas,
+        what="content",
+        what_vi="Nội dung",
+    )
     return service.Author(name=principal.username, user_id=principal.user_id, area_id=area_id)
 
 
 def _require_owner(principal: Principal, asset: MediaAsset, permission: Permission) -> None:
     """Area-owned assets need the permission in that area; city-wide ones a city account."""
-    principal.require(permission)
-    if asset.owner_area_id is not None:
-        principal.require_area(permission, asset.owner_area_id)
-    elif not principal.city_wide:
-        raise PermissionDeniedError(
-            "city-wide content is managed by the city",
-            message_vi="Nội dung dùng chung toàn thành phố do thành phố quản lý",
-        )
+    require_owner(principal, asset.owner_area_id, permission, what="content", what_vi="Nội dung")
 
 
 @router.get("", response_model=dict)
@@ -112,6 +118,7 @@ def list_media(
     session: SessionDep,
     principal: CurrentPrincipal,
     library: LibraryDep,
+    areas: AreasDep,
     page: PageDep,
     q: Annotated[str | None, Query(max_length=200)] = None,
     category: Annotated[str | None, Query(max_length=32)] = None,
@@ -149,8 +156,10 @@ def categories(principal: CurrentPrincipal) -> dict[str, str]:
 )
 def upload_media(
     session: SessionDep,
+    factory: SessionFactoryDep,
     principal: CurrentPrincipal,
     library: LibraryDep,
+    areas: AreasDep,
     audit: Audit,
     file: Annotated[UploadFile, File(description="audio in any format ffmpeg decodes")],
     title: Annotated[str, Form(min_length=1, max_length=300)],
@@ -164,10 +173,11 @@ def upload_media(
         check_category(category)
     except ValueError as exc:
         raise InvalidInput(str(exc), field="category") from exc
-    author = _author(session, principal, owner_area)
+    author = _author(session, principal, areas, owner_area)
+    release(session)  # the ingest job opens its own sessions
     upload = library.store.receive_upload(file.file, max_bytes=library.settings.max_upload_bytes)
-    asset, created = service.ingest_upload(
-        session,
+    asset_id, created = service.ingest_upload(
+        factory,
         library,
         upload=upload,
         filename=file.filename,
@@ -176,10 +186,13 @@ def upload_media(
         tags=[t.strip() for t in tags.split(",") if t.strip()],
         author=author,
     )
+    asset = service.get_asset(session, asset_id)
     if created:
-        audit.record("media.upload", "media", [str(asset.id)], after={"title": asset.title})
-        session.commit()
-    body = _read_one(session, library, asset).model_dump(mode="json")
+        # a new draft: nothing plays it until it is approved and scheduled
+        audit.commit_change(
+            "media.upload", "media", [str(asset.id)], after={"title": asset.title}, plan=False
+        )
+    body = _read_one(session, library, areas, asset).model_dump(mode="json")
     return JSONResponse(body, status_code=201 if created else 200)
 
 
@@ -187,14 +200,18 @@ def upload_media(
 def text_to_speech(
     data: TTSRequest,
     session: SessionDep,
+    factory: SessionFactoryDep,
     principal: CurrentPrincipal,
     library: LibraryDep,
+    areas: AreasDep,
     audit: Audit,
 ) -> AssetRead:
     """Read a Vietnamese bulletin aloud (voices: south, north, central; rate -3..+3)."""
     principal.require(Permission.CONTENT_WRITE)
-    asset = service.create_tts_asset(
-        session,
+    author = _author(session, principal, areas, None)
+    release(session)  # the speech job opens its own sessions
+    asset_id = service.create_tts_asset(
+        factory,
         library,
         text=data.text,
         voice=data.voice,
@@ -202,25 +219,31 @@ def text_to_speech(
         title=data.title,
         category=data.category,
         tags=data.tags,
-        author=_author(session, principal, None),
+        author=author,
     )
-    audit.record("media.tts", "media", [str(asset.id)], after={"title": asset.title})
-    session.commit()
-    return _read_one(session, library, asset)
+    asset = service.get_asset(session, asset_id)
+    audit.commit_change(  # a new draft: nothing plays it yet
+        "media.tts", "media", [str(asset.id)], after={"title": asset.title}, plan=False
+    )
+    return _read_one(session, library, areas, asset)
 
 
 @router.post("/compose", status_code=status.HTTP_201_CREATED)
 def compose_media(
     data: ComposeRequest,
     session: SessionDep,
+    factory: SessionFactoryDep,
     principal: CurrentPrincipal,
     library: LibraryDep,
+    areas: AreasDep,
     audit: Audit,
 ) -> AssetRead:
     """Join parts (intro jingle, bulletin, outro) with gaps or a crossfade."""
     principal.require(Permission.CONTENT_WRITE)
-    asset = service.create_composed_asset(
-        session,
+    author = _author(session, principal, areas, None)
+    release(session)  # the composition job opens its own sessions
+    asset_id = service.create_composed_asset(
+        factory,
         library,
         part_ids=data.parts,
         gap_ms=data.gap_ms,
@@ -228,17 +251,21 @@ def compose_media(
         title=data.title,
         category=data.category,
         tags=data.tags,
-        author=_author(session, principal, None),
+        author=author,
         scope=principal.scope,
     )
-    audit.record("media.compose", "media", [str(asset.id)], after=data.model_dump())
-    session.commit()
-    return _read_one(session, library, asset)
+    asset = service.get_asset(session, asset_id)
+    audit.commit_change(  # a new draft: nothing plays it yet
+        "media.compose", "media", [str(asset.id)], after=data.model_dump(), plan=False
+    )
+    return _read_one(session, library, areas, asset)
 
 
 @router.get("/{asset_id}")
-def get_media(asset: AssetDep, session: SessionDep, library: LibraryDep) -> AssetRead:
-    return _read_one(session, library, asset)
+def get_media(
+    asset: AssetDep, session: SessionDep, library: LibraryDep, areas: AreasDep
+) -> AssetRead:
+    return _read_one(session, library, areas, asset)
 
 
 @router.patch("/{asset_id}")
@@ -248,6 +275,7 @@ def update_media(
     session: SessionDep,
     principal: CurrentPrincipal,
     library: LibraryDep,
+    areas: AreasDep,
     audit: Audit,
 ) -> AssetRead:
     _require_owner(principal, asset, Permission.CONTENT_WRITE)
@@ -255,16 +283,14 @@ def update_media(
     service.update_metadata(
         session, asset, title=data.title, category=data.category, tags=data.tags
     )
-    audit.record(
+    audit.commit_change(  # titles reach the playlists
         "media.update",
         "media",
         [str(asset.id)],
         before=before,
         after=data.model_dump(exclude_unset=True),
     )
-    plan_changed(session, "media.update")
-    session.commit()
-    return _read_one(session, library, asset)
+    return _read_one(session, library, areas, asset)
 
 
 def _review(
@@ -273,6 +299,7 @@ def _review(
     session: Session,
     principal: Principal,
     library: service.MediaLibrary,
+    areas: AreaDirectory,
     audit: Audit,
     *,
     approve: bool,
@@ -286,16 +313,14 @@ def _review(
         approve=approve,
         note=data.note,
     )
-    audit.record(
+    audit.commit_change(
         "media.approve" if approve else "media.reject",
         "media",
         [str(asset.id)],
         before=before,
         after={"approval": asset.approval.value, "note": data.note},
     )
-    plan_changed(session, "media.review")
-    session.commit()
-    return _read_one(session, library, asset)
+    return _read_one(session, library, areas, asset)
 
 
 @router.post("/{asset_id}/approve")
@@ -304,11 +329,19 @@ def approve_media(
     session: SessionDep,
     principal: CurrentPrincipal,
     library: LibraryDep,
+    areas: AreasDep,
     audit: Audit,
     data: ApprovalRequest | None = None,
 ) -> AssetRead:
     return _review(
-        asset, data or ApprovalRequest(), session, principal, library, audit, approve=True
+        asset,
+        data or ApprovalRequest(),
+        session,
+        principal,
+        library,
+        areas,
+        audit,
+        approve=True,
     )
 
 
@@ -318,11 +351,19 @@ def reject_media(
     session: SessionDep,
     principal: CurrentPrincipal,
     library: LibraryDep,
+    areas: AreasDep,
     audit: Audit,
     data: ApprovalRequest | None = None,
 ) -> AssetRead:
     return _review(
-        asset, data or ApprovalRequest(), session, principal, library, audit, approve=False
+        asset,
+        data or ApprovalRequest(),
+        session,
+        principal,
+        library,
+        areas,
+        audit,
+        approve=False,
     )
 
 
@@ -334,7 +375,12 @@ def media_peaks(
     buckets: Annotated[int, Query(ge=10, le=4000)] = service.DEFAULT_PEAK_BUCKETS,
 ) -> Peaks:
     """Waveform peaks for previews (absolute peak per bucket, 0..1)."""
-    values = service.peaks(session, library, asset, buckets)
+    values = service.cached_peaks(asset, buckets)
+    if values is None:
+        release(session)  # decoding takes a while: hold no transaction meanwhile
+        values = service.rendition_peaks(library, asset, buckets)
+        service.cache_peaks(session, asset, buckets, values)
+        session.commit()
     return Peaks(
         asset_id=asset.id, buckets=len(values), duration_ms=asset.duration_ms or 0, peaks=values
     )
@@ -355,9 +401,7 @@ def delete_media(
     used_by = [user for check in checks for user in check(session, asset.id)]
     asset_id, title = asset.id, asset.title
     service.delete_asset(session, library, asset, used_by=used_by)
-    audit.record("media.delete", "media", [str(asset_id)], before={"title": title})
-    plan_changed(session, "media.delete")
-    session.commit()
+    audit.commit_change("media.delete", "media", [str(asset_id)], before={"title": title})
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

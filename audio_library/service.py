@@ -1,14 +1,24 @@
 """Media library use cases.
 
-Ingest (upload, text-to-speech, composition) is a long use case with its own commits:
-the asset row appears as ``processing`` at once (so the library shows the work), the
-audio work runs in the process pool, and then
+Services flush; the boundary (a route, a CLI command, a job) commits.  Audio work
+(ffmpeg, espeak-ng) is long, so it never runs inside a caller's transaction:
 
-- bad input (not audio, silent, too long, empty text...) removes the row and every file
-  it brought, and the `InvalidInput` propagates (a 4xx, nothing left behind);
-- a server-side failure (ffmpeg crashed, timed out) leaves the row ``failed`` with the
-  reason, never ``processing``;
-- success stores the rendition under its SHA-256 and marks the row ``ready``.
+- **speech inside a larger save** (a programme's text items, an emergency broadcast, the
+  seed's fallback): `speak` renders into the content-addressed store with no database
+  at all, then `add_speech` records the ready draft asset in the caller's transaction,
+  committed with the rest of the save (`discard` removes renditions a failed save left
+  unused);
+- **stand-alone ingest** (upload, text-to-speech, composition): the job opens its own
+  short sessions from the session factory.  The asset row appears as ``processing`` at
+  once (so the library shows the work), the audio work runs with no transaction open,
+  and then
+  - bad input (not audio, silent, too long, empty text...) removes the row and every
+    file it brought, and the `InvalidInput` propagates (a 4xx, nothing left behind);
+  - a server-side failure (ffmpeg crashed, timed out) leaves the row ``failed`` with
+    the reason, never ``processing``;
+  - success stores the rendition under its SHA-256 and marks the row ``ready``.
+  The caller must hold no transaction (`kernel.db.release`); the job returns the
+  asset's id.
 
 Rows left ``processing`` by a crash are picked up by `recover_interrupted` at start-up.
 Every asset starts as a ``draft``; an approver other than its author approves it; only
@@ -20,16 +30,18 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import logging
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library.exceptions import AudioToolError, MediaNotFound
-from audio_library.models import AssetSource, AssetStatus, MediaAsset
+from audio_library.models import AssetSource, AssetStatus
+from audio_library.models import MediaAsset as MediaAsset  # what the service hands out
 from audio_library.peaks import compute_peaks
 from audio_library.pipeline import ProcessResult
 from audio_library.probe import probe
@@ -40,6 +52,7 @@ from audio_library.storage import MediaStore, Upload
 from kernel.approval import Approval
 from kernel.db import paginate, utcnow
 from kernel.errors import ConflictError, InvalidInput, NotFoundError, PermissionDeniedError
+from kernel.ownership import in_scope, visible
 from kernel.text import fold, like_pattern
 
 log = logging.getLogger(__name__)
@@ -114,11 +127,46 @@ def get_asset(session: Session, asset_id: int) -> MediaAsset:
     return asset
 
 
-def visible(query: Select[MediaAsset], scope: Collection[int] | None) -> Select[MediaAsset]:
-    """City-wide assets and those owned inside the scope."""
-    if scope is None:
-        return query
-    return query.where(or_(MediaAsset.owner_area_id.is_(None), MediaAsset.owner_area_id.in_(scope)))
+def assets_by_id(session: Session, ids: Collection[int]) -> dict[int, MediaAsset]:
+    """The assets of `ids` that exist, in one query."""
+    if not ids:
+        return {}
+    query = select(MediaAsset).where(MediaAsset.id.in_(list(ids)))
+    return {asset.id: asset for asset in session.scalars(query)}
+
+
+def spoken_asset(session: Session, *, title: str, created_by: str) -> MediaAsset | None:
+    """The first ready spoken bulletin with this title by this author (a seed finding
+    its own bulletin again)."""
+    return session.scalar(
+        select(MediaAsset)
+        .where(
+            MediaAsset.source == AssetSource.TTS,
+            MediaAsset.title == title,
+            MediaAsset.created_by == created_by,
+            MediaAsset.status == AssetStatus.READY,
+        )
+        .order_by(MediaAsset.id)
+    )
+
+
+def asset_in_scope(
+    session: Session,
+    asset_id: int,
+    *,
+    scope: Collection[int] | None,
+    field: str | Sequence[str | int],
+) -> MediaAsset:
+    """The asset, if it exists and is city-wide or owned in `scope`; `InvalidInput` on
+    `field` otherwise (an asset outside the caller's areas does not exist for them)."""
+    asset = session.get(MediaAsset, asset_id)
+    if asset is None or not in_scope(asset.owner_area_id, scope):
+        raise InvalidInput(
+            f"media asset {asset_id} does not exist",
+            field=field,
+            message_vi=f"Tệp âm thanh {asset_id} không tồn tại",
+        )
+    return asset
 
 
 def list_assets(
@@ -134,7 +182,7 @@ def list_assets(
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[MediaAsset], int]:
-    query = visible(select(MediaAsset), scope)
+    query = visible(select(MediaAsset), MediaAsset.owner_area_id, scope)
     if q:
         query = query.where(MediaAsset.title_folded.like(like_pattern(q), escape="\\"))
     if category:
@@ -152,15 +200,20 @@ def list_assets(
 
 
 def require_playable(
-    session: Session, asset_id: int, *, field: str | tuple[str | int, ...]
+    session: Session,
+    asset_id: int,
+    *,
+    field: str | Sequence[str | int],
+    scope: Collection[int] | None = None,
 ) -> MediaAsset:
-    """The asset, if it exists, is ready and approved; `InvalidInput` on `field` otherwise."""
-    asset = session.get(MediaAsset, asset_id)
-    if asset is None:
-        raise InvalidInput(f"media asset {asset_id} does not exist", field=field)
+    """The asset, if it exists (in `scope`), is ready and approved; `InvalidInput` on
+    `field` otherwise."""
+    asset = asset_in_scope(session, asset_id, scope=scope, field=field)
     if asset.status is not AssetStatus.READY:
         raise InvalidInput(
-            f"media asset {asset_id} is {asset.status.value}, not ready", field=field
+            f"media asset {asset_id} is {asset.status.value}, not ready",
+            field=field,
+            message_vi=f"Tệp âm thanh {asset_id} chưa sẵn sàng",
         )
     if asset.approval is not Approval.APPROVED:
         raise InvalidInput(
@@ -169,6 +222,19 @@ def require_playable(
             message_vi=f"Tệp âm thanh {asset_id} chưa được duyệt",
         )
     return asset
+
+
+def unplayable_reason(asset: MediaAsset | None) -> str | None:
+    """Why an asset cannot play now (deleted, not ready, rejected, not approved)."""
+    if asset is None:
+        return "the media asset was deleted"
+    if asset.status is not AssetStatus.READY:
+        return f"the media asset is {asset.status.value}"
+    if asset.approval is Approval.REJECTED:
+        return "the media asset was rejected"
+    if asset.approval is not Approval.APPROVED:
+        return "the media asset is not approved"
+    return None
 
 
 # --- ingest ----------------------------------------------------------------------------
@@ -198,17 +264,35 @@ def _new_asset(
     )
 
 
-def _complete(asset: MediaAsset, library: MediaLibrary, result: ProcessResult) -> None:
-    stored = library.store.put_file(
-        "rendition",
-        result.rendition_path,
-        ext=result.rendition_ext,
-        sha256=result.rendition_sha256,
-        move=True,
-    )
-    asset.sha256 = stored.sha256
-    asset.ext = stored.ext
-    asset.bytes = stored.size
+@dataclass(frozen=True, slots=True)
+class Rendition:
+    """A processed recording in the content-addressed store, not yet an asset's."""
+
+    sha256: str
+    ext: str
+    bytes: int
+    result: ProcessResult
+
+
+def _render(library: MediaLibrary, job: Callable[[Path], ProcessResult]) -> Rendition:
+    """Run the audio work in a scratch directory and store its rendition (no database)."""
+    with library.store.work_dir() as work:
+        result = job(work)
+        stored = library.store.put_file(
+            "rendition",
+            result.rendition_path,
+            ext=result.rendition_ext,
+            sha256=result.rendition_sha256,
+            move=True,
+        )
+    return Rendition(sha256=stored.sha256, ext=stored.ext, bytes=stored.size, result=result)
+
+
+def _fill(asset: MediaAsset, rendition: Rendition) -> None:
+    result = rendition.result
+    asset.sha256 = rendition.sha256
+    asset.ext = rendition.ext
+    asset.bytes = rendition.bytes
     asset.mime = result.rendition_mime
     asset.duration_ms = result.duration_ms
     asset.loudness_before = result.loudness_before_lufs
@@ -221,38 +305,144 @@ def _complete(asset: MediaAsset, library: MediaLibrary, result: ProcessResult) -
     asset.processed_at = utcnow()
 
 
-def _run(
+def _tts_recipe(library: MediaLibrary, text: str, voice: str, rate: int) -> dict[str, Any]:
+    return {"text": text, "voice": voice, "rate": rate, "engine": library.settings.tts_engine}
+
+
+def _tts_title(text: str, title: str | None) -> str:
+    stripped = " ".join(text.split())
+    return title or (stripped[:80] + ("…" if len(stripped) > 80 else "")) or "Bản tin"
+
+
+# --- speech inside a larger save ---------------------------------------------------------
+
+
+def speak(library: MediaLibrary, *, text: str, voice: str, rate: int) -> Rendition:
+    """Read `text` aloud (Vietnamese) into a stored rendition: long work, no database.
+
+    Bad text raises `InvalidInput`; an engine failure `AudioToolError`.
+    """
+    try:
+        return _render(library, lambda work: library.processor.synthesize(text, voice, rate, work))
+    except (OSError, RuntimeError) as exc:
+        raise AudioToolError(
+            f"text-to-speech failed: {exc}",
+            message_vi="Không chuyển được văn bản thành giọng nói",
+        ) from exc
+
+
+def add_speech(
     session: Session,
+    library: MediaLibrary,
+    rendition: Rendition,
+    *,
+    text: str,
+    voice: str,
+    rate: int,
+    title: str | None,
+    category: str,
+    tags: Iterable[str],
+    author: Author,
+) -> MediaAsset:
+    """The ready draft asset of a `speak` rendition, in the caller's transaction."""
+    asset = _new_asset(
+        title=_tts_title(text, title),
+        category=category,
+        tags=tags,
+        source=AssetSource.TTS,
+        author=author,
+        recipe=_tts_recipe(library, text, voice, rate),
+    )
+    _fill(asset, rendition)
+    session.add(asset)
+    session.flush()
+    return asset
+
+
+def discard(session: Session, library: MediaLibrary, renditions: Iterable[Rendition]) -> None:
+    """Delete the files of renditions no asset uses (after a save that failed)."""
+    for rendition in renditions:
+        _delete_unreferenced(session, library, sha256=rendition.sha256, ext=rendition.ext)
+
+
+@contextmanager
+def saving_speech(
+    session: Session, library: MediaLibrary, renditions: Sequence[Rendition]
+) -> Iterator[None]:
+    """A savepoint around a save that records `renditions` as assets: if the save fails,
+    its writes are undone and the renditions no asset uses are deleted (the caller's
+    transaction stays usable for that), then the error goes on."""
+    if not renditions:
+        yield
+        return
+    savepoint = session.begin_nested()
+    try:
+        yield
+    except BaseException:
+        savepoint.rollback()
+        discard(session, library, renditions)
+        raise
+    savepoint.commit()
+
+
+# --- stand-alone ingest jobs ---------------------------------------------------------------
+
+
+def _settle(
+    factory: sessionmaker[Session],
+    library: MediaLibrary,
+    asset_id: int,
+    job: Callable[[Path], ProcessResult],
+    *,
+    on_bad_input: Callable[[Session], None] | None = None,
+) -> None:
+    """Run `job` for a committed ``processing`` row, then settle the row (module doc)."""
+    try:
+        rendition = _render(library, job)
+    except InvalidInput:
+        with factory.begin() as session:
+            stale = session.get(MediaAsset, asset_id)
+            if stale is not None:
+                session.delete(stale)
+                session.flush()
+            if on_bad_input is not None:
+                on_bad_input(session)
+        raise
+    except (AudioToolError, OSError, RuntimeError) as exc:
+        log.warning("processing asset %s failed: %s", asset_id, exc)
+        with factory.begin() as session:
+            failed = session.get(MediaAsset, asset_id)
+            if failed is not None:
+                failed.status = AssetStatus.FAILED
+                failed.failure_reason = (
+                    getattr(exc, "message", None) or str(exc) or type(exc).__name__
+                )
+        return
+    with factory.begin() as session:
+        done = session.get(MediaAsset, asset_id)
+        if done is not None:
+            _fill(done, rendition)
+
+
+def _ingest(
+    factory: sessionmaker[Session],
     library: MediaLibrary,
     asset: MediaAsset,
     job: Callable[[Path], ProcessResult],
     *,
-    on_bad_input: Callable[[], None] = lambda: None,
-) -> MediaAsset:
-    """Commit the processing row, run `job`, then settle the row (see module doc)."""
-    session.add(asset)
-    session.commit()
-    try:
-        with library.store.work_dir() as work:
-            result = job(work)
-            _complete(asset, library, result)
-    except InvalidInput:
-        session.delete(asset)
-        session.commit()
-        on_bad_input()
-        raise
-    except (AudioToolError, OSError, RuntimeError) as exc:
-        log.warning("processing asset %s failed: %s", asset.id, exc)
-        asset.status = AssetStatus.FAILED
-        asset.failure_reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
-        session.commit()
-        return asset
-    session.commit()
-    return asset
+    on_bad_input: Callable[[Session], None] | None = None,
+) -> int:
+    """Commit the ``processing`` row in its own transaction, then `_settle` it."""
+    with factory.begin() as session:
+        session.add(asset)
+        session.flush()
+        asset_id = asset.id
+    _settle(factory, library, asset_id, job, on_bad_input=on_bad_input)
+    return asset_id
 
 
 def ingest_upload(
-    session: Session,
+    factory: sessionmaker[Session],
     library: MediaLibrary,
     *,
     upload: Upload,
@@ -261,21 +451,22 @@ def ingest_upload(
     category: str,
     tags: Iterable[str],
     author: Author,
-) -> tuple[MediaAsset, bool]:
+) -> tuple[int, bool]:
     """A new asset from an upload, or the existing one for identical content.
 
-    Returns ``(asset, created)``.  The upload's temporary file is consumed either way.
+    Returns ``(asset_id, created)``.  The upload's temporary file is consumed either way.
     """
-    existing = session.scalar(
-        select(MediaAsset).where(
-            MediaAsset.original_sha256 == upload.sha256,
-            MediaAsset.source == AssetSource.UPLOAD,
-            MediaAsset.status != AssetStatus.FAILED,
-            MediaAsset.owner_area_id.is_(None)
-            if author.area_id is None
-            else MediaAsset.owner_area_id == author.area_id,
+    with factory() as session:
+        existing = session.scalar(
+            select(MediaAsset.id).where(
+                MediaAsset.original_sha256 == upload.sha256,
+                MediaAsset.source == AssetSource.UPLOAD,
+                MediaAsset.status != AssetStatus.FAILED,
+                MediaAsset.owner_area_id.is_(None)
+                if author.area_id is None
+                else MediaAsset.owner_area_id == author.area_id,
+            )
         )
-    )
     if existing is not None:
         upload.path.unlink(missing_ok=True)
         return existing, False
@@ -296,25 +487,23 @@ def ingest_upload(
     asset.original_filename = (filename or "")[:300] or None
     asset.recipe = {"format": info.as_dict()}
 
-    def drop_original() -> None:
+    def drop_original(session: Session) -> None:
         _delete_unreferenced(
             session, library, original_sha256=original.sha256, original_ext=original.ext
         )
 
-    return (
-        _run(
-            session,
-            library,
-            asset,
-            lambda work: library.processor.process(original.path, work),
-            on_bad_input=drop_original,
-        ),
-        True,
+    asset_id = _ingest(
+        factory,
+        library,
+        asset,
+        lambda work: library.processor.process(original.path, work),
+        on_bad_input=drop_original,
     )
+    return asset_id, True
 
 
 def create_tts_asset(
-    session: Session,
+    factory: sessionmaker[Session],
     library: MediaLibrary,
     *,
     text: str,
@@ -324,24 +513,23 @@ def create_tts_asset(
     category: str,
     tags: Iterable[str],
     author: Author,
-) -> MediaAsset:
-    """Speak `text` (Vietnamese) into a new draft asset."""
-    stripped = " ".join(text.split())
+) -> int:
+    """Speak `text` (Vietnamese) into a new draft asset; returns its id."""
     asset = _new_asset(
-        title=title or (stripped[:80] + ("…" if len(stripped) > 80 else "")) or "Bản tin",
+        title=_tts_title(text, title),
         category=category,
         tags=tags,
         source=AssetSource.TTS,
         author=author,
-        recipe={"text": text, "voice": voice, "rate": rate, "engine": library.settings.tts_engine},
+        recipe=_tts_recipe(library, text, voice, rate),
     )
-    return _run(
-        session, library, asset, lambda work: library.processor.synthesize(text, voice, rate, work)
+    return _ingest(
+        factory, library, asset, lambda work: library.processor.synthesize(text, voice, rate, work)
     )
 
 
 def create_composed_asset(
-    session: Session,
+    factory: sessionmaker[Session],
     library: MediaLibrary,
     *,
     part_ids: list[int],
@@ -352,18 +540,15 @@ def create_composed_asset(
     tags: Iterable[str],
     author: Author,
     scope: Collection[int] | None,
-) -> MediaAsset:
+) -> int:
     """Join ready assets (jingle, bulletin, outro...) into one new draft asset."""
     paths = []
-    for index, part_id in enumerate(part_ids):
-        part = session.get(MediaAsset, part_id)
-        if part is None or (
-            scope is not None and part.owner_area_id is not None and part.owner_area_id not in scope
-        ):
-            raise InvalidInput(f"media asset {part_id} does not exist", field=("parts", index))
-        if part.status is not AssetStatus.READY:
-            raise InvalidInput(f"media asset {part_id} is not ready", field=("parts", index))
-        paths.append(library.rendition_path(part))
+    with factory() as session:
+        for index, part_id in enumerate(part_ids):
+            part = asset_in_scope(session, part_id, scope=scope, field=("parts", index))
+            if part.status is not AssetStatus.READY:
+                raise InvalidInput(f"media asset {part_id} is not ready", field=("parts", index))
+            paths.append(library.rendition_path(part))
     asset = _new_asset(
         title=title,
         category=category,
@@ -372,8 +557,8 @@ def create_composed_asset(
         author=author,
         recipe={"parts": part_ids, "gap_ms": gap_ms, "crossfade_ms": crossfade_ms},
     )
-    return _run(
-        session,
+    return _ingest(
+        factory,
         library,
         asset,
         lambda work: library.processor.compose(paths, gap_ms, crossfade_ms, work),
@@ -383,25 +568,29 @@ def create_composed_asset(
 def recover_interrupted(factory: sessionmaker[Session], library: MediaLibrary) -> int:
     """Re-run (or fail) assets a crash left in ``processing``; return how many."""
     with factory() as session:
-        stuck = list(
-            session.scalars(select(MediaAsset).where(MediaAsset.status == AssetStatus.PROCESSING))
-        )
-        for asset in stuck:
-            job = _recovery_job(session, library, asset)
-            if job is None:
-                asset.status = AssetStatus.FAILED
-                asset.failure_reason = "processing was interrupted and cannot be resumed"
-                session.commit()
-                continue
-            try:
-                _run(session, library, asset, job)
-            except InvalidInput as exc:
-                log.warning("asset %s dropped on recovery: %s", asset.id, exc)
+        stuck = [
+            (asset.id, _recovery_job(library, asset))
+            for asset in session.scalars(
+                select(MediaAsset).where(MediaAsset.status == AssetStatus.PROCESSING)
+            )
+        ]
+    for asset_id, job in stuck:
+        if job is None:
+            with factory.begin() as session:
+                asset = session.get(MediaAsset, asset_id)
+                if asset is not None:
+                    asset.status = AssetStatus.FAILED
+                    asset.failure_reason = "processing was interrupted and cannot be resumed"
+            continue
+        try:
+            _settle(factory, library, asset_id, job)
+        except InvalidInput as exc:
+            log.warning("asset %s dropped on recovery: %s", asset_id, exc)
     return len(stuck)
 
 
 def _recovery_job(
-    session: Session, library: MediaLibrary, asset: MediaAsset
+    library: MediaLibrary, asset: MediaAsset
 ) -> Callable[[Path], ProcessResult] | None:
     recipe = asset.recipe or {}
     if asset.source is AssetSource.UPLOAD and asset.original_sha256 and asset.original_ext:
@@ -504,14 +693,24 @@ def _delete_unreferenced(
             library.store.delete("original", original_sha256, original_ext)
 
 
-def peaks(session: Session, library: MediaLibrary, asset: MediaAsset, buckets: int) -> list[float]:
-    """Waveform peaks of the rendition (cached for the default bucket count)."""
+def cached_peaks(asset: MediaAsset, buckets: int) -> list[float] | None:
+    """The stored waveform peaks, if `buckets` is the cached count and they exist."""
     if asset.status is not AssetStatus.READY:
         raise ConflictError(f"media asset {asset.id} is {asset.status.value}")
     if buckets == DEFAULT_PEAK_BUCKETS and asset.peaks:
         return list(asset.peaks)
-    values = compute_peaks(library.rendition_path(asset), buckets=buckets).abs_peaks
+    return None
+
+
+def rendition_peaks(library: MediaLibrary, asset: MediaAsset, buckets: int) -> list[float]:
+    """Waveform peaks of the rendition (decodes it: long work, hold no transaction)."""
+    if asset.status is not AssetStatus.READY:
+        raise ConflictError(f"media asset {asset.id} is {asset.status.value}")
+    return compute_peaks(library.rendition_path(asset), buckets=buckets).abs_peaks
+
+
+def cache_peaks(session: Session, asset: MediaAsset, buckets: int, values: list[float]) -> None:
+    """Keep the peaks of the default bucket count with the asset (flush)."""
     if buckets == DEFAULT_PEAK_BUCKETS:
         asset.peaks = values
-        session.commit()
-    return values
+        session.flush()

@@ -92,6 +92,7 @@ def create_app(
     app.state.readiness = {}
     app.state.media_library = media_library
     app.state.asset_usage = [schedules_service.asset_users]
+    app.state.areas = stations_service.AREA_DIRECTORY
     app.state.authenticate = authenticate  # for routes that also accept signed links
 
     errors.install(app)

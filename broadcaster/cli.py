@@ -158,7 +158,6 @@ def seed(
     from audio_library.service import MediaLibrary
     from audio_library.settings import AudioSettings
     from schedules import seed as schedules_seed
-    from stations import tan_an
 
     settings = _settings()
     engine = _migrated(settings)
@@ -173,12 +172,8 @@ def seed(
         with Progress(
             SpinnerColumn(), TextColumn("{task.description}"), console=console
         ) as progress:
-            progress.add_task("Seeding Tân An…", total=None)
-            with db.session_scope(factory) as session:
-                added = tan_an.load(session)
-            progress.add_task("Seeding the relay chain…", total=None)
-            with db.session_scope(factory) as session:
-                chain = schedules_seed.load(session, library, tz=settings.tz)
+            progress.add_task("Seeding Tân An and its relay chain…", total=None)
+            added, chain = schedules_seed.load_tan_an(factory, library, tz=settings.tz)
     finally:
         library.shutdown()
     console.print(
@@ -194,6 +189,7 @@ def stations_import(
     dry_run: Annotated[bool, typer.Option("--dry-run", help="validate only")] = False,
 ) -> None:
     """Import stations from CSV (all rows or none)."""
+    from kernel.changes import Actor, commit_change
     from stations import csvio
 
     settings = _settings()
@@ -209,7 +205,14 @@ def stations_import(
             err.print(table)
             err.print("[red]Nothing was written.[/red]")
             raise typer.Exit(1)
-        session.commit()
+        if not dry_run:
+            commit_change(
+                session,
+                Actor.system(f"cli:{getpass.getuser()}"),
+                "station.import",
+                "station",
+                after={"created": report.created, "updated": report.updated, "file": file.name},
+            )
     verb = "would be" if dry_run else "were"
     console.print(
         f"[green]{report.rows} rows valid:[/green] {report.created} {verb} created, "

@@ -131,10 +131,7 @@ class Demo:
             public_base_url=self.settings.public_base_url,
         )
         try:
-            with db.session_scope(factory) as session:
-                tan_an.load(session)
-            with db.session_scope(factory) as session:
-                schedules_seed.load(session, library, tz=self.settings.tz)
+            schedules_seed.load_tan_an(factory, library, tz=self.settings.tz)
         finally:
             library.shutdown()
         logins = self._accounts(factory)

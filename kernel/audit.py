@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import Index, String
@@ -60,3 +61,16 @@ def record(
     session.add(entry)
     session.flush()
     return entry
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, StrEnum):
+        return value.value
+    if isinstance(value, dt.date | dt.datetime):
+        return value.isoformat()
+    return value
+
+
+def snapshot(obj: object, fields: Sequence[str]) -> dict[str, Any]:
+    """Some attributes of `obj`, JSON-ready, for an entry's ``before``/``after``."""
+    return {name: _jsonable(getattr(obj, name)) for name in fields}

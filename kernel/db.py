@@ -75,6 +75,20 @@ class Base(DeclarativeBase):
 M = TypeVar("M")
 
 
+def release(session: Session) -> None:
+    """End the boundary's read transaction before long work (speech, ingest, decoding,
+    a network call), so no transaction (on SQLite: no write lock) is held while it runs.
+
+    For a session that has only read so far: one holding unflushed changes is refused.
+    The transaction is committed rather than rolled back so the objects it loaded stay
+    as read (sessions do not expire on commit): touching them starts no new transaction
+    until the boundary queries or writes again.
+    """
+    if session.new or session.dirty or session.deleted:
+        raise RuntimeError("release() of a session holding unsaved changes")
+    session.commit()
+
+
 def paginate(session: Session, query: Select[M], limit: int, offset: int) -> tuple[list[M], int]:
     """One page of `query` and the total number of rows it matches."""
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))

@@ -1,5 +1,6 @@
-"""FastAPI dependencies every domain router uses: the request's session, the
-authenticated principal and the audit trail.
+"""FastAPI dependencies every domain router uses: the request's session (and the
+factory long work opens its own sessions from), the authenticated principal, the audit
+trail with the change helper, and the registry's area directory.
 
 The composition root (`broadcaster.app`) puts the session factory on ``app.state`` and
 runs its authentication dependency before every protected route; it stores the
@@ -18,7 +19,9 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from kernel import audit
+from kernel.changes import Actor, commit_change
 from kernel.errors import InvalidInput, Unauthenticated
+from kernel.ownership import AreaDirectory
 from kernel.security import Principal
 
 
@@ -35,6 +38,24 @@ def get_session(request: Request) -> Iterator[Session]:
 
 
 SessionDep = Annotated[Session, Depends(get_session)]
+
+
+def get_session_factory(request: Request) -> sessionmaker[Session]:
+    """For long work (ingest, speech) that opens its own short sessions."""
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    return factory
+
+
+SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
+
+
+def get_areas(request: Request) -> AreaDirectory:
+    """The registry's area codes (``app.state.areas``, set by the composition root)."""
+    areas: AreaDirectory = request.app.state.areas
+    return areas
+
+
+AreasDep = Annotated[AreaDirectory, Depends(get_areas)]
 
 
 def get_principal(request: Request) -> Principal:
@@ -58,6 +79,32 @@ class AuditTrail:
         self.session = session
         self.principal = principal
         self.ip = ip
+
+    @property
+    def actor(self) -> Actor:
+        return Actor(principal=self.principal, ip=self.ip)
+
+    def commit_change(
+        self,
+        action: str,
+        target_type: str,
+        targets: Sequence[str] = (),
+        *,
+        before: dict[str, Any] | None = None,
+        after: dict[str, Any] | None = None,
+        plan: bool = True,
+    ) -> None:
+        """The change helper (`kernel.changes.commit_change`) for this request."""
+        commit_change(
+            self.session,
+            self.actor,
+            action,
+            target_type,
+            targets,
+            before=before,
+            after=after,
+            plan=plan,
+        )
 
     def record(
         self,

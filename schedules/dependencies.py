@@ -14,9 +14,10 @@ from sqlalchemy.orm import Session
 from kernel.dependencies import CurrentPrincipal, SessionDep
 from kernel.errors import Unauthenticated
 from kernel.security import Permission, Principal
-from schedules import service
 from schedules.exceptions import ProgrammeNotFound, RuleNotFound, StreamSourceNotFound
 from schedules.models import Programme, ScheduleRule, StreamSource
+from schedules.service import programmes, rules, sources
+from schedules.service.scope import reaches_owner
 
 DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
 
@@ -34,8 +35,8 @@ def source_in_scope(
     source_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: CurrentPrincipal
 ) -> StreamSource:
     principal.require(Permission.SCHEDULES_READ)
-    source = service.get_source(session, source_id)
-    if not service.reaches_owner(principal, source.owner_area_id):
+    source = sources.get_source(session, source_id)
+    if not reaches_owner(principal, source.owner_area_id):
         raise StreamSourceNotFound(source_id)
     return source
 
@@ -44,8 +45,8 @@ def programme_in_scope(
     programme_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: CurrentPrincipal
 ) -> Programme:
     principal.require(Permission.SCHEDULES_READ)
-    programme = service.get_programme(session, programme_id)
-    if not service.reaches_owner(principal, programme.owner_area_id):
+    programme = programmes.get_programme(session, programme_id)
+    if not reaches_owner(principal, programme.owner_area_id):
         raise ProgrammeNotFound(programme_id)
     return programme
 
@@ -54,8 +55,8 @@ def rule_in_scope(
     rule_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: CurrentPrincipal
 ) -> ScheduleRule:
     principal.require(Permission.SCHEDULES_READ)
-    rule = service.get_rule(session, rule_id)
-    if not service.reaches_owner(principal, rule.owner_area_id):
+    rule = rules.get_rule(session, rule_id)
+    if not reaches_owner(principal, rule.owner_area_id):
         raise RuleNotFound(rule_id)
     return rule
 

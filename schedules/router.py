@@ -10,34 +10,29 @@ signal in the same transaction.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
-from enum import StrEnum
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from audio_library import areas as area_codes
 from audio_library.dependencies import LibraryDep
+from audio_library.service import Author
 from kernel.approval import Approval
-from kernel.db import utcnow
+from kernel.db import release, utcnow
 from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
 from kernel.security import Permission, Principal
-from kernel.signals import plan_changed
 from kernel.tiers import Tier
-from schedules import service
+from schedules import reads
 from schedules.dependencies import CalendarAccess, ProgrammeDep, RuleDep, SourceDep, TzDep
 from schedules.exceptions import RuleNotFound
 from schedules.ical import render_calendar
-from schedules.models import Programme, ScheduleRule, StreamKind, StreamSource
+from schedules.models import ScheduleRule, StreamKind
 from schedules.schemas import (
     CODE_PATTERN,
     CalendarLink,
     ConflictReport,
     PreviewRead,
     ProgrammeCreate,
-    ProgrammeItemRead,
     ProgrammeRead,
     ProgrammeUpdate,
     ReviewRequest,
@@ -47,12 +42,13 @@ from schedules.schemas import (
     StreamSourceCreate,
     StreamSourceRead,
     StreamSourceUpdate,
-    TargetsRead,
 )
+from schedules.service import calendar_links, planning, programmes, rules, sources
+from schedules.service import conflicts as conflict_service
+from schedules.service.scope import owner_area_for, owner_filter, reaches_owner, require_owner
 from stations import service as stations_service
 from stations.dependencies import AreaDep, StationDep
 from stations.exceptions import AreaNotFound, StationNotFound
-from stations.models import Station
 
 router = APIRouter(prefix="/api/v1")
 public_router = APIRouter(prefix="/api/v1", tags=["calendars"])
@@ -64,52 +60,11 @@ DateQuery = Annotated[dt.date | None, Query(alias="date", description="local day
 ICS_MEDIA_TYPE = "text/calendar; charset=utf-8"
 
 
-def _jsonable(value: Any) -> Any:
-    if isinstance(value, StrEnum):
-        return value.value
-    if isinstance(value, dt.date | dt.datetime):
-        return value.isoformat()
-    return value
-
-
-def _snapshot(obj: object, fields: Sequence[str]) -> dict[str, Any]:
-    return {name: _jsonable(getattr(obj, name)) for name in fields}
-
-
-def _author(principal: Principal, area_id: int | None) -> service.Author:
-    return service.Author(name=principal.username, user_id=principal.user_id, area_id=area_id)
-
-
-def _owner_filter(session: Session, code: str | None) -> int | None:
-    if code is None:
-        return None
-    found = area_codes.id_for(session, code)
-    return -1 if found is None else found
+def _author(principal: Principal, area_id: int | None) -> Author:
+    return Author(name=principal.username, user_id=principal.user_id, area_id=area_id)
 
 
 # --- stream sources --------------------------------------------------------------------
-
-
-def source_reads(session: Session, sources: Sequence[StreamSource]) -> list[StreamSourceRead]:
-    codes = area_codes.codes_for(session, [s.owner_area_id for s in sources])
-    return [
-        StreamSourceRead(
-            id=s.id,
-            key=s.key,
-            name=s.name,
-            url=s.url,
-            kind=s.kind,
-            fallback_asset_id=s.fallback_asset_id,
-            fallback_title=s.fallback.title if s.fallback else None,
-            fallback_playable=bool(s.fallback and s.fallback.playable),
-            owner_area_code=codes.get(s.owner_area_id) if s.owner_area_id else None,
-            enabled=s.enabled,
-            created_by=s.created_by,
-            created_at=s.created_at,
-            updated_at=s.updated_at,
-        )
-        for s in sources
-    ]
 
 
 @router.get("/stream-sources", tags=["stream sources"])
@@ -122,7 +77,7 @@ def list_stream_sources(
     q: SearchQuery = None,
 ) -> dict[str, Any]:
     principal.require(Permission.SCHEDULES_READ)
-    items, total = service.list_sources(
+    items, total = sources.list_sources(
         session,
         scope=principal.scope,
         kind=kind,
@@ -131,7 +86,7 @@ def list_stream_sources(
         limit=page.limit,
         offset=page.offset,
     )
-    return {"items": source_reads(session, items), "total": total}
+    return {"items": reads.source_reads(session, items), "total": total}
 
 
 @router.post("/stream-sources", status_code=status.HTTP_201_CREATED, tags=["stream sources"])
@@ -139,24 +94,22 @@ def create_stream_source(
     data: StreamSourceCreate, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> StreamSourceRead:
     principal.require(Permission.SCHEDULES_WRITE)
-    owner = service.owner_area_for(session, principal, data.owner_area, Permission.SCHEDULES_WRITE)
-    source = service.create_source(
+    owner = owner_area_for(session, principal, data.owner_area, Permission.SCHEDULES_WRITE)
+    source = sources.create_source(
         session, data, author=_author(principal, owner), scope=principal.scope
     )
-    audit.record(
+    audit.commit_change(
         "stream_source.create",
         "stream_source",
         [str(source.id)],
-        after=_snapshot(source, service.SOURCE_FIELDS),
+        after=reads.source_snapshot(source),
     )
-    plan_changed(session, "stream_source.create")
-    session.commit()
-    return source_reads(session, [source])[0]
+    return reads.source_reads(session, [source])[0]
 
 
 @router.get("/stream-sources/{source_id}", tags=["stream sources"])
 def get_stream_source(source: SourceDep, session: SessionDep) -> StreamSourceRead:
-    return source_reads(session, [source])[0]
+    return reads.source_reads(session, [source])[0]
 
 
 @router.patch("/stream-sources/{source_id}", tags=["stream sources"])
@@ -167,19 +120,17 @@ def update_stream_source(
     principal: CurrentPrincipal,
     audit: Audit,
 ) -> StreamSourceRead:
-    service.require_owner(principal, source.owner_area_id, Permission.SCHEDULES_WRITE)
-    before = _snapshot(source, service.SOURCE_FIELDS)
-    source = service.update_source(session, source, data, scope=principal.scope)
-    audit.record(
+    require_owner(principal, source.owner_area_id, Permission.SCHEDULES_WRITE)
+    before = reads.source_snapshot(source)
+    source = sources.update_source(session, source, data, scope=principal.scope)
+    audit.commit_change(
         "stream_source.update",
         "stream_source",
         [str(source.id)],
         before=before,
-        after=_snapshot(source, service.SOURCE_FIELDS),
+        after=reads.source_snapshot(source),
     )
-    plan_changed(session, "stream_source.update")
-    session.commit()
-    return source_reads(session, [source])[0]
+    return reads.source_reads(session, [source])[0]
 
 
 @router.delete(
@@ -190,80 +141,15 @@ def update_stream_source(
 def delete_stream_source(
     source: SourceDep, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> Response:
-    service.require_owner(principal, source.owner_area_id, Permission.SCHEDULES_WRITE)
-    before = _snapshot(source, service.SOURCE_FIELDS)
+    require_owner(principal, source.owner_area_id, Permission.SCHEDULES_WRITE)
+    before = reads.source_snapshot(source)
     source_id = source.id
-    service.delete_source(session, source)
-    audit.record("stream_source.delete", "stream_source", [str(source_id)], before=before)
-    plan_changed(session, "stream_source.delete")
-    session.commit()
+    sources.delete_source(session, source)
+    audit.commit_change("stream_source.delete", "stream_source", [str(source_id)], before=before)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # --- programmes ------------------------------------------------------------------------
-
-
-def programme_reads(
-    session: Session, programmes: Sequence[Programme], *, rules_reset: Sequence[int] = ()
-) -> list[ProgrammeRead]:
-    states = service.item_states(session, programmes)
-    counts = service.rule_counts(session, [p.id for p in programmes])
-    codes = area_codes.codes_for(session, [p.owner_area_id for p in programmes])
-    out = []
-    for p in programmes:
-        items = [
-            ProgrammeItemRead(
-                position=item.position,
-                kind=item.kind,
-                title=item.title,
-                duration_ms=states[item.id].duration_ms,
-                asset_id=item.asset_id,
-                asset_title=states[item.id].asset_title,
-                source_id=item.source_id,
-                source_name=states[item.id].source_name,
-                text=item.text,
-                voice=item.voice,
-                rate=item.rate,
-                problem=states[item.id].problem,
-            )
-            for item in p.items
-        ]
-        out.append(
-            ProgrammeRead(
-                id=p.id,
-                key=p.key,
-                title=p.title,
-                owner_area_code=codes.get(p.owner_area_id) if p.owner_area_id else None,
-                duration_ms=sum(i.duration_ms or 0 for i in items),
-                items=items,
-                rule_count=counts.get(p.id, 0),
-                rules_reset=list(rules_reset),
-                created_by=p.created_by,
-                created_at=p.created_at,
-                updated_at=p.updated_at,
-            )
-        )
-    return out
-
-
-def _programme_snapshot(programme: Programme) -> dict[str, Any]:
-    return {
-        "title": programme.title,
-        "owner_area_id": programme.owner_area_id,
-        "items": [
-            {
-                "kind": i.kind.value,
-                "title": i.title,
-                "asset_id": i.asset_id,
-                "source_id": i.source_id,
-                "duration_ms": i.duration_ms,
-                "text": i.text,
-                "voice": i.voice,
-                "rate": i.rate,
-            }
-            for i in programme.items
-        ],
-    }
 
 
 @router.get("/programmes", tags=["programmes"])
@@ -275,15 +161,15 @@ def list_programmes(
     owner_area: AreaQuery = None,
 ) -> dict[str, Any]:
     principal.require(Permission.SCHEDULES_READ)
-    items, total = service.list_programmes(
+    items, total = programmes.list_programmes(
         session,
         scope=principal.scope,
         q=q,
-        owner_area_id=_owner_filter(session, owner_area),
+        owner_area_id=owner_filter(session, owner_area),
         limit=page.limit,
         offset=page.offset,
     )
-    return {"items": programme_reads(session, items), "total": total}
+    return {"items": reads.programme_reads(session, items), "total": total}
 
 
 @router.post("/programmes", status_code=status.HTTP_201_CREATED, tags=["programmes"])
@@ -297,21 +183,25 @@ def create_programme(
     """Create a programme; text items are spoken (TTS) now and kept as draft assets,
     approved together with the first rule that plays them."""
     principal.require(Permission.SCHEDULES_WRITE)
-    owner = service.owner_area_for(session, principal, data.owner_area, Permission.SCHEDULES_WRITE)
-    programme = service.create_programme(
-        session, library, data, author=_author(principal, owner), scope=principal.scope
+    owner = owner_area_for(session, principal, data.owner_area, Permission.SCHEDULES_WRITE)
+    drafts = programmes.check_items(session, data.items, scope=principal.scope)
+    release(session)  # no transaction while the text items are spoken
+    programmes.speak(session, library, drafts)
+    programme = programmes.create_programme(
+        session, library, data, drafts, author=_author(principal, owner)
     )
-    audit.record(
-        "programme.create", "programme", [str(programme.id)], after=_programme_snapshot(programme)
+    audit.commit_change(
+        "programme.create",
+        "programme",
+        [str(programme.id)],
+        after=reads.programme_snapshot(programme),
     )
-    plan_changed(session, "programme.create")
-    session.commit()
-    return programme_reads(session, [programme])[0]
+    return reads.programme_reads(session, [programme])[0]
 
 
 @router.get("/programmes/{programme_id}", tags=["programmes"])
 def get_programme(programme: ProgrammeDep, session: SessionDep) -> ProgrammeRead:
-    return programme_reads(session, [programme])[0]
+    return reads.programme_reads(session, [programme])[0]
 
 
 @router.patch("/programmes/{programme_id}", tags=["programmes"])
@@ -325,21 +215,28 @@ def update_programme(
 ) -> ProgrammeRead:
     """Change the title and/or replace the items.  Approved rules playing a programme
     whose items change go back to draft (listed in ``rules_reset``)."""
-    service.require_owner(principal, programme.owner_area_id, Permission.SCHEDULES_WRITE)
-    before = _programme_snapshot(programme)
-    reset = service.update_programme(
+    require_owner(principal, programme.owner_area_id, Permission.SCHEDULES_WRITE)
+    before = reads.programme_snapshot(programme)
+    drafts = None
+    if data.items is not None:
+        drafts = programmes.check_items(
+            session, data.items, scope=principal.scope, previous=programme.items
+        )
+        release(session)  # no transaction while the text items are spoken
+        programmes.speak(session, library, drafts)
+    reset = programmes.update_programme(
         session,
         library,
         programme,
         data,
+        drafts,
         author=_author(principal, programme.owner_area_id),
-        scope=principal.scope,
     )
-    after = _programme_snapshot(programme) | {"rules_reset": reset}
-    audit.record("programme.update", "programme", [str(programme.id)], before=before, after=after)
-    plan_changed(session, "programme.update")
-    session.commit()
-    return programme_reads(session, [programme], rules_reset=reset)[0]
+    after = reads.programme_snapshot(programme) | {"rules_reset": reset}
+    audit.commit_change(
+        "programme.update", "programme", [str(programme.id)], before=before, after=after
+    )
+    return reads.programme_reads(session, [programme], rules_reset=reset)[0]
 
 
 @router.delete(
@@ -350,75 +247,15 @@ def delete_programme(
 ) -> Response:
     """Delete a programme no rule plays (409 otherwise).  Its spoken text bulletins stay
     in the media library."""
-    service.require_owner(principal, programme.owner_area_id, Permission.SCHEDULES_WRITE)
-    before = _programme_snapshot(programme)
+    require_owner(principal, programme.owner_area_id, Permission.SCHEDULES_WRITE)
+    before = reads.programme_snapshot(programme)
     programme_id = programme.id
-    service.delete_programme(session, programme)
-    audit.record("programme.delete", "programme", [str(programme_id)], before=before)
-    plan_changed(session, "programme.delete")
-    session.commit()
+    programmes.delete_programme(session, programme)
+    audit.commit_change("programme.delete", "programme", [str(programme_id)], before=before)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # --- rules -----------------------------------------------------------------------------
-
-
-def rule_reads(session: Session, rules: Sequence[ScheduleRule], tz: dt.tzinfo) -> list[RuleRead]:
-    targets = service.rule_targets(session, [r.id for r in rules])
-    resolver = service.TargetResolver(session)
-    resolver.load_groups({g for t in targets.values() for g, _ in t.groups})
-    durations = service.programme_durations(
-        session, {r.programme.id: r.programme for r in rules}.values()
-    )
-    codes = area_codes.codes_for(session, [r.owner_area_id for r in rules])
-    now = utcnow()
-    out = []
-    for r in rules:
-        t = targets[r.id]
-        stations = resolver.resolve(
-            [i for i, _ in t.stations], [i for i, _ in t.groups], [i for i, _ in t.areas]
-        )
-        out.append(
-            RuleRead(
-                id=r.id,
-                key=r.key,
-                title=r.title,
-                programme_id=r.programme_id,
-                programme_title=r.programme.title,
-                duration_ms=durations.get(r.programme_id, 0),
-                targets=TargetsRead(
-                    stations=[n for _, n in t.stations],
-                    groups=[n for _, n in t.groups],
-                    areas=[n for _, n in t.areas],
-                ),
-                lost_targets=service.lost_targets(r, t),
-                station_count=len(stations),
-                tier=r.tier,
-                priority=r.priority,
-                order=r.order,
-                owner_area_code=codes.get(r.owner_area_id) if r.owner_area_id else None,
-                volume=r.volume,
-                recurrence=r.recurrence,
-                shift_tolerance_s=r.shift_tolerance_s,
-                slot_s=r.slot_s,
-                enabled=r.enabled,
-                approval=r.approval,
-                approved_by=r.approved_by,
-                approved_at=r.approved_at,
-                approval_note=r.approval_note,
-                next_occurrences=service.next_occurrences(
-                    service.stored_recurrence(r.recurrence), tz, now=now
-                ),
-                created_by=r.created_by,
-                created_at=r.created_at,
-                updated_at=r.updated_at,
-            )
-        )
-    return out
-
-
-def _rule_snapshot(rule: ScheduleRule) -> dict[str, Any]:
-    return _snapshot(rule, service.RULE_FIELDS) | {"targets": rule.target_names}
 
 
 def _require_tier(principal: Principal, *tiers: Tier | None) -> None:
@@ -440,7 +277,7 @@ def list_rules(
     owner_area: AreaQuery = None,
 ) -> dict[str, Any]:
     principal.require(Permission.SCHEDULES_READ)
-    items, total = service.list_rules(
+    items, total = rules.list_rules(
         session,
         scope=principal.scope,
         q=q,
@@ -448,11 +285,11 @@ def list_rules(
         enabled=enabled,
         tier=tier,
         programme_id=programme_id,
-        owner_area_id=_owner_filter(session, owner_area),
+        owner_area_id=owner_filter(session, owner_area),
         limit=page.limit,
         offset=page.offset,
     )
-    return {"items": rule_reads(session, items, tz), "total": total}
+    return {"items": reads.rule_reads(session, items, tz), "total": total}
 
 
 @router.post("/schedules/rules", status_code=status.HTTP_201_CREATED, tags=["schedules"])
@@ -462,19 +299,19 @@ def create_rule(
     """Create a rule (as a draft: it airs once an approver other than you approves it)."""
     principal.require(Permission.SCHEDULES_WRITE)
     _require_tier(principal, data.tier)
-    owner = service.owner_area_for(session, principal, data.owner_area, Permission.SCHEDULES_WRITE)
-    rule = service.create_rule(
+    owner = owner_area_for(session, principal, data.owner_area, Permission.SCHEDULES_WRITE)
+    rule = rules.create_rule(
         session, data, author=_author(principal, owner), principal=principal, tz=tz
     )
-    audit.record("schedule.create", "schedule_rule", [str(rule.id)], after=_rule_snapshot(rule))
-    plan_changed(session, "schedule.create")
-    session.commit()
-    return rule_reads(session, [rule], tz)[0]
+    audit.commit_change(
+        "schedule.create", "schedule_rule", [str(rule.id)], after=reads.rule_snapshot(rule)
+    )
+    return reads.rule_reads(session, [rule], tz)[0]
 
 
 @router.get("/schedules/rules/{rule_id}", tags=["schedules"])
 def get_rule(rule: RuleDep, session: SessionDep, tz: TzDep) -> RuleRead:
-    return rule_reads(session, [rule], tz)[0]
+    return reads.rule_reads(session, [rule], tz)[0]
 
 
 @router.patch("/schedules/rules/{rule_id}", tags=["schedules"])
@@ -488,20 +325,18 @@ def update_rule(
 ) -> RuleRead:
     """Change a rule.  Changing what or when it plays sends an approved rule back to
     draft; renaming it or switching it on/off does not."""
-    service.require_owner(principal, rule.owner_area_id, Permission.SCHEDULES_WRITE)
+    require_owner(principal, rule.owner_area_id, Permission.SCHEDULES_WRITE)
     _require_tier(principal, rule.tier, data.tier)
-    before = _rule_snapshot(rule)
-    service.update_rule(session, rule, data, principal=principal, tz=tz)
-    audit.record(
+    before = reads.rule_snapshot(rule)
+    rules.update_rule(session, rule, data, principal=principal, tz=tz)
+    audit.commit_change(
         "schedule.update",
         "schedule_rule",
         [str(rule.id)],
         before=before,
-        after=_rule_snapshot(rule),
+        after=reads.rule_snapshot(rule),
     )
-    plan_changed(session, "schedule.update")
-    session.commit()
-    return rule_reads(session, [rule], tz)[0]
+    return reads.rule_reads(session, [rule], tz)[0]
 
 
 @router.delete(
@@ -510,14 +345,12 @@ def update_rule(
 def delete_rule(
     rule: RuleDep, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> Response:
-    service.require_owner(principal, rule.owner_area_id, Permission.SCHEDULES_WRITE)
+    require_owner(principal, rule.owner_area_id, Permission.SCHEDULES_WRITE)
     _require_tier(principal, rule.tier)
-    before = _rule_snapshot(rule)
+    before = reads.rule_snapshot(rule)
     rule_id = rule.id
-    service.delete_rule(session, rule)
-    audit.record("schedule.delete", "schedule_rule", [str(rule_id)], before=before)
-    plan_changed(session, "schedule.delete")
-    session.commit()
+    rules.delete_rule(session, rule)
+    audit.commit_change("schedule.delete", "schedule_rule", [str(rule_id)], before=before)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -531,26 +364,24 @@ def _review(
     *,
     approve: bool,
 ) -> RuleRead:
-    service.require_owner(principal, rule.owner_area_id, Permission.SCHEDULES_APPROVE)
+    require_owner(principal, rule.owner_area_id, Permission.SCHEDULES_APPROVE)
     note = data.note if data is not None else None
     before = {"approval": rule.approval.value}
-    assets = service.review_rule(
+    assets = rules.review_rule(
         session,
         rule,
         approver=_author(principal, None),
         approve=approve,
         note=note,
     )
-    audit.record(
+    audit.commit_change(
         "schedule.approve" if approve else "schedule.reject",
         "schedule_rule",
         [str(rule.id)],
         before=before,
         after={"approval": rule.approval.value, "note": note, "assets_approved": assets},
     )
-    plan_changed(session, "schedule.review")
-    session.commit()
-    return rule_reads(session, [rule], tz)[0]
+    return reads.rule_reads(session, [rule], tz)[0]
 
 
 @router.post("/schedules/rules/{rule_id}/approve", tags=["schedules"])
@@ -589,8 +420,8 @@ def conflicts(
     """The day's clashes on your stations: which rule beat which, whether the loser was
     shifted or dropped, on how many stations; and rules the builder had to leave out."""
     principal.require(Permission.SCHEDULES_READ)
-    day = day or service.local_today(tz)
-    groups, skipped = service.conflict_report(session, day, tz, principal=principal)
+    day = day or planning.local_today(tz)
+    groups, skipped = conflict_service.conflict_report(session, day, tz, principal=principal)
     return ConflictReport(date=day, total=len(groups), items=groups, skipped_rules=skipped)
 
 
@@ -610,12 +441,12 @@ def preview_rule(
     principal.require(Permission.SCHEDULES_READ)
     replaces = None
     if rule_id is not None:
-        replaces = service.get_rule(session, rule_id)
-        if not service.reaches_owner(principal, replaces.owner_area_id):
+        replaces = rules.get_rule(session, rule_id)
+        if not reaches_owner(principal, replaces.owner_area_id):
             raise RuleNotFound(rule_id)
-    first = date_from or service.local_today(tz)
+    first = date_from or planning.local_today(tz)
     last = date_to or first + dt.timedelta(days=6)
-    return service.preview_rule(
+    return conflict_service.preview_rule(
         session,
         data,
         principal=principal,
@@ -639,8 +470,8 @@ def _area_calendar_path(code: str) -> str:
 
 def _link(library: LibraryDep, path: str, days: int, valid_days: int) -> CalendarLink:
     expires = utcnow().replace(microsecond=0) + dt.timedelta(days=valid_days)
-    key = service.calendar_key(library.url_secret)
-    url = service.sign_calendar_url(library.public_base_url, path, days, expires, key)
+    key = calendar_links.calendar_key(library.url_secret)
+    url = calendar_links.sign_calendar_url(library.public_base_url, path, days, expires, key)
     return CalendarLink(url=url, expires_at=expires)
 
 
@@ -655,7 +486,7 @@ def station_calendar_link(
     principal: CurrentPrincipal,
     library: LibraryDep,
     days: DaysQuery = 7,
-    valid_days: ValidDaysQuery = service.CALENDAR_LINK_TTL.days,
+    valid_days: ValidDaysQuery = calendar_links.CALENDAR_LINK_TTL.days,
 ) -> CalendarLink:
     """A signed feed URL calendar programs can subscribe to (they cannot log in).
     Anyone holding it can read this station's schedule until it expires."""
@@ -669,7 +500,7 @@ def area_calendar_link(
     principal: CurrentPrincipal,
     library: LibraryDep,
     days: DaysQuery = 7,
-    valid_days: ValidDaysQuery = service.CALENDAR_LINK_TTL.days,
+    valid_days: ValidDaysQuery = calendar_links.CALENDAR_LINK_TTL.days,
 ) -> CalendarLink:
     """A signed feed URL for every station of the area (see the station link)."""
     principal.require(Permission.SCHEDULES_READ)
@@ -697,8 +528,8 @@ def _check_access(
     if access is not None:
         access.require(Permission.SCHEDULES_READ)
         return access
-    key = service.calendar_key(library.url_secret)
-    service.verify_calendar(
+    key = calendar_links.calendar_key(library.url_secret)
+    calendar_links.verify_calendar(
         path,
         days,
         request.query_params.get("exp"),
@@ -730,11 +561,11 @@ def station_calendar(
     """The station's items as iCalendar (one event per item).  Needs a login, or the
     ``exp``/``sig`` of a link from ``calendar-link``."""
     principal = _check_access(access, request, library, _station_calendar_path(sid), days)
-    station = session.scalar(select(Station).where(Station.sid == sid))
-    if station is None or (principal is not None and not principal.reaches(station.area_id)):
+    station = stations_service.get_station(session, sid)
+    if principal is not None and not principal.reaches(station.area_id):
         raise StationNotFound(sid)
-    first = start or service.local_today(tz)
-    items = service.calendar_items(session, [station.id], first, days, tz)
+    first = start or planning.local_today(tz)
+    items = planning.calendar_items(session, [station.id], first, days, tz)
     data = render_calendar(
         items,
         name=station.name,
@@ -767,13 +598,9 @@ def area_calendar(
     if principal is not None and not principal.reaches(area.id):
         raise AreaNotFound(code)
     subtree = stations_service.subtree_ids(session, [area.id])
-    station_ids = list(
-        session.scalars(
-            select(Station.id).where(Station.area_id.in_(subtree), Station.enabled.is_(True))
-        )
-    )
-    first = start or service.local_today(tz)
-    items = service.calendar_items(session, station_ids, first, days, tz)
+    station_ids = stations_service.station_ids_in(session, subtree, enabled_only=True)
+    first = start or planning.local_today(tz)
+    items = planning.calendar_items(session, station_ids, first, days, tz)
     data = render_calendar(
         items,
         name=area.name,

@@ -19,8 +19,13 @@ operator can edit:
   (10, 20, 30) keep the chain's own pieces in sequence should they ever clash.
 
 Everything is approved by the ``system`` approver, with a note saying so (rules and the
-fallback asset alike), and the seed is recorded in the audit log.  Idempotent: objects
-are found again by their ``key`` (``tan-an:...``) and left as they are.
+fallback asset alike), and the seed is recorded in the audit log with the plan signal
+(`kernel.changes`).  Idempotent: objects are found again by their ``key``
+(``tan-an:...``) and left as they are.
+
+A seed is a job: it opens its own sessions and commits each step, and the fallback is
+spoken with no transaction open.  `load_tan_an` runs the registry seed and this one,
+for ``broadcaster seed tan-an`` and the demo.
 """
 
 from __future__ import annotations
@@ -30,14 +35,11 @@ from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library import service as media
-from audio_library.models import AssetSource, AssetStatus, MediaAsset
-from kernel import audit
-from kernel.signals import plan_changed
+from kernel.changes import Actor, commit_change
 from kernel.tiers import Tier
-from schedules import service
 from schedules.models import Programme, ScheduleRule, StreamKind, StreamSource
 from schedules.schemas import (
     ProgrammeCreate,
@@ -46,10 +48,12 @@ from schedules.schemas import (
     StreamSourceCreate,
     TargetsIn,
 )
+from schedules.service import programmes, rules, sources
+from stations import service as stations
 from stations import tan_an
-from stations.models import Area
 
 SYSTEM = media.Author(name="system")
+SEED = Actor.system(SYSTEM.name)
 APPROVAL_NOTE = "Chuỗi tiếp sóng mặc định, nạp bởi lệnh broadcaster seed tan-an"
 FALLBACK_TEXT = "Chương trình tiếp sóng tạm thời gián đoạn, xin quý vị thông cảm."
 FALLBACK_TITLE = "Thông báo tạm gián đoạn tiếp sóng"
@@ -74,38 +78,41 @@ CHAINS = (
 )
 
 
-def _fallback_asset(session: Session, library: media.MediaLibrary) -> MediaAsset:
-    asset = session.scalar(
-        select(MediaAsset)
-        .where(
-            MediaAsset.source == AssetSource.TTS,
-            MediaAsset.title == FALLBACK_TITLE,
-            MediaAsset.created_by == SYSTEM.name,
-            MediaAsset.status == AssetStatus.READY,
+def _fallback_asset(factory: sessionmaker[Session], library: media.MediaLibrary) -> int:
+    """The approved fallback bulletin, spoken (with no transaction open) if missing."""
+    with factory() as session:
+        found = media.spoken_asset(session, title=FALLBACK_TITLE, created_by=SYSTEM.name)
+        if found is not None:
+            if not found.playable:
+                media.set_approval(
+                    session, found, approver=SYSTEM, approve=True, note=APPROVAL_NOTE
+                )
+                commit_change(session, SEED, "media.approve", "media", [str(found.id)])
+            return found.id
+    speech = media.speak(library, text=FALLBACK_TEXT, voice="south", rate=0)
+    with factory() as session:
+        with media.saving_speech(session, library, [speech]):
+            asset = media.add_speech(
+                session,
+                library,
+                speech,
+                text=FALLBACK_TEXT,
+                voice="south",
+                rate=0,
+                title=FALLBACK_TITLE,
+                category="khac",
+                tags=["tiep-song"],
+                author=SYSTEM,
+            )
+            media.set_approval(session, asset, approver=SYSTEM, approve=True, note=APPROVAL_NOTE)
+        commit_change(
+            session, SEED, "media.tts", "media", [str(asset.id)], after={"title": asset.title}
         )
-        .order_by(MediaAsset.id)
-    )
-    if asset is None:
-        asset = media.create_tts_asset(
-            session,
-            library,
-            text=FALLBACK_TEXT,
-            voice="south",
-            rate=0,
-            title=FALLBACK_TITLE,
-            category="khac",
-            tags=["tiep-song"],
-            author=SYSTEM,
-        )
-        if asset.status is not AssetStatus.READY:
-            raise RuntimeError(f"text-to-speech failed: {asset.failure_reason}")
-    if not asset.playable:
-        media.set_approval(session, asset, approver=SYSTEM, approve=True, note=APPROVAL_NOTE)
-    return asset
+        return asset.id
 
 
 def load(
-    session: Session,
+    factory: sessionmaker[Session],
     library: media.MediaLibrary,
     *,
     tz: tzinfo | None = None,
@@ -113,21 +120,43 @@ def load(
     """Create what is missing of the relay chain; return how many of each were added.
 
     Needs the registry seed first (the city, its wards/communes and their groups).
-    The fallback asset is spoken by the audio library, which commits its own row.
     """
     tz = tz or ZoneInfo("Asia/Ho_Chi_Minh")
+    fallback = _fallback_asset(factory, library)
+    with factory() as session:
+        added = _load_chain(session, library, tz=tz, fallback=fallback)
+        if any(added.values()):
+            commit_change(session, SEED, "schedule.seed", "schedule_rule", after=dict(added))
+    return added
+
+
+def load_tan_an(
+    factory: sessionmaker[Session], library: media.MediaLibrary, *, tz: tzinfo
+) -> tuple[dict[str, int], dict[str, int]]:
+    """The registry seed (`stations.tan_an`), then the relay chain: what each added."""
+    with factory() as session:
+        registry = tan_an.load(session)
+        if any(registry.values()):
+            commit_change(session, SEED, "station.seed", "station", after=dict(registry))
+        else:
+            session.commit()  # the built-in group, if it was missing
+    return registry, load(factory, library, tz=tz)
+
+
+def _load_chain(
+    session: Session, library: media.MediaLibrary, *, tz: tzinfo, fallback: int
+) -> dict[str, int]:
     added = {"stream_sources": 0, "programmes": 0, "rules": 0}
-    areas = {a.code: a.id for a in session.scalars(select(Area))}
-    units = [unit for unit in tan_an.UNITS if unit.code in areas]
-    fallback = _fallback_asset(session, library)
+    areas = {unit.code: stations.area_id(session, unit.code) for unit in tan_an.UNITS}
+    units = [unit for unit in tan_an.UNITS if areas[unit.code] is not None]
 
     def source(key: str, name: str, url: str, kind: StreamKind, owner: int | None) -> int:
         found = session.scalar(select(StreamSource.id).where(StreamSource.key == key))
         if found is not None:
             return found
-        data = StreamSourceCreate(name=name, url=url, kind=kind, fallback_asset_id=fallback.id)
+        data = StreamSourceCreate(name=name, url=url, kind=kind, fallback_asset_id=fallback)
         author = media.Author(name=SYSTEM.name, area_id=owner)
-        created = service.create_source(session, data, author=author, scope=None, key=key)
+        created = sources.create_source(session, data, author=author, scope=None, key=key)
         added["stream_sources"] += 1
         return created.id
 
@@ -140,8 +169,9 @@ def load(
         )
         data = ProgrammeCreate(title=title, items=[item])
         author = media.Author(name=SYSTEM.name, area_id=owner)
-        created = service.create_programme(
-            session, library, data, author=author, scope=None, key=key
+        drafts = programmes.check_items(session, data.items, scope=None)  # relays: no speech
+        created = programmes.create_programme(
+            session, library, data, drafts, author=author, key=key
         )
         added["programmes"] += 1
         return created.id
@@ -166,8 +196,8 @@ def load(
             recurrence={"when": {"kind": "daily", "times": [at]}},
         )
         author = media.Author(name=SYSTEM.name, area_id=owner)
-        created = service.create_rule(session, data, author=author, principal=None, tz=tz, key=key)
-        service.review_rule(session, created, approver=SYSTEM, approve=True, note=APPROVAL_NOTE)
+        created = rules.create_rule(session, data, author=author, principal=None, tz=tz, key=key)
+        rules.review_rule(session, created, approver=SYSTEM, approve=True, note=APPROVAL_NOTE)
         added["rules"] += 1
 
     source(
@@ -246,15 +276,5 @@ def load(
                 30,
                 areas[unit.code],
             )
-    if any(added.values()):
-        audit.record(
-            session,
-            actor=None,
-            actor_name=SYSTEM.name,
-            action="schedule.seed",
-            target_type="schedule_rule",
-            after=dict(added),
-        )
-        plan_changed(session, "seed tan-an relay chain")
     session.flush()
     return added

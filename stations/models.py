@@ -142,15 +142,6 @@ class Group(Base):
     )
 
 
-def as_dict(obj: Base, fields: tuple[str, ...]) -> dict[str, Any]:
-    """A plain snapshot of some columns (for audit before/after)."""
-    out: dict[str, Any] = {}
-    for name in fields:
-        value = getattr(obj, name)
-        out[name] = value.value if isinstance(value, StrEnum) else value
-    return out
-
-
 class StationState(Base):
     """What the station last told us (births, deaths, reported, telemetry), and the
     version of `desired` the server last published to it.

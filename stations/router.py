@@ -7,13 +7,13 @@ from typing import Annotated
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
+from kernel.audit import snapshot
 from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep, TimeRangeDep
 from kernel.errors import PayloadTooLarge
 from kernel.security import Permission
-from kernel.signals import plan_changed
 from stations import csvio, live, service
 from stations.dependencies import AreaDep, GroupDep, StationDep
-from stations.models import Area, AreaLevel, Group, Station, StationKind, as_dict
+from stations.models import Area, AreaLevel, Group, Station, StationKind
 from stations.schemas import (
     CODE_PATTERN,
     AreaCreate,
@@ -31,6 +31,7 @@ from stations.schemas import (
     StationUpdate,
     TelemetryRead,
 )
+from stations.targets import TargetResolver
 
 router = APIRouter(prefix="/api/v1")
 
@@ -77,7 +78,9 @@ def station_read(station: Station) -> StationRead:
     )
 
 
-def group_read(session: SessionDep, group: Group) -> GroupRead:
+def group_read(
+    session: SessionDep, group: Group, resolver: TargetResolver | None = None
+) -> GroupRead:
     owner = session.get(Area, group.owner_area_id) if group.owner_area_id else None
     return GroupRead(
         gid=group.gid,
@@ -88,7 +91,7 @@ def group_read(session: SessionDep, group: Group) -> GroupRead:
         owner_area_code=owner.code if owner else None,
         stations=[s.sid for s in group.stations],
         areas=[a.code for a in group.areas],
-        station_count=len(service.group_station_ids(session, group)),
+        station_count=len(service.group_station_ids(session, group, resolver=resolver)),
         created_at=group.created_at,
         updated_at=group.updated_at,
     )
@@ -126,8 +129,10 @@ def create_area(
 ) -> AreaRead:
     principal.require(Permission.AREAS_WRITE)
     area = service.create_area(session, data)
-    audit.record("area.create", "area", [area.code], after=as_dict(area, service.AREA_FIELDS))
-    session.commit()
+    # a new area holds no station yet, so no rule reaches anything new through it
+    audit.commit_change(
+        "area.create", "area", [area.code], after=snapshot(area, service.AREA_FIELDS), plan=False
+    )
     return area_read(area)
 
 
@@ -145,13 +150,11 @@ def update_area(
     audit: Audit,
 ) -> AreaRead:
     principal.require(Permission.AREAS_WRITE)
-    before = as_dict(area, service.AREA_FIELDS)
+    before = snapshot(area, service.AREA_FIELDS)
     area = service.update_area(session, area.code, data)
-    audit.record(
-        "area.update", "area", [area.code], before=before, after=as_dict(area, service.AREA_FIELDS)
+    audit.commit_change(
+        "area.update", "area", [area.code], before=before, after=snapshot(area, service.AREA_FIELDS)
     )
-    plan_changed(session, "area.update")
-    session.commit()
     session.refresh(area)
     return area_read(area)
 
@@ -161,11 +164,9 @@ def delete_area(
     area: AreaDep, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> Response:
     principal.require(Permission.AREAS_WRITE)
-    before = as_dict(area, service.AREA_FIELDS)
+    before = snapshot(area, service.AREA_FIELDS)
     service.delete_area(session, area.code)
-    audit.record("area.delete", "area", [before["code"]], before=before)
-    plan_changed(session, "area.delete")
-    session.commit()
+    audit.commit_change("area.delete", "area", [before["code"]], before=before)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -199,11 +200,9 @@ def create_station(
     if area is not None:
         principal.require_area(Permission.STATIONS_WRITE, area.id)
     station = service.create_station(session, data)
-    audit.record(
-        "station.create", "station", [station.sid], after=as_dict(station, service.STATION_FIELDS)
+    audit.commit_change(
+        "station.create", "station", [station.sid], after=snapshot(station, service.STATION_FIELDS)
     )
-    plan_changed(session, "station.create")
-    session.commit()
     return station_read(station)
 
 
@@ -247,14 +246,12 @@ async def import_stations(
         code = status.HTTP_200_OK if dry_run else status.HTTP_422_UNPROCESSABLE_CONTENT
         return JSONResponse(report.model_dump(), status_code=code)
     if not dry_run:
-        audit.record(
+        audit.commit_change(
             "station.import",
             "station",
             [],
             after={"created": report.created, "updated": report.updated, "file": file.filename},
         )
-        plan_changed(session, "station.import")
-        session.commit()
     return JSONResponse(report.model_dump())
 
 
@@ -324,17 +321,15 @@ def update_station(
         principal.require_area(
             Permission.STATIONS_WRITE, service.get_area(session, data.area_code).id
         )
-    before = as_dict(station, service.STATION_FIELDS)
+    before = snapshot(station, service.STATION_FIELDS)
     station = service.update_station(session, station.sid, data)
-    audit.record(
+    audit.commit_change(
         "station.update",
         "station",
         [station.sid],
         before=before,
-        after=as_dict(station, service.STATION_FIELDS),
+        after=snapshot(station, service.STATION_FIELDS),
     )
-    plan_changed(session, "station.update")
-    session.commit()
     return station_read(station)
 
 
@@ -343,11 +338,9 @@ def delete_station(
     station: StationDep, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> Response:
     principal.require(Permission.STATIONS_WRITE)
-    before = as_dict(station, service.STATION_FIELDS)
+    before = snapshot(station, service.STATION_FIELDS)
     service.delete_station(session, station.sid)
-    audit.record("station.delete", "station", [station.sid], before=before)
-    plan_changed(session, "station.delete")
-    session.commit()
+    audit.commit_change("station.delete", "station", [station.sid], before=before)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -361,7 +354,8 @@ def list_groups(
     items, total = service.list_groups(
         session, scope=principal.scope, q=q, limit=page.limit, offset=page.offset
     )
-    return ListOf(items=[group_read(session, g) for g in items], total=total)
+    resolver = TargetResolver(session, enabled_only=False)
+    return ListOf(items=[group_read(session, g, resolver) for g in items], total=total)
 
 
 def _require_group_members_in_scope(
@@ -387,9 +381,7 @@ def create_group(
         principal.require_area(Permission.GROUPS_WRITE, owner.id if owner else None)
         _require_group_members_in_scope(session, principal, data.stations, data.areas)
     group = service.create_group(session, data)
-    audit.record("group.create", "group", [group.gid], after=data.model_dump())
-    plan_changed(session, "group.create")
-    session.commit()
+    audit.commit_change("group.create", "group", [group.gid], after=data.model_dump())
     return group_read(session, group)
 
 
@@ -422,15 +414,13 @@ def update_group(
     _require_group_members_in_scope(session, principal, data.stations or [], data.areas or [])
     before = {"stations": [s.sid for s in group.stations], "areas": [a.code for a in group.areas]}
     group = service.update_group(session, group.gid, data)
-    audit.record(
+    audit.commit_change(
         "group.update",
         "group",
         [group.gid],
         before=before,
         after=data.model_dump(exclude_unset=True),
     )
-    plan_changed(session, "group.update")
-    session.commit()
     return group_read(session, group)
 
 
@@ -441,7 +431,5 @@ def delete_group(
     principal.require(Permission.GROUPS_WRITE)
     gid = group.gid
     service.delete_group(session, gid)
-    audit.record("group.delete", "group", [gid])
-    plan_changed(session, "group.delete")
-    session.commit()
+    audit.commit_change("group.delete", "group", [gid])
     return Response(status_code=status.HTTP_204_NO_CONTENT)

@@ -7,9 +7,7 @@ SQLite and PostgreSQL alike.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
-from dataclasses import dataclass
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
@@ -17,6 +15,7 @@ from sqlalchemy.orm import Session
 
 from kernel.db import paginate
 from kernel.errors import InvalidInput
+from kernel.ownership import AreaDirectory
 from kernel.text import fold, like_pattern
 from stations.exceptions import (
     AreaInUse,
@@ -43,6 +42,7 @@ from stations.schemas import (
     StationCreate,
     StationUpdate,
 )
+from stations.targets import TargetResolver
 
 AREA_FIELDS = ("code", "name", "level", "parent_id")
 STATION_FIELDS = (
@@ -451,91 +451,49 @@ def ensure_builtin_groups(session: Session) -> None:
         session.flush()
 
 
-def group_station_ids(session: Session, group: Group) -> set[int]:
-    """Resolve a group now: listed stations plus every station under listed areas."""
-    if group.builtin and group.gid == ALL_GROUP:
-        return set(session.scalars(select(Station.id)))
-    ids = {s.id for s in group.stations}
-    if group.areas:
-        areas = subtree_ids(session, [a.id for a in group.areas])
-        ids |= set(session.scalars(select(Station.id).where(Station.area_id.in_(areas))))
-    return ids
+def group_station_ids(
+    session: Session, group: Group, *, resolver: TargetResolver | None = None
+) -> frozenset[int]:
+    """Every station the group reaches now, enabled or not (see `stations.targets`).
 
-
-@dataclass(frozen=True)
-class Targets:
-    """Stations, groups and areas named by a schedule rule or a broadcast."""
-
-    stations: Sequence[str] = ()
-    groups: Sequence[str] = ()
-    areas: Sequence[str] = ()
-
-
-def resolve_targets(
-    session: Session, targets: Targets, *, field: str = "targets", enabled_only: bool = True
-) -> list[Station]:
-    """Every station the targets name, each once, ordered by sid.
-
-    Unknown names raise `InvalidInput` pointing at the offending entry.
+    Pass one `resolver` (``enabled_only=False``) when resolving many groups.
     """
-    ids: set[int] = set()
-    for index, sid in enumerate(targets.stations):
-        station_id = session.scalar(select(Station.id).where(Station.sid == sid))
-        if station_id is None:
-            raise InvalidInput(f"unknown station {sid!r}", field=(field, "stations", index))
-        ids.add(station_id)
-    for index, gid in enumerate(targets.groups):
-        group = session.scalar(select(Group).where(Group.gid == gid))
-        if group is None:
-            raise InvalidInput(f"unknown group {gid!r}", field=(field, "groups", index))
-        ids |= group_station_ids(session, group)
-    roots = []
-    for index, code in enumerate(targets.areas):
-        area_id = session.scalar(select(Area.id).where(Area.code == code))
-        if area_id is None:
-            raise InvalidInput(f"unknown area {code!r}", field=(field, "areas", index))
-        roots.append(area_id)
-    if roots:
-        ids |= set(
-            session.scalars(
-                select(Station.id).where(Station.area_id.in_(subtree_ids(session, roots)))
-            )
-        )
-    if not ids:
-        return []
-    query = select(Station).where(Station.id.in_(ids))
+    return (resolver or TargetResolver(session, enabled_only=False)).group(group.id)
+
+
+def station_sids(session: Session, ids: Collection[int] | None = None) -> dict[int, str]:
+    """Station sids by id (every station, or those of `ids`)."""
+    query = select(Station.id, Station.sid)
+    if ids is not None:
+        query = query.where(Station.id.in_(list(ids)))
+    return {i: s for i, s in session.execute(query)}
+
+
+def station_ids_in(
+    session: Session, area_ids: Collection[int], *, enabled_only: bool = False
+) -> set[int]:
+    """The stations located directly in the given areas (pass a subtree for "under")."""
+    query = select(Station.id).where(Station.area_id.in_(list(area_ids)))
     if enabled_only:
         query = query.where(Station.enabled.is_(True))
-    return list(session.scalars(query.order_by(Station.sid)))
+    return set(session.scalars(query))
 
 
-def station_groups(session: Session) -> dict[int, list[str]]:
-    """For every station, the gids of the groups it belongs to (``all`` excluded).
-
-    Computed for the whole fleet at once (areas and groups are few, stations many).
-    """
-    parents: dict[int, int | None] = {
-        a: p for a, p in session.execute(select(Area.id, Area.parent_id))
-    }
-    by_area: dict[int, list[str]] = defaultdict(list)
-    by_station: dict[int, list[str]] = defaultdict(list)
-    for group in session.scalars(select(Group).where(Group.builtin.is_(False))):
-        for area in group.areas:
-            by_area[area.id].append(group.gid)
-        for station in group.stations:
-            by_station[station.id].append(group.gid)
-    result: dict[int, list[str]] = {}
-    for station_id, area_id in session.execute(select(Station.id, Station.area_id)):
-        gids: list[str] = list(by_station.get(station_id, ()))
-        cursor: int | None = area_id
-        seen: set[int] = set()
-        while cursor is not None and cursor not in seen:
-            seen.add(cursor)
-            gids.extend(by_area.get(cursor, ()))
-            cursor = parents.get(cursor)
-        result[station_id] = sorted(set(gids))
-    return result
+# --- area codes (for packages that may not import the registry) ----------------------------
 
 
-def area_codes_by_id(session: Session) -> dict[int, str]:
-    return {a: c for a, c in session.execute(select(Area.id, Area.code))}
+def area_id(session: Session, code: str) -> int | None:
+    """The id of the area with this code, if there is one."""
+    return session.scalar(select(Area.id).where(Area.code == code))
+
+
+def area_codes(session: Session, ids: Iterable[int | None]) -> dict[int, str]:
+    """The codes of the given areas (``None`` ids ignored)."""
+    wanted = {i for i in ids if i is not None}
+    if not wanted:
+        return {}
+    return {i: c for i, c in session.execute(select(Area.id, Area.code).where(Area.id.in_(wanted)))}
+
+
+#: Area codes and ids for the media library (built into the app by the composition root).
+AREA_DIRECTORY = AreaDirectory(id_for=area_id, codes_for=area_codes)

@@ -21,7 +21,8 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from audio_library import service as media
-from audio_library.models import AssetStatus, MediaAsset
+from audio_library.exceptions import AudioToolError
+from audio_library.models import MediaAsset
 from broadcaster.dispatch import outbox, playlog
 from broadcaster.dispatch.models import Broadcast, BroadcastStatus, Command, Play, PlayStatus, Route
 from broadcaster.dispatch.schemas import BroadcastCreate
@@ -31,7 +32,7 @@ from kernel.errors import ConflictError, InvalidInput, PermissionDeniedError
 from kernel.security import Permission, Principal
 from kernel.tiers import Tier
 from schedules.models import StreamSource
-from stations import service as stations
+from stations import targets
 from stations.models import ALL_GROUP, Area, Group, Station, StationState
 
 STREAM_DEFAULT_MS = 60_000
@@ -47,10 +48,10 @@ class Plan:
 
 def plan_route(session: Session, data: BroadcastCreate) -> Plan:
     """Resolve the targets and decide how to publish (see the module docstring)."""
-    targets = stations.Targets(
+    named = targets.TargetNames(
         stations=data.targets.stations, groups=data.targets.groups, areas=data.targets.areas
     )
-    resolved = stations.resolve_targets(session, targets)
+    resolved = targets.resolve(session, named)
     if not resolved:
         raise InvalidInput(
             "the targets name no enabled station",
@@ -114,6 +115,34 @@ def _media(asset: MediaAsset, library: media.MediaLibrary, until: dt.datetime) -
     )
 
 
+def speak_text(library: media.MediaLibrary, data: BroadcastCreate) -> media.Rendition | None:
+    """Read an emergency broadcast's text aloud (long work, no database), or None when
+    the broadcast plays an asset or a stream.  Only emergencies may speak unapproved text."""
+    content = data.content
+    if content.text is None:
+        return None
+    if data.tier is not Tier.EMERGENCY:
+        raise InvalidInput(
+            "a text broadcast needs approval first: create the bulletin in the media "
+            "library (POST /api/v1/media/tts) and have it approved; only emergency "
+            "broadcasts may be spoken on the spot",
+            field=("content", "text"),
+            message_vi="Bản tin văn bản cần được duyệt trước khi phát (trừ phát khẩn cấp)",
+        )
+    try:
+        return media.speak(library, text=content.text, voice=content.voice, rate=content.rate)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            exc.message, field=("content", "text", *exc.loc[1:]), message_vi=exc.message_vi
+        ) from exc
+    except AudioToolError as exc:
+        raise InvalidInput(
+            f"the text could not be spoken: {exc.message}",
+            field=("content", "text"),
+            message_vi=exc.message_vi or "Không chuyển được văn bản thành giọng nói",
+        ) from exc
+
+
 def resolve_content(
     session: Session,
     library: media.MediaLibrary,
@@ -121,22 +150,17 @@ def resolve_content(
     principal: Principal,
     *,
     start_at: dt.datetime,
+    speech: media.Rendition | None = None,
 ) -> Content:
+    """What the broadcast plays (``speech``: its text, already spoken by `speak_text`)."""
     emergency = data.tier is Tier.EMERGENCY
     content = data.content
-    links_until = start_at + dt.timedelta(days=1)
     if content.text is not None:
-        if not emergency:
-            raise InvalidInput(
-                "a text broadcast needs approval first: create the bulletin in the media "
-                "library (POST /api/v1/media/tts) and have it approved; only emergency "
-                "broadcasts may be spoken on the spot",
-                field=("content", "text"),
-                message_vi="Bản tin văn bản cần được duyệt trước khi phát (trừ phát khẩn cấp)",
-            )
-        asset = media.create_tts_asset(
+        assert speech is not None, "speak the text first (speak_text)"
+        asset = media.add_speech(
             session,
             library,
+            speech,
             text=content.text,
             voice=content.voice,
             rate=content.rate,
@@ -145,25 +169,18 @@ def resolve_content(
             tags=["khan-cap"],
             author=media.Author(name=principal.username, user_id=principal.user_id),
         )
-        if asset.status is not AssetStatus.READY:
-            raise InvalidInput(
-                f"the text could not be spoken: {asset.failure_reason}", field=("content", "text")
-            )
     elif content.asset_id is not None:
-        found = session.get(MediaAsset, content.asset_id)
-        if found is None or (
-            found.owner_area_id is not None and not principal.reaches(found.owner_area_id)
-        ):
-            raise InvalidInput(
-                f"media asset {content.asset_id} does not exist", field=("content", "asset_id")
-            )
-        asset = found
+        field = ("content", "asset_id")
         if not emergency:
-            media.require_playable(session, asset.id, field=("content", "asset_id"))
-        elif asset.status is not AssetStatus.READY:
-            raise InvalidInput(
-                f"media asset {asset.id} is not ready", field=("content", "asset_id")
+            asset = media.require_playable(
+                session, content.asset_id, field=field, scope=principal.scope
             )
+        else:
+            asset = media.asset_in_scope(
+                session, content.asset_id, scope=principal.scope, field=field
+            )
+            if not asset.ready:
+                raise InvalidInput(f"media asset {asset.id} is not ready", field=field)
     else:
         return _stream_content(session, library, data, start_at=start_at)
     if not asset.playable:
@@ -228,6 +245,11 @@ def create(
     *,
     now: dt.datetime | None = None,
 ) -> tuple[Broadcast, Command]:
+    """Store a broadcast and its play command (flushes; the caller commits).
+
+    Call it holding no transaction: an emergency's text is spoken first, before any
+    query, so no transaction waits on the speech engine.
+    """
     check_permission(principal, data)
     now = now or utcnow()
     start_at = data.start_at or now + dt.timedelta(seconds=data.lead_s)
@@ -235,6 +257,21 @@ def create(
         raise InvalidInput("start_at is in the past", field="start_at")
     if data.until is not None and data.until <= start_at:
         raise InvalidInput("until must be after the start", field="until")
+    speech = speak_text(library, data)
+    with media.saving_speech(session, library, [speech] if speech else []):
+        return _store(session, library, data, principal, now=now, start_at=start_at, speech=speech)
+
+
+def _store(
+    session: Session,
+    library: media.MediaLibrary,
+    data: BroadcastCreate,
+    principal: Principal,
+    *,
+    now: dt.datetime,
+    start_at: dt.datetime,
+    speech: media.Rendition | None,
+) -> tuple[Broadcast, Command]:
     plan = plan_route(session, data)
     outside = [s.sid for s in plan.stations if not principal.reaches(s.area_id)]
     if outside:
@@ -242,7 +279,7 @@ def create(
             f"{len(outside)} target station(s) are outside your areas (e.g. {outside[0]})",
             message_vi="Có trạm nằm ngoài địa bàn được giao",
         )
-    content = resolve_content(session, library, data, principal, start_at=start_at)
+    content = resolve_content(session, library, data, principal, start_at=start_at, speech=speech)
     priority = data.tier.priority
     not_after = max(
         now + dt.timedelta(seconds=data.expires_in_s), start_at + dt.timedelta(seconds=5)

@@ -30,8 +30,7 @@ from firmware_bridge.client import Bridge
 from firmware_bridge.messages import Config, Desired, Media, PlaylistItem, Window
 from schedules import service as schedules
 from schedules.builder import MediaRef, PlannedItem
-from stations import live
-from stations import service as stations
+from stations import live, targets
 from stations.models import Station
 
 log = logging.getLogger(__name__)
@@ -142,9 +141,9 @@ def build(
     query = select(Station).where(Station.enabled.is_(True)).order_by(Station.id)
     if station_ids is not None:
         query = query.where(Station.id.in_(station_ids))
-    targets = list(session.scalars(query))
-    plans = schedules.station_plans(session, days, tz, {s.id for s in targets})
-    items_by_station: dict[int, list[PlannedItem]] = {s.id: [] for s in targets}
+    enabled = list(session.scalars(query))
+    plans = schedules.station_plans(session, days, tz, {s.id for s in enabled})
+    items_by_station: dict[int, list[PlannedItem]] = {s.id: [] for s in enabled}
     for plan in plans:
         for station_id, items in plan.stations.items():
             if station_id in items_by_station:
@@ -152,10 +151,10 @@ def build(
                     item for item in items if item.end_at > span.start and item.start_at < span.end
                 )
     window = Window(from_=span.start, to=span.end)
-    groups = stations.station_groups(session)
+    groups = targets.station_groups(session)
     playlists: dict[tuple[PlannedItem, ...], tuple[PlaylistItem, ...]] = {}
     docs = []
-    for station in targets:
+    for station in enabled:
         ordered = tuple(sorted(items_by_station[station.id], key=lambda i: (i.start_at, i.item_id)))
         entries = playlists.get(ordered)
         if entries is None:

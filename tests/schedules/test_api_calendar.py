@@ -14,7 +14,7 @@ from icalendar import Calendar
 from sqlalchemy.orm import Session, sessionmaker
 
 from kernel.security import Role
-from schedules import service
+from schedules.service import calendar_links as service
 from tests.api import make_user, ok
 from tests.schedules.api_helpers import (
     asset_item,

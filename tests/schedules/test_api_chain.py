@@ -13,7 +13,6 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library.models import MediaAsset
-from broadcaster import db
 from kernel.approval import Approval
 from kernel.audit import AuditEntry
 from kernel.security import Role
@@ -30,8 +29,7 @@ DAY = dt.date(2026, 11, 26)
 def seeded(
     tan_an: None, app: FastAPI, client: TestClient, session_factory: sessionmaker[Session]
 ) -> dict[str, int]:
-    with db.session_scope(session_factory) as session:
-        return seed.load(session, app.state.media_library)
+    return seed.load(session_factory, app.state.media_library)
 
 
 def _unit_of(session: Session) -> dict[str, str]:
@@ -74,8 +72,8 @@ def test_chain_on_all_108_stations(
         items = playlist(client, admin, sid, DAY)
         assert len(items) == 6, sid
         for item, (start, end, key) in zip(items, expected, strict=True):
-            assert item["start_at"] == f"{DAY}T{start}+07:00", sid
-            assert item["end_at"] == f"{DAY}T{end}+07:00", sid
+            assert item["start_at"] == f"{DAY}T{start}.000+07:00", sid
+            assert item["end_at"] == f"{DAY}T{end}.000+07:00", sid
             assert item["kind"] == "relay"
             assert item["priority"] == 5
             assert item["url"] == urls[key or f"tan-an:stream:{unit}"], (sid, item["url"])
@@ -105,12 +103,11 @@ def test_chain_on_all_108_stations(
         )
 
     # idempotent (and no second TTS run)
-    with db.session_scope(session_factory) as session:
-        assert seed.load(session, app.state.media_library) == {
-            "stream_sources": 0,
-            "programmes": 0,
-            "rules": 0,
-        }
+    assert seed.load(session_factory, app.state.media_library) == {
+        "stream_sources": 0,
+        "programmes": 0,
+        "rules": 0,
+    }
     with session_factory() as session:
         assert len(list(session.scalars(select(MediaAsset)))) == 1
     assert ok(client.get("/api/v1/schedules/rules", headers=admin))["total"] == 32
