@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from icalendar import Calendar, Event
 
 from kernel.tiers import tier_of
-from schedules.builder import PlannedItem
+from schedules.plans import PlannedItem
 
 PRODID = "-//broadcaster//loa v1 schedule//VI"
 UID_DOMAIN = "broadcaster"

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from kernel.approval import Approval
 from kernel.tiers import Tier
-from schedules.builder import MAX_PROGRAMME_MS, MAX_SHIFT_TOLERANCE_S
 from schedules.models import ItemKind, StreamKind
+from schedules.plans import MAX_PROGRAMME_MS, MAX_SHIFT_TOLERANCE_S
 
 CODE_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 #: What the protocol accepts as a relay URL (desired.json ``item.url``).

@@ -29,7 +29,7 @@ from broadcaster.dispatch import playlog
 from firmware_bridge.client import Bridge
 from firmware_bridge.messages import Config, Desired, Media, PlaylistItem, Window
 from schedules import service as schedules
-from schedules.builder import MediaRef, PlannedItem
+from schedules.plans import MediaRef, PlannedItem
 from stations import live, targets
 from stations.models import Station
 

@@ -15,8 +15,9 @@ from sqlalchemy.orm import Session
 from kernel.db import utcnow
 from kernel.errors import InvalidInput
 from kernel.security import Principal
-from schedules.builder import MAX_PREVIEW_DAYS, Conflict, PlannedItem, build_days, preview
+from schedules.builder import MAX_PREVIEW_DAYS, build_days, preview
 from schedules.models import ScheduleRule
+from schedules.plans import Conflict, PlannedItem
 from schedules.schemas import (
     ConflictGroup,
     PreviewPlacement,

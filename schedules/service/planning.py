@@ -24,8 +24,9 @@ from sqlalchemy.orm import Session
 
 from kernel.approval import Approval
 from kernel.db import utcnow
-from schedules.builder import DayPlan, PlannedItem, ProgrammeSpec, RuleSpec, build_days
+from schedules.builder import build_days
 from schedules.models import ProgrammeItem, ScheduleRule, StreamSource
+from schedules.plans import DayPlan, PlannedItem, ProgrammeSpec, RuleSpec
 from schedules.service.rules import stored_recurrence
 from schedules.service.specs import programme_specs
 from schedules.service.targets import target_ids

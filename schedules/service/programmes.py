@@ -33,9 +33,9 @@ from kernel.approval import Approval
 from kernel.db import paginate, utcnow
 from kernel.errors import InvalidInput
 from kernel.text import fold, like_pattern
-from schedules.builder import MAX_PROGRAMME_MS
 from schedules.exceptions import InvalidRule, ProgrammeInUse, ProgrammeNotFound
 from schedules.models import ItemKind, Programme, ProgrammeItem, ScheduleRule, StreamSource
+from schedules.plans import MAX_PROGRAMME_MS
 from schedules.schemas import ItemIn, ProgrammeCreate, ProgrammeUpdate, TextItemIn
 from schedules.service.rules import reset_rules
 from schedules.service.scope import in_scope, visible

@@ -28,9 +28,9 @@ from kernel.errors import InvalidInput, PermissionDeniedError
 from kernel.security import Principal
 from kernel.text import fold, like_pattern
 from kernel.tiers import Tier
-from schedules.builder import ProgrammeSpec, RuleSpec, validate_rule
 from schedules.exceptions import RuleNotFound
 from schedules.models import RULE_TIERS, ItemKind, Programme, ScheduleRule
+from schedules.plans import ProgrammeSpec, RuleSpec, validate_rule
 from schedules.recurrence import Once, Recurrence, invalid_recurrence, localize, occurrences
 from schedules.schemas import RuleCreate, RuleUpdate, TargetsIn
 from schedules.service.scope import in_scope, visible

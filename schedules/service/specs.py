@@ -15,8 +15,8 @@ from sqlalchemy.orm import Session
 
 from audio_library import service as media
 from audio_library.service import MediaAsset
-from schedules.builder import MediaRef, ProgrammeItemSpec, ProgrammeSpec, StreamRef
 from schedules.models import ItemKind, Programme, ProgrammeItem, StreamSource
+from schedules.plans import MediaRef, ProgrammeItemSpec, ProgrammeSpec, StreamRef
 from schedules.service.sources import sources_by_id
 
 
