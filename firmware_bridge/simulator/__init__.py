@@ -4,10 +4,10 @@ Start here: :class:`FleetThread` (blocking API for tests and scripts),
 :func:`run_fleet` (asyncio), :func:`firmware_bridge.simulator.cli.simulate` (CLI).
 """
 
+from firmware_bridge.simulator.config import SimSettings, StationSpec, StationStatus
 from firmware_bridge.simulator.faults import Fault, FaultSettings, FaultSpec
 from firmware_bridge.simulator.fleet import Fleet, FleetConfig, FleetSummary, FleetThread, run_fleet
 from firmware_bridge.simulator.player import PlayRecord
-from firmware_bridge.simulator.station import SimSettings, StationSpec, StationStatus
 
 __all__ = [
     "Fault",

@@ -25,6 +25,7 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from firmware_bridge.errors import ConfigError
+from firmware_bridge.simulator.config import StationSpec
 from firmware_bridge.simulator.faults import FaultSpec
 from firmware_bridge.simulator.fleet import Fleet, FleetConfig, FleetSummary
 from firmware_bridge.simulator.sources import (
@@ -33,7 +34,6 @@ from firmware_bridge.simulator.sources import (
     stations_from_api,
     stations_from_csv,
 )
-from firmware_bridge.simulator.station import StationSpec
 
 __all__ = ["simulate"]
 

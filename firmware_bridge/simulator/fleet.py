@@ -29,15 +29,10 @@ from typing import Literal, TypeVar
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.mqtt_url import MqttUrl
 from firmware_bridge.simulator.clock import SimClock
+from firmware_bridge.simulator.config import FleetContext, SimSettings, StationSpec, StationStatus
 from firmware_bridge.simulator.faults import Fault, FaultSpec, assign_faults
 from firmware_bridge.simulator.media import MediaFetcher
-from firmware_bridge.simulator.station import (
-    FleetContext,
-    SimSettings,
-    Station,
-    StationSpec,
-    StationStatus,
-)
+from firmware_bridge.simulator.station import Station
 from firmware_bridge.topics import DEFAULT_PREFIX, Topics, is_valid_id
 
 __all__ = ["Fleet", "FleetConfig", "FleetSummary", "FleetThread", "run_fleet"]

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 
 from firmware_bridge.errors import ConfigError
-from firmware_bridge.simulator.station import StationSpec
+from firmware_bridge.simulator.config import StationSpec
 from firmware_bridge.topics import is_valid_id
 
 __all__ = ["generated_stations", "load_credentials", "stations_from_api", "stations_from_csv"]

@@ -16,165 +16,61 @@ first, published at once when online, kept until the broker's PUBACK. Whatever i
 unacknowledged when the link drops is published again, oldest first, after the next
 birth. Events carry ``{sid}.{boot}.{n}`` ids, unique across reboots.
 
-Commands are processed in the protocol's order: expired (``EXPIRED``), already seen
-(the last ack again), unknown/invalid (``REJECTED``), then ``RECEIVED`` ->
-``IN_PROGRESS`` -> ``SUCCEEDED``/``FAILED``. A play that is busy at equal or higher
-priority is ``REJECTED`` with reason ``busy`` (also when its ``start_at`` arrives).
+Commands (rule 4) are handled by `.commands.CommandHandling`, a part of `Station`; the
+settings and value types live in `.config` (and are re-exported here).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
-import re
 import secrets
-import ssl
 from collections import OrderedDict, deque
 from collections.abc import Coroutine
-from concurrent.futures import Executor
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
-from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTProtocolVersion
-from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from firmware_bridge.errors import ProtocolError, TopicError
 from firmware_bridge.messages import (
-    Ack,
-    AckStatus,
-    Capability,
-    Command,
-    CommandType,
     Desired,
-    EmptyBody,
     Event,
     EventType,
     FaultKind,
     Media,
-    PlayBody,
     Playing,
     PlaylistItem,
     Reported,
     StationState,
-    StopBody,
     Telemetry,
-    VolumeBody,
     dump_message,
     parse_message,
 )
-from firmware_bridge.mqtt_url import MqttUrl
 from firmware_bridge.schema import MessageKind
 from firmware_bridge.simulator.aio_mqtt import AioMqttClient, ConnectFailed
-from firmware_bridge.simulator.clock import SimClock
-from firmware_bridge.simulator.faults import Fault, FaultSettings
+from firmware_bridge.simulator.commands import CommandHandling, clip
+from firmware_bridge.simulator.config import FleetContext, SimSettings, StationSpec, StationStatus
+from firmware_bridge.simulator.faults import Fault
 from firmware_bridge.simulator.health import Health
-from firmware_bridge.simulator.media import MediaFetcher
-from firmware_bridge.simulator.player import ActivePlay, Outcome, Player, PlayRecord, RunResult
+from firmware_bridge.simulator.player import ActivePlay, Player, PlayRecord, RunResult
 from firmware_bridge.simulator.store import PersistedState, SpoolEntry, SpoolKind, StationStore
-from firmware_bridge.topics import TopicKind, Topics
+from firmware_bridge.topics import TopicKind
 
 __all__ = ["FleetContext", "SimSettings", "Station", "StationSpec", "StationStatus"]
 
 log = logging.getLogger(__name__)
 
-_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
-_TIMESTAMP = TypeAdapter(AwareDatetime)
 _BDSEQ_MOD = 2**31
-_MAX_ACKS = 1000
-_MAX_REASON = 500
 _DEFAULT_TELEMETRY_S = 60
 
 
-def _clip(reason: str | None) -> str | None:
-    if reason is None or len(reason) <= _MAX_REASON:
-        return reason
-    return reason[: _MAX_REASON - 3] + "..."
-
-
-@dataclass(frozen=True, slots=True)
-class StationSpec:
-    """A station to simulate: its id and optional MQTT password (the station secret)."""
-
-    sid: str
-    password: str | None = None
-    name: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class SimSettings:
-    """Behaviour settings shared by every station of a fleet."""
-
-    keepalive: int = 30
-    protocol: Literal["auto", "5", "3.1.1"] = "auto"
-    session_expiry_s: int = 7200
-    will_delay_s: int = 10
-    reconnect_min_s: float = 1.0
-    reconnect_max_s: float = 30.0
-    connect_timeout_s: float = 10.0
-    default_play_s: float = 60.0
-    relay_open_timeout_s: float = 10.0
-    firmware: str = "sim-0.1.0"
-    model: str = "loa-sim"
-    capabilities: tuple[Capability, ...] = (
-        "file",
-        "relay",
-        "sync_start",
-        "telemetry_power",
-        "telemetry_amp",
-        "telemetry_speaker",
-    )
-    faults: FaultSettings = field(default_factory=FaultSettings)
-
-
-@dataclass(slots=True)
-class FleetContext:
-    """What every station of a fleet shares."""
-
-    settings: SimSettings
-    topics: Topics
-    url: MqttUrl
-    clock: SimClock
-    state_dir: Path
-    fetcher: MediaFetcher
-    executor: Executor
-    connect_slots: asyncio.Semaphore
-    tls: ssl.SSLContext | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class StationStatus:
-    """A snapshot of one station, safe to read from any thread."""
-
-    sid: str
-    alive: bool
-    online: bool
-    bdseq: int | None
-    connects: int
-    protocol: str | None
-    desired_version: int | None
-    missing: tuple[str, ...]
-    volume: int | None
-    groups: tuple[str, ...]
-    playing: PlayRecord | None
-    plays: tuple[PlayRecord, ...]
-    acks: dict[str, str]
-    faults: tuple[str, ...]
-    active_faults: tuple[str, ...]
-    events_sent: int
-    spooled: int
-    telemetry_seq: int
-    clock_offset_s: float
-
-
-class Station:
-    """A virtual station controller."""
+class Station(CommandHandling):
+    """A virtual station controller (commands: `CommandHandling`)."""
 
     def __init__(
         self, spec: StationSpec, ctx: FleetContext, faults: set[Fault], rng: random.Random
@@ -586,7 +482,7 @@ class Station:
             cmd_id=record.cmd_id,
             desired_version=record.desired_version,
             position_ms=record.position_ms,
-            reason=_clip(record.reason) if type_ != "play.started" else None,
+            reason=clip(record.reason) if type_ != "play.started" else None,
         )
 
     # ================================================================ persistence
@@ -717,7 +613,7 @@ class Station:
                 sha256=media.sha256,
                 cmd_id=cmd_id,
                 desired_version=self._desired.version if self._desired and cmd_id is None else None,
-                reason=_clip(result.reason),
+                reason=clip(result.reason),
             )
         if result.status != "ok":
             log.warning("%s: media %s: %s", self.sid, media.sha256[:12], result.reason)
@@ -825,262 +721,6 @@ class Station:
         await self.clock.sleep_until(end)
         return "finished", None
 
-    # ---------------------------------------------------------------- commands (rule 4)
-
-    def _on_command(self, payload: bytes) -> None:
-        now = self.clock.now()
-        try:
-            message = parse_message(MessageKind.COMMAND, payload)
-        except ProtocolError as exc:
-            self._on_invalid_command(payload, exc, now)
-            return
-        assert isinstance(message, Command)
-        cmd = message
-        if now > cmd.not_after:
-            self._ack(
-                cmd.cmd_id, "EXPIRED", reason=f"not_after passed ({cmd.not_after.isoformat()})"
-            )
-            if cmd.type == "play" and isinstance(cmd.body, PlayBody):
-                self.player.note(self._cmd_record(cmd, cmd.body), "expired", "not_after passed")
-            return
-        if cmd.cmd_id in self._acks:
-            self._send("ack", self._acks[cmd.cmd_id])
-            return
-        body = cmd.body
-        if cmd.type == "play" and isinstance(body, PlayBody):
-            self._cmd_play(cmd, body)
-        elif cmd.type == "stop" and isinstance(body, StopBody):
-            self._cmd_stop(cmd, body)
-        elif cmd.type == "volume" and isinstance(body, VolumeBody):
-            self._cmd_volume(cmd, body)
-        elif isinstance(body, EmptyBody):
-            self._ack(cmd.cmd_id, "RECEIVED")
-            self._ack(cmd.cmd_id, "IN_PROGRESS")
-            if cmd.type == "ping":
-                self._ack(cmd.cmd_id, "SUCCEEDED", station_time=self.clock.now())
-            elif cmd.type == "rebirth":
-                if self.online:
-                    self._publish_retained(self._topics.state(self.sid), self._birth())
-                    self._publish_reported()
-                self._ack(cmd.cmd_id, "SUCCEEDED")
-            elif cmd.type == "sync":
-                self._spawn(self._cmd_sync(cmd))
-            elif cmd.type == "reboot":
-                self._ack(cmd.cmd_id, "SUCCEEDED")
-                self._spawn(self._reboot())
-
-    def _on_invalid_command(self, payload: bytes, exc: ProtocolError, now: datetime) -> None:
-        try:
-            document = json.loads(payload)
-        except ValueError:
-            document = None
-        cmd_id = document.get("cmd_id") if isinstance(document, dict) else None
-        if not isinstance(document, dict) or not isinstance(cmd_id, str) or not _ID.match(cmd_id):
-            log.warning("%s: command without a usable cmd_id dropped: %s", self.sid, exc.reason)
-            return
-        try:
-            not_after: datetime | None = _TIMESTAMP.validate_python(document.get("not_after"))
-        except ValidationError:
-            not_after = None
-        if not_after is not None and now > not_after:
-            self._ack(cmd_id, "EXPIRED", reason="not_after passed")
-            return
-        if cmd_id in self._acks:
-            self._send("ack", self._acks[cmd_id])
-            return
-        ctype = document.get("type")
-        if ctype not in get_args(CommandType):
-            reason = f"unknown command type {ctype!r}"
-        else:
-            reason = f"invalid command: {exc.reason.removeprefix('command: ')}"
-        self._ack(cmd_id, "REJECTED", reason=reason)
-
-    def _ack(
-        self,
-        cmd_id: str,
-        status: AckStatus,
-        *,
-        reason: str | None = None,
-        station_time: datetime | None = None,
-    ) -> None:
-        payload = dump_message(
-            Ack(
-                cmd_id=cmd_id,
-                status=status,
-                at=self.clock.now(),
-                reason=_clip(reason),
-                station_time=station_time,
-            )
-        )
-        self._acks[cmd_id] = payload
-        self._acks.move_to_end(cmd_id)
-        while len(self._acks) > _MAX_ACKS:
-            old, _ = self._acks.popitem(last=False)
-            self._ack_status.pop(old, None)
-        self._ack_status[cmd_id] = status
-        if status not in ("RECEIVED", "IN_PROGRESS"):
-            self._command_media.pop(cmd_id, None)  # its media may now leave the cache
-        self._state_dirty = True
-        self._send("ack", payload)
-
-    @staticmethod
-    def _status_of(payload: bytes) -> str:
-        try:
-            return str(json.loads(payload)["status"])
-        except (ValueError, KeyError, TypeError):
-            return "?"
-
-    def _cmd_record(self, cmd: Command, body: PlayBody) -> PlayRecord:
-        return PlayRecord(
-            kind="cmd",
-            priority=body.priority,
-            cmd_id=cmd.cmd_id,
-            title=body.title,
-            source="file" if body.media is not None else "stream",
-            volume=body.volume if body.volume is not None else self._volume,
-            scheduled_at=body.start_at or self.clock.now(),
-        )
-
-    def _cmd_play(self, cmd: Command, body: PlayBody) -> None:
-        record = self._cmd_record(cmd, body)
-        immediate = body.start_at is None or body.start_at <= self.clock.now()
-        blocker = self.player.blocker(body.priority) if immediate else None
-        if blocker is not None:
-            reason = f"busy: {blocker.ref} at priority {blocker.priority}"
-            self._ack(cmd.cmd_id, "REJECTED", reason=reason)
-            self.player.note(record, "rejected", reason)
-            return
-        self._ack(cmd.cmd_id, "RECEIVED")
-        task = self._spawn(self._run_play_command(cmd, body, record))
-        self._pending_plays[cmd.cmd_id] = (record, task)
-
-    async def _run_play_command(self, cmd: Command, body: PlayBody, record: PlayRecord) -> None:
-        try:
-            media = body.media
-            fallback = body.stream.fallback if body.stream is not None else None
-            self._command_media[cmd.cmd_id] = {m.sha256 for m in (media, fallback) if m}
-            missing = media is not None and not self.store.has_media(media.sha256, media.bytes)
-            if missing and media is not None and not await self._fetch(media, cmd_id=cmd.cmd_id):
-                self._fail_command(cmd, record, "media download failed", "failed")
-                return
-            if fallback is not None and not self.store.has_media(fallback.sha256, fallback.bytes):
-                await self._fetch(fallback, cmd_id=cmd.cmd_id)
-            if body.start_at is not None:
-                await self.clock.sleep_until(body.start_at)
-            now = self.clock.now()
-            scheduled_in_time = body.start_at is not None and body.start_at <= cmd.not_after
-            if now > cmd.not_after and not scheduled_in_time:
-                # e.g. a download outlasted the command: never start after not_after
-                self._ack(cmd.cmd_id, "EXPIRED", reason="not_after passed before the start")
-                self.player.note(record, "expired", "not_after passed before the start")
-                return
-            if body.until is not None and now >= body.until:
-                self._fail_command(cmd, record, "until passed before the start", "failed")
-                return
-            blocker = self.player.blocker(body.priority)
-            if blocker is not None:
-                reason = f"busy: {blocker.ref} at priority {blocker.priority}"
-                self._ack(cmd.cmd_id, "REJECTED", reason=reason)
-                self.player.note(record, "rejected", reason)
-                return
-        finally:
-            self._pending_plays.pop(cmd.cmd_id, None)
-        self._ack(cmd.cmd_id, "IN_PROGRESS")
-        self.player.begin(
-            record,
-            partial(self._run_command_play, body),
-            on_end=partial(self._command_play_ended, cmd.cmd_id),
-        )
-
-    def _fail_command(
-        self, cmd: Command, record: PlayRecord, reason: str, outcome: Outcome
-    ) -> None:
-        self._ack(cmd.cmd_id, "FAILED", reason=reason)
-        self.player.note(record, outcome, reason)
-
-    def _command_play_ended(self, cmd_id: str, record: PlayRecord) -> None:
-        if record.outcome == "finished":
-            self._ack(cmd_id, "SUCCEEDED")
-        else:
-            self._ack(cmd_id, "FAILED", reason=f"{record.outcome}: {record.reason}")
-
-    async def _run_command_play(self, body: PlayBody, active: ActivePlay) -> RunResult:
-        now = self.clock.now()
-        repeat = body.repeat or 1
-        default = timedelta(seconds=self._settings.default_play_s)
-        if body.media is not None:
-            one = (
-                timedelta(milliseconds=body.media.duration_ms)
-                if body.media.duration_ms is not None
-                else default
-            )
-            end = now + one * repeat
-            if body.until is not None:
-                end = min(end, body.until)
-            await self.clock.sleep_until(end)
-            return "finished", None
-        assert body.stream is not None
-        end = body.until if body.until is not None else now + default * repeat
-        timeout = self.clock.real_seconds(self._settings.relay_open_timeout_s)
-        if await self._ctx.fetcher.probe_stream(body.stream.url, timeout_s=timeout):
-            await self.clock.sleep_until(end)
-            return "finished", None
-        return await self._play_fallback(
-            body.stream.fallback, end, active, cmd_id=active.record.cmd_id, repeat=repeat
-        )
-
-    def _cmd_stop(self, cmd: Command, body: StopBody) -> None:
-        self._ack(cmd.cmd_id, "RECEIVED")
-        self._ack(cmd.cmd_id, "IN_PROGRESS")
-        max_priority = body.max_priority if body.max_priority is not None else 9
-        reason = f"stopped by {cmd.cmd_id}"
-        stopped = self.player.stop(max_priority, cmd_id=body.cmd_id, reason=reason)
-        for pid, (record, task) in list(self._pending_plays.items()):
-            if (body.cmd_id is None or body.cmd_id == pid) and record.priority <= max_priority:
-                task.cancel()
-                self._pending_plays.pop(pid, None)
-                self._ack(pid, "FAILED", reason=f"cancelled by {cmd.cmd_id}")
-                self.player.note(record, "failed", f"cancelled by {cmd.cmd_id}")
-                stopped += 1
-        self._ack(cmd.cmd_id, "SUCCEEDED", reason=f"stopped {stopped} play(s)")
-
-    def _cmd_volume(self, cmd: Command, body: VolumeBody) -> None:
-        self._ack(cmd.cmd_id, "RECEIVED")
-        self._ack(cmd.cmd_id, "IN_PROGRESS")
-        self._volume = body.level
-        self._state_dirty = True
-        if self._desired is not None:
-            self._publish_reported()
-        self._ack(cmd.cmd_id, "SUCCEEDED")
-
-    async def _cmd_sync(self, cmd: Command) -> None:
-        desired = self._desired
-        if desired is None:
-            self._ack(cmd.cmd_id, "SUCCEEDED", reason="no desired state held")
-            return
-        task = self._spawn_named("apply", self._apply_media(desired))
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
-        if self._missing:
-            self._ack(cmd.cmd_id, "FAILED", reason=f"{len(self._missing)} media still missing")
-        else:
-            self._ack(cmd.cmd_id, "SUCCEEDED")
-
-    async def _reboot(self) -> None:
-        """``reboot``: publish our own death, DISCONNECT, reboot the player, reconnect."""
-        client = self._mqtt
-        if client is None or self._bdseq is None:
-            return
-        death = dump_message(StationState(online=False, bdseq=self._bdseq))
-        self.online = False
-        await client.publish_wait(self._topics.state(self.sid), death, retain=True)
-        self._reboot_requested = True
-        await client.disconnect()
-        self._end_session()
-        self.player.halt("reboot", emit=True)
-        self._booted_at = self.clock.now()
-        log.info("%s: rebooted", self.sid)
-
     # ---------------------------------------------------------------- telemetry (rule 6)
 
     def _telemetry_interval(self) -> float:
@@ -1139,7 +779,7 @@ class Station:
                 self._emit(
                     "fault.raised" if change.raised else "fault.cleared",
                     fault=fault,
-                    reason=_clip(change.reason),
+                    reason=clip(change.reason),
                 )
 
     # ---------------------------------------------------------------- injected faults
