@@ -227,15 +227,15 @@ def stations_export(
     ] = None,
 ) -> None:
     """Export the station registry as CSV (UTF-8 with BOM, opens in Excel)."""
-    from sqlalchemy import select
-
     from stations import csvio
-    from stations.models import Station
+    from stations import service as stations
 
     settings = _settings()
     factory = db.make_sessionmaker(_migrated(settings))
     with factory() as session:
-        body = csvio.export_stations(session.scalars(select(Station).order_by(Station.sid)))
+        body = csvio.export_stations(
+            stations.all_stations(session, stations.station_query(session))
+        )
     if output is None:
         sys.stdout.write(body)
     else:

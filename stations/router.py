@@ -81,14 +81,14 @@ def station_read(station: Station) -> StationRead:
 def group_read(
     session: SessionDep, group: Group, resolver: TargetResolver | None = None
 ) -> GroupRead:
-    owner = session.get(Area, group.owner_area_id) if group.owner_area_id else None
+    owners = service.area_codes(session, [group.owner_area_id])
     return GroupRead(
         gid=group.gid,
         name=group.name,
         description=group.description,
         builtin=group.builtin,
         auto=group.auto,
-        owner_area_code=owner.code if owner else None,
+        owner_area_code=owners.get(group.owner_area_id) if group.owner_area_id else None,
         stations=[s.sid for s in group.stations],
         areas=[a.code for a in group.areas],
         station_count=len(service.group_station_ids(session, group, resolver=resolver)),
@@ -215,7 +215,7 @@ def export_stations(
     q: SearchQuery = None,
 ) -> Response:
     query = service.station_query(session, scope=principal.scope, area=area, kind=kind, q=q)
-    body = csvio.export_stations(session.scalars(query))
+    body = csvio.export_stations(service.all_stations(session, query))
     return Response(
         content=body.encode("utf-8"),
         media_type="text/csv; charset=utf-8",
@@ -395,8 +395,8 @@ def group_stations(
     group: GroupDep, session: SessionDep, principal: CurrentPrincipal
 ) -> GroupMembers:
     ids = service.group_station_ids(session, group)
-    query = service.station_query(session, scope=principal.scope).where(Station.id.in_(ids))
-    sids = [s.sid for s in session.scalars(query)]
+    query = service.station_query(session, scope=principal.scope, ids=ids)
+    sids = [s.sid for s in service.all_stations(session, query)]
     return GroupMembers(gid=group.gid, stations=sids, total=len(sids))
 
 

@@ -262,6 +262,7 @@ def station_query(
     enabled: bool | None = None,
     online: bool | None = None,
     sids: Collection[str] | None = None,
+    ids: Collection[int] | None = None,
 ) -> Select[Station]:
     query = select(Station)
     if online is not None:
@@ -277,6 +278,8 @@ def station_query(
         query = query.where(Station.enabled.is_(enabled))
     if sids is not None:
         query = query.where(Station.sid.in_(sids))
+    if ids is not None:
+        query = query.where(Station.id.in_(list(ids)))
     if q:
         query = query.where(
             or_(
@@ -291,6 +294,11 @@ def list_stations(
     session: Session, query: Select[Station], *, limit: int, offset: int
 ) -> tuple[list[Station], int]:
     return paginate(session, query, limit, offset)
+
+
+def all_stations(session: Session, query: Select[Station]) -> list[Station]:
+    """Every station a `station_query` matches (exports, group members)."""
+    return list(session.scalars(query))
 
 
 def create_station(session: Session, data: StationCreate) -> Station:
