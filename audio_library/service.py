@@ -388,6 +388,13 @@ def saving_speech(
 # --- stand-alone ingest jobs ---------------------------------------------------------------
 
 
+@contextmanager
+def _row(factory: sessionmaker[Session], asset_id: int) -> Iterator[MediaAsset | None]:
+    """The asset's row (``None`` when it is gone) in a short transaction of its own."""
+    with factory.begin() as session:
+        yield session.get(MediaAsset, asset_id)
+
+
 def _settle(
     factory: sessionmaker[Session],
     library: MediaLibrary,
@@ -410,18 +417,18 @@ def _settle(
         raise
     except (AudioToolError, OSError, RuntimeError) as exc:
         log.warning("processing asset %s failed: %s", asset_id, exc)
-        with factory.begin() as session:
-            failed = session.get(MediaAsset, asset_id)
-            if failed is not None:
-                failed.status = AssetStatus.FAILED
-                failed.failure_reason = (
-                    getattr(exc, "message", None) or str(exc) or type(exc).__name__
-                )
+        _fail(factory, asset_id, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
         return
-    with factory.begin() as session:
-        done = session.get(MediaAsset, asset_id)
+    with _row(factory, asset_id) as done:
         if done is not None:
             _fill(done, rendition)
+
+
+def _fail(factory: sessionmaker[Session], asset_id: int, reason: str) -> None:
+    with _row(factory, asset_id) as failed:
+        if failed is not None:
+            failed.status = AssetStatus.FAILED
+            failed.failure_reason = reason
 
 
 def _ingest(
@@ -576,11 +583,7 @@ def recover_interrupted(factory: sessionmaker[Session], library: MediaLibrary) -
         ]
     for asset_id, job in stuck:
         if job is None:
-            with factory.begin() as session:
-                asset = session.get(MediaAsset, asset_id)
-                if asset is not None:
-                    asset.status = AssetStatus.FAILED
-                    asset.failure_reason = "processing was interrupted and cannot be resumed"
+            _fail(factory, asset_id, "processing was interrupted and cannot be resumed")
             continue
         try:
             _settle(factory, library, asset_id, job)

@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import tzinfo
-from typing import Annotated
+from typing import Annotated, TypeVar
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session
 
 from kernel.dependencies import CurrentPrincipal, SessionDep
-from kernel.errors import Unauthenticated
+from kernel.errors import NotFoundError, Unauthenticated
 from kernel.security import Permission, Principal
 from schedules.exceptions import ProgrammeNotFound, RuleNotFound, StreamSourceNotFound
 from schedules.models import Programme, ScheduleRule, StreamSource
@@ -31,14 +31,22 @@ def get_tz(request: Request) -> tzinfo:
 TzDep = Annotated[tzinfo, Depends(get_tz)]
 
 
+Owned = TypeVar("Owned", StreamSource, Programme, ScheduleRule)
+
+
+def _seen(principal: Principal, found: Owned, missing: NotFoundError) -> Owned:
+    """`found`, if the caller's areas reach it; `missing` (a 404) otherwise."""
+    if not reaches_owner(principal, found.owner_area_id):
+        raise missing
+    return found
+
+
 def source_in_scope(
     source_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: CurrentPrincipal
 ) -> StreamSource:
     principal.require(Permission.SCHEDULES_READ)
     source = sources.get_source(session, source_id)
-    if not reaches_owner(principal, source.owner_area_id):
-        raise StreamSourceNotFound(source_id)
-    return source
+    return _seen(principal, source, StreamSourceNotFound(source_id))
 
 
 def programme_in_scope(
@@ -46,19 +54,14 @@ def programme_in_scope(
 ) -> Programme:
     principal.require(Permission.SCHEDULES_READ)
     programme = programmes.get_programme(session, programme_id)
-    if not reaches_owner(principal, programme.owner_area_id):
-        raise ProgrammeNotFound(programme_id)
-    return programme
+    return _seen(principal, programme, ProgrammeNotFound(programme_id))
 
 
 def rule_in_scope(
     rule_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: CurrentPrincipal
 ) -> ScheduleRule:
     principal.require(Permission.SCHEDULES_READ)
-    rule = rules.get_rule(session, rule_id)
-    if not reaches_owner(principal, rule.owner_area_id):
-        raise RuleNotFound(rule_id)
-    return rule
+    return _seen(principal, rules.get_rule(session, rule_id), RuleNotFound(rule_id))
 
 
 SourceDep = Annotated[StreamSource, Depends(source_in_scope)]

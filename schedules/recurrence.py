@@ -165,6 +165,36 @@ def _day_start(moment: datetime) -> datetime:
     return datetime.combine(moment.date(), time())
 
 
+def _at_times(
+    freq: Literal[0, 1, 2, 3, 4, 5, 6],
+    times: Iterable[time],
+    lo: datetime,
+    hi: datetime,
+    *,
+    start: datetime | None = None,
+    **by: Any,
+) -> list[datetime]:
+    """The instants within ``[lo, hi]`` of one `rrule` per time of day (``freq`` with
+    the ``by*``/``interval`` parts given), from ``start`` (default: the day of ``lo``)."""
+    first = _day_start(lo) if start is None else start
+    return _per_time(
+        (
+            rrule(
+                freq,
+                dtstart=first,
+                until=hi,
+                byhour=t.hour,
+                byminute=t.minute,
+                bysecond=t.second,
+                **by,
+            )
+            for t in times
+        ),
+        lo,
+        hi,
+    )
+
+
 class Once(_When):
     """One broadcast at ``at``."""
 
@@ -184,22 +214,7 @@ class Daily(_When):
     times: Times
 
     def expand(self, lo: datetime, hi: datetime) -> list[datetime]:
-        start = _day_start(lo)
-        return _per_time(
-            (
-                rrule(
-                    DAILY,
-                    dtstart=start,
-                    until=hi,
-                    byhour=t.hour,
-                    byminute=t.minute,
-                    bysecond=t.second,
-                )
-                for t in self.times
-            ),
-            lo,
-            hi,
-        )
+        return _at_times(DAILY, self.times, lo, hi)
 
 
 class Weekly(_When):
@@ -215,24 +230,8 @@ class Weekly(_When):
         return tuple(sorted(set(value), key=_WEEK_ORDER.index))
 
     def expand(self, lo: datetime, hi: datetime) -> list[datetime]:
-        start = _day_start(lo)
         days = tuple(_WEEKDAYS[code] for code in self.weekdays)
-        return _per_time(
-            (
-                rrule(
-                    WEEKLY,
-                    dtstart=start,
-                    until=hi,
-                    byweekday=days,
-                    byhour=t.hour,
-                    byminute=t.minute,
-                    bysecond=t.second,
-                )
-                for t in self.times
-            ),
-            lo,
-            hi,
-        )
+        return _at_times(WEEKLY, self.times, lo, hi, byweekday=days)
 
 
 class Monthly(_When):
@@ -257,23 +256,7 @@ class Monthly(_When):
         return tuple(sorted(set(value)))
 
     def expand(self, lo: datetime, hi: datetime) -> list[datetime]:
-        start = _day_start(lo)
-        return _per_time(
-            (
-                rrule(
-                    MONTHLY,
-                    dtstart=start,
-                    until=hi,
-                    bymonthday=self.days,
-                    byhour=t.hour,
-                    byminute=t.minute,
-                    bysecond=t.second,
-                )
-                for t in self.times
-            ),
-            lo,
-            hi,
-        )
+        return _at_times(MONTHLY, self.times, lo, hi, bymonthday=self.days)
 
 
 class EveryNDays(_When):
@@ -290,22 +273,7 @@ class EveryNDays(_When):
         periods = max(0, (lo.date() - self.anchor).days // self.n)
         first = self.anchor + timedelta(days=periods * self.n)
         start = datetime.combine(first, time())
-        return _per_time(
-            (
-                rrule(
-                    DAILY,
-                    interval=self.n,
-                    dtstart=start,
-                    until=hi,
-                    byhour=t.hour,
-                    byminute=t.minute,
-                    bysecond=t.second,
-                )
-                for t in self.times
-            ),
-            lo,
-            hi,
-        )
+        return _at_times(DAILY, self.times, lo, hi, start=start, interval=self.n)
 
 
 _TIME_PARTS = frozenset({"BYHOUR", "BYMINUTE", "BYSECOND"})
@@ -496,22 +464,7 @@ class Lunar(_When):
         return self.months is None or lunar.month in self.months
 
     def expand(self, lo: datetime, hi: datetime) -> list[datetime]:
-        start = _day_start(lo)
-        every_day = _per_time(
-            (
-                rrule(
-                    DAILY,
-                    dtstart=start,
-                    until=hi,
-                    byhour=t.hour,
-                    byminute=t.minute,
-                    bysecond=t.second,
-                )
-                for t in self.times
-            ),
-            lo,
-            hi,
-        )
+        every_day = _at_times(DAILY, self.times, lo, hi)
         return [moment for moment in every_day if self._matches(moment.date())]
 
 

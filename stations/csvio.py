@@ -22,24 +22,10 @@ from sqlalchemy.orm import Session
 from kernel.text import fold
 from stations.models import Area, Station
 from stations.schemas import ImportError_, ImportReport, StationCreate
+from stations.service import STATION_FIELDS
 
-COLUMNS = (
-    "sid",
-    "name",
-    "kind",
-    "area_code",
-    "latitude",
-    "longitude",
-    "address",
-    "controller_model",
-    "firmware",
-    "capabilities",
-    "default_volume",
-    "enabled",
-    "sim_iccid",
-    "phone",
-    "notes",
-)
+#: The registry's station fields, with the area by its code.
+COLUMNS = tuple("area_code" if name == "area_id" else name for name in STATION_FIELDS)
 REQUIRED = ("sid", "name", "kind", "area_code")
 _TRUE = {"1", "true", "yes", "y", "co", "x", "on"}
 _FALSE = {"0", "false", "no", "n", "khong", "off"}

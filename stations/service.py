@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 from kernel.db import paginate
 from kernel.errors import InvalidInput
 from kernel.ownership import AreaDirectory
+from kernel.patch import patch_changes
 from kernel.text import fold, like_pattern
 from stations.exceptions import (
     AreaInUse,
@@ -314,10 +315,10 @@ def create_station(session: Session, data: StationCreate) -> Station:
 
 def update_station(session: Session, sid: str, data: StationUpdate) -> Station:
     station = get_station(session, sid)
-    changes = data.model_dump(exclude_unset=True)
-    for required in ("name", "kind", "capabilities", "default_volume", "enabled", "area_code"):
-        if required in changes and changes[required] is None:
-            raise InvalidInput(f"{required} cannot be null", field=required)
+    changes = patch_changes(
+        data,
+        required=("name", "kind", "capabilities", "default_volume", "enabled", "area_code"),
+    )
     if "area_code" in changes:
         station.area_id = _area_for_field(session, changes.pop("area_code"), "area_code").id
     for name, value in changes.items():

@@ -236,15 +236,14 @@ def names(
 ) -> Names:
     """The current names of the given ids (an id missing from the answer was deleted)."""
     found = Names(stations={}, groups={}, areas={})
-    if stations:
-        query = select(Station.id, Station.sid).where(Station.id.in_(list(stations)))
-        found.stations.update({i: n for i, n in session.execute(query)})
-    if groups:
-        query = select(Group.id, Group.gid).where(Group.id.in_(list(groups)))
-        found.groups.update({i: n for i, n in session.execute(query)})
-    if areas:
-        query = select(Area.id, Area.code).where(Area.id.in_(list(areas)))
-        found.areas.update({i: n for i, n in session.execute(query)})
+    for ids, key, name, into in (
+        (stations, Station.id, Station.sid, found.stations),
+        (groups, Group.id, Group.gid, found.groups),
+        (areas, Area.id, Area.code, found.areas),
+    ):
+        if ids:
+            query = select(key, name).where(key.in_(list(ids)))
+            into.update({i: n for i, n in session.execute(query)})
     return found
 
 

@@ -105,16 +105,6 @@ class CommandHandling:
         async def _apply_media(self, desired: Desired) -> None: ...
         async def _fetch(self, media: Media, *, cmd_id: str | None = None) -> bool: ...
         def _emit(self, type_: EventType, **fields: Any) -> None: ...
-        async def _play_fallback(
-            self,
-            fallback: Media | None,
-            end: datetime,
-            active: ActivePlay,
-            *,
-            item_id: str | None = None,
-            cmd_id: str | None = None,
-            repeat: int,
-        ) -> RunResult: ...
 
     def _on_command(self, payload: bytes) -> None:
         now = self.clock.now()
@@ -369,3 +359,32 @@ class CommandHandling:
         self.player.halt("reboot", emit=True)
         self._booted_at = self.clock.now()
         log.info("%s: rebooted", self.sid)
+
+    async def _play_fallback(
+        self,
+        fallback: Media | None,
+        end: datetime,
+        active: ActivePlay,
+        *,
+        item_id: str | None = None,
+        cmd_id: str | None = None,
+        repeat: int,
+    ) -> RunResult:
+        """Play a relay's fallback when its stream cannot be opened (a command's stream or
+        a playlist relay alike)."""
+        if fallback is None or not self.store.has_media(fallback.sha256, fallback.bytes):
+            reason = "stream unavailable and " + ("fallback missing" if fallback else "no fallback")
+            return "failed", reason
+        self._emit(
+            "relay.fallback",
+            item_id=item_id,
+            cmd_id=cmd_id,
+            sha256=fallback.sha256,
+            desired_version=active.record.desired_version,
+            reason="stream could not be opened within 10 s",
+        )
+        active.record.source = "fallback"
+        if fallback.duration_ms is not None:
+            end = min(end, self.clock.now() + timedelta(milliseconds=fallback.duration_ms * repeat))
+        await self.clock.sleep_until(end)
+        return "finished", None

@@ -694,33 +694,6 @@ class Station(CommandHandling):
             item.fallback, item.end_at, active, item_id=item.item_id, repeat=1
         )
 
-    async def _play_fallback(
-        self,
-        fallback: Media | None,
-        end: datetime,
-        active: ActivePlay,
-        *,
-        item_id: str | None = None,
-        cmd_id: str | None = None,
-        repeat: int,
-    ) -> RunResult:
-        if fallback is None or not self.store.has_media(fallback.sha256, fallback.bytes):
-            reason = "stream unavailable and " + ("fallback missing" if fallback else "no fallback")
-            return "failed", reason
-        self._emit(
-            "relay.fallback",
-            item_id=item_id,
-            cmd_id=cmd_id,
-            sha256=fallback.sha256,
-            desired_version=active.record.desired_version,
-            reason="stream could not be opened within 10 s",
-        )
-        active.record.source = "fallback"
-        if fallback.duration_ms is not None:
-            end = min(end, self.clock.now() + timedelta(milliseconds=fallback.duration_ms * repeat))
-        await self.clock.sleep_until(end)
-        return "finished", None
-
     # ---------------------------------------------------------------- telemetry (rule 6)
 
     def _telemetry_interval(self) -> float:

@@ -25,6 +25,7 @@ from audio_library import service as media
 from kernel.approval import Approval
 from kernel.db import paginate, utcnow
 from kernel.errors import InvalidInput, PermissionDeniedError
+from kernel.patch import patch_changes
 from kernel.security import Principal
 from kernel.text import fold, like_pattern
 from kernel.tiers import Tier
@@ -260,6 +261,37 @@ def check_body(
     )
 
 
+def _recheck(
+    session: Session,
+    rule: ScheduleRule,
+    *,
+    changes: Mapping[str, Any],
+    targets: TargetsIn,
+    tier: Tier,
+    principal: Principal | None,
+) -> CheckedRule:
+    """`check_rule` of a stored rule with `changes` applied."""
+
+    def value(name: str) -> Any:
+        return changes.get(name, getattr(rule, name))
+
+    return check_rule(
+        session,
+        rule_id=rule.id,
+        title=value("title"),
+        programme_id=value("programme_id"),
+        targets=targets,
+        tier=tier,
+        order=value("order"),
+        volume=value("volume"),
+        recurrence=value("recurrence"),
+        shift_tolerance_s=value("shift_tolerance_s"),
+        slot_s=value("slot_s"),
+        created_at=rule.created_at,
+        principal=principal,
+    )
+
+
 # --- writing ------------------------------------------------------------------------------
 
 
@@ -311,10 +343,7 @@ def update_rule(
     tz: tzinfo,
 ) -> bool:
     """Apply the changes; return True when an approved rule went back to draft."""
-    changes = data.model_dump(exclude_unset=True)
-    for required in _REQUIRED_ON_UPDATE:
-        if required in changes and changes[required] is None:
-            raise InvalidInput(f"{required} cannot be null", field=required)
+    changes = patch_changes(data, required=_REQUIRED_ON_UPDATE)
     if changes.keys() <= _HARMLESS_RULE_FIELDS:
         # renaming or switching on/off: nothing to re-check, the approval stands
         for name, value in changes.items():
@@ -325,20 +354,8 @@ def update_rule(
         return False
     targets = data.targets if data.targets is not None else current_targets(session, rule)
     tier = data.tier or rule.tier
-    checked = check_rule(
-        session,
-        rule_id=rule.id,
-        title=changes.get("title", rule.title),
-        programme_id=changes.get("programme_id", rule.programme_id),
-        targets=targets,
-        tier=tier,
-        order=changes.get("order", rule.order),
-        volume=changes.get("volume", rule.volume),
-        recurrence=changes.get("recurrence", rule.recurrence),
-        shift_tolerance_s=changes.get("shift_tolerance_s", rule.shift_tolerance_s),
-        slot_s=changes.get("slot_s", rule.slot_s),
-        created_at=rule.created_at,
-        principal=principal,
+    checked = _recheck(
+        session, rule, changes=changes, targets=targets, tier=tier, principal=principal
     )
     before = {name: getattr(rule, name) for name in RULE_FIELDS}
     before_targets = rule.target_names
@@ -414,21 +431,8 @@ def review_rule(
         )
     approved_assets: list[int] = []
     if approve:
-        check_rule(
-            session,
-            rule_id=rule.id,
-            title=rule.title,
-            programme_id=rule.programme_id,
-            targets=current_targets(session, rule),
-            tier=rule.tier,
-            order=rule.order,
-            volume=rule.volume,
-            recurrence=rule.recurrence,
-            shift_tolerance_s=rule.shift_tolerance_s,
-            slot_s=rule.slot_s,
-            created_at=rule.created_at,
-            principal=None,
-        )
+        targets = current_targets(session, rule)
+        _recheck(session, rule, changes={}, targets=targets, tier=rule.tier, principal=None)
         text_assets = media.assets_by_id(
             session,
             {

@@ -10,7 +10,7 @@ from sqlalchemy.orm import Session
 
 from audio_library import service as media
 from kernel.db import paginate
-from kernel.errors import InvalidInput
+from kernel.patch import patch_changes
 from kernel.text import fold, like_pattern
 from schedules.exceptions import StreamSourceInUse, StreamSourceNotFound
 from schedules.models import Programme, ProgrammeItem, StreamSource
@@ -90,10 +90,7 @@ def update_source(
     *,
     scope: Collection[int] | None,
 ) -> StreamSource:
-    changes = data.model_dump(exclude_unset=True)
-    for required in ("name", "url", "kind", "enabled"):
-        if required in changes and changes[required] is None:
-            raise InvalidInput(f"{required} cannot be null", field=required)
+    changes = patch_changes(data, required=("name", "url", "kind", "enabled"))
     if changes.get("fallback_asset_id") is not None:
         media.require_playable(
             session, changes["fallback_asset_id"], field=("fallback_asset_id",), scope=scope
