@@ -305,13 +305,27 @@ def _fill(asset: MediaAsset, rendition: Rendition) -> None:
     asset.processed_at = utcnow()
 
 
-def _tts_recipe(library: MediaLibrary, text: str, voice: str, rate: int) -> dict[str, Any]:
-    return {"text": text, "voice": voice, "rate": rate, "engine": library.settings.tts_engine}
-
-
-def _tts_title(text: str, title: str | None) -> str:
+def _spoken_asset(
+    library: MediaLibrary,
+    *,
+    text: str,
+    voice: str,
+    rate: int,
+    title: str | None,
+    category: str,
+    tags: Iterable[str],
+    author: Author,
+) -> MediaAsset:
+    """A new (``processing``) row for `text` read aloud, titled by its start if untitled."""
     stripped = " ".join(text.split())
-    return title or (stripped[:80] + ("…" if len(stripped) > 80 else "")) or "Bản tin"
+    return _new_asset(
+        title=title or (stripped[:80] + ("…" if len(stripped) > 80 else "")) or "Bản tin",
+        category=category,
+        tags=tags,
+        source=AssetSource.TTS,
+        author=author,
+        recipe={"text": text, "voice": voice, "rate": rate, "engine": library.settings.tts_engine},
+    )
 
 
 # --- speech inside a larger save ---------------------------------------------------------
@@ -345,13 +359,15 @@ def add_speech(
     author: Author,
 ) -> MediaAsset:
     """The ready draft asset of a `speak` rendition, in the caller's transaction."""
-    asset = _new_asset(
-        title=_tts_title(text, title),
+    asset = _spoken_asset(
+        library,
+        text=text,
+        voice=voice,
+        rate=rate,
+        title=title,
         category=category,
         tags=tags,
-        source=AssetSource.TTS,
         author=author,
-        recipe=_tts_recipe(library, text, voice, rate),
     )
     _fill(asset, rendition)
     session.add(asset)
@@ -522,13 +538,15 @@ def create_tts_asset(
     author: Author,
 ) -> int:
     """Speak `text` (Vietnamese) into a new draft asset; returns its id."""
-    asset = _new_asset(
-        title=_tts_title(text, title),
+    asset = _spoken_asset(
+        library,
+        text=text,
+        voice=voice,
+        rate=rate,
+        title=title,
         category=category,
         tags=tags,
-        source=AssetSource.TTS,
         author=author,
-        recipe=_tts_recipe(library, text, voice, rate),
     )
     return _ingest(
         factory, library, asset, lambda work: library.processor.synthesize(text, voice, rate, work)

@@ -51,36 +51,53 @@ from __future__ import annotations
 import bisect
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 from typing import Literal
 
 from kernel.errors import InvalidInput
 from kernel.tiers import tier_of
-from schedules import plans
 from schedules.exceptions import InvalidRule, ProgrammeNotFound
 from schedules.plans import (
+    MAX_PROGRAMME_MS,
+    MAX_SHIFT_TOLERANCE_S,
     Conflict,
     DayPlan,
+    MediaRef,
     PlannedItem,
     ProgrammeItemSpec,
     ProgrammeSpec,
     RulePreview,
     RuleSpec,
     SkippedRule,
+    StreamRef,
+    validate_programme,
     validate_rule,
 )
 from schedules.recurrence import Recurrence, localize, occurrences
 
 # The vocabulary (`schedules.plans`) is part of the builder's interface.
 __all__ = [
-    *plans.__all__,
     "MAX_LOOKAROUND_DAYS",
     "MAX_PREVIEW_DAYS",
+    "MAX_PROGRAMME_MS",
+    "MAX_SHIFT_TOLERANCE_S",
+    "Conflict",
+    "DayPlan",
+    "MediaRef",
+    "PlannedItem",
+    "ProgrammeItemSpec",
+    "ProgrammeSpec",
+    "RulePreview",
+    "RuleSpec",
+    "SkippedRule",
+    "StreamRef",
     "build_day",
     "build_days",
     "item_id",
     "preview",
+    "validate_programme",
+    "validate_rule",
 ]
 
 #: How many days around the built day the builder may look to close a cluster.
@@ -231,16 +248,8 @@ def _clusters(
     return found
 
 
-@dataclass(frozen=True, slots=True)
-class _GroupConflict:
-    rule_id: int
-    occurrence_start: datetime
-    winner_rule_id: int
-    winner_occurrence_start: datetime
-    outcome: Literal["shifted", "dropped"]
-    new_start: datetime | None
-    reason: str
-    reason_vi: str
+#: station_id of a conflict computed once for a group of stations (set per station).
+_ANY_STATION = 0
 
 
 class _Context:
@@ -346,7 +355,7 @@ class _Context:
             self._items[key] = found
         return found
 
-    def conflict(self, placement: _Placement) -> _GroupConflict:
+    def conflict(self, placement: _Placement) -> Conflict:
         assert placement.winner is not None
         occ_ms, rule_id = placement.block
         win_ms, win_rule_id = placement.winner
@@ -382,7 +391,8 @@ class _Context:
                 f"Lịch {loser.id} ({loser.title}) lúc {when} dời sang {moved}: lịch "
                 f"{winner.id} ({winner.title}) đã chiếm giờ ({_why_vi(winner, loser)})"
             )
-        return _GroupConflict(
+        return Conflict(
+            station_id=_ANY_STATION,
             rule_id=loser.id,
             occurrence_start=occurrence,
             winner_rule_id=winner.id,
@@ -423,7 +433,7 @@ def _why_vi(winner: RuleSpec, loser: RuleSpec) -> str:
 
 def _plan_group(
     ctx: _Context, rule_ids: tuple[int, ...], day: date
-) -> tuple[tuple[PlannedItem, ...], list[_GroupConflict]]:
+) -> tuple[tuple[PlannedItem, ...], list[Conflict]]:
     """The timeline of one station group (one rule set) for ``day``."""
     tz = ctx.tz
     day_start = _midnight_ms(day, tz)
@@ -455,7 +465,7 @@ def _plan_group(
         ahead += 1 if grow_right else 0
 
     items: list[PlannedItem] = []
-    conflicts: list[_GroupConflict] = []
+    conflicts: list[Conflict] = []
     for _, _, cluster in relevant:
         for placement in ctx.resolve(cluster):
             start = placement.start_ms
@@ -485,20 +495,7 @@ def _build(ctx: _Context, day: date, stations: Iterable[int] | None) -> DayPlan:
         for station_id in members:
             timelines[station_id] = items
         for c in conflicts:
-            station_conflicts.extend(
-                Conflict(
-                    station_id=station_id,
-                    rule_id=c.rule_id,
-                    occurrence_start=c.occurrence_start,
-                    winner_rule_id=c.winner_rule_id,
-                    winner_occurrence_start=c.winner_occurrence_start,
-                    outcome=c.outcome,
-                    new_start=c.new_start,
-                    reason=c.reason,
-                    reason_vi=c.reason_vi,
-                )
-                for station_id in members
-            )
+            station_conflicts.extend(replace(c, station_id=station_id) for station_id in members)
     for station_id in wanted or ():
         timelines.setdefault(station_id, ())
     station_conflicts.sort(key=lambda c: (c.station_id, c.occurrence_start, c.rule_id))
