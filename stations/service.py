@@ -18,6 +18,7 @@ from kernel.errors import InvalidInput
 from kernel.ownership import AreaDirectory
 from kernel.patch import patch_changes
 from kernel.text import fold, like_pattern
+from stations import targets
 from stations.exceptions import (
     AreaInUse,
     AreaNotFound,
@@ -468,6 +469,12 @@ def group_station_ids(
     Pass one `resolver` (``enabled_only=False``) when resolving many groups.
     """
     return (resolver or TargetResolver(session, enabled_only=False)).group(group.id)
+
+
+def station_groups(session: Session) -> dict[int, list[str]]:
+    """For every station, the gids of the groups it belongs to (``all`` excluded): the
+    ``desired`` config and the broker's topic rules (see `stations.targets`)."""
+    return targets.station_groups(session)
 
 
 def station_sids(session: Session, ids: Collection[int] | None = None) -> dict[int, str]:

@@ -50,7 +50,7 @@ from broadcaster.broker.hashing import hash_secret, new_secret
 from broadcaster.broker.models import StationCredential
 from firmware_bridge.topics import STATION_INBOUND, Topics
 from kernel.db import utcnow
-from stations import targets
+from stations import service as stations_service
 from stations.models import ALL_GROUP, Station
 
 __all__ = [
@@ -152,7 +152,7 @@ def registry_access(
     if sids is not None:
         query = query.where(Station.sid.in_(list(sids)))
     rows = session.execute(query).all()
-    groups = targets.station_groups(session)
+    groups = stations_service.station_groups(session)
     return {
         sid: StationAccess(
             sid=sid,

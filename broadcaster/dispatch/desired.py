@@ -30,7 +30,8 @@ from firmware_bridge.client import Bridge
 from firmware_bridge.messages import Config, Desired, Media, PlaylistItem, Window
 from schedules import service as schedules
 from schedules.plans import MediaRef, PlannedItem
-from stations import live, targets
+from stations import live
+from stations import service as stations
 from stations.models import Station
 
 log = logging.getLogger(__name__)
@@ -151,7 +152,7 @@ def build(
                     item for item in items if item.end_at > span.start and item.start_at < span.end
                 )
     window = Window(from_=span.start, to=span.end)
-    groups = targets.station_groups(session)
+    groups = stations.station_groups(session)
     playlists: dict[tuple[PlannedItem, ...], tuple[PlaylistItem, ...]] = {}
     docs = []
     for station in enabled:
