@@ -32,6 +32,7 @@ from kernel.errors import ConflictError, InvalidInput, PermissionDeniedError
 from kernel.security import Permission, Principal
 from kernel.tiers import Tier
 from schedules.models import StreamSource
+from stations import service as stations
 from stations import targets
 from stations.models import ALL_GROUP, Area, Group, Station, StationState
 
@@ -413,6 +414,4 @@ def command_station(
 
 
 def station_sids(session: Session, ids: Sequence[int]) -> dict[int, str]:
-    return {
-        i: s for i, s in session.execute(select(Station.id, Station.sid).where(Station.id.in_(ids)))
-    }
+    return stations.station_sids(session, ids)
