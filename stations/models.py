@@ -188,7 +188,9 @@ class StationState(Base):
     applied_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     missing: Mapped[list[str]] = mapped_column(JSONType, default=list)
     reported_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
-    cache_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cache_bytes: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), nullable=True
+    )  # a station's cache may hold more than 2 GiB
     volume: Mapped[int | None] = mapped_column(Integer, nullable=True)
     telemetry: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     telemetry_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
@@ -207,5 +209,5 @@ class TelemetrySample(Base):
     station_id: Mapped[int] = mapped_column(ForeignKey("stations.id", ondelete="CASCADE"))
     at: Mapped[dt.datetime] = mapped_column()
     received_at: Mapped[dt.datetime] = mapped_column(index=True)
-    seq: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)

@@ -27,7 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library.service import MediaLibrary
-from broadcaster.dispatch import broadcasts, desired, outbox, playlog
+from broadcaster.db import read_session
+from broadcaster.dispatch import broadcasts, deadletters, desired, outbox, playlog
 from broadcaster.dispatch.ingest import Ingestor
 from broadcaster.dispatch.models import Command
 from broadcaster.settings import Settings
@@ -68,6 +69,7 @@ class Worker:
                 topic_prefix=settings.mqtt_topic_prefix,
             ),
             self.ingestor,
+            on_rejected=self.ingestor.rejected,
         )
         self.scheduler = BackgroundScheduler(timezone=self.tz)
         # a job still running at its next tick is skipped on purpose (coalesced)
@@ -202,15 +204,20 @@ class Worker:
     # ------------------------------------------------------------------ desired state
 
     def rebuild_desired(self, station_ids: set[int] | None = None) -> desired.ApplyResult:
-        with self._rebuild_lock, self.factory() as session:
+        with self._rebuild_lock:
             started = time.monotonic()
-            now = utcnow()
-            docs = desired.build(
-                session, self.library, tz=self.tz, now=now, station_ids=station_ids
-            )
-            result = desired.apply(session, self.bridge, docs, tz=self.tz, now=now)
+            with self.factory() as session:
+                now = utcnow()
+                docs = desired.build(
+                    session, self.library, tz=self.tz, now=now, station_ids=station_ids
+                )
+                result = desired.apply(session, self.bridge, docs, tz=self.tz, now=now)
+                session.commit()
             if self.after_plan is not None:
-                self.after_plan(session)
+                # the broker account sync waits on the network: it reads in a session
+                # that holds no write lock (SQLite) while it waits
+                with read_session(self.factory) as reader:
+                    self.after_plan(reader)
             self.last_rebuild = result
             log.info(
                 "desired states: %d changed, %d published, %d unchanged, %d not sent (%.2f s)",
@@ -279,19 +286,28 @@ class Worker:
         cutoff = utcnow() - dt.timedelta(days=self.settings.telemetry_retention_days)
         with self.factory() as session:
             removed = live.purge_telemetry(session, older_than=cutoff)
+            deadletters.purge(session, older_than=cutoff)
             playlog.purge_cancelled(session, utcnow() - dt.timedelta(days=7))
             session.commit()
         log.info("telemetry retention: %d old samples removed", removed)
 
     def status(self) -> dict[str, Any]:
         stats = self.bridge.stats()
+        health = self.bridge.health()
         return {
             "mqtt_connected": stats.connected,
+            "mqtt_loop_alive": health.loop_alive,
+            "mqtt_loop_restarts": health.loop_restarts,
+            "last_message_at": health.last_message_at,
+            "unacked": health.unacked,
             "mqtt_protocol": stats.protocol,
             "received": stats.received,
             "invalid": stats.invalid,
+            "quarantined": stats.quarantined,
             "dropped": stats.dropped,
             "overflow": stats.overflow,
+            "deferred": stats.deferred,
+            "store_retries": stats.retries,
             "handler_errors": stats.handler_errors,
             "reconnects": stats.reconnects,
             "queue_depth": stats.queue_depth,
