@@ -20,7 +20,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, Field
+from pydantic import AfterValidator, BaseModel, Field
 
 MAX_INT32 = 2**31 - 1
 MAX_INT64 = 2**63 - 1
@@ -80,7 +80,9 @@ BoundedDate = Annotated[dt.date, AfterValidator(_in_range_date)]
 
 
 def walk_problem(value: Any, *, path: str = "") -> str | None:
-    """The first integer or timestamp inside ``value`` (dicts, lists) out of range."""
+    """The first integer or timestamp inside ``value`` (models, dicts, lists) out of range."""
+    if isinstance(value, BaseModel):  # its fields as they are (not serialised)
+        value = dict(value)
     if isinstance(value, bool):
         return None
     if isinstance(value, int):

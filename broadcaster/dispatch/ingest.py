@@ -66,7 +66,7 @@ def unstorable(inbound: Inbound) -> str | None:
     version = getattr(message, "desired_version", None)
     if isinstance(version, int) and version > MAX_INT32:
         return f"desired_version {str(version)[:40]} is out of range"
-    return walk_problem(message.model_dump())
+    return walk_problem(message)
 
 
 class Ingestor:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from audio_library.dependencies import LibraryDep
 from broadcaster.db import read_session
-from broadcaster.dispatch import broadcasts, outbox
+from broadcaster.dispatch import broadcasts, deadletters, outbox
 from broadcaster.dispatch.models import (
     Broadcast,
     Command,
@@ -33,6 +33,7 @@ from broadcaster.dispatch.schemas import (
     BroadcastRead,
     CommandRead,
     ConvergenceRow,
+    DeadLetterRead,
     PlayRead,
     Progress,
     StationCommandCreate,
@@ -605,6 +606,43 @@ def convergence(session: SessionDep, principal: CurrentPrincipal) -> ListOf[Conv
             )
         )
     return ListOf(items=rows, total=len(rows))
+
+
+DeadLetterCategory = Literal[
+    "topic",
+    "oversize",
+    "encoding",
+    "json",
+    "schema",
+    "model",
+    "range",
+    "store",
+    "handler",
+    "internal",
+]
+
+
+@router.get("/dispatch/dead-letters", response_model=ListOf[DeadLetterRead], tags=["dispatch"])
+def dead_letters(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    page: PageDep,
+    window: TimeRangeDep,
+    station: StationQ = None,
+    category: Annotated[DeadLetterCategory | None, Query()] = None,
+) -> ListOf[DeadLetterRead]:
+    """Station messages quarantined instead of stored, newest first (administrators and
+    technicians): what a station sent that could not be used, and why."""
+    principal.require(Permission.STATIONS_WRITE)
+    stmt = deadletters.query(
+        sid=station,
+        category=category,
+        since=window.since,
+        until=window.until,
+        scope=principal.scope,
+    )
+    items, total = deadletters.page(session, stmt, limit=page.limit, offset=page.offset)
+    return ListOf(items=[DeadLetterRead.model_validate(i) for i in items], total=total)
 
 
 @router.get("/dispatch/status", tags=["dispatch"])

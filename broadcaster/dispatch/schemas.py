@@ -173,3 +173,22 @@ class ConvergenceRow(BaseModel):
     applied_version: int | None
     missing: list[str]
     behind_since: dt.datetime | None
+
+
+class DeadLetterRead(BaseModel):
+    """A quarantined station message (see `GET /api/v1/dispatch/dead-letters`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    received_at: dt.datetime
+    sid: str | None = Field(description="the station, when the topic named one")
+    topic: str
+    kind: str | None = Field(description="state, reported, ack, event, telemetry")
+    category: str = Field(
+        description="why: topic, oversize, encoding, json, schema, model (the protocol), "
+        "range (a value no column holds), store, handler, internal"
+    )
+    reason: str
+    size: int = Field(description="size of the original payload in bytes")
+    payload: str = Field(description="its first 2 KiB, escaped where not UTF-8")
