@@ -19,6 +19,7 @@ from audio_library.settings import AudioSettings
 from broadcaster import db
 from broadcaster.auth import router as auth_router
 from broadcaster.auth.dependencies import authenticate
+from broadcaster.auth.usage import TokenUsage
 from broadcaster.broker import router as broker_router
 from broadcaster.dispatch import router as dispatch_router
 from broadcaster.runtime import Role, Runtime
@@ -70,9 +71,11 @@ def create_app(
         app.state.runtime = runtime
         app.state.readiness["dispatch"] = runtime.readiness
         runtime.start()
+        token_usage.start()
         try:
             yield
         finally:
+            token_usage.stop()
             runtime.stop()
             media_library.shutdown()
             engine.dispose()
@@ -92,6 +95,8 @@ def create_app(
     app.state.media_library = media_library
     app.state.asset_usage = [schedules_service.asset_users]
     app.state.authenticate = authenticate  # for routes that also accept signed links
+    token_usage = TokenUsage(sessionmaker)
+    app.state.token_usage = token_usage
 
     errors.install(app)
     app.add_middleware(SecurityHeadersMiddleware)

@@ -18,13 +18,21 @@ from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from kernel import audit
+from kernel.db import READ_ONLY
 from kernel.errors import InvalidInput, Unauthenticated
 from kernel.security import Principal
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 def get_session(request: Request) -> Iterator[Session]:
+    """The request's session.  A GET/HEAD only reads: its session begins a deferred
+    transaction on SQLite, so a page or a list never waits for the ingest's writes
+    (WAL readers see the last commit at once)."""
     factory: sessionmaker[Session] = request.app.state.sessionmaker
     session = factory()
+    if request.method in SAFE_METHODS:
+        session.connection(execution_options={READ_ONLY: True})
     try:
         yield session
     except BaseException:

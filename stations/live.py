@@ -51,6 +51,22 @@ def state_of(session: Session, station_id: int) -> StationState:
     return state
 
 
+def peek_state(session: Session, station_id: int) -> StationState:
+    """The station's state row, or an unsaved empty one: for readers, which write nothing."""
+    state = session.get(StationState, station_id)
+    if state is not None:
+        return state
+    return StationState(
+        station_id=station_id,
+        online=False,
+        capabilities=[],
+        missing=[],
+        faults=[],
+        desired_version=0,
+        desired_published_version=0,
+    )
+
+
 def sid_index(session: Session) -> dict[str, int]:
     """sid -> station id for every registered station."""
     return {sid: sid_id for sid, sid_id in session.execute(select(Station.sid, Station.id))}

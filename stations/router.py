@@ -267,7 +267,7 @@ def get_station(station: StationDep) -> StationRead:
 def get_station_state(station: StationDep, session: SessionDep) -> StationStateRead:
     """Live state: online, versions (desired by the server vs applied), missing media,
     latest telemetry and faults."""
-    state = live.state_of(session, station.id)
+    state = live.peek_state(session, station.id)
     return StationStateRead(
         sid=station.sid,
         online=state.online,

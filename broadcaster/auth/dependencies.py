@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from fastapi import Request
 
 from broadcaster.auth import service
+from broadcaster.auth.models import Token
+from broadcaster.auth.usage import TokenUsage
 from kernel.dependencies import SessionDep
 from kernel.errors import PermissionDeniedError, Unauthenticated
 from kernel.security import Principal
@@ -54,6 +56,13 @@ def authenticate(request: Request, session: SessionDep) -> Principal:
     if via_cookie and request.method not in SAFE_METHODS and not _same_origin(request):
         raise PermissionDeniedError("cross-site request refused")
     principal = service.principal_for(session, token.user, token)
-    session.commit()  # last_used_at
+    note_token_use(request, token)
     request.state.principal = principal
     return principal
+
+
+def note_token_use(request: Request, token: Token) -> None:
+    """Record, in the background, that ``token`` was used (authentication writes nothing)."""
+    usage: TokenUsage | None = getattr(request.app.state, "token_usage", None)
+    if usage is not None:
+        usage.note(token)
