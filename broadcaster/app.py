@@ -24,7 +24,7 @@ from broadcaster.broker import router as broker_router
 from broadcaster.dispatch import router as dispatch_router
 from broadcaster.runtime import Role, Runtime
 from broadcaster.settings import Settings
-from broadcaster.web import errors, health, pages
+from broadcaster.web import errors, health, openapi, pages
 from broadcaster.web.middleware import (
     BodyLimitMiddleware,
     RouteLimit,
@@ -141,6 +141,7 @@ def create_app(
     app.include_router(dispatch_router.router, dependencies=protected)
     app.include_router(schedules_router.public_router)  # calendar feeds: login or signed link
     app.include_router(pages.router)  # dashboard pages: read the session cookie themselves
+    openapi.install(app)
 
     app.mount(pages.STATIC_PREFIX, StaticFiles(directory=pages.STATIC_DIR), name="app-static")
 

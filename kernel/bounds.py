@@ -54,6 +54,27 @@ def int_problem(
     return None
 
 
+def in_range(value: dt.datetime) -> dt.datetime:
+    """A pydantic after-validator: ``value`` within 2000..2099 (see `BoundedDatetime`)."""
+    return _in_range_datetime(value)
+
+
+def in_range_date(value: dt.date) -> dt.date:
+    """A pydantic after-validator for dates (see `BoundedDate`)."""
+    return _in_range_date(value)
+
+
+def in_years(value: dt.date) -> dt.date:
+    """A pydantic after-validator for a date or a (naive or aware) datetime: 2000..2099."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            return in_range(value)
+        if not EARLIEST.year <= value.year < LATEST.year:
+            raise ValueError(f"{value.isoformat()} is outside 2000..2099 ({DATE_RANGE_VI})")
+        return value
+    return _in_range_date(value)
+
+
 def _in_range_datetime(value: dt.datetime) -> dt.datetime:
     problem = datetime_problem(value)
     if problem is not None:

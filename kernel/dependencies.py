@@ -14,10 +14,11 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from kernel import audit
+from kernel.bounds import MAX_INT64, BoundedDatetime
 from kernel.db import READ_ONLY
 from kernel.errors import InvalidInput, Unauthenticated
 from kernel.security import Principal
@@ -95,6 +96,10 @@ def get_audit(request: Request, session: SessionDep, principal: CurrentPrincipal
 Audit = Annotated[AuditTrail, Depends(get_audit)]
 
 
+#: A row id in a path (1 .. 2^63-1: a larger one is a 422, never a database error).
+IdPath = Annotated[int, Path(ge=1, le=MAX_INT64)]
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """`limit`/`offset` of a list request."""
@@ -105,7 +110,7 @@ class Page:
 
 def page_params(
     limit: Annotated[int, Query(ge=1, le=1000, description="at most 1000")] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> Page:
     return Page(limit=limit, offset=offset)
 
@@ -122,8 +127,8 @@ class TimeRange:
 
 
 def time_range(
-    since: Annotated[dt.datetime | None, Query(alias="from", description="inclusive")] = None,
-    until: Annotated[dt.datetime | None, Query(alias="to", description="exclusive")] = None,
+    since: Annotated[BoundedDatetime | None, Query(alias="from", description="inclusive")] = None,
+    until: Annotated[BoundedDatetime | None, Query(alias="to", description="exclusive")] = None,
 ) -> TimeRange:
     for name, value in (("from", since), ("to", until)):
         if value is not None and value.tzinfo is None:

@@ -8,10 +8,10 @@ from datetime import tzinfo
 from typing import Annotated
 from zoneinfo import ZoneInfo
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
-from kernel.dependencies import CurrentPrincipal, SessionDep
+from kernel.dependencies import CurrentPrincipal, IdPath, SessionDep
 from kernel.errors import Unauthenticated
 from kernel.security import Permission, Principal
 from schedules import service
@@ -31,7 +31,9 @@ TzDep = Annotated[tzinfo, Depends(get_tz)]
 
 
 def source_in_scope(
-    source_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: CurrentPrincipal
+    source_id: IdPath,
+    session: SessionDep,
+    principal: CurrentPrincipal,
 ) -> StreamSource:
     principal.require(Permission.SCHEDULES_READ)
     source = service.get_source(session, source_id)
@@ -41,7 +43,9 @@ def source_in_scope(
 
 
 def programme_in_scope(
-    programme_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: CurrentPrincipal
+    programme_id: IdPath,
+    session: SessionDep,
+    principal: CurrentPrincipal,
 ) -> Programme:
     principal.require(Permission.SCHEDULES_READ)
     programme = service.get_programme(session, programme_id)
@@ -51,7 +55,9 @@ def programme_in_scope(
 
 
 def rule_in_scope(
-    rule_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: CurrentPrincipal
+    rule_id: IdPath,
+    session: SessionDep,
+    principal: CurrentPrincipal,
 ) -> ScheduleRule:
     principal.require(Permission.SCHEDULES_READ)
     rule = service.get_rule(session, rule_id)

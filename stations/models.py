@@ -95,8 +95,11 @@ class Station(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     area: Mapped[Area] = relationship(lazy="joined")
+    # deleting a station deletes its live state (the database cascades too; without
+    # the ORM cascade SQLAlchemy tried to blank the state's primary key: an
+    # AssertionError for every station the dispatcher had planned)
     state: Mapped[StationState | None] = relationship(
-        lazy="joined", back_populates="station", passive_deletes=True
+        lazy="joined", back_populates="station", cascade="all, delete-orphan", passive_deletes=True
     )
 
 

@@ -247,13 +247,7 @@ async def import_stations(
         code = status.HTTP_200_OK if dry_run else status.HTTP_422_UNPROCESSABLE_CONTENT
         return JSONResponse(report.model_dump(), status_code=code)
     if not dry_run:
-        audit.record(
-            "station.import",
-            "station",
-            [],
-            after={"created": report.created, "updated": report.updated, "file": file.filename},
-        )
-        plan_changed(session, "station.import")
+        csvio.record_import(session, report, actor=principal, ip=audit.ip, filename=file.filename)
         session.commit()
     return JSONResponse(report.model_dump())
 

@@ -41,7 +41,14 @@ from broadcaster.dispatch.schemas import (
     TotalRow,
 )
 from kernel.db import paginate, utcnow
-from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep, TimeRangeDep
+from kernel.dependencies import (
+    Audit,
+    CurrentPrincipal,
+    IdPath,
+    PageDep,
+    SessionDep,
+    TimeRangeDep,
+)
 from kernel.errors import NotFoundError
 from kernel.security import Permission, Principal
 from stations import service as stations
@@ -204,7 +211,7 @@ def list_broadcasts(
 
 @router.get("/broadcasts/{broadcast_id}", tags=["broadcasts"])
 def get_broadcast(
-    broadcast_id: int,
+    broadcast_id: IdPath,
     session: SessionDep,
     principal: CurrentPrincipal,
     stations_: Annotated[bool, Query(alias="stations")] = True,
@@ -218,7 +225,7 @@ def get_broadcast(
     "/broadcasts/{broadcast_id}/events", tags=["broadcasts"], response_class=StreamingResponse
 )
 async def broadcast_events(
-    broadcast_id: int, request: Request, principal: CurrentPrincipal
+    broadcast_id: IdPath, request: Request, principal: CurrentPrincipal
 ) -> StreamingResponse:
     """Server-sent events: a `progress` event whenever the counts change, then `done`."""
     factory = request.app.state.sessionmaker
@@ -256,7 +263,7 @@ async def broadcast_events(
 
 @router.post("/broadcasts/{broadcast_id}/stop", tags=["broadcasts"])
 def stop_broadcast(
-    broadcast_id: int,
+    broadcast_id: IdPath,
     request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
