@@ -8,6 +8,8 @@ audio work runs in the process pool, and then
   it brought, and the `InvalidInput` propagates (a 4xx, nothing left behind);
 - a server-side failure (ffmpeg crashed, timed out) leaves the row ``failed`` with the
   reason, never ``processing``;
+- a full disk is neither: the row and its files go and `StorageFull` (503, retry
+  later) propagates, so a client never gets "201 created" for nothing playable;
 - success stores the rendition under its SHA-256 and marks the row ``ready``.
 
 Rows left ``processing`` by a crash are picked up by `recover_interrupted` at start-up.
@@ -18,6 +20,7 @@ ready, approved assets are playable.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hmac
 import logging
 from collections.abc import Callable, Collection, Iterable
@@ -28,7 +31,7 @@ from typing import Any
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from audio_library.exceptions import AudioToolError, MediaNotFound
+from audio_library.exceptions import AudioToolError, MediaNotFound, NoScratchSpace, StorageFull
 from audio_library.models import Approval, AssetSource, AssetStatus, MediaAsset
 from audio_library.peaks import compute_peaks
 from audio_library.pipeline import ProcessResult
@@ -240,12 +243,32 @@ def _run(
         session.commit()
         on_bad_input()
         raise
-    except (AudioToolError, OSError, RuntimeError) as exc:
-        log.warning("processing asset %s failed: %s", asset.id, exc)
-        asset.status = AssetStatus.FAILED
-        asset.failure_reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
+    except (AudioToolError, OSError) as exc:
+        if not _disk_full(exc):
+            return _failed(session, asset, exc)
+        # not the upload's fault and nothing to keep: no asset, a 503 to retry later
+        session.delete(asset)
         session.commit()
-        return asset
+        on_bad_input()
+        raise StorageFull(f"no disk space to process the audio: {exc}") from exc
+    except RuntimeError as exc:
+        return _failed(session, asset, exc)
+    session.commit()
+    return asset
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, NoScratchSpace):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left" in str(exc)
+
+
+def _failed(session: Session, asset: MediaAsset, exc: BaseException) -> MediaAsset:
+    log.warning("processing asset %s failed: %s", asset.id, exc)
+    asset.status = AssetStatus.FAILED
+    asset.failure_reason = getattr(exc, "message", None) or str(exc) or type(exc).__name__
     session.commit()
     return asset
 

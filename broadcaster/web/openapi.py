@@ -9,8 +9,8 @@ rule rather than decorator by decorator:
 - every operation but `PUBLIC` ones (it needs a login or a signed link): 401, 403, 404
   (an object outside the caller's areas "does not exist" for them);
 - operations that change state (POST, PUT, PATCH, DELETE): 409;
-- operations with a body: 413 (body limits), and 400 for form and multipart bodies
-  (a body the parser cannot read);
+- operations with a body: 400 (a body the parser cannot read: not JSON, broken
+  multipart) and 413 (body limits);
 - public login routes: 401 and 429 (lock-out with ``Retry-After``);
 - `EXTRAS`: what a few routes add (CSV, calendar, event-stream and audio media types,
   206/304 of station downloads...).
@@ -59,6 +59,21 @@ EXTRAS: dict[tuple[str, str], dict[str, Any]] = {
             "content": {
                 "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
                 "text/csv": {"schema": STRING},
+            },
+        }
+    },
+    ("post", "/api/v1/stations/import"): {
+        "422": {
+            "description": "rows with errors (nothing written), or invalid parameters",
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "anyOf": [
+                            {"$ref": "#/components/schemas/ImportReport"},
+                            {"$ref": "#/components/schemas/HTTPValidationError"},
+                        ]
+                    }
+                }
             },
         }
     },
@@ -127,9 +142,7 @@ def document_errors(schema: dict[str, Any]) -> None:
                 codes.add(409)
             body = operation.get("requestBody", {}).get("content", {})
             if body:
-                codes.add(413)
-                if {"multipart/form-data", "application/x-www-form-urlencoded"} & set(body):
-                    codes.add(400)
+                codes |= {400, 413}  # a body that cannot be parsed; one over the limit
             codes |= {int(c) for c in _PUBLIC_ERRORS.get((method, path), ())}
             for status in sorted(codes):
                 responses.setdefault(str(status), _error(status))
