@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -108,6 +108,19 @@ def record_death(
         state.offline_since = received_at
         state.online_since = None
     return True
+
+
+def mark_all_offline(session: Session, *, at: dt.datetime) -> int:
+    """Every station the server believed online, offline from ``at``: the server lost
+    the broker and can no longer vouch for them (their deaths would not reach it).  When
+    it reconnects, their retained births (or wills) are delivered again and restore the
+    truth.  Returns how many changed."""
+    result = session.execute(
+        update(StationState)
+        .where(StationState.online.is_(True))
+        .values(online=False, offline_since=at, online_since=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def record_reported(

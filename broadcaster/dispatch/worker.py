@@ -45,6 +45,9 @@ PUBLISH_POLL_S = 0.25
 PLAN_DEBOUNCE = dt.timedelta(seconds=1.5)
 PLAN_MAX_WAIT = dt.timedelta(seconds=10)
 SYNC_EVERY = dt.timedelta(minutes=5)
+#: After this long without the broker, stations are shown offline (their wills cannot
+#: reach us); a shorter blip changes nothing.
+BROKER_DOWN_GRACE_S = 10.0
 
 
 class Worker:
@@ -123,10 +126,23 @@ class Worker:
 
     def _publish_loop(self) -> None:
         was_connected = False
+        down_since: float | None = None
+        marked_offline = False
         while not self._stopping.is_set():
             self._wake.wait(PUBLISH_POLL_S)
             self._wake.clear()
             connected = self.bridge.connected
+            if connected:
+                down_since, marked_offline = None, False
+            elif was_connected or down_since is None:
+                down_since = time.monotonic() if down_since is None else down_since
+            if (
+                not connected
+                and not marked_offline
+                and down_since is not None
+                and time.monotonic() - down_since > BROKER_DOWN_GRACE_S
+            ):
+                marked_offline = self._mark_stations_offline()
             try:
                 if connected and not was_connected:
                     self._republish_unacknowledged()
@@ -137,6 +153,20 @@ class Worker:
                 log.exception("outbox publisher failed; retrying")
                 connected = False
             was_connected = connected
+
+    def _mark_stations_offline(self) -> bool:
+        """The broker has been unreachable for a while: no station can be vouched for."""
+        try:
+            with self.factory() as session:
+                changed = live.mark_all_offline(session, at=utcnow())
+                session.commit()
+        except Exception:
+            log.exception("could not mark stations offline while the broker is down")
+            return False
+        log.warning(
+            "MQTT broker unreachable: %d station(s) shown offline until it is back", changed
+        )
+        return True
 
     def _rebuild_in_background(self) -> None:
         """Rebuild every station's desired state off the publisher thread (after a

@@ -73,6 +73,7 @@ from firmware_bridge.mqtt_url import MqttUrl
 from firmware_bridge.schema import MessageKind
 from firmware_bridge.simulator.aio_mqtt import AioMqttClient, ConnectFailed
 from firmware_bridge.simulator.clock import SimClock
+from firmware_bridge.simulator.duration import media_duration_ms
 from firmware_bridge.simulator.faults import Fault, FaultSettings
 from firmware_bridge.simulator.health import Health
 from firmware_bridge.simulator.media import MediaFetcher
@@ -745,13 +746,23 @@ class Station:
                 if self._item_end(item) > now:
                     self._start_item(item, desired.version)
 
-    @staticmethod
-    def _item_end(item: PlaylistItem) -> datetime:
+    def _item_end(self, item: PlaylistItem) -> datetime:
         """When the item stops: its media's duration (unless looped), at most ``end_at``."""
         media = item.media if item.kind == "file" else None
-        if media is None or item.loop or media.duration_ms is None:
+        if media is None or item.loop:
             return item.end_at
-        return min(item.end_at, item.start_at + timedelta(milliseconds=media.duration_ms))
+        duration_ms = self._duration_ms(media)
+        if duration_ms is None:
+            return item.end_at
+        return min(item.end_at, item.start_at + timedelta(milliseconds=duration_ms))
+
+    def _duration_ms(self, media: Media) -> int | None:
+        """The media's length: as the message says, else the cached file's real length."""
+        if media.duration_ms is not None:
+            return media.duration_ms
+        if not self.store.has_media(media.sha256, media.bytes):
+            return None
+        return media_duration_ms(self.store.media_path(media.sha256), media.sha256)
 
     def _start_item(self, item: PlaylistItem, version: int) -> None:
         now = self.clock.now()
@@ -1009,11 +1020,8 @@ class Station:
         repeat = body.repeat or 1
         default = timedelta(seconds=self._settings.default_play_s)
         if body.media is not None:
-            one = (
-                timedelta(milliseconds=body.media.duration_ms)
-                if body.media.duration_ms is not None
-                else default
-            )
+            duration_ms = await asyncio.to_thread(self._duration_ms, body.media)
+            one = timedelta(milliseconds=duration_ms) if duration_ms is not None else default
             end = now + one * repeat
             if body.until is not None:
                 end = min(end, body.until)
