@@ -128,13 +128,15 @@ def test_new_station_joins_and_operators_edit(
     items = playlist(client, admin, "lbn-moi", DAY)
     assert [hhmm(i["start_at"]) for i in items] == [
         "05:00",
-        "05:30",
+        "05:15",
         "05:45",
+        "06:00",
         "17:00",
-        "17:30",
+        "17:15",
         "17:45",
+        "18:00",
     ]
-    assert items[2]["url"].endswith("/xa-loi-binh-nhon.mp3")
+    assert items[3]["url"].endswith("/xa-loi-binh-nhon.mp3")
 
     operator = make_user(session_factory, "op-lbn", Role.OPERATOR, ["xa-loi-binh-nhon"])
     approver = make_user(session_factory, "duyet-lbn", Role.APPROVER, ["xa-loi-binh-nhon"])
@@ -144,21 +146,23 @@ def test_new_station_joins_and_operators_edit(
     edited = ok(
         client.patch(
             f"/api/v1/schedules/rules/{morning['id']}",
-            json={"recurrence": {"when": {"kind": "daily", "times": ["05:46"]}}},
+            json={"recurrence": {"when": {"kind": "daily", "times": ["06:01"]}}},
             headers=operator,
         )
     )
     assert edited["approval"] == "draft"
-    assert [hhmm(i["start_at"]) for i in playlist(client, operator, "lbn-moi", DAY)][:3] == [
+    assert [hhmm(i["start_at"]) for i in playlist(client, operator, "lbn-moi", DAY)][:4] == [
         "05:00",
-        "05:30",
+        "05:15",
+        "05:45",
         "17:00",
     ]
     ok(client.post(f"/api/v1/schedules/rules/{morning['id']}/approve", headers=approver))
-    assert [hhmm(i["start_at"]) for i in playlist(client, operator, "lbn-moi", DAY)][:3] == [
+    assert [hhmm(i["start_at"]) for i in playlist(client, operator, "lbn-moi", DAY)][:4] == [
         "05:00",
-        "05:30",
-        "05:46",
+        "05:15",
+        "05:45",
+        "06:01",
     ]
     # the city-wide part of the chain is the city's
     city = next(
