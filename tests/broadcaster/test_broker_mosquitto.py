@@ -479,8 +479,7 @@ def test_a_station_disabled_by_spreadsheet_import_loses_its_access(
         generation_before = current(session)[0]
     csv_file = tmp_path / "disable.csv"
     csv_file.write_text(
-        "sid,name,kind,area_code,enabled\n"
-        f"{A},Trạm Cầu Tre,hamlet,lbn-cau-tre,false\n",
+        f"sid,name,kind,area_code,enabled\n{A},Trạm Cầu Tre,hamlet,lbn-cau-tre,false\n",
         encoding="utf-8",
     )
     env = service_env(
