@@ -554,6 +554,7 @@ class Bridge:
         with self._lock:
             old = self._client
             self._connected = False
+            self._generation += 1  # nothing received on the old connection is acked
         if old is not None:
             with contextlib.suppress(Exception):
                 old.disconnect()
@@ -639,6 +640,7 @@ class Bridge:
                 return
             was_connected = self._connected
             self._connected = False
+            self._generation += 1  # what came on that connection cannot be acked any more
         if was_connected and not self._stopping.is_set():
             log.warning("bridge lost its broker connection: %s", reason_code)
 
@@ -815,7 +817,10 @@ class Bridge:
             return
         with self._lock:
             client = self._client
-            same = generation == self._generation and self._connected
+            # the connection it came on, still up (a persistent session delivers what
+            # waited for us right after CONNACK, before our SUBACK: `connected` is not
+            # the test, or those messages would never be acknowledged)
+            same = generation == self._generation
         if client is not None and same:
             client.ack(mid, qos)
             with self._lock:

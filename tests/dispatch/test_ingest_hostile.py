@@ -148,11 +148,11 @@ def test_dead_letters_are_throttled_per_station(
 
 HOLD_LOCK = textwrap.dedent(
     """
-    import sqlite3, sys, time
+    import sqlite3, sys
     connection = sqlite3.connect(sys.argv[1], isolation_level=None, timeout=60)
     connection.execute("BEGIN IMMEDIATE")
     print("locked", flush=True)
-    time.sleep(float(sys.argv[2]))
+    sys.stdin.readline()  # held until the test says so (or 120 s: the test's timeout)
     connection.execute("ROLLBACK")
     """
 )
@@ -169,7 +169,8 @@ def test_a_database_locked_for_longer_than_its_busy_timeout_loses_no_event(
 ) -> None:
     """Defect 3: with SQLite held by another process for 40 s an event was dropped
     ("could not store event ... database is locked").  Now the batch is retried with
-    backoff, unacknowledged meanwhile, and every event is stored once the lock goes."""
+    backoff, unacknowledged meanwhile, and every event is stored once the lock goes
+    (held here until the test has seen the retries: past the 30 s busy timeout)."""
     database = str(session_factory.kw["bind"].url.database)
     broker = Mosquitto(tmp_path / "broker", persistence=True).start()
     ingest = Ingestor(session_factory)
@@ -178,7 +179,8 @@ def test_a_database_locked_for_longer_than_its_busy_timeout_loses_no_event(
     )
     raw = None
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, database, "33"],
+        [sys.executable, "-c", HOLD_LOCK, database],
+        stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
     )
@@ -190,8 +192,13 @@ def test_a_database_locked_for_longer_than_its_busy_timeout_loses_no_event(
         raw = RawPublisher(broker, client_id="station")
         for i in range(40):
             raw.publish(TOPICS.event(GOOD), fault_event(i), qos=1)
-        wait_until(lambda: bridge.stats().retries >= 1, timeout_s=60, what="a retry")
+        # the first attempt waits out SQLite's 30 s busy timeout, then it is retried
+        wait_until(lambda: bridge.stats().retries >= 2, timeout_s=120, what="retries")
         assert count(session_factory, StationEvent) == 0  # still locked
+        assert bridge.stats().acked == 0  # nothing acknowledged that is not stored
+        assert holder.stdin is not None
+        holder.stdin.write("release\n")
+        holder.stdin.flush()
         holder.wait(60)
         wait_until(
             lambda: count(session_factory, StationEvent) == 40, timeout_s=60, what="all stored"
@@ -201,8 +208,9 @@ def test_a_database_locked_for_longer_than_its_busy_timeout_loses_no_event(
     finally:
         holder.kill()
         holder.wait(10)
-        if holder.stdout is not None:
-            holder.stdout.close()
+        for stream in (holder.stdin, holder.stdout):
+            if stream is not None:
+                stream.close()
         if raw is not None:
             raw.stop()
         bridge.stop()

@@ -128,6 +128,35 @@ def test_deeply_nested_state_is_quarantined_and_dispatch_goes_on(
         raw.stop()
 
 
+def test_poison_waiting_in_the_session_is_acknowledged_once(
+    persistent_broker: Mosquitto, persistent_recorder: Recorder
+) -> None:
+    """What waited in the session is delivered right after CONNACK, before our SUBACK:
+    it must still be acknowledged once handled, or every restart brings it back."""
+    persistent_recorder.expect_invalid(lambda r: r.topic == TOPICS.state("evil"))
+    first = bridge_for(persistent_broker, Inbox(), Quarantine())
+    first.start()
+    wait_until(lambda: first.connected, what="session created")
+    first.stop()
+    raw = RawPublisher(persistent_broker, client_id="evil-station")
+    try:
+        raw.publish(TOPICS.state("evil"), deep_json(), qos=1)  # waits in the session
+        for run in range(2):
+            inbox, quarantine = Inbox(), Quarantine()
+            bridge = bridge_for(persistent_broker, inbox, quarantine)
+            bridge.start()
+            try:
+                wait_until(lambda b=bridge: b.connected, what="connected")
+                raw.publish(TOPICS.ack("good"), ack(f"c-run-{run}"), qos=1)
+                wait_until(lambda i=inbox: len(i.select("ack", "good")) == 1, what="a message")
+                time.sleep(0.3)
+                assert len(quarantine.items) == (1 if run == 0 else 0), run
+            finally:
+                bridge.stop()
+    finally:
+        raw.stop()
+
+
 def test_retained_poison_is_quarantined_once_and_cleared(
     persistent_broker: Mosquitto, persistent_recorder: Recorder
 ) -> None:
