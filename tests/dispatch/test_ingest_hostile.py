@@ -71,7 +71,7 @@ def telemetry(seq: int, at: str = "2026-11-26T05:00:00+07:00") -> bytes:
 
 
 def count(factory: sessionmaker[Session], model: type, **where: object) -> int:
-    with factory() as session:
+    with db.read_session(factory) as session:  # a reader: never waits for the lock
         query = select(func.count()).select_from(model)
         for name, value in where.items():
             query = query.where(getattr(model, name) == value)
