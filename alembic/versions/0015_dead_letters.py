@@ -40,14 +40,14 @@ def upgrade() -> None:
     )
     # SQLite's INTEGER is 64-bit already; PostgreSQL's is not
     if op.get_bind().dialect.name == "postgresql":
-        op.alter_column("telemetry_samples", "seq", type_=sa.BigInteger())
+        op.alter_column("telemetry", "seq", type_=sa.BigInteger())
         op.alter_column("station_states", "cache_bytes", type_=sa.BigInteger())
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         op.alter_column("station_states", "cache_bytes", type_=sa.Integer())
-        op.alter_column("telemetry_samples", "seq", type_=sa.Integer())
+        op.alter_column("telemetry", "seq", type_=sa.Integer())
     op.drop_index("ix_dead_letters_sid_received", table_name="dead_letters")
     op.drop_index(op.f("ix_dead_letters_received_at"), table_name="dead_letters")
     op.drop_table("dead_letters")
