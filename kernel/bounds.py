@@ -5,8 +5,9 @@ bodies, station messages) is checked against these bounds before it reaches a qu
 so an out-of-range value is a 422 (or a quarantined station message) and never a
 database error.  One module, one rule:
 
-- ``MAX_INT64``: the largest id, offset or counter any column holds (PostgreSQL
-  ``bigint``); ``MAX_INT32`` for ``integer`` columns (versions, sizes of small things);
+- ``MAX_INT32`` for ``integer`` columns: row ids the API addresses, versions;
+  ``MAX_INT64``: offsets and the ``bigint`` counters (PostgreSQL's limits: SQLite's
+  integers are all 64-bit, which is how an id past 2^31 once reached PostgreSQL);
 - timestamps from ``EARLIEST`` to ``LATEST`` (2000-01-01 .. 2100-01-01 UTC): the
   planning horizon of a broadcast scheduler, and well inside what Python, SQLite and
   PostgreSQL convert without overflow (``9999-12-31T23:59:59-01:00`` is year 10000 in UTC).
@@ -88,8 +89,9 @@ def _in_range_date(value: dt.date) -> dt.date:
     return value
 
 
-#: Any id of a row (a path parameter, a reference in a body).
-Id = Annotated[int, Field(ge=1, le=MAX_INT64)]
+#: Any id of a row (a path parameter, a reference in a body): the primary keys the API
+#: addresses are ``integer`` columns (32-bit on PostgreSQL).
+Id = Annotated[int, Field(ge=1, le=MAX_INT32)]
 #: A non-negative 64-bit count or offset.
 Count64 = Annotated[int, Field(ge=0, le=MAX_INT64)]
 #: A value stored in a 32-bit ``integer`` column.

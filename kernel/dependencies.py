@@ -18,7 +18,7 @@ from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from kernel import audit
-from kernel.bounds import MAX_INT64, BoundedDatetime
+from kernel.bounds import MAX_INT32, MAX_INT64, BoundedDatetime
 from kernel.db import READ_ONLY
 from kernel.errors import InvalidInput, Unauthenticated
 from kernel.security import Principal
@@ -96,8 +96,9 @@ def get_audit(request: Request, session: SessionDep, principal: CurrentPrincipal
 Audit = Annotated[AuditTrail, Depends(get_audit)]
 
 
-#: A row id in a path (1 .. 2^63-1: a larger one is a 422, never a database error).
-IdPath = Annotated[int, Path(ge=1, le=MAX_INT64)]
+#: A row id in a path (1 .. 2^31-1, the ``integer`` primary keys: a larger one is a
+#: 422, never a database error).
+IdPath = Annotated[int, Path(ge=1, le=MAX_INT32)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from audio_library import areas as area_codes
 from audio_library.dependencies import LibraryDep
 from audio_library.models import Approval
-from kernel.bounds import MAX_INT64, BoundedDate
+from kernel.bounds import MAX_INT32, BoundedDate
 from kernel.db import utcnow
 from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
 from kernel.security import Permission, Principal
@@ -438,7 +438,7 @@ def list_rules(
     approval: Approval | None = None,
     enabled: bool | None = None,
     tier: Tier | None = None,
-    programme_id: Annotated[int | None, Query(ge=1, le=MAX_INT64)] = None,
+    programme_id: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None,
     owner_area: AreaQuery = None,
 ) -> dict[str, Any]:
     principal.require(Permission.SCHEDULES_READ)
@@ -626,7 +626,7 @@ def preview_rule(
     date_from: Annotated[BoundedDate | None, Query(alias="from")] = None,
     date_to: Annotated[BoundedDate | None, Query(alias="to")] = None,
     rule_id: Annotated[
-        int | None, Query(ge=1, le=MAX_INT64, description="preview an edit of this rule")
+        int | None, Query(ge=1, le=MAX_INT32, description="preview an edit of this rule")
     ] = None,
 ) -> PreviewRead:
     """What a rule would do if saved (nothing is saved): its occurrences between
