@@ -272,8 +272,9 @@ def test_full_queue_drops_telemetry_and_the_broker_holds_the_rest(
         assert stats.deferred == 0
         assert bridge.publish_command_to_station("st-1", Command.new("ping"), wait_s=5.0)
         release.set()
-        wait_until(lambda: len(acks) == 31, what="every ack handled")
-        assert acks == ["c-first", *sent]
+        expected = ["c-first", *sent]
+        wait_until(lambda: set(acks) >= set(expected), timeout_s=60, what="every ack handled")
+        assert list(dict.fromkeys(acks)) == expected  # all, in order (at least once)
         assert telemetry == []
         raw.publish(TOPICS.telemetry("st-1"), telemetry_payload(11))
         wait_until(lambda: telemetry == [11], what="telemetry taken again once there is room")
