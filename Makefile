@@ -1,7 +1,8 @@
 # broadcaster — two commands on a fresh Debian/Ubuntu machine:
 #   make demo   install what is missing, start the service with SQLite, Mosquitto and the simulator
-#   make test   lint (ruff, mypy --strict, import contracts) and the test suite on SQLite,
-#               then again on PostgreSQL when one answers (required in CI)
+#   make test   lint (ruff, mypy --strict, import contracts), the dependency floors, and
+#               the test suite on SQLite, then again on PostgreSQL when one answers
+#               (required in CI); the suite includes the hostile suites (tests/hostile)
 
 PYTHON ?= python3
 VENV := .venv
@@ -10,7 +11,7 @@ STAMP := $(VENV)/.installed
 PG_TEST_URL ?= postgresql://postgres@127.0.0.1:5432/test
 PYTEST_ARGS ?=
 
-.PHONY: demo test lint bench install system-deps browser-deps clean
+.PHONY: demo test lint floors bench install system-deps browser-deps clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,7 +33,12 @@ lint: $(STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: install browser-deps lint
+# the lowest dependency versions pyproject.toml allows, installed in a throwaway
+# environment (cached by the dependency list) and smoke-tested
+floors: $(STAMP)
+	$(BIN)/python scripts/check_floors.py
+
+test: install browser-deps lint floors
 	@echo "== tests on SQLite =="
 	BROADCASTER_TEST_DATABASE_URL=sqlite:// $(BIN)/pytest $(PYTEST_ARGS)
 	@if $(BIN)/python scripts/pg_available.py "$(PG_TEST_URL)"; then \

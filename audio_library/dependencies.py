@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Path, Request
+from fastapi import Depends, Request
 
 from audio_library.models import MediaAsset
 from audio_library.service import AssetNotFound, MediaLibrary, get_asset
-from kernel.dependencies import CurrentPrincipal, SessionDep
+from kernel.dependencies import CurrentPrincipal, IdPath, SessionDep
 
 
 def get_library(request: Request) -> MediaLibrary:
@@ -20,7 +20,9 @@ LibraryDep = Annotated[MediaLibrary, Depends(get_library)]
 
 
 def asset_in_scope(
-    asset_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: CurrentPrincipal
+    asset_id: IdPath,
+    session: SessionDep,
+    principal: CurrentPrincipal,
 ) -> MediaAsset:
     """The asset, if the caller may see it (city-wide or owned in their areas); else 404."""
     asset = get_asset(session, asset_id)

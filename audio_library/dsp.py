@@ -34,9 +34,6 @@ import math
 
 import numpy as np
 from numpy.typing import NDArray
-from pyloudnorm.iirfilter import IIRfilter
-from scipy.ndimage import minimum_filter1d
-from scipy.signal import oaconvolve, resample_poly, sosfilt
 
 FloatArray = NDArray[np.float64]
 
@@ -61,6 +58,8 @@ def gain_to_db(gain: float) -> float:
 
 
 def _k_weighting_sos(rate: int) -> FloatArray:
+    from pyloudnorm.iirfilter import IIRfilter  # lazily: the API process never runs the DSP
+
     shelf = IIRfilter(4.0, 1 / np.sqrt(2), 1500.0, rate, "high_shelf")
     highpass = IIRfilter(0.0, 0.5, 38.0, rate, "high_pass")
     return np.array(
@@ -83,6 +82,8 @@ class LoudnessMeter:
 
     def feed(self, block: NDArray[np.floating]) -> None:
         """Add the next samples of the signal."""
+        from scipy.signal import sosfilt  # lazily: the API process never runs the DSP
+
         if block.size == 0:
             return
         x = np.asarray(block, dtype=np.float64)
@@ -125,6 +126,8 @@ def oversampled_envelope(x: FloatArray) -> FloatArray:
     Values within `TP_CONTEXT` samples of either end see zeros beyond the array; callers
     pass that much context and discard it.
     """
+    from scipy.signal import resample_poly  # lazily: the API process never runs the DSP
+
     n = x.size
     if n == 0:
         return np.zeros(0, dtype=np.float64)
@@ -152,6 +155,8 @@ class TruePeakMeter:
         self.peak = 0.0
 
     def _finalise(self, upto: int) -> FloatArray:
+        from scipy.signal import resample_poly  # lazily: the API process never runs the DSP
+
         done = self._done_in_buf
         if self._envelope:
             env = oversampled_envelope(self._buf)[done:upto]
@@ -236,6 +241,9 @@ def limiter_gain(
     `env_ext` holds ``shape.past`` samples of context, then the n output samples, then
     ``shape.future`` samples; the result has n values.
     """
+    from scipy.ndimage import minimum_filter1d  # lazily: the API process never runs the DSP
+    from scipy.signal import oaconvolve
+
     n = env_ext.size - shape.past - shape.future
     if n <= 0:
         return np.ones(0, dtype=np.float64)

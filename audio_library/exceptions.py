@@ -7,7 +7,8 @@ to an HTTP status without knowing this package::
     ├── InvalidInput (ValueError)                      -> 422
     │   ├── NotAudio            empty file, not a media file, no audio stream
     │   │   └── CorruptAudio    recognised as audio but cannot be decoded
-    │   │       └── TruncatedAudio   the container promises more than can be decoded
+    │   │       ├── TruncatedAudio   the container promises more than can be decoded
+    │   │       └── UnderstatedLength  it holds far more than its header declares
     │   ├── AudioTooLong        longer than `max_duration_s`
     │   ├── SilentAudio         nothing above the BS.1770 absolute gate (-70 LUFS)
     │   ├── InvalidMediaKey     malformed SHA-256 or extension (never reaches the disk)
@@ -21,9 +22,12 @@ to an HTTP status without knowing this package::
     │   └── MediaLinkRejected
     │       ├── MediaSignatureInvalid   path, expiry or signature tampered with
     │       └── MediaLinkExpired        genuine link, but too late
+    ├── ServiceUnavailable                              -> 503 (Retry-After)
+    │   └── StorageFull     no room for the upload or its processing; nothing kept
     └── AudioToolError      ffmpeg/ffprobe/espeak-ng missing, timed out or failed on
         │                   input they had already accepted: a server fault (500/503)
-        └── TTSEngineError
+        ├── TTSEngineError
+        └── NoScratchSpace  the processing's scratch space would not fit on the disk
 
 All constructors keep the `(message, *, keyword...)` shape of `kernel.errors`, so the
 exceptions pickle (a `ProcessPoolExecutor` sends them back to the parent) with their
@@ -38,6 +42,7 @@ from kernel.errors import (
     NotFoundError,
     PayloadTooLarge,
     PermissionDeniedError,
+    ServiceUnavailable,
 )
 
 __all__ = [
@@ -51,10 +56,13 @@ __all__ = [
     "MediaLinkRejected",
     "MediaNotFound",
     "MediaSignatureInvalid",
+    "NoScratchSpace",
     "NotAudio",
     "SilentAudio",
+    "StorageFull",
     "TTSEngineError",
     "TruncatedAudio",
+    "UnderstatedLength",
     "UploadTooLarge",
 ]
 
@@ -69,6 +77,23 @@ class CorruptAudio(NotAudio):
 
 class TruncatedAudio(CorruptAudio):
     """The container declares a duration far longer than what can be decoded."""
+
+
+class UnderstatedLength(CorruptAudio):
+    """The stream decodes to far more audio than its header declares (a crafted or
+    damaged file: decoding it whole would fill the scratch disk)."""
+
+
+class StorageFull(ServiceUnavailable):
+    """No room on the server's disk for an upload or its processing (nothing is kept;
+    try again once space is freed)."""
+
+    def __init__(self, message: str, *, message_vi: str | None = None) -> None:
+        super().__init__(
+            message,
+            retry_after_s=300,
+            message_vi=message_vi or "Máy chủ hết dung lượng lưu trữ; hãy thử lại sau",
+        )
 
 
 class AudioTooLong(InvalidInput):
@@ -117,3 +142,8 @@ class AudioToolError(DomainError):
 
 class TTSEngineError(AudioToolError):
     """The speech engine failed."""
+
+
+class NoScratchSpace(AudioToolError):
+    """Not enough free disk for the processing's scratch files (raised in the worker
+    process before decoding; the service turns it into `StorageFull`)."""

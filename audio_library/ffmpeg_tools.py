@@ -82,10 +82,22 @@ def content_link(src: Path) -> Iterator[Path]:
 
 
 def decode_args(
-    src: Path, *, sample_rate: int, stream_index: int | None, max_seconds: float | None
+    src: Path,
+    *,
+    sample_rate: int,
+    stream_index: int | None,
+    max_seconds: float | None,
+    ignore_length: bool = False,
 ) -> list[str]:
-    """ffmpeg arguments decoding one audio stream of `src` to mono float32 at `sample_rate`."""
-    args = [FFMPEG, "-nostdin", "-hide_banner", "-v", "error", "-i", str(src)]
+    """ffmpeg arguments decoding one audio stream of `src` to mono float32 at `sample_rate`.
+
+    ``ignore_length``: read a WAV's data to the end of the file, whatever its header's
+    data size says (a header that under-states it would cut the recording short).
+    """
+    args = [FFMPEG, "-nostdin", "-hide_banner", "-v", "error"]
+    if ignore_length:
+        args += ["-ignore_length", "1"]
+    args += ["-i", str(src)]
     args += ["-map", f"0:{stream_index}" if stream_index is not None else "0:a:0"]
     args += ["-vn", "-sn", "-dn", "-ac", "1", "-ar", str(sample_rate)]
     if max_seconds is not None:

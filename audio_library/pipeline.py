@@ -65,8 +65,10 @@ from audio_library.exceptions import (
     AudioToolError,
     AudioTooLong,
     CorruptAudio,
+    NoScratchSpace,
     SilentAudio,
     TruncatedAudio,
+    UnderstatedLength,
 )
 from audio_library.ffmpeg_tools import (
     BLOCK_SAMPLES,
@@ -220,16 +222,81 @@ def _read_f32(fh: IO[bytes], start: int, stop: int, lo: int, hi: int) -> FloatAr
     return out
 
 
+UNDERSTATED = (1.5, 60.0)
+"""Decoding stops at ``declared * 1.5 + 60 s``; a stream still going there is refused."""
+SCRATCH_BYTES_PER_SAMPLE = 8  # decoded float32 + limiter envelope float32
+SCRATCH_MARGIN_BYTES = 32 * 1024 * 1024
+
+
+def _understated_wav(src: Path, info: ProbeInfo) -> bool:
+    """A WAV whose ``data`` chunk size under-states the audio the file holds.
+
+    ffmpeg trusts that size and stops there (a 30 s recording whose header says 1 s was
+    stored as 1 s).  Bytes after the declared end that are not another chunk (``LIST``,
+    ``id3 ``...) are more audio.
+    """
+    if info.format_name.split(",")[0] != "wav":
+        return False
+    size = src.stat().st_size
+    with src.open("rb") as fh:
+        head = fh.read(12)
+        if head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return False  # RF64 keeps its sizes elsewhere
+        pos = 12
+        while pos + 8 <= size:
+            fh.seek(pos)
+            chunk = fh.read(8)
+            length = int.from_bytes(chunk[4:8], "little")
+            if chunk[:4] != b"data":
+                pos += 8 + length + (length & 1)
+                continue
+            end = pos + 8 + length + (length & 1)
+            if size - end <= 64 * 1024:
+                return False
+            fh.seek(end)
+            following = fh.read(8)
+            next_length = int.from_bytes(following[4:8], "little")
+            another_chunk = all(0x20 <= b <= 0x7E for b in following[:4]) and (
+                end + 8 + next_length <= size
+            )
+            return not another_chunk
+    return False
+
+
+def _decode_budget_s(info: ProbeInfo, options: ProcessingOptions, *, whole_wav: bool) -> float:
+    """How many seconds to decode at most (bounds the scratch disk used)."""
+    limit = options.max_duration_s + 1.0
+    declared = info.duration_s
+    if declared is None or whole_wav:
+        return limit
+    factor, slack = UNDERSTATED
+    return min(limit, declared * factor + slack)
+
+
+def _ensure_scratch_space(where: Path, seconds: float, options: ProcessingOptions) -> None:
+    needed = seconds * options.sample_rate * SCRATCH_BYTES_PER_SAMPLE + SCRATCH_MARGIN_BYTES
+    free = shutil.disk_usage(where).free
+    if free < needed:
+        raise NoScratchSpace(
+            f"processing needs about {needed / 2**20:.0f} MiB of scratch space; "
+            f"{free / 2**20:.0f} MiB free",
+            message_vi="Máy chủ không đủ dung lượng đĩa để xử lý tệp âm thanh",
+        )
+
+
 def _decode_to_raw(src: Path, info: ProbeInfo, options: ProcessingOptions, raw: Path) -> int:
-    expected = info.duration_s if info.duration_s is not None else options.max_duration_s
+    whole_wav = _understated_wav(src, info)
+    budget_s = _decode_budget_s(info, options, whole_wav=whole_wav)
+    _ensure_scratch_space(raw.parent, budget_s, options)
     with content_link(src) as link:
         args = decode_args(
             link,
             sample_rate=options.sample_rate,
             stream_index=info.stream_index,
-            max_seconds=options.max_duration_s + 1.0,
+            max_seconds=budget_s,
+            ignore_length=whole_wav,
         )
-        done = run_tool([*args, "-y", str(raw)], timeout=300.0 + expected)
+        done = run_tool([*args, "-y", str(raw)], timeout=300.0 + budget_s)
     if done.returncode != 0:
         detail = stderr_text(done.stderr).replace(str(link), "input")
         if "No space left" in detail or "Permission denied" in detail:
@@ -248,6 +315,18 @@ def _decode_to_raw(src: Path, info: ProbeInfo, options: ProcessingOptions, raw: 
             "No audio could be decoded from the file",
             field="file",
             message_vi="Không giải mã được âm thanh nào từ tệp",
+        )
+    decoded_s = samples / options.sample_rate
+    if budget_s < options.max_duration_s + 1.0 and decoded_s >= budget_s - 0.5:
+        declared = info.duration_s or 0.0
+        raise UnderstatedLength(
+            f"The file declares {declared:.1f} s but holds far more audio; "
+            "re-save it with a correct header",
+            field="file",
+            message_vi=(
+                f"Tệp khai báo {declared:.1f} giây nhưng chứa nhiều âm thanh hơn hẳn; "
+                "hãy lưu lại tệp cho đúng"
+            ),
         )
     return samples
 

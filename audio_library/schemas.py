@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_vali
 
 from audio_library.models import CATEGORIES, AssetSource, AssetStatus
 from kernel.approval import Approval
+from kernel.bounds import Id
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
@@ -77,7 +78,7 @@ class TTSRequest(_Strict):
 
 class ComposeRequest(_Strict):
     title: Title
-    parts: Annotated[list[int], Field(min_length=1, max_length=20)]
+    parts: Annotated[list[Id], Field(min_length=1, max_length=20)]
     gap_ms: Annotated[int, Field(ge=0, le=60_000)] = 0
     crossfade_ms: Annotated[int, Field(ge=0, le=10_000)] = 0
     category: str = "tin-tuc"

@@ -16,6 +16,8 @@ Services flush; the boundary (a route, a CLI command, a job) commits.  Audio wor
     file it brought, and the `InvalidInput` propagates (a 4xx, nothing left behind);
   - a server-side failure (ffmpeg crashed, timed out) leaves the row ``failed`` with
     the reason, never ``processing``;
+  - a full disk is neither: the row and its files go and `StorageFull` (503, retry
+    later) propagates, so a client never gets "201 created" for nothing playable;
   - success stores the rendition under its SHA-256 and marks the row ``ready``.
   The caller must hold no transaction (`kernel.db.release`); the job returns the
   asset's id.
@@ -28,6 +30,7 @@ ready, approved assets are playable.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import hmac
 import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -39,7 +42,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from audio_library.exceptions import AudioToolError, MediaNotFound
+from audio_library.exceptions import AudioToolError, MediaNotFound, NoScratchSpace, StorageFull
 from audio_library.models import AssetSource, AssetStatus
 from audio_library.models import MediaAsset as MediaAsset  # what the service hands out
 from audio_library.peaks import compute_peaks
@@ -423,21 +426,42 @@ def _settle(
     try:
         rendition = _render(library, job)
     except InvalidInput:
-        with factory.begin() as session:
-            stale = session.get(MediaAsset, asset_id)
-            if stale is not None:
-                session.delete(stale)
-                session.flush()
-            if on_bad_input is not None:
-                on_bad_input(session)
+        _forget(factory, asset_id, on_bad_input)
         raise
     except (AudioToolError, OSError, RuntimeError) as exc:
+        if _disk_full(exc):
+            # not the upload's fault and nothing to keep: no asset, a 503 to retry later
+            _forget(factory, asset_id, on_bad_input)
+            raise StorageFull(f"no disk space to process the audio: {exc}") from exc
         log.warning("processing asset %s failed: %s", asset_id, exc)
         _fail(factory, asset_id, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
         return
     with _row(factory, asset_id) as done:
         if done is not None:
             _fill(done, rendition)
+
+
+def _forget(
+    factory: sessionmaker[Session],
+    asset_id: int,
+    on_bad_input: Callable[[Session], None] | None,
+) -> None:
+    """Remove the ``processing`` row (and what `on_bad_input` cleans) in one transaction."""
+    with factory.begin() as session:
+        stale = session.get(MediaAsset, asset_id)
+        if stale is not None:
+            session.delete(stale)
+            session.flush()
+        if on_bad_input is not None:
+            on_bad_input(session)
+
+
+def _disk_full(exc: BaseException) -> bool:
+    if isinstance(exc, NoScratchSpace):
+        return True
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return "No space left" in str(exc)
 
 
 def _fail(factory: sessionmaker[Session], asset_id: int, reason: str) -> None:

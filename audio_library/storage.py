@@ -19,6 +19,7 @@ a path (`InvalidMediaKey`), which also rules out path traversal.
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import re
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Literal, Protocol
 
-from audio_library.exceptions import InvalidMediaKey, MediaNotFound, UploadTooLarge
+from audio_library.exceptions import InvalidMediaKey, MediaNotFound, StorageFull, UploadTooLarge
 
 Kind = Literal["original", "rendition"]
 
@@ -248,6 +249,11 @@ class MediaStore:
             while chunk := source.read(chunk_size):
                 writer.write(chunk)
             return writer.finish()
+        except OSError as exc:
+            writer.abort()
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise StorageFull(f"no disk space for the upload: {exc}") from exc
+            raise
         except BaseException:
             writer.abort()
             raise

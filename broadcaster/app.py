@@ -18,14 +18,19 @@ from audio_library.service import MediaLibrary
 from audio_library.settings import AudioSettings
 from broadcaster import db
 from broadcaster.auth import router as auth_router
-from broadcaster.auth.dependencies import authenticate
+from broadcaster.auth.dependencies import authenticate, header_authenticator
+from broadcaster.auth.usage import TokenUsage
 from broadcaster.broker import router as broker_router
 from broadcaster.dispatch import playlist_router
 from broadcaster.dispatch import router as dispatch_router
 from broadcaster.runtime import Role, Runtime
 from broadcaster.settings import Settings
-from broadcaster.web import errors, health, pages
-from broadcaster.web.middleware import BodyLimitMiddleware, SecurityHeadersMiddleware
+from broadcaster.web import errors, health, openapi, pages
+from broadcaster.web.middleware import (
+    BodyLimitMiddleware,
+    RouteLimit,
+    SecurityHeadersMiddleware,
+)
 from schedules import router as schedules_router
 from schedules import service as schedules_service
 from stations import router as stations_router
@@ -39,6 +44,15 @@ Hệ thống điều hành truyền thanh cơ sở thông minh — smart-loudspe
 Authenticate with `POST /api/v1/auth/token` (form fields `username`, `password`) and send
 `Authorization: Bearer <token>`.
 """
+
+
+def body_limits(settings: Settings, audio_settings: AudioSettings) -> list[RouteLimit]:
+    """Routes whose bodies may exceed ``BROADCASTER_MAX_REQUEST_BYTES`` (every other
+    route, JSON ones under ``/api/v1/media`` included, keeps that limit)."""
+    return [
+        RouteLimit("POST", "/api/v1/media", audio_settings.max_upload_bytes + 64 * 1024),
+        RouteLimit("POST", "/api/v1/stations/import", settings.max_import_bytes),
+    ]
 
 
 def create_app(
@@ -71,9 +85,11 @@ def create_app(
         app.state.runtime = runtime
         app.state.readiness["dispatch"] = runtime.readiness
         runtime.start()
+        token_usage.start()
         try:
             yield
         finally:
+            token_usage.stop()
             runtime.stop()
             media_library.shutdown()
             engine.dispose()
@@ -94,13 +110,16 @@ def create_app(
     app.state.asset_usage = [schedules_service.asset_users]
     app.state.areas = stations_service.AREA_DIRECTORY
     app.state.authenticate = authenticate  # for routes that also accept signed links
+    token_usage = TokenUsage(sessionmaker)
+    app.state.token_usage = token_usage
 
     errors.install(app)
     app.add_middleware(SecurityHeadersMiddleware)
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_request_bytes,
-        overrides={"/api/v1/media": audio_settings.max_upload_bytes + 1024 * 1024},
+        routes=body_limits(settings, audio_settings),
+        authenticator=header_authenticator(sessionmaker),
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -125,6 +144,7 @@ def create_app(
     app.include_router(playlist_router.router, dependencies=protected)
     app.include_router(schedules_router.public_router)  # calendar feeds: login or signed link
     app.include_router(pages.router)  # dashboard pages: read the session cookie themselves
+    openapi.install(app)
 
     app.mount(pages.STATIC_PREFIX, StaticFiles(directory=pages.STATIC_DIR), name="app-static")
 

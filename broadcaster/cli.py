@@ -11,14 +11,17 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import db
 from broadcaster.broker.cli import mqtt_app, stations_credentials
 from broadcaster.settings import Settings
 from firmware_bridge.simulator.cli import simulate
+from kernel.errors import DomainError
 
 app = typer.Typer(help="Hệ thống truyền thanh cơ sở thông minh — broadcaster", no_args_is_help=True)
 db_app = typer.Typer(help="Database migrations", no_args_is_help=True)
@@ -200,8 +203,8 @@ def stations_import(
         if report.errors:
             session.rollback()
             table = Table("line", "field", "error", title=f"{len(report.errors)} error(s)")
-            for e in report.errors:
-                table.add_row(str(e.line), e.field or "", e.message)
+            for e in report.errors:  # a message quotes the file: never Rich markup
+                table.add_row(str(e.line), escape(e.field or ""), escape(e.message))
             err.print(table)
             err.print("[red]Nothing was written.[/red]")
             raise typer.Exit(1)
@@ -211,13 +214,31 @@ def stations_import(
                 Actor.system(f"cli:{getpass.getuser()}"),
                 "station.import",
                 "station",
-                after={"created": report.created, "updated": report.updated, "file": file.name},
+                report.disabled,
+                after=csvio.import_summary(report, file.name),
             )
     verb = "would be" if dry_run else "were"
     console.print(
         f"[green]{report.rows} rows valid:[/green] {report.created} {verb} created, "
-        f"{report.updated} {verb} updated."
+        f"{report.updated} {verb} updated, {len(report.disabled)} {verb} disabled."
     )
+    if report.disabled and not dry_run:
+        _revoke_now(settings, factory)
+
+
+def _revoke_now(settings: Settings, factory: sessionmaker[Session]) -> None:
+    """Take broker access from stations the import disabled now, not only when the
+    worker next syncs (it does, within seconds of the plan signal, if it runs)."""
+    from broadcaster.broker import service as broker
+
+    try:
+        with db.read_session(factory) as session:
+            report = broker.sync_registry(session, settings)
+    except DomainError as exc:
+        err.print(f"broker not reachable ({escape(exc.message)}); the worker revokes access")
+        return
+    if report is not None and report.changed:
+        console.print(f"broker accounts: {escape(report.summary())}")
 
 
 @stations_app.command("export")

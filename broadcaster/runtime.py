@@ -158,11 +158,21 @@ class Runtime:
         if worker is None:
             state = "standby" if self.runs_worker else "api only"
             return True, {"role": self.role.value, "worker": state}
-        connected = worker.bridge.connected
-        detail: dict[str, Any] = {"role": self.role.value, "worker": "active", "broker": connected}
-        if not connected:
+        health = worker.bridge.health()
+        detail: dict[str, Any] = {
+            "role": self.role.value,
+            "worker": "active",
+            "broker": health.connected,
+            "mqtt_loop_alive": health.loop_alive,
+            "last_message_at": None
+            if health.last_message_at is None
+            else health.last_message_at.isoformat(),
+        }
+        if not health.loop_alive:
+            detail["error"] = "MQTT network loop stopped; restarting it"
+        elif not health.connected:
             detail["error"] = "MQTT broker unreachable; retrying"
-        return connected, detail
+        return health.ok, detail
 
     def status(self) -> dict[str, Any]:
         with self._state_lock:

@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     timezone: str = "Asia/Ho_Chi_Minh"
     telemetry_retention_days: int = Field(default=30, ge=1, le=3650)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    max_import_bytes: int = Field(default=8 * 1_048_576, ge=1024)
+    """Body limit of a station spreadsheet import (CSV)."""
     cors_origins: list[str] = Field(default_factory=list)
 
     @field_validator("timezone")

@@ -17,18 +17,35 @@ Design:
   events, births) instead of dropping it, and delivers it on the next connect. With a
   clean session, a station that reconnected before the server after a broker restart
   published its spooled events to nobody.
-* paho callbacks only parse and hand off: topic and payload are validated strictly
-  (:func:`firmware_bridge.messages.parse_message`) and the result is put on a bounded
-  queue. A consumer thread calls the user's ``on_inbound`` handler with batches of what
-  has queued up (one transaction per batch on the server side). Past ``queue_size``
-  queued messages, telemetry (QoS 0, the next report supersedes it) is dropped and
-  counted; births, deaths, ``reported``, acks and events (QoS 1, each one matters) are
-  still taken, up to ``queue_hard_limit``: a burst of 10,000 acks is stored late, not
-  lost. The paho thread never waits for storage, so what the server publishes (an
-  emergency command) never queues behind what it ingests. Invalid messages are counted
-  by category and logged with the station id and the reason (rate-limited); a handler
-  exception is logged and
-  counted and the consumer goes on. Nothing received can crash or stall the bridge.
+* paho callbacks only parse and hand off, behind a barrier that catches everything:
+  topic and payload are validated strictly (:func:`firmware_bridge.messages.parse_message`,
+  which bounds size and nesting depth before ``json.loads``) and the result is put on a
+  queue. What fails (a bad topic, bad JSON, a schema violation, even a bug in our own
+  code) becomes a :class:`Rejected` record, counted by category and handed to
+  ``on_rejected`` (the server quarantines it in a dead-letter table), so one station's
+  poison message never stops the bridge.
+* **QoS 1 messages are acknowledged to the broker only once handled** (paho's manual
+  acknowledgement, MQTT 5 and 3.1.1 alike): a consumer thread hands batches to
+  ``on_inbound`` (one transaction per batch on the server side) and sends the PUBACKs,
+  in the order received, after it returned. A crash, a full queue or a busy database
+  therefore means redelivery (the session is persistent), never loss. On MQTT 5 the
+  bridge's Receive Maximum caps what the broker sends before we acknowledge, so the
+  broker, not our memory, holds a burst.
+* The handler may raise :class:`~firmware_bridge.errors.RetryLater` (a busy database):
+  the same batch is offered again with exponential backoff, unacknowledged meanwhile.
+  Any other exception is counted and the batch is split until the one message that
+  fails is found; it is handed to ``on_rejected`` and acknowledged, so a poison message
+  is never redelivered forever and never takes its neighbours with it (a retained one
+  is also cleared on the broker, or every new subscription would bring it back).
+* Past ``queue_size`` queued messages, telemetry (QoS 0, the next report supersedes it)
+  is dropped and counted; QoS 1 messages are still taken, up to ``queue_hard_limit``;
+  past it they are left unacknowledged (the broker redelivers them on the next
+  connection). The paho thread never waits for storage, so what the server publishes
+  (an emergency command) never queues behind what it ingests.
+* A supervisor thread restarts the network loop (with a fresh client on the same
+  persistent session) if it ever stops, and swaps in an MQTT 3.1.1 client when the
+  broker refuses MQTT 5. :meth:`Bridge.health` tells the truth about all of it (loop
+  alive, connected, last message time).
 * :meth:`Bridge.publish` serialises through :func:`dump_message`, which validates the
   payload, so the server cannot publish an invalid message. It refuses (returns
   ``False``) while disconnected instead of letting paho queue without bound: the
@@ -39,6 +56,7 @@ All public methods are thread-safe.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import ssl
@@ -56,7 +74,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from firmware_bridge.errors import ProtocolError
+from firmware_bridge.errors import ProtocolError, RetryLater
 from firmware_bridge.messages import (
     Ack,
     Command,
@@ -74,7 +92,15 @@ from firmware_bridge.messages import (
 from firmware_bridge.mqtt_url import MqttUrl
 from firmware_bridge.topics import DEFAULT_PREFIX, STATION_INBOUND, TopicKind, Topics
 
-__all__ = ["Bridge", "BridgeConfig", "BridgeStats", "Inbound", "StationMessage"]
+__all__ = [
+    "Bridge",
+    "BridgeConfig",
+    "BridgeHealth",
+    "BridgeStats",
+    "Inbound",
+    "Rejected",
+    "StationMessage",
+]
 
 log = logging.getLogger(__name__)
 
@@ -82,6 +108,8 @@ log = logging.getLogger(__name__)
 StationMessage: TypeAlias = StationState | Reported | Ack | Event | Telemetry
 
 _UNSUPPORTED_PROTOCOL = 132  # CONNACK reason "Unsupported protocol version"
+#: Bytes of a rejected payload kept for the dead-letter record.
+REJECTED_PREFIX_BYTES = 2048
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +128,10 @@ class BridgeConfig:
     ca_file: str | None = None
     session_expiry_s: int = 3600
     queue_hard_limit: int = 100_000  # QoS 1 messages queued at most (memory bound)
+    receive_maximum: int = 1000  # MQTT 5: unacknowledged QoS 1 messages the broker may send
+    retry_min_s: float = 0.05  # backoff of a batch the handler could not take (RetryLater)
+    retry_max_s: float = 5.0
+    supervise_every_s: float = 0.2
 
     @property
     def client_id(self) -> str:
@@ -120,6 +152,41 @@ class Inbound:
 
 
 @dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message the bridge could not take, as handed to ``on_rejected`` (quarantine).
+
+    ``payload`` is at most :data:`REJECTED_PREFIX_BYTES` of the original; ``size`` is
+    the original's length.  ``sid``/``kind`` are None when the topic itself was wrong.
+    """
+
+    topic: str
+    sid: str | None
+    kind: str | None
+    category: str
+    reason: str
+    size: int
+    payload: bytes
+    received_at: datetime
+    qos: int = 0
+    retained: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeHealth:
+    """What `/readyz` and `/dispatch/status` need to tell the truth about the bridge."""
+
+    loop_alive: bool
+    connected: bool
+    last_message_at: datetime | None
+    loop_restarts: int
+    unacked: int
+
+    @property
+    def ok(self) -> bool:
+        return self.loop_alive and self.connected
+
+
+@dataclass(frozen=True, slots=True)
 class BridgeStats:
     """A snapshot of the bridge's counters, for health endpoints and tests."""
 
@@ -135,6 +202,11 @@ class BridgeStats:
     handler_errors: int
     reconnects: int
     queue_depth: int
+    quarantined: dict[str, int] = field(default_factory=dict)
+    deferred: int = 0
+    retries: int = 0
+    loop_restarts: int = 0
+    acked: int = 0
 
     @property
     def invalid_total(self) -> int:
@@ -153,6 +225,28 @@ class _Counters:
     overflow: int = 0  # QoS 1 messages taken past `queue_size`
     handler_errors: int = 0
     reconnects: int = 0
+    quarantined: Counter[str] = field(default_factory=Counter)
+    deferred: int = 0  # QoS 1 messages left unacknowledged past the hard limit
+    retries: int = 0  # batches offered again after RetryLater
+    loop_restarts: int = 0
+    acked: int = 0
+
+
+@dataclass(slots=True)
+class _Item:
+    """One queued delivery: what to hand over, and how to acknowledge it."""
+
+    inbound: Inbound | None
+    rejected: Rejected | None
+    topic: str
+    payload_prefix: bytes
+    size: int
+    received_at: datetime
+    qos: int
+    mid: int
+    generation: int
+    retained: bool
+    done: bool = False  # handed over successfully (a retry skips it)
 
 
 class _LogLimiter:
@@ -179,12 +273,15 @@ class Bridge:
         self,
         config: BridgeConfig,
         on_inbound: Callable[[list[Inbound]], None],
+        *,
+        on_rejected: Callable[[list[Rejected]], None] | None = None,
     ) -> None:
         self.config = config
         self.topics = Topics(config.topic_prefix)
         self._url = MqttUrl.parse(config.url)
         self._on_inbound = on_inbound
-        self._queue: queue.Queue[Inbound] = queue.Queue()  # bounded by `_enqueue`
+        self._on_rejected = on_rejected
+        self._queue: queue.Queue[_Item] = queue.Queue()  # bounded by `_enqueue`
         self._lock = threading.Lock()
         self._counters = _Counters()
         self._limiter = _LogLimiter()
@@ -196,11 +293,14 @@ class Bridge:
         )
         self._connected = False
         self._ever_connected = False
+        self._generation = 0  # one per accepted connection: a PUBACK only goes back on it
         self._subscribe_mid: int | None = None
         self._started = False
         self._stopping = threading.Event()
         self._fallback = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._last_message_at: datetime | None = None
+        self._unacked = 0
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -224,7 +324,11 @@ class Bridge:
         log.info("bridge %s connecting to %s", self.config.client_id, self._url.redacted())
 
     def stop(self, timeout_s: float = 5.0) -> None:
-        """Publish ``{"online": false}`` retained, disconnect cleanly and stop all threads."""
+        """Publish ``{"online": false}`` retained, disconnect cleanly and stop all threads.
+
+        Messages still queued or being handled are not acknowledged: the broker keeps
+        them in our persistent session and delivers them to the next connection.
+        """
         with self._lock:
             if not self._started or self._stopping.is_set():
                 return
@@ -257,6 +361,21 @@ class Bridge:
         with self._lock:
             return self._connected
 
+    def health(self) -> BridgeHealth:
+        """Is the network loop running, is it connected, when did a message last come?"""
+        with self._lock:
+            client = self._client
+            return BridgeHealth(
+                loop_alive=self._started
+                and not self._stopping.is_set()
+                and client is not None
+                and _loop_alive(client),
+                connected=self._connected,
+                last_message_at=self._last_message_at,
+                loop_restarts=self._counters.loop_restarts,
+                unacked=self._unacked,
+            )
+
     def stats(self) -> BridgeStats:
         """A consistent snapshot of the counters."""
         with self._lock:
@@ -274,6 +393,11 @@ class Bridge:
                 handler_errors=c.handler_errors,
                 reconnects=c.reconnects,
                 queue_depth=self._queue.qsize(),
+                quarantined=dict(c.quarantined),
+                deferred=c.deferred,
+                retries=c.retries,
+                loop_restarts=c.loop_restarts,
+                acked=c.acked,
             )
 
     # ------------------------------------------------------------------ publishing
@@ -367,6 +491,7 @@ class Bridge:
             client_id=self.config.client_id,
             protocol=self._protocol,
             clean_session=None if v5 else False,
+            manual_ack=True,  # PUBACK only once stored (see `_consume`)
         )
         if self._url.username is not None:
             client.username_pw_set(self._url.username, self._url.password)
@@ -386,6 +511,9 @@ class Bridge:
         if v5:
             properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
             properties.SessionExpiryInterval = self.config.session_expiry_s
+            properties.ReceiveMaximum = max(
+                1, min(self.config.receive_maximum, self.config.queue_hard_limit, 65535)
+            )
         client.connect_async(
             self._url.host,
             self._url.port,
@@ -397,22 +525,51 @@ class Bridge:
         return client
 
     def _supervise(self) -> None:
-        """Swap in an MQTT 3.1.1 client when the broker refused MQTT 5."""
+        """Restart the network loop if it died; fall back to 3.1.1 if MQTT 5 is refused."""
         while not self._stopping.is_set():
-            if not self._fallback.wait(0.2):
-                continue
-            self._fallback.clear()
-            with self._lock:
-                old = self._client
-            if old is not None:
+            fallback = self._fallback.wait(self.config.supervise_every_s)
+            if self._stopping.is_set():
+                return
+            try:
+                if fallback:
+                    self._fallback.clear()
+                    self._replace_client(
+                        "broker refused MQTT 5; falling back to MQTT 3.1.1", fallback=True
+                    )
+                    continue
+                with self._lock:
+                    client = self._client
+                if client is not None and not _loop_alive(client):
+                    with self._lock:
+                        self._counters.loop_restarts += 1
+                    self._replace_client("the MQTT network loop stopped; restarting it")
+            except Exception:  # the supervisor itself must not die either
+                log.exception("bridge supervisor failed; retrying")
+                self._stopping.wait(1.0)
+
+    def _replace_client(self, why: str, *, fallback: bool = False) -> None:
+        """A fresh paho client on the same persistent session (what was not acknowledged
+        on the old connection is delivered again on the new one)."""
+        log.warning("%s", why)
+        with self._lock:
+            old = self._client
+            self._connected = False
+            self._generation += 1  # nothing received on the old connection is acked
+        if old is not None:
+            with contextlib.suppress(Exception):
                 old.disconnect()
+            with contextlib.suppress(Exception):
                 old.loop_stop()
-            with self._lock:
-                if self._stopping.is_set():
-                    return
+            with contextlib.suppress(Exception):
+                sock = old.socket()
+                if sock is not None:
+                    sock.close()
+        with self._lock:
+            if self._stopping.is_set():
+                return
+            if fallback:
                 self._protocol = MQTTProtocolVersion.MQTTv311
-                log.warning("broker refused MQTT 5; falling back to MQTT 3.1.1")
-                self._client = self._new_client()
+            self._client = self._new_client()
 
     def _on_connect(
         self,
@@ -437,6 +594,7 @@ class Bridge:
             if self._ever_connected:
                 self._counters.reconnects += 1
             self._ever_connected = True
+            self._generation += 1
         client.publish(
             self.topics.server_state(),
             dump_message(ServerState(online=True, at=utcnow())),
@@ -482,67 +640,197 @@ class Bridge:
                 return
             was_connected = self._connected
             self._connected = False
+            self._generation += 1  # what came on that connection cannot be acked any more
         if was_connected and not self._stopping.is_set():
             log.warning("bridge lost its broker connection: %s", reason_code)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        self.handle_raw(message.topic, bytes(message.payload), retained=bool(message.retain))
+        """The barrier: nothing a station sends may escape into paho's network thread."""
+        try:
+            with self._lock:
+                generation = self._generation if client is self._client else -1
+            self.handle_raw(
+                message.topic,
+                bytes(message.payload),
+                retained=bool(message.retain),
+                qos=int(message.qos),
+                mid=int(message.mid),
+                generation=generation,
+            )
+        except Exception as exc:  # a bug of ours, or MemoryError: never kill the loop
+            log.exception("bridge barrier caught an error on %r", _safe_topic(message))
+            try:
+                self._quarantine_failure(client, message, exc)
+            except Exception:
+                log.exception("could not even quarantine a message; acknowledging it")
+                if message.qos > 0:
+                    with contextlib.suppress(Exception):
+                        client.ack(message.mid, message.qos)
 
-    def handle_raw(self, topic: str, payload: bytes, *, retained: bool = False) -> None:
+    def _quarantine_failure(
+        self, client: mqtt.Client, message: mqtt.MQTTMessage, exc: BaseException
+    ) -> None:
+        with self._lock:
+            self._counters.invalid["internal"] += 1
+            generation = self._generation if client is self._client else -1
+        payload = bytes(message.payload)
+        topic = _safe_topic(message)
+        rejected = Rejected(
+            topic=topic,
+            sid=None,
+            kind=None,
+            category="internal",
+            reason=f"{type(exc).__name__}: {exc}"[:500],
+            size=len(payload),
+            payload=payload[:REJECTED_PREFIX_BYTES],
+            received_at=utcnow(),
+            qos=int(message.qos),
+            retained=bool(message.retain),
+        )
+        self._put(self._item(None, rejected, int(message.mid), generation))
+
+    def handle_raw(
+        self,
+        topic: str,
+        payload: bytes,
+        *,
+        retained: bool = False,
+        qos: int = 0,
+        mid: int = 0,
+        generation: int = -1,
+    ) -> None:
         """Parse one received message and queue it (what the paho callback does)."""
         received_at = utcnow()
         with self._lock:
             self._counters.received += 1
+            self._last_message_at = received_at
+        sid: str | None = None
+        kind: TopicKind | None = None
         try:
             ref = self.topics.parse(topic)
             if ref.kind not in STATION_INBOUND or ref.sid is None:
                 raise ProtocolError(f"unexpected topic {topic!r}", category="topic")
-            sid = ref.sid
+            sid, kind = ref.sid, ref.kind
             if not payload:
                 with self._lock:
                     self._counters.empty += 1
+                self._ack_now(qos, mid, generation)
                 return
             message = parse_message(ref.kind.message_kind, payload)
         except ProtocolError as exc:
             with self._lock:
                 self._counters.invalid[exc.category] += 1
             if self._limiter.allow(exc.category):
-                log.warning("invalid message on %s: %s", topic, exc.reason)
+                log.warning("invalid message on %s: %s", topic[:200], exc.reason)
+            rejected = Rejected(
+                topic=topic,
+                sid=sid,
+                kind=None if kind is None else kind.value,
+                category=exc.category,
+                reason=exc.reason[:500],
+                size=len(payload),
+                payload=payload[:REJECTED_PREFIX_BYTES],
+                received_at=received_at,
+                qos=qos,
+                retained=retained,
+            )
+            self._offer(self._item(None, rejected, mid, generation))
             return
         assert isinstance(message, StationState | Reported | Ack | Event | Telemetry)
         inbound = Inbound(
-            sid=sid,
+            sid=ref.sid,
             kind=ref.kind,
             message=message,
             topic=topic,
             received_at=received_at,
             retained=retained,
         )
-        if not self._enqueue(inbound):
+        item = self._item(inbound, None, mid, generation, payload=payload, qos=qos)
+        if self._offer(item):
             with self._lock:
-                self._counters.dropped += 1
-            if self._limiter.allow("dropped"):
-                log.warning("inbound queue full; dropped %s from %s", ref.kind.value, sid)
-            return
-        with self._lock:
-            self._counters.accepted += 1
+                self._counters.accepted += 1
 
-    def _enqueue(self, inbound: Inbound) -> bool:
-        """Queue ``inbound`` unless the queue is over its limit for that kind."""
+    def _item(
+        self,
+        inbound: Inbound | None,
+        rejected: Rejected | None,
+        mid: int,
+        generation: int,
+        *,
+        payload: bytes = b"",
+        qos: int | None = None,
+    ) -> _Item:
+        source = inbound or rejected
+        assert source is not None
+        return _Item(
+            inbound=inbound,
+            rejected=rejected,
+            topic=source.topic,
+            payload_prefix=(rejected.payload if rejected else payload[:REJECTED_PREFIX_BYTES]),
+            size=rejected.size if rejected else len(payload),
+            received_at=source.received_at,
+            qos=qos if qos is not None else (rejected.qos if rejected else 0),
+            mid=mid,
+            generation=generation,
+            retained=source.retained,
+        )
+
+    def _offer(self, item: _Item) -> bool:
+        """Queue ``item`` unless the queue is over its limit for that kind of message.
+
+        Past ``queue_size`` only QoS 1 messages other than telemetry are taken (counted
+        as ``overflow``); a dropped one is acknowledged at once (telemetry: the next
+        report supersedes it).  Past ``queue_hard_limit`` a QoS 1 message is left
+        unacknowledged (``deferred``): the broker delivers it again on the next
+        connection.
+        """
         depth = self._queue.qsize()
         if depth >= self.config.queue_size:
-            if inbound.kind == TopicKind.TELEMETRY or depth >= self.config.queue_hard_limit:
+            telemetry = item.inbound is not None and item.inbound.kind == TopicKind.TELEMETRY
+            if item.qos == 0 or telemetry:
+                with self._lock:
+                    self._counters.dropped += 1
+                if self._limiter.allow("dropped"):
+                    log.warning("inbound queue full; dropped a message on %s", item.topic[:200])
+                self._ack_now(item.qos, item.mid, item.generation)
+                return False
+            if depth >= self.config.queue_hard_limit:
+                with self._lock:
+                    self._counters.deferred += 1
+                if self._limiter.allow("deferred"):
+                    log.warning("inbound queue full; %s left for redelivery", item.topic[:200])
                 return False
             with self._lock:
                 self._counters.overflow += 1
-        self._queue.put_nowait(inbound)
+        self._put(item)
         return True
+
+    def _put(self, item: _Item) -> None:
+        with self._lock:
+            if item.qos > 0:
+                self._unacked += 1
+        self._queue.put_nowait(item)
+
+    def _ack_now(self, qos: int, mid: int, generation: int) -> None:
+        """Acknowledge a message we are done with (nothing to store)."""
+        if qos <= 0:
+            return
+        with self._lock:
+            client = self._client
+            # the connection it came on, still up (a persistent session delivers what
+            # waited for us right after CONNACK, before our SUBACK: `connected` is not
+            # the test, or those messages would never be acknowledged)
+            same = generation == self._generation
+        if client is not None and same:
+            client.ack(mid, qos)
+            with self._lock:
+                self._counters.acked += 1
 
     # ------------------------------------------------------------------ consumer
 
     def _consume(self) -> None:
-        """Hand inbound messages to the handler in batches (whatever has queued up,
-        at most ``batch_max``), so the handler can store them in one transaction."""
+        """Hand queued messages to the handlers in batches (whatever has queued up, at
+        most ``batch_max``), then acknowledge them, in the order they came."""
         while True:
             try:
                 batch = [self._queue.get(timeout=0.2)]
@@ -556,14 +844,119 @@ class Bridge:
                 except queue.Empty:
                     break
             try:
-                self._on_inbound(batch)
-            except Exception:
+                delivered = self._deliver(batch)
+            except Exception:  # never let the consumer die
+                log.exception("bridge consumer failed on a batch of %d message(s)", len(batch))
+                delivered = False
+            if not delivered:  # stopping: leave them to the broker's redelivery
                 with self._lock:
-                    self._counters.handler_errors += len(batch)
-                log.exception("inbound handler failed on a batch of %d message(s)", len(batch))
-            else:
+                    self._unacked -= sum(1 for item in batch if item.qos > 0)
+                continue
+            for item in batch:
+                try:
+                    self._ack_now(item.qos, item.mid, item.generation)
+                    if item.rejected is not None and item.retained:
+                        # a retained message we cannot take would come back on every
+                        # subscription: it is quarantined, so clear it on the broker
+                        self.clear_retained(item.topic, wait_s=None)
+                except Exception:
+                    log.exception("could not acknowledge a message on %s", item.topic[:200])
+            with self._lock:
+                self._unacked -= sum(1 for item in batch if item.qos > 0)
+
+    def _deliver(self, batch: list[_Item]) -> bool:
+        """Hand ``batch`` over; True once every item is handled or quarantined.
+
+        Retries on :class:`RetryLater` with backoff (False if the bridge stops first);
+        splits the batch on any other error until the one message that fails is found.
+        """
+        delay = self.config.retry_min_s
+        while True:
+            failure: Exception | None = None
+            try:
+                self._hand_over(batch)
+                return True
+            except RetryLater as exc:
                 with self._lock:
-                    self._counters.handled += len(batch)
+                    self._counters.retries += 1
+                if self._limiter.allow("retry"):
+                    log.warning("handler busy (%s); retrying in %.2f s", exc, delay)
+                if self._stopping.wait(delay):
+                    return False
+                delay = min(delay * 2, self.config.retry_max_s)
+                continue
+            except Exception as exc:
+                failure = exc
+            pending = [item for item in batch if not item.done]
+            if not pending:
+                return True
+            if len(pending) > 1:
+                middle = len(pending) // 2
+                return self._deliver(pending[:middle]) and self._deliver(pending[middle:])
+            item = pending[0]
+            with self._lock:
+                self._counters.handler_errors += 1
+            log.error(
+                "inbound handler failed on %s; quarantining it",
+                item.topic[:200],
+                exc_info=failure,
+            )
+            if item.rejected is not None:
+                item.done = True  # the quarantine itself fails: counted, logged, given up
+                return True
+            item.inbound, item.rejected = None, self._as_rejected(item, failure)
+            delay = self.config.retry_min_s
+
+    def _hand_over(self, batch: list[_Item]) -> None:
+        rejected = [item for item in batch if item.rejected is not None and not item.done]
+        if rejected:
+            if self._on_rejected is not None:
+                self._on_rejected([item.rejected for item in rejected if item.rejected])
+            with self._lock:
+                for item in rejected:
+                    self._counters.quarantined[item.rejected.category if item.rejected else ""] += 1
+            for item in rejected:
+                item.done = True
+        valid = [item for item in batch if item.inbound is not None and not item.done]
+        if valid:
+            self._on_inbound([item.inbound for item in valid if item.inbound])
+            for item in valid:
+                item.done = True
+            with self._lock:
+                self._counters.handled += len(valid)
+
+    @staticmethod
+    def _as_rejected(item: _Item, exc: BaseException) -> Rejected:
+        inbound = item.inbound
+        return Rejected(
+            topic=item.topic,
+            sid=None if inbound is None else inbound.sid,
+            kind=None if inbound is None else inbound.kind.value,
+            category="handler",
+            reason=f"{type(exc).__name__}: {exc}"[:500],
+            size=item.size,
+            payload=item.payload_prefix,
+            received_at=item.received_at,
+            qos=item.qos,
+            retained=item.retained,
+        )
+
+
+def _loop_alive(client: mqtt.Client) -> bool:
+    """Is paho's network thread (``loop_start``) still running?
+
+    paho keeps the thread in a private attribute and has no public accessor; a thread
+    killed by an exception escaping a callback leaves it set but dead.
+    """
+    thread = getattr(client, "_thread", None)
+    return isinstance(thread, threading.Thread) and thread.is_alive()
+
+
+def _safe_topic(message: mqtt.MQTTMessage) -> str:
+    try:
+        return str(message.topic)
+    except Exception:  # undecodable topic bytes
+        return repr(getattr(message, "_topic", b""))[:200]
 
 
 def _protocol_name(protocol: MQTTProtocolVersion) -> str:

@@ -5,7 +5,8 @@
     FirmwareBridgeError
      ├── ProtocolError (ValueError)   a payload or topic that violates loa/v1
      │    └── TopicError              a topic outside the loa/v1 topic tree
-     └── ConfigError (ValueError)     a malformed MQTT URL or bridge/simulator setting
+     ├── ConfigError (ValueError)     a malformed MQTT URL or bridge/simulator setting
+     └── RetryLater                   an inbound handler that cannot store now (busy DB)
 
 Library errors (paho return codes, ``OSError``, httpx errors) are wrapped once at
 the boundary with ``raise ... from exc`` or counted and logged where the caller
@@ -18,6 +19,8 @@ from typing import Literal
 
 #: Why a message was refused; used as a bounded label for counters.
 ProtocolErrorCategory = Literal["topic", "oversize", "encoding", "json", "schema", "model"]
+# (the bridge also counts "internal" (our own bug caught by its barrier) and "handler"
+# (a message the server's handler failed on) when it quarantines a message)
 
 
 class FirmwareBridgeError(Exception):
@@ -46,3 +49,11 @@ class TopicError(ProtocolError):
 
 class ConfigError(FirmwareBridgeError, ValueError):
     """A malformed configuration value (MQTT URL, fault spec, station list...)."""
+
+
+class RetryLater(FirmwareBridgeError):
+    """Raised by an inbound handler that cannot take a batch now (a busy database).
+
+    The bridge offers the same batch again later, with exponential backoff, and does
+    not acknowledge it meanwhile: nothing is lost, nothing is stored twice.
+    """

@@ -16,6 +16,8 @@ against the schema before returning, so nothing invalid is ever published.
 from __future__ import annotations
 
 import json
+import math
+import re
 import secrets
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
@@ -422,6 +424,55 @@ def _reject_constant(name: str) -> float:
     raise ValueError(f"{name} is not valid JSON")
 
 
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):  # 1e999 parses to inf, which no database stores
+        raise ValueError(f"number {text[:32]} is out of range")
+    return value
+
+
+#: Deepest nesting of arrays and objects accepted (the deepest loa/v1 document, a
+#: ``desired`` playlist item's relay fallback, is 5 levels deep).
+MAX_DEPTH = 32
+_STRUCTURE = re.compile(rb'[\[\]{}"\\]')
+
+
+def nesting_depth(payload: bytes, limit: int = MAX_DEPTH) -> int:
+    """How deep arrays and objects nest in ``payload`` (scanning stops past ``limit``).
+
+    A cheap pre-scan before ``json.loads``: a document nested 100,000 levels deep makes
+    the parser (and every recursive walker after it) raise ``RecursionError``.  Strings
+    are skipped, so brackets inside them do not count.  Ordinary payloads hold fewer
+    brackets than ``limit`` and are not scanned at all.
+    """
+    if payload.count(b"[") + payload.count(b"{") <= limit:
+        return 0
+    depth = deepest = 0
+    in_string = escaped = False
+    for match in _STRUCTURE.finditer(payload):
+        char = match.group()
+        if in_string:
+            if escaped:
+                escaped = False
+            elif char == b"\\":
+                # an escape only matters right before a quote or another backslash
+                escaped = match.end() < len(payload) and payload[match.end()] in b'"\\'
+            elif char == b'"':
+                in_string = False
+            continue
+        if char == b'"':
+            in_string = True
+        elif char in (b"[", b"{"):
+            depth += 1
+            if depth > deepest:
+                deepest = depth
+                if deepest > limit:
+                    return deepest
+        elif char in (b"]", b"}"):
+            depth -= 1
+    return deepest
+
+
 def _summarise(kind: MessageKind, exc: ValidationError) -> str:
     first = exc.errors()[0]
     where = "/".join(str(part) for part in first["loc"])
@@ -439,9 +490,13 @@ def parse_message(kind: MessageKind, payload: bytes) -> Message:
         text = payload.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ProtocolError(f"{kind.value}: payload is not UTF-8", category="encoding") from exc
+    if nesting_depth(payload) > MAX_DEPTH:
+        raise ProtocolError(
+            f"{kind.value}: JSON nested deeper than {MAX_DEPTH} levels", category="json"
+        )
     try:
-        document = json.loads(text, parse_constant=_reject_constant)
-    except ValueError as exc:
+        document = json.loads(text, parse_constant=_reject_constant, parse_float=_finite_float)
+    except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"{kind.value}: invalid JSON ({exc})", category="json") from exc
     if not isinstance(document, dict):
         raise ProtocolError(f"{kind.value}: payload is not a JSON object", category="json")

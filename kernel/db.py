@@ -25,6 +25,11 @@ NAMING_CONVENTION = {
 }
 
 
+#: Execution option of a session that only reads: on SQLite it begins a deferred
+#: transaction (no write lock), so it never queues behind a writer (see `broadcaster.db`).
+READ_ONLY = "broadcaster_read_only"
+
+
 def utcnow() -> dt.datetime:
     """The current time, timezone aware, in UTC."""
     return dt.datetime.now(dt.UTC)

@@ -15,19 +15,28 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Query, Request
+from fastapi import Depends, Path, Query, Request
 from sqlalchemy.orm import Session, sessionmaker
 
 from kernel import audit
+from kernel.bounds import MAX_INT32, MAX_INT64, BoundedDatetime
 from kernel.changes import Actor, commit_change
+from kernel.db import READ_ONLY
 from kernel.errors import InvalidInput, Unauthenticated
 from kernel.ownership import AreaDirectory
 from kernel.security import Principal
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
 
 def get_session(request: Request) -> Iterator[Session]:
+    """The request's session.  A GET/HEAD only reads: its session begins a deferred
+    transaction on SQLite, so a page or a list never waits for the ingest's writes
+    (WAL readers see the last commit at once)."""
     factory: sessionmaker[Session] = request.app.state.sessionmaker
     session = factory()
+    if request.method in SAFE_METHODS:
+        session.connection(execution_options={READ_ONLY: True})
     try:
         yield session
     except BaseException:
@@ -134,6 +143,11 @@ def get_audit(request: Request, session: SessionDep, principal: CurrentPrincipal
 Audit = Annotated[AuditTrail, Depends(get_audit)]
 
 
+#: A row id in a path (1 .. 2^31-1, the ``integer`` primary keys: a larger one is a
+#: 422, never a database error).
+IdPath = Annotated[int, Path(ge=1, le=MAX_INT32)]
+
+
 @dataclass(frozen=True, slots=True)
 class Page:
     """`limit`/`offset` of a list request."""
@@ -144,7 +158,7 @@ class Page:
 
 def page_params(
     limit: Annotated[int, Query(ge=1, le=1000, description="at most 1000")] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Annotated[int, Query(ge=0, le=MAX_INT64)] = 0,
 ) -> Page:
     return Page(limit=limit, offset=offset)
 
@@ -161,8 +175,8 @@ class TimeRange:
 
 
 def time_range(
-    since: Annotated[dt.datetime | None, Query(alias="from", description="inclusive")] = None,
-    until: Annotated[dt.datetime | None, Query(alias="to", description="exclusive")] = None,
+    since: Annotated[BoundedDatetime | None, Query(alias="from", description="inclusive")] = None,
+    until: Annotated[BoundedDatetime | None, Query(alias="to", description="exclusive")] = None,
 ) -> TimeRange:
     for name, value in (("from", since), ("to", until)):
         if value is not None and value.tzinfo is None:

@@ -8,10 +8,10 @@ from datetime import tzinfo
 from typing import Annotated, TypeVar
 from zoneinfo import ZoneInfo
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
-from kernel.dependencies import CurrentPrincipal, SessionDep
+from kernel.dependencies import CurrentPrincipal, IdPath, SessionDep
 from kernel.errors import NotFoundError, Unauthenticated
 from kernel.security import Permission, Principal
 from schedules.exceptions import ProgrammeNotFound, RuleNotFound, StreamSourceNotFound
@@ -42,7 +42,9 @@ def _seen(principal: Principal, found: Owned, missing: NotFoundError) -> Owned:
 
 
 def source_in_scope(
-    source_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: CurrentPrincipal
+    source_id: IdPath,
+    session: SessionDep,
+    principal: CurrentPrincipal,
 ) -> StreamSource:
     principal.require(Permission.SCHEDULES_READ)
     source = sources.get_source(session, source_id)
@@ -50,7 +52,9 @@ def source_in_scope(
 
 
 def programme_in_scope(
-    programme_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: CurrentPrincipal
+    programme_id: IdPath,
+    session: SessionDep,
+    principal: CurrentPrincipal,
 ) -> Programme:
     principal.require(Permission.SCHEDULES_READ)
     programme = programmes.get_programme(session, programme_id)
@@ -58,7 +62,9 @@ def programme_in_scope(
 
 
 def rule_in_scope(
-    rule_id: Annotated[int, Path(ge=1)], session: SessionDep, principal: CurrentPrincipal
+    rule_id: IdPath,
+    session: SessionDep,
+    principal: CurrentPrincipal,
 ) -> ScheduleRule:
     principal.require(Permission.SCHEDULES_READ)
     return _seen(principal, rules.get_rule(session, rule_id), RuleNotFound(rule_id))

@@ -82,6 +82,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from kernel.bounds import in_years
 from schedules.calendars import LUNAR_YEAR_RANGE, is_vietnam_holiday, solar_to_lunar
 from schedules.exceptions import InvalidRecurrence
 
@@ -199,7 +200,7 @@ class Once(_When):
     """One broadcast at ``at``."""
 
     kind: Literal["once"] = "once"
-    at: datetime
+    at: Annotated[datetime, AfterValidator(in_years)]
 
     def expand(self, lo: datetime, hi: datetime) -> list[datetime]:
         # An aware `at` is first converted to wall time by `Recurrence.expand_wall`.
@@ -264,7 +265,7 @@ class EveryNDays(_When):
 
     kind: Literal["every_n_days"] = "every_n_days"
     n: int = Field(ge=1, le=3660)
-    anchor: date
+    anchor: Annotated[date, AfterValidator(in_years)]
     times: Times
 
     def expand(self, lo: datetime, hi: datetime) -> list[datetime]:
@@ -327,7 +328,7 @@ class RRuleWhen(_When):
     kind: Literal["rrule"] = "rrule"
     rule: str = Field(min_length=1, max_length=1000)
     times: Times | None = None
-    anchor: date | None = None
+    anchor: Annotated[date, AfterValidator(in_years)] | None = None
 
     @field_validator("rule")
     @classmethod
@@ -488,9 +489,9 @@ class Recurrence(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     when: When
-    valid_from: date | datetime | None = None
-    valid_until: date | datetime | None = None
-    skip_dates: tuple[date, ...] = ()
+    valid_from: Annotated[date | datetime, AfterValidator(in_years)] | None = None
+    valid_until: Annotated[date | datetime, AfterValidator(in_years)] | None = None
+    skip_dates: tuple[Annotated[date, AfterValidator(in_years)], ...] = ()
     skip_holidays: bool = False
 
     @field_validator("skip_dates")

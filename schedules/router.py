@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session
 from audio_library.dependencies import LibraryDep
 from audio_library.service import Author
 from kernel.approval import Approval
+from kernel.bounds import MAX_INT32, BoundedDate
 from kernel.db import release, utcnow
 from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
 from kernel.security import Permission, Principal
@@ -56,7 +57,9 @@ public_router = APIRouter(prefix="/api/v1", tags=["calendars"])
 SearchQuery = Annotated[str | None, Query(max_length=200, description="title search")]
 AreaQuery = Annotated[str | None, Query(pattern=CODE_PATTERN, description="owner area code")]
 DaysQuery = Annotated[int, Query(ge=1, le=31, description="days from the start date")]
-DateQuery = Annotated[dt.date | None, Query(alias="date", description="local day (default: today)")]
+DateQuery = Annotated[
+    BoundedDate | None, Query(alias="date", description="local day (default: today)")
+]
 ICS_MEDIA_TYPE = "text/calendar; charset=utf-8"
 
 
@@ -273,7 +276,7 @@ def list_rules(
     approval: Approval | None = None,
     enabled: bool | None = None,
     tier: Tier | None = None,
-    programme_id: Annotated[int | None, Query(ge=1)] = None,
+    programme_id: Annotated[int | None, Query(ge=1, le=MAX_INT32)] = None,
     owner_area: AreaQuery = None,
 ) -> dict[str, Any]:
     principal.require(Permission.SCHEDULES_READ)
@@ -431,9 +434,11 @@ def preview_rule(
     session: SessionDep,
     principal: CurrentPrincipal,
     tz: TzDep,
-    date_from: Annotated[dt.date | None, Query(alias="from")] = None,
-    date_to: Annotated[dt.date | None, Query(alias="to")] = None,
-    rule_id: Annotated[int | None, Query(ge=1, description="preview an edit of this rule")] = None,
+    date_from: Annotated[BoundedDate | None, Query(alias="from")] = None,
+    date_to: Annotated[BoundedDate | None, Query(alias="to")] = None,
+    rule_id: Annotated[
+        int | None, Query(ge=1, le=MAX_INT32, description="preview an edit of this rule")
+    ] = None,
 ) -> PreviewRead:
     """What a rule would do if saved (nothing is saved): its occurrences between
     ``from`` and ``to`` (default: the next 7 days), where its blocks land, and the
@@ -540,7 +545,7 @@ def _check_access(
     return None
 
 
-StartQuery = Annotated[dt.date | None, Query(description="first local day (default: today)")]
+StartQuery = Annotated[BoundedDate | None, Query(description="first local day (default: today)")]
 
 
 @public_router.get(

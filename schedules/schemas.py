@@ -8,6 +8,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 
 from kernel.approval import Approval
+from kernel.bounds import Id
 from kernel.tiers import Tier
 from schedules.models import ItemKind, StreamKind
 from schedules.plans import MAX_PROGRAMME_MS, MAX_SHIFT_TOLERANCE_S
@@ -37,7 +38,7 @@ class StreamSourceCreate(_Strict):
     name: Name
     url: StreamUrl
     kind: StreamKind
-    fallback_asset_id: int | None = Field(
+    fallback_asset_id: Id | None = Field(
         default=None, description="approved asset played when the stream fails"
     )
     owner_area: Code | None = Field(default=None, description="None: city-wide")
@@ -48,7 +49,7 @@ class StreamSourceUpdate(_Strict):
     name: Name | None = None
     url: StreamUrl | None = None
     kind: StreamKind | None = None
-    fallback_asset_id: int | None = None
+    fallback_asset_id: Id | None = None
     enabled: bool | None = None
 
 
@@ -73,19 +74,19 @@ class StreamSourceRead(BaseModel):
 
 class AssetItemIn(_Strict):
     kind: Literal["asset"]
-    asset_id: int
+    asset_id: Id
     title: Title | None = None
 
 
 class JingleItemIn(_Strict):
     kind: Literal["jingle"]
-    asset_id: int
+    asset_id: Id
     title: Title | None = None
 
 
 class RelayItemIn(_Strict):
     kind: Literal["relay"]
-    source_id: int
+    source_id: Id
     duration_ms: DurationMs
     title: Title | None = None
 
@@ -169,7 +170,7 @@ class TargetsRead(BaseModel):
 
 class RuleCreate(_Strict):
     title: Title
-    programme_id: int
+    programme_id: Id
     targets: TargetsIn
     tier: Tier = Field(default=Tier.NORMAL, description=RULE_TIER_HELP)
     order: Annotated[int, Field(ge=-1000, le=1000)] = 0
@@ -187,7 +188,7 @@ class RuleCreate(_Strict):
 
 class RuleUpdate(_Strict):
     title: Title | None = None
-    programme_id: int | None = None
+    programme_id: Id | None = None
     targets: TargetsIn | None = None
     tier: Tier | None = Field(default=None, description=RULE_TIER_HELP)
     order: Annotated[int, Field(ge=-1000, le=1000)] | None = None

@@ -9,14 +9,16 @@ operator can edit:
 - one fallback asset for all of them, spoken by the local text-to-speech engine
   (espeak-ng, southern voice): "Chương trình tiếp sóng tạm thời gián đoạn, xin quý vị
   thông cảm." (no network needed);
-- programmes: the provincial relay (30 min), the city bulletin (15 min), and each
-  ward/commune's own programme (its stream, 15 min);
-- rules, tier ``priority``, daily: the morning chain at 05:00 (provincial 05:00–05:30,
-  city 05:30–05:45, commune 05:45–06:00) and the evening chain at 17:00 (17:00–17:30,
-  17:30–17:45, 17:45–18:00).  The provincial and city rules are city-wide and target
-  the built-in group ``all`` (so a new station joins at once); each commune rule is
-  owned by its ward/commune and targets its automatic group.  Explicit orders
-  (10, 20, 30) keep the chain's own pieces in sequence should they ever clash.
+- programmes: the national news relay (VOV1, 15 min), the provincial relay (30 min),
+  the city bulletin (15 min), and each ward/commune's own programme (its stream, 15 min);
+- rules, tier ``priority``, daily, in the order the regulations describe (national
+  first, then province, city, commune): the morning chain at 05:00 (national
+  05:00–05:15, provincial 05:15–05:45, city 05:45–06:00, commune 06:00–06:15) and the
+  evening chain at 17:00 (17:00–17:15, 17:15–17:45, 17:45–18:00, 18:00–18:15).  The
+  national, provincial and city rules are city-wide and target the built-in group
+  ``all`` (so a new station joins at once); each commune rule is owned by its
+  ward/commune and targets its automatic group.  Explicit orders (5, 10, 20, 30) keep
+  the chain's own pieces in sequence should they ever clash.
 
 Everything is approved by the ``system`` approver, with a note saying so (rules and the
 fallback asset alike), and the seed is recorded in the audit log with the plan signal
@@ -67,14 +69,15 @@ class Chain:
 
     name: str
     label: str
+    national: str
     provincial: str
     city: str
     commune: str
 
 
 CHAINS = (
-    Chain("morning", "sáng", "05:00", "05:30", "05:45"),
-    Chain("evening", "chiều", "17:00", "17:30", "17:45"),
+    Chain("morning", "sáng", "05:00", "05:15", "05:45", "06:00"),
+    Chain("evening", "chiều", "17:00", "17:15", "17:45", "18:00"),
 )
 
 
@@ -200,7 +203,7 @@ def _load_chain(
         rules.review_rule(session, created, approver=SYSTEM, approve=True, note=APPROVAL_NOTE)
         added["rules"] += 1
 
-    source(
+    national = source(
         "tan-an:stream:vov1",
         "VOV1 – Thời sự (Đài Tiếng nói Việt Nam)",
         f"{STREAM_BASE}/vov1.mp3",
@@ -220,6 +223,9 @@ def _load_chain(
         f"{STREAM_BASE}/tan-an.mp3",
         StreamKind.CITY,
         None,
+    )
+    national_programme = programme(
+        "tan-an:programme:vov1", "Tiếp sóng thời sự VOV1", national, 15, None
     )
     provincial_programme = programme(
         "tan-an:programme:long-an",
@@ -248,6 +254,15 @@ def _load_chain(
             areas[unit.code],
         )
     for chain in CHAINS:
+        rule(
+            f"tan-an:chain:{chain.name}:vov1",
+            f"Tiếp sóng thời sự VOV1 ({chain.label})",
+            national_programme,
+            chain.national,
+            "all",
+            5,
+            None,
+        )
         rule(
             f"tan-an:chain:{chain.name}:long-an",
             f"Tiếp sóng Đài PT-TH Long An ({chain.label})",

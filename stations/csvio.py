@@ -5,7 +5,14 @@ line number (1 = the header) and field; only a file without errors is written, a
 in one transaction (rows whose `sid` exists are updated, others created).  UTF-8 with or
 without a BOM (Excel's "CSV UTF-8") is accepted; the delimiter may be a comma, a
 semicolon (Excel with a Vietnamese locale) or a tab.  Export writes UTF-8 with a BOM so
-Excel shows the diacritics.
+Excel shows the diacritics, and a text cell that a spreadsheet would run as a formula
+(starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is written with a
+leading apostrophe, which import removes again (OWASP "CSV injection").
+
+Every import that writes goes through the change helper (`kernel.changes`) with
+`import_summary`, whatever the path (API or CLI):
+the audit entry and the plan signal, on which the worker rebuilds the plans and
+reconciles the broker accounts, so a station the file disables loses its broker access.
 """
 
 from __future__ import annotations
@@ -71,8 +78,20 @@ def _row_values(row: dict[str, str]) -> dict[str, Any]:
             else:
                 values[column] = raw  # let validation report it
         else:
-            values[column] = raw
+            values[column] = _unguard(raw)
     return values
+
+
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _guard(text: str) -> str:
+    """A text cell a spreadsheet must show, not evaluate."""
+    return "'" + text if text.startswith(_FORMULA_START) else text
+
+
+def _unguard(text: str) -> str:
+    return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
 
 
 class Parsed:
@@ -95,10 +114,12 @@ def parse(content: bytes) -> Parsed:
         return parsed
     sample = text[:4096]
     try:
-        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
+        delimiter = csv.Sniffer().sniff(sample, delimiters=",;\t").delimiter
     except csv.Error:
-        dialect = csv.excel
-    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=dialect)
+        delimiter = ","
+    # only the delimiter is guessed: the quote is always '"' (a sniffer fooled by the
+    # apostrophes of formula-guarded cells split rows into too many columns)
+    reader = csv.DictReader(io.StringIO(text, newline=""), dialect=csv.excel, delimiter=delimiter)
     header = [h.strip() for h in reader.fieldnames or []]
     reader.fieldnames = header
     missing = [c for c in REQUIRED if c not in header]
@@ -171,15 +192,21 @@ def import_stations(
                 ImportError_(line=line, field="sid", message=f"station {row.sid!r} is not yours")
             )
     errors.sort(key=lambda e: (e.line, e.field or ""))
+    if errors:  # refused: nothing is (or would be) written
+        return ImportReport(dry_run=dry_run, rows=parsed.count, created=0, updated=0, errors=errors)
     created = sum(1 for _, r in rows if r.sid not in existing)
+    disabled = sorted(
+        r.sid for _, r in rows if not r.enabled and r.sid in existing and existing[r.sid].enabled
+    )
     report = ImportReport(
         dry_run=dry_run,
         rows=parsed.count,
         created=created,
         updated=len(rows) - created,
+        disabled=disabled,
         errors=errors,
     )
-    if dry_run or errors:
+    if dry_run:
         return report
     for _, row in rows:
         fields = row.model_dump(exclude={"area_code"})
@@ -195,6 +222,19 @@ def import_stations(
     return report
 
 
+def import_summary(report: ImportReport, filename: str | None) -> dict[str, Any]:
+    """The audit entry's ``after`` of an import that wrote.  Every such import goes
+    through the change helper with it (audit entry + plan signal: the worker rebuilds
+    the plans and syncs broker accounts, so stations the file disabled lose their
+    access, as with ``PATCH /stations/{sid}``)."""
+    return {
+        "created": report.created,
+        "updated": report.updated,
+        "disabled": report.disabled,
+        "file": filename,
+    }
+
+
 def export_stations(stations: Iterable[Station]) -> str:
     out = io.StringIO()
     out.write("\ufeff")
@@ -204,20 +244,20 @@ def export_stations(stations: Iterable[Station]) -> str:
         writer.writerow(
             [
                 s.sid,
-                s.name,
+                _guard(s.name),
                 s.kind.value,
                 s.area.code,
                 "" if s.latitude is None else f"{s.latitude:.6f}",
                 "" if s.longitude is None else f"{s.longitude:.6f}",
-                s.address or "",
-                s.controller_model or "",
-                s.firmware or "",
+                _guard(s.address or ""),
+                _guard(s.controller_model or ""),
+                _guard(s.firmware or ""),
                 ";".join(s.capabilities),
                 s.default_volume,
                 "true" if s.enabled else "false",
                 s.sim_iccid or "",
                 s.phone or "",
-                s.notes or "",
+                _guard(s.notes or ""),
             ]
         )
     return out.getvalue()

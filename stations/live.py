@@ -17,7 +17,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -49,6 +49,22 @@ def state_of(session: Session, station_id: int) -> StationState:
     state = session.get(StationState, station_id)
     assert state is not None
     return state
+
+
+def peek_state(session: Session, station_id: int) -> StationState:
+    """The station's state row, or an unsaved empty one: for readers, which write nothing."""
+    state = session.get(StationState, station_id)
+    if state is not None:
+        return state
+    return StationState(
+        station_id=station_id,
+        online=False,
+        capabilities=[],
+        missing=[],
+        faults=[],
+        desired_version=0,
+        desired_published_version=0,
+    )
 
 
 def sid_index(session: Session) -> dict[str, int]:
@@ -92,6 +108,19 @@ def record_death(
         state.offline_since = received_at
         state.online_since = None
     return True
+
+
+def mark_all_offline(session: Session, *, at: dt.datetime) -> int:
+    """Every station the server believed online, offline from ``at``: the server lost
+    the broker and can no longer vouch for them (their deaths would not reach it).  When
+    it reconnects, their retained births (or wills) are delivered again and restore the
+    truth.  Returns how many changed."""
+    result = session.execute(
+        update(StationState)
+        .where(StationState.online.is_(True))
+        .values(online=False, offline_since=at, online_since=None)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def record_reported(

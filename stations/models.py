@@ -89,8 +89,11 @@ class Station(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
     area: Mapped[Area] = relationship(lazy="joined")
+    # deleting a station deletes its live state (the database cascades too; without
+    # the ORM cascade SQLAlchemy tried to blank the state's primary key: an
+    # AssertionError for every station the dispatcher had planned)
     state: Mapped[StationState | None] = relationship(
-        lazy="joined", back_populates="station", passive_deletes=True
+        lazy="joined", back_populates="station", cascade="all, delete-orphan", passive_deletes=True
     )
 
 
@@ -173,7 +176,9 @@ class StationState(Base):
     applied_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
     missing: Mapped[list[str]] = mapped_column(JSONType, default=list)
     reported_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
-    cache_bytes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    cache_bytes: Mapped[int | None] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), nullable=True
+    )  # a station's cache may hold more than 2 GiB
     volume: Mapped[int | None] = mapped_column(Integer, nullable=True)
     telemetry: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     telemetry_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
@@ -192,5 +197,5 @@ class TelemetrySample(Base):
     station_id: Mapped[int] = mapped_column(ForeignKey("stations.id", ondelete="CASCADE"))
     at: Mapped[dt.datetime] = mapped_column()
     received_at: Mapped[dt.datetime] = mapped_column(index=True)
-    seq: Mapped[int] = mapped_column(Integer)
+    seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)

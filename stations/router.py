@@ -249,8 +249,8 @@ async def import_stations(
         audit.commit_change(
             "station.import",
             "station",
-            [],
-            after={"created": report.created, "updated": report.updated, "file": file.filename},
+            report.disabled,
+            after=csvio.import_summary(report, file.filename),
         )
     return JSONResponse(report.model_dump())
 
@@ -264,7 +264,7 @@ def get_station(station: StationDep) -> StationRead:
 def get_station_state(station: StationDep, session: SessionDep) -> StationStateRead:
     """Live state: online, versions (desired by the server vs applied), missing media,
     latest telemetry and faults."""
-    state = live.state_of(session, station.id)
+    state = live.peek_state(session, station.id)
     return StationStateRead(
         sid=station.sid,
         online=state.online,

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Generic, TypeVar
+import re
+from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
@@ -78,6 +79,17 @@ def _check_capabilities(value: list[str] | None) -> list[str] | None:
     return sorted(set(value), key=CAPABILITIES.index)
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+def _no_control_characters(value: Any) -> Any:
+    """Refuse NUL and other control characters (a spreadsheet or a PostgreSQL text
+    column cannot hold them; tabs and line breaks are fine)."""
+    if isinstance(value, str) and _CONTROL.search(value):
+        raise ValueError("contains a control character (e.g. NUL); remove it")
+    return value
+
+
 class StationFields(_Strict):
     latitude: Latitude | None = None
     longitude: Longitude | None = None
@@ -87,6 +99,16 @@ class StationFields(_Strict):
     sim_iccid: Annotated[str, StringConstraints(pattern=r"^[0-9]{18,22}$")] | None = None
     phone: Annotated[str, StringConstraints(pattern=r"^\+?[0-9]{9,15}$")] | None = None
     notes: Annotated[str, StringConstraints(max_length=5000)] | None = None
+
+    _text = field_validator(
+        "address",
+        "controller_model",
+        "firmware",
+        "notes",
+        "name",
+        mode="before",
+        check_fields=False,
+    )(_no_control_characters)
 
 
 class StationCreate(StationFields):
@@ -186,8 +208,12 @@ class ImportError_(BaseModel):
 class ImportReport(BaseModel):
     dry_run: bool
     rows: int
-    created: int
-    updated: int
+    created: int = Field(description="stations created (would be, in a dry run); 0 if refused")
+    updated: int = Field(description="stations updated (would be, in a dry run); 0 if refused")
+    disabled: list[str] = Field(
+        default_factory=list,
+        description="stations this import disables (they lose their broker access)",
+    )
     errors: list[ImportError_]
 
     @property

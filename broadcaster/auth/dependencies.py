@@ -8,11 +8,18 @@ usual defence against cross-site request forgery on top of ``SameSite=Lax``.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
 from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session, sessionmaker
+from starlette.requests import cookie_parser
 
 from broadcaster.auth import service
+from broadcaster.auth.models import Token
+from broadcaster.auth.usage import TokenUsage
+from broadcaster.db import read_session
 from kernel.dependencies import SessionDep
 from kernel.errors import PermissionDeniedError, Unauthenticated
 from kernel.security import Principal
@@ -54,6 +61,42 @@ def authenticate(request: Request, session: SessionDep) -> Principal:
     if via_cookie and request.method not in SAFE_METHODS and not _same_origin(request):
         raise PermissionDeniedError("cross-site request refused")
     principal = service.principal_for(session, token.user, token)
-    session.commit()  # last_used_at
+    note_token_use(request, token)
     request.state.principal = principal
     return principal
+
+
+def note_token_use(request: Request, token: Token) -> None:
+    """Record, in the background, that ``token`` was used (authentication writes nothing)."""
+    usage: TokenUsage | None = getattr(request.app.state, "token_usage", None)
+    if usage is not None:
+        usage.note(token)
+
+
+def header_authenticator(
+    factory: sessionmaker[Session],
+) -> Callable[[Sequence[tuple[bytes, bytes]]], Awaitable[bool]]:
+    """For the body-limit middleware: do raw ASGI headers carry a valid bearer token or
+    session cookie?  Reads only, in the thread pool (the check runs before a large body
+    is read, i.e. before FastAPI's own authentication)."""
+
+    def valid(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        token_text: str | None = None
+        cookies: dict[str, str] = {}
+        for name, value in headers:
+            if name == b"authorization":
+                scheme, _, rest = value.decode("latin-1").partition(" ")
+                if scheme.lower() == "bearer" and rest.strip():
+                    token_text = rest.strip()
+            elif name == b"cookie":
+                cookies.update(cookie_parser(value.decode("latin-1")))
+        token_text = token_text or cookies.get(COOKIE_NAME)
+        if not token_text:
+            return False
+        with read_session(factory) as session:
+            return service.resolve_token(session, token_text) is not None
+
+    async def check(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        return await run_in_threadpool(valid, headers)
+
+    return check

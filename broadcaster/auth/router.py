@@ -29,6 +29,7 @@ from kernel.db import paginate
 from kernel.dependencies import (
     Audit,
     CurrentPrincipal,
+    IdPath,
     PageDep,
     SessionDep,
     TimeRangeDep,
@@ -204,7 +205,7 @@ def create_token(
 
 @router.delete("/auth/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
 def revoke_token(
-    token_id: int, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+    token_id: IdPath, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> Response:
     issued = session.get(Token, token_id)
     if issued is None or (
@@ -242,14 +243,18 @@ def create_user(
 
 
 @router.get("/users/{user_id}")
-def get_user(user_id: int, session: SessionDep, principal: CurrentPrincipal) -> UserRead:
+def get_user(user_id: IdPath, session: SessionDep, principal: CurrentPrincipal) -> UserRead:
     principal.require(Permission.USERS_MANAGE)
     return _user_read(service.get_user(session, user_id))
 
 
 @router.patch("/users/{user_id}")
 def update_user(
-    user_id: int, data: UserUpdate, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+    user_id: IdPath,
+    data: UserUpdate,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    audit: Audit,
 ) -> UserRead:
     principal.require(Permission.USERS_MANAGE)
     user = service.get_user(session, user_id)
@@ -271,7 +276,7 @@ def update_user(
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_user(
-    user_id: int, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+    user_id: IdPath, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> Response:
     principal.require(Permission.USERS_MANAGE)
     user = service.get_user(session, user_id)

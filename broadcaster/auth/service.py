@@ -187,9 +187,7 @@ def resolve_token(session: Session, plaintext: str) -> Token | None:
         return None
     if token.expires_at is not None and token.expires_at <= now:
         return None
-    if token.last_used_at is None or now - token.last_used_at > dt.timedelta(minutes=1):
-        token.last_used_at = now
-    return token
+    return token  # reads only: `broadcaster.auth.usage` records when it was used
 
 
 def revoke_tokens(session: Session, user: User, *, kind: TokenKind | None = None) -> None:

@@ -1,43 +1,90 @@
 """What stations send, stored: one transaction per batch from the bridge.
 
-Each message is applied inside a savepoint, so one bad message never loses the rest of
-its batch.  Messages from stations the registry does not know are not stored; they are
-counted and logged once per station connection (a new birth starts a new connection).
-Acks and events that name unknown commands or plan items are counted and logged, not
-stored as if valid.
+The bridge acknowledges a QoS 1 message to the broker only after this handler has
+returned, so storing it is the last step before the station may forget it:
+
+- values no column can hold (an integer past 64 bits, a timestamp in year 10000) are
+  found before anything is written (`kernel.bounds`) and the message is quarantined as
+  a dead letter, with the reason;
+- each message is applied inside a savepoint, telemetry included (one batched insert,
+  then row by row if that fails), so one station's bad message never rolls back
+  another's;
+- a busy or unreachable database (SQLite locked by another process, PostgreSQL
+  failing over) raises `RetryLater`: the bridge offers the same batch again with
+  backoff, unacknowledged meanwhile, so nothing is dropped;
+- what the bridge itself refused (bad topic, bad JSON, schema) arrives in `rejected`
+  and is quarantined the same way.
+
+Messages from stations the registry does not know are not stored; they are counted and
+logged once per station connection (a new birth starts a new connection).  Acks and
+events that name unknown commands or plan items are counted and logged, not stored as
+if valid.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
+from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.dispatch import outbox, playlog
-from firmware_bridge.client import Inbound
+from broadcaster.dispatch import deadletters, outbox, playlog
+from firmware_bridge.client import Inbound, Rejected
+from firmware_bridge.errors import RetryLater
 from firmware_bridge.messages import Ack, Event, Reported, StationState, Telemetry
+from kernel.bounds import MAX_INT32, walk_problem
 from stations import live
 
 log = logging.getLogger(__name__)
 
 
+def _transient(exc: BaseException) -> bool:
+    """A database error that goes away by waiting (locked, connection lost, failover)."""
+    if isinstance(exc, OperationalError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+@contextmanager
+def _retry_later_on_busy_database() -> Iterator[None]:
+    try:
+        yield
+    except Exception as exc:
+        if _transient(exc):
+            raise RetryLater(f"database busy or unreachable: {exc}"[:300]) from exc
+        raise
+
+
+def unstorable(inbound: Inbound) -> str | None:
+    """Why ``inbound`` holds a value no column can hold, or None."""
+    message = inbound.message
+    version = getattr(message, "desired_version", None)
+    if isinstance(version, int) and version > MAX_INT32:
+        return f"desired_version {str(version)[:40]} is out of range"
+    return walk_problem(message)
+
+
 class Ingestor:
-    """The bridge's inbound handler (called from the bridge's consumer thread)."""
+    """The bridge's inbound handlers (called from the bridge's consumer thread)."""
 
     def __init__(
         self,
         factory: sessionmaker[Session],
         *,
         on_ack: Callable[[str], None] | None = None,
+        throttle: deadletters.Throttle | None = None,
     ) -> None:
         self._factory = factory
         self._on_ack = on_ack
         self._sids: dict[str, int] = {}
         self._unknown_reported: set[str] = set()
         self._lock = threading.Lock()
+        self._throttle = throttle or deadletters.Throttle()
         self.counters: Counter[str] = Counter()
 
     def stats(self) -> dict[str, int]:
@@ -55,35 +102,113 @@ class Ingestor:
             station_id = self._sids.get(sid)
         return station_id
 
+    # ------------------------------------------------------------------ quarantine
+
+    def rejected(self, batch: list[Rejected]) -> None:
+        """Quarantine what the bridge refused (its ``on_rejected`` handler)."""
+        letters = [
+            deadletters.LetterIn(
+                received_at=r.received_at,
+                sid=r.sid,
+                topic=r.topic,
+                kind=r.kind,
+                category=r.category,
+                reason=r.reason,
+                size=r.size,
+                payload=r.payload,
+            )
+            for r in batch
+        ]
+        with _retry_later_on_busy_database(), self._factory() as session:
+            self._quarantine(session, letters)
+            session.commit()
+
+    def _quarantine(self, session: Session, letters: list[deadletters.LetterIn]) -> None:
+        kept = [letter for letter in letters if self._throttle.allow(letter.sid)]
+        self._count("dead_letters", len(kept))
+        if len(kept) < len(letters):
+            self._count("dead_letters_suppressed", len(letters) - len(kept))
+        deadletters.record(session, kept)
+
+    def _quarantine_inbound(
+        self, session: Session, inbound: Inbound, category: str, reason: str
+    ) -> None:
+        log.warning("quarantined %s from %s: %s", inbound.kind.value, inbound.sid, reason)
+        try:
+            payload = json.dumps(inbound.message.model_dump(mode="json")).encode()
+        except Exception:  # a value even the serialiser refuses
+            payload = repr(inbound.message).encode("utf-8", "replace")
+        letter = deadletters.LetterIn(
+            received_at=inbound.received_at,
+            sid=inbound.sid,
+            topic=inbound.topic,
+            kind=inbound.kind.value,
+            category=category,
+            reason=reason,
+            size=len(payload),
+            payload=payload,
+        )
+        with session.begin_nested():
+            self._quarantine(session, [letter])
+
+    # ------------------------------------------------------------------ storing
+
     def __call__(self, batch: list[Inbound]) -> None:
         acked: list[str] = []
-        with self._factory() as session:
-            telemetry: list[live.TelemetryRow] = []
+        with _retry_later_on_busy_database(), self._factory() as session:
+            telemetry: list[tuple[Inbound, live.TelemetryRow]] = []
             for inbound in batch:
                 station_id = self._station_id(session, inbound.sid)
                 if station_id is None:
                     self._unknown(inbound)
                     continue
+                problem = unstorable(inbound)
+                if problem is not None:
+                    self._quarantine_inbound(session, inbound, "range", problem)
+                    continue
                 if isinstance(inbound.message, Telemetry):
-                    telemetry.append(_telemetry_row(station_id, inbound))
+                    telemetry.append((inbound, _telemetry_row(station_id, inbound)))
                     continue
                 try:
                     with session.begin_nested():
                         outcome = self._apply(session, station_id, inbound)
-                except Exception:
+                except Exception as exc:
+                    if _transient(exc):
+                        raise
                     self._count("errors")
                     log.exception("could not store %s from %s", inbound.kind.value, inbound.sid)
+                    self._quarantine_inbound(session, inbound, "store", _reason(exc))
                     continue
                 self._count(outcome)
                 if outcome == "ack" and isinstance(inbound.message, Ack):
                     acked.append(inbound.message.cmd_id)
             if telemetry:
-                live.record_telemetry(session, telemetry)
-                self._count("telemetry", len(telemetry))
+                self._telemetry(session, telemetry)
             session.commit()
         if self._on_ack is not None:
             for cmd_id in dict.fromkeys(acked):
                 self._on_ack(cmd_id)
+
+    def _telemetry(self, session: Session, rows: list[tuple[Inbound, live.TelemetryRow]]) -> None:
+        """One batched insert; if it fails, row by row, quarantining the bad ones."""
+        try:
+            with session.begin_nested():
+                live.record_telemetry(session, [row for _, row in rows])
+            self._count("telemetry", len(rows))
+            return
+        except Exception as exc:
+            if _transient(exc):
+                raise
+        for inbound, row in rows:
+            try:
+                with session.begin_nested():
+                    live.record_telemetry(session, [row])
+                self._count("telemetry")
+            except Exception as exc:
+                if _transient(exc):
+                    raise
+                self._count("errors")
+                self._quarantine_inbound(session, inbound, "store", _reason(exc))
 
     def _unknown(self, inbound: Inbound) -> None:
         self._count("unknown_station")
@@ -188,6 +313,10 @@ class Ingestor:
         if event.type in ("fault.raised", "fault.cleared") and event.fault:
             live.record_fault(session, station_id, event.fault, raised=event.type == "fault.raised")
         return "event"
+
+
+def _reason(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}".splitlines()[0][:500]
 
 
 def _telemetry_row(station_id: int, inbound: Inbound) -> live.TelemetryRow:

@@ -233,3 +233,27 @@ class Play(Base):
     played_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     reason: Mapped[str | None] = mapped_column(String(500), nullable=True)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+
+class DeadLetter(Base):
+    """A message from a station that could not be taken, kept for an operator to see.
+
+    Every inbound message the bridge or the ingest could not use (bad topic, bad JSON,
+    a schema violation, values no column can hold, a handler failure) is quarantined
+    here and then acknowledged to the broker, so it is never redelivered forever and
+    never takes other messages with it.  ``payload`` is a bounded prefix of the raw
+    bytes (escaped to text); ``size`` is the full size.
+    """
+
+    __tablename__ = "dead_letters"
+    __table_args__ = (Index("ix_dead_letters_sid_received", "sid", "received_at"),)
+
+    id: Mapped[int] = mapped_column(BigId, primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(index=True)
+    sid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    topic: Mapped[str] = mapped_column(String(300))
+    kind: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    category: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(500))
+    size: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[str] = mapped_column(Text)

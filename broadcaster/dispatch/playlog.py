@@ -146,8 +146,9 @@ def record_plan(
 ) -> None:
     """Make the station's planned plays in `window` match the published plan.
 
-    Items not yet started that left the plan are cancelled; new ones are added;
-    moved ones are updated.  Past and finished rows are never touched.
+    Items not yet started that left the plan are cancelled; new ones are added (unless
+    they were already over when first planned); moved ones are updated.  Past and
+    finished rows are never touched.
     """
     start, end = window
     current = {
@@ -171,6 +172,10 @@ def record_plan(
     for item in items:
         existing = current.get(item.item_id)
         expected = int((item.end - item.start).total_seconds() * 1000)
+        if existing is None and item.end <= now:
+            # a slot that was over before it was ever planned (the first start of the
+            # service, a rule created later in the day) can be neither played nor missed
+            continue
         if existing is None:
             new_rows.append(
                 {

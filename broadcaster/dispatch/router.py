@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 
 from audio_library.dependencies import LibraryDep
 from broadcaster.db import read_session
-from broadcaster.dispatch import broadcasts, outbox
+from broadcaster.dispatch import broadcasts, deadletters, outbox
 from broadcaster.dispatch.models import (
     Broadcast,
     Command,
@@ -33,6 +33,7 @@ from broadcaster.dispatch.schemas import (
     BroadcastRead,
     CommandRead,
     ConvergenceRow,
+    DeadLetterRead,
     PlayRead,
     Progress,
     StationCommandCreate,
@@ -40,7 +41,14 @@ from broadcaster.dispatch.schemas import (
     TotalRow,
 )
 from kernel.db import paginate, utcnow
-from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep, TimeRangeDep
+from kernel.dependencies import (
+    Audit,
+    CurrentPrincipal,
+    IdPath,
+    PageDep,
+    SessionDep,
+    TimeRangeDep,
+)
 from kernel.errors import NotFoundError
 from kernel.security import Permission, Principal
 from stations import service as stations
@@ -203,7 +211,7 @@ def list_broadcasts(
 
 @router.get("/broadcasts/{broadcast_id}", tags=["broadcasts"])
 def get_broadcast(
-    broadcast_id: int,
+    broadcast_id: IdPath,
     session: SessionDep,
     principal: CurrentPrincipal,
     stations_: Annotated[bool, Query(alias="stations")] = True,
@@ -217,7 +225,7 @@ def get_broadcast(
     "/broadcasts/{broadcast_id}/events", tags=["broadcasts"], response_class=StreamingResponse
 )
 async def broadcast_events(
-    broadcast_id: int, request: Request, principal: CurrentPrincipal
+    broadcast_id: IdPath, request: Request, principal: CurrentPrincipal
 ) -> StreamingResponse:
     """Server-sent events: a `progress` event whenever the counts change, then `done`."""
     factory = request.app.state.sessionmaker
@@ -255,7 +263,7 @@ async def broadcast_events(
 
 @router.post("/broadcasts/{broadcast_id}/stop", tags=["broadcasts"])
 def stop_broadcast(
-    broadcast_id: int,
+    broadcast_id: IdPath,
     request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
@@ -605,6 +613,43 @@ def convergence(session: SessionDep, principal: CurrentPrincipal) -> ListOf[Conv
             )
         )
     return ListOf(items=rows, total=len(rows))
+
+
+DeadLetterCategory = Literal[
+    "topic",
+    "oversize",
+    "encoding",
+    "json",
+    "schema",
+    "model",
+    "range",
+    "store",
+    "handler",
+    "internal",
+]
+
+
+@router.get("/dispatch/dead-letters", response_model=ListOf[DeadLetterRead], tags=["dispatch"])
+def dead_letters(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    page: PageDep,
+    window: TimeRangeDep,
+    station: StationQ = None,
+    category: Annotated[DeadLetterCategory | None, Query()] = None,
+) -> ListOf[DeadLetterRead]:
+    """Station messages quarantined instead of stored, newest first (administrators and
+    technicians): what a station sent that could not be used, and why."""
+    principal.require(Permission.STATIONS_WRITE)
+    stmt = deadletters.query(
+        sid=station,
+        category=category,
+        since=window.since,
+        until=window.until,
+        scope=principal.scope,
+    )
+    items, total = deadletters.page(session, stmt, limit=page.limit, offset=page.offset)
+    return ListOf(items=[DeadLetterRead.model_validate(i) for i in items], total=total)
 
 
 @router.get("/dispatch/status", tags=["dispatch"])

@@ -5,8 +5,17 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    model_validator,
+)
 
+from kernel.bounds import Id, in_range
 from kernel.tiers import Tier
 from stations.schemas import CODE_PATTERN, SID_PATTERN
 
@@ -31,9 +40,9 @@ class BroadcastTargets(_Strict):
 
 
 class BroadcastContent(_Strict):
-    asset_id: int | None = None
+    asset_id: Id | None = None
     text: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = None
-    stream_source_id: int | None = None
+    stream_source_id: Id | None = None
     voice: str = "south"
     rate: Annotated[int, Field(ge=-3, le=3)] = 0
 
@@ -54,11 +63,11 @@ class BroadcastCreate(_Strict):
     content: BroadcastContent
     tier: Tier = Tier.NORMAL
     title: Annotated[str, StringConstraints(strip_whitespace=True, max_length=300)] | None = None
-    start_at: AwareDatetime | None = Field(
+    start_at: Annotated[AwareDatetime, AfterValidator(in_range)] | None = Field(
         default=None, description="null: now (after the lead time)"
     )
     repeat: Annotated[int, Field(ge=1, le=100)] = 1
-    until: AwareDatetime | None = None
+    until: Annotated[AwareDatetime, AfterValidator(in_range)] | None = None
     expires_in_s: Annotated[int, Field(ge=1, le=86_400)] = 30
     volume: Annotated[int, Field(ge=0, le=100)] | None = None
     lead_s: Annotated[float, Field(ge=0, le=60)] = 2.0
@@ -172,3 +181,22 @@ class ConvergenceRow(BaseModel):
     applied_version: int | None
     missing: list[str]
     behind_since: dt.datetime | None
+
+
+class DeadLetterRead(BaseModel):
+    """A quarantined station message (see `GET /api/v1/dispatch/dead-letters`)."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    received_at: dt.datetime
+    sid: str | None = Field(description="the station, when the topic named one")
+    topic: str
+    kind: str | None = Field(description="state, reported, ack, event, telemetry")
+    category: str = Field(
+        description="why: topic, oversize, encoding, json, schema, model (the protocol), "
+        "range (a value no column holds), store, handler, internal"
+    )
+    reason: str
+    size: int = Field(description="size of the original payload in bytes")
+    payload: str = Field(description="its first 2 KiB, escaped where not UTF-8")

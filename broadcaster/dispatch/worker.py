@@ -27,7 +27,8 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library.service import MediaLibrary
-from broadcaster.dispatch import broadcasts, desired, outbox, playlog
+from broadcaster.db import read_session
+from broadcaster.dispatch import broadcasts, deadletters, desired, outbox, playlog
 from broadcaster.dispatch.ingest import Ingestor
 from broadcaster.dispatch.models import Command
 from broadcaster.settings import Settings
@@ -44,6 +45,9 @@ PUBLISH_POLL_S = 0.25
 PLAN_DEBOUNCE = dt.timedelta(seconds=1.5)
 PLAN_MAX_WAIT = dt.timedelta(seconds=10)
 SYNC_EVERY = dt.timedelta(minutes=5)
+#: After this long without the broker, stations are shown offline (their wills cannot
+#: reach us); a shorter blip changes nothing.
+BROKER_DOWN_GRACE_S = 10.0
 
 
 class Worker:
@@ -68,6 +72,7 @@ class Worker:
                 topic_prefix=settings.mqtt_topic_prefix,
             ),
             self.ingestor,
+            on_rejected=self.ingestor.rejected,
         )
         self.scheduler = BackgroundScheduler(timezone=self.tz)
         # a job still running at its next tick is skipped on purpose (coalesced)
@@ -121,10 +126,23 @@ class Worker:
 
     def _publish_loop(self) -> None:
         was_connected = False
+        down_since: float | None = None
+        marked_offline = False
         while not self._stopping.is_set():
             self._wake.wait(PUBLISH_POLL_S)
             self._wake.clear()
             connected = self.bridge.connected
+            if connected:
+                down_since, marked_offline = None, False
+            elif was_connected or down_since is None:
+                down_since = time.monotonic() if down_since is None else down_since
+            if (
+                not connected
+                and not marked_offline
+                and down_since is not None
+                and time.monotonic() - down_since > BROKER_DOWN_GRACE_S
+            ):
+                marked_offline = self._mark_stations_offline()
             try:
                 if connected and not was_connected:
                     self._republish_unacknowledged()
@@ -135,6 +153,20 @@ class Worker:
                 log.exception("outbox publisher failed; retrying")
                 connected = False
             was_connected = connected
+
+    def _mark_stations_offline(self) -> bool:
+        """The broker has been unreachable for a while: no station can be vouched for."""
+        try:
+            with self.factory() as session:
+                changed = live.mark_all_offline(session, at=utcnow())
+                session.commit()
+        except Exception:
+            log.exception("could not mark stations offline while the broker is down")
+            return False
+        log.warning(
+            "MQTT broker unreachable: %d station(s) shown offline until it is back", changed
+        )
+        return True
 
     def _rebuild_in_background(self) -> None:
         """Rebuild every station's desired state off the publisher thread (after a
@@ -202,15 +234,20 @@ class Worker:
     # ------------------------------------------------------------------ desired state
 
     def rebuild_desired(self, station_ids: set[int] | None = None) -> desired.ApplyResult:
-        with self._rebuild_lock, self.factory() as session:
+        with self._rebuild_lock:
             started = time.monotonic()
-            now = utcnow()
-            docs = desired.build(
-                session, self.library, tz=self.tz, now=now, station_ids=station_ids
-            )
-            result = desired.apply(session, self.bridge, docs, tz=self.tz, now=now)
+            with self.factory() as session:
+                now = utcnow()
+                docs = desired.build(
+                    session, self.library, tz=self.tz, now=now, station_ids=station_ids
+                )
+                result = desired.apply(session, self.bridge, docs, tz=self.tz, now=now)
+                session.commit()
             if self.after_plan is not None:
-                self.after_plan(session)
+                # the broker account sync waits on the network: it reads in a session
+                # that holds no write lock (SQLite) while it waits
+                with read_session(self.factory) as reader:
+                    self.after_plan(reader)
             self.last_rebuild = result
             log.info(
                 "desired states: %d changed, %d published, %d unchanged, %d not sent (%.2f s)",
@@ -279,19 +316,28 @@ class Worker:
         cutoff = utcnow() - dt.timedelta(days=self.settings.telemetry_retention_days)
         with self.factory() as session:
             removed = live.purge_telemetry(session, older_than=cutoff)
+            deadletters.purge(session, older_than=cutoff)
             playlog.purge_cancelled(session, utcnow() - dt.timedelta(days=7))
             session.commit()
         log.info("telemetry retention: %d old samples removed", removed)
 
     def status(self) -> dict[str, Any]:
         stats = self.bridge.stats()
+        health = self.bridge.health()
         return {
             "mqtt_connected": stats.connected,
+            "mqtt_loop_alive": health.loop_alive,
+            "mqtt_loop_restarts": health.loop_restarts,
+            "last_message_at": health.last_message_at,
+            "unacked": health.unacked,
             "mqtt_protocol": stats.protocol,
             "received": stats.received,
             "invalid": stats.invalid,
+            "quarantined": stats.quarantined,
             "dropped": stats.dropped,
             "overflow": stats.overflow,
+            "deferred": stats.deferred,
+            "store_retries": stats.retries,
             "handler_errors": stats.handler_errors,
             "reconnects": stats.reconnects,
             "queue_depth": stats.queue_depth,

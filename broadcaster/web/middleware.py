@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -22,88 +23,186 @@ HTML_HEADERS = (
 )
 
 
-class BodyTooLarge(Exception):
-    pass
+#: Largest body accepted before the sender is known: a login form is a few hundred bytes.
+ANONYMOUS_MAX_BYTES = 16 * 1024
+
+#: Says whether a request's headers carry valid credentials (bearer token or session
+#: cookie); it only reads.
+Authenticator = Callable[[Sequence[tuple[bytes, bytes]]], Awaitable[bool]]
+
+
+@dataclass(frozen=True, slots=True)
+class RouteLimit:
+    """The body limit of one route (``path`` exact, or a prefix ending with ``/``)."""
+
+    method: str
+    path: str
+    max_bytes: int
+
+    def matches(self, method: str, path: str) -> bool:
+        if method != self.method:
+            return False
+        if self.path.endswith("/"):
+            return path.startswith(self.path)
+        return path == self.path or path == self.path + "/"
+
+
+def problem_body(status: int, title: str, detail: str, code: str, message_vi: str) -> bytes:
+    """An RFC 9457 problem document (plus ``code`` and ``message_vi``)."""
+    return json.dumps(
+        {
+            "type": "about:blank",
+            "title": title,
+            "status": status,
+            "detail": detail,
+            "code": code,
+            "message_vi": message_vi,
+        },
+        ensure_ascii=False,
+    ).encode()
 
 
 class BodyLimitMiddleware:
-    """Refuse bodies over the limit with 413, while they stream in.
+    """Per-route request body limits, enforced before anything parses the body.
 
-    `max_bytes` applies everywhere except under the path prefixes of `overrides`
-    (uploads, with their own larger limit).  A declared ``Content-Length`` over the limit
-    is refused before reading; a chunked body is cut off as soon as it passes it (the
-    multipart parser's spooled file is then discarded, so nothing is left behind).
+    - The limit of a request is the first matching `RouteLimit` (uploads, imports),
+      else ``max_bytes``.  A declared ``Content-Length`` over it is refused with 413
+      before a byte is read; a chunked body is cut off with 413 as soon as it passes
+      it (the application is told the client went away, and whatever it answers is
+      dropped: a multipart parser's error must not turn the 413 into a 400).
+    - Nothing larger than ``anonymous_max_bytes`` (a login) is read before the sender
+      is known: past it, ``authenticator`` checks the credentials in the headers and
+      an unknown sender gets 401 before the body is buffered (FastAPI reads and parses
+      a body before it runs the route's authentication dependency).
     """
 
     def __init__(
-        self, app: ASGIApp, *, max_bytes: int, overrides: Mapping[str, int] | None = None
+        self,
+        app: ASGIApp,
+        *,
+        max_bytes: int,
+        routes: Sequence[RouteLimit] = (),
+        anonymous_max_bytes: int = ANONYMOUS_MAX_BYTES,
+        authenticator: Authenticator | None = None,
     ) -> None:
         self.app = app
         self.max_bytes = max_bytes
-        self.overrides = sorted((overrides or {}).items(), key=lambda kv: -len(kv[0]))
+        self.routes = list(routes)
+        self.anonymous_max_bytes = anonymous_max_bytes
+        self.authenticator = authenticator
 
-    def limit_for(self, path: str) -> int:
-        for prefix, limit in self.overrides:
-            if path.startswith(prefix):
-                return limit
+    def limit_for(self, method: str, path: str) -> int:
+        for route in self.routes:
+            if route.matches(method, path):
+                return route.max_bytes
         return self.max_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        max_bytes = self.limit_for(scope["path"])
-        for name, value in scope.get("headers", []):
-            if name == b"content-length":
-                try:
-                    length = int(value)
-                except ValueError:
-                    length = 0
-                if length > max_bytes:
-                    await self._reject(send, max_bytes)
-                    return
+        max_bytes = self.limit_for(scope["method"], scope["path"])
+        headers: list[tuple[bytes, bytes]] = list(scope.get("headers", []))
+        declared = _content_length(headers)
+        if declared is not None and declared > max_bytes:
+            await _too_large(send, max_bytes)
+            return
+        known_sender = False
+        if declared is not None and declared > self.anonymous_max_bytes:
+            if not await self._authenticated(headers):
+                await _unauthenticated(send)
+                return
+            known_sender = True
         received = 0
+        refused = False  # we answered; the application's own answer is dropped
         response_started = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, refused, known_sender
+            if refused:
+                return {"type": "http.disconnect"}
             message = await receive()
-            if message["type"] == "http.request":
-                received += len(message.get("body", b""))
-                if received > max_bytes:
-                    raise BodyTooLarge
+            if message["type"] != "http.request":
+                return message
+            received += len(message.get("body", b""))
+            if received > max_bytes:
+                refused = True
+                if not response_started:
+                    await _too_large(send, max_bytes)
+                return {"type": "http.disconnect"}
+            if received > self.anonymous_max_bytes and not known_sender:
+                known_sender = await self._authenticated(headers)
+                if not known_sender:
+                    refused = True
+                    if not response_started:
+                        await _unauthenticated(send)
+                    return {"type": "http.disconnect"}
             return message
 
-        async def tracking_send(message: Message) -> None:
+        async def guarded_send(message: Message) -> None:
             nonlocal response_started
+            if refused:
+                return
             if message["type"] == "http.response.start":
                 response_started = True
             await send(message)
 
-        try:
-            await self.app(scope, limited_receive, tracking_send)
-        except BodyTooLarge:
-            if not response_started:
-                await self._reject(send, max_bytes)
+        await self.app(scope, limited_receive, guarded_send)
 
-    async def _reject(self, send: Send, max_bytes: int) -> None:
-        body = json.dumps(
-            {
-                "detail": f"request body larger than {max_bytes} bytes",
-                "message_vi": "Dữ liệu gửi lên quá lớn",
-            }
-        ).encode()
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 413,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": body})
+    async def _authenticated(self, headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        if self.authenticator is None:
+            return True
+        return await self.authenticator(headers)
+
+
+def _content_length(headers: Sequence[tuple[bytes, bytes]]) -> int | None:
+    for name, value in headers:
+        if name == b"content-length":
+            try:
+                return int(value)
+            except ValueError:
+                return None
+    return None
+
+
+async def _answer(
+    send: Send, status: int, body: bytes, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> None:
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+                *extra,
+            ],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _too_large(send: Send, max_bytes: int) -> None:
+    body = problem_body(
+        413,
+        "Content Too Large",
+        f"request body larger than {max_bytes} bytes",
+        "body_too_large",
+        f"Dữ liệu gửi lên quá lớn (tối đa {max_bytes} byte)",
+    )
+    await _answer(send, 413, body)
+
+
+async def _unauthenticated(send: Send) -> None:
+    body = problem_body(
+        401,
+        "Unauthorized",
+        "authentication required before sending a body this large",
+        "unauthenticated",
+        "Cần đăng nhập",
+    )
+    await _answer(send, 401, body, [(b"www-authenticate", b"Bearer")])
 
 
 class SecurityHeadersMiddleware:

@@ -41,7 +41,7 @@ from sqlalchemy.orm import Session
 from audio_library import service as media_service
 from audio_library.models import Approval, AssetStatus
 from broadcaster.auth import service as auth_service
-from broadcaster.auth.dependencies import COOKIE_NAME
+from broadcaster.auth.dependencies import COOKIE_NAME, note_token_use
 from broadcaster.auth.models import Token, TokenKind
 from broadcaster.dispatch import broadcasts as broadcast_service
 from broadcaster.dispatch import outbox
@@ -263,7 +263,7 @@ def current_account(request: Request, session: Session) -> Account | None:
         return None
     user = token.user
     principal = auth_service.principal_for(session, user, token)
-    session.commit()  # last_used_at
+    note_token_use(request, token)
     return Account(
         principal=principal,
         username=user.username,

@@ -105,6 +105,7 @@ class CommandHandling:
         async def _apply_media(self, desired: Desired) -> None: ...
         async def _fetch(self, media: Media, *, cmd_id: str | None = None) -> bool: ...
         def _emit(self, type_: EventType, **fields: Any) -> None: ...
+        def _duration_ms(self, media: Media) -> int | None: ...
 
     def _on_command(self, payload: bytes) -> None:
         now = self.clock.now()
@@ -288,11 +289,8 @@ class CommandHandling:
         repeat = body.repeat or 1
         default = timedelta(seconds=self._settings.default_play_s)
         if body.media is not None:
-            one = (
-                timedelta(milliseconds=body.media.duration_ms)
-                if body.media.duration_ms is not None
-                else default
-            )
+            duration_ms = await asyncio.to_thread(self._duration_ms, body.media)
+            one = timedelta(milliseconds=duration_ms) if duration_ms is not None else default
             end = now + one * repeat
             if body.until is not None:
                 end = min(end, body.until)

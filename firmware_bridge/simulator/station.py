@@ -55,6 +55,7 @@ from firmware_bridge.schema import MessageKind
 from firmware_bridge.simulator.aio_mqtt import AioMqttClient, ConnectFailed
 from firmware_bridge.simulator.commands import CommandHandling, clip
 from firmware_bridge.simulator.config import FleetContext, SimSettings, StationSpec, StationStatus
+from firmware_bridge.simulator.duration import media_duration_ms
 from firmware_bridge.simulator.faults import Fault
 from firmware_bridge.simulator.health import Health
 from firmware_bridge.simulator.player import ActivePlay, Player, PlayRecord, RunResult
@@ -641,13 +642,23 @@ class Station(CommandHandling):
                 if self._item_end(item) > now:
                     self._start_item(item, desired.version)
 
-    @staticmethod
-    def _item_end(item: PlaylistItem) -> datetime:
+    def _item_end(self, item: PlaylistItem) -> datetime:
         """When the item stops: its media's duration (unless looped), at most ``end_at``."""
         media = item.media if item.kind == "file" else None
-        if media is None or item.loop or media.duration_ms is None:
+        if media is None or item.loop:
             return item.end_at
-        return min(item.end_at, item.start_at + timedelta(milliseconds=media.duration_ms))
+        duration_ms = self._duration_ms(media)
+        if duration_ms is None:
+            return item.end_at
+        return min(item.end_at, item.start_at + timedelta(milliseconds=duration_ms))
+
+    def _duration_ms(self, media: Media) -> int | None:
+        """The media's length: as the message says, else the cached file's real length."""
+        if media.duration_ms is not None:
+            return media.duration_ms
+        if not self.store.has_media(media.sha256, media.bytes):
+            return None
+        return media_duration_ms(self.store.media_path(media.sha256), media.sha256)
 
     def _start_item(self, item: PlaylistItem, version: int) -> None:
         now = self.clock.now()

@@ -453,3 +453,53 @@ def test_bootstrap_config_runs_as_is(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+@pytest.mark.usefixtures("registry")
+def test_a_station_disabled_by_spreadsheet_import_loses_its_access(
+    broker: DynsecBroker,
+    dynsec: DynsecClient,
+    session_factory: sessionmaker[Session],
+    database_url: str,
+    tmp_path: Path,
+) -> None:
+    """Issue 15, defect 7: ``broadcaster stations import`` stored ``enabled=false`` but
+    neither bumped the plan nor revoked the broker account (the API's PATCH does both).
+    Now the import records the change (audit + plan signal, which the worker follows)
+    and takes the station's access at once."""
+    from sqlalchemy import select
+
+    from kernel.audit import AuditEntry
+    from kernel.signals import current
+    from tests.support.service import run_cli, service_env
+
+    secrets_ = issue(session_factory, dynsec, A)
+    a = station(broker, A, secrets_[A]).ok()
+    with session_factory() as session:
+        generation_before = current(session)[0]
+    csv_file = tmp_path / "disable.csv"
+    csv_file.write_text(
+        f"sid,name,kind,area_code,enabled\n{A},Trạm Cầu Tre,hamlet,lbn-cau-tre,false\n",
+        encoding="utf-8",
+    )
+    env = service_env(
+        database_url=database_url,
+        mqtt_url=broker.url,
+        media_dir=tmp_path / "media",
+        public_base_url="http://127.0.0.1:9",
+        extra={"BROADCASTER_MQTT_DYNSEC": "true"},
+    )
+    done = run_cli(["stations", "import", str(csv_file)], env)
+    assert "1 were disabled" in done.stdout
+    assert a.disconnected.wait(5), "the disabled station keeps its connection"
+    a.close()
+    assert station(broker, A, secrets_[A]).connect().is_failure
+    with session_factory() as session:
+        assert current(session)[0] > generation_before  # the worker rebuilds the plans
+        entry = session.scalars(
+            select(AuditEntry).where(AuditEntry.action == "station.import")
+        ).one()
+        assert entry.after is not None
+        assert entry.after["disabled"] == [A]
+    # and the worker's own sync agrees (nothing left to do)
+    assert sync(session_factory, dynsec).commands == {}

@@ -51,7 +51,7 @@ def test_chain_on_all_108_stations(
     admin: dict[str, str],
     session_factory: sessionmaker[Session],
 ) -> None:
-    assert seeded == {"stream_sources": 17, "programmes": 16, "rules": 32}
+    assert seeded == {"stream_sources": 17, "programmes": 17, "rules": 34}
     with session_factory() as session:
         units = _unit_of(session)
     assert len(units) == 108
@@ -59,18 +59,20 @@ def test_chain_on_all_108_stations(
     urls = {s["key"]: s["url"] for s in sources}
     assert {s["kind"] for s in sources} == {"national", "provincial", "city", "commune"}
     assert all(s["fallback_playable"] for s in sources)
-    expected = [
-        ("05:00:00", "05:30:00", "tan-an:stream:long-an"),
-        ("05:30:00", "05:45:00", "tan-an:stream:tan-an"),
-        ("05:45:00", "06:00:00", None),
-        ("17:00:00", "17:30:00", "tan-an:stream:long-an"),
-        ("17:30:00", "17:45:00", "tan-an:stream:tan-an"),
-        ("17:45:00", "18:00:00", None),
+    expected = [  # national first (issue 15: the seeded chain had no VOV1 step)
+        ("05:00:00", "05:15:00", "tan-an:stream:vov1"),
+        ("05:15:00", "05:45:00", "tan-an:stream:long-an"),
+        ("05:45:00", "06:00:00", "tan-an:stream:tan-an"),
+        ("06:00:00", "06:15:00", None),
+        ("17:00:00", "17:15:00", "tan-an:stream:vov1"),
+        ("17:15:00", "17:45:00", "tan-an:stream:long-an"),
+        ("17:45:00", "18:00:00", "tan-an:stream:tan-an"),
+        ("18:00:00", "18:15:00", None),
     ]
     fallbacks = set()
     for sid, unit in sorted(units.items()):
         items = playlist(client, admin, sid, DAY)
-        assert len(items) == 6, sid
+        assert len(items) == 8, sid
         for item, (start, end, key) in zip(items, expected, strict=True):
             assert item["start_at"] == f"{DAY}T{start}.000+07:00", sid
             assert item["end_at"] == f"{DAY}T{end}.000+07:00", sid
@@ -82,13 +84,13 @@ def test_chain_on_all_108_stations(
 
     # seeded as approved by "system", recorded
     rules = ok(client.get("/api/v1/schedules/rules?limit=100", headers=admin))["items"]
-    assert len(rules) == 32
+    assert len(rules) == 34
     assert {(r["approval"], r["approved_by"], r["created_by"]) for r in rules} == {
         ("approved", "system", "system")
     }
     assert all(r["approval_note"] == seed.APPROVAL_NOTE for r in rules)
     city_rules = [r for r in rules if r["owner_area_code"] is None]
-    assert len(city_rules) == 4
+    assert len(city_rules) == 6
     assert all(r["targets"]["groups"] == ["all"] for r in city_rules)
     with session_factory() as session:
         asset = session.scalar(select(MediaAsset).where(MediaAsset.title == seed.FALLBACK_TITLE))
@@ -110,7 +112,7 @@ def test_chain_on_all_108_stations(
     }
     with session_factory() as session:
         assert len(list(session.scalars(select(MediaAsset)))) == 1
-    assert ok(client.get("/api/v1/schedules/rules", headers=admin))["total"] == 32
+    assert ok(client.get("/api/v1/schedules/rules", headers=admin))["total"] == 34
 
 
 def test_new_station_joins_and_operators_edit(
@@ -124,13 +126,15 @@ def test_new_station_joins_and_operators_edit(
     items = playlist(client, admin, "lbn-moi", DAY)
     assert [hhmm(i["start_at"]) for i in items] == [
         "05:00",
-        "05:30",
+        "05:15",
         "05:45",
+        "06:00",
         "17:00",
-        "17:30",
+        "17:15",
         "17:45",
+        "18:00",
     ]
-    assert items[2]["url"].endswith("/xa-loi-binh-nhon.mp3")
+    assert items[3]["url"].endswith("/xa-loi-binh-nhon.mp3")
 
     operator = make_user(session_factory, "op-lbn", Role.OPERATOR, ["xa-loi-binh-nhon"])
     approver = make_user(session_factory, "duyet-lbn", Role.APPROVER, ["xa-loi-binh-nhon"])
@@ -140,21 +144,23 @@ def test_new_station_joins_and_operators_edit(
     edited = ok(
         client.patch(
             f"/api/v1/schedules/rules/{morning['id']}",
-            json={"recurrence": {"when": {"kind": "daily", "times": ["05:46"]}}},
+            json={"recurrence": {"when": {"kind": "daily", "times": ["06:01"]}}},
             headers=operator,
         )
     )
     assert edited["approval"] == "draft"
-    assert [hhmm(i["start_at"]) for i in playlist(client, operator, "lbn-moi", DAY)][:3] == [
+    assert [hhmm(i["start_at"]) for i in playlist(client, operator, "lbn-moi", DAY)][:4] == [
         "05:00",
-        "05:30",
+        "05:15",
+        "05:45",
         "17:00",
     ]
     ok(client.post(f"/api/v1/schedules/rules/{morning['id']}/approve", headers=approver))
-    assert [hhmm(i["start_at"]) for i in playlist(client, operator, "lbn-moi", DAY)][:3] == [
+    assert [hhmm(i["start_at"]) for i in playlist(client, operator, "lbn-moi", DAY)][:4] == [
         "05:00",
-        "05:30",
-        "05:46",
+        "05:15",
+        "05:45",
+        "06:01",
     ]
     # the city-wide part of the chain is the city's
     city = next(

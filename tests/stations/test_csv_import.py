@@ -35,7 +35,14 @@ def test_import_valid_file_with_bom_creates_and_updates(
         + "lbn-cau-tre,Trạm Cầu Tre (đổi tên),hamlet,lbn-cau-tre,10.58,106.41,file;relay,false\n"
     )
     dry = ok(_post(client, admin, "\ufeff".encode() + body.encode(), dry_run=True))
-    assert dry == {"dry_run": True, "rows": 3, "created": 2, "updated": 1, "errors": []}
+    assert dry == {
+        "dry_run": True,
+        "rows": 3,
+        "created": 2,
+        "updated": 1,
+        "disabled": ["lbn-cau-tre"],
+        "errors": [],
+    }
     assert _count(client, admin) == 108
     report = ok(_post(client, admin, "\ufeff".encode() + body.encode()))
     assert report["created"] == 2
@@ -119,4 +126,11 @@ def test_export_round_trips(client: TestClient, admin: dict[str, str]) -> None:
     assert len(lines) == 8
     assert lines[0].startswith("sid,name,kind,area_code")
     report = ok(_post(client, admin, exported.content, dry_run=True))
-    assert report == {"dry_run": True, "rows": 7, "created": 0, "updated": 7, "errors": []}
+    assert report == {
+        "dry_run": True,
+        "rows": 7,
+        "created": 0,
+        "updated": 7,
+        "disabled": [],
+        "errors": [],
+    }

@@ -117,6 +117,10 @@ class Mosquitto:
             "log_type information",
             "log_timestamp true",
             "max_keepalive 65535",
+            # as `broadcaster mqtt bootstrap` writes it: the service acknowledges QoS 1
+            # messages only once stored, so a burst waits in the broker's queue
+            "max_queued_messages 100000",
+            "max_inflight_messages 1000",
         ]
         if os.geteuid() == 0:
             # Run as root, mosquitto would switch to user "mosquitto", which cannot read

@@ -88,7 +88,7 @@ class SchemaValidator:
             return ["payload larger than 256 KiB"]
         try:
             document = json.loads(payload.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
             return [f"not UTF-8 JSON: {exc}"]
         if not isinstance(document, dict):
             return ["not a JSON object"]

@@ -1,0 +1,127 @@
+"""What the database can hold, as validation: integers and timestamps in range.
+
+Every integer and timestamp that comes from outside (query and path parameters, JSON
+bodies, station messages) is checked against these bounds before it reaches a query,
+so an out-of-range value is a 422 (or a quarantined station message) and never a
+database error.  One module, one rule:
+
+- ``MAX_INT32`` for ``integer`` columns: row ids the API addresses, versions;
+  ``MAX_INT64``: offsets and the ``bigint`` counters (PostgreSQL's limits: SQLite's
+  integers are all 64-bit, which is how an id past 2^31 once reached PostgreSQL);
+- timestamps from ``EARLIEST`` to ``LATEST`` (2000-01-01 .. 2100-01-01 UTC): the
+  planning horizon of a broadcast scheduler, and well inside what Python, SQLite and
+  PostgreSQL convert without overflow (``9999-12-31T23:59:59-01:00`` is year 10000 in UTC).
+
+The pydantic types below carry the Vietnamese message with them, so routers and schemas
+use them instead of bare ``int`` and ``datetime``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Any
+
+from pydantic import AfterValidator, BaseModel, Field
+
+MAX_INT32 = 2**31 - 1
+MAX_INT64 = 2**63 - 1
+EARLIEST = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
+LATEST = dt.datetime(2100, 1, 1, tzinfo=dt.UTC)
+EARLIEST_DATE = EARLIEST.date()
+LATEST_DATE = dt.date(2099, 12, 31)
+
+RANGE_VI = "Giá trị nằm ngoài phạm vi cho phép"
+DATE_RANGE_VI = "Thời gian phải nằm trong khoảng năm 2000 đến 2099"
+
+
+def datetime_problem(value: dt.datetime) -> str | None:
+    """Why ``value`` is not a storable timestamp, or None."""
+    try:
+        utc = value.astimezone(dt.UTC) if value.tzinfo is not None else value
+    except (OverflowError, ValueError):
+        return f"timestamp {value.isoformat()} is out of range"
+    naive = utc.replace(tzinfo=None)
+    if not EARLIEST.replace(tzinfo=None) <= naive < LATEST.replace(tzinfo=None):
+        return f"timestamp {value.isoformat()} is outside {EARLIEST.year}..{LATEST.year - 1}"
+    return None
+
+
+def int_problem(
+    value: int, *, maximum: int = MAX_INT64, minimum: int = -MAX_INT64 - 1
+) -> str | None:
+    """Why ``value`` does not fit its column, or None."""
+    if not minimum <= value <= maximum:
+        return f"integer {str(value)[:40]} is out of range"
+    return None
+
+
+def in_range(value: dt.datetime) -> dt.datetime:
+    """A pydantic after-validator: ``value`` within 2000..2099 (see `BoundedDatetime`)."""
+    return _in_range_datetime(value)
+
+
+def in_range_date(value: dt.date) -> dt.date:
+    """A pydantic after-validator for dates (see `BoundedDate`)."""
+    return _in_range_date(value)
+
+
+def in_years(value: dt.date) -> dt.date:
+    """A pydantic after-validator for a date or a (naive or aware) datetime: 2000..2099."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            return in_range(value)
+        if not EARLIEST.year <= value.year < LATEST.year:
+            raise ValueError(f"{value.isoformat()} is outside 2000..2099 ({DATE_RANGE_VI})")
+        return value
+    return _in_range_date(value)
+
+
+def _in_range_datetime(value: dt.datetime) -> dt.datetime:
+    problem = datetime_problem(value)
+    if problem is not None:
+        raise ValueError(f"{problem} ({DATE_RANGE_VI})")
+    return value
+
+
+def _in_range_date(value: dt.date) -> dt.date:
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise ValueError(f"date {value.isoformat()} is outside 2000..2099 ({DATE_RANGE_VI})")
+    return value
+
+
+#: Any id of a row (a path parameter, a reference in a body): the primary keys the API
+#: addresses are ``integer`` columns (32-bit on PostgreSQL).
+Id = Annotated[int, Field(ge=1, le=MAX_INT32)]
+#: A non-negative 64-bit count or offset.
+Count64 = Annotated[int, Field(ge=0, le=MAX_INT64)]
+#: A value stored in a 32-bit ``integer`` column.
+Int32 = Annotated[int, Field(ge=-MAX_INT32 - 1, le=MAX_INT32)]
+#: A timestamp within 2000..2099 (any offset; naive ones are refused elsewhere).
+BoundedDatetime = Annotated[dt.datetime, AfterValidator(_in_range_datetime)]
+#: A calendar date within 2000..2099.
+BoundedDate = Annotated[dt.date, AfterValidator(_in_range_date)]
+
+
+def walk_problem(value: Any, *, path: str = "") -> str | None:
+    """The first integer or timestamp inside ``value`` (models, dicts, lists) out of range."""
+    if isinstance(value, BaseModel):  # its fields as they are (not serialised)
+        value = dict(value)
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        problem = int_problem(value)
+        return f"{path or 'value'}: {problem}" if problem else None
+    if isinstance(value, dt.datetime):
+        problem = datetime_problem(value)
+        return f"{path or 'value'}: {problem}" if problem else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = walk_problem(item, path=f"{path}.{key}" if path else str(key))
+            if found:
+                return found
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = walk_problem(item, path=f"{path}[{index}]")
+            if found:
+                return found
+    return None
