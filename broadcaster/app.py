@@ -143,10 +143,8 @@ def create_app(
     app.include_router(dispatch_router.router, dependencies=protected)
     app.include_router(playlist_router.router, dependencies=protected)
     app.include_router(schedules_router.public_router)  # calendar feeds: login or signed link
-    app.include_router(pages.router)  # dashboard pages: read the session cookie themselves
+    pages.install(app)  # dashboard pages: read the session cookie themselves
     openapi.install(app)
-
-    app.mount(pages.STATIC_PREFIX, StaticFiles(directory=pages.STATIC_DIR), name="app-static")
 
     app.mount(
         "/static/swagger",

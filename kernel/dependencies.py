@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from kernel import audit
@@ -190,3 +190,12 @@ def time_range(
 
 
 TimeRangeDep = Annotated[TimeRange, Depends(time_range)]
+
+
+def csv_response(body: str, filename: str) -> Response:
+    """A CSV download (``body`` as written for spreadsheets: UTF-8, BOM, CRLF)."""
+    return Response(
+        content=body.encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -8,7 +8,14 @@ from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from kernel.audit import snapshot
-from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep, TimeRangeDep
+from kernel.dependencies import (
+    Audit,
+    CurrentPrincipal,
+    PageDep,
+    SessionDep,
+    TimeRangeDep,
+    csv_response,
+)
 from kernel.errors import PayloadTooLarge
 from kernel.security import Permission
 from stations import csvio, live, service
@@ -216,11 +223,7 @@ def export_stations(
 ) -> Response:
     query = service.station_query(session, scope=principal.scope, area=area, kind=kind, q=q)
     body = csvio.export_stations(service.all_stations(session, query))
-    return Response(
-        content=body.encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="stations.csv"'},
-    )
+    return csv_response(body, "stations.csv")
 
 
 @router.post(

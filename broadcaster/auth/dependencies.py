@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from urllib.parse import urlsplit
 
-from fastapi import Request
+from fastapi import Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import cookie_parser
@@ -43,6 +43,19 @@ def _same_origin(request: Request) -> bool:
     if not source:
         return False
     return urlsplit(source).netloc == request.headers.get("host", "")
+
+
+def set_session_cookie(request: Request, response: Response, plaintext: str) -> None:
+    """Hand the browser its session token (HttpOnly, SameSite=Lax, Secure over HTTPS)."""
+    response.set_cookie(
+        COOKIE_NAME,
+        plaintext,
+        max_age=int(service.SESSION_TTL.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.settings.public_base_url.startswith("https://"),
+        path="/",
+    )
 
 
 def authenticate(request: Request, session: SessionDep) -> Principal:
