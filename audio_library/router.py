@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import FileResponse, JSONResponse
@@ -29,6 +29,7 @@ from kernel.db import release
 from kernel.dependencies import (
     AreasDep,
     Audit,
+    AuditTrail,
     CurrentPrincipal,
     PageDep,
     SessionDep,
@@ -106,6 +107,33 @@ def _author(
         what_vi="Nội dung",
     )
     return service.Author(name=principal.username, user_id=principal.user_id, area_id=area_id)
+
+
+def _job_author(session: Session, principal: Principal, areas: AreaDirectory) -> service.Author:
+    """The author of content a job makes (speech, composition), the session released:
+    the job opens its own sessions."""
+    principal.require(Permission.CONTENT_WRITE)
+    author = _author(session, principal, areas, None)
+    release(session)
+    return author
+
+
+def _new_draft(
+    session: Session,
+    library: service.MediaLibrary,
+    areas: AreaDirectory,
+    audit: AuditTrail,
+    action: str,
+    asset_id: int,
+    *,
+    after: dict[str, Any] | None = None,
+) -> AssetRead:
+    """A draft a job made: its audit entry (nothing plays it yet) and how it reads."""
+    asset = service.get_asset(session, asset_id)
+    audit.commit_change(
+        action, "media", [str(asset.id)], after=after or {"title": asset.title}, plan=False
+    )
+    return _read_one(session, library, areas, asset)
 
 
 def _require_owner(principal: Principal, asset: MediaAsset, permission: Permission) -> None:
@@ -207,9 +235,7 @@ def text_to_speech(
     audit: Audit,
 ) -> AssetRead:
     """Read a Vietnamese bulletin aloud (voices: south, north, central; rate -3..+3)."""
-    principal.require(Permission.CONTENT_WRITE)
-    author = _author(session, principal, areas, None)
-    release(session)  # the speech job opens its own sessions
+    author = _job_author(session, principal, areas)
     asset_id = service.create_tts_asset(
         factory,
         library,
@@ -221,11 +247,7 @@ def text_to_speech(
         tags=data.tags,
         author=author,
     )
-    asset = service.get_asset(session, asset_id)
-    audit.commit_change(  # a new draft: nothing plays it yet
-        "media.tts", "media", [str(asset.id)], after={"title": asset.title}, plan=False
-    )
-    return _read_one(session, library, areas, asset)
+    return _new_draft(session, library, areas, audit, "media.tts", asset_id)
 
 
 @router.post("/compose", status_code=status.HTTP_201_CREATED)
@@ -239,9 +261,7 @@ def compose_media(
     audit: Audit,
 ) -> AssetRead:
     """Join parts (intro jingle, bulletin, outro) with gaps or a crossfade."""
-    principal.require(Permission.CONTENT_WRITE)
-    author = _author(session, principal, areas, None)
-    release(session)  # the composition job opens its own sessions
+    author = _job_author(session, principal, areas)
     asset_id = service.create_composed_asset(
         factory,
         library,
@@ -254,11 +274,9 @@ def compose_media(
         author=author,
         scope=principal.scope,
     )
-    asset = service.get_asset(session, asset_id)
-    audit.commit_change(  # a new draft: nothing plays it yet
-        "media.compose", "media", [str(asset.id)], after=data.model_dump(), plan=False
+    return _new_draft(
+        session, library, areas, audit, "media.compose", asset_id, after=data.model_dump()
     )
-    return _read_one(session, library, areas, asset)
 
 
 @router.get("/{asset_id}")
