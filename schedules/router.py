@@ -10,6 +10,7 @@ signal in the same transaction.
 from __future__ import annotations
 
 import datetime as dt
+from datetime import tzinfo
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
@@ -20,14 +21,14 @@ from audio_library.service import Author
 from kernel.approval import Approval
 from kernel.bounds import MAX_INT32, BoundedDate
 from kernel.db import release, utcnow
-from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
+from kernel.dependencies import Audit, AuditTrail, CurrentPrincipal, PageDep, SessionDep
 from kernel.security import Permission, Principal
 from kernel.tiers import Tier
 from schedules import reads
 from schedules.dependencies import CalendarAccess, ProgrammeDep, RuleDep, SourceDep, TzDep
 from schedules.exceptions import RuleNotFound
 from schedules.ical import render_calendar
-from schedules.models import ScheduleRule, StreamKind
+from schedules.models import Programme, ScheduleRule, StreamKind, StreamSource
 from schedules.schemas import (
     CODE_PATTERN,
     CalendarLink,
@@ -67,6 +68,56 @@ def _author(principal: Principal, area_id: int | None) -> Author:
     return Author(name=principal.username, user_id=principal.user_id, area_id=area_id)
 
 
+Before = dict[str, Any] | None
+
+
+def _source_changed(
+    session: Session, audit: AuditTrail, verb: str, source: StreamSource, before: Before = None
+) -> StreamSourceRead:
+    """Record a created or updated stream source (audit entry, plan signal) and read it."""
+    after = reads.source_snapshot(source)
+    audit.commit_change(
+        f"stream_source.{verb}", "stream_source", [str(source.id)], before=before, after=after
+    )
+    return reads.source_reads(session, [source])[0]
+
+
+def _programme_changed(
+    session: Session,
+    audit: AuditTrail,
+    verb: str,
+    programme: Programme,
+    before: Before = None,
+    *,
+    rules_reset: list[int] | None = None,
+) -> ProgrammeRead:
+    """Record a created or updated programme (and the rules its change sent back to
+    draft) and read it."""
+    after = reads.programme_snapshot(programme)
+    if rules_reset is not None:
+        after |= {"rules_reset": rules_reset}
+    audit.commit_change(
+        f"programme.{verb}", "programme", [str(programme.id)], before=before, after=after
+    )
+    return reads.programme_reads(session, [programme], rules_reset=rules_reset or ())[0]
+
+
+def _rule_changed(
+    session: Session,
+    audit: AuditTrail,
+    tz: tzinfo,
+    verb: str,
+    rule: ScheduleRule,
+    before: Before = None,
+) -> RuleRead:
+    """Record a created or updated schedule rule and read it."""
+    after = reads.rule_snapshot(rule)
+    audit.commit_change(
+        f"schedule.{verb}", "schedule_rule", [str(rule.id)], before=before, after=after
+    )
+    return reads.rule_reads(session, [rule], tz)[0]
+
+
 # --- stream sources --------------------------------------------------------------------
 
 
@@ -101,13 +152,7 @@ def create_stream_source(
     source = sources.create_source(
         session, data, author=_author(principal, owner), scope=principal.scope
     )
-    audit.commit_change(
-        "stream_source.create",
-        "stream_source",
-        [str(source.id)],
-        after=reads.source_snapshot(source),
-    )
-    return reads.source_reads(session, [source])[0]
+    return _source_changed(session, audit, "create", source)
 
 
 @router.get("/stream-sources/{source_id}", tags=["stream sources"])
@@ -126,14 +171,7 @@ def update_stream_source(
     require_owner(principal, source.owner_area_id, Permission.SCHEDULES_WRITE)
     before = reads.source_snapshot(source)
     source = sources.update_source(session, source, data, scope=principal.scope)
-    audit.commit_change(
-        "stream_source.update",
-        "stream_source",
-        [str(source.id)],
-        before=before,
-        after=reads.source_snapshot(source),
-    )
-    return reads.source_reads(session, [source])[0]
+    return _source_changed(session, audit, "update", source, before)
 
 
 @router.delete(
@@ -193,13 +231,7 @@ def create_programme(
     programme = programmes.create_programme(
         session, library, data, drafts, author=_author(principal, owner)
     )
-    audit.commit_change(
-        "programme.create",
-        "programme",
-        [str(programme.id)],
-        after=reads.programme_snapshot(programme),
-    )
-    return reads.programme_reads(session, [programme])[0]
+    return _programme_changed(session, audit, "create", programme)
 
 
 @router.get("/programmes/{programme_id}", tags=["programmes"])
@@ -235,11 +267,7 @@ def update_programme(
         drafts,
         author=_author(principal, programme.owner_area_id),
     )
-    after = reads.programme_snapshot(programme) | {"rules_reset": reset}
-    audit.commit_change(
-        "programme.update", "programme", [str(programme.id)], before=before, after=after
-    )
-    return reads.programme_reads(session, [programme], rules_reset=reset)[0]
+    return _programme_changed(session, audit, "update", programme, before, rules_reset=reset)
 
 
 @router.delete(
@@ -306,10 +334,7 @@ def create_rule(
     rule = rules.create_rule(
         session, data, author=_author(principal, owner), principal=principal, tz=tz
     )
-    audit.commit_change(
-        "schedule.create", "schedule_rule", [str(rule.id)], after=reads.rule_snapshot(rule)
-    )
-    return reads.rule_reads(session, [rule], tz)[0]
+    return _rule_changed(session, audit, tz, "create", rule)
 
 
 @router.get("/schedules/rules/{rule_id}", tags=["schedules"])
@@ -332,14 +357,7 @@ def update_rule(
     _require_tier(principal, rule.tier, data.tier)
     before = reads.rule_snapshot(rule)
     rules.update_rule(session, rule, data, principal=principal, tz=tz)
-    audit.commit_change(
-        "schedule.update",
-        "schedule_rule",
-        [str(rule.id)],
-        before=before,
-        after=reads.rule_snapshot(rule),
-    )
-    return reads.rule_reads(session, [rule], tz)[0]
+    return _rule_changed(session, audit, tz, "update", rule, before)
 
 
 @router.delete(
