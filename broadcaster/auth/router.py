@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Form, Query, Request, Response, status
 
 from broadcaster.auth import service
-from broadcaster.auth.dependencies import COOKIE_NAME, set_session_cookie
+from broadcaster.auth.dependencies import COOKIE_NAME, ManagedUser, set_session_cookie
 from broadcaster.auth.models import Token, TokenKind, User
 from broadcaster.auth.schemas import (
     ApiTokenCreate,
@@ -128,16 +128,7 @@ def change_password(
 
 
 def _token_read(token: Token) -> ApiTokenRead:
-    return ApiTokenRead(
-        id=token.id,
-        name=token.name,
-        kind=token.kind.value,
-        prefix=token.prefix,
-        created_at=token.created_at,
-        expires_at=token.expires_at,
-        last_used_at=token.last_used_at,
-        revoked_at=token.revoked_at,
-    )
+    return ApiTokenRead.model_validate(token, from_attributes=True)
 
 
 @router.get("/auth/tokens", response_model=ListOf[ApiTokenRead])
@@ -205,21 +196,12 @@ def create_user(
 
 
 @router.get("/users/{user_id}")
-def get_user(user_id: IdPath, session: SessionDep, principal: CurrentPrincipal) -> UserRead:
-    principal.require(Permission.USERS_MANAGE)
-    return _user_read(service.get_user(session, user_id))
+def get_user(user: ManagedUser) -> UserRead:
+    return _user_read(user)
 
 
 @router.patch("/users/{user_id}")
-def update_user(
-    user_id: IdPath,
-    data: UserUpdate,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    audit: Audit,
-) -> UserRead:
-    principal.require(Permission.USERS_MANAGE)
-    user = service.get_user(session, user_id)
+def update_user(user: ManagedUser, data: UserUpdate, session: SessionDep, audit: Audit) -> UserRead:
     before = _user_read(user).model_dump(
         mode="json", include={"role", "areas", "can_emergency", "active"}
     )
@@ -238,10 +220,8 @@ def update_user(
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_user(
-    user_id: IdPath, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+    user: ManagedUser, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> Response:
-    principal.require(Permission.USERS_MANAGE)
-    user = service.get_user(session, user_id)
     if user.id == principal.user_id:
         raise InvalidInput("you cannot delete your own account", field="user_id")
     username = user.username
@@ -277,19 +257,5 @@ def list_audit(
         offset=page.offset,
     )
     return ListOf(
-        items=[
-            AuditRead(
-                id=e.id,
-                at=e.at,
-                actor=e.actor,
-                action=e.action,
-                target_type=e.target_type,
-                targets=list(e.targets),
-                ip=e.ip,
-                before=e.before,
-                after=e.after,
-            )
-            for e in items
-        ],
-        total=total,
+        items=[AuditRead.model_validate(e, from_attributes=True) for e in items], total=total
     )
