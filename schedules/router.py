@@ -10,10 +10,11 @@ signal in the same transaction.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
 from datetime import tzinfo
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
 from audio_library.dependencies import LibraryDep
@@ -530,105 +531,99 @@ def area_calendar_link(
     return _link(library, _area_calendar_path(area.code), days, valid_days)
 
 
-def _calendar_response(data: bytes, name: str) -> Response:
-    return Response(
-        content=data,
-        media_type=ICS_MEDIA_TYPE,
-        headers={
-            "Content-Disposition": f'inline; filename="{name}.ics"',
-            "Cache-Control": "private, max-age=300",
-        },
-    )
-
-
-def _check_access(
-    access: CalendarAccess,
-    request: Request,
-    library: LibraryDep,
-    path: str,
-    days: int,
-) -> Principal | None:
-    if access is not None:
-        access.require(Permission.SCHEDULES_READ)
-        return access
-    key = calendar_links.calendar_key(library.url_secret)
-    calendar_links.verify_calendar(
-        path,
-        days,
-        request.query_params.get("exp"),
-        request.query_params.get("sig"),
-        key,
-        utcnow(),
-    )
-    return None
-
-
 StartQuery = Annotated[BoundedDate | None, Query(description="first local day (default: today)")]
 
 
+@dataclass
+class CalendarFeed:
+    """A calendar feed request: who asks (a login, or a signed link checked here), for how
+    many days from which first day, in the service time zone."""
+
+    access: CalendarAccess
+    request: Request
+    library: LibraryDep
+    tz: TzDep
+    days: DaysQuery = 7
+    start: StartQuery = None
+
+    def reader(self, path: str) -> Principal | None:
+        """The logged-in reader (who must reach what the feed shows), or None for a
+        valid signed link of `path` (anything else: 401/403)."""
+        if self.access is not None:
+            self.access.require(Permission.SCHEDULES_READ)
+            return self.access
+        calendar_links.verify_calendar(
+            path,
+            self.days,
+            self.request.query_params.get("exp"),
+            self.request.query_params.get("sig"),
+            calendar_links.calendar_key(self.library.url_secret),
+            utcnow(),
+        )
+        return None
+
+    def response(
+        self, session: Session, station_ids: list[int], *, name: str, description: str, file: str
+    ) -> Response:
+        """The stations' items as iCalendar (one event per item and placement)."""
+        first = self.start or planning.local_today(self.tz)
+        items = planning.calendar_items(session, station_ids, first, self.days, self.tz)
+        data = render_calendar(
+            items, name=name, generated_at=utcnow(), timezone=str(self.tz), description=description
+        )
+        return Response(
+            content=data,
+            media_type=ICS_MEDIA_TYPE,
+            headers={
+                "Content-Disposition": f'inline; filename="{file}.ics"',
+                "Cache-Control": "private, max-age=300",
+            },
+        )
+
+
+FeedDep = Annotated[CalendarFeed, Depends()]
+CALENDAR_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/calendar": {}}}}
+
+
 @public_router.get(
-    "/stations/{sid}/calendar.ics",
-    response_class=Response,
-    responses={200: {"content": {"text/calendar": {}}}},
+    "/stations/{sid}/calendar.ics", response_class=Response, responses=CALENDAR_RESPONSES
 )
 def station_calendar(
-    sid: Annotated[str, Path(pattern=CODE_PATTERN)],
-    access: CalendarAccess,
-    request: Request,
-    session: SessionDep,
-    library: LibraryDep,
-    tz: TzDep,
-    days: DaysQuery = 7,
-    start: StartQuery = None,
+    sid: Annotated[str, Path(pattern=CODE_PATTERN)], feed: FeedDep, session: SessionDep
 ) -> Response:
     """The station's items as iCalendar (one event per item).  Needs a login, or the
     ``exp``/``sig`` of a link from ``calendar-link``."""
-    principal = _check_access(access, request, library, _station_calendar_path(sid), days)
+    principal = feed.reader(_station_calendar_path(sid))
     station = stations_service.get_station(session, sid)
     if principal is not None and not principal.reaches(station.area_id):
         raise StationNotFound(sid)
-    first = start or planning.local_today(tz)
-    items = planning.calendar_items(session, [station.id], first, days, tz)
-    data = render_calendar(
-        items,
+    return feed.response(
+        session,
+        [station.id],
         name=station.name,
-        generated_at=utcnow(),
-        timezone=str(tz),
         description=f"Lịch phát của {station.name} ({station.sid})",
+        file=station.sid,
     )
-    return _calendar_response(data, station.sid)
 
 
 @public_router.get(
-    "/areas/{code}/calendar.ics",
-    response_class=Response,
-    responses={200: {"content": {"text/calendar": {}}}},
+    "/areas/{code}/calendar.ics", response_class=Response, responses=CALENDAR_RESPONSES
 )
 def area_calendar(
-    code: Annotated[str, Path(pattern=CODE_PATTERN)],
-    access: CalendarAccess,
-    request: Request,
-    session: SessionDep,
-    library: LibraryDep,
-    tz: TzDep,
-    days: DaysQuery = 7,
-    start: StartQuery = None,
+    code: Annotated[str, Path(pattern=CODE_PATTERN)], feed: FeedDep, session: SessionDep
 ) -> Response:
     """Every item of every station in the area (and below), one event per item and
     placement.  Needs a login, or the ``exp``/``sig`` of a link from ``calendar-link``."""
-    principal = _check_access(access, request, library, _area_calendar_path(code), days)
+    principal = feed.reader(_area_calendar_path(code))
     area = stations_service.get_area(session, code)
     if principal is not None and not principal.reaches(area.id):
         raise AreaNotFound(code)
     subtree = stations_service.subtree_ids(session, [area.id])
     station_ids = stations_service.station_ids_in(session, subtree, enabled_only=True)
-    first = start or planning.local_today(tz)
-    items = planning.calendar_items(session, station_ids, first, days, tz)
-    data = render_calendar(
-        items,
+    return feed.response(
+        session,
+        list(station_ids),
         name=area.name,
-        generated_at=utcnow(),
-        timezone=str(tz),
         description=f"Lịch phát các trạm thuộc {area.name}",
+        file=area.code,
     )
-    return _calendar_response(data, area.code)
