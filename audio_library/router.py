@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy.orm import Session
 
@@ -29,7 +30,6 @@ from kernel.db import release
 from kernel.dependencies import (
     AreasDep,
     Audit,
-    AuditTrail,
     CurrentPrincipal,
     PageDep,
     SessionDep,
@@ -109,31 +109,35 @@ def _author(
     return service.Author(name=principal.username, user_id=principal.user_id, area_id=area_id)
 
 
-def _job_author(session: Session, principal: Principal, areas: AreaDirectory) -> service.Author:
-    """The author of content a job makes (speech, composition), the session released:
-    the job opens its own sessions."""
-    principal.require(Permission.CONTENT_WRITE)
-    author = _author(session, principal, areas, None)
-    release(session)
-    return author
+@dataclass
+class DraftJob:
+    """A request that makes a new draft asset in a job (speech, composition): the job opens
+    its own sessions, so the request's session is released while it runs."""
+
+    session: SessionDep
+    factory: SessionFactoryDep
+    principal: CurrentPrincipal
+    library: LibraryDep
+    areas: AreasDep
+    audit: Audit
+
+    def author(self) -> service.Author:
+        """Who makes the draft (content writers only); releases the request's session."""
+        self.principal.require(Permission.CONTENT_WRITE)
+        author = _author(self.session, self.principal, self.areas, None)
+        release(self.session)
+        return author
+
+    def done(self, action: str, asset_id: int, after: dict[str, Any] | None = None) -> AssetRead:
+        """The draft's audit entry (nothing plays it yet: no plan signal) and its read."""
+        asset = service.get_asset(self.session, asset_id)
+        self.audit.commit_change(
+            action, "media", [str(asset.id)], after=after or {"title": asset.title}, plan=False
+        )
+        return _read_one(self.session, self.library, self.areas, asset)
 
 
-def _new_draft(
-    session: Session,
-    library: service.MediaLibrary,
-    areas: AreaDirectory,
-    audit: AuditTrail,
-    action: str,
-    asset_id: int,
-    *,
-    after: dict[str, Any] | None = None,
-) -> AssetRead:
-    """A draft a job made: its audit entry (nothing plays it yet) and how it reads."""
-    asset = service.get_asset(session, asset_id)
-    audit.commit_change(
-        action, "media", [str(asset.id)], after=after or {"title": asset.title}, plan=False
-    )
-    return _read_one(session, library, areas, asset)
+DraftJobDep = Annotated[DraftJob, Depends()]
 
 
 def _require_owner(principal: Principal, asset: MediaAsset, permission: Permission) -> None:
@@ -225,58 +229,38 @@ def upload_media(
 
 
 @router.post("/tts", status_code=status.HTTP_201_CREATED)
-def text_to_speech(
-    data: TTSRequest,
-    session: SessionDep,
-    factory: SessionFactoryDep,
-    principal: CurrentPrincipal,
-    library: LibraryDep,
-    areas: AreasDep,
-    audit: Audit,
-) -> AssetRead:
+def text_to_speech(data: TTSRequest, job: DraftJobDep) -> AssetRead:
     """Read a Vietnamese bulletin aloud (voices: south, north, central; rate -3..+3)."""
-    author = _job_author(session, principal, areas)
     asset_id = service.create_tts_asset(
-        factory,
-        library,
+        job.factory,
+        job.library,
         text=data.text,
         voice=data.voice,
         rate=data.rate,
         title=data.title,
         category=data.category,
         tags=data.tags,
-        author=author,
+        author=job.author(),
     )
-    return _new_draft(session, library, areas, audit, "media.tts", asset_id)
+    return job.done("media.tts", asset_id)
 
 
 @router.post("/compose", status_code=status.HTTP_201_CREATED)
-def compose_media(
-    data: ComposeRequest,
-    session: SessionDep,
-    factory: SessionFactoryDep,
-    principal: CurrentPrincipal,
-    library: LibraryDep,
-    areas: AreasDep,
-    audit: Audit,
-) -> AssetRead:
+def compose_media(data: ComposeRequest, job: DraftJobDep) -> AssetRead:
     """Join parts (intro jingle, bulletin, outro) with gaps or a crossfade."""
-    author = _job_author(session, principal, areas)
     asset_id = service.create_composed_asset(
-        factory,
-        library,
+        job.factory,
+        job.library,
         part_ids=data.parts,
         gap_ms=data.gap_ms,
         crossfade_ms=data.crossfade_ms,
         title=data.title,
         category=data.category,
         tags=data.tags,
-        author=author,
-        scope=principal.scope,
+        author=job.author(),
+        scope=job.principal.scope,
     )
-    return _new_draft(
-        session, library, areas, audit, "media.compose", asset_id, after=data.model_dump()
-    )
+    return job.done("media.compose", asset_id, after=data.model_dump())
 
 
 @router.get("/{asset_id}")
