@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse
@@ -10,6 +10,7 @@ from fastapi.responses import JSONResponse
 from kernel.audit import snapshot
 from kernel.dependencies import (
     Audit,
+    AuditTrail,
     CurrentPrincipal,
     PageDep,
     SessionDep,
@@ -104,6 +105,23 @@ def group_read(
     )
 
 
+def _station_changed(
+    audit: AuditTrail, verb: str, station: Station, before: dict[str, Any] | None = None
+) -> StationRead:
+    """Record a created or updated station (audit entry, plan signal) and read it."""
+    after = snapshot(station, service.STATION_FIELDS)
+    audit.commit_change(f"station.{verb}", "station", [station.sid], before=before, after=after)
+    return station_read(station)
+
+
+def _deleted(
+    audit: AuditTrail, kind: str, key: str, before: dict[str, Any] | None = None
+) -> Response:
+    """Record a deleted area, station or group (audit entry, plan signal): 204."""
+    audit.commit_change(f"{kind}.delete", kind, [key], before=before)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 # --- areas -----------------------------------------------------------------------------
 
 
@@ -173,8 +191,7 @@ def delete_area(
     principal.require(Permission.AREAS_WRITE)
     before = snapshot(area, service.AREA_FIELDS)
     service.delete_area(session, area.code)
-    audit.commit_change("area.delete", "area", [before["code"]], before=before)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return _deleted(audit, "area", before["code"], before)
 
 
 # --- stations --------------------------------------------------------------------------
@@ -207,10 +224,7 @@ def create_station(
     if area is not None:
         principal.require_area(Permission.STATIONS_WRITE, area.id)
     station = service.create_station(session, data)
-    audit.commit_change(
-        "station.create", "station", [station.sid], after=snapshot(station, service.STATION_FIELDS)
-    )
-    return station_read(station)
+    return _station_changed(audit, "create", station)
 
 
 @router.get("/stations/export.csv", tags=["stations"], response_class=Response)
@@ -326,14 +340,7 @@ def update_station(
         )
     before = snapshot(station, service.STATION_FIELDS)
     station = service.update_station(session, station.sid, data)
-    audit.commit_change(
-        "station.update",
-        "station",
-        [station.sid],
-        before=before,
-        after=snapshot(station, service.STATION_FIELDS),
-    )
-    return station_read(station)
+    return _station_changed(audit, "update", station, before)
 
 
 @router.delete("/stations/{sid}", status_code=status.HTTP_204_NO_CONTENT, tags=["stations"])
@@ -343,8 +350,7 @@ def delete_station(
     principal.require(Permission.STATIONS_WRITE)
     before = snapshot(station, service.STATION_FIELDS)
     service.delete_station(session, station.sid)
-    audit.commit_change("station.delete", "station", [station.sid], before=before)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return _deleted(audit, "station", station.sid, before)
 
 
 # --- groups ----------------------------------------------------------------------------
@@ -434,5 +440,4 @@ def delete_group(
     principal.require(Permission.GROUPS_WRITE)
     gid = group.gid
     service.delete_group(session, gid)
-    audit.commit_change("group.delete", "group", [gid])
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return _deleted(audit, "group", gid)
