@@ -24,17 +24,14 @@ from broadcaster.auth import service as auth_service
 from broadcaster.auth.dependencies import COOKIE_NAME, note_token_use
 from broadcaster.dispatch import reports
 from broadcaster.dispatch.models import Broadcast, BroadcastStatus, TargetStatus
+from broadcaster.web.pages import labels
 from broadcaster.web.pages.labels import (
     BROADCAST_LABELS,
     COMMAND_LABELS,
-    FAULT_LABELS,
-    KIND_LABELS,
     PLAY_LABELS,
-    REASON_LABELS,
     ROLE_LABELS,
     TARGET_LABELS,
     TIER_LABELS,
-    VOICE_LABELS,
 )
 from kernel.db import utcnow
 from kernel.dependencies import SessionDep
@@ -51,6 +48,14 @@ PAGE_SIZE = 100
 MAX_LIST = 1000
 
 templates = Jinja2Templates(directory=WEB_DIR / "templates")
+TEMPLATE_LABELS = (
+    "TIER_LABELS",
+    "KIND_LABELS",
+    "FAULT_LABELS",
+    "COMMAND_LABELS",
+    "VOICE_LABELS",
+    "REASON_LABELS",
+)
 
 
 # --- template helpers ------------------------------------------------------------------
@@ -99,25 +104,25 @@ def _asset_version() -> str:
 templates.env.filters["local"] = local
 templates.env.filters["duration"] = duration
 templates.env.filters["ago"] = ago
+_BY_VALUE = {
+    "TARGET_LABELS": {s.value: label for s, label in TARGET_LABELS.items()},
+    "PLAY_LABELS": {s.value: label for s, label in PLAY_LABELS.items()},
+}
 templates.env.globals.update(
-    STATIC=STATIC_PREFIX,
-    ASSET_VERSION=_asset_version(),
-    TIER_LABELS=TIER_LABELS,
-    KIND_LABELS=KIND_LABELS,
-    FAULT_LABELS=FAULT_LABELS,
-    COMMAND_LABELS=COMMAND_LABELS,
-    VOICE_LABELS=VOICE_LABELS,
-    REASON_LABELS=REASON_LABELS,
-    TARGET_LABELS={s.value: label for s, label in TARGET_LABELS.items()},
-    PLAY_LABELS={s.value: label for s, label in PLAY_LABELS.items()},
-    REFRESH_S=REFRESH_S,
-    tier_of=tier_of,
-    JS_LABELS={
-        "target": {s.value: label for s, label in TARGET_LABELS.items()},
-        "play": {s.value: label for s, label in PLAY_LABELS.items()},
-        "command": COMMAND_LABELS,
-        "tier": TIER_LABELS,
-    },
+    {
+        "STATIC": STATIC_PREFIX,
+        "ASSET_VERSION": _asset_version(),
+        "REFRESH_S": REFRESH_S,
+        "tier_of": tier_of,
+        **{name: getattr(labels, name) for name in TEMPLATE_LABELS},
+        **_BY_VALUE,
+        "JS_LABELS": {
+            "target": _BY_VALUE["TARGET_LABELS"],
+            "play": _BY_VALUE["PLAY_LABELS"],
+            "command": COMMAND_LABELS,
+            "tier": TIER_LABELS,
+        },
+    }
 )
 
 
@@ -289,6 +294,11 @@ def area_options(session: Session, principal: Principal) -> list[AreaOption]:
 
     walk(None, 0)
     return out
+
+
+def query_values(request: Request, *names: str) -> list[str | None]:
+    """The query string's values of `names` (None where absent), for a page's filters."""
+    return [request.query_params.get(name) for name in names]
 
 
 def page_number(value: str | None) -> int:

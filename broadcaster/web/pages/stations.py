@@ -24,6 +24,7 @@ from broadcaster.web.pages.shared import (
     page_number,
     page_tz,
     pager,
+    query_values,
     render,
 )
 from kernel.db import utcnow
@@ -31,6 +32,7 @@ from kernel.dependencies import SessionDep
 from kernel.security import Permission, Principal
 from kernel.tiers import Tier, tier_of
 from schedules import service as schedules_service
+from schedules.plans import PlannedItem
 from stations import service as stations_service
 from stations.exceptions import StationNotFound
 from stations.models import Station, StationKind
@@ -44,16 +46,10 @@ def _flag(value: str | None) -> bool | None:
 
 
 @router.get("/tram", response_class=HTMLResponse)
-def stations_page(
-    request: Request,
-    session: SessionDep,
-    account: SignedIn,
-    area: str | None = None,
-    kind: str | None = None,
-    online: str | None = None,
-    q: str | None = None,
-    trang: str | None = None,
-) -> Response:
+def stations_page(request: Request, session: SessionDep, account: SignedIn) -> Response:
+    """Filters (``area``, ``kind``, ``online``, ``q``, ``trang``) are read leniently: a value
+    that does not fit is left out, never an error."""
+    area, kind, online, q, trang = query_values(request, "area", "kind", "online", "q", "trang")
     principal = account.principal
     options = area_options(session, principal)
     codes = {o.code for o in options}
@@ -100,13 +96,14 @@ def stations_page(
 
 @dataclass(frozen=True)
 class PlaylistRow:
-    title: str
-    start: dt.datetime
-    end: dt.datetime
-    tier: Tier
-    kind: str
-    shifted: bool
+    """A planned item of today's playlist and what the play log says of it."""
+
+    item: PlannedItem
     status: str | None
+
+    @property
+    def tier(self) -> Tier:
+        return tier_of(self.item.priority)
 
 
 def _today_playlist(
@@ -117,15 +114,7 @@ def _today_playlist(
     items = plan.stations.get(station.id, ())
     statuses = reports.play_statuses(session, station.id, [i.item_id for i in items])
     return [
-        PlaylistRow(
-            title=item.title,
-            start=item.start_at,
-            end=item.end_at,
-            tier=tier_of(item.priority),
-            kind=item.kind,
-            shifted=item.shifted,
-            status=statuses[item.item_id].value if item.item_id in statuses else None,
-        )
+        PlaylistRow(item, statuses[item.item_id].value if item.item_id in statuses else None)
         for item in items
     ]
 
