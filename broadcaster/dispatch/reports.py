@@ -15,7 +15,7 @@ from collections.abc import Collection, Sequence
 from typing import Literal, TypeVarTuple
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, Select, func, select
+from sqlalchemy import Row, Select, func, inspect, select
 from sqlalchemy.orm import Session
 
 from broadcaster.dispatch import broadcasts, outbox
@@ -166,32 +166,22 @@ def _targets(session: Session, play: Command) -> list[TargetRead]:
     ]
 
 
+BROADCAST_COLUMNS = frozenset(inspect(Broadcast).column_attrs.keys())
+
+
 def broadcast_read(session: Session, broadcast: Broadcast, *, with_stations: bool) -> BroadcastRead:
     """A broadcast with the progress of its play command (and each station's, if asked)."""
     play = play_command(session, broadcast)
-    return BroadcastRead(
-        id=broadcast.id,
-        title=broadcast.title,
-        tier=broadcast.tier,
-        priority=broadcast.priority,
-        status=broadcast.status.value,
-        content=broadcast.content,
-        targets=broadcast.targets,
-        station_count=broadcast.station_count,
-        start_at=broadcast.start_at,
-        until=broadcast.until,
-        repeat=broadcast.repeat,
-        not_after=broadcast.not_after,
-        cmd_id=play.cmd_id if play else None,
-        route=play.route.value if play else None,
-        groups=list(play.groups) if play else [],
-        approval_note=broadcast.approval_note,
-        created_by=broadcast.created_by,
-        created_at=broadcast.created_at,
-        stopped_at=broadcast.stopped_at,
-        stopped_by=broadcast.stopped_by,
-        progress=progress(session, [play.id] if play else []),
-        stations=_targets(session, play) if with_stations and play is not None else None,
+    own = {f: getattr(broadcast, f) for f in BroadcastRead.model_fields if f in BROADCAST_COLUMNS}
+    return BroadcastRead.model_validate(
+        own
+        | {
+            "cmd_id": play.cmd_id if play else None,
+            "route": play.route.value if play else None,
+            "groups": list(play.groups) if play else [],
+            "progress": progress(session, [play.id] if play else []),
+            "stations": _targets(session, play) if with_stations and play is not None else None,
+        }
     )
 
 
