@@ -12,9 +12,10 @@ import csv
 import datetime as dt
 import io
 from collections.abc import Collection, Sequence
-from typing import Literal, TypeVarTuple
+from typing import Any, Literal, TypeVarTuple
 from zoneinfo import ZoneInfo
 
+from pydantic import BaseModel
 from sqlalchemy import Row, Select, func, inspect, select
 from sqlalchemy.orm import Session
 
@@ -27,7 +28,7 @@ from broadcaster.dispatch.models import (
     PlayStatus,
     TargetStatus,
 )
-from broadcaster.dispatch.schemas import BroadcastRead, Progress, TargetRead, TotalRow
+from broadcaster.dispatch.schemas import BroadcastRead, PlayRead, Progress, TargetRead, TotalRow
 from kernel.db import paginate
 from kernel.errors import NotFoundError
 from kernel.security import Principal
@@ -46,6 +47,7 @@ __all__ = [
     "list_plays",
     "play_command",
     "play_query",
+    "play_reads",
     "play_statuses",
     "play_totals",
     "playing_title",
@@ -167,14 +169,19 @@ def _targets(session: Session, play: Command) -> list[TargetRead]:
 
 
 BROADCAST_COLUMNS = frozenset(inspect(Broadcast).column_attrs.keys())
+PLAY_COLUMNS = frozenset(inspect(Play).column_attrs.keys())
+
+
+def columns(row: object, model: type[BaseModel], names: frozenset[str]) -> dict[str, Any]:
+    """The values of `row`'s columns that `model` has a field for."""
+    return {f: getattr(row, f) for f in model.model_fields if f in names}
 
 
 def broadcast_read(session: Session, broadcast: Broadcast, *, with_stations: bool) -> BroadcastRead:
     """A broadcast with the progress of its play command (and each station's, if asked)."""
     play = play_command(session, broadcast)
-    own = {f: getattr(broadcast, f) for f in BroadcastRead.model_fields if f in BROADCAST_COLUMNS}
     return BroadcastRead.model_validate(
-        own
+        columns(broadcast, BroadcastRead, BROADCAST_COLUMNS)
         | {
             "cmd_id": play.cmd_id if play else None,
             "route": play.route.value if play else None,
@@ -285,6 +292,16 @@ def list_plays(
     order = Play.planned_start.desc() if newest_first else Play.planned_start
     rows = session.execute(query.order_by(order, Station.sid).limit(limit).offset(offset)).all()
     return list(rows), int(total or 0)
+
+
+def play_reads(rows: Sequence[Row[Play, str, str, str]]) -> list[PlayRead]:
+    """`list_plays` rows as the API shows them (the play with its station and area)."""
+    return [
+        PlayRead.model_validate(
+            columns(p, PlayRead, PLAY_COLUMNS) | {"sid": sid, "area_code": code}
+        )
+        for p, sid, _name, code in rows
+    ]
 
 
 def play_totals(

@@ -305,30 +305,7 @@ def playlog(
         source=source,
     )
     rows, total = reports.list_plays(session, query, limit=page.limit, offset=page.offset)
-    items = [
-        PlayRead(
-            sid=sid,
-            area_code=code,
-            source=p.source,
-            item_id=p.item_id,
-            cmd_id=p.cmd_id,
-            rule_id=p.rule_id,
-            broadcast_id=p.broadcast_id,
-            title=p.title,
-            kind=p.kind,
-            priority=p.priority,
-            planned_start=p.planned_start,
-            planned_end=p.planned_end,
-            expected_ms=p.expected_ms,
-            status=p.status.value,
-            started_at=p.started_at,
-            ended_at=p.ended_at,
-            played_ms=p.played_ms,
-            reason=p.reason,
-        )
-        for p, sid, _name, code in rows
-    ]
-    return ListOf(items=items, total=total)
+    return ListOf(items=reports.play_reads(rows), total=total)
 
 
 @router.get("/playlog/totals", tags=["playlog"], response_model=list[TotalRow])
