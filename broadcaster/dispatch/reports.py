@@ -28,7 +28,14 @@ from broadcaster.dispatch.models import (
     PlayStatus,
     TargetStatus,
 )
-from broadcaster.dispatch.schemas import BroadcastRead, PlayRead, Progress, TargetRead, TotalRow
+from broadcaster.dispatch.schemas import (
+    BroadcastRead,
+    CommandRead,
+    PlayRead,
+    Progress,
+    TargetRead,
+    TotalRow,
+)
 from kernel.db import paginate
 from kernel.errors import NotFoundError
 from kernel.security import Principal
@@ -215,6 +222,21 @@ def station_commands(
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     rows = list(session.execute(query.limit(limit).offset(offset)).all())
     return rows, int(total or 0)
+
+
+COMMAND_COLUMNS = frozenset(inspect(Command).column_attrs.keys())
+TARGET_FIELDS = frozenset({"status", "reason", "station_time", "clock_offset_ms"})
+
+
+def command_read(command: Command, target: CommandTarget | None) -> CommandRead:
+    """A command as the API shows it, with how far it got at one station (``-``: not
+    for one station)."""
+    at_station = (
+        columns(target, CommandRead, TARGET_FIELDS)
+        if target
+        else dict.fromkeys(TARGET_FIELDS) | {"status": "-"}
+    )
+    return CommandRead.model_validate(columns(command, CommandRead, COMMAND_COLUMNS) | at_station)
 
 
 def command_target(session: Session, command: Command) -> CommandTarget | None:

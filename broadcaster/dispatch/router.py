@@ -17,8 +17,6 @@ from audio_library.dependencies import LibraryDep
 from broadcaster.db import read_session
 from broadcaster.dispatch import broadcasts, deadletters, outbox, reports
 from broadcaster.dispatch.models import (
-    Command,
-    CommandTarget,
     PlayStatus,
 )
 from broadcaster.dispatch.schemas import (
@@ -180,22 +178,6 @@ def stop_broadcast(
 # --- station commands ------------------------------------------------------------------
 
 
-def _command_read(command: Command, target: CommandTarget | None) -> CommandRead:
-    return CommandRead(
-        cmd_id=command.cmd_id,
-        type=command.type,
-        body=command.body,
-        issued_at=command.issued_at,
-        not_after=command.not_after,
-        published_at=command.published_at,
-        created_by=command.created_by,
-        status=target.status.value if target else "-",
-        reason=target.reason if target else None,
-        station_time=target.station_time if target else None,
-        clock_offset_ms=target.clock_offset_ms if target else None,
-    )
-
-
 @router.post("/stations/{sid}/commands", status_code=status.HTTP_201_CREATED, tags=["stations"])
 def command_station(
     station: StationDep,
@@ -232,7 +214,7 @@ def command_station(
     )
     session.commit()
     _wake(request)
-    return _command_read(command, reports.command_target(session, command))
+    return reports.command_read(command, reports.command_target(session, command))
 
 
 @router.get("/stations/{sid}/commands", response_model=ListOf[CommandRead], tags=["stations"])
@@ -242,7 +224,7 @@ def station_commands(
     rows, total = reports.station_commands(
         session, station.id, limit=page.limit, offset=page.offset
     )
-    return ListOf(items=[_command_read(c, t) for c, t in rows], total=total)
+    return ListOf(items=[reports.command_read(c, t) for c, t in rows], total=total)
 
 
 @router.get("/commands/{cmd_id}", tags=["stations"])
@@ -259,13 +241,13 @@ def get_command(
     if principal.scope is not None and any(not principal.reaches(a) for _, a, _ in rows):
         raise NotFoundError(f"command {cmd_id!r} not found")
     return {
-        "command": _command_read(command, None).model_dump(
+        "command": reports.command_read(command, None).model_dump(
             mode="json", exclude={"status", "reason", "station_time", "clock_offset_ms"}
         ),
         "stations": [
             {
                 "sid": sid,
-                **_command_read(command, target).model_dump(
+                **reports.command_read(command, target).model_dump(
                     mode="json", include={"status", "reason", "station_time", "clock_offset_ms"}
                 ),
             }
