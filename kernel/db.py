@@ -8,10 +8,21 @@ aware (SQLite keeps no offset, so `UTCDateTime` re-attaches it).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterable
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, Enum, MetaData, Select, TypeDecorator, func, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    MetaData,
+    Select,
+    TypeDecorator,
+    func,
+    inspect,
+    select,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -99,3 +110,10 @@ def paginate(session: Session, query: Select[M], limit: int, offset: int) -> tup
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     items = list(session.scalars(query.limit(limit).offset(offset)).unique())
     return items, int(total or 0)
+
+
+def columns_of(row: object, fields: Iterable[str]) -> dict[str, Any]:
+    """The values of `row`'s mapped columns among `fields` (e.g. a read model's fields),
+    for building what an API returns from a row plus what it computes."""
+    names = set(inspect(type(row)).column_attrs.keys())
+    return {name: getattr(row, name) for name in fields if name in names}

@@ -8,6 +8,7 @@ from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from kernel.audit import snapshot
+from kernel.db import columns_of
 from kernel.dependencies import (
     Audit,
     AuditTrail,
@@ -51,38 +52,22 @@ SearchQuery = Annotated[
 
 
 def area_read(area: Area) -> AreaRead:
-    return AreaRead(
-        code=area.code,
-        name=area.name,
-        level=area.level,
-        parent_code=area.parent.code if area.parent else None,
-        created_at=area.created_at,
-        updated_at=area.updated_at,
+    parent_code = area.parent.code if area.parent else None
+    return AreaRead.model_validate(
+        columns_of(area, AreaRead.model_fields) | {"parent_code": parent_code}
     )
 
 
 def station_read(station: Station) -> StationRead:
-    return StationRead(
-        sid=station.sid,
-        name=station.name,
-        kind=station.kind,
-        area_code=station.area.code,
-        area_name=station.area.name,
-        latitude=station.latitude,
-        longitude=station.longitude,
-        address=station.address,
-        controller_model=station.controller_model,
-        firmware=station.firmware,
-        capabilities=list(station.capabilities),
-        default_volume=station.default_volume,
-        enabled=station.enabled,
-        sim_iccid=station.sim_iccid,
-        phone=station.phone,
-        notes=station.notes,
-        online=bool(station.state and station.state.online),
-        last_seen=station.state.last_seen if station.state else None,
-        created_at=station.created_at,
-        updated_at=station.updated_at,
+    state = station.state
+    return StationRead.model_validate(
+        columns_of(station, StationRead.model_fields)
+        | {
+            "area_code": station.area.code,
+            "area_name": station.area.name,
+            "online": bool(state and state.online),
+            "last_seen": state.last_seen if state else None,
+        }
     )
 
 
@@ -90,18 +75,14 @@ def group_read(
     session: SessionDep, group: Group, resolver: TargetResolver | None = None
 ) -> GroupRead:
     owners = service.area_codes(session, [group.owner_area_id])
-    return GroupRead(
-        gid=group.gid,
-        name=group.name,
-        description=group.description,
-        builtin=group.builtin,
-        auto=group.auto,
-        owner_area_code=owners.get(group.owner_area_id) if group.owner_area_id else None,
-        stations=[s.sid for s in group.stations],
-        areas=[a.code for a in group.areas],
-        station_count=len(service.group_station_ids(session, group, resolver=resolver)),
-        created_at=group.created_at,
-        updated_at=group.updated_at,
+    return GroupRead.model_validate(
+        columns_of(group, GroupRead.model_fields)
+        | {
+            "owner_area_code": owners.get(group.owner_area_id) if group.owner_area_id else None,
+            "stations": [s.sid for s in group.stations],
+            "areas": [a.code for a in group.areas],
+            "station_count": len(service.group_station_ids(session, group, resolver=resolver)),
+        }
     )
 
 

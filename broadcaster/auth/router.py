@@ -23,6 +23,7 @@ from broadcaster.auth.schemas import (
     UserUpdate,
 )
 from kernel import audit as audit_log
+from kernel.db import columns_of
 from kernel.dependencies import (
     Audit,
     CurrentPrincipal,
@@ -89,17 +90,8 @@ def logout(request: Request, session: SessionDep, principal: CurrentPrincipal) -
 
 
 def _user_read(user: User) -> UserRead:
-    return UserRead(
-        id=user.id,
-        username=user.username,
-        full_name=user.full_name,
-        role=user.role,
-        areas=[a.code for a in user.areas],
-        can_emergency=user.can_emergency,
-        active=user.active,
-        locked_until=user.locked_until,
-        created_at=user.created_at,
-    )
+    areas = [a.code for a in user.areas]
+    return UserRead.model_validate(columns_of(user, UserRead.model_fields) | {"areas": areas})
 
 
 @router.get("/auth/me")

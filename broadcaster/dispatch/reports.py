@@ -12,11 +12,10 @@ import csv
 import datetime as dt
 import io
 from collections.abc import Collection, Sequence
-from typing import Any, Literal, TypeVarTuple
+from typing import Literal, TypeVarTuple
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel
-from sqlalchemy import Row, Select, func, inspect, select
+from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from broadcaster.dispatch import broadcasts, outbox
@@ -36,7 +35,7 @@ from broadcaster.dispatch.schemas import (
     TargetRead,
     TotalRow,
 )
-from kernel.db import paginate
+from kernel.db import columns_of, paginate
 from kernel.errors import NotFoundError
 from kernel.security import Principal
 from stations import service as stations
@@ -175,20 +174,11 @@ def _targets(session: Session, play: Command) -> list[TargetRead]:
     ]
 
 
-BROADCAST_COLUMNS = frozenset(inspect(Broadcast).column_attrs.keys())
-PLAY_COLUMNS = frozenset(inspect(Play).column_attrs.keys())
-
-
-def columns(row: object, model: type[BaseModel], names: frozenset[str]) -> dict[str, Any]:
-    """The values of `row`'s columns that `model` has a field for."""
-    return {f: getattr(row, f) for f in model.model_fields if f in names}
-
-
 def broadcast_read(session: Session, broadcast: Broadcast, *, with_stations: bool) -> BroadcastRead:
     """A broadcast with the progress of its play command (and each station's, if asked)."""
     play = play_command(session, broadcast)
     return BroadcastRead.model_validate(
-        columns(broadcast, BroadcastRead, BROADCAST_COLUMNS)
+        columns_of(broadcast, BroadcastRead.model_fields)
         | {
             "cmd_id": play.cmd_id if play else None,
             "route": play.route.value if play else None,
@@ -224,19 +214,18 @@ def station_commands(
     return rows, int(total or 0)
 
 
-COMMAND_COLUMNS = frozenset(inspect(Command).column_attrs.keys())
-TARGET_FIELDS = frozenset({"status", "reason", "station_time", "clock_offset_ms"})
+TARGET_FIELDS = ("status", "reason", "station_time", "clock_offset_ms")
 
 
 def command_read(command: Command, target: CommandTarget | None) -> CommandRead:
     """A command as the API shows it, with how far it got at one station (``-``: not
     for one station)."""
     at_station = (
-        columns(target, CommandRead, TARGET_FIELDS)
+        columns_of(target, TARGET_FIELDS)
         if target
         else dict.fromkeys(TARGET_FIELDS) | {"status": "-"}
     )
-    return CommandRead.model_validate(columns(command, CommandRead, COMMAND_COLUMNS) | at_station)
+    return CommandRead.model_validate(columns_of(command, CommandRead.model_fields) | at_station)
 
 
 def command_target(session: Session, command: Command) -> CommandTarget | None:
@@ -320,7 +309,7 @@ def play_reads(rows: Sequence[Row[Play, str, str, str]]) -> list[PlayRead]:
     """`list_plays` rows as the API shows them (the play with its station and area)."""
     return [
         PlayRead.model_validate(
-            columns(p, PlayRead, PLAY_COLUMNS) | {"sid": sid, "area_code": code}
+            columns_of(p, PlayRead.model_fields) | {"sid": sid, "area_code": code}
         )
         for p, sid, _name, code in rows
     ]
