@@ -295,78 +295,49 @@ def update_media(
     return _read_one(session, library, areas, asset)
 
 
-def _review(
-    asset: MediaAsset,
-    data: ApprovalRequest,
-    session: Session,
-    principal: Principal,
-    library: service.MediaLibrary,
-    areas: AreaDirectory,
-    audit: Audit,
-    *,
-    approve: bool,
-) -> AssetRead:
-    _require_owner(principal, asset, Permission.CONTENT_APPROVE)
-    before = {"approval": asset.approval.value}
-    service.set_approval(
-        session,
-        asset,
-        approver=service.Author(name=principal.username, user_id=principal.user_id),
-        approve=approve,
-        note=data.note,
-    )
-    audit.commit_change(
-        "media.approve" if approve else "media.reject",
-        "media",
-        [str(asset.id)],
-        before=before,
-        after={"approval": asset.approval.value, "note": data.note},
-    )
-    return _read_one(session, library, areas, asset)
+@dataclass
+class Review:
+    """An approver's decision on one asset (the approve permission in its area)."""
+
+    asset: AssetDep
+    session: SessionDep
+    principal: CurrentPrincipal
+    library: LibraryDep
+    areas: AreasDep
+    audit: Audit
+
+    def decide(self, data: ApprovalRequest | None, *, approve: bool) -> AssetRead:
+        asset, principal, note = self.asset, self.principal, (data or ApprovalRequest()).note
+        _require_owner(principal, asset, Permission.CONTENT_APPROVE)
+        before = {"approval": asset.approval.value}
+        service.set_approval(
+            self.session,
+            asset,
+            approver=service.Author(name=principal.username, user_id=principal.user_id),
+            approve=approve,
+            note=note,
+        )
+        self.audit.commit_change(
+            "media.approve" if approve else "media.reject",
+            "media",
+            [str(asset.id)],
+            before=before,
+            after={"approval": asset.approval.value, "note": note},
+        )
+        return _read_one(self.session, self.library, self.areas, asset)
+
+
+ReviewDep = Annotated[Review, Depends()]
 
 
 @router.post("/{asset_id}/approve")
-def approve_media(
-    asset: AssetDep,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    library: LibraryDep,
-    areas: AreasDep,
-    audit: Audit,
-    data: ApprovalRequest | None = None,
-) -> AssetRead:
-    return _review(
-        asset,
-        data or ApprovalRequest(),
-        session,
-        principal,
-        library,
-        areas,
-        audit,
-        approve=True,
-    )
+def approve_media(review: ReviewDep, data: ApprovalRequest | None = None) -> AssetRead:
+    return review.decide(data, approve=True)
 
 
 @router.post("/{asset_id}/reject")
-def reject_media(
-    asset: AssetDep,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    library: LibraryDep,
-    areas: AreasDep,
-    audit: Audit,
-    data: ApprovalRequest | None = None,
-) -> AssetRead:
-    return _review(
-        asset,
-        data or ApprovalRequest(),
-        session,
-        principal,
-        library,
-        areas,
-        audit,
-        approve=False,
-    )
+def reject_media(review: ReviewDep, data: ApprovalRequest | None = None) -> AssetRead:
+    return review.decide(data, approve=False)
 
 
 @router.get("/{asset_id}/peaks")
