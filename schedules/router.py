@@ -69,6 +69,13 @@ def _author(principal: Principal, area_id: int | None) -> Author:
     return Author(name=principal.username, user_id=principal.user_id, area_id=area_id)
 
 
+def _new_author(session: Session, principal: Principal, owner_area: str | None) -> Author:
+    """The author of a new source, programme or rule: the caller, in the owner area they
+    name (where they must be allowed to write schedules), else their own area."""
+    owner = owner_area_for(session, principal, owner_area, Permission.SCHEDULES_WRITE)
+    return _author(principal, owner)
+
+
 Before = dict[str, Any] | None
 
 
@@ -149,10 +156,8 @@ def create_stream_source(
     data: StreamSourceCreate, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> StreamSourceRead:
     principal.require(Permission.SCHEDULES_WRITE)
-    owner = owner_area_for(session, principal, data.owner_area, Permission.SCHEDULES_WRITE)
-    source = sources.create_source(
-        session, data, author=_author(principal, owner), scope=principal.scope
-    )
+    author = _new_author(session, principal, data.owner_area)
+    source = sources.create_source(session, data, author=author, scope=principal.scope)
     return _source_changed(session, audit, "create", source)
 
 
@@ -225,13 +230,11 @@ def create_programme(
     """Create a programme; text items are spoken (TTS) now and kept as draft assets,
     approved together with the first rule that plays them."""
     principal.require(Permission.SCHEDULES_WRITE)
-    owner = owner_area_for(session, principal, data.owner_area, Permission.SCHEDULES_WRITE)
+    author = _new_author(session, principal, data.owner_area)
     drafts = programmes.check_items(session, data.items, scope=principal.scope)
     release(session)  # no transaction while the text items are spoken
     programmes.speak(session, library, drafts)
-    programme = programmes.create_programme(
-        session, library, data, drafts, author=_author(principal, owner)
-    )
+    programme = programmes.create_programme(session, library, data, drafts, author=author)
     return _programme_changed(session, audit, "create", programme)
 
 
@@ -331,10 +334,8 @@ def create_rule(
     """Create a rule (as a draft: it airs once an approver other than you approves it)."""
     principal.require(Permission.SCHEDULES_WRITE)
     _require_tier(principal, data.tier)
-    owner = owner_area_for(session, principal, data.owner_area, Permission.SCHEDULES_WRITE)
-    rule = rules.create_rule(
-        session, data, author=_author(principal, owner), principal=principal, tz=tz
-    )
+    author = _new_author(session, principal, data.owner_area)
+    rule = rules.create_rule(session, data, author=author, principal=principal, tz=tz)
     return _rule_changed(session, audit, tz, "create", rule)
 
 
