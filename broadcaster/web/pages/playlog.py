@@ -19,7 +19,6 @@ from broadcaster.web.pages.shared import (
     page_number,
     page_tz,
     pager,
-    query_values,
     render,
 )
 from broadcaster.web.pages.stations import station_in_scope
@@ -45,12 +44,20 @@ def _local_midnight(day: dt.date, tz: ZoneInfo) -> dt.datetime:
 
 
 @router.get("/nhat-ky", response_class=HTMLResponse)
-def playlog_page(request: Request, session: SessionDep, account: SignedIn) -> Response:
-    """Filters (``tu``, ``den``, ``tram``, ``dia_ban``, ``trang_thai``, ``nguon``, ``trang``)
-    are read leniently: a value that does not fit is left out or corrected, never an error."""
-    tu, den, tram, dia_ban, trang_thai, nguon, trang = query_values(
-        request, "tu", "den", "tram", "dia_ban", "trang_thai", "nguon", "trang"
-    )
+def playlog_page(
+    request: Request,
+    session: SessionDep,
+    account: SignedIn,
+    tu: str | None = None,
+    den: str | None = None,
+    tram: str | None = None,
+    dia_ban: str | None = None,
+    trang_thai: str | None = None,
+    nguon: str | None = None,
+    trang: str | None = None,
+) -> Response:
+    """The filters are declared (so every request's text is checked as storable) and
+    read leniently: a value that does not fit is left out or corrected, never an error."""
     principal = account.principal
     tz = page_tz(request)
     now = utcnow()

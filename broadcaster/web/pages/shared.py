@@ -296,11 +296,6 @@ def area_options(session: Session, principal: Principal) -> list[AreaOption]:
     return out
 
 
-def query_values(request: Request, *names: str) -> list[str | None]:
-    """The query string's values of `names` (None where absent), for a page's filters."""
-    return [request.query_params.get(name) for name in names]
-
-
 def page_number(value: str | None) -> int:
     try:
         return max(1, min(int(value or "1"), 100_000))

@@ -24,7 +24,6 @@ from broadcaster.web.pages.shared import (
     page_number,
     page_tz,
     pager,
-    query_values,
     render,
 )
 from kernel.db import utcnow
@@ -46,10 +45,18 @@ def _flag(value: str | None) -> bool | None:
 
 
 @router.get("/tram", response_class=HTMLResponse)
-def stations_page(request: Request, session: SessionDep, account: SignedIn) -> Response:
-    """Filters (``area``, ``kind``, ``online``, ``q``, ``trang``) are read leniently: a value
-    that does not fit is left out, never an error."""
-    area, kind, online, q, trang = query_values(request, "area", "kind", "online", "q", "trang")
+def stations_page(
+    request: Request,
+    session: SessionDep,
+    account: SignedIn,
+    area: str | None = None,
+    kind: str | None = None,
+    online: str | None = None,
+    q: str | None = None,
+    trang: str | None = None,
+) -> Response:
+    """The filters are declared (so every request's text is checked as storable) and
+    read leniently: a value that does not fit is left out, never an error."""
     principal = account.principal
     options = area_options(session, principal)
     codes = {o.code for o in options}
