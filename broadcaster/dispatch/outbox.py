@@ -239,6 +239,20 @@ def _settle_play(
     play.updated_at = at
 
 
+#: (from statuses, to status, reason) of a command's targets past its not_after
+_UNRECEIVED = (
+    [TargetStatus.PENDING, TargetStatus.SENT],
+    TargetStatus.EXPIRED,
+    "not received before not_after",
+)
+#: ... and past its deadline (and the grace of a final acknowledgement)
+_UNFINISHED = (
+    [TargetStatus.RECEIVED, TargetStatus.IN_PROGRESS],
+    TargetStatus.FAILED,
+    "no final acknowledgement",
+)
+
+
 def _settle_targets(
     session: Session,
     command: Command,
@@ -269,14 +283,7 @@ def expire_due(session: Session, now: dt.datetime) -> int:
         )
     )
     for command in open_commands:
-        unreceived = _settle_targets(
-            session,
-            command,
-            [TargetStatus.PENDING, TargetStatus.SENT],
-            TargetStatus.EXPIRED,
-            "not received before not_after",
-            now,
-        )
+        unreceived = _settle_targets(session, command, *_UNRECEIVED, now)
         changed += len(unreceived)
         if command.type == "play":
             for station_id in unreceived:
@@ -289,14 +296,7 @@ def expire_due(session: Session, now: dt.datetime) -> int:
                     now,
                 )
         if command.deadline + FINAL_ACK_GRACE < now:
-            late = _settle_targets(
-                session,
-                command,
-                [TargetStatus.RECEIVED, TargetStatus.IN_PROGRESS],
-                TargetStatus.FAILED,
-                "no final acknowledgement",
-                now,
-            )
+            late = _settle_targets(session, command, *_UNFINISHED, now)
             changed += len(late)
         remaining = session.scalar(
             select(CommandTarget.id)
