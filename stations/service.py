@@ -16,7 +16,7 @@ from sqlalchemy.orm import Session
 from kernel.db import paginate
 from kernel.errors import InvalidInput
 from kernel.ownership import AreaDirectory
-from kernel.patch import patch_changes
+from kernel.patch import apply_changes, patch_changes
 from kernel.text import fold, like_pattern
 from stations import targets
 from stations.exceptions import (
@@ -322,12 +322,7 @@ def update_station(session: Session, sid: str, data: StationUpdate) -> Station:
     )
     if "area_code" in changes:
         station.area_id = _area_for_field(session, changes.pop("area_code"), "area_code").id
-    for name, value in changes.items():
-        setattr(station, name, value)
-    if "name" in changes:
-        station.name_folded = fold(station.name)
-    session.flush()
-    session.refresh(station)
+    apply_changes(session, station, changes)
     return station
 
 

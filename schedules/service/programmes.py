@@ -30,7 +30,7 @@ from audio_library import service as media
 from audio_library.exceptions import AudioToolError
 from audio_library.service import MediaAsset, Rendition
 from kernel.approval import Approval
-from kernel.db import paginate, utcnow
+from kernel.db import delete_unless_used, paginate, utcnow
 from kernel.errors import InvalidInput
 from kernel.text import fold, like_pattern
 from schedules.exceptions import InvalidRule, ProgrammeInUse, ProgrammeNotFound
@@ -339,21 +339,17 @@ def _draft_signature(drafts: Sequence[Draft]) -> list[tuple[Any, ...]]:
 
 
 def delete_programme(session: Session, programme: Programme) -> None:
-    users = list(
-        session.execute(
-            select(ScheduleRule.id, ScheduleRule.title)
-            .where(ScheduleRule.programme_id == programme.id)
-            .order_by(ScheduleRule.id)
-        )
-    )
-    if users:
-        names = ", ".join(f"'{title}' (#{rid})" for rid, title in users[:5])
-        raise ProgrammeInUse(
+    delete_unless_used(
+        session,
+        programme,
+        select(ScheduleRule.id, ScheduleRule.title)
+        .where(ScheduleRule.programme_id == programme.id)
+        .order_by(ScheduleRule.id),
+        lambda names: ProgrammeInUse(
             f"programme {programme.id} is still played by rule(s) {names}",
             message_vi=f"Chương trình {programme.id} vẫn được dùng trong lịch phát {names}",
-        )
-    session.delete(programme)
-    session.flush()
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)
