@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from firmware_bridge.topics import DEFAULT_PREFIX
 
@@ -101,6 +101,16 @@ class Counters:
     retries: int = 0  # batches offered again after RetryLater
     loop_restarts: int = 0
     acked: int = 0
+
+    def stats(self, *, connected: bool, protocol: str | None, queue_depth: int) -> BridgeStats:
+        """A snapshot: every counter (copies of the per-category ones) and the state given."""
+        counted: dict[str, Any] = {
+            f.name: dict(value) if isinstance(value := getattr(self, f.name), Counter) else value
+            for f in fields(self)
+        }
+        return BridgeStats(
+            connected=connected, protocol=protocol, queue_depth=queue_depth, **counted
+        )
 
 
 class LogLimiter:

@@ -244,25 +244,10 @@ class Bridge:
     def stats(self) -> BridgeStats:
         """A consistent snapshot of the counters."""
         with self._lock:
-            c = self._counters
-            return BridgeStats(
+            return self._counters.stats(
                 connected=self._connected,
                 protocol=_protocol_name(self._protocol) if self._ever_connected else None,
-                received=c.received,
-                accepted=c.accepted,
-                handled=c.handled,
-                empty=c.empty,
-                invalid=dict(c.invalid),
-                dropped=c.dropped,
-                overflow=c.overflow,
-                handler_errors=c.handler_errors,
-                reconnects=c.reconnects,
                 queue_depth=self._inbound.depth(),
-                quarantined=dict(c.quarantined),
-                deferred=c.deferred,
-                retries=c.retries,
-                loop_restarts=c.loop_restarts,
-                acked=c.acked,
             )
 
     # ------------------------------------------------------------------ publishing
