@@ -32,7 +32,7 @@ from audio_library.service import MediaAsset, Rendition
 from kernel.approval import Approval
 from kernel.db import delete_unless_used, paginate, utcnow
 from kernel.errors import InvalidInput
-from kernel.text import fold, like_pattern
+from kernel.text import contains, fold
 from schedules.exceptions import InvalidRule, ProgrammeInUse, ProgrammeNotFound
 from schedules.models import ItemKind, Programme, ProgrammeItem, ScheduleRule, StreamSource
 from schedules.plans import MAX_PROGRAMME_MS
@@ -64,7 +64,7 @@ def list_programmes(
 ) -> tuple[list[Programme], int]:
     query = visible(select(Programme), Programme.owner_area_id, scope)
     if q:
-        query = query.where(Programme.title_folded.like(like_pattern(q), escape="\\"))
+        query = query.where(contains(Programme.title_folded, q))
     if owner_area_id is not None:
         query = query.where(Programme.owner_area_id == owner_area_id)
     return paginate(session, query.order_by(Programme.id), limit, offset)

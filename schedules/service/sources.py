@@ -11,7 +11,7 @@ from sqlalchemy.orm import Session
 from audio_library import service as media
 from kernel.db import delete_unless_used, paginate
 from kernel.patch import apply_changes, patch_changes
-from kernel.text import fold, like_pattern
+from kernel.text import contains, fold
 from schedules.exceptions import StreamSourceInUse, StreamSourceNotFound
 from schedules.models import Programme, ProgrammeItem, StreamSource
 from schedules.schemas import StreamSourceCreate, StreamSourceUpdate
@@ -50,7 +50,7 @@ def list_sources(
     if enabled is not None:
         query = query.where(StreamSource.enabled.is_(enabled))
     if q:
-        query = query.where(StreamSource.name_folded.like(like_pattern(q), escape="\\"))
+        query = query.where(contains(StreamSource.name_folded, q))
     return paginate(session, query.order_by(StreamSource.kind, StreamSource.id), limit, offset)
 
 
