@@ -233,3 +233,23 @@ def test_retry_later_is_raised_for_a_busy_database(
     ingest = Ingestor(Broken())  # type: ignore[arg-type]
     with pytest.raises(RetryLater):
         ingest([inbound(GOOD, TopicKind.EVENT, fault_event(1))])
+
+
+def test_text_no_column_holds_is_quarantined_not_stored(
+    session_factory: sessionmaker[Session], stations: list[str]
+) -> None:
+    """A NUL in a station's text (PostgreSQL refuses it in any string) is quarantined by
+    validation, on both databases alike, and never reaches an insert."""
+    ingest = Ingestor(session_factory)
+    evil_event = (
+        b'{"event_id": "e-nul", "type": "fault.raised", "reason": "a\\u0000b",'
+        b' "fault": "other", "at": "2026-11-26T05:00:00Z"}'
+    )
+    ingest(
+        [inbound(EVIL, TopicKind.EVENT, evil_event), inbound(GOOD, TopicKind.EVENT, fault_event(1))]
+    )
+    assert count(session_factory, StationEvent) == 1
+    with session_factory() as session:
+        letter = session.scalars(select(DeadLetter)).one()
+    assert (letter.sid, letter.kind, letter.category) == (EVIL, "event", "range")
+    assert "U+0000" in letter.reason
