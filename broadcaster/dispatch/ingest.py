@@ -157,6 +157,10 @@ class Ingestor:
         acked: list[str] = []
         with _retry_later_on_busy_database(), self._factory() as session:
             telemetry: list[tuple[Inbound, live.TelemetryRow]] = []
+            # The session's identity map holds objects weakly: a station's state row,
+            # clean again after each message's savepoint, would be dropped and selected
+            # anew for every message of a burst.  Hold each one for the batch.
+            held: dict[int, object] = {}
             for inbound in batch:
                 station_id = self._station_id(session, inbound.sid)
                 if station_id is None:
@@ -169,6 +173,8 @@ class Ingestor:
                 if isinstance(inbound.message, Telemetry):
                     telemetry.append((inbound, _telemetry_row(station_id, inbound)))
                     continue
+                if station_id not in held:
+                    held[station_id] = live.state_of(session, station_id)
                 try:
                     with session.begin_nested():
                         outcome = self._apply(session, station_id, inbound)

@@ -64,15 +64,17 @@ def store_event(session: Session, event: EventIn) -> bool:
         "fault": event.fault,
         "sha256": event.sha256,
     }
-    if session.get_bind().dialect.name == "postgresql":
-        result = session.execute(
-            postgresql.insert(StationEvent).values(values).on_conflict_do_nothing()
-        )
-    else:
-        result = session.execute(
-            sqlite.insert(StationEvent).values(values).on_conflict_do_nothing()
-        )
+    dialect = session.get_bind().dialect.name
+    result = session.execute(_INSERT_EVENT[dialect == "postgresql"], values)
     return bool(getattr(result, "rowcount", 0))
+
+
+#: The event insert, built once (a burst stores thousands): a Core statement on the
+#: table with the values as parameters, [sqlite, postgresql].
+_INSERT_EVENT = (
+    sqlite.insert(StationEvent.__table__).on_conflict_do_nothing(),
+    postgresql.insert(StationEvent.__table__).on_conflict_do_nothing(),
+)
 
 
 def play_for(session: Session, event: EventIn) -> Play | None:
