@@ -19,9 +19,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -71,9 +71,10 @@ def store_event(session: Session, event: EventIn) -> bool:
 
 #: The event insert, built once (a burst stores thousands): a Core statement on the
 #: table with the values as parameters, [sqlite, postgresql].
+_EVENTS = cast(Table, StationEvent.__table__)
 _INSERT_EVENT = (
-    sqlite.insert(StationEvent.__table__).on_conflict_do_nothing(),
-    postgresql.insert(StationEvent.__table__).on_conflict_do_nothing(),
+    sqlite.insert(_EVENTS).on_conflict_do_nothing(),
+    postgresql.insert(_EVENTS).on_conflict_do_nothing(),
 )
 
 
