@@ -36,9 +36,6 @@ stations_app.command("credentials")(stations_credentials)
 console = Console()
 err = Console(stderr=True)
 
-#: `serve`'s GIL switch interval with a worker in the process (Python's default: 5 ms).
-GIL_SWITCH_INTERVAL_S = 0.001
-
 
 def _settings() -> Settings:
     try:
@@ -87,12 +84,6 @@ def serve(
         raise typer.Exit(2) from exc
     _configure_logging(log_level)
     settings = _settings()
-    if chosen is not Role.API:
-        # The worker's threads (ingest of a burst, plan building) are CPU-bound beside
-        # the API's: a thread that released the GIL for I/O (every SQLite call, every
-        # socket write of a request) waits up to the switch interval to get it back, so
-        # a read of a few queries during a burst paid 5 ms several times over.
-        sys.setswitchinterval(GIL_SWITCH_INTERVAL_S)
     uvicorn.run(
         create_app(settings, role=chosen), host=host, port=port, log_level=log_level.lower()
     )
