@@ -32,18 +32,20 @@ from kernel.bounds import find_text_problem
 #: The ``type`` of the error, which the 422 handler maps to the Vietnamese message.
 ERROR_TYPE = "string_unstorable"
 
-_declared_queries: dict[int, frozenset[str]] = {}
+#: id(route) -> (route, names): the route is kept, so its id is never reused
+_declared_queries: dict[int, tuple[APIRoute, frozenset[str]]] = {}
 
 
 def _declared_query_names(route: APIRoute) -> frozenset[str]:
-    names = _declared_queries.get(id(route))
-    if names is None:
-        names = frozenset(
-            field.alias
-            for field in get_flat_params(route.dependant)
-            if isinstance(field.field_info, params.Query)
-        )
-        _declared_queries[id(route)] = names
+    cached = _declared_queries.get(id(route))
+    if cached is not None and cached[0] is route:
+        return cached[1]
+    names = frozenset(
+        field.alias
+        for field in get_flat_params(route.dependant)
+        if isinstance(field.field_info, params.Query)
+    )
+    _declared_queries[id(route)] = (route, names)
     return names
 
 
