@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -162,6 +163,10 @@ class Ingestor:
             # anew for every message of a burst.  Hold each one for the batch.
             held: dict[int, object] = {}
             for inbound in batch:
+                # A burst is pure Python work between short SQLite calls: offer the GIL
+                # to a waiting API thread after each message (it would otherwise wait
+                # for the 5 ms switch interval on every return from I/O).
+                time.sleep(0)
                 station_id = self._station_id(session, inbound.sid)
                 if station_id is None:
                     self._unknown(inbound)
