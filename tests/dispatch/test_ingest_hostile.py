@@ -233,3 +233,54 @@ def test_retry_later_is_raised_for_a_busy_database(
     ingest = Ingestor(Broken())  # type: ignore[arg-type]
     with pytest.raises(RetryLater):
         ingest([inbound(GOOD, TopicKind.EVENT, fault_event(1))])
+
+
+def test_text_no_column_holds_is_quarantined_not_stored(
+    session_factory: sessionmaker[Session], stations: list[str]
+) -> None:
+    """A NUL in a station's text (PostgreSQL refuses it in any string) is quarantined by
+    validation, on both databases alike, and never reaches an insert."""
+    ingest = Ingestor(session_factory)
+    evil_event = (
+        b'{"event_id": "e-nul", "type": "fault.raised", "reason": "a\\u0000b",'
+        b' "fault": "other", "at": "2026-11-26T05:00:00Z"}'
+    )
+    ingest(
+        [inbound(EVIL, TopicKind.EVENT, evil_event), inbound(GOOD, TopicKind.EVENT, fault_event(1))]
+    )
+    assert count(session_factory, StationEvent) == 1
+    with session_factory() as session:
+        letter = session.scalars(select(DeadLetter)).one()
+    assert (letter.sid, letter.kind, letter.category) == (EVIL, "event", "range")
+    assert "U+0000" in letter.reason
+
+
+def test_a_burst_reads_a_stations_state_once_per_batch(
+    session_factory: sessionmaker[Session], stations: list[str]
+) -> None:
+    """A burst of proof of play from one station selected the station's state row again
+    for every event (the session's identity map holds clean objects weakly, and each
+    event's savepoint left it clean): 1 ms of CPU per event, the API starved meanwhile."""
+    from sqlalchemy import event as sa_event
+
+    statements: list[str] = []
+    engine = session_factory.kw["bind"]
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    Ingestor(session_factory)([inbound(GOOD, TopicKind.EVENT, fault_event(0))])  # warm
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        Ingestor(session_factory)(
+            [inbound(GOOD, TopicKind.EVENT, fault_event(i)) for i in range(1, 201)]
+        )
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+    state_reads = [
+        s
+        for s in statements
+        if s.lstrip().upper().startswith("SELECT") and "FROM station_states" in s
+    ]
+    assert len(state_reads) <= 1, len(state_reads)
+    assert count(session_factory, StationEvent) == 201
