@@ -32,11 +32,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import itertools
 
+from kernel.tiers import Tier
 from schedules.builder import (
-    EMERGENCY,
-    FILLER,
-    NORMAL,
-    PRIORITY,
     MediaRef,
     ProgrammeItemSpec,
     ProgrammeSpec,
@@ -47,6 +44,12 @@ from schedules.builder import (
 )
 from schedules.recurrence import parse_recurrence
 
+FILLER, NORMAL, PRIORITY, EMERGENCY = (
+    Tier.FILLER.priority,
+    Tier.NORMAL.priority,
+    Tier.PRIORITY.priority,
+    Tier.EMERGENCY.priority,
+)
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 DAY = date(2026, 11, 26)  # a Thursday
 SIZES = (108, 1_000, 10_000)

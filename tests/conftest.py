@@ -1,5 +1,8 @@
 """Test fixtures shared by every package's tests.
 
+Brokers, recorders, fleets and the whole service come from the test-support plugin,
+:mod:`tests.support.fixtures`.
+
 The database under test comes from ``BROADCASTER_TEST_DATABASE_URL`` (default: SQLite).
 `make test` runs the suite once on SQLite and once on PostgreSQL.
 
@@ -26,6 +29,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster import db
 from broadcaster.settings import Environment, Settings
 from kernel.db import Base
+
+pytest_plugins = ["tests.support.fixtures"]
 
 TEST_DB_URL = os.environ.get("BROADCASTER_TEST_DATABASE_URL", "sqlite://")
 IS_POSTGRES = make_url(TEST_DB_URL).get_backend_name() == "postgresql"
