@@ -10,9 +10,6 @@ command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_ctrl >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
-# libfaketime: tests/test_calendar.py runs the date-sensitive tests a year ahead
-compgen -G "/usr/lib/*/faketime/libfaketime.so.1" >/dev/null \
-  || compgen -G "/usr/lib/faketime/libfaketime.so.1" >/dev/null || need+=(faketime)
 if [ "${1:-}" = "--with-browser" ]; then
   { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need+=(chromium chromium-driver)
 fi

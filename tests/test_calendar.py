@@ -1,12 +1,17 @@
 """The tests whose outcome could depend on today's date or the time of day (marker
 ``calendar``) pass with the clock a year ahead, and a year ahead just after midnight in
-Tân An (where "today" has only just begun).
+Tân An (when "today" has only just begun and "half an hour ago" was yesterday).
 
-The clock is moved with libfaketime (``LD_PRELOAD``, Debian package ``faketime``,
-installed by ``scripts/system-deps.sh``): it moves the time of the test process and of
-every process it starts (the service, Mosquitto, ffmpeg) alike, so no code needs a
-clock of its own for this.  The inner run is an ordinary ``pytest -m calendar`` on the
-same database backend.
+The inner run is an ordinary ``pytest -m calendar`` on the same database backend, with
+``TESTS_CLOCK_AT`` set: the test-support plugin then moves the wall clock of the whole
+test process (see :mod:`tests.support.fixtures`).  The tests so marked run the app in
+process (the API, the worker and simulated stations on threads), so the service and the
+stations see the moved clock too.
+
+libfaketime (``LD_PRELOAD``) would move child processes as well, but libfaketime 0.9.10
+and Python 3.11 do not work together: with the monotonic clock faked, a thread's timed
+wait (``threading.Event().wait(0.3)``, ``sem_clockwait``) blocks for the whole shift in
+real time; without it, ``time.sleep`` fails with EINVAL (``clock_nanosleep``).
 """
 
 from __future__ import annotations
@@ -18,52 +23,35 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from tests.support.fixtures import CLOCK_AT
 from tests.support.process import ChildProcess, python_argv
 
-LIBFAKETIME_PATHS = (
-    "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1",
-    "/usr/lib/aarch64-linux-gnu/faketime/libfaketime.so.1",
-    "/usr/lib/faketime/libfaketime.so.1",
-    "/usr/local/lib/faketime/libfaketime.so.1",
-)
-LIBFAKETIME = next((p for p in LIBFAKETIME_PATHS if Path(p).exists()), None)
 VN = ZoneInfo("Asia/Ho_Chi_Minh")
 YEAR = dt.timedelta(days=365)
 REAL_NOW = "CALENDAR_RUN_REAL_NOW"  # the real time when the calendar run started
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(LIBFAKETIME is None, reason="libfaketime is not installed (faketime)"),
-]
+pytestmark = pytest.mark.slow
 
 
 def a_year_ahead_just_after_local_midnight() -> str:
-    """libfaketime's absolute start time (UTC): 00:10 in Tân An, a year from now."""
+    """00:10 in Tân An, a year from now."""
     day = (dt.datetime.now(VN) + YEAR).date()
-    start = dt.datetime.combine(day, dt.time(0, 10), VN).astimezone(dt.UTC)
-    return f"@{start:%Y-%m-%d %H:%M:%S}"
+    return dt.datetime.combine(day, dt.time(0, 10), VN).isoformat()
 
 
 @pytest.mark.parametrize(
-    "faketime",
+    "clock_at",
     [
         pytest.param("+365d", id="a-year-ahead"),
         pytest.param(a_year_ahead_just_after_local_midnight(), id="a-year-ahead-00h10-local"),
     ],
 )
-def test_date_sensitive_tests_pass_on_another_day(faketime: str, tmp_path: Path) -> None:
-    assert LIBFAKETIME is not None
-    env = {
-        **os.environ,
-        "LD_PRELOAD": LIBFAKETIME,
-        "FAKETIME": faketime,
-        "TZ": "UTC",  # the absolute start time above is in UTC
-        REAL_NOW: str(dt.datetime.now(dt.UTC).timestamp()),
-    }
+def test_date_sensitive_tests_pass_on_another_day(clock_at: str, tmp_path: Path) -> None:
+    env = {**os.environ, CLOCK_AT: clock_at, REAL_NOW: str(dt.datetime.now(dt.UTC).timestamp())}
     run = ChildProcess(
         python_argv(
             *("-m", "pytest", "-m", "calendar", "-q", "-p", "no:cacheprovider"),
-            *("-o", "addopts=--strict-markers -ra", "--basetemp", str(tmp_path / "inner")),
+            *("--basetemp", str(tmp_path / "inner")),
         ),
         env=env,
         log_path=tmp_path / "pytest-calendar.log",
@@ -76,9 +64,10 @@ def test_date_sensitive_tests_pass_on_another_day(faketime: str, tmp_path: Path)
 
 @pytest.mark.calendar
 def test_the_clock_is_where_the_calendar_run_put_it() -> None:
-    """Inside the libfaketime run, the clock is most of a year ahead of the real one (a
+    """Inside the calendar run, the clock is most of a year ahead of the real one (a
     guard that the run above really moved it); outside it, there is nothing to check."""
     if REAL_NOW not in os.environ:
         pytest.skip("only meaningful inside the calendar run")
     real = dt.datetime.fromtimestamp(float(os.environ[REAL_NOW]), dt.UTC)
     assert dt.datetime.now(dt.UTC) - real > YEAR - dt.timedelta(days=2)
+    assert dt.date.today() - real.date() > YEAR - dt.timedelta(days=2)

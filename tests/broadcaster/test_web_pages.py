@@ -266,6 +266,7 @@ def test_overview_counts_attention_and_refresh_json(
     assert "Bộ khuếch đại quá nhiệt" in station.text
 
 
+@pytest.mark.calendar
 def test_play_log_page_and_totals(
     client: TestClient, session_factory: sessionmaker[Session]
 ) -> None:

@@ -11,32 +11,75 @@ declare it with ``recorder.expect_invalid``).
   ``persistent_recorder`` on them;
 - ``raw``: publishes arbitrary bytes on ``broker``; ``inbox`` and ``bridge``: the
   server-side bridge on ``broker``; ``make_fleet``: simulated fleets; ``media``: a
-  local HTTP server for media files and relay streams;
+  local HTTP server for media files and relay streams; ``sim``: all of these at once;
 - ``dynsec_broker`` (one per module) and ``dynsec_recorder``: Mosquitto with the
   dynamic-security plugin, configured by our own bootstrap, with an observer account;
 - ``live``: the whole service (app + worker over HTTP) on a persistent broker;
 - ``deployments``: ``deployments(Kind, seed=...)`` -> a seeded
   :class:`~tests.support.service.Deployment` for service processes, on the persistent
   broker and recorder, stopped at the end.
+
+The clock: with ``TESTS_CLOCK_AT`` set (``+365d``: that many days ahead; or an ISO
+date-time with its offset), the whole test process runs with its wall clock moved there
+and ticking (time-machine: ``time.time``, ``datetime.now``, ``date.today``... but not the
+monotonic clock, so timeouts and sleeps are real).  ``tests/test_calendar.py`` runs the
+tests marked ``calendar`` that way.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import os
+import re
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import time_machine
 
 from broadcaster.settings import Settings
 from firmware_bridge.client import Bridge
 from tests.support.dynsec_broker import DynsecBroker, start_dynsec_broker
 from tests.support.live import Live, start_live
-from tests.support.loa import FleetFactory, Inbox, RawPublisher, make_bridge, wait_until
+from tests.support.loa import FleetFactory, Inbox, RawPublisher, SimRig, make_bridge, wait_until
 from tests.support.media_server import MediaServer
 from tests.support.mosquitto import Mosquitto
 from tests.support.protocol import Recorder
 from tests.support.service import Deployment, deploy
+
+CLOCK_AT = "TESTS_CLOCK_AT"
+_travel: list[time_machine.travel] = []
+
+
+def clock_destination(value: str) -> dt.datetime:
+    """``+Nd`` (N days from now) or an ISO date-time with an offset."""
+    days = re.fullmatch(r"\+(\d+)d", value.strip())
+    if days:
+        return dt.datetime.now(dt.UTC) + dt.timedelta(days=int(days.group(1)))
+    moment = dt.datetime.fromisoformat(value)
+    if moment.tzinfo is None:
+        raise ValueError(f"{CLOCK_AT}={value!r}: give the offset (+07:00, Z)")
+    return moment
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    value = os.environ.get(CLOCK_AT)
+    if value:
+        travel = time_machine.travel(clock_destination(value), tick=True)
+        travel.start()
+        _travel.append(travel)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    while _travel:
+        _travel.pop().stop()
+
+
+def pytest_report_header() -> str | None:
+    if not _travel:
+        return None
+    return f"clock moved by {CLOCK_AT}: now {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M:%S} UTC"
 
 
 def _running(server: Mosquitto) -> Iterator[Mosquitto]:
@@ -115,6 +158,19 @@ def make_fleet(tmp_path: Path) -> Iterator[FleetFactory]:
     factory = FleetFactory(tmp_path / "sim")
     yield factory
     factory.stop_all()
+
+
+@pytest.fixture
+def sim(
+    broker: Mosquitto,
+    recorder: Recorder,
+    bridge: Bridge,
+    inbox: Inbox,
+    media: MediaServer,
+    make_fleet: FleetFactory,
+) -> SimRig:
+    """The above together: ``sim.fleet(["st-1"])``, ``sim.bridge``, ``sim.recorder``..."""
+    return SimRig(broker, recorder, bridge, inbox, media, make_fleet)
 
 
 @pytest.fixture(scope="module")
