@@ -69,6 +69,7 @@ import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
+from tests.support.loa import poll  # noqa: E402
 from tests.support.process import ChildProcess, cpu_seconds, memory_mb, python_argv  # noqa: E402
 
 BROKER_LIMITS = [
@@ -92,17 +93,6 @@ def now() -> float:
 def memory(pid: int) -> dict[str, float]:
     rss, peak = memory_mb(pid)
     return {"rss_mb": round(rss, 1), "peak_rss_mb": round(peak, 1)}
-
-
-def wait(predicate: Callable[[], Any], timeout_s: float, every_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(every_s)
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -372,21 +362,14 @@ def measure_service(
     n: int, args: argparse.Namespace, workdir: Path, broker: Any, result: dict[str, Any]
 ) -> None:
     """Setup (seed, registry, service, simulator, staging), then the broadcast rounds."""
-    from tests.support.mosquitto import free_port
-    from tests.support.service import ServiceProcess, run_cli, service_env
+    from tests.support.service import ServiceProcess, run_cli
 
     setup: dict[str, Any] = result["setup_s"]
-    port = free_port()
     database_url = f"sqlite:///{workdir}/broadcaster.db"
-    env = service_env(
-        database_url=database_url,
-        mqtt_url=broker.url,
-        media_dir=workdir / "media",
-        public_base_url=f"http://127.0.0.1:{port}",
+    service = ServiceProcess.on_a_free_port(
+        database_url=database_url, mqtt_url=broker.url, workdir=workdir
     )
-    service = ServiceProcess(
-        role="all", port=port, env=env, log_path=workdir / "service.log", log_level="warning"
-    )
+    env = service.env
     sim = ChildProcess(
         python_argv(
             *("-m", "firmware_bridge.simulator", "--csv", str(workdir / "stations.csv")),
@@ -529,7 +512,7 @@ def broadcast_round(
     took = [ts(at) for _, _, at in received]
     out["delivery_spread_s"] = round(max(took) - min(took), 3) if took else None
     # the play: every start, then the end of the round (every final ack stored)
-    wait(
+    poll(
         lambda: len(watch.started_for(cmd_id)) >= n,
         timeout_s=max(0.0, start_at - now()) + 60,
     )
@@ -541,7 +524,7 @@ def broadcast_round(
     out["start_offset_p95_s"] = pct(offsets, 95)
     out["start_offset_max_s"] = round(max(offsets), 3) if offsets else None
     ends = start_at + (fallback["duration_ms"] or 5000) / 1000
-    wait(lambda: len(watch.succeeded_for(cmd_id)) >= n, timeout_s=max(0.0, ends - now()) + 60)
+    poll(lambda: len(watch.succeeded_for(cmd_id)) >= n, timeout_s=max(0.0, ends - now()) + 60)
     out["succeeded_broker"] = len(watch.succeeded_for(cmd_id))
     final = wait_moving(lambda: stored.counts(cmd_id).get("SUCCEEDED", 0), n, timeout_s=300)
     out["stored_final_s"] = round(now() - t0, 3) if final else None
@@ -615,7 +598,7 @@ def bare_baseline(broker: Any, n: int, rounds: int, workdir: Path) -> dict[str, 
     out: dict[str, Any] = {"clients": n}
     try:
         t = time.monotonic()
-        if not wait(lambda: ready.exists() or not fleet.running, timeout_s=600):
+        if not poll(lambda: ready.exists() or not fleet.running, timeout_s=600):
             raise TimeoutError("bare clients did not come up")
         fleet.alive()
         out["connect_s"] = round(time.monotonic() - t, 1)
@@ -630,7 +613,7 @@ def bare_baseline(broker: Any, n: int, rounds: int, workdir: Path) -> dict[str, 
                 current[0] = index + 1
             t0 = now()
             client.publish(GROUP_TOPIC, json.dumps({"round": index + 1}), qos=1)
-            complete = wait(lambda: len(replies) >= n, timeout_s=120, every_s=0.02)
+            complete = poll(lambda: len(replies) >= n, timeout_s=120, every_s=0.02)
             with lock:
                 got = dict(replies)
             seen = [s - t0 for s, _ in got.values()]

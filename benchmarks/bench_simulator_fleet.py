@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from tests.support.loa import poll  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 from tests.support.process import (  # noqa: E402
     ChildProcess,
@@ -72,15 +73,6 @@ class StateWatcher:
         self.client.loop_stop()
 
 
-def wait(predicate: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stations", type=int, default=1000)
@@ -104,7 +96,7 @@ def main() -> int:
         proc.start()
         result: dict[str, Any] = {"stations": n, "cpu_count": os.cpu_count()}
         try:
-            all_up = wait(lambda: watcher.counts()[0] >= n, timeout_s=120)
+            all_up = poll(lambda: watcher.counts()[0] >= n, timeout_s=120, every_s=0.02)
             up_at = time.monotonic()
             result["births_seen"] = watcher.counts()[0]
             result["births_s"] = round(up_at - launched, 2) if all_up else None
@@ -124,7 +116,7 @@ def main() -> int:
 
             stop_at = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            all_dead = wait(lambda: watcher.counts()[1] >= n, timeout_s=120)
+            all_dead = poll(lambda: watcher.counts()[1] >= n, timeout_s=120, every_s=0.02)
             result["deaths_seen"] = watcher.counts()[1]
             result["deaths_s"] = round(time.monotonic() - stop_at, 2) if all_dead else None
             result["exit_code"] = proc.wait(60)

@@ -42,7 +42,6 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +60,7 @@ from broadcaster.auth.schemas import UserCreate  # noqa: E402
 from firmware_bridge.messages import Telemetry, dump_message  # noqa: E402
 from kernel.security import Role  # noqa: E402
 from stations.models import Area, Station, TelemetrySample  # noqa: E402
+from tests.support.loa import poll  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 from tests.support.process import (  # noqa: E402
     ChildProcess,
@@ -71,15 +71,6 @@ from tests.support.process import (  # noqa: E402
 from tests.support.service import serve_on_a_free_port, service_env  # noqa: E402
 
 # ---------------------------------------------------------------------------- processes
-
-
-def wait(predicate: Callable[[], Any], timeout_s: float, every_s: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every_s)
-    return False
 
 
 class BirthWatcher:
@@ -160,7 +151,7 @@ def flood(host: str, port: int, sids: list[str], rate: float, seconds: float, re
         time.sleep(0.005 if rate > 0 else 0)
     duration = time.monotonic() - started
     # let paho write what it has queued (bounded)
-    wait(lambda: written >= sent, timeout_s=30, every_s=0.05)
+    poll(lambda: written >= sent, timeout_s=30, every_s=0.05)
     client.disconnect()
     client.loop_stop()
     result.put({"queued": sent, "written": written, "seconds": duration, "started": started})
@@ -248,7 +239,7 @@ class Bench:
             self.procs.alive(name)
             return self.online() >= n
 
-        ok = wait(up, timeout_s=180, every_s=0.1)
+        ok = poll(up, timeout_s=180, every_s=0.1)
         api_s = round(time.monotonic() - launched, 2) if ok else None
         births = self.watcher.since(launched)
         broker_s = round(births[n - 1] - launched, 2) if len(births) >= n else None
@@ -360,7 +351,7 @@ def main() -> int:
             first = min(108, n)
             result["online"] = {str(first): bench.simulate(first, "simulate-108")}
             procs.stop("simulate-108")
-            if not wait(lambda: bench.online() == 0, timeout_s=60):
+            if not poll(lambda: bench.online() == 0, timeout_s=60, every_s=0.1):
                 raise RuntimeError("stations did not go offline after the simulator stopped")
             result["online"][str(n)] = bench.simulate(n, "simulate-all")
 

@@ -47,7 +47,7 @@ from schedules.seed import FALLBACK_TITLE
 from tests.support.live import Live
 from tests.support.loa import wait_until
 from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
-from tests.support.service import Deployment, run_cli
+from tests.support.service import Deployment, ServiceProcess, run_cli
 
 pytestmark = requires_mosquitto()
 
@@ -212,30 +212,42 @@ def _published_ids(stack: Stack, title: str) -> list[tuple[str, str]]:
     ]
 
 
-# ------------------------------------------------------------------ SIGKILL mid-broadcast
-
-
-def test_sigkill_mid_broadcast_loses_no_command_and_keeps_its_id(stack: Stack) -> None:
+def _all_staged(stack: Stack) -> tuple[ServiceProcess, list[str], FleetThread]:
+    """The service (active) and all 108 stations online, staged with the fallback."""
     service = stack.new_service("all").start()
     service.wait_ready(worker="active")
     sids = stack.sids()
     assert len(sids) == 108
     fleet = stack.fleet(sids)
     _staged(stack, fleet, sids)
+    return service, sids, fleet
+
+
+def _emergency_to_all(stack: Stack, http: httpx.Client, title: str, **extra: Any) -> dict[str, Any]:
+    """An emergency broadcast of the fallback media to the whole city."""
     asset_id, _, _ = stack.fallback()
+    return stack.broadcast(
+        http,
+        targets={"areas": ["tan-an"]},
+        content={"asset_id": asset_id},
+        tier="emergency",
+        title=title,
+        expires_in_s=300,
+        **extra,
+    )
+
+
+# ------------------------------------------------------------------ SIGKILL mid-broadcast
+
+
+def test_sigkill_mid_broadcast_loses_no_command_and_keeps_its_id(stack: Stack) -> None:
+    service, sids, fleet = _all_staged(stack)
     offline = sids[::11]  # 10 stations lose power: the broker keeps their sessions
     for sid in offline:
         fleet.kill(sid, "abort")
     title = "Thử: máy chủ mất điện giữa bản tin khẩn"
     with stack.http() as http:
-        made = stack.broadcast(
-            http,
-            targets={"areas": ["tan-an"]},
-            content={"asset_id": asset_id},
-            tier="emergency",
-            title=title,
-            expires_in_s=300,
-        )
+        made = _emergency_to_all(stack, http, title)
     cmd_id = made["cmd_id"]
     assert (made["route"], made["groups"]) == ("groups", ["all"])
     # the first publish is out and acks are arriving: kill the service now
@@ -279,23 +291,10 @@ def test_sigkill_mid_broadcast_loses_no_command_and_keeps_its_id(stack: Stack) -
 
 
 def test_final_acks_sent_while_the_service_is_dead_are_recovered(stack: Stack) -> None:
-    service = stack.new_service("all").start()
-    service.wait_ready(worker="active")
-    sids = stack.sids()
-    fleet = stack.fleet(sids)
-    _staged(stack, fleet, sids)
-    asset_id, _, _ = stack.fallback()
+    service, sids, fleet = _all_staged(stack)
     title = "Thử: xác nhận cuối khi máy chủ tắt"
     with stack.http() as http:
-        made = stack.broadcast(
-            http,
-            targets={"areas": ["tan-an"]},
-            content={"asset_id": asset_id},
-            tier="emergency",
-            title=title,
-            lead_s=3,
-            expires_in_s=300,
-        )
+        made = _emergency_to_all(stack, http, title, lead_s=3)
         cmd_id = made["cmd_id"]
         wait_until(
             lambda: stack.progress(http, made["id"])["received"] == 108,

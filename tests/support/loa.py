@@ -29,11 +29,24 @@ __all__ = [
     "desired",
     "file_item",
     "make_bridge",
+    "poll",
     "wait_until",
 ]
 
 #: Quick reconnects and short default plays for tests.
 FAST = SimSettings(reconnect_min_s=0.2, reconnect_max_s=1.0, default_play_s=5.0)
+
+
+def poll(predicate: Callable[[], Any], timeout_s: float, every_s: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; that, or None at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(every_s)
 
 
 def wait_until(
@@ -43,14 +56,10 @@ def wait_until(
     every_s: float = 0.05,
 ) -> Any:
     """Poll ``predicate`` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every_s)
+    value = poll(predicate, timeout_s, every_s)
+    if not value:
+        raise AssertionError(f"timed out waiting for {what}")
+    return value
 
 
 class Inbox:

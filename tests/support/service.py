@@ -114,6 +114,32 @@ class ServiceProcess(ChildProcess):
         self.role = role
         self.port = port
 
+    @classmethod
+    def on_a_free_port(
+        cls,
+        *,
+        database_url: str,
+        mqtt_url: str,
+        workdir: Path,
+        role: str = "all",
+        log_level: str = "warning",
+    ) -> ServiceProcess:
+        """A service (not started) on a free port, its media and log in ``workdir``."""
+        port = free_port()
+        env = service_env(
+            database_url=database_url,
+            mqtt_url=mqtt_url,
+            media_dir=workdir / "media",
+            public_base_url=f"http://127.0.0.1:{port}",
+        )
+        return cls(
+            role=role,
+            port=port,
+            env=env,
+            log_path=workdir / "service.log",
+            log_level=log_level,
+        )
+
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
