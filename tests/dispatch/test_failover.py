@@ -223,18 +223,24 @@ def _all_staged(stack: Stack) -> tuple[ServiceProcess, list[str], FleetThread]:
     return service, sids, fleet
 
 
-def _emergency_to_all(stack: Stack, http: httpx.Client, title: str, **extra: Any) -> dict[str, Any]:
-    """An emergency broadcast of the fallback media to the whole city."""
+def _play_fallback(
+    stack: Stack, http: httpx.Client, title: str, targets: dict[str, list[str]], **extra: Any
+) -> dict[str, Any]:
+    """A broadcast of the fallback media (cached on every station), valid five minutes."""
     asset_id, _, _ = stack.fallback()
     return stack.broadcast(
         http,
-        targets={"areas": ["tan-an"]},
+        targets=targets,
         content={"asset_id": asset_id},
-        tier="emergency",
         title=title,
         expires_in_s=300,
         **extra,
     )
+
+
+def _emergency_to_all(stack: Stack, http: httpx.Client, title: str, **extra: Any) -> dict[str, Any]:
+    """An emergency broadcast of the fallback media to the whole city."""
+    return _play_fallback(stack, http, title, {"areas": ["tan-an"]}, tier="emergency", **extra)
 
 
 # ------------------------------------------------------------------ SIGKILL mid-broadcast
@@ -407,7 +413,6 @@ def test_postgres_standby_takes_over_within_15_s(stack: Stack) -> None:
     online, offline = ["lbn-cau-tre", "lbn-ngai-loi-a", "p2-kp-1"], "lbn-smart-1"
     fleet = stack.fleet([*online, offline])
     _staged(stack, fleet, [*online, offline])
-    asset_id, _, _ = stack.fallback()
     # exactly one worker is active: one MQTT connection, one server birth
     time.sleep(5)  # more than two election rounds of the standby
     assert (first.worker_state(), second.worker_state()) == ("active", "standby")
@@ -416,20 +421,8 @@ def test_postgres_standby_takes_over_within_15_s(stack: Stack) -> None:
 
     fleet.kill(offline, "abort")
     with stack.http() as http:
-        before = stack.broadcast(
-            http,
-            targets={"stations": online},
-            content={"asset_id": asset_id},
-            title="Trước bàn giao",
-            expires_in_s=300,
-        )
-        waiting = stack.broadcast(
-            http,
-            targets={"stations": [offline]},
-            content={"asset_id": asset_id},
-            title="Chờ trạm mất điện",
-            expires_in_s=300,
-        )
+        before = _play_fallback(stack, http, "Trước bàn giao", {"stations": online})
+        waiting = _play_fallback(stack, http, "Chờ trạm mất điện", {"stations": [offline]})
         wait_until(
             lambda: stack.progress(http, before["id"])["by_status"]["SUCCEEDED"] == len(online),
             timeout_s=60,
@@ -454,13 +447,7 @@ def test_postgres_standby_takes_over_within_15_s(stack: Stack) -> None:
         assert second.worker_state() == "active"
         assert _server_connections(stack) == 2
 
-        after = stack.broadcast(
-            http,
-            targets={"stations": online},
-            content={"asset_id": asset_id},
-            title="Sau bàn giao",
-            expires_in_s=300,
-        )
+        after = _play_fallback(stack, http, "Sau bàn giao", {"stations": online})
         fleet.restart(offline)
         for made, count in ((after, len(online)), (waiting, 1)):
             wait_until(

@@ -24,6 +24,7 @@ __all__ = [
     "convert",
     "ebur128",
     "espeak",
+    "ffmpeg",
     "ffprobe_json",
     "pink_noise",
     "scale_to_lufs",
@@ -51,29 +52,17 @@ def write_wav(path: Path, signal: NDArray[np.floating], rate: int = RATE) -> Pat
     return path
 
 
+def ffmpeg(*args: str) -> None:
+    """``ffmpeg -v error -y ARGS``; raises if it fails."""
+    subprocess.run(["ffmpeg", "-v", "error", "-y", *args], check=True)
+
+
 def write_float_wav(path: Path, signal: NDArray[np.floating], rate: int = RATE) -> Path:
     """Write a float signal as 32-bit float WAV (values above 1.0 survive) via ffmpeg."""
     raw = path.with_suffix(".f32")
     np.asarray(signal, dtype="<f4").tofile(raw)
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "f32le",
-            "-ar",
-            str(rate),
-            "-ac",
-            "1",
-            "-i",
-            str(raw),
-            "-c:a",
-            "pcm_f32le",
-            str(path),
-        ],
-        check=True,
+    ffmpeg(
+        "-f", "f32le", "-ar", str(rate), "-ac", "1", "-i", str(raw), "-c:a", "pcm_f32le", str(path)
     )
     raw.unlink()
     return path
@@ -126,10 +115,7 @@ def scale_to_lufs(
 
 def convert(src: Path, dest: Path, *args: str) -> Path:
     """Transcode with ffmpeg (codec chosen from `args` or the destination's extension)."""
-    subprocess.run(
-        ["ffmpeg", "-v", "error", "-y", "-i", str(src), *args, str(dest)],
-        check=True,
-    )
+    ffmpeg("-i", str(src), *args, str(dest))
     return dest
 
 
@@ -156,19 +142,9 @@ _SUMMARY_PEAK = re.compile(r"Peak:\s+(-?[\d.]+|-inf)\s+dBFS")
 
 def ebur128(path: Path) -> tuple[float, float]:
     """(integrated LUFS, true peak dBTP) of a file per ffmpeg's ebur128 filter."""
+    meter = "ebur128=peak=true:framelog=verbose"
     done = subprocess.run(
-        [
-            "ffmpeg",
-            "-nostats",
-            "-hide_banner",
-            "-i",
-            str(path),
-            "-af",
-            "ebur128=peak=true:framelog=verbose",
-            "-f",
-            "null",
-            "-",
-        ],
+        ["ffmpeg", "-nostats", "-hide_banner", "-i", str(path), "-af", meter, "-f", "null", "-"],
         capture_output=True,
         text=True,
         check=True,
@@ -187,19 +163,9 @@ def ebur128(path: Path) -> tuple[float, float]:
 
 def ffprobe_json(path: Path) -> dict[str, object]:
     """ffprobe's format+streams report."""
+    report_args = ("-print_format", "json", "-show_format", "-show_streams")
     done = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-print_format",
-            "json",
-            "-show_format",
-            "-show_streams",
-            str(path),
-        ],
-        capture_output=True,
-        check=True,
+        ["ffprobe", "-v", "error", *report_args, str(path)], capture_output=True, check=True
     )
     report: dict[str, object] = json.loads(done.stdout)
     return report
