@@ -394,36 +394,31 @@ def test_server_account_roles_are_reconciled(
 
 def test_bootstrap_config_runs_as_is(tmp_path: Path) -> None:
     """The generated mosquitto.conf itself starts a broker that refuses anonymous clients."""
-    import subprocess
     import time
 
     from broadcaster.broker.bootstrap import bootstrap
     from tests.support.mosquitto import find_mosquitto, free_port
+    from tests.support.process import ChildProcess
 
     port = free_port()
     setup = bootstrap(tmp_path / "mosquitto", port=port)
     binary = find_mosquitto()
     assert binary
-    proc = subprocess.Popen(
-        [binary, "-c", str(setup.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
+    proc = ChildProcess([binary, "-c", str(setup.config_path)], log_path=tmp_path / "run.log")
+    with proc:
         deadline = time.monotonic() + 10
         while True:
             try:
                 allowed = anonymous_allowed(f"mqtt://127.0.0.1:{port}", timeout_s=2)
                 break
             except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
+                if time.monotonic() > deadline or not proc.running:
                     raise
                 time.sleep(0.1)
         assert allowed is False
         with DynsecClient(setup.mqtt_url) as client:
             assert set(prov.broker_view(client).clients) == {"broadcaster"}
         assert (tmp_path / "mosquitto" / "mosquitto.log").exists()
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.mark.usefixtures("registry")

@@ -4,7 +4,8 @@ process uses (the service, the simulator, a bare fleet, any ``broadcaster`` comm
 ``ChildProcess(argv, env=..., log_path=...)`` writes the process's output (stdout and
 stderr) to a log file; ``start()`` returns at once, ``run()`` waits for it to finish and
 raises with the log's tail if it fails; ``stop()`` is SIGTERM then SIGKILL if it does not
-exit in time, ``kill()`` is SIGKILL; ``alive()`` asserts it is still running.
+exit in time, ``kill()`` is SIGKILL; ``alive()`` asserts it is still running;
+``wait_for_output()`` waits for a line in its log, ``tell()`` writes to its stdin.
 :class:`ProcessGroup` keeps the named commands of one test or benchmark.
 """
 
@@ -77,8 +78,10 @@ class ChildProcess:
         env: Mapping[str, str] | None = None,
         cwd: Path = ROOT,
         name: str | None = None,
+        stdin: bool = False,
     ) -> None:
         self.argv = list(argv)
+        self.stdin = stdin
         self.log_path = log_path
         self.env = dict(os.environ if env is None else env)
         self.cwd = cwd
@@ -109,11 +112,28 @@ class ChildProcess:
                 self.argv,
                 cwd=self.cwd,
                 env=self.env,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.PIPE if self.stdin else subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
         return self
+
+    def tell(self, line: str) -> None:
+        """Write ``line`` to the process's standard input (started with ``stdin=True``)."""
+        assert self.proc is not None, f"{self.name} not started"
+        assert self.proc.stdin is not None, f"{self.name} has no stdin"
+        self.proc.stdin.write(f"{line}\n".encode())
+        self.proc.stdin.flush()
+
+    def wait_for_output(self, text: str, timeout_s: float = 30.0) -> None:
+        """Until ``text`` is in the log; fails if the process exits or time runs out."""
+        deadline = time.monotonic() + timeout_s
+        while text not in self.output():
+            if not self.running:
+                raise AssertionError(f"{self.name} exited before {text!r}:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                raise AssertionError(f"no {text!r} from {self.name}:\n{self.log_tail()}")
+            time.sleep(0.02)
 
     def run(self, timeout_s: float = 180.0) -> Self:
         """Start and wait for the process to finish; raise with its output if it fails."""
@@ -175,6 +195,8 @@ class ChildProcess:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(10)
+        if proc.stdin is not None:
+            proc.stdin.close()
         return proc.returncode
 
     def __enter__(self) -> Self:
