@@ -221,9 +221,13 @@ def test_full_queue_drops_telemetry_and_the_broker_holds_the_rest(
     broker: Mosquitto, recorder: Recorder, raw: RawPublisher
 ) -> None:
     """Past ``queue_size``, telemetry (superseded by the next report) is dropped; QoS 1
-    messages are not: the bridge's Receive Maximum (at most ``queue_hard_limit``) keeps
-    the rest in the broker until we acknowledge, so every ack arrives, in order.  The
-    paho thread never waits, so the bridge keeps publishing while its handler is stuck."""
+    messages are not: the bridge's Receive Maximum keeps the rest in the broker until we
+    acknowledge, so every ack arrives, in order.  The paho thread never waits, so the
+    bridge keeps publishing while its handler is stuck.
+
+    Mosquitto 2.0.11 (Debian 12) can send a few more than the Receive Maximum after a
+    PUBACK (eclipse-mosquitto#2301), so the hard limit leaves room above it: nothing is
+    deferred, and the broker still holds most of the backlog."""
     entered = threading.Event()
     release = threading.Event()
     acks: list[str] = []
@@ -239,7 +243,9 @@ def test_full_queue_drops_telemetry_and_the_broker_holds_the_rest(
                 entered.set()
                 release.wait(20)
 
-    bridge = make_bridge(broker, slow_handler, queue_size=5, queue_hard_limit=12)
+    bridge = make_bridge(
+        broker, slow_handler, queue_size=5, receive_maximum=12, queue_hard_limit=40
+    )
     bridge.start()
     try:
         wait_until(lambda: bridge.connected, what="connected")
@@ -252,12 +258,15 @@ def test_full_queue_drops_telemetry_and_the_broker_holds_the_rest(
             raw.publish(TOPICS.telemetry("st-1"), telemetry_payload(seq))
         for cmd_id in sent[5:]:
             raw.publish(TOPICS.ack("st-1"), ack_payload(cmd_id))
-        wait_until(lambda: bridge.stats().queue_depth == 11, what="receive maximum reached")
+        wait_until(lambda: bridge.stats().queue_depth >= 11, what="receive maximum reached")
         time.sleep(0.5)
         stats = bridge.stats()
         assert stats.dropped == 10
-        assert stats.queue_depth == 11  # 12 in flight: c-first (in the handler) + 11 queued
-        assert stats.deferred == 0
+        # 12 in flight: c-first (in the handler) + 11 queued, give or take the broker's
+        # overshoot; the other acks wait in the broker
+        assert 11 <= stats.queue_depth < 30, stats
+        assert stats.received < 41, stats
+        assert stats.deferred == 0, stats
         assert bridge.publish_command_to_station("st-1", Command.new("ping"), wait_s=5.0)
         release.set()
         expected = ["c-first", *sent]
