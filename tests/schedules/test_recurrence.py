@@ -119,73 +119,41 @@ def test_every_n_days_rejects_zero() -> None:
     assert info.value.loc == ("when", "n")
 
 
-@pytest.mark.parametrize(
-    ("rec", "start", "end", "expected"),
-    [
-        pytest.param(
-            when(
-                {"kind": "rrule", "rule": "RRULE:FREQ=WEEKLY;BYDAY=SA,SU;BYHOUR=6,18;BYMINUTE=15"}
-            ),
-            date(2026, 11, 23),
-            date(2026, 11, 29),
-            [
-                "2026-11-28 06:15",
-                "2026-11-28 18:15",
-                "2026-11-29 06:15",
-                "2026-11-29 18:15",
-            ],
-            id="rrule_with_byhour",
-        ),
-        pytest.param(
-            when(
-                {
-                    "kind": "rrule",
-                    "rule": "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO",
-                    "times": ["05:00", "17:30"],
-                    "anchor": "2026-11-02",
-                }
-            ),
-            date(2026, 11, 1),
-            date(2026, 11, 30),
-            [
-                "2026-11-02 05:00",
-                "2026-11-02 17:30",
-                "2026-11-16 05:00",
-                "2026-11-16 17:30",
-                "2026-11-30 05:00",
-                "2026-11-30 17:30",
-            ],
-            id="rrule_with_times_list_and_anchor",
-        ),
-        pytest.param(
-            daily("05:00", "23:00", valid_from="2026-11-27", valid_until="2026-11-28"),
-            date(2026, 11, 20),
-            date(2026, 12, 5),
-            [
-                "2026-11-27 05:00",
-                "2026-11-27 23:00",
-                "2026-11-28 05:00",
-                "2026-11-28 23:00",
-            ],
-            id="validity_window_dates_are_inclusive",
-        ),
-        pytest.param(
-            daily("05:00", "17:00", valid_from="2026-11-27T06:00", valid_until="2026-11-28T05:00"),
-            date(2026, 11, 20),
-            date(2026, 12, 5),
-            ["2026-11-27 17:00", "2026-11-28 05:00"],
-            id="validity_window_datetimes",
-        ),
-    ],
-)
-def test_occurrences_between(rec: Recurrence, start: date, end: date, expected: list[str]) -> None:
-    assert _local(_between(rec, start, end)) == expected
+def test_rrule_with_byhour() -> None:
+    rec = when({"kind": "rrule", "rule": "RRULE:FREQ=WEEKLY;BYDAY=SA,SU;BYHOUR=6,18;BYMINUTE=15"})
+    found = _between(rec, date(2026, 11, 23), date(2026, 11, 29))
+    assert _local(found) == [
+        "2026-11-28 06:15",
+        "2026-11-28 18:15",
+        "2026-11-29 06:15",
+        "2026-11-29 18:15",
+    ]
 
 
 def test_rrule_text_is_normalised() -> None:
     rec = when({"kind": "rrule", "rule": " rrule:freq=daily;byhour=5; "})
     assert rec.when.rule == "FREQ=DAILY;BYHOUR=5"  # type: ignore[union-attr]
     assert len(_between(rec, date(2026, 11, 26), date(2026, 11, 27))) == 2
+
+
+def test_rrule_with_times_list_and_anchor() -> None:
+    rec = when(
+        {
+            "kind": "rrule",
+            "rule": "FREQ=WEEKLY;INTERVAL=2;BYDAY=MO",
+            "times": ["05:00", "17:30"],
+            "anchor": "2026-11-02",
+        }
+    )
+    found = _between(rec, date(2026, 11, 1), date(2026, 11, 30))
+    assert _local(found) == [
+        "2026-11-02 05:00",
+        "2026-11-02 17:30",
+        "2026-11-16 05:00",
+        "2026-11-16 17:30",
+        "2026-11-30 05:00",
+        "2026-11-30 17:30",
+    ]
 
 
 def test_rrule_first_sunday_of_the_month_and_until() -> None:
@@ -302,6 +270,23 @@ def test_skip_dates() -> None:
     rec = daily("05:00", "17:00", skip_dates=["2026-11-27", "2026-11-29"])
     found = _between(rec, date(2026, 11, 26), date(2026, 11, 30))
     assert sorted({m.day for m in found}) == [26, 28, 30]
+
+
+def test_validity_window_dates_are_inclusive() -> None:
+    rec = daily("05:00", "23:00", valid_from="2026-11-27", valid_until="2026-11-28")
+    found = _between(rec, date(2026, 11, 20), date(2026, 12, 5))
+    assert _local(found) == [
+        "2026-11-27 05:00",
+        "2026-11-27 23:00",
+        "2026-11-28 05:00",
+        "2026-11-28 23:00",
+    ]
+
+
+def test_validity_window_datetimes() -> None:
+    rec = daily("05:00", "17:00", valid_from="2026-11-27T06:00", valid_until="2026-11-28T05:00")
+    found = _between(rec, date(2026, 11, 20), date(2026, 12, 5))
+    assert _local(found) == ["2026-11-27 17:00", "2026-11-28 05:00"]
 
 
 @pytest.mark.parametrize(

@@ -276,15 +276,8 @@ def deploy(
         public_base_url=f"http://127.0.0.1:{api_port}",
     )
     engine = db.make_engine(database_url)
-    deployment = kind(
-        tmp=tmp,
-        broker=broker,
-        recorder=recorder,
-        env=env,
-        api_port=api_port,
-        engine=engine,
-        factory=db.make_sessionmaker(engine),
-    )
+    factory = db.make_sessionmaker(engine)
+    deployment = kind(tmp, broker, recorder, env, api_port, engine, factory)
     try:
         seed(deployment)
         deployment.admin = make_user(
