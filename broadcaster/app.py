@@ -31,6 +31,7 @@ from broadcaster.web.middleware import (
     RouteLimit,
     SecurityHeadersMiddleware,
 )
+from broadcaster.web.validation import storable_text
 from schedules import router as schedules_router
 from schedules import service as schedules_service
 from stations import router as stations_router
@@ -132,18 +133,23 @@ def create_app(
     app.include_router(health.router)
     if role is Role.WORKER:
         return app  # a worker serves its health checks only
-    protected = [Depends(authenticate)]
-    app.include_router(auth_router.public_router)
+    # every string a request carries must be storable (no NUL): checked once, after
+    # authentication, for every router (broadcaster.web.validation)
+    public = [Depends(storable_text)]
+    protected = [Depends(authenticate), *public]
+    app.include_router(auth_router.public_router, dependencies=public)
     app.include_router(auth_router.router, dependencies=protected)
     app.include_router(stations_router.router, dependencies=protected)
     app.include_router(broker_router.router, dependencies=protected)
     app.include_router(media_router.router, dependencies=protected)
-    app.include_router(media_router.public_router)
+    app.include_router(media_router.public_router, dependencies=public)
     app.include_router(schedules_router.router, dependencies=protected)
     app.include_router(dispatch_router.router, dependencies=protected)
     app.include_router(playlist_router.router, dependencies=protected)
-    app.include_router(schedules_router.public_router)  # calendar feeds: login or signed link
-    pages.install(app)  # dashboard pages: read the session cookie themselves
+    # calendar feeds: login or signed link
+    app.include_router(schedules_router.public_router, dependencies=public)
+    # dashboard pages: read the session cookie themselves
+    pages.install(app, dependencies=public)
     openapi.install(app)
 
     app.mount(

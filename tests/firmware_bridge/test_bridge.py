@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -27,12 +24,12 @@ from firmware_bridge.topics import TopicKind, Topics
 from tests.support.loa import Inbox, RawPublisher, desired, make_bridge, wait_until
 from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
 from tests.support.mqtt311_proxy import Mqtt311Proxy
+from tests.support.process import ChildProcess, python_argv
 from tests.support.protocol import Recorded, Recorder
 
 pytestmark = requires_mosquitto()
 
 TOPICS = Topics()
-REPO = Path(__file__).resolve().parents[2]
 
 
 def ack_payload(cmd_id: str) -> bytes:
@@ -64,7 +61,9 @@ def test_birth_on_connect_and_offline_on_stop(broker: Mosquitto, recorder: Recor
         late.stop()
 
 
-def test_will_marks_the_server_offline_when_it_dies(broker: Mosquitto, recorder: Recorder) -> None:
+def test_will_marks_the_server_offline_when_it_dies(
+    broker: Mosquitto, recorder: Recorder, tmp_path: Path
+) -> None:
     script = textwrap.dedent(
         f"""
         import time
@@ -77,23 +76,12 @@ def test_will_marks_the_server_offline_when_it_dies(broker: Mosquitto, recorder:
         time.sleep(60)
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "up"
+    with ChildProcess(python_argv("-c", script), log_path=tmp_path / "doomed.log") as proc:
+        proc.wait_for_output("up")
         recorder.wait_for("server-state", where=lambda d: d["online"] is True)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        proc.kill()
         will = recorder.wait_for("server-state", where=lambda d: d["online"] is False)[0]
         assert will.data == {"online": False}
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def test_reconnects_after_broker_restart_and_resubscribes(
@@ -233,9 +221,13 @@ def test_full_queue_drops_telemetry_and_the_broker_holds_the_rest(
     broker: Mosquitto, recorder: Recorder, raw: RawPublisher
 ) -> None:
     """Past ``queue_size``, telemetry (superseded by the next report) is dropped; QoS 1
-    messages are not: the bridge's Receive Maximum (at most ``queue_hard_limit``) keeps
-    the rest in the broker until we acknowledge, so every ack arrives, in order.  The
-    paho thread never waits, so the bridge keeps publishing while its handler is stuck."""
+    messages are not: the bridge's Receive Maximum keeps the rest in the broker until we
+    acknowledge, so every ack arrives, in order.  The paho thread never waits, so the
+    bridge keeps publishing while its handler is stuck.
+
+    Mosquitto 2.0.11 (Debian 12) can send a few more than the Receive Maximum after a
+    PUBACK (eclipse-mosquitto#2301), so the hard limit leaves room above it: nothing is
+    deferred, and the broker still holds most of the backlog."""
     entered = threading.Event()
     release = threading.Event()
     acks: list[str] = []
@@ -251,7 +243,9 @@ def test_full_queue_drops_telemetry_and_the_broker_holds_the_rest(
                 entered.set()
                 release.wait(20)
 
-    bridge = make_bridge(broker, slow_handler, queue_size=5, queue_hard_limit=12)
+    bridge = make_bridge(
+        broker, slow_handler, queue_size=5, receive_maximum=12, queue_hard_limit=40
+    )
     bridge.start()
     try:
         wait_until(lambda: bridge.connected, what="connected")
@@ -264,12 +258,15 @@ def test_full_queue_drops_telemetry_and_the_broker_holds_the_rest(
             raw.publish(TOPICS.telemetry("st-1"), telemetry_payload(seq))
         for cmd_id in sent[5:]:
             raw.publish(TOPICS.ack("st-1"), ack_payload(cmd_id))
-        wait_until(lambda: bridge.stats().queue_depth == 11, what="receive maximum reached")
+        wait_until(lambda: bridge.stats().queue_depth >= 11, what="receive maximum reached")
         time.sleep(0.5)
         stats = bridge.stats()
         assert stats.dropped == 10
-        assert stats.queue_depth == 11  # 12 in flight: c-first (in the handler) + 11 queued
-        assert stats.deferred == 0
+        # 12 in flight: c-first (in the handler) + 11 queued, give or take the broker's
+        # overshoot; the other acks wait in the broker
+        assert 11 <= stats.queue_depth < 30, stats
+        assert stats.received < 41, stats
+        assert stats.deferred == 0, stats
         assert bridge.publish_command_to_station("st-1", Command.new("ping"), wait_s=5.0)
         release.set()
         expected = ["c-first", *sent]

@@ -22,7 +22,9 @@ One module per area of the dashboard (Vietnamese paths, as operators say them):
 
 from __future__ import annotations
 
-from fastapi import APIRouter, FastAPI
+from collections.abc import Sequence
+
+from fastapi import APIRouter, FastAPI, params
 from fastapi.staticfiles import StaticFiles
 
 from broadcaster.web.pages import broadcasts, overview, playlog, signin, stations
@@ -35,8 +37,9 @@ for _area in (signin, overview, stations, broadcasts, playlog):
     router.include_router(_area.router)
 
 
-def install(app: FastAPI) -> None:
-    """The pages, their static files and the redirect of a page without a session."""
-    app.include_router(router)
+def install(app: FastAPI, *, dependencies: Sequence[params.Depends] = ()) -> None:
+    """The pages (with the app's `dependencies` for every route), their static files and
+    the redirect of a page without a session."""
+    app.include_router(router, dependencies=dependencies)
     app.add_exception_handler(SignInRequired, to_sign_in)
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="app-static")
