@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable
-from typing import Annotated
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, File, Form, Query, Request, Response, UploadFile, status
+from fastapi import APIRouter, Depends, File, Form, Query, Request, Response, UploadFile, status
 from fastapi.responses import FileResponse, JSONResponse
 from sqlalchemy.orm import Session
 
@@ -108,6 +109,37 @@ def _author(
     return service.Author(name=principal.username, user_id=principal.user_id, area_id=area_id)
 
 
+@dataclass
+class DraftJob:
+    """A request that makes a new draft asset in a job (speech, composition): the job opens
+    its own sessions, so the request's session is released while it runs."""
+
+    session: SessionDep
+    factory: SessionFactoryDep
+    principal: CurrentPrincipal
+    library: LibraryDep
+    areas: AreasDep
+    audit: Audit
+
+    def author(self) -> service.Author:
+        """Who makes the draft (content writers only); releases the request's session."""
+        self.principal.require(Permission.CONTENT_WRITE)
+        author = _author(self.session, self.principal, self.areas, None)
+        release(self.session)
+        return author
+
+    def done(self, action: str, asset_id: int, after: dict[str, Any] | None = None) -> AssetRead:
+        """The draft's audit entry (nothing plays it yet: no plan signal) and its read."""
+        asset = service.get_asset(self.session, asset_id)
+        self.audit.commit_change(
+            action, "media", [str(asset.id)], after=after or {"title": asset.title}, plan=False
+        )
+        return _read_one(self.session, self.library, self.areas, asset)
+
+
+DraftJobDep = Annotated[DraftJob, Depends()]
+
+
 def _require_owner(principal: Principal, asset: MediaAsset, permission: Permission) -> None:
     """Area-owned assets need the permission in that area; city-wide ones a city account."""
     require_owner(principal, asset.owner_area_id, permission, what="content", what_vi="Nội dung")
@@ -197,68 +229,38 @@ def upload_media(
 
 
 @router.post("/tts", status_code=status.HTTP_201_CREATED)
-def text_to_speech(
-    data: TTSRequest,
-    session: SessionDep,
-    factory: SessionFactoryDep,
-    principal: CurrentPrincipal,
-    library: LibraryDep,
-    areas: AreasDep,
-    audit: Audit,
-) -> AssetRead:
+def text_to_speech(data: TTSRequest, job: DraftJobDep) -> AssetRead:
     """Read a Vietnamese bulletin aloud (voices: south, north, central; rate -3..+3)."""
-    principal.require(Permission.CONTENT_WRITE)
-    author = _author(session, principal, areas, None)
-    release(session)  # the speech job opens its own sessions
     asset_id = service.create_tts_asset(
-        factory,
-        library,
+        job.factory,
+        job.library,
         text=data.text,
         voice=data.voice,
         rate=data.rate,
         title=data.title,
         category=data.category,
         tags=data.tags,
-        author=author,
+        author=job.author(),
     )
-    asset = service.get_asset(session, asset_id)
-    audit.commit_change(  # a new draft: nothing plays it yet
-        "media.tts", "media", [str(asset.id)], after={"title": asset.title}, plan=False
-    )
-    return _read_one(session, library, areas, asset)
+    return job.done("media.tts", asset_id)
 
 
 @router.post("/compose", status_code=status.HTTP_201_CREATED)
-def compose_media(
-    data: ComposeRequest,
-    session: SessionDep,
-    factory: SessionFactoryDep,
-    principal: CurrentPrincipal,
-    library: LibraryDep,
-    areas: AreasDep,
-    audit: Audit,
-) -> AssetRead:
+def compose_media(data: ComposeRequest, job: DraftJobDep) -> AssetRead:
     """Join parts (intro jingle, bulletin, outro) with gaps or a crossfade."""
-    principal.require(Permission.CONTENT_WRITE)
-    author = _author(session, principal, areas, None)
-    release(session)  # the composition job opens its own sessions
     asset_id = service.create_composed_asset(
-        factory,
-        library,
+        job.factory,
+        job.library,
         part_ids=data.parts,
         gap_ms=data.gap_ms,
         crossfade_ms=data.crossfade_ms,
         title=data.title,
         category=data.category,
         tags=data.tags,
-        author=author,
-        scope=principal.scope,
+        author=job.author(),
+        scope=job.principal.scope,
     )
-    asset = service.get_asset(session, asset_id)
-    audit.commit_change(  # a new draft: nothing plays it yet
-        "media.compose", "media", [str(asset.id)], after=data.model_dump(), plan=False
-    )
-    return _read_one(session, library, areas, asset)
+    return job.done("media.compose", asset_id, after=data.model_dump())
 
 
 @router.get("/{asset_id}")
@@ -293,78 +295,49 @@ def update_media(
     return _read_one(session, library, areas, asset)
 
 
-def _review(
-    asset: MediaAsset,
-    data: ApprovalRequest,
-    session: Session,
-    principal: Principal,
-    library: service.MediaLibrary,
-    areas: AreaDirectory,
-    audit: Audit,
-    *,
-    approve: bool,
-) -> AssetRead:
-    _require_owner(principal, asset, Permission.CONTENT_APPROVE)
-    before = {"approval": asset.approval.value}
-    service.set_approval(
-        session,
-        asset,
-        approver=service.Author(name=principal.username, user_id=principal.user_id),
-        approve=approve,
-        note=data.note,
-    )
-    audit.commit_change(
-        "media.approve" if approve else "media.reject",
-        "media",
-        [str(asset.id)],
-        before=before,
-        after={"approval": asset.approval.value, "note": data.note},
-    )
-    return _read_one(session, library, areas, asset)
+@dataclass
+class Review:
+    """An approver's decision on one asset (the approve permission in its area)."""
+
+    asset: AssetDep
+    session: SessionDep
+    principal: CurrentPrincipal
+    library: LibraryDep
+    areas: AreasDep
+    audit: Audit
+
+    def decide(self, data: ApprovalRequest | None, *, approve: bool) -> AssetRead:
+        asset, principal, note = self.asset, self.principal, (data or ApprovalRequest()).note
+        _require_owner(principal, asset, Permission.CONTENT_APPROVE)
+        before = {"approval": asset.approval.value}
+        service.set_approval(
+            self.session,
+            asset,
+            approver=service.Author(name=principal.username, user_id=principal.user_id),
+            approve=approve,
+            note=note,
+        )
+        self.audit.commit_change(
+            "media.approve" if approve else "media.reject",
+            "media",
+            [str(asset.id)],
+            before=before,
+            after={"approval": asset.approval.value, "note": note},
+        )
+        return _read_one(self.session, self.library, self.areas, asset)
+
+
+ReviewDep = Annotated[Review, Depends()]
 
 
 @router.post("/{asset_id}/approve")
-def approve_media(
-    asset: AssetDep,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    library: LibraryDep,
-    areas: AreasDep,
-    audit: Audit,
-    data: ApprovalRequest | None = None,
-) -> AssetRead:
-    return _review(
-        asset,
-        data or ApprovalRequest(),
-        session,
-        principal,
-        library,
-        areas,
-        audit,
-        approve=True,
-    )
+def approve_media(review: ReviewDep, data: ApprovalRequest | None = None) -> AssetRead:
+    return review.decide(data, approve=True)
 
 
 @router.post("/{asset_id}/reject")
-def reject_media(
-    asset: AssetDep,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    library: LibraryDep,
-    areas: AreasDep,
-    audit: Audit,
-    data: ApprovalRequest | None = None,
-) -> AssetRead:
-    return _review(
-        asset,
-        data or ApprovalRequest(),
-        session,
-        principal,
-        library,
-        areas,
-        audit,
-        approve=False,
-    )
+def reject_media(review: ReviewDep, data: ApprovalRequest | None = None) -> AssetRead:
+    return review.decide(data, approve=False)
 
 
 @router.get("/{asset_id}/peaks")

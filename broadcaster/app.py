@@ -149,10 +149,8 @@ def create_app(
     # calendar feeds: login or signed link
     app.include_router(schedules_router.public_router, dependencies=public)
     # dashboard pages: read the session cookie themselves
-    app.include_router(pages.router, dependencies=public)
+    pages.install(app, dependencies=public)
     openapi.install(app)
-
-    app.mount(pages.STATIC_PREFIX, StaticFiles(directory=pages.STATIC_DIR), name="app-static")
 
     app.mount(
         "/static/swagger",

@@ -12,10 +12,10 @@ from collections.abc import Sequence
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import Index, String
+from sqlalchemy import Index, String, cast, select
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from kernel.db import Base, JSONType, utcnow
+from kernel.db import Base, JSONType, paginate, utcnow
 from kernel.security import Principal
 
 
@@ -61,6 +61,34 @@ def record(
     session.add(entry)
     session.flush()
     return entry
+
+
+def search(
+    session: Session,
+    *,
+    actor: str | None = None,
+    action: str | None = None,
+    target: str | None = None,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int,
+    offset: int = 0,
+) -> tuple[list[AuditEntry], int]:
+    """Entries matching the filters, newest first, and their number.  `action` may end in
+    ``*`` (``station.*``); `target` matches one of the entry's targets exactly."""
+    query = select(AuditEntry)
+    if actor:
+        query = query.where(AuditEntry.actor == actor)
+    if action:
+        query = query.where(AuditEntry.action.like(action.replace("*", "%")))
+    if since:
+        query = query.where(AuditEntry.at >= since)
+    if until:
+        query = query.where(AuditEntry.at < until)
+    if target:
+        needle = target.replace("\\", "").replace('"', "").replace("%", "").replace("_", "\\_")
+        query = query.where(cast(AuditEntry.targets, String).like(f'%"{needle}"%', escape="\\"))
+    return paginate(session, query.order_by(AuditEntry.id.desc()), limit, offset)
 
 
 def _jsonable(value: Any) -> Any:

@@ -8,11 +8,21 @@ aware (SQLite keeps no offset, so `UTCDateTime` re-attaches it).
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any, TypeVar
 
-from sqlalchemy import JSON, DateTime, Enum, MetaData, Select, TypeDecorator, func, select
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    MetaData,
+    Select,
+    TypeDecorator,
+    func,
+    inspect,
+    select,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -115,3 +125,10 @@ def delete_unless_used(
         raise refuse(", ".join(f"'{title}' (#{user_id})" for user_id, title in found[:5]))
     session.delete(row)
     session.flush()
+
+
+def columns_of(row: object, fields: Iterable[str]) -> dict[str, Any]:
+    """The values of `row`'s mapped columns among `fields` (e.g. a read model's fields),
+    for building what an API returns from a row plus what it computes."""
+    names = set(inspect(type(row)).column_attrs.keys())
+    return {name: getattr(row, name) for name in fields if name in names}

@@ -13,9 +13,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, TypedDict, Unpack
 
-from fastapi import Depends, Path, Query, Request
+from fastapi import Depends, Path, Query, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from kernel import audit
@@ -81,6 +81,13 @@ def client_ip(request: Request) -> str | None:
     return request.client.host if request.client else None
 
 
+class States(TypedDict, total=False):
+    """What an audit entry says of its targets: their state before and after."""
+
+    before: dict[str, Any] | None
+    after: dict[str, Any] | None
+
+
 class AuditTrail:
     """Records audit entries in the request's session (committed with the change)."""
 
@@ -99,31 +106,16 @@ class AuditTrail:
         target_type: str,
         targets: Sequence[str] = (),
         *,
-        before: dict[str, Any] | None = None,
-        after: dict[str, Any] | None = None,
         plan: bool = True,
+        **states: Unpack[States],
     ) -> None:
         """The change helper (`kernel.changes.commit_change`) for this request."""
-        commit_change(
-            self.session,
-            self.actor,
-            action,
-            target_type,
-            targets,
-            before=before,
-            after=after,
-            plan=plan,
-        )
+        commit_change(self.session, self.actor, action, target_type, targets, plan=plan, **states)
 
     def record(
-        self,
-        action: str,
-        target_type: str,
-        targets: Sequence[str] = (),
-        *,
-        before: dict[str, Any] | None = None,
-        after: dict[str, Any] | None = None,
+        self, action: str, target_type: str, targets: Sequence[str] = (), **states: Unpack[States]
     ) -> None:
+        """An audit entry without a plan signal (accounts, tokens, broadcasts, commands)."""
         audit.record(
             self.session,
             actor=self.principal,
@@ -131,8 +123,7 @@ class AuditTrail:
             target_type=target_type,
             targets=targets,
             ip=self.ip,
-            before=before,
-            after=after,
+            **states,
         )
 
 
@@ -190,3 +181,12 @@ def time_range(
 
 
 TimeRangeDep = Annotated[TimeRange, Depends(time_range)]
+
+
+def csv_response(body: str, filename: str) -> Response:
+    """A CSV download (``body`` as written for spreadsheets: UTF-8, BOM, CRLF)."""
+    return Response(
+        content=body.encode("utf-8"),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -42,32 +42,23 @@ def _seen(principal: Principal, found: Owned, missing: NotFoundError) -> Owned:
 
 
 def source_in_scope(
-    source_id: IdPath,
-    session: SessionDep,
-    principal: CurrentPrincipal,
+    source_id: IdPath, session: SessionDep, caller: CurrentPrincipal
 ) -> StreamSource:
-    principal.require(Permission.SCHEDULES_READ)
-    source = sources.get_source(session, source_id)
-    return _seen(principal, source, StreamSourceNotFound(source_id))
+    caller.require(Permission.SCHEDULES_READ)
+    return _seen(caller, sources.get_source(session, source_id), StreamSourceNotFound(source_id))
 
 
 def programme_in_scope(
-    programme_id: IdPath,
-    session: SessionDep,
-    principal: CurrentPrincipal,
+    programme_id: IdPath, session: SessionDep, caller: CurrentPrincipal
 ) -> Programme:
-    principal.require(Permission.SCHEDULES_READ)
-    programme = programmes.get_programme(session, programme_id)
-    return _seen(principal, programme, ProgrammeNotFound(programme_id))
+    caller.require(Permission.SCHEDULES_READ)
+    found = programmes.get_programme(session, programme_id)
+    return _seen(caller, found, ProgrammeNotFound(programme_id))
 
 
-def rule_in_scope(
-    rule_id: IdPath,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-) -> ScheduleRule:
-    principal.require(Permission.SCHEDULES_READ)
-    return _seen(principal, rules.get_rule(session, rule_id), RuleNotFound(rule_id))
+def rule_in_scope(rule_id: IdPath, session: SessionDep, caller: CurrentPrincipal) -> ScheduleRule:
+    caller.require(Permission.SCHEDULES_READ)
+    return _seen(caller, rules.get_rule(session, rule_id), RuleNotFound(rule_id))
 
 
 SourceDep = Annotated[StreamSource, Depends(source_in_scope)]

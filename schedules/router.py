@@ -10,9 +10,11 @@ signal in the same transaction.
 from __future__ import annotations
 
 import datetime as dt
+from dataclasses import dataclass
+from datetime import tzinfo
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
+from fastapi import APIRouter, Depends, Path, Query, Request, Response, status
 from sqlalchemy.orm import Session
 
 from audio_library.dependencies import LibraryDep
@@ -20,14 +22,14 @@ from audio_library.service import Author
 from kernel.approval import Approval
 from kernel.bounds import MAX_INT32, BoundedDate
 from kernel.db import release, utcnow
-from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep
+from kernel.dependencies import Audit, AuditTrail, CurrentPrincipal, PageDep, SessionDep
 from kernel.security import Permission, Principal
 from kernel.tiers import Tier
 from schedules import reads
 from schedules.dependencies import CalendarAccess, ProgrammeDep, RuleDep, SourceDep, TzDep
 from schedules.exceptions import RuleNotFound
 from schedules.ical import render_calendar
-from schedules.models import ScheduleRule, StreamKind
+from schedules.models import Programme, ScheduleRule, StreamKind, StreamSource
 from schedules.schemas import (
     CODE_PATTERN,
     CalendarLink,
@@ -67,6 +69,63 @@ def _author(principal: Principal, area_id: int | None) -> Author:
     return Author(name=principal.username, user_id=principal.user_id, area_id=area_id)
 
 
+def _new_author(session: Session, principal: Principal, owner_area: str | None) -> Author:
+    """The author of a new source, programme or rule: the caller, in the owner area they
+    name (where they must be allowed to write schedules), else their own area."""
+    owner = owner_area_for(session, principal, owner_area, Permission.SCHEDULES_WRITE)
+    return _author(principal, owner)
+
+
+Before = dict[str, Any] | None
+
+
+def _source_changed(
+    session: Session, audit: AuditTrail, verb: str, source: StreamSource, before: Before = None
+) -> StreamSourceRead:
+    """Record a created or updated stream source (audit entry, plan signal) and read it."""
+    after = reads.source_snapshot(source)
+    audit.commit_change(
+        f"stream_source.{verb}", "stream_source", [str(source.id)], before=before, after=after
+    )
+    return reads.source_reads(session, [source])[0]
+
+
+def _programme_changed(
+    session: Session,
+    audit: AuditTrail,
+    verb: str,
+    programme: Programme,
+    before: Before = None,
+    *,
+    rules_reset: list[int] | None = None,
+) -> ProgrammeRead:
+    """Record a created or updated programme (and the rules its change sent back to
+    draft) and read it."""
+    after = reads.programme_snapshot(programme)
+    if rules_reset is not None:
+        after |= {"rules_reset": rules_reset}
+    audit.commit_change(
+        f"programme.{verb}", "programme", [str(programme.id)], before=before, after=after
+    )
+    return reads.programme_reads(session, [programme], rules_reset=rules_reset or ())[0]
+
+
+def _rule_changed(
+    session: Session,
+    audit: AuditTrail,
+    tz: tzinfo,
+    verb: str,
+    rule: ScheduleRule,
+    before: Before = None,
+) -> RuleRead:
+    """Record a created or updated schedule rule and read it."""
+    after = reads.rule_snapshot(rule)
+    audit.commit_change(
+        f"schedule.{verb}", "schedule_rule", [str(rule.id)], before=before, after=after
+    )
+    return reads.rule_reads(session, [rule], tz)[0]
+
+
 # --- stream sources --------------------------------------------------------------------
 
 
@@ -97,17 +156,9 @@ def create_stream_source(
     data: StreamSourceCreate, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> StreamSourceRead:
     principal.require(Permission.SCHEDULES_WRITE)
-    owner = owner_area_for(session, principal, data.owner_area, Permission.SCHEDULES_WRITE)
-    source = sources.create_source(
-        session, data, author=_author(principal, owner), scope=principal.scope
-    )
-    audit.commit_change(
-        "stream_source.create",
-        "stream_source",
-        [str(source.id)],
-        after=reads.source_snapshot(source),
-    )
-    return reads.source_reads(session, [source])[0]
+    author = _new_author(session, principal, data.owner_area)
+    source = sources.create_source(session, data, author=author, scope=principal.scope)
+    return _source_changed(session, audit, "create", source)
 
 
 @router.get("/stream-sources/{source_id}", tags=["stream sources"])
@@ -126,14 +177,7 @@ def update_stream_source(
     require_owner(principal, source.owner_area_id, Permission.SCHEDULES_WRITE)
     before = reads.source_snapshot(source)
     source = sources.update_source(session, source, data, scope=principal.scope)
-    audit.commit_change(
-        "stream_source.update",
-        "stream_source",
-        [str(source.id)],
-        before=before,
-        after=reads.source_snapshot(source),
-    )
-    return reads.source_reads(session, [source])[0]
+    return _source_changed(session, audit, "update", source, before)
 
 
 @router.delete(
@@ -186,20 +230,12 @@ def create_programme(
     """Create a programme; text items are spoken (TTS) now and kept as draft assets,
     approved together with the first rule that plays them."""
     principal.require(Permission.SCHEDULES_WRITE)
-    owner = owner_area_for(session, principal, data.owner_area, Permission.SCHEDULES_WRITE)
+    author = _new_author(session, principal, data.owner_area)
     drafts = programmes.check_items(session, data.items, scope=principal.scope)
     release(session)  # no transaction while the text items are spoken
     programmes.speak(session, library, drafts)
-    programme = programmes.create_programme(
-        session, library, data, drafts, author=_author(principal, owner)
-    )
-    audit.commit_change(
-        "programme.create",
-        "programme",
-        [str(programme.id)],
-        after=reads.programme_snapshot(programme),
-    )
-    return reads.programme_reads(session, [programme])[0]
+    programme = programmes.create_programme(session, library, data, drafts, author=author)
+    return _programme_changed(session, audit, "create", programme)
 
 
 @router.get("/programmes/{programme_id}", tags=["programmes"])
@@ -235,11 +271,7 @@ def update_programme(
         drafts,
         author=_author(principal, programme.owner_area_id),
     )
-    after = reads.programme_snapshot(programme) | {"rules_reset": reset}
-    audit.commit_change(
-        "programme.update", "programme", [str(programme.id)], before=before, after=after
-    )
-    return reads.programme_reads(session, [programme], rules_reset=reset)[0]
+    return _programme_changed(session, audit, "update", programme, before, rules_reset=reset)
 
 
 @router.delete(
@@ -302,14 +334,9 @@ def create_rule(
     """Create a rule (as a draft: it airs once an approver other than you approves it)."""
     principal.require(Permission.SCHEDULES_WRITE)
     _require_tier(principal, data.tier)
-    owner = owner_area_for(session, principal, data.owner_area, Permission.SCHEDULES_WRITE)
-    rule = rules.create_rule(
-        session, data, author=_author(principal, owner), principal=principal, tz=tz
-    )
-    audit.commit_change(
-        "schedule.create", "schedule_rule", [str(rule.id)], after=reads.rule_snapshot(rule)
-    )
-    return reads.rule_reads(session, [rule], tz)[0]
+    author = _new_author(session, principal, data.owner_area)
+    rule = rules.create_rule(session, data, author=author, principal=principal, tz=tz)
+    return _rule_changed(session, audit, tz, "create", rule)
 
 
 @router.get("/schedules/rules/{rule_id}", tags=["schedules"])
@@ -332,14 +359,7 @@ def update_rule(
     _require_tier(principal, rule.tier, data.tier)
     before = reads.rule_snapshot(rule)
     rules.update_rule(session, rule, data, principal=principal, tz=tz)
-    audit.commit_change(
-        "schedule.update",
-        "schedule_rule",
-        [str(rule.id)],
-        before=before,
-        after=reads.rule_snapshot(rule),
-    )
-    return reads.rule_reads(session, [rule], tz)[0]
+    return _rule_changed(session, audit, tz, "update", rule, before)
 
 
 @router.delete(
@@ -512,105 +532,99 @@ def area_calendar_link(
     return _link(library, _area_calendar_path(area.code), days, valid_days)
 
 
-def _calendar_response(data: bytes, name: str) -> Response:
-    return Response(
-        content=data,
-        media_type=ICS_MEDIA_TYPE,
-        headers={
-            "Content-Disposition": f'inline; filename="{name}.ics"',
-            "Cache-Control": "private, max-age=300",
-        },
-    )
-
-
-def _check_access(
-    access: CalendarAccess,
-    request: Request,
-    library: LibraryDep,
-    path: str,
-    days: int,
-) -> Principal | None:
-    if access is not None:
-        access.require(Permission.SCHEDULES_READ)
-        return access
-    key = calendar_links.calendar_key(library.url_secret)
-    calendar_links.verify_calendar(
-        path,
-        days,
-        request.query_params.get("exp"),
-        request.query_params.get("sig"),
-        key,
-        utcnow(),
-    )
-    return None
-
-
 StartQuery = Annotated[BoundedDate | None, Query(description="first local day (default: today)")]
 
 
+@dataclass
+class CalendarFeed:
+    """A calendar feed request: who asks (a login, or a signed link checked here), for how
+    many days from which first day, in the service time zone."""
+
+    access: CalendarAccess
+    request: Request
+    library: LibraryDep
+    tz: TzDep
+    days: DaysQuery = 7
+    start: StartQuery = None
+
+    def reader(self, path: str) -> Principal | None:
+        """The logged-in reader (who must reach what the feed shows), or None for a
+        valid signed link of `path` (anything else: 401/403)."""
+        if self.access is not None:
+            self.access.require(Permission.SCHEDULES_READ)
+            return self.access
+        calendar_links.verify_calendar(
+            path,
+            self.days,
+            self.request.query_params.get("exp"),
+            self.request.query_params.get("sig"),
+            calendar_links.calendar_key(self.library.url_secret),
+            utcnow(),
+        )
+        return None
+
+    def response(
+        self, session: Session, station_ids: list[int], *, name: str, description: str, file: str
+    ) -> Response:
+        """The stations' items as iCalendar (one event per item and placement)."""
+        first = self.start or planning.local_today(self.tz)
+        items = planning.calendar_items(session, station_ids, first, self.days, self.tz)
+        data = render_calendar(
+            items, name=name, generated_at=utcnow(), timezone=str(self.tz), description=description
+        )
+        return Response(
+            content=data,
+            media_type=ICS_MEDIA_TYPE,
+            headers={
+                "Content-Disposition": f'inline; filename="{file}.ics"',
+                "Cache-Control": "private, max-age=300",
+            },
+        )
+
+
+FeedDep = Annotated[CalendarFeed, Depends()]
+CALENDAR_RESPONSES: dict[int | str, dict[str, Any]] = {200: {"content": {"text/calendar": {}}}}
+
+
 @public_router.get(
-    "/stations/{sid}/calendar.ics",
-    response_class=Response,
-    responses={200: {"content": {"text/calendar": {}}}},
+    "/stations/{sid}/calendar.ics", response_class=Response, responses=CALENDAR_RESPONSES
 )
 def station_calendar(
-    sid: Annotated[str, Path(pattern=CODE_PATTERN)],
-    access: CalendarAccess,
-    request: Request,
-    session: SessionDep,
-    library: LibraryDep,
-    tz: TzDep,
-    days: DaysQuery = 7,
-    start: StartQuery = None,
+    sid: Annotated[str, Path(pattern=CODE_PATTERN)], feed: FeedDep, session: SessionDep
 ) -> Response:
     """The station's items as iCalendar (one event per item).  Needs a login, or the
     ``exp``/``sig`` of a link from ``calendar-link``."""
-    principal = _check_access(access, request, library, _station_calendar_path(sid), days)
+    principal = feed.reader(_station_calendar_path(sid))
     station = stations_service.get_station(session, sid)
     if principal is not None and not principal.reaches(station.area_id):
         raise StationNotFound(sid)
-    first = start or planning.local_today(tz)
-    items = planning.calendar_items(session, [station.id], first, days, tz)
-    data = render_calendar(
-        items,
+    return feed.response(
+        session,
+        [station.id],
         name=station.name,
-        generated_at=utcnow(),
-        timezone=str(tz),
         description=f"Lịch phát của {station.name} ({station.sid})",
+        file=station.sid,
     )
-    return _calendar_response(data, station.sid)
 
 
 @public_router.get(
-    "/areas/{code}/calendar.ics",
-    response_class=Response,
-    responses={200: {"content": {"text/calendar": {}}}},
+    "/areas/{code}/calendar.ics", response_class=Response, responses=CALENDAR_RESPONSES
 )
 def area_calendar(
-    code: Annotated[str, Path(pattern=CODE_PATTERN)],
-    access: CalendarAccess,
-    request: Request,
-    session: SessionDep,
-    library: LibraryDep,
-    tz: TzDep,
-    days: DaysQuery = 7,
-    start: StartQuery = None,
+    code: Annotated[str, Path(pattern=CODE_PATTERN)], feed: FeedDep, session: SessionDep
 ) -> Response:
     """Every item of every station in the area (and below), one event per item and
     placement.  Needs a login, or the ``exp``/``sig`` of a link from ``calendar-link``."""
-    principal = _check_access(access, request, library, _area_calendar_path(code), days)
+    principal = feed.reader(_area_calendar_path(code))
     area = stations_service.get_area(session, code)
     if principal is not None and not principal.reaches(area.id):
         raise AreaNotFound(code)
     subtree = stations_service.subtree_ids(session, [area.id])
     station_ids = stations_service.station_ids_in(session, subtree, enabled_only=True)
-    first = start or planning.local_today(tz)
-    items = planning.calendar_items(session, station_ids, first, days, tz)
-    data = render_calendar(
-        items,
+    return feed.response(
+        session,
+        list(station_ids),
         name=area.name,
-        generated_at=utcnow(),
-        timezone=str(tz),
         description=f"Lịch phát các trạm thuộc {area.name}",
+        file=area.code,
     )
-    return _calendar_response(data, area.code)

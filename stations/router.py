@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, File, Query, Response, UploadFile, status
 from fastapi.responses import JSONResponse
 
 from kernel.audit import snapshot
-from kernel.dependencies import Audit, CurrentPrincipal, PageDep, SessionDep, TimeRangeDep
+from kernel.db import columns_of
+from kernel.dependencies import (
+    Audit,
+    AuditTrail,
+    CurrentPrincipal,
+    PageDep,
+    SessionDep,
+    TimeRangeDep,
+    csv_response,
+)
 from kernel.errors import PayloadTooLarge
 from kernel.security import Permission
 from stations import csvio, live, service
@@ -43,38 +52,22 @@ SearchQuery = Annotated[
 
 
 def area_read(area: Area) -> AreaRead:
-    return AreaRead(
-        code=area.code,
-        name=area.name,
-        level=area.level,
-        parent_code=area.parent.code if area.parent else None,
-        created_at=area.created_at,
-        updated_at=area.updated_at,
+    parent_code = area.parent.code if area.parent else None
+    return AreaRead.model_validate(
+        columns_of(area, AreaRead.model_fields) | {"parent_code": parent_code}
     )
 
 
 def station_read(station: Station) -> StationRead:
-    return StationRead(
-        sid=station.sid,
-        name=station.name,
-        kind=station.kind,
-        area_code=station.area.code,
-        area_name=station.area.name,
-        latitude=station.latitude,
-        longitude=station.longitude,
-        address=station.address,
-        controller_model=station.controller_model,
-        firmware=station.firmware,
-        capabilities=list(station.capabilities),
-        default_volume=station.default_volume,
-        enabled=station.enabled,
-        sim_iccid=station.sim_iccid,
-        phone=station.phone,
-        notes=station.notes,
-        online=bool(station.state and station.state.online),
-        last_seen=station.state.last_seen if station.state else None,
-        created_at=station.created_at,
-        updated_at=station.updated_at,
+    state = station.state
+    return StationRead.model_validate(
+        columns_of(station, StationRead.model_fields)
+        | {
+            "area_code": station.area.code,
+            "area_name": station.area.name,
+            "online": bool(state and state.online),
+            "last_seen": state.last_seen if state else None,
+        }
     )
 
 
@@ -82,19 +75,32 @@ def group_read(
     session: SessionDep, group: Group, resolver: TargetResolver | None = None
 ) -> GroupRead:
     owners = service.area_codes(session, [group.owner_area_id])
-    return GroupRead(
-        gid=group.gid,
-        name=group.name,
-        description=group.description,
-        builtin=group.builtin,
-        auto=group.auto,
-        owner_area_code=owners.get(group.owner_area_id) if group.owner_area_id else None,
-        stations=[s.sid for s in group.stations],
-        areas=[a.code for a in group.areas],
-        station_count=len(service.group_station_ids(session, group, resolver=resolver)),
-        created_at=group.created_at,
-        updated_at=group.updated_at,
+    return GroupRead.model_validate(
+        columns_of(group, GroupRead.model_fields)
+        | {
+            "owner_area_code": owners.get(group.owner_area_id) if group.owner_area_id else None,
+            "stations": [s.sid for s in group.stations],
+            "areas": [a.code for a in group.areas],
+            "station_count": len(service.group_station_ids(session, group, resolver=resolver)),
+        }
     )
+
+
+def _station_changed(
+    audit: AuditTrail, verb: str, station: Station, before: dict[str, Any] | None = None
+) -> StationRead:
+    """Record a created or updated station (audit entry, plan signal) and read it."""
+    after = snapshot(station, service.STATION_FIELDS)
+    audit.commit_change(f"station.{verb}", "station", [station.sid], before=before, after=after)
+    return station_read(station)
+
+
+def _deleted(
+    audit: AuditTrail, kind: str, key: str, before: dict[str, Any] | None = None
+) -> Response:
+    """Record a deleted area, station or group (audit entry, plan signal): 204."""
+    audit.commit_change(f"{kind}.delete", kind, [key], before=before)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 # --- areas -----------------------------------------------------------------------------
@@ -166,8 +172,7 @@ def delete_area(
     principal.require(Permission.AREAS_WRITE)
     before = snapshot(area, service.AREA_FIELDS)
     service.delete_area(session, area.code)
-    audit.commit_change("area.delete", "area", [before["code"]], before=before)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return _deleted(audit, "area", before["code"], before)
 
 
 # --- stations --------------------------------------------------------------------------
@@ -200,10 +205,7 @@ def create_station(
     if area is not None:
         principal.require_area(Permission.STATIONS_WRITE, area.id)
     station = service.create_station(session, data)
-    audit.commit_change(
-        "station.create", "station", [station.sid], after=snapshot(station, service.STATION_FIELDS)
-    )
-    return station_read(station)
+    return _station_changed(audit, "create", station)
 
 
 @router.get("/stations/export.csv", tags=["stations"], response_class=Response)
@@ -216,11 +218,7 @@ def export_stations(
 ) -> Response:
     query = service.station_query(session, scope=principal.scope, area=area, kind=kind, q=q)
     body = csvio.export_stations(service.all_stations(session, query))
-    return Response(
-        content=body.encode("utf-8"),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="stations.csv"'},
-    )
+    return csv_response(body, "stations.csv")
 
 
 @router.post(
@@ -323,14 +321,7 @@ def update_station(
         )
     before = snapshot(station, service.STATION_FIELDS)
     station = service.update_station(session, station.sid, data)
-    audit.commit_change(
-        "station.update",
-        "station",
-        [station.sid],
-        before=before,
-        after=snapshot(station, service.STATION_FIELDS),
-    )
-    return station_read(station)
+    return _station_changed(audit, "update", station, before)
 
 
 @router.delete("/stations/{sid}", status_code=status.HTTP_204_NO_CONTENT, tags=["stations"])
@@ -340,8 +331,7 @@ def delete_station(
     principal.require(Permission.STATIONS_WRITE)
     before = snapshot(station, service.STATION_FIELDS)
     service.delete_station(session, station.sid)
-    audit.commit_change("station.delete", "station", [station.sid], before=before)
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return _deleted(audit, "station", station.sid, before)
 
 
 # --- groups ----------------------------------------------------------------------------
@@ -431,5 +421,4 @@ def delete_group(
     principal.require(Permission.GROUPS_WRITE)
     gid = group.gid
     service.delete_group(session, gid)
-    audit.commit_change("group.delete", "group", [gid])
-    return Response(status_code=status.HTTP_204_NO_CONTENT)
+    return _deleted(audit, "group", gid)

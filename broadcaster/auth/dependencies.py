@@ -9,20 +9,21 @@ usual defence against cross-site request forgery on top of ``SameSite=Lax``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from typing import Annotated
 from urllib.parse import urlsplit
 
-from fastapi import Request
+from fastapi import Depends, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import cookie_parser
 
 from broadcaster.auth import service
-from broadcaster.auth.models import Token
+from broadcaster.auth.models import Token, User
 from broadcaster.auth.usage import TokenUsage
 from broadcaster.db import read_session
-from kernel.dependencies import SessionDep
+from kernel.dependencies import CurrentPrincipal, IdPath, SessionDep
 from kernel.errors import PermissionDeniedError, Unauthenticated
-from kernel.security import Principal
+from kernel.security import Permission, Principal
 
 COOKIE_NAME = "broadcaster_session"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
@@ -43,6 +44,19 @@ def _same_origin(request: Request) -> bool:
     if not source:
         return False
     return urlsplit(source).netloc == request.headers.get("host", "")
+
+
+def set_session_cookie(request: Request, response: Response, plaintext: str) -> None:
+    """Hand the browser its session token (HttpOnly, SameSite=Lax, Secure over HTTPS)."""
+    response.set_cookie(
+        COOKIE_NAME,
+        plaintext,
+        max_age=int(service.SESSION_TTL.total_seconds()),
+        httponly=True,
+        samesite="lax",
+        secure=request.app.state.settings.public_base_url.startswith("https://"),
+        path="/",
+    )
 
 
 def authenticate(request: Request, session: SessionDep) -> Principal:
@@ -100,3 +114,12 @@ def header_authenticator(
         return await run_in_threadpool(valid, headers)
 
     return check
+
+
+def managed_user(user_id: IdPath, session: SessionDep, principal: CurrentPrincipal) -> User:
+    """An account, for an administrator who manages accounts (403 for anyone else)."""
+    principal.require(Permission.USERS_MANAGE)
+    return service.get_user(session, user_id)
+
+
+ManagedUser = Annotated[User, Depends(managed_user)]

@@ -6,10 +6,9 @@ import datetime as dt
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Query, Request, Response, status
-from sqlalchemy import String, cast, select
 
 from broadcaster.auth import service
-from broadcaster.auth.dependencies import COOKIE_NAME
+from broadcaster.auth.dependencies import COOKIE_NAME, ManagedUser, set_session_cookie
 from broadcaster.auth.models import Token, TokenKind, User
 from broadcaster.auth.schemas import (
     ApiTokenCreate,
@@ -24,8 +23,7 @@ from broadcaster.auth.schemas import (
     UserUpdate,
 )
 from kernel import audit as audit_log
-from kernel.audit import AuditEntry
-from kernel.db import paginate
+from kernel.db import columns_of
 from kernel.dependencies import (
     Audit,
     CurrentPrincipal,
@@ -49,30 +47,12 @@ PasswordForm = Annotated[str, Form(max_length=256)]
 def _login(
     request: Request, session: SessionDep, username: str, password: str
 ) -> tuple[str, Token]:
-    ip = client_ip(request)
+    """Log in; a failure's audit entry is committed before the error answers."""
     try:
-        user = service.authenticate_password(session, username, password)
+        plaintext, token = service.log_in(session, username, password, ip=client_ip(request))
     except Unauthenticated:
-        audit_log.record(
-            session,
-            actor=None,
-            actor_name=username,
-            action="auth.login_failed",
-            target_type="user",
-            targets=[username],
-            ip=ip,
-        )
         session.commit()
         raise
-    plaintext, token = service.issue_token(session, user, kind=TokenKind.SESSION, ip=ip)
-    audit_log.record(
-        session,
-        actor=service.principal_for(session, user),
-        action="auth.login",
-        target_type="user",
-        targets=[user.username],
-        ip=ip,
-    )
     session.commit()
     return plaintext, token
 
@@ -96,25 +76,13 @@ def login(
 ) -> TokenResponse:
     """Web UI login: same as `/token`, and sets the HttpOnly session cookie."""
     plaintext, issued = _login(request, session, username, password)
-    response.set_cookie(
-        COOKIE_NAME,
-        plaintext,
-        max_age=int(service.SESSION_TTL.total_seconds()),
-        httponly=True,
-        samesite="lax",
-        secure=request.app.state.settings.public_base_url.startswith("https://"),
-        path="/",
-    )
+    set_session_cookie(request, response, plaintext)
     return TokenResponse(access_token=plaintext, expires_at=issued.expires_at)
 
 
 @router.post("/auth/logout", status_code=status.HTTP_204_NO_CONTENT)
-def logout(session: SessionDep, principal: CurrentPrincipal, audit: Audit) -> Response:
-    if principal.token_id is not None:
-        issued = session.get(Token, principal.token_id)
-        if issued is not None and issued.revoked_at is None:
-            issued.revoked_at = dt.datetime.now(dt.UTC)
-    audit.record("auth.logout", "user", [principal.username])
+def logout(request: Request, session: SessionDep, principal: CurrentPrincipal) -> Response:
+    service.log_out(session, principal, ip=client_ip(request))
     session.commit()
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
     response.delete_cookie(COOKIE_NAME, path="/")
@@ -122,17 +90,8 @@ def logout(session: SessionDep, principal: CurrentPrincipal, audit: Audit) -> Re
 
 
 def _user_read(user: User) -> UserRead:
-    return UserRead(
-        id=user.id,
-        username=user.username,
-        full_name=user.full_name,
-        role=user.role,
-        areas=[a.code for a in user.areas],
-        can_emergency=user.can_emergency,
-        active=user.active,
-        locked_until=user.locked_until,
-        created_at=user.created_at,
-    )
+    areas = [a.code for a in user.areas]
+    return UserRead.model_validate(columns_of(user, UserRead.model_fields) | {"areas": areas})
 
 
 @router.get("/auth/me")
@@ -161,25 +120,12 @@ def change_password(
 
 
 def _token_read(token: Token) -> ApiTokenRead:
-    return ApiTokenRead(
-        id=token.id,
-        name=token.name,
-        kind=token.kind.value,
-        prefix=token.prefix,
-        created_at=token.created_at,
-        expires_at=token.expires_at,
-        last_used_at=token.last_used_at,
-        revoked_at=token.revoked_at,
-    )
+    return ApiTokenRead.model_validate(token, from_attributes=True)
 
 
 @router.get("/auth/tokens", response_model=ListOf[ApiTokenRead])
 def list_tokens(session: SessionDep, principal: CurrentPrincipal) -> ListOf[ApiTokenRead]:
-    tokens = session.scalars(
-        select(Token)
-        .where(Token.user_id == principal.user_id, Token.kind == TokenKind.API)
-        .order_by(Token.id)
-    ).all()
+    tokens = service.api_tokens(session, principal.user_id)
     return ListOf(items=[_token_read(t) for t in tokens], total=len(tokens))
 
 
@@ -207,13 +153,12 @@ def create_token(
 def revoke_token(
     token_id: IdPath, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> Response:
-    issued = session.get(Token, token_id)
+    issued = service.get_token(session, token_id)
     if issued is None or (
         issued.user_id != principal.user_id and not principal.has(Permission.USERS_MANAGE)
     ):
         raise NotFoundError(f"token {token_id} not found")
-    if issued.revoked_at is None:
-        issued.revoked_at = dt.datetime.now(dt.UTC)
+    service.revoke(issued)
     audit.record("auth.token_revoke", "token", [str(token_id)])
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -225,7 +170,7 @@ def revoke_token(
 @router.get("/users", response_model=ListOf[UserRead])
 def list_users(session: SessionDep, principal: CurrentPrincipal, page: PageDep) -> ListOf[UserRead]:
     principal.require(Permission.USERS_MANAGE)
-    items, total = paginate(session, select(User).order_by(User.username), page.limit, page.offset)
+    items, total = service.list_users(session, limit=page.limit, offset=page.offset)
     return ListOf(items=[_user_read(u) for u in items], total=total)
 
 
@@ -243,21 +188,12 @@ def create_user(
 
 
 @router.get("/users/{user_id}")
-def get_user(user_id: IdPath, session: SessionDep, principal: CurrentPrincipal) -> UserRead:
-    principal.require(Permission.USERS_MANAGE)
-    return _user_read(service.get_user(session, user_id))
+def get_user(user: ManagedUser) -> UserRead:
+    return _user_read(user)
 
 
 @router.patch("/users/{user_id}")
-def update_user(
-    user_id: IdPath,
-    data: UserUpdate,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    audit: Audit,
-) -> UserRead:
-    principal.require(Permission.USERS_MANAGE)
-    user = service.get_user(session, user_id)
+def update_user(user: ManagedUser, data: UserUpdate, session: SessionDep, audit: Audit) -> UserRead:
     before = _user_read(user).model_dump(
         mode="json", include={"role", "areas", "can_emergency", "active"}
     )
@@ -276,14 +212,12 @@ def update_user(
 
 @router.delete("/users/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
 def delete_user(
-    user_id: IdPath, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+    user: ManagedUser, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> Response:
-    principal.require(Permission.USERS_MANAGE)
-    user = service.get_user(session, user_id)
     if user.id == principal.user_id:
         raise InvalidInput("you cannot delete your own account", field="user_id")
     username = user.username
-    session.delete(user)
+    service.delete_user(session, user)
     audit.record("user.delete", "user", [username])
     session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)
@@ -304,33 +238,16 @@ def list_audit(
 ) -> ListOf[AuditRead]:
     """The append-only audit log, newest first (administrators only)."""
     principal.require(Permission.AUDIT_READ)
-    query = select(AuditEntry)
-    if actor:
-        query = query.where(AuditEntry.actor == actor)
-    if action:
-        query = query.where(AuditEntry.action.like(action.replace("*", "%")))
-    if window.since:
-        query = query.where(AuditEntry.at >= window.since)
-    if window.until:
-        query = query.where(AuditEntry.at < window.until)
-    if target:
-        needle = target.replace("\\", "").replace('"', "").replace("%", "").replace("_", "\\_")
-        query = query.where(cast(AuditEntry.targets, String).like(f'%"{needle}"%', escape="\\"))
-    items, total = paginate(session, query.order_by(AuditEntry.id.desc()), page.limit, page.offset)
+    items, total = audit_log.search(
+        session,
+        actor=actor,
+        action=action,
+        target=target,
+        since=window.since,
+        until=window.until,
+        limit=page.limit,
+        offset=page.offset,
+    )
     return ListOf(
-        items=[
-            AuditRead(
-                id=e.id,
-                at=e.at,
-                actor=e.actor,
-                action=e.action,
-                target_type=e.target_type,
-                targets=list(e.targets),
-                ip=e.ip,
-                before=e.before,
-                after=e.after,
-            )
-            for e in items
-        ],
-        total=total,
+        items=[AuditRead.model_validate(e, from_attributes=True) for e in items], total=total
     )

@@ -20,7 +20,8 @@ from sqlalchemy.orm import Session
 
 from broadcaster.auth.models import Token, TokenKind, User
 from broadcaster.auth.schemas import UserCreate, UserUpdate
-from kernel.db import utcnow
+from kernel import audit
+from kernel.db import paginate, utcnow
 from kernel.errors import ConflictError, InvalidInput, NotFoundError, RateLimited, Unauthenticated
 from kernel.security import Principal, Role, permissions_for
 from stations import service as stations
@@ -186,6 +187,83 @@ def issue_token(
     session.add(token)
     session.flush()
     return plaintext, token
+
+
+def log_in(session: Session, username: str, password: str, *, ip: str | None) -> tuple[str, Token]:
+    """A new session token for these credentials, the login written to the audit log.
+
+    Wrong credentials are written to the audit log too, then raise `Unauthenticated`
+    (the caller commits that record before answering); a locked account raises
+    `RateLimited`.
+    """
+    try:
+        user = authenticate_password(session, username, password)
+    except Unauthenticated:
+        audit.record(
+            session,
+            actor=None,
+            actor_name=username,
+            action="auth.login_failed",
+            target_type="user",
+            targets=[username],
+            ip=ip,
+        )
+        raise
+    plaintext, token = issue_token(session, user, kind=TokenKind.SESSION, ip=ip)
+    audit.record(
+        session,
+        actor=principal_for(session, user),
+        action="auth.login",
+        target_type="user",
+        targets=[user.username],
+        ip=ip,
+    )
+    return plaintext, token
+
+
+def log_out(session: Session, principal: Principal, *, ip: str | None) -> None:
+    """Revoke the principal's session token (if it has one) and write the audit entry."""
+    if principal.token_id is not None:
+        token = session.get(Token, principal.token_id)
+        if token is not None:
+            revoke(token)
+    audit.record(
+        session,
+        actor=principal,
+        action="auth.logout",
+        target_type="user",
+        targets=[principal.username],
+        ip=ip,
+    )
+
+
+def get_token(session: Session, token_id: int) -> Token | None:
+    return session.get(Token, token_id)
+
+
+def revoke(token: Token) -> None:
+    if token.revoked_at is None:
+        token.revoked_at = utcnow()
+
+
+def api_tokens(session: Session, user_id: int | None) -> list[Token]:
+    """A user's API tokens (not their sessions), oldest first."""
+    return list(
+        session.scalars(
+            select(Token)
+            .where(Token.user_id == user_id, Token.kind == TokenKind.API)
+            .order_by(Token.id)
+        )
+    )
+
+
+def list_users(session: Session, *, limit: int, offset: int) -> tuple[list[User], int]:
+    return paginate(session, select(User).order_by(User.username), limit, offset)
+
+
+def delete_user(session: Session, user: User) -> None:
+    session.delete(user)
+    session.flush()
 
 
 def resolve_token(session: Session, plaintext: str) -> Token | None:

@@ -7,7 +7,10 @@ broker, and only then commits: a broker failure (503) leaves the database untouc
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response, status
+from dataclasses import dataclass
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response, status
 
 from broadcaster.broker import provisioning
 from broadcaster.broker.dependencies import DynsecDep, SettingsDep, require_dynsec
@@ -43,6 +46,26 @@ def _status(station: Station, record: StationCredential | None) -> CredentialSta
     )
 
 
+@dataclass
+class CredentialChange:
+    """A change to one station's broker account: by someone who may write the station
+    (403 otherwise), with the broker's accounts switched on (409 otherwise)."""
+
+    station: StationDep
+    session: SessionDep
+    principal: CurrentPrincipal
+    audit: Audit
+    settings: SettingsDep
+    dynsec: DynsecDep
+
+    def __post_init__(self) -> None:
+        self.principal.require_area(Permission.STATIONS_WRITE, self.station.area_id)
+        require_dynsec(self.settings)
+
+
+CredentialChangeDep = Annotated[CredentialChange, Depends()]
+
+
 @router.get("/stations/{sid}/credentials")
 def get_credentials(
     station: StationDep, session: SessionDep, principal: CurrentPrincipal
@@ -60,21 +83,12 @@ def get_credentials(
         **_BROKER_ERRORS,
     },
 )
-def issue_credentials(
-    station: StationDep,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    audit: Audit,
-    settings: SettingsDep,
-    dynsec: DynsecDep,
-    response: Response,
-) -> IssuedCredentials:
+def issue_credentials(change: CredentialChangeDep, response: Response) -> IssuedCredentials:
     """Issue the station's MQTT secret, or rotate it; the secret is shown only here, once."""
-    principal.require_area(Permission.STATIONS_WRITE, station.area_id)
-    require_dynsec(settings)
+    station, session, settings = change.station, change.session, change.settings
     rotating = provisioning.credential_of(session, station) is not None
     # Database first (flushed, not committed), then the broker, then commit.
-    audit.record(
+    change.audit.record(
         "station.credentials.rotate" if rotating else "station.credentials.issue",
         "station",
         [station.sid],
@@ -82,10 +96,10 @@ def issue_credentials(
     )
     (issued,) = provisioning.issue_credentials(
         session,
-        dynsec,
+        change.dynsec,
         [station],
         topics=topics(settings),
-        issued_by=principal.username,
+        issued_by=change.principal.username,
         server_account=server_account(settings),
     )
     session.commit()
@@ -107,18 +121,9 @@ def issue_credentials(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=_BROKER_ERRORS,
 )
-def revoke_credentials(
-    station: StationDep,
-    session: SessionDep,
-    principal: CurrentPrincipal,
-    audit: Audit,
-    settings: SettingsDep,
-    dynsec: DynsecDep,
-) -> Response:
+def revoke_credentials(change: CredentialChangeDep) -> Response:
     """Delete the station's MQTT account (it is disconnected and cannot come back)."""
-    principal.require_area(Permission.STATIONS_WRITE, station.area_id)
-    require_dynsec(settings)
-    audit.record("station.credentials.revoke", "station", [station.sid])
-    provisioning.revoke_credentials(session, dynsec, station)
-    session.commit()
+    change.audit.record("station.credentials.revoke", "station", [change.station.sid])
+    provisioning.revoke_credentials(change.session, change.dynsec, change.station)
+    change.session.commit()
     return Response(status_code=status.HTTP_204_NO_CONTENT)

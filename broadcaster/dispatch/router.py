@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import datetime as dt
-import io
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Literal
@@ -14,19 +12,12 @@ from zoneinfo import ZoneInfo
 from fastapi import APIRouter, Path, Query, Request, Response, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import StreamingResponse
-from sqlalchemy import Select, func, select
-from sqlalchemy.orm import Session
 
 from audio_library.dependencies import LibraryDep
 from broadcaster.db import read_session
-from broadcaster.dispatch import broadcasts, deadletters, outbox
+from broadcaster.dispatch import broadcasts, deadletters, outbox, reports
 from broadcaster.dispatch.models import (
-    Broadcast,
-    Command,
-    CommandTarget,
-    Play,
     PlayStatus,
-    TargetStatus,
 )
 from broadcaster.dispatch.schemas import (
     BroadcastCreate,
@@ -35,12 +26,10 @@ from broadcaster.dispatch.schemas import (
     ConvergenceRow,
     DeadLetterRead,
     PlayRead,
-    Progress,
     StationCommandCreate,
-    TargetRead,
     TotalRow,
 )
-from kernel.db import paginate, utcnow
+from kernel.db import utcnow
 from kernel.dependencies import (
     Audit,
     CurrentPrincipal,
@@ -48,12 +37,11 @@ from kernel.dependencies import (
     PageDep,
     SessionDep,
     TimeRangeDep,
+    csv_response,
 )
 from kernel.errors import NotFoundError
-from kernel.security import Permission, Principal
-from stations import service as stations
+from kernel.security import Permission
 from stations.dependencies import StationDep
-from stations.models import Area, AreaLevel, Station, StationState
 from stations.schemas import CODE_PATTERN, SID_PATTERN, ListOf
 
 router = APIRouter(prefix="/api/v1")
@@ -73,90 +61,6 @@ def _tz(request: Request) -> ZoneInfo:
 
 
 # --- broadcasts ------------------------------------------------------------------------
-
-
-def _progress(session: Session, command_ids: list[int]) -> Progress:
-    counts = outbox.progress(session, command_ids) if command_ids else {}
-    total = sum(counts.values())
-    received = sum(
-        counts.get(s.value, 0)
-        for s in TargetStatus
-        if s.rank >= TargetStatus.RECEIVED.rank and s is not TargetStatus.EXPIRED
-    )
-    finished = sum(counts.get(s.value, 0) for s in TargetStatus if s.terminal)
-    return Progress(total=total, by_status=counts, received=received, finished=finished)
-
-
-def _broadcast_read(
-    session: Session, broadcast: Broadcast, *, with_stations: bool
-) -> BroadcastRead:
-    commands = broadcasts.commands_of(session, broadcast)
-    play = next((c for c in commands if c.type == "play"), None)
-    per_station = None
-    if with_stations and play is not None:
-        rows = session.execute(
-            select(
-                Station.sid,
-                CommandTarget.status,
-                CommandTarget.reason,
-                CommandTarget.updated_at,
-                Play.status,
-            )
-            .join(CommandTarget, CommandTarget.station_id == Station.id)
-            .outerjoin(Play, (Play.station_id == Station.id) & (Play.cmd_id == play.cmd_id))
-            .where(CommandTarget.command_id == play.id)
-            .order_by(Station.sid)
-        ).all()
-        per_station = [
-            TargetRead(
-                sid=sid,
-                status=TargetStatus(st).value,
-                reason=reason,
-                updated_at=updated,
-                play_status=PlayStatus(ps).value if ps else None,
-            )
-            for sid, st, reason, updated, ps in rows
-        ]
-    return BroadcastRead(
-        id=broadcast.id,
-        title=broadcast.title,
-        tier=broadcast.tier,
-        priority=broadcast.priority,
-        status=broadcast.status.value,
-        content=broadcast.content,
-        targets=broadcast.targets,
-        station_count=broadcast.station_count,
-        start_at=broadcast.start_at,
-        until=broadcast.until,
-        repeat=broadcast.repeat,
-        not_after=broadcast.not_after,
-        cmd_id=play.cmd_id if play else None,
-        route=play.route.value if play else None,
-        groups=list(play.groups) if play else [],
-        approval_note=broadcast.approval_note,
-        created_by=broadcast.created_by,
-        created_at=broadcast.created_at,
-        stopped_at=broadcast.stopped_at,
-        stopped_by=broadcast.stopped_by,
-        progress=_progress(session, [play.id] if play else []),
-        stations=per_station,
-    )
-
-
-def _broadcast_in_scope(session: Session, principal: Principal, broadcast_id: int) -> Broadcast:
-    broadcast = session.get(Broadcast, broadcast_id)
-    if broadcast is None:
-        raise NotFoundError(f"broadcast {broadcast_id} not found")
-    if principal.scope is not None:
-        outside = session.scalar(
-            select(Play.id)
-            .join(Station, Station.id == Play.station_id)
-            .where(Play.broadcast_id == broadcast.id, Station.area_id.not_in(principal.scope))
-            .limit(1)
-        )
-        if outside is not None:
-            raise NotFoundError(f"broadcast {broadcast_id} not found")
-    return broadcast
 
 
 @router.post("/broadcasts", status_code=status.HTTP_201_CREATED, tags=["broadcasts"])
@@ -188,24 +92,16 @@ def create_broadcast(
     )
     session.commit()
     _wake(request)
-    return _broadcast_read(session, broadcast, with_stations=False)
+    return reports.broadcast_read(session, broadcast, with_stations=False)
 
 
 @router.get("/broadcasts", response_model=ListOf[BroadcastRead], tags=["broadcasts"])
 def list_broadcasts(
     session: SessionDep, principal: CurrentPrincipal, page: PageDep
 ) -> ListOf[BroadcastRead]:
-    query: Select[Broadcast] = select(Broadcast).order_by(Broadcast.id.desc())
-    if principal.scope is not None:
-        outside = (
-            select(Play.broadcast_id)
-            .join(Station, Station.id == Play.station_id)
-            .where(Play.broadcast_id.is_not(None), Station.area_id.not_in(principal.scope))
-        )
-        query = query.where(Broadcast.id.not_in(outside))
-    items, total = paginate(session, query, page.limit, page.offset)
+    items, total = reports.list_broadcasts(session, principal, limit=page.limit, offset=page.offset)
     return ListOf(
-        items=[_broadcast_read(session, b, with_stations=False) for b in items], total=total
+        items=[reports.broadcast_read(session, b, with_stations=False) for b in items], total=total
     )
 
 
@@ -217,8 +113,8 @@ def get_broadcast(
     stations_: Annotated[bool, Query(alias="stations")] = True,
 ) -> BroadcastRead:
     """A broadcast with its progress at every station."""
-    broadcast = _broadcast_in_scope(session, principal, broadcast_id)
-    return _broadcast_read(session, broadcast, with_stations=stations_)
+    broadcast = reports.broadcast_in_scope(session, principal, broadcast_id)
+    return reports.broadcast_read(session, broadcast, with_stations=stations_)
 
 
 @router.get(
@@ -232,8 +128,8 @@ async def broadcast_events(
 
     def snapshot() -> BroadcastRead:
         with read_session(factory) as session:
-            broadcast = _broadcast_in_scope(session, principal, broadcast_id)
-            return _broadcast_read(session, broadcast, with_stations=False)
+            broadcast = reports.broadcast_in_scope(session, principal, broadcast_id)
+            return reports.broadcast_read(session, broadcast, with_stations=False)
 
     first = await run_in_threadpool(snapshot)
 
@@ -269,33 +165,17 @@ def stop_broadcast(
     principal: CurrentPrincipal,
     audit: Audit,
 ) -> BroadcastRead:
-    broadcast = _broadcast_in_scope(session, principal, broadcast_id)
+    broadcast = reports.broadcast_in_scope(session, principal, broadcast_id)
     command = broadcasts.stop(session, broadcast, principal)
     audit.record(
         "broadcast.stop", "broadcast", [str(broadcast.id)], after={"cmd_id": command.cmd_id}
     )
     session.commit()
     _wake(request)
-    return _broadcast_read(session, broadcast, with_stations=False)
+    return reports.broadcast_read(session, broadcast, with_stations=False)
 
 
 # --- station commands ------------------------------------------------------------------
-
-
-def _command_read(command: Command, target: CommandTarget | None) -> CommandRead:
-    return CommandRead(
-        cmd_id=command.cmd_id,
-        type=command.type,
-        body=command.body,
-        issued_at=command.issued_at,
-        not_after=command.not_after,
-        published_at=command.published_at,
-        created_by=command.created_by,
-        status=target.status.value if target else "-",
-        reason=target.reason if target else None,
-        station_time=target.station_time if target else None,
-        clock_offset_ms=target.clock_offset_ms if target else None,
-    )
 
 
 @router.post("/stations/{sid}/commands", status_code=status.HTTP_201_CREATED, tags=["stations"])
@@ -334,23 +214,17 @@ def command_station(
     )
     session.commit()
     _wake(request)
-    target = session.scalar(select(CommandTarget).where(CommandTarget.command_id == command.id))
-    return _command_read(command, target)
+    return reports.command_read(command, reports.command_target(session, command))
 
 
 @router.get("/stations/{sid}/commands", response_model=ListOf[CommandRead], tags=["stations"])
 def station_commands(
     station: StationDep, session: SessionDep, page: PageDep
 ) -> ListOf[CommandRead]:
-    query = (
-        select(Command, CommandTarget)
-        .join(CommandTarget, CommandTarget.command_id == Command.id)
-        .where(CommandTarget.station_id == station.id)
-        .order_by(Command.id.desc())
+    rows, total = reports.station_commands(
+        session, station.id, limit=page.limit, offset=page.offset
     )
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.execute(query.limit(page.limit).offset(page.offset)).all()
-    return ListOf(items=[_command_read(c, t) for c, t in rows], total=int(total))
+    return ListOf(items=[reports.command_read(c, t) for c, t in rows], total=total)
 
 
 @router.get("/commands/{cmd_id}", tags=["stations"])
@@ -363,66 +237,27 @@ def get_command(
     command = outbox.find(session, cmd_id)
     if command is None:
         raise NotFoundError(f"command {cmd_id!r} not found")
-    rows = session.execute(
-        select(Station.sid, Station.area_id, CommandTarget)
-        .join(CommandTarget, CommandTarget.station_id == Station.id)
-        .where(CommandTarget.command_id == command.id)
-        .order_by(Station.sid)
-    ).all()
+    rows = reports.command_targets(session, command)
     if principal.scope is not None and any(not principal.reaches(a) for _, a, _ in rows):
         raise NotFoundError(f"command {cmd_id!r} not found")
     return {
-        "command": _command_read(command, None).model_dump(
+        "command": reports.command_read(command, None).model_dump(
             mode="json", exclude={"status", "reason", "station_time", "clock_offset_ms"}
         ),
         "stations": [
             {
                 "sid": sid,
-                **_command_read(command, target).model_dump(
+                **reports.command_read(command, target).model_dump(
                     mode="json", include={"status", "reason", "station_time", "clock_offset_ms"}
                 ),
             }
             for sid, _, target in rows
         ],
-        "progress": _progress(session, [command.id]).model_dump(),
+        "progress": reports.progress(session, [command.id]).model_dump(),
     }
 
 
 # --- play log --------------------------------------------------------------------------
-
-
-def _play_query(
-    session: Session,
-    principal: Principal,
-    *,
-    station: str | None,
-    area: str | None,
-    since: dt.datetime | None,
-    until: dt.datetime | None,
-    status_: PlayStatus | None,
-    source: str | None,
-) -> Select[Play, str, str]:
-    query = (
-        select(Play, Station.sid, Area.code)
-        .join(Station, Station.id == Play.station_id)
-        .join(Area, Area.id == Station.area_id)
-    )
-    if principal.scope is not None:
-        query = query.where(Station.area_id.in_(principal.scope))
-    if station is not None:
-        query = query.where(Station.sid == station)
-    if area is not None:
-        root = stations.get_area(session, area)
-        query = query.where(Station.area_id.in_(stations.subtree_ids(session, [root.id])))
-    if since is not None:
-        query = query.where(Play.planned_start >= since)
-    if until is not None:
-        query = query.where(Play.planned_start < until)
-    if status_ is not None:
-        query = query.where(Play.status == status_)
-    if source is not None:
-        query = query.where(Play.source == source)
-    return query
 
 
 StationQ = Annotated[str | None, Query(pattern=SID_PATTERN)]
@@ -441,43 +276,18 @@ def playlog(
     source: Annotated[Literal["schedule", "broadcast"] | None, Query()] = None,
 ) -> ListOf[PlayRead]:
     """What was planned and what stations report they played (proof of play)."""
-    since, until = window.since, window.until
-    query = _play_query(
+    query = reports.play_query(
         session,
-        principal,
-        station=station,
+        principal.scope,
+        sid=station,
         area=area,
-        since=since,
-        until=until,
-        status_=status_,
+        since=window.since,
+        until=window.until,
+        status=status_,
         source=source,
-    ).order_by(Play.planned_start, Station.sid)
-    total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
-    rows = session.execute(query.limit(page.limit).offset(page.offset)).all()
-    items = [
-        PlayRead(
-            sid=sid,
-            area_code=code,
-            source=p.source,
-            item_id=p.item_id,
-            cmd_id=p.cmd_id,
-            rule_id=p.rule_id,
-            broadcast_id=p.broadcast_id,
-            title=p.title,
-            kind=p.kind,
-            priority=p.priority,
-            planned_start=p.planned_start,
-            planned_end=p.planned_end,
-            expected_ms=p.expected_ms,
-            status=p.status.value,
-            started_at=p.started_at,
-            ended_at=p.ended_at,
-            played_ms=p.played_ms,
-            reason=p.reason,
-        )
-        for p, sid, code in rows
-    ]
-    return ListOf(items=items, total=int(total))
+    )
+    rows, total = reports.list_plays(session, query, limit=page.limit, offset=page.offset)
+    return ListOf(items=reports.play_reads(rows), total=total)
 
 
 @router.get("/playlog/totals", tags=["playlog"], response_model=list[TotalRow])
@@ -491,95 +301,21 @@ def playlog_totals(
     format_: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
 ) -> Response:
     """Broadcast minutes per day, per station or per ward/commune (CSV for spreadsheets)."""
-    tz = _tz(request)
     now = utcnow()
-    since = window.since or now - dt.timedelta(days=7)
-    until = window.until or now + dt.timedelta(days=1)
-    query = _play_query(
+    query = reports.play_query(
         session,
-        principal,
-        station=None,
+        principal.scope,
         area=area,
-        since=since,
-        until=until,
-        status_=None,
-        source=None,
+        since=window.since or now - dt.timedelta(days=7),
+        until=window.until or now + dt.timedelta(days=1),
     )
-    units = _units(session)
-    names = {a.id: a.name for a in session.scalars(select(Area))}
-    codes = {a.id: a.code for a in session.scalars(select(Area))}
-    station_rows = session.execute(select(Station.sid, Station.name, Station.area_id))
-    station_names: dict[str, str] = {}
-    station_area: dict[str, int] = {}
-    for station_sid, station_name, area_id in station_rows:
-        station_names[station_sid] = station_name
-        station_area[station_sid] = area_id
-    totals: dict[tuple[dt.date, str], TotalRow] = {}
-    for play, sid, _code in session.execute(query).all():
-        day = play.planned_start.astimezone(tz).date()
-        if by == "station":
-            key, name = sid, station_names.get(sid, sid)
-        else:
-            unit = units.get(station_area.get(sid, -1))
-            key = codes.get(unit, "?") if unit else "?"
-            name = names.get(unit, "?") if unit else "?"
-        row = totals.setdefault(
-            (day, key),
-            TotalRow(
-                date=day, key=key, name=name, minutes=0, plays=0, played=0, partial=0, missed=0
-            ),
-        )
-        row.plays += 1
-        row.minutes += (play.played_ms or 0) / 60_000
-        if play.status is PlayStatus.PLAYED:
-            row.played += 1
-        elif play.status in (PlayStatus.PARTIAL, PlayStatus.PREEMPTED):
-            row.partial += 1
-        elif play.status is PlayStatus.MISSED:
-            row.missed += 1
-    rows = sorted(totals.values(), key=lambda r: (r.date, r.key))
-    for row in rows:
-        row.minutes = round(row.minutes, 2)
+    rows = reports.play_totals(session, query, _tz(request), by=by)
     if format_ == "csv":
-        out = io.StringIO()
-        out.write("\ufeff")
-        writer = csv.writer(out, lineterminator="\r\n")
-        writer.writerow(["date", by, "name", "minutes", "plays", "played", "partial", "missed"])
-        for r in rows:
-            writer.writerow(
-                [
-                    r.date.isoformat(),
-                    r.key,
-                    r.name,
-                    f"{r.minutes:.2f}",
-                    r.plays,
-                    r.played,
-                    r.partial,
-                    r.missed,
-                ]
-            )
-        return Response(
-            out.getvalue().encode(),
-            media_type="text/csv; charset=utf-8",
-            headers={"Content-Disposition": f'attachment; filename="playlog-totals-{by}.csv"'},
-        )
+        return csv_response(reports.totals_csv(rows, by=by), f"playlog-totals-{by}.csv")
     return Response(
         json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False).encode(),
         media_type="application/json",
     )
-
-
-def _units(session: Session) -> dict[int, int]:
-    """Area id -> the id of its ward/commune (itself for a ward/commune)."""
-    areas = {a.id: a for a in session.scalars(select(Area))}
-    out: dict[int, int] = {}
-    for area_id in areas:
-        cursor = areas.get(area_id)
-        while cursor is not None and cursor.level not in (AreaLevel.WARD, AreaLevel.COMMUNE):
-            cursor = areas.get(cursor.parent_id) if cursor.parent_id else None
-        if cursor is not None:
-            out[area_id] = cursor.id
-    return out
 
 
 # --- convergence and status ------------------------------------------------------------
@@ -588,30 +324,18 @@ def _units(session: Session) -> dict[int, int]:
 @router.get("/dispatch/convergence", response_model=ListOf[ConvergenceRow], tags=["dispatch"])
 def convergence(session: SessionDep, principal: CurrentPrincipal) -> ListOf[ConvergenceRow]:
     """Stations behind their desired state (not applied yet, or missing media)."""
-    query = (
-        select(Station.sid, StationState)
-        .join(StationState, StationState.station_id == Station.id)
-        .where(Station.enabled.is_(True))
-        .order_by(Station.sid)
-    )
-    if principal.scope is not None:
-        query = query.where(Station.area_id.in_(principal.scope))
-    rows = []
-    for sid, state in session.execute(query).all():
-        behind = state.applied_version != state.desired_published_version or bool(state.missing)
-        if not behind:
-            continue
-        rows.append(
-            ConvergenceRow(
-                sid=sid,
-                online=state.online,
-                desired_version=state.desired_version,
-                published_version=state.desired_published_version,
-                applied_version=state.applied_version,
-                missing=list(state.missing or []),
-                behind_since=state.desired_at,
-            )
+    rows = [
+        ConvergenceRow(
+            sid=sid,
+            online=state.online,
+            desired_version=state.desired_version,
+            published_version=state.desired_published_version,
+            applied_version=state.applied_version,
+            missing=list(state.missing or []),
+            behind_since=state.desired_at,
         )
+        for sid, state in reports.stations_behind(session, principal.scope)
+    ]
     return ListOf(items=rows, total=len(rows))
 
 

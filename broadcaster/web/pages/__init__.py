@@ -1,0 +1,45 @@
+"""The web dashboard: server-rendered HTML pages for operators and technicians.
+
+Every page is a public route that reads the ``broadcaster_session`` cookie itself
+(`shared.SignedIn`) and redirects to ``/dang-nhap`` without a valid session.  Data
+comes from the same service functions and scope rules as the JSON API
+(`broadcaster.dispatch.reports` and the domain services): an account sees its areas and
+what lies under them, and an object outside them answers the 404 page, exactly like the
+API.  Pages run no queries of their own.  What the browser changes (commands,
+broadcasts, stop) goes through the JSON API with the session cookie (`static/app.js`);
+the pages never bypass it.
+
+One module per area of the dashboard (Vietnamese paths, as operators say them):
+
+- `signin`: ``/dang-nhap``, ``/dang-xuat``, sign in and out (form posts);
+- `overview`: ``/`` and its refresh ``/tong-quan.json``;
+- `stations`: ``/tram``, ``/tram/{sid}``, the station list and one station in detail;
+- `broadcasts`: ``/phat-thanh``, ``/phat-thanh/{id}``, send a broadcast, follow one live;
+- `playlog`: ``/nhat-ky``, the play log and its daily totals;
+- `shared`: templates, the signed-in account dependency, rendering, paging;
+  `labels`: the Vietnamese words for the system's codes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from fastapi import APIRouter, FastAPI, params
+from fastapi.staticfiles import StaticFiles
+
+from broadcaster.web.pages import broadcasts, overview, playlog, signin, stations
+from broadcaster.web.pages.shared import STATIC_DIR, STATIC_PREFIX, SignInRequired, to_sign_in
+
+__all__ = ["STATIC_DIR", "STATIC_PREFIX", "install", "router"]
+
+router = APIRouter(include_in_schema=False)
+for _area in (signin, overview, stations, broadcasts, playlog):
+    router.include_router(_area.router)
+
+
+def install(app: FastAPI, *, dependencies: Sequence[params.Depends] = ()) -> None:
+    """The pages (with the app's `dependencies` for every route), their static files and
+    the redirect of a page without a session."""
+    app.include_router(router, dependencies=dependencies)
+    app.add_exception_handler(SignInRequired, to_sign_in)
+    app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="app-static")

@@ -1,0 +1,132 @@
+"""The play log (``/nhat-ky``): what was planned and played, with its daily totals per
+ward/commune and links to the totals as CSV (from the JSON API)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from urllib.parse import urlencode
+from zoneinfo import ZoneInfo
+
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import HTMLResponse
+
+from broadcaster.dispatch import reports
+from broadcaster.dispatch.models import PlayStatus
+from broadcaster.web.pages.shared import (
+    PAGE_SIZE,
+    SignedIn,
+    area_options,
+    page_number,
+    page_tz,
+    pager,
+    render,
+)
+from broadcaster.web.pages.stations import station_in_scope
+from kernel.db import utcnow
+from kernel.dependencies import SessionDep
+
+MAX_LOG_DAYS = 31
+
+router = APIRouter(include_in_schema=False)
+
+
+def _parse_day(value: str | None) -> dt.date | None:
+    if not value:
+        return None
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError:
+        return None
+
+
+def _local_midnight(day: dt.date, tz: ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(), tzinfo=tz)
+
+
+@router.get("/nhat-ky", response_class=HTMLResponse)
+def playlog_page(
+    request: Request,
+    session: SessionDep,
+    account: SignedIn,
+    tu: str | None = None,
+    den: str | None = None,
+    tram: str | None = None,
+    dia_ban: str | None = None,
+    trang_thai: str | None = None,
+    nguon: str | None = None,
+    trang: str | None = None,
+) -> Response:
+    """The filters are declared (so every request's text is checked as storable) and
+    read leniently: a value that does not fit is left out or corrected, never an error."""
+    principal = account.principal
+    tz = page_tz(request)
+    now = utcnow()
+    first = _parse_day(tu) or now.astimezone(tz).date()
+    last = _parse_day(den) or first
+    if last < first:
+        first, last = last, first
+    notes: list[str] = []
+    if (last - first).days >= MAX_LOG_DAYS:
+        last = first + dt.timedelta(days=MAX_LOG_DAYS - 1)
+        notes.append(f"Mỗi lần xem tối đa {MAX_LOG_DAYS} ngày; đã giới hạn đến {last:%d/%m/%Y}.")
+    since = _local_midnight(first, tz)
+    until = _local_midnight(last + dt.timedelta(days=1), tz)
+    options = area_options(session, principal)
+    area_code = dia_ban if dia_ban in {o.code for o in options} else None
+    sid = (tram or "").strip() or None
+    station = station_in_scope(session, principal, sid) if sid else None
+    play_status = PlayStatus(trang_thai) if trang_thai in {s.value for s in PlayStatus} else None
+    source = nguon if nguon in ("schedule", "broadcast") else None
+    if sid and station is None:
+        notes.append(f"Không tìm thấy trạm {sid} trong địa bàn của bạn.")
+    # an unknown or unreachable station matches nothing (its sid pattern is checked above)
+    station_sid = station.sid if station else ("" if sid else None)
+    totals_query = reports.play_query(
+        session, principal.scope, sid=station_sid, area=area_code, since=since, until=until
+    )
+    query = reports.play_query(
+        session,
+        principal.scope,
+        sid=station_sid,
+        area=area_code,
+        since=since,
+        until=until,
+        status=play_status,
+        source=source,
+        # what has happened, newest first (the future only when asked for)
+        started_by=None if play_status in (PlayStatus.PLANNED, PlayStatus.CANCELLED) else now,
+    )
+    page = page_number(trang)
+    rows, total = reports.list_plays(
+        session, query, limit=PAGE_SIZE, offset=(page - 1) * PAGE_SIZE, newest_first=True
+    )
+    filters = {
+        "tu": first.isoformat(),
+        "den": last.isoformat(),
+        "tram": sid or "",
+        "dia_ban": area_code or "",
+        "trang_thai": play_status.value if play_status else "",
+        "nguon": source or "",
+    }
+    csv_params = {"from": since.isoformat(), "to": until.isoformat(), "format": "csv"}
+    if area_code:
+        csv_params["area"] = area_code
+    totals = sorted(reports.play_totals(session, totals_query, tz), key=lambda r: (r.date, r.name))
+    return render(
+        request,
+        "playlog.html",
+        {
+            "account": account,
+            "active": "playlog",
+            "options": options,
+            "filters": filters,
+            "rows": [(p, sid_, name) for p, sid_, name, _code in rows],
+            "total": total,
+            **pager("/nhat-ky", filters, page, total),
+            "totals": totals,
+            "csv_area": "/api/v1/playlog/totals?" + urlencode({**csv_params, "by": "area"}),
+            "csv_station": "/api/v1/playlog/totals?" + urlencode({**csv_params, "by": "station"}),
+            "notes": notes,
+            "statuses": list(PlayStatus),
+        },
+    )
