@@ -78,9 +78,11 @@ class Ingestor:
         *,
         on_ack: Callable[[str], None] | None = None,
         throttle: deadletters.Throttle | None = None,
+        after_batch: Callable[[Session, set[int]], None] | None = None,
     ) -> None:
         self._factory = factory
         self._on_ack = on_ack
+        self._after_batch = after_batch  # in the batch's transaction (alarm rules)
         self._sids: dict[str, int] = {}
         self._unknown_reported: set[str] = set()
         self._lock = threading.Lock()
@@ -157,11 +159,13 @@ class Ingestor:
         acked: list[str] = []
         with _retry_later_on_busy_database(), self._factory() as session:
             telemetry: list[tuple[Inbound, live.TelemetryRow]] = []
+            touched: set[int] = set()
             for inbound in batch:
                 station_id = self._station_id(session, inbound.sid)
                 if station_id is None:
                     self._unknown(inbound)
                     continue
+                touched.add(station_id)
                 problem = unstorable(inbound)
                 if problem is not None:
                     self._quarantine_inbound(session, inbound, "range", problem)
@@ -184,6 +188,8 @@ class Ingestor:
                     acked.append(inbound.message.cmd_id)
             if telemetry:
                 self._telemetry(session, telemetry)
+            if self._after_batch is not None and touched:
+                self._after_batch(session, touched)
             session.commit()
         if self._on_ack is not None:
             for cmd_id in dict.fromkeys(acked):

@@ -9,7 +9,9 @@ Threads and jobs, each with its own database session:
   under their own `cmd_id`;
 - jobs: plan watch (rebuild desired states when the plan signal moves, debounced),
   the daily roll, command expiry, play-log reconciliation, convergence (`sync` for
-  stations missing media) and telemetry retention.
+  stations missing media), telemetry retention and the alarm rules (per ingested
+  batch, and every ``alarm_eval_interval_s`` for time-based rules); the alarm
+  notifier thread sends what the rules queued.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library.service import MediaLibrary
+from broadcaster.alarms import service as alarms
+from broadcaster.alarms.notify import Notifier, NotifyConfig
 from broadcaster.db import read_session
 from broadcaster.dispatch import broadcasts, deadletters, desired, outbox, playlog
 from broadcaster.dispatch.ingest import Ingestor
@@ -50,6 +55,22 @@ SYNC_EVERY = dt.timedelta(minutes=5)
 BROKER_DOWN_GRACE_S = 10.0
 
 
+def notify_config(settings: Settings) -> NotifyConfig:
+    password = settings.alarm_smtp_password
+    return NotifyConfig(
+        smtp_host=settings.alarm_smtp_host,
+        smtp_port=settings.alarm_smtp_port,
+        smtp_user=settings.alarm_smtp_user,
+        smtp_password=password.get_secret_value() if password else None,
+        smtp_starttls=settings.alarm_smtp_starttls,
+        mail_from=settings.alarm_mail_from,
+        timeout_s=settings.alarm_notify_timeout_s,
+        settle_s=settings.alarm_settle_s,
+        max_attempts=settings.alarm_notify_max_attempts,
+        backoff_s=settings.alarm_notify_backoff_s,
+    )
+
+
 class Worker:
     def __init__(
         self,
@@ -64,7 +85,10 @@ class Worker:
         self.library = library
         self.tz = ZoneInfo(settings.timezone)
         self.after_plan = after_plan
-        self.ingestor = Ingestor(factory, on_ack=lambda _cmd: None)
+        self.ingestor = Ingestor(
+            factory, on_ack=lambda _cmd: None, after_batch=self._evaluate_alarms
+        )
+        self.notifier = Notifier(factory, notify_config(settings))
         self.bridge = Bridge(
             BridgeConfig(
                 url=settings.mqtt_url,
@@ -102,15 +126,18 @@ class Worker:
             (self._reconcile, {"trigger": "interval", "seconds": 30}),
             (self._converge, {"trigger": "interval", "seconds": 60}),
             (self._purge, {"trigger": "cron", "hour": 3, "minute": 17}),
+            (self._alarms, {"trigger": "interval", "seconds": self.settings.alarm_eval_interval_s}),
         ]
         for func, trigger in jobs:
             self.scheduler.add_job(func, max_instances=1, coalesce=True, **trigger)
         self.scheduler.start()
+        self.notifier.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
         self.scheduler.shutdown(wait=True)
+        self.notifier.stop()
         if self._publisher is not None:
             self._publisher.join(10)
         rebuilder = self._rebuilder
@@ -311,6 +338,23 @@ class Worker:
                 self._last_sync[station.id] = now
             session.commit()
         self.wake()
+
+    def _evaluate_alarms(self, session: Session, station_ids: set[int]) -> None:
+        """The alarm rules for the stations of an ingested batch (in its transaction);
+        a rule that fails never loses the batch."""
+        try:
+            with session.begin_nested():
+                alarms.evaluate(session, utcnow(), station_ids)
+        except OperationalError:
+            raise  # the batch is offered again (RetryLater)
+        except Exception:
+            log.exception("alarm evaluation of %d station(s) failed", len(station_ids))
+
+    def _alarms(self) -> None:
+        """Time-based rules (offline too long) and held clears, for every station."""
+        with self.factory() as session:
+            alarms.evaluate(session, utcnow())
+            session.commit()
 
     def _purge(self) -> None:
         cutoff = utcnow() - dt.timedelta(days=self.settings.telemetry_retention_days)
