@@ -1,0 +1,172 @@
+"""Issue 12, notifications: e-mail to a real local SMTP server (aiosmtpd) and signed
+webhooks; a digest per subscription; retries with backoff, failures recorded (never
+lost silently); nothing sent while a transaction is open."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import hmac
+import json
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from broadcaster.alarms import service
+from broadcaster.alarms.models import AlarmDelivery, Channel, DeliveryStatus
+from broadcaster.alarms.notify import Notifier, NotifyConfig
+from broadcaster.alarms.rules import Severity
+from kernel.db import utcnow
+from stations import live, tan_an
+from stations.models import Station
+from tests.support.notify import SmtpSink, WebhookSink
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpSink]:
+    with SmtpSink() as sink:
+        yield sink
+
+
+@pytest.fixture
+def hooks() -> Iterator[WebhookSink]:
+    with WebhookSink() as sink:
+        yield sink
+
+
+def config(smtp: SmtpSink, **kw: float) -> NotifyConfig:
+    return NotifyConfig(smtp_host="127.0.0.1", smtp_port=smtp.port, timeout_s=5, settle_s=0, **kw)
+
+
+def raise_speaker_faults(factory: sessionmaker[Session], sids: list[str]) -> None:
+    """Stations with a broken speaker line, evaluated and committed."""
+    now = utcnow()
+    with factory() as session:
+        ids = {
+            sid: station_id
+            for sid, station_id in session.execute(
+                select(Station.sid, Station.id).where(Station.sid.in_(sids))
+            )
+        }
+        for station_id in ids.values():
+            live.record_birth(
+                session,
+                station_id,
+                bdseq=1,
+                received_at=now,
+                firmware=None,
+                model=None,
+                capabilities=[],
+                held_version=None,
+            )
+            live.record_fault(session, station_id, "speaker_line", raised=True)
+        service.evaluate(session, now, set(ids.values()))
+        session.commit()
+
+
+def statuses(factory: sessionmaker[Session]) -> list[tuple[str, int]]:
+    with factory() as session:
+        return [
+            (d.status.value, d.attempts)
+            for d in session.scalars(select(AlarmDelivery).order_by(AlarmDelivery.id))
+        ]
+
+
+@pytest.fixture
+def seeded(session_factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    with session_factory() as session:
+        tan_an.load(session)
+        session.commit()
+    return session_factory
+
+
+def subscribe(factory: sessionmaker[Session], channel: Channel, target: str) -> str | None:
+    with factory() as session:
+        sub = service.create_subscription(
+            session,
+            name="kt",
+            channel=channel,
+            target=target,
+            area_id=None,
+            min_severity=Severity.WARNING,
+        )
+        session.commit()
+        return sub.secret
+
+
+def test_email_digest_and_signed_webhook(
+    seeded: sessionmaker[Session], smtp: SmtpSink, hooks: WebhookSink
+) -> None:
+    subscribe(seeded, Channel.EMAIL, "kythuat@example.vn")
+    secret = subscribe(seeded, Channel.WEBHOOK, hooks.url)
+    assert secret is not None
+    raise_speaker_faults(seeded, ["p2-kp-1", "p3-kp-1", "p4-kp-1"])
+    notifier = Notifier(seeded, config(smtp))
+    assert notifier.run_once() == 2  # one digest e-mail, one webhook
+    assert notifier.run_once() == 0  # nothing twice
+
+    (mail,) = smtp.to("kythuat@example.vn")
+    assert mail["Subject"] == "[Cảnh báo] 3 sự kiện tại 3 trạm"
+    text = mail.get_content()
+    assert text.count("Lỗi đường dây loa") == 3
+    assert "p3-kp-1" in text
+
+    (hook,) = hooks.hooks
+    timestamp = hook.headers["X-Broadcaster-Timestamp"]
+    expected = hmac.new(
+        secret.encode(), timestamp.encode() + b"." + hook.body, hashlib.sha256
+    ).hexdigest()
+    assert hook.headers["X-Broadcaster-Signature"] == f"sha256={expected}"
+    payload = json.loads(hook.body)
+    assert payload["count"] == 3
+    assert {e["sid"] for e in payload["events"]} == {"p2-kp-1", "p3-kp-1", "p4-kp-1"}
+    assert {e["event"] for e in payload["events"]} == {"raised"}
+    assert statuses(seeded) == [("sent", 1)] * 6
+
+
+def test_failures_are_retried_with_backoff_then_recorded(
+    seeded: sessionmaker[Session], hooks: WebhookSink
+) -> None:
+    with SmtpSink(refuse=True) as refusing:
+        subscribe(seeded, Channel.EMAIL, "kythuat@example.vn")
+        subscribe(seeded, Channel.WEBHOOK, hooks.url)
+        hooks.statuses = [500]
+        raise_speaker_faults(seeded, ["p2-kp-1"])
+        notifier = Notifier(seeded, config(refusing, max_attempts=2, backoff_s=0.01))
+        notifier.run_once()
+        assert statuses(seeded) == [("pending", 1), ("pending", 1)]
+        assert refusing.refused == 1
+        with seeded() as session:
+            errors = [d.last_error or "" for d in session.scalars(select(AlarmDelivery))]
+        assert "550" in errors[0]
+        assert "HTTP 500" in errors[1]
+
+        # due again after the backoff: the webhook now answers 200, SMTP still refuses
+        with seeded() as session:
+            for d in session.scalars(select(AlarmDelivery)):
+                d.next_attempt_at = utcnow() - dt.timedelta(seconds=1)
+            session.commit()
+        notifier.run_once()
+        assert statuses(seeded) == [("failed", 2), ("sent", 2)]
+        assert len(hooks.hooks) == 2
+
+
+def test_a_hanging_webhook_times_out(seeded: sessionmaker[Session], smtp: SmtpSink) -> None:
+    import socket
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(1)  # accepts the connection, never answers
+    try:
+        subscribe(seeded, Channel.WEBHOOK, f"http://127.0.0.1:{silent.getsockname()[1]}/x")
+        raise_speaker_faults(seeded, ["p2-kp-1"])
+        notifier = Notifier(seeded, NotifyConfig(timeout_s=0.5, settle_s=0, max_attempts=1))
+        notifier.run_once()
+        with seeded() as session:
+            (delivery,) = session.scalars(select(AlarmDelivery))
+            assert delivery.status is DeliveryStatus.FAILED
+            assert "Timeout" in (delivery.last_error or "")
+    finally:
+        silent.close()
