@@ -9,11 +9,11 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import ForeignKey, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from broadcaster.alarms.rules import Condition, Severity
 from kernel.db import Base, JSONType, str_enum, utcnow
-from stations.models import StationKind
+from stations.models import Area, Station, StationKind
 
 BigId = sa.BigInteger().with_variant(sa.Integer(), "sqlite")
 
@@ -58,6 +58,8 @@ class Alarm(Base):
     acknowledged_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
     ack_note: Mapped[str | None] = mapped_column(String(500), nullable=True)
     cleared_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+
+    station: Mapped[Station] = relationship(lazy="joined")
 
 
 class AlarmThreshold(Base):
@@ -106,6 +108,8 @@ class AlarmSubscription(Base):
     min_severity: Mapped[Severity] = mapped_column(str_enum(Severity, "alarm_min_severity"))
     enabled: Mapped[bool] = mapped_column(sa.Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+
+    area: Mapped[Area | None] = relationship(lazy="joined")
 
 
 class DeliveryStatus(StrEnum):

@@ -39,6 +39,7 @@ from broadcaster.alarms.models import (
 from broadcaster.alarms.rules import Condition, Severity
 from kernel.db import paginate
 from kernel.errors import ConflictError, InvalidInput, NotFoundError
+from stations import service as stations
 from stations.models import Area, Station, StationKind, StationState
 
 MAX_PENDING = 10_000
@@ -400,8 +401,8 @@ class AlarmFilter:
     state: str | None = None  # open (raised or acknowledged), raised, acknowledged, cleared
     severity: Severity | None = None
     condition: Condition | None = None
-    station_id: int | None = None
-    area_ids: Collection[int] | None = None
+    sid: str | None = None
+    area: str | None = None  # an area code: that area and below
     since: dt.datetime | None = None
     until: dt.datetime | None = None
 
@@ -424,13 +425,14 @@ def list_alarms(
     scope: Collection[int] | None,
     limit: int,
     offset: int,
-) -> tuple[list[tuple[Alarm, Station]], int]:
+) -> tuple[list[Alarm], int]:
     """Alarms with their stations: open ones first (critical first), newest first."""
     query = select(Alarm).join(Station, Station.id == Alarm.station_id)
     if scope is not None:
         query = query.where(Station.area_id.in_(list(scope)))
-    if flt.area_ids is not None:
-        query = query.where(Station.area_id.in_(list(flt.area_ids)))
+    if flt.area is not None:
+        area_ids = stations.subtree_ids(session, [stations.get_area(session, flt.area).id])
+        query = query.where(Station.area_id.in_(area_ids))
     if flt.state == "open":
         query = query.where(Alarm.open_key.is_not(None))
     elif flt.state is not None:
@@ -439,8 +441,8 @@ def list_alarms(
         query = query.where(Alarm.severity == flt.severity)
     if flt.condition is not None:
         query = query.where(Alarm.condition == flt.condition)
-    if flt.station_id is not None:
-        query = query.where(Alarm.station_id == flt.station_id)
+    if flt.sid is not None:
+        query = query.where(Alarm.station_id == stations.get_station(session, flt.sid).id)
     if flt.since is not None:
         query = query.where(Alarm.raised_at >= flt.since)
     if flt.until is not None:
@@ -449,14 +451,7 @@ def list_alarms(
     query = query.order_by(
         Alarm.open_key.is_(None), severity_order, Alarm.raised_at.desc(), Alarm.id.desc()
     )
-    alarms, total = paginate(session, query, limit, offset)
-    stations = {
-        s.id: s
-        for s in session.scalars(
-            select(Station).where(Station.id.in_({a.station_id for a in alarms}))
-        )
-    }
-    return [(a, stations[a.station_id]) for a in alarms], total
+    return paginate(session, query, limit, offset)
 
 
 def active_counts(session: Session) -> dict[Severity, int]:

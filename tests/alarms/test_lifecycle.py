@@ -127,10 +127,10 @@ def test_temperature_raises_once_escalates_and_clears_after_the_hold(db: Session
     (fresh,) = open_alarms(db, sid)
     assert fresh.id != same.id
     history, total = service.list_alarms(
-        db, service.AlarmFilter(station_id=sid), scope=None, limit=10, offset=0
+        db, service.AlarmFilter(sid=WARD_2), scope=None, limit=10, offset=0
     )
     assert total == 2
-    assert history[0][0].id == fresh.id
+    assert history[0].id == fresh.id
 
 
 def test_station_faults_and_power(db: Session) -> None:

@@ -19,8 +19,8 @@ from broadcaster.alarms.models import AlarmDelivery, Channel, DeliveryStatus
 from broadcaster.alarms.notify import Notifier, NotifyConfig
 from broadcaster.alarms.rules import Severity
 from kernel.db import utcnow
-from stations import live, tan_an
-from stations.models import Station
+from stations import tan_an
+from tests.alarms.helpers import report
 from tests.support.notify import SmtpSink, WebhookSink
 
 
@@ -38,32 +38,6 @@ def hooks() -> Iterator[WebhookSink]:
 
 def config(smtp: SmtpSink, **kw: float) -> NotifyConfig:
     return NotifyConfig(smtp_host="127.0.0.1", smtp_port=smtp.port, timeout_s=5, settle_s=0, **kw)
-
-
-def raise_speaker_faults(factory: sessionmaker[Session], sids: list[str]) -> None:
-    """Stations with a broken speaker line, evaluated and committed."""
-    now = utcnow()
-    with factory() as session:
-        ids = {
-            sid: station_id
-            for sid, station_id in session.execute(
-                select(Station.sid, Station.id).where(Station.sid.in_(sids))
-            )
-        }
-        for station_id in ids.values():
-            live.record_birth(
-                session,
-                station_id,
-                bdseq=1,
-                received_at=now,
-                firmware=None,
-                model=None,
-                capabilities=[],
-                held_version=None,
-            )
-            live.record_fault(session, station_id, "speaker_line", raised=True)
-        service.evaluate(session, now, set(ids.values()))
-        session.commit()
 
 
 def statuses(factory: sessionmaker[Session]) -> list[tuple[str, int]]:
@@ -102,7 +76,7 @@ def test_email_digest_and_signed_webhook(
     subscribe(seeded, Channel.EMAIL, "kythuat@example.vn")
     secret = subscribe(seeded, Channel.WEBHOOK, hooks.url)
     assert secret is not None
-    raise_speaker_faults(seeded, ["p2-kp-1", "p3-kp-1", "p4-kp-1"])
+    report(seeded, ["p2-kp-1", "p3-kp-1", "p4-kp-1"], faults=["speaker_line"])
     notifier = Notifier(seeded, config(smtp))
     assert notifier.run_once() == 2  # one digest e-mail, one webhook
     assert notifier.run_once() == 0  # nothing twice
@@ -133,7 +107,7 @@ def test_failures_are_retried_with_backoff_then_recorded(
         subscribe(seeded, Channel.EMAIL, "kythuat@example.vn")
         subscribe(seeded, Channel.WEBHOOK, hooks.url)
         hooks.statuses = [500]
-        raise_speaker_faults(seeded, ["p2-kp-1"])
+        report(seeded, ["p2-kp-1"], faults=["speaker_line"])
         notifier = Notifier(seeded, config(refusing, max_attempts=2, backoff_s=0.01))
         notifier.run_once()
         assert statuses(seeded) == [("pending", 1), ("pending", 1)]
@@ -161,7 +135,7 @@ def test_a_hanging_webhook_times_out(seeded: sessionmaker[Session], smtp: SmtpSi
     silent.listen(1)  # accepts the connection, never answers
     try:
         subscribe(seeded, Channel.WEBHOOK, f"http://127.0.0.1:{silent.getsockname()[1]}/x")
-        raise_speaker_faults(seeded, ["p2-kp-1"])
+        report(seeded, ["p2-kp-1"], faults=["speaker_line"])
         notifier = Notifier(seeded, NotifyConfig(timeout_s=0.5, settle_s=0, max_attempts=1))
         notifier.run_once()
         with seeded() as session:
