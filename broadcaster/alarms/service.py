@@ -173,7 +173,11 @@ class _Notifications:
     def __init__(self, session: Session, max_pending: int) -> None:
         self.session = session
         self.subscriptions = list(
-            session.scalars(select(AlarmSubscription).where(AlarmSubscription.enabled.is_(True)))
+            session.scalars(
+                select(AlarmSubscription)
+                .where(AlarmSubscription.enabled.is_(True))
+                .order_by(AlarmSubscription.id)
+            )
         )
         self.parents: dict[int, int | None] = {}
         self.names: dict[int, str] = {}

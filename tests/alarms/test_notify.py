@@ -113,7 +113,10 @@ def test_failures_are_retried_with_backoff_then_recorded(
         assert statuses(seeded) == [("pending", 1), ("pending", 1)]
         assert refusing.refused == 1
         with seeded() as session:
-            errors = [d.last_error or "" for d in session.scalars(select(AlarmDelivery))]
+            errors = [
+                d.last_error or ""
+                for d in session.scalars(select(AlarmDelivery).order_by(AlarmDelivery.id))
+            ]
         assert "550" in errors[0]
         assert "HTTP 500" in errors[1]
 
