@@ -24,7 +24,8 @@ from kernel.errors import NotFoundError, Unauthenticated
 
 router = APIRouter()
 
-#: Bridge counters exported as ``broadcaster_bridge_<name>_total``.
+#: Bridge counters exported as ``broadcaster_bridge_<name>_total`` (the ones counted by
+#: reason, ``invalid`` and ``quarantined``, are summed).
 BRIDGE_COUNTERS = ("received", "invalid", "quarantined", "dropped", "overflow", "reconnects")
 
 
@@ -64,9 +65,9 @@ class _Snapshot(Collector):
             "broadcaster_bridge_queue_depth", "Inbound messages queued", worker["queue_depth"]
         )
         for name in BRIDGE_COUNTERS:
-            yield CounterMetricFamily(
-                f"broadcaster_bridge_{name}", f"MQTT bridge: {name}", worker[name]
-            )
+            value = worker[name]
+            total = sum(value.values()) if isinstance(value, dict) else value
+            yield CounterMetricFamily(f"broadcaster_bridge_{name}", f"MQTT bridge: {name}", total)
         ingest = CounterMetricFamily(
             "broadcaster_ingest_messages", "Stored station messages by outcome", labels=["kind"]
         )

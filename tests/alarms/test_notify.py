@@ -8,7 +8,6 @@ import datetime as dt
 import hashlib
 import hmac
 import json
-from collections.abc import Iterator
 
 import pytest
 from sqlalchemy import select
@@ -22,18 +21,6 @@ from kernel.db import utcnow
 from stations import tan_an
 from tests.alarms.helpers import report
 from tests.support.notify import SmtpSink, WebhookSink
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpSink]:
-    with SmtpSink() as sink:
-        yield sink
-
-
-@pytest.fixture
-def hooks() -> Iterator[WebhookSink]:
-    with WebhookSink() as sink:
-        yield sink
 
 
 def config(smtp: SmtpSink, **kw: float) -> NotifyConfig:

@@ -2,7 +2,8 @@
 served over real HTTP (stations download media from it), and simulated stations.
 
 Every message on the broker is recorded and validated against the shared schemas.
-The ``live`` fixture (tests/dispatch/conftest.py) builds a :class:`Live`.
+`live_service` builds a :class:`Live` (the ``live`` fixture of tests/dispatch, and the
+alarm end-to-end tests with their own settings).
 """
 
 from __future__ import annotations
@@ -10,6 +11,8 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,8 @@ import uvicorn
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import db
+from broadcaster.app import create_app
+from broadcaster.runtime import Role
 from broadcaster.settings import Settings
 from firmware_bridge.simulator.fleet import FleetConfig, FleetThread
 from firmware_bridge.simulator.station import SimSettings, StationSpec
@@ -28,7 +33,7 @@ from kernel.signals import plan_changed
 from stations import tan_an
 from tests.api import make_user
 from tests.support.loa import wait_until
-from tests.support.mosquitto import Mosquitto
+from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.protocol import Recorder
 
 
@@ -138,3 +143,39 @@ def start_server(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]
         assert time.monotonic() < deadline, "the service did not start in time"
         time.sleep(0.05)
     return server, thread
+
+
+@contextmanager
+def live_service(settings: Settings, tmp_path: Path) -> Iterator[Live]:
+    """Mosquitto, a recorder validating every message, and the app (API + worker) over
+    HTTP on ``settings`` (its broker and public URL replaced); stopped in reverse."""
+    broker = Mosquitto(tmp_path / "broker", persistence=True).start()
+    recorder = Recorder(broker.host, broker.port).start()
+    port = free_port()
+    live_settings = settings.model_copy(
+        update={"mqtt_url": broker.url, "public_base_url": f"http://127.0.0.1:{port}"}
+    )
+    app = create_app(live_settings, role=Role.ALL)
+    server, thread = start_server(app, port)
+    factory = app.state.sessionmaker
+    harness = Live(
+        live_settings,
+        broker,
+        recorder,
+        app,
+        base_url=f"http://127.0.0.1:{port}",
+        admin=make_user(factory, "admin", UserRole.ADMIN, can_emergency=True),
+        factory=factory,
+        server=server,
+        thread=thread,
+        tmp=tmp_path,
+    )
+    try:
+        yield harness
+    finally:
+        for fleet in harness.fleets:
+            fleet.stop()
+        harness.stop_server()
+        recorder.stop()
+        broker.stop()
+        recorder.assert_all_valid()
