@@ -16,6 +16,10 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+#: Free text without NUL or other control characters (PostgreSQL text cannot hold NUL).
+PLAIN = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
+
+
 class _FromRow(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
@@ -58,8 +62,9 @@ class AlarmRead(_FromRow):
         return SEVERITY_LABELS_VI[self.severity]
 
 
-class AlarmQuery(_Strict):
-    """Filters of the alarm list (query parameters)."""
+class AlarmQuery(BaseModel):
+    """Filters of the alarm list (query parameters; the page and period are separate,
+    so other parameters are not refused here)."""
 
     state: Literal["open", "raised", "acknowledged", "cleared"] | None = None
     severity: Severity | None = None
@@ -69,7 +74,7 @@ class AlarmQuery(_Strict):
 
 
 class AcknowledgeBody(_Strict):
-    note: str | None = Field(default=None, max_length=500)
+    note: str | None = Field(default=None, max_length=500, pattern=PLAIN)
 
 
 class ThresholdsBody(_Strict):
@@ -105,15 +110,17 @@ class StationThresholds(BaseModel):
 
 
 class SubscriptionCreate(_Strict):
-    name: str = Field(min_length=1, max_length=200)
+    name: str = Field(min_length=1, max_length=200, pattern=PLAIN)
     channel: Channel
-    target: str = Field(min_length=3, max_length=500, description="e-mail address or URL")
+    target: str = Field(
+        min_length=3, max_length=500, pattern=PLAIN, description="e-mail address or URL"
+    )
     area_code: str | None = Field(
         default=None, pattern=CODE_PATTERN, description="this area and below; null: all"
     )
     min_severity: Severity = Severity.WARNING
     secret: str | None = Field(
-        default=None, min_length=16, max_length=128, description="webhook HMAC key"
+        default=None, min_length=16, max_length=128, pattern=PLAIN, description="webhook HMAC key"
     )
 
 

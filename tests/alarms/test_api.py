@@ -32,6 +32,10 @@ def test_alarms_list_filter_acknowledge(
     assert listed["total"] == 3
     assert listed["items"][0]["severity"] == "critical"  # critical first
     assert listed["items"][0]["title_vi"] == "Lỗi đường dây loa"
+    page = ok(
+        client.get("/api/v1/alarms?limit=1&offset=1&from=2026-01-01T00:00:00Z", headers=admin)
+    )
+    assert (page["total"], len(page["items"])) == (3, 1)
     only = ok(client.get("/api/v1/alarms?area=phuong-2&severity=warning", headers=admin))
     assert [a["condition"] for a in only["items"]] == ["amp_temperature"]
 
@@ -116,6 +120,8 @@ def test_subscriptions_are_scoped(
     )
     city = mail | {"area_code": None}
     assert client.post("/api/v1/alarms/subscriptions", json=city, headers=tech).status_code == 403
+    nul = client.post("/api/v1/alarms/subscriptions", json=mail | {"name": "a\x00b"}, headers=tech)
+    assert nul.status_code == 422
     bad = mail | {"target": "not-an-address"}
     refused = client.post("/api/v1/alarms/subscriptions", json=bad, headers=tech)
     assert refused.status_code == 422
