@@ -9,7 +9,8 @@ calls, the lifecycle (raise, acknowledge, clear, damping) lives in `service`.
 Telemetry fields used (loa/v1 ``telemetry``): ``amp_temp_c``, ``speaker_ok``,
 ``on_battery``, ``supply_v``, ``storage_free_mb``; fault events (``fault.raised`` /
 ``fault.cleared``): ``amp_overheat``, ``speaker_line``, ``on_battery``, ``power_lost``,
-``storage_low``.
+``storage_low``, ``clock_unsynced``; and from ``reported`` against what the server
+published: the applied ``desired_version`` and the ``missing`` media.
 """
 
 from __future__ import annotations
@@ -68,6 +69,9 @@ class Condition(StrEnum):
     MAINS_LOST = "mains_lost"
     BATTERY_LOW = "battery_low"
     STORAGE_LOW = "storage_low"
+    CLOCK_OFFSET = "clock_offset"
+    PLAN_BEHIND = "plan_behind"
+    MEDIA_MISSING = "media_missing"
 
 
 CONDITION_TITLES_VI: dict[Condition, str] = {
@@ -77,6 +81,9 @@ CONDITION_TITLES_VI: dict[Condition, str] = {
     Condition.MAINS_LOST: "Mất điện lưới, đang chạy ắc quy",
     Condition.BATTERY_LOW: "Ắc quy yếu",
     Condition.STORAGE_LOW: "Bộ nhớ trạm sắp đầy",
+    Condition.CLOCK_OFFSET: "Đồng hồ trạm lệch",
+    Condition.PLAN_BEHIND: "Trạm chưa áp dụng kế hoạch mới",
+    Condition.MEDIA_MISSING: "Trạm thiếu tệp âm thanh",
 }
 
 
@@ -118,6 +125,9 @@ THRESHOLDS: dict[str, ThresholdSpec] = {
         _spec("amp_temp_critical_c", "Nhiệt độ nghiêm trọng", "°C", 30, 130, 75, 72),
         _spec("battery_low_v", "Điện áp ắc quy yếu dưới", "V", 9, 14, 11.8, 11.8),
         _spec("storage_low_mb", "Bộ nhớ trống dưới", "MB", 1, 100_000, 200, 500),
+        _spec("clock_offset_ms", "Đồng hồ lệch quá", "ms", 100, 600_000, 5_000, 2_000),
+        _spec("plan_behind_s", "Chưa áp dụng kế hoạch sau", "s", 60, 86_400, 1_800, 900),
+        _spec("media_missing_s", "Thiếu tệp âm thanh sau", "s", 60, 86_400, 1_800, 900),
         _spec("clear_hold_s", "Giữ cảnh báo sau khi hết lỗi", "s", 0, 3_600, 120, 120),
     )
 }
@@ -176,6 +186,11 @@ class Observation:
     telemetry: Mapping[str, Any] | None
     faults: frozenset[str]
     enabled: bool = True
+    online_since: dt.datetime | None = None
+    desired_version: int = 0  # the version last published to the station
+    desired_at: dt.datetime | None = None  # when it was published
+    applied_version: int | None = None
+    missing: int = 0  # media files the station reports missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -255,6 +270,43 @@ def _storage(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> Fi
     return None
 
 
+def _clock(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> Finding | None:
+    offset = _number(obs.telemetry, "clock_offset_ms")
+    if offset is not None and abs(offset) > th["clock_offset_ms"]:
+        return Finding(Severity.WARNING, f"lệch {offset / 1000:+.1f} giây", offset)
+    if "clock_unsynced" in obs.faults:
+        return Finding(Severity.WARNING, "không đồng bộ được giờ (NTP)")
+    return None
+
+
+def _waiting_since(obs: Observation) -> dt.datetime | None:
+    """Since when the station, online, has had the chance to apply its current plan."""
+    if obs.desired_version <= 0 or obs.desired_at is None:
+        return None
+    return max(filter(None, (obs.desired_at, obs.online_since)))
+
+
+def _plan(obs: Observation, th: Mapping[str, float], now: dt.datetime) -> Finding | None:
+    since = _waiting_since(obs)
+    if since is None or (obs.applied_version or 0) >= obs.desired_version:
+        return None
+    waited = (now - since).total_seconds()
+    if waited < th["plan_behind_s"]:
+        return None
+    applied = obs.applied_version if obs.applied_version is not None else "-"
+    detail = f"đang ở phiên bản {applied}, cần {obs.desired_version}"
+    return Finding(Severity.WARNING, detail, waited)
+
+
+def _media(obs: Observation, th: Mapping[str, float], now: dt.datetime) -> Finding | None:
+    since = _waiting_since(obs)
+    if since is None or not obs.missing or obs.applied_version != obs.desired_version:
+        return None
+    if (now - since).total_seconds() < th["media_missing_s"]:
+        return None
+    return Finding(Severity.WARNING, f"thiếu {obs.missing} tệp", float(obs.missing))
+
+
 RULES: dict[Condition, Rule] = {
     Condition.STATION_OFFLINE: _offline,
     Condition.AMP_TEMPERATURE: _amp,
@@ -262,6 +314,9 @@ RULES: dict[Condition, Rule] = {
     Condition.MAINS_LOST: _mains,
     Condition.BATTERY_LOW: _battery,
     Condition.STORAGE_LOW: _storage,
+    Condition.CLOCK_OFFSET: _clock,
+    Condition.PLAN_BEHIND: _plan,
+    Condition.MEDIA_MISSING: _media,
 }
 
 #: Conditions judged from telemetry and fault events: while a station is offline what it

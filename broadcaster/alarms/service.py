@@ -268,10 +268,15 @@ class _StationRow:
     kind: StationKind
     area_id: int
     enabled: bool
-    online: bool
+    online: bool | None
     offline_since: dt.datetime | None
     telemetry: dict[str, Any] | None
     faults: list[str] | None
+    online_since: dt.datetime | None
+    desired_version: int | None
+    desired_at: dt.datetime | None
+    applied_version: int | None
+    missing: list[str] | None
 
 
 def _stations(session: Session, station_ids: Collection[int] | None) -> list[_StationRow]:
@@ -286,24 +291,15 @@ def _stations(session: Session, station_ids: Collection[int] | None) -> list[_St
         StationState.offline_since,
         StationState.telemetry,
         StationState.faults,
+        StationState.online_since,
+        StationState.desired_published_version,
+        StationState.desired_at,
+        StationState.applied_version,
+        StationState.missing,
     ).outerjoin(StationState, StationState.station_id == Station.id)
     if station_ids is not None:
         query = query.where(Station.id.in_(list(station_ids)))
-    return [
-        _StationRow(
-            id=r[0],
-            sid=r[1],
-            name=r[2],
-            kind=r[3],
-            area_id=r[4],
-            enabled=r[5],
-            online=bool(r[6]),
-            offline_since=r[7],
-            telemetry=r[8],
-            faults=r[9],
-        )
-        for r in session.execute(query)
-    ]
+    return [_StationRow(*row) for row in session.execute(query)]
 
 
 def evaluate(
@@ -329,11 +325,16 @@ def evaluate(
     for row in rows:
         thresholds = rules.defaults_for(row.kind) | kinds.get(row.kind, {}) | own.get(row.id, {})
         observation = rules.Observation(
-            online=row.online,
+            online=bool(row.online),
             offline_since=row.offline_since,
             telemetry=row.telemetry,
             faults=frozenset(row.faults or ()),
             enabled=row.enabled,
+            online_since=row.online_since,
+            desired_version=row.desired_version or 0,
+            desired_at=row.desired_at,
+            applied_version=row.applied_version,
+            missing=len(row.missing or ()),
         )
         result = rules.evaluate(observation, thresholds, now)
         for condition in result.judged:

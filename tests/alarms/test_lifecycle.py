@@ -214,3 +214,23 @@ def test_deliveries_follow_area_and_severity_and_the_queue_is_bounded(db: Sessio
     )
     due = service.due(db, T0 + dt.timedelta(seconds=1), settle_s=0)
     assert [(o.subscription_id, len(o.events)) for o in due] == [(to_ward.id, 2)]
+
+
+def test_clock_plan_and_media(db: Session) -> None:
+    sid = online(db, WARD_2)  # hamlet: clock 5 s, plan and media 30 min
+    telemetry(db, sid, T0, clock_offset_ms=-7200.0)
+    state = live.state_of(db, sid)
+    state.desired_published_version, state.desired_at, state.applied_version = 3, T0, 2
+    service.evaluate(db, T0 + dt.timedelta(minutes=29), {sid})
+    assert [a.condition for a in open_alarms(db, sid)] == [Condition.CLOCK_OFFSET]
+    service.evaluate(db, T0 + dt.timedelta(minutes=30), {sid})
+    behind = {a.condition: a for a in open_alarms(db, sid)}[Condition.PLAN_BEHIND]
+    assert behind.detail == "đang ở phiên bản 2, cần 3"
+
+    # applied, but two files missing: the plan alarm clears (hold 0), media is raised
+    service.set_station_thresholds(db, station(db, WARD_2), {"clear_hold_s": 0})
+    state.applied_version, state.missing = 3, ["a" * 64, "b" * 64]
+    service.evaluate(db, T0 + dt.timedelta(minutes=31), {sid})
+    conditions = {a.condition for a in open_alarms(db, sid)}
+    assert conditions == {Condition.CLOCK_OFFSET, Condition.MEDIA_MISSING}
+    assert behind.status is AlarmStatus.CLEARED
