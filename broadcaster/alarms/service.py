@@ -23,7 +23,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Select, case, delete, func, select
+from sqlalchemy import Select, String, and_, case, cast, delete, func, or_, select
 from sqlalchemy.orm import Session
 
 from broadcaster.alarms import rules
@@ -279,7 +279,23 @@ class _StationRow:
     missing: list[str] | None
 
 
-def _stations(session: Session, station_ids: Collection[int] | None) -> list[_StationRow]:
+def _due() -> Any:
+    """Stations whose alarms may change with time alone (the periodic sweep): offline,
+    with an open alarm (a held clear), behind their plan or missing media.  Online
+    stations are also evaluated with every message they send (telemetry each minute)."""
+    open_alarm = select(Alarm.station_id).where(Alarm.open_key.is_not(None))
+    published = StationState.desired_published_version
+    return or_(
+        StationState.online.is_(False),
+        Station.id.in_(open_alarm),
+        and_(published > 0, func.coalesce(StationState.applied_version, -1) != published),
+        func.coalesce(cast(StationState.missing, String), "[]") != "[]",
+    )
+
+
+def _stations(
+    session: Session, station_ids: Collection[int] | None, *, due_only: bool = False
+) -> list[_StationRow]:
     query: Select[Any] = select(
         Station.id,
         Station.sid,
@@ -299,6 +315,8 @@ def _stations(session: Session, station_ids: Collection[int] | None) -> list[_St
     ).outerjoin(StationState, StationState.station_id == Station.id)
     if station_ids is not None:
         query = query.where(Station.id.in_(list(station_ids)))
+    if due_only:
+        query = query.where(_due())
     return [_StationRow(*row) for row in session.execute(query)]
 
 
@@ -307,12 +325,14 @@ def evaluate(
     now: dt.datetime,
     station_ids: Collection[int] | None = None,
     *,
+    due_only: bool = False,
     max_pending: int = MAX_PENDING,
 ) -> EvaluationResult:
-    """Apply the rules to the given stations (default: every station); flush."""
+    """Apply the rules to the given stations (default: every station; ``due_only``:
+    those whose alarms may change with time alone); flush."""
     if station_ids is not None and not station_ids:
         return EvaluationResult(0)
-    rows = _stations(session, station_ids)
+    rows = _stations(session, station_ids, due_only=due_only)
     ids = [r.id for r in rows]
     open_query = select(Alarm).where(Alarm.open_key.is_not(None))
     if station_ids is not None:

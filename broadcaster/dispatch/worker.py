@@ -351,9 +351,9 @@ class Worker:
             log.exception("alarm evaluation of %d station(s) failed", len(station_ids))
 
     def _alarms(self) -> None:
-        """Time-based rules (offline too long) and held clears, for every station."""
+        """Time-based rules (offline too long...) and held clears."""
         with self.factory() as session:
-            alarms.evaluate(session, utcnow())
+            alarms.evaluate(session, utcnow(), due_only=True)
             session.commit()
 
     def _purge(self) -> None:

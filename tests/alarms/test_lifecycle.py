@@ -234,3 +234,17 @@ def test_clock_plan_and_media(db: Session) -> None:
     conditions = {a.condition for a in open_alarms(db, sid)}
     assert conditions == {Condition.CLOCK_OFFSET, Condition.MEDIA_MISSING}
     assert behind.status is AlarmStatus.CLEARED
+
+
+def test_the_periodic_sweep_takes_only_stations_time_can_change(db: Session) -> None:
+    quiet, hot, gone = online(db, WARD_2), online(db, COMMUNE), online(db, "p3-kp-1")
+    telemetry(db, hot, T0, speaker_ok=False)
+    service.evaluate(db, T0, {hot})
+    live.record_death(db, gone, bdseq=1, received_at=T0)
+    state = live.state_of(db, quiet)
+    state.desired_published_version, state.applied_version, state.missing = 2, 2, []
+    db.flush()
+    assert service.evaluate(db, T0, due_only=True).stations == 2  # hot (open alarm), gone
+    state.missing = ["c" * 64]
+    db.flush()
+    assert service.evaluate(db, T0, due_only=True).stations == 3
