@@ -1,4 +1,4 @@
-"""alarms: alarms and their history, threshold overrides, subscriptions, deliveries"""
+"""alarms: alarms and history, thresholds, subscriptions, deliveries; connection history"""
 
 from __future__ import annotations
 
@@ -35,6 +35,23 @@ SEVERITIES = ("info", "warning", "critical")
 
 
 def upgrade() -> None:
+    op.create_table(
+        "station_connections",
+        sa.Column("id", BigId, nullable=False),
+        sa.Column("station_id", sa.Integer(), nullable=False),
+        sa.Column("bdseq", BigId, nullable=False),
+        sa.Column("online_at", When, nullable=False),
+        sa.Column("offline_at", When, nullable=True),
+        sa.Column("cause", _enum("connection_cause", "death", "server", "replaced"), nullable=True),
+        _fk("station_connections", "station_id", "stations"),
+        _pk("station_connections"),
+    )
+    op.create_index(
+        "ix_station_connections_station_online",
+        "station_connections",
+        ["station_id", "online_at"],
+        unique=False,
+    )
     op.create_table(
         "alarm_subscriptions",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -78,6 +95,7 @@ def upgrade() -> None:
             _enum(
                 "alarm_condition",
                 "station_offline",
+                "link_flapping",
                 "amp_temperature",
                 "speaker_line",
                 "mains_lost",
@@ -143,3 +161,4 @@ def downgrade() -> None:
     op.drop_table("alarms")
     op.drop_table("alarm_thresholds")
     op.drop_table("alarm_subscriptions")
+    op.drop_table("station_connections")

@@ -64,6 +64,7 @@ SEVERITY_LABELS_VI: dict[Severity, str] = {
 
 class Condition(StrEnum):
     STATION_OFFLINE = "station_offline"
+    LINK_FLAPPING = "link_flapping"
     AMP_TEMPERATURE = "amp_temperature"
     SPEAKER_LINE = "speaker_line"
     MAINS_LOST = "mains_lost"
@@ -76,6 +77,7 @@ class Condition(StrEnum):
 
 CONDITION_TITLES_VI: dict[Condition, str] = {
     Condition.STATION_OFFLINE: "Trạm mất kết nối",
+    Condition.LINK_FLAPPING: "Kết nối chập chờn",
     Condition.AMP_TEMPERATURE: "Nhiệt độ bộ khuếch đại cao",
     Condition.SPEAKER_LINE: "Lỗi đường dây loa",
     Condition.MAINS_LOST: "Mất điện lưới, đang chạy ắc quy",
@@ -121,6 +123,9 @@ THRESHOLDS: dict[str, ThresholdSpec] = {
     spec.key: spec
     for spec in (
         _spec("offline_after_s", "Mất kết nối quá", "s", 10, 86_400, 600, 300),
+        _spec(
+            "flap_reconnects_per_hour", "Số lần kết nối lại trong 1 giờ quá", "lần", 2, 1_000, 6, 4
+        ),
         _spec("amp_temp_warning_c", "Nhiệt độ cảnh báo", "°C", 30, 120, 68, 65),
         _spec("amp_temp_critical_c", "Nhiệt độ nghiêm trọng", "°C", 30, 130, 75, 72),
         _spec("battery_low_v", "Điện áp ắc quy yếu dưới", "V", 9, 14, 11.8, 11.8),
@@ -191,6 +196,7 @@ class Observation:
     desired_at: dt.datetime | None = None  # when it was published
     applied_version: int | None = None
     missing: int = 0  # media files the station reports missing
+    reconnects: int = 0  # connections begun in the last hour
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,6 +228,14 @@ def _offline(obs: Observation, th: Mapping[str, float], now: dt.datetime) -> Fin
         Severity.CRITICAL,
         f"mất kết nối {int(seconds // 60)} phút {int(seconds % 60)} giây",
         seconds,
+    )
+
+
+def _flapping(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> Finding | None:
+    if obs.reconnects <= th["flap_reconnects_per_hour"]:
+        return None
+    return Finding(
+        Severity.WARNING, f"kết nối lại {obs.reconnects} lần trong 1 giờ", obs.reconnects
     )
 
 
@@ -309,6 +323,7 @@ def _media(obs: Observation, th: Mapping[str, float], now: dt.datetime) -> Findi
 
 RULES: dict[Condition, Rule] = {
     Condition.STATION_OFFLINE: _offline,
+    Condition.LINK_FLAPPING: _flapping,
     Condition.AMP_TEMPERATURE: _amp,
     Condition.SPEAKER_LINE: _speaker,
     Condition.MAINS_LOST: _mains,
@@ -321,7 +336,7 @@ RULES: dict[Condition, Rule] = {
 
 #: Conditions judged from telemetry and fault events: while a station is offline what it
 #: last said is stale, so these are neither raised nor cleared until it is back.
-FROM_STATION = frozenset(RULES) - {Condition.STATION_OFFLINE}
+FROM_STATION = frozenset(RULES) - {Condition.STATION_OFFLINE, Condition.LINK_FLAPPING}
 
 
 @dataclass(frozen=True, slots=True)

@@ -39,6 +39,7 @@ from broadcaster.alarms.models import (
 from broadcaster.alarms.rules import Condition, Severity
 from kernel.db import paginate
 from kernel.errors import ConflictError, InvalidInput, NotFoundError
+from stations import live
 from stations import service as stations
 from stations.models import Area, Station, StationKind, StationState
 
@@ -340,6 +341,8 @@ def evaluate(
     open_alarms = {(a.station_id, a.condition): a for a in session.scalars(open_query)}
     kinds = _kind_overrides(session)
     own = _station_overrides(session, None if station_ids is None else ids)
+    hour_ago = now - dt.timedelta(hours=1)
+    reconnects = live.reconnects_since(session, hour_ago, None if station_ids is None else ids)
     notes = _Notifications(session, max_pending)
     raised = escalated = cleared = 0
     for row in rows:
@@ -355,6 +358,7 @@ def evaluate(
             desired_at=row.desired_at,
             applied_version=row.applied_version,
             missing=len(row.missing or ()),
+            reconnects=reconnects.get(row.id, 0),
         )
         result = rules.evaluate(observation, thresholds, now)
         for condition in result.judged:

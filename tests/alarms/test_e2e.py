@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ pytestmark = [requires_mosquitto(), pytest.mark.slow]
 
 HOT, FAR = "p2-kp-1", "lbn-cau-tre"  # phường 2; xã Lợi Bình Nhơn
 TECH_WARD, TECH_COMMUNE = "kt-phuong2@example.vn", "kt-loibinhnhon@example.vn"
+ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "metrics-token-0123456789abcdef"
 SECRET = "webhook-secret-0123456789abcdef"
 
@@ -124,6 +126,9 @@ def test_overheat_and_offline_alarms_reach_the_right_people_once(
     assert samples[("broadcaster_worker_active", ())] == 1
     assert ("broadcaster_bridge_queue_depth", ()) in samples
     assert ("broadcaster_bridge_dropped_total", ()) in samples
+    dashboard = (ROOT / "deploy" / "grafana" / "broadcaster.json").read_text()
+    names = {name for name, _ in samples}
+    assert set(re.findall(r"broadcaster_\w+", dashboard)) <= names  # the dashboard's series exist
 
     # the fan is fixed: the alarm clears, and the clear is told once too
     sim.inject(HOT, Fault.OVERHEAT, active=False)

@@ -25,7 +25,7 @@ from broadcaster.alarms.models import (
 from broadcaster.alarms.rules import Condition, Severity
 from kernel.errors import ConflictError, InvalidInput
 from stations import live, tan_an
-from stations.models import Station, StationKind
+from stations.models import ConnectionCause, Station, StationConnection, StationKind
 
 T0 = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
 WARD_2 = "p2-kp-1"  # phường 2
@@ -45,12 +45,12 @@ def station(session: Session, sid: str) -> Station:
     return found
 
 
-def online(session: Session, sid: str, at: dt.datetime = T0) -> int:
+def online(session: Session, sid: str, at: dt.datetime = T0, bdseq: int = 1) -> int:
     station_id = station(session, sid).id
     live.record_birth(
         session,
         station_id,
-        bdseq=1,
+        bdseq=bdseq,
         received_at=at,
         firmware="t",
         model="t",
@@ -248,3 +248,29 @@ def test_the_periodic_sweep_takes_only_stations_time_can_change(db: Session) -> 
     state.missing = ["c" * 64]
     db.flush()
     assert service.evaluate(db, T0, due_only=True).stations == 3
+
+
+def test_connection_history_and_link_flapping(db: Session) -> None:
+    for n in range(1, 9):  # a hamlet station: more than 6 reconnects an hour
+        at = T0 + dt.timedelta(minutes=5 * n)
+        sid = online(db, COMMUNE, at, bdseq=n)
+        if n % 2:
+            live.record_death(db, sid, bdseq=n, received_at=at + dt.timedelta(seconds=30))
+    history = list(db.scalars(select(StationConnection).where(StationConnection.station_id == sid)))
+    assert [c.cause for c in history[:3]] == [
+        ConnectionCause.DEATH,
+        ConnectionCause.REPLACED,
+        ConnectionCause.DEATH,
+    ]
+    now = T0 + dt.timedelta(minutes=41)
+    service.evaluate(db, now, {sid})
+    (alarm,) = open_alarms(db, sid)
+    assert (alarm.condition, alarm.detail) == (
+        Condition.LINK_FLAPPING,
+        "kết nối lại 8 lần trong 1 giờ",
+    )
+    # the broker is lost and comes back: the retained birth reopens the same interval
+    live.mark_all_offline(db, at=now)
+    online(db, COMMUNE, now, bdseq=8)
+    assert history[-1].offline_at is None
+    assert live.reconnects_since(db, T0, [sid]) == {sid: 8}
