@@ -19,7 +19,8 @@ def render_item(type_: str, obj: Any, autogen_context: Any) -> str | Literal[Fal
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"
     if type_ == "type" and isinstance(obj, JSON):
-        return "sa.JSON().with_variant(postgresql.JSONB(), 'postgresql')"
+        autogen_context.imports.add("from kernel.migrations import JSONB")
+        return "JSONB"
     return False
 
 

@@ -56,7 +56,7 @@ from kernel.approval import Approval
 from kernel.db import paginate, utcnow
 from kernel.errors import ConflictError, InvalidInput, NotFoundError, PermissionDeniedError
 from kernel.ownership import in_scope, visible
-from kernel.text import fold, like_pattern
+from kernel.text import contains, fold
 
 log = logging.getLogger(__name__)
 
@@ -187,7 +187,7 @@ def list_assets(
 ) -> tuple[list[MediaAsset], int]:
     query = visible(select(MediaAsset), MediaAsset.owner_area_id, scope)
     if q:
-        query = query.where(MediaAsset.title_folded.like(like_pattern(q), escape="\\"))
+        query = query.where(contains(MediaAsset.title_folded, q))
     if category:
         query = query.where(MediaAsset.category == category)
     if status:

@@ -10,7 +10,6 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.progress import Progress, SpinnerColumn, TextColumn
 from rich.table import Table
@@ -19,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import db
 from broadcaster.broker.cli import mqtt_app, stations_credentials
+from broadcaster.console import console, err, fail, load_settings
 from broadcaster.settings import Settings
 from firmware_bridge.simulator.cli import simulate
 from kernel.errors import DomainError
@@ -32,17 +32,6 @@ app.add_typer(stations_app, name="stations")
 app.add_typer(users_app, name="users")
 app.add_typer(mqtt_app, name="mqtt")
 stations_app.command("credentials")(stations_credentials)
-
-console = Console()
-err = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError as exc:
-        err.print(f"[red]Invalid settings:[/red] {exc}")
-        raise typer.Exit(2) from exc
 
 
 def _migrated(settings: Settings) -> Engine:
@@ -83,7 +72,7 @@ def serve(
         err.print("[red]--role must be all, api or worker[/red]")
         raise typer.Exit(2) from exc
     _configure_logging(log_level)
-    settings = _settings()
+    settings = load_settings()
     uvicorn.run(
         create_app(settings, role=chosen), host=host, port=port, log_level=log_level.lower()
     )
@@ -143,7 +132,7 @@ def broadcast(
 @db_app.command("upgrade")
 def db_upgrade() -> None:
     """Apply every pending migration."""
-    settings = _settings()
+    settings = load_settings()
     _migrated(settings)
     console.print("[green]Database is up to date.[/green]")
 
@@ -162,7 +151,7 @@ def seed(
     from audio_library.settings import AudioSettings
     from schedules import seed as schedules_seed
 
-    settings = _settings()
+    settings = load_settings()
     engine = _migrated(settings)
     factory = db.make_sessionmaker(engine)
     library = MediaLibrary(
@@ -195,7 +184,7 @@ def stations_import(
     from kernel.changes import Actor, commit_change
     from stations import csvio
 
-    settings = _settings()
+    settings = load_settings()
     factory = db.make_sessionmaker(_migrated(settings))
     content = file.read_bytes()
     with factory() as session:
@@ -251,7 +240,7 @@ def stations_export(
     from stations import csvio
     from stations import service as stations
 
-    settings = _settings()
+    settings = load_settings()
     factory = db.make_sessionmaker(_migrated(settings))
     with factory() as session:
         body = csvio.export_stations(
@@ -282,7 +271,7 @@ def create_admin(
         if getpass.getpass("Repeat password: ") != password:
             err.print("[red]Passwords do not match.[/red]")
             raise typer.Exit(1)
-    settings = _settings()
+    settings = load_settings()
     factory = db.make_sessionmaker(_migrated(settings))
     try:
         data = UserCreate(username=username, password=password, role=Role.ADMIN, can_emergency=True)
@@ -293,8 +282,7 @@ def create_admin(
             err.print(f"[red]{'.'.join(map(str, e['loc']))}: {e['msg']}[/red]")
         raise typer.Exit(1) from exc
     except DomainError as exc:
-        err.print(f"[red]{exc.message}[/red]")
-        raise typer.Exit(1) from exc
+        raise fail(exc) from exc
     console.print(f"[green]Administrator {username!r} created.[/green]")
 
 

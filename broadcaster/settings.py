@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import StrEnum
 from pathlib import Path
 from typing import Self
-from urllib.parse import urlsplit
+from urllib.parse import SplitResult, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -84,9 +84,7 @@ class Settings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
-            raise ValueError("BROADCASTER_MQTT_URL must look like mqtt://host:port")
+        _url_of(value, {"mqtt", "mqtts"}, "BROADCASTER_MQTT_URL must look like mqtt://host:port")
         return value
 
     @field_validator("mqtt_public_url")
@@ -94,9 +92,9 @@ class Settings(BaseSettings):
     def _mqtt_public_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        parts = urlsplit(value)
-        if parts.scheme not in {"mqtt", "mqtts"} or not parts.hostname:
-            raise ValueError("BROADCASTER_MQTT_PUBLIC_URL must look like mqtts://host:port")
+        parts = _url_of(
+            value, {"mqtt", "mqtts"}, "BROADCASTER_MQTT_PUBLIC_URL must look like mqtts://host:port"
+        )
         if parts.username or parts.password:
             raise ValueError("BROADCASTER_MQTT_PUBLIC_URL must not carry credentials")
         return value
@@ -104,9 +102,7 @@ class Settings(BaseSettings):
     @field_validator("public_base_url")
     @classmethod
     def _public_base_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme not in {"http", "https"} or not parts.hostname:
-            raise ValueError("BROADCASTER_PUBLIC_BASE_URL must be an http(s) URL")
+        _url_of(value, {"http", "https"}, "BROADCASTER_PUBLIC_BASE_URL must be an http(s) URL")
         return value.rstrip("/")
 
     @model_validator(mode="after")
@@ -136,3 +132,11 @@ class Settings(BaseSettings):
         if parts.port:
             netloc += f":{parts.port}"
         return f"{parts.scheme}://{netloc}"
+
+
+def _url_of(value: str, schemes: set[str], refusal: str) -> SplitResult:
+    """The parts of a URL setting with one of `schemes` and a host, else `refusal`."""
+    parts = urlsplit(value)
+    if parts.scheme not in schemes or not parts.hostname:
+        raise ValueError(refusal)
+    return parts

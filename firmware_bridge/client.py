@@ -52,21 +52,22 @@ Design:
   server's command outbox owns retries.
 
 All public methods are thread-safe.
+
+The settings and counters live in :mod:`firmware_bridge.bridge_state`, the inbound
+records and the queue with its consumer in :mod:`firmware_bridge.inbound`; this module
+re-exports what callers use.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
-import queue
 import ssl
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion, MQTTErrorCode, MQTTProtocolVersion
@@ -74,7 +75,22 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from firmware_bridge.errors import ProtocolError, RetryLater
+from firmware_bridge.bridge_state import (
+    BridgeConfig,
+    BridgeHealth,
+    BridgeStats,
+    Counters,
+    LogLimiter,
+)
+from firmware_bridge.errors import ProtocolError
+from firmware_bridge.inbound import (
+    REJECTED_PREFIX_BYTES,
+    Inbound,
+    InboundQueue,
+    QueuedItem,
+    Rejected,
+    StationMessage,
+)
 from firmware_bridge.messages import (
     Ack,
     Command,
@@ -90,9 +106,10 @@ from firmware_bridge.messages import (
     utcnow,
 )
 from firmware_bridge.mqtt_url import MqttUrl
-from firmware_bridge.topics import DEFAULT_PREFIX, STATION_INBOUND, TopicKind, Topics
+from firmware_bridge.topics import STATION_INBOUND, TopicKind, Topics
 
 __all__ = [
+    "REJECTED_PREFIX_BYTES",
     "Bridge",
     "BridgeConfig",
     "BridgeHealth",
@@ -104,166 +121,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: The payloads a station publishes.
-StationMessage: TypeAlias = StationState | Reported | Ack | Event | Telemetry
-
 _UNSUPPORTED_PROTOCOL = 132  # CONNACK reason "Unsupported protocol version"
-#: Bytes of a rejected payload kept for the dead-letter record.
-REJECTED_PREFIX_BYTES = 2048
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeConfig:
-    """Connection settings of the server bridge."""
-
-    url: str = "mqtt://127.0.0.1:1883"
-    instance: str = "main"
-    topic_prefix: str = DEFAULT_PREFIX
-    keepalive: int = 30
-    queue_size: int = 10_000
-    batch_max: int = 500
-    reconnect_min_s: int = 1
-    reconnect_max_s: int = 30
-    protocol: Literal["auto", "5", "3.1.1"] = "auto"
-    ca_file: str | None = None
-    session_expiry_s: int = 3600
-    queue_hard_limit: int = 100_000  # QoS 1 messages queued at most (memory bound)
-    receive_maximum: int = 1000  # MQTT 5: unacknowledged QoS 1 messages the broker may send
-    retry_min_s: float = 0.05  # backoff of a batch the handler could not take (RetryLater)
-    retry_max_s: float = 5.0
-    supervise_every_s: float = 0.2
-
-    @property
-    def client_id(self) -> str:
-        """``srv-{instance}``."""
-        return f"srv-{self.instance}"
-
-
-@dataclass(frozen=True, slots=True)
-class Inbound:
-    """A valid message from a station, as handed (in a batch) to ``on_inbound``."""
-
-    sid: str
-    kind: TopicKind
-    message: StationMessage
-    topic: str
-    received_at: datetime
-    retained: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """A message the bridge could not take, as handed to ``on_rejected`` (quarantine).
-
-    ``payload`` is at most :data:`REJECTED_PREFIX_BYTES` of the original; ``size`` is
-    the original's length.  ``sid``/``kind`` are None when the topic itself was wrong.
-    """
-
-    topic: str
-    sid: str | None
-    kind: str | None
-    category: str
-    reason: str
-    size: int
-    payload: bytes
-    received_at: datetime
-    qos: int = 0
-    retained: bool = False
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeHealth:
-    """What `/readyz` and `/dispatch/status` need to tell the truth about the bridge."""
-
-    loop_alive: bool
-    connected: bool
-    last_message_at: datetime | None
-    loop_restarts: int
-    unacked: int
-
-    @property
-    def ok(self) -> bool:
-        return self.loop_alive and self.connected
-
-
-@dataclass(frozen=True, slots=True)
-class BridgeStats:
-    """A snapshot of the bridge's counters, for health endpoints and tests."""
-
-    connected: bool
-    protocol: str | None
-    received: int
-    accepted: int
-    handled: int
-    empty: int
-    invalid: dict[str, int]
-    dropped: int
-    overflow: int
-    handler_errors: int
-    reconnects: int
-    queue_depth: int
-    quarantined: dict[str, int] = field(default_factory=dict)
-    deferred: int = 0
-    retries: int = 0
-    loop_restarts: int = 0
-    acked: int = 0
-
-    @property
-    def invalid_total(self) -> int:
-        """All invalid messages, whatever the reason."""
-        return sum(self.invalid.values())
-
-
-@dataclass
-class _Counters:
-    received: int = 0
-    accepted: int = 0
-    handled: int = 0
-    empty: int = 0
-    invalid: Counter[str] = field(default_factory=Counter)
-    dropped: int = 0
-    overflow: int = 0  # QoS 1 messages taken past `queue_size`
-    handler_errors: int = 0
-    reconnects: int = 0
-    quarantined: Counter[str] = field(default_factory=Counter)
-    deferred: int = 0  # QoS 1 messages left unacknowledged past the hard limit
-    retries: int = 0  # batches offered again after RetryLater
-    loop_restarts: int = 0
-    acked: int = 0
-
-
-@dataclass(slots=True)
-class _Item:
-    """One queued delivery: what to hand over, and how to acknowledge it."""
-
-    inbound: Inbound | None
-    rejected: Rejected | None
-    topic: str
-    payload_prefix: bytes
-    size: int
-    received_at: datetime
-    qos: int
-    mid: int
-    generation: int
-    retained: bool
-    done: bool = False  # handed over successfully (a retry skips it)
-
-
-class _LogLimiter:
-    """Lets at most ``burst`` warnings per ``period_s`` through, per key."""
-
-    def __init__(self, burst: int = 10, period_s: float = 10.0) -> None:
-        self._burst = burst
-        self._period_s = period_s
-        self._windows: dict[str, tuple[float, int]] = {}
-
-    def allow(self, key: str) -> bool:
-        now = time.monotonic()
-        start, count = self._windows.get(key, (now, 0))
-        if now - start >= self._period_s:
-            start, count = now, 0
-        self._windows[key] = (start, count + 1)
-        return count < self._burst
 
 
 class Bridge:
@@ -279,12 +137,9 @@ class Bridge:
         self.config = config
         self.topics = Topics(config.topic_prefix)
         self._url = MqttUrl.parse(config.url)
-        self._on_inbound = on_inbound
-        self._on_rejected = on_rejected
-        self._queue: queue.Queue[_Item] = queue.Queue()  # bounded by `_enqueue`
         self._lock = threading.Lock()
-        self._counters = _Counters()
-        self._limiter = _LogLimiter()
+        self._counters = Counters()
+        self._limiter = LogLimiter()
         self._client: mqtt.Client | None = None
         self._protocol = (
             MQTTProtocolVersion.MQTTv311
@@ -300,7 +155,17 @@ class Bridge:
         self._fallback = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_message_at: datetime | None = None
-        self._unacked = 0
+        self._inbound = InboundQueue(
+            config,
+            lock=self._lock,
+            counters=self._counters,
+            limiter=self._limiter,
+            stopping=self._stopping,
+            on_inbound=on_inbound,
+            on_rejected=on_rejected,
+            ack=self._ack_now,
+            clear_retained=lambda topic: self.clear_retained(topic, wait_s=None),
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -313,7 +178,7 @@ class Bridge:
             self._client = self._new_client()
         self._threads = [
             threading.Thread(
-                target=self._consume, name=f"{self.config.client_id}-consumer", daemon=True
+                target=self._inbound.consume, name=f"{self.config.client_id}-consumer", daemon=True
             ),
             threading.Thread(
                 target=self._supervise, name=f"{self.config.client_id}-supervisor", daemon=True
@@ -373,31 +238,16 @@ class Bridge:
                 connected=self._connected,
                 last_message_at=self._last_message_at,
                 loop_restarts=self._counters.loop_restarts,
-                unacked=self._unacked,
+                unacked=self._inbound.unacked,
             )
 
     def stats(self) -> BridgeStats:
         """A consistent snapshot of the counters."""
         with self._lock:
-            c = self._counters
-            return BridgeStats(
+            return self._counters.stats(
                 connected=self._connected,
                 protocol=_protocol_name(self._protocol) if self._ever_connected else None,
-                received=c.received,
-                accepted=c.accepted,
-                handled=c.handled,
-                empty=c.empty,
-                invalid=dict(c.invalid),
-                dropped=c.dropped,
-                overflow=c.overflow,
-                handler_errors=c.handler_errors,
-                reconnects=c.reconnects,
-                queue_depth=self._queue.qsize(),
-                quarantined=dict(c.quarantined),
-                deferred=c.deferred,
-                retries=c.retries,
-                loop_restarts=c.loop_restarts,
-                acked=c.acked,
+                queue_depth=self._inbound.depth(),
             )
 
     # ------------------------------------------------------------------ publishing
@@ -673,21 +523,16 @@ class Bridge:
         with self._lock:
             self._counters.invalid["internal"] += 1
             generation = self._generation if client is self._client else -1
-        payload = bytes(message.payload)
-        topic = _safe_topic(message)
-        rejected = Rejected(
-            topic=topic,
-            sid=None,
-            kind=None,
+        rejected = Rejected.of(
+            _safe_topic(message),
+            bytes(message.payload),
             category="internal",
-            reason=f"{type(exc).__name__}: {exc}"[:500],
-            size=len(payload),
-            payload=payload[:REJECTED_PREFIX_BYTES],
+            reason=exc,
             received_at=utcnow(),
             qos=int(message.qos),
             retained=bool(message.retain),
         )
-        self._put(self._item(None, rejected, int(message.mid), generation))
+        self._inbound.put(QueuedItem.of(None, rejected, int(message.mid), generation))
 
     def handle_raw(
         self,
@@ -722,19 +567,18 @@ class Bridge:
                 self._counters.invalid[exc.category] += 1
             if self._limiter.allow(exc.category):
                 log.warning("invalid message on %s: %s", topic[:200], exc.reason)
-            rejected = Rejected(
-                topic=topic,
+            rejected = Rejected.of(
+                topic,
+                payload,
+                category=exc.category,
+                reason=exc.reason,
+                received_at=received_at,
                 sid=sid,
                 kind=None if kind is None else kind.value,
-                category=exc.category,
-                reason=exc.reason[:500],
-                size=len(payload),
-                payload=payload[:REJECTED_PREFIX_BYTES],
-                received_at=received_at,
                 qos=qos,
                 retained=retained,
             )
-            self._offer(self._item(None, rejected, mid, generation))
+            self._inbound.offer(QueuedItem.of(None, rejected, mid, generation))
             return
         assert isinstance(message, StationState | Reported | Ack | Event | Telemetry)
         inbound = Inbound(
@@ -745,71 +589,10 @@ class Bridge:
             received_at=received_at,
             retained=retained,
         )
-        item = self._item(inbound, None, mid, generation, payload=payload, qos=qos)
-        if self._offer(item):
+        item = QueuedItem.of(inbound, None, mid, generation, payload=payload, qos=qos)
+        if self._inbound.offer(item):
             with self._lock:
                 self._counters.accepted += 1
-
-    def _item(
-        self,
-        inbound: Inbound | None,
-        rejected: Rejected | None,
-        mid: int,
-        generation: int,
-        *,
-        payload: bytes = b"",
-        qos: int | None = None,
-    ) -> _Item:
-        source = inbound or rejected
-        assert source is not None
-        return _Item(
-            inbound=inbound,
-            rejected=rejected,
-            topic=source.topic,
-            payload_prefix=(rejected.payload if rejected else payload[:REJECTED_PREFIX_BYTES]),
-            size=rejected.size if rejected else len(payload),
-            received_at=source.received_at,
-            qos=qos if qos is not None else (rejected.qos if rejected else 0),
-            mid=mid,
-            generation=generation,
-            retained=source.retained,
-        )
-
-    def _offer(self, item: _Item) -> bool:
-        """Queue ``item`` unless the queue is over its limit for that kind of message.
-
-        Past ``queue_size`` only QoS 1 messages other than telemetry are taken (counted
-        as ``overflow``); a dropped one is acknowledged at once (telemetry: the next
-        report supersedes it).  Past ``queue_hard_limit`` a QoS 1 message is left
-        unacknowledged (``deferred``): the broker delivers it again on the next
-        connection.
-        """
-        depth = self._queue.qsize()
-        if depth >= self.config.queue_size:
-            telemetry = item.inbound is not None and item.inbound.kind == TopicKind.TELEMETRY
-            if item.qos == 0 or telemetry:
-                with self._lock:
-                    self._counters.dropped += 1
-                if self._limiter.allow("dropped"):
-                    log.warning("inbound queue full; dropped a message on %s", item.topic[:200])
-                self._ack_now(item.qos, item.mid, item.generation)
-                return False
-            if depth >= self.config.queue_hard_limit:
-                with self._lock:
-                    self._counters.deferred += 1
-                if self._limiter.allow("deferred"):
-                    log.warning("inbound queue full; %s left for redelivery", item.topic[:200])
-                return False
-            with self._lock:
-                self._counters.overflow += 1
-        self._put(item)
-        return True
-
-    def _put(self, item: _Item) -> None:
-        with self._lock:
-            if item.qos > 0:
-                self._unacked += 1
-        self._queue.put_nowait(item)
 
     def _ack_now(self, qos: int, mid: int, generation: int) -> None:
         """Acknowledge a message we are done with (nothing to store)."""
@@ -825,121 +608,6 @@ class Bridge:
             client.ack(mid, qos)
             with self._lock:
                 self._counters.acked += 1
-
-    # ------------------------------------------------------------------ consumer
-
-    def _consume(self) -> None:
-        """Hand queued messages to the handlers in batches (whatever has queued up, at
-        most ``batch_max``), then acknowledge them, in the order they came."""
-        while True:
-            try:
-                batch = [self._queue.get(timeout=0.2)]
-            except queue.Empty:
-                if self._stopping.is_set():
-                    return
-                continue
-            while len(batch) < self.config.batch_max:
-                try:
-                    batch.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
-            try:
-                delivered = self._deliver(batch)
-            except Exception:  # never let the consumer die
-                log.exception("bridge consumer failed on a batch of %d message(s)", len(batch))
-                delivered = False
-            if not delivered:  # stopping: leave them to the broker's redelivery
-                with self._lock:
-                    self._unacked -= sum(1 for item in batch if item.qos > 0)
-                continue
-            for item in batch:
-                try:
-                    self._ack_now(item.qos, item.mid, item.generation)
-                    if item.rejected is not None and item.retained:
-                        # a retained message we cannot take would come back on every
-                        # subscription: it is quarantined, so clear it on the broker
-                        self.clear_retained(item.topic, wait_s=None)
-                except Exception:
-                    log.exception("could not acknowledge a message on %s", item.topic[:200])
-            with self._lock:
-                self._unacked -= sum(1 for item in batch if item.qos > 0)
-
-    def _deliver(self, batch: list[_Item]) -> bool:
-        """Hand ``batch`` over; True once every item is handled or quarantined.
-
-        Retries on :class:`RetryLater` with backoff (False if the bridge stops first);
-        splits the batch on any other error until the one message that fails is found.
-        """
-        delay = self.config.retry_min_s
-        while True:
-            failure: Exception | None = None
-            try:
-                self._hand_over(batch)
-                return True
-            except RetryLater as exc:
-                with self._lock:
-                    self._counters.retries += 1
-                if self._limiter.allow("retry"):
-                    log.warning("handler busy (%s); retrying in %.2f s", exc, delay)
-                if self._stopping.wait(delay):
-                    return False
-                delay = min(delay * 2, self.config.retry_max_s)
-                continue
-            except Exception as exc:
-                failure = exc
-            pending = [item for item in batch if not item.done]
-            if not pending:
-                return True
-            if len(pending) > 1:
-                middle = len(pending) // 2
-                return self._deliver(pending[:middle]) and self._deliver(pending[middle:])
-            item = pending[0]
-            with self._lock:
-                self._counters.handler_errors += 1
-            log.error(
-                "inbound handler failed on %s; quarantining it",
-                item.topic[:200],
-                exc_info=failure,
-            )
-            if item.rejected is not None:
-                item.done = True  # the quarantine itself fails: counted, logged, given up
-                return True
-            item.inbound, item.rejected = None, self._as_rejected(item, failure)
-            delay = self.config.retry_min_s
-
-    def _hand_over(self, batch: list[_Item]) -> None:
-        rejected = [item for item in batch if item.rejected is not None and not item.done]
-        if rejected:
-            if self._on_rejected is not None:
-                self._on_rejected([item.rejected for item in rejected if item.rejected])
-            with self._lock:
-                for item in rejected:
-                    self._counters.quarantined[item.rejected.category if item.rejected else ""] += 1
-            for item in rejected:
-                item.done = True
-        valid = [item for item in batch if item.inbound is not None and not item.done]
-        if valid:
-            self._on_inbound([item.inbound for item in valid if item.inbound])
-            for item in valid:
-                item.done = True
-            with self._lock:
-                self._counters.handled += len(valid)
-
-    @staticmethod
-    def _as_rejected(item: _Item, exc: BaseException) -> Rejected:
-        inbound = item.inbound
-        return Rejected(
-            topic=item.topic,
-            sid=None if inbound is None else inbound.sid,
-            kind=None if inbound is None else inbound.kind.value,
-            category="handler",
-            reason=f"{type(exc).__name__}: {exc}"[:500],
-            size=item.size,
-            payload=item.payload_prefix,
-            received_at=item.received_at,
-            qos=item.qos,
-            retained=item.retained,
-        )
 
 
 def _loop_alive(client: mqtt.Client) -> bool:

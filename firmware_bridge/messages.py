@@ -45,6 +45,7 @@ __all__ = [
     "MAX_PAYLOAD_BYTES",
     "NORMAL",
     "PRIORITY",
+    "SMART_CAPABILITIES",
     "Ack",
     "AckStatus",
     "Capability",
@@ -145,6 +146,15 @@ FaultKind = Literal[
 Capability = Literal[
     "file", "relay", "sync_start", "fm", "telemetry_power", "telemetry_amp", "telemetry_speaker"
 ]
+#: What a smart speaker controller (and the simulator) announces in its birth.
+SMART_CAPABILITIES: tuple[Capability, ...] = (
+    "file",
+    "relay",
+    "sync_start",
+    "telemetry_power",
+    "telemetry_amp",
+    "telemetry_speaker",
+)
 
 
 class _Model(BaseModel):

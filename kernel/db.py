@@ -8,6 +8,7 @@ aware (SQLite keeps no offset, so `UTCDateTime` re-attaches it).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Callable
 from enum import StrEnum
 from typing import Any, TypeVar
 
@@ -99,3 +100,18 @@ def paginate(session: Session, query: Select[M], limit: int, offset: int) -> tup
     total = session.scalar(select(func.count()).select_from(query.order_by(None).subquery()))
     items = list(session.scalars(query.limit(limit).offset(offset)).unique())
     return items, int(total or 0)
+
+
+def delete_unless_used(
+    session: Session,
+    row: object,
+    users: Select[int, str],
+    refuse: Callable[[str], Exception],
+) -> None:
+    """Delete `row`, unless `users` (``id, title`` rows) finds what still uses it: then
+    raise ``refuse(names)``, the first five named ``'title' (#id)``."""
+    found = list(session.execute(users))
+    if found:
+        raise refuse(", ".join(f"'{title}' (#{user_id})" for user_id, title in found[:5]))
+    session.delete(row)
+    session.flush()

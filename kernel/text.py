@@ -10,6 +10,9 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from typing import Any
+
+from sqlalchemy import ColumnElement
 
 _SPACES = re.compile(r"\s+")
 
@@ -26,3 +29,9 @@ def like_pattern(query: str) -> str:
     folded = fold(query)
     escaped = folded.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
+
+
+def contains(column: Any, query: str) -> ColumnElement[bool]:
+    """SQL: `column` (a folded copy, or an id) contains the folded `query` anywhere."""
+    result: ColumnElement[bool] = column.like(like_pattern(query), escape="\\")
+    return result

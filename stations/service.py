@@ -16,8 +16,8 @@ from sqlalchemy.orm import Session
 from kernel.db import paginate
 from kernel.errors import InvalidInput
 from kernel.ownership import AreaDirectory
-from kernel.patch import patch_changes
-from kernel.text import fold, like_pattern
+from kernel.patch import apply_changes, patch_changes
+from kernel.text import contains, fold
 from stations import targets
 from stations.exceptions import (
     AreaInUse,
@@ -129,9 +129,7 @@ def list_areas(
     if within is not None:
         query = query.where(Area.id.in_(subtree_ids(session, [get_area(session, within).id])))
     if q:
-        query = query.where(
-            or_(Area.name_folded.like(like_pattern(q), escape="\\"), Area.code == q.strip())
-        )
+        query = query.where(or_(contains(Area.name_folded, q), Area.code == q.strip()))
     return paginate(session, query.order_by(Area.level, Area.code), limit, offset)
 
 
@@ -285,8 +283,8 @@ def station_query(
     if q:
         query = query.where(
             or_(
-                Station.name_folded.like(like_pattern(q), escape="\\"),
-                Station.sid.like(like_pattern(q), escape="\\"),
+                contains(Station.name_folded, q),
+                contains(Station.sid, q),
             )
         )
     return query.order_by(Station.sid)
@@ -322,12 +320,7 @@ def update_station(session: Session, sid: str, data: StationUpdate) -> Station:
     )
     if "area_code" in changes:
         station.area_id = _area_for_field(session, changes.pop("area_code"), "area_code").id
-    for name, value in changes.items():
-        setattr(station, name, value)
-    if "name" in changes:
-        station.name_folded = fold(station.name)
-    session.flush()
-    session.refresh(station)
+    apply_changes(session, station, changes)
     return station
 
 
@@ -366,9 +359,7 @@ def list_groups(
     if scope is not None:
         query = query.where(or_(Group.owner_area_id.in_(scope), Group.builtin.is_(True)))
     if q:
-        query = query.where(
-            or_(Group.name_folded.like(like_pattern(q), escape="\\"), Group.gid == q.strip())
-        )
+        query = query.where(or_(contains(Group.name_folded, q), Group.gid == q.strip()))
     return paginate(session, query.order_by(Group.builtin.desc(), Group.gid), limit, offset)
 
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from firmware_bridge.messages import SMART_CAPABILITIES
 from kernel.text import fold
 from stations import service
 from stations.models import Area, AreaLevel, Station, StationKind
@@ -321,16 +322,7 @@ def load(session: Session) -> dict[str, int]:
                 longitude=seed.longitude,
                 controller_model=seed.controller_model,
                 capabilities=(
-                    [
-                        "file",
-                        "relay",
-                        "sync_start",
-                        "telemetry_power",
-                        "telemetry_amp",
-                        "telemetry_speaker",
-                    ]
-                    if smart
-                    else ["file", "relay", "telemetry_power"]
+                    list(SMART_CAPABILITIES) if smart else ["file", "relay", "telemetry_power"]
                 ),
                 default_volume=70,
                 enabled=True,

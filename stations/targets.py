@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -167,7 +168,12 @@ def look_up(session: Session, targets: TargetNames, *, field: str = "targets") -
     """The ids the names stand for (one query per kind); an unknown name is an
     `InvalidInput` on its entry (``targets.groups.2``)."""
 
-    def missing(kind: str, wanted: Sequence[str], found: Collection[str]) -> None:
+    def rows(kind: str, wanted: Sequence[str], *columns: Any) -> dict[str, Any]:
+        """``columns`` (the id, the name, ...) of each wanted name, by name."""
+        found: dict[str, Any] = {}
+        if wanted:
+            for row in session.execute(select(*columns).where(columns[1].in_(set(wanted)))):
+                found[row[1]] = tuple(row)
         for index, name in enumerate(wanted):
             if name not in found:
                 raise InvalidInput(
@@ -175,30 +181,13 @@ def look_up(session: Session, targets: TargetNames, *, field: str = "targets") -
                     field=(field, kind, index),
                     message_vi=f"Không tìm thấy {name}",
                 )
+        return found
 
-    stations: dict[str, tuple[int, str, int]] = {}
-    if targets.stations:
-        for station_id, sid, area_id in session.execute(
-            select(Station.id, Station.sid, Station.area_id).where(
-                Station.sid.in_(set(targets.stations))
-            )
-        ):
-            stations[sid] = (station_id, sid, area_id)
-    missing("stations", targets.stations, stations)
-    groups: dict[str, tuple[int, str]] = {}
-    if targets.groups:
-        for group_id, gid in session.execute(
-            select(Group.id, Group.gid).where(Group.gid.in_(set(targets.groups)))
-        ):
-            groups[gid] = (group_id, gid)
-    missing("groups", targets.groups, groups)
-    areas: dict[str, tuple[int, str]] = {}
-    if targets.areas:
-        for area_id, code in session.execute(
-            select(Area.id, Area.code).where(Area.code.in_(set(targets.areas)))
-        ):
-            areas[code] = (area_id, code)
-    missing("areas", targets.areas, areas)
+    stations: dict[str, tuple[int, str, int]] = rows(
+        "stations", targets.stations, Station.id, Station.sid, Station.area_id
+    )
+    groups: dict[str, tuple[int, str]] = rows("groups", targets.groups, Group.id, Group.gid)
+    areas: dict[str, tuple[int, str]] = rows("areas", targets.areas, Area.id, Area.code)
     return TargetRows(
         stations=[stations[n] for n in dict.fromkeys(targets.stations)],
         groups=[groups[n] for n in dict.fromkeys(targets.groups)],

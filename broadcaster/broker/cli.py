@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
 
@@ -30,7 +29,7 @@ from broadcaster.broker.service import (
     sync_registry,
     topics,
 )
-from broadcaster.settings import Settings
+from broadcaster.console import console, err, fail, load_settings
 from firmware_bridge.topics import Topics
 from kernel import audit
 from kernel.errors import DomainError
@@ -41,21 +40,6 @@ __all__ = ["mqtt_app", "stations_credentials"]
 mqtt_app = typer.Typer(
     help="MQTT broker: embedded configuration, station accounts", no_args_is_help=True
 )
-console = Console()
-err = Console(stderr=True)
-
-
-def _settings() -> Settings:
-    try:
-        return Settings()
-    except ValueError as exc:
-        err.print(f"[red]Invalid settings:[/red] {exc}")
-        raise typer.Exit(2) from exc
-
-
-def _fail(exc: DomainError) -> typer.Exit:
-    err.print(f"[red]{exc.message}[/red]")
-    return typer.Exit(1)
 
 
 @mqtt_app.command("bootstrap")
@@ -73,7 +57,7 @@ def bootstrap(
     ] = False,
 ) -> None:
     """Write mosquitto.conf and the dynamic-security file for the embedded broker."""
-    settings = _settings()
+    settings = load_settings()
     try:
         result = bootstrap_module.bootstrap(
             directory,
@@ -103,7 +87,7 @@ def bootstrap(
 @mqtt_app.command("sync")
 def sync() -> None:
     """Reconcile every station's broker account and role with the registry."""
-    settings = _settings()
+    settings = load_settings()
     if not settings.mqtt_dynsec:
         console.print("BROADCASTER_MQTT_DYNSEC is off: station accounts are managed elsewhere.")
         return
@@ -115,7 +99,7 @@ def sync() -> None:
         with db.make_sessionmaker(engine)() as session:
             report = sync_registry(session, settings)
     except DomainError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     finally:
         engine.dispose()
     assert report is not None
@@ -149,7 +133,7 @@ def stations_credentials(
     if bool(sids) == all_stations:
         err.print("[red]Name station ids or use --all (not both).[/red]")
         raise typer.Exit(2)
-    settings = _settings()
+    settings = load_settings()
     if not settings.mqtt_dynsec:
         err.print("[red]BROADCASTER_MQTT_DYNSEC is off: station accounts are managed elsewhere.")
         raise typer.Exit(1)
@@ -201,7 +185,7 @@ def stations_credentials(
         os.replace(tmp, output)
         tmp = None
     except DomainError as exc:
-        raise _fail(exc) from exc
+        raise fail(exc) from exc
     finally:
         if tmp is not None:
             with contextlib.suppress(FileNotFoundError):

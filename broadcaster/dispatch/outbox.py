@@ -239,6 +239,40 @@ def _settle_play(
     play.updated_at = at
 
 
+#: (from statuses, to status, reason) of a command's targets past its not_after
+_UNRECEIVED = (
+    [TargetStatus.PENDING, TargetStatus.SENT],
+    TargetStatus.EXPIRED,
+    "not received before not_after",
+)
+#: ... and past its deadline (and the grace of a final acknowledgement)
+_UNFINISHED = (
+    [TargetStatus.RECEIVED, TargetStatus.IN_PROGRESS],
+    TargetStatus.FAILED,
+    "no final acknowledgement",
+)
+
+
+def _settle_targets(
+    session: Session,
+    command: Command,
+    statuses: Sequence[TargetStatus],
+    status: TargetStatus,
+    reason: str,
+    now: dt.datetime,
+) -> list[int]:
+    """Move the command's targets still in one of ``statuses`` to ``status``; the
+    stations moved."""
+    return list(
+        session.scalars(
+            update(CommandTarget)
+            .where(CommandTarget.command_id == command.id, CommandTarget.status.in_(statuses))
+            .values(status=status, reason=reason, updated_at=now)
+            .returning(CommandTarget.station_id)
+        )
+    )
+
+
 def expire_due(session: Session, now: dt.datetime) -> int:
     """Targets past their command's limits: EXPIRED if never received, FAILED if no
     final ack by the deadline.  Marks commands done when every target is final."""
@@ -249,22 +283,10 @@ def expire_due(session: Session, now: dt.datetime) -> int:
         )
     )
     for command in open_commands:
-        unreceived = session.execute(
-            update(CommandTarget)
-            .where(
-                CommandTarget.command_id == command.id,
-                CommandTarget.status.in_([TargetStatus.PENDING, TargetStatus.SENT]),
-            )
-            .values(
-                status=TargetStatus.EXPIRED,
-                reason="not received before not_after",
-                updated_at=now,
-            )
-            .returning(CommandTarget.station_id)
-        ).all()
+        unreceived = _settle_targets(session, command, *_UNRECEIVED, now)
         changed += len(unreceived)
         if command.type == "play":
-            for (station_id,) in unreceived:
+            for station_id in unreceived:
                 _settle_play(
                     session,
                     station_id,
@@ -274,17 +296,8 @@ def expire_due(session: Session, now: dt.datetime) -> int:
                     now,
                 )
         if command.deadline + FINAL_ACK_GRACE < now:
-            late = session.execute(
-                update(CommandTarget)
-                .where(
-                    CommandTarget.command_id == command.id,
-                    CommandTarget.status.in_([TargetStatus.RECEIVED, TargetStatus.IN_PROGRESS]),
-                )
-                .values(
-                    status=TargetStatus.FAILED, reason="no final acknowledgement", updated_at=now
-                )
-            )
-            changed += int(getattr(late, "rowcount", 0) or 0)
+            late = _settle_targets(session, command, *_UNFINISHED, now)
+            changed += len(late)
         remaining = session.scalar(
             select(CommandTarget.id)
             .where(

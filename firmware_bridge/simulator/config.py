@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-from firmware_bridge.messages import Capability
+from firmware_bridge.messages import SMART_CAPABILITIES, Capability
 from firmware_bridge.mqtt_url import MqttUrl
 from firmware_bridge.simulator.clock import SimClock
 from firmware_bridge.simulator.faults import FaultSettings
@@ -45,14 +45,7 @@ class SimSettings:
     relay_open_timeout_s: float = 10.0
     firmware: str = "sim-0.1.0"
     model: str = "loa-sim"
-    capabilities: tuple[Capability, ...] = (
-        "file",
-        "relay",
-        "sync_start",
-        "telemetry_power",
-        "telemetry_amp",
-        "telemetry_speaker",
-    )
+    capabilities: tuple[Capability, ...] = SMART_CAPABILITIES
     faults: FaultSettings = field(default_factory=FaultSettings)
 
 

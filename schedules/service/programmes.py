@@ -30,9 +30,9 @@ from audio_library import service as media
 from audio_library.exceptions import AudioToolError
 from audio_library.service import MediaAsset, Rendition
 from kernel.approval import Approval
-from kernel.db import paginate, utcnow
+from kernel.db import delete_unless_used, paginate, utcnow
 from kernel.errors import InvalidInput
-from kernel.text import fold, like_pattern
+from kernel.text import contains, fold
 from schedules.exceptions import InvalidRule, ProgrammeInUse, ProgrammeNotFound
 from schedules.models import ItemKind, Programme, ProgrammeItem, ScheduleRule, StreamSource
 from schedules.plans import MAX_PROGRAMME_MS
@@ -64,7 +64,7 @@ def list_programmes(
 ) -> tuple[list[Programme], int]:
     query = visible(select(Programme), Programme.owner_area_id, scope)
     if q:
-        query = query.where(Programme.title_folded.like(like_pattern(q), escape="\\"))
+        query = query.where(contains(Programme.title_folded, q))
     if owner_area_id is not None:
         query = query.where(Programme.owner_area_id == owner_area_id)
     return paginate(session, query.order_by(Programme.id), limit, offset)
@@ -339,21 +339,17 @@ def _draft_signature(drafts: Sequence[Draft]) -> list[tuple[Any, ...]]:
 
 
 def delete_programme(session: Session, programme: Programme) -> None:
-    users = list(
-        session.execute(
-            select(ScheduleRule.id, ScheduleRule.title)
-            .where(ScheduleRule.programme_id == programme.id)
-            .order_by(ScheduleRule.id)
-        )
-    )
-    if users:
-        names = ", ".join(f"'{title}' (#{rid})" for rid, title in users[:5])
-        raise ProgrammeInUse(
+    delete_unless_used(
+        session,
+        programme,
+        select(ScheduleRule.id, ScheduleRule.title)
+        .where(ScheduleRule.programme_id == programme.id)
+        .order_by(ScheduleRule.id),
+        lambda names: ProgrammeInUse(
             f"programme {programme.id} is still played by rule(s) {names}",
             message_vi=f"Chương trình {programme.id} vẫn được dùng trong lịch phát {names}",
-        )
-    session.delete(programme)
-    session.flush()
+        ),
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -27,7 +27,7 @@ from kernel.db import paginate, utcnow
 from kernel.errors import InvalidInput, PermissionDeniedError
 from kernel.patch import patch_changes
 from kernel.security import Principal
-from kernel.text import fold, like_pattern
+from kernel.text import contains, fold
 from kernel.tiers import Tier
 from schedules.exceptions import RuleNotFound
 from schedules.models import RULE_TIERS, ItemKind, Programme, ScheduleRule
@@ -138,7 +138,7 @@ def list_rules(
 ) -> tuple[list[ScheduleRule], int]:
     query = visible(select(ScheduleRule), ScheduleRule.owner_area_id, scope)
     if q:
-        query = query.where(ScheduleRule.title_folded.like(like_pattern(q), escape="\\"))
+        query = query.where(contains(ScheduleRule.title_folded, q))
     if approval is not None:
         query = query.where(ScheduleRule.approval == approval)
     if enabled is not None:

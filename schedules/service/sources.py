@@ -9,9 +9,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audio_library import service as media
-from kernel.db import paginate
-from kernel.patch import patch_changes
-from kernel.text import fold, like_pattern
+from kernel.db import delete_unless_used, paginate
+from kernel.patch import apply_changes, patch_changes
+from kernel.text import contains, fold
 from schedules.exceptions import StreamSourceInUse, StreamSourceNotFound
 from schedules.models import Programme, ProgrammeItem, StreamSource
 from schedules.schemas import StreamSourceCreate, StreamSourceUpdate
@@ -50,7 +50,7 @@ def list_sources(
     if enabled is not None:
         query = query.where(StreamSource.enabled.is_(enabled))
     if q:
-        query = query.where(StreamSource.name_folded.like(like_pattern(q), escape="\\"))
+        query = query.where(contains(StreamSource.name_folded, q))
     return paginate(session, query.order_by(StreamSource.kind, StreamSource.id), limit, offset)
 
 
@@ -95,30 +95,21 @@ def update_source(
         media.require_playable(
             session, changes["fallback_asset_id"], field=("fallback_asset_id",), scope=scope
         )
-    for name, value in changes.items():
-        setattr(source, name, value)
-    if "name" in changes:
-        source.name_folded = fold(source.name)
-    session.flush()
-    session.refresh(source)
+    apply_changes(session, source, changes)
     return source
 
 
 def delete_source(session: Session, source: StreamSource) -> None:
-    users = list(
-        session.execute(
-            select(Programme.id, Programme.title)
-            .join(ProgrammeItem, ProgrammeItem.programme_id == Programme.id)
-            .where(ProgrammeItem.source_id == source.id)
-            .distinct()
-            .order_by(Programme.id)
-        )
-    )
-    if users:
-        names = ", ".join(f"'{title}' (#{pid})" for pid, title in users[:5])
-        raise StreamSourceInUse(
+    delete_unless_used(
+        session,
+        source,
+        select(Programme.id, Programme.title)
+        .join(ProgrammeItem, ProgrammeItem.programme_id == Programme.id)
+        .where(ProgrammeItem.source_id == source.id)
+        .distinct()
+        .order_by(Programme.id),
+        lambda names: StreamSourceInUse(
             f"stream source {source.id} is still relayed by programme(s) {names}",
             message_vi=f"Nguồn tiếp sóng {source.id} vẫn được dùng trong chương trình {names}",
-        )
-    session.delete(source)
-    session.flush()
+        ),
+    )
