@@ -71,7 +71,7 @@ class AlarmThreshold(Base):
             "(station_kind IS NULL) <> (station_id IS NULL)", name="kind_or_station"
         ),
         sa.UniqueConstraint("station_kind", "key", name="uq_alarm_thresholds_kind"),
-        sa.UniqueConstraint("station_id", "key", name="uq_alarm_thresholds_station"),
+        sa.UniqueConstraint("station_id", "key", name="uq_alarm_thresholds_id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
