@@ -166,6 +166,21 @@ def _disconnected(
         last.offline_at, last.cause = at, cause
 
 
+def online_seconds(session: Session, since: dt.datetime, until: dt.datetime) -> dict[int, float]:
+    """Seconds each station was connected within [since, until), for every station with
+    a connection history begun before ``until`` (others: not in the result)."""
+    seconds: dict[int, float] = {}
+    rows = session.execute(
+        select(
+            StationConnection.station_id, StationConnection.online_at, StationConnection.offline_at
+        ).where(StationConnection.online_at < until)
+    )
+    for station_id, online_at, offline_at in rows:
+        start, end = max(online_at, since), min(offline_at or until, until)
+        seconds[station_id] = seconds.get(station_id, 0.0) + max((end - start).total_seconds(), 0.0)
+    return seconds
+
+
 def reconnects_since(
     session: Session, since: dt.datetime, station_ids: Iterable[int] | None = None
 ) -> dict[int, int]:

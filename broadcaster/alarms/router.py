@@ -1,16 +1,22 @@
-"""The alarms API: list and acknowledge alarms, thresholds, subscriptions."""
+"""The alarms API: list and acknowledge alarms, thresholds, subscriptions, and the
+stations' availability from their connection history."""
 
 from __future__ import annotations
 
+import csv
+import datetime as dt
+import io
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
+from fastapi.responses import JSONResponse
 
 from broadcaster.alarms import rules, service
 from broadcaster.alarms.schemas import (
     AcknowledgeBody,
     AlarmQuery,
     AlarmRead,
+    AvailabilityRead,
     DeliveryRead,
     StationThresholds,
     SubscriptionCreate,
@@ -104,6 +110,45 @@ def put_station_thresholds(
         "alarm_thresholds.update", "station", [station.sid], after=merged, plan=False
     )
     return StationThresholds.model_validate(service.station_thresholds(session, station))
+
+
+# --- availability ----------------------------------------------------------------------
+
+
+@router.get(
+    "/availability",
+    response_model=list[AvailabilityRead],
+    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+)
+def availability(
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    period: TimeRangeDep,
+    by: Literal["station", "area"] = "station",
+    format_: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+) -> Response:
+    """Share of the period each station (or ward/commune, the mean of its stations) was
+    connected, from the connection history (default: the last 7 days)."""
+    principal.require(Permission.STATIONS_READ)
+    until = period.until or utcnow()
+    since = period.since or until - dt.timedelta(days=7)
+    found = service.availability(session, since, until, by=by, scope=principal.scope)
+    rows = [AvailabilityRead.model_validate(r, from_attributes=True) for r in found]
+    if format_ == "json":
+        return JSONResponse([r.model_dump() for r in rows])
+    out = io.StringIO()
+    out.write("\ufeff")  # Excel reads the diacritics
+    writer = csv.DictWriter(
+        out, fieldnames=list(AvailabilityRead.model_fields), lineterminator="\r\n"
+    )
+    writer.writeheader()
+    writer.writerows(r.model_dump() for r in rows)
+    filename = f"availability-{by}-{since.date()}-{until.date()}.csv"
+    return Response(
+        out.getvalue().encode(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )
 
 
 # --- subscriptions ---------------------------------------------------------------------

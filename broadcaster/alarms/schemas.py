@@ -149,3 +149,12 @@ class DeliveryRead(_FromRow):
     created_at: dt.datetime
     sent_at: dt.datetime | None
     last_error: str | None
+
+
+class AvailabilityRead(BaseModel):
+    key: str = Field(description="station id, or ward/commune code")
+    name: str
+    stations: int
+    online_s: float
+    period_s: float
+    availability: float | None = Field(description="0..1 (null: no history)")

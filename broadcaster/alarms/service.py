@@ -507,6 +507,61 @@ def stations_online(session: Session) -> tuple[int, int]:
     return int(online or 0), int(total or 0)
 
 
+# --- availability ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class AvailabilityRow:
+    key: str  # a sid, or a ward/commune code
+    name: str
+    stations: int  # with a known connection history
+    online_s: float
+    period_s: float
+
+    @property
+    def availability(self) -> float | None:
+        known = self.stations * self.period_s
+        return round(self.online_s / known, 4) if known else None
+
+
+def availability(
+    session: Session,
+    since: dt.datetime,
+    until: dt.datetime,
+    *,
+    by: str,
+    scope: Collection[int] | None,
+) -> list[AvailabilityRow]:
+    """Connected time over [since, until), per station or per ward/commune (the mean of
+    its stations), from the connection history; stations without one are left out."""
+    online = live.online_seconds(session, since, until)
+    period = (until - since).total_seconds()
+    areas = {a.id: a for a in session.scalars(select(Area))}
+    grouped: dict[str, list[float]] = defaultdict(list)
+    names: dict[str, str] = {}
+    for station in session.scalars(select(Station).where(Station.id.in_(list(online)))):
+        if scope is not None and station.area_id not in scope:
+            continue
+        key, name = station.sid, station.name
+        if by == "area":
+            unit = _unit(areas, station.area_id)
+            key, name = unit.code, unit.name
+        grouped[key].append(online[station.id])
+        names[key] = name
+    return [
+        AvailabilityRow(key, names[key], len(values), round(sum(values), 1), period)
+        for key, values in sorted(grouped.items())
+    ]
+
+
+def _unit(areas: Mapping[int, Area], area_id: int) -> Area:
+    """The ward/commune an area belongs to (itself if it is one; the city above them)."""
+    area = areas[area_id]
+    while area.level.rank > 1 and area.parent_id is not None:
+        area = areas[area.parent_id]
+    return area
+
+
 # --- subscriptions ---------------------------------------------------------------------
 
 

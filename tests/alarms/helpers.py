@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Sequence
 
 from sqlalchemy import select
@@ -11,6 +12,19 @@ from broadcaster.alarms import service
 from kernel.db import utcnow
 from stations import live
 from stations.models import Station
+
+
+def birth(session: Session, station_id: int, at: dt.datetime, bdseq: int = 1) -> None:
+    live.record_birth(
+        session,
+        station_id,
+        bdseq=bdseq,
+        received_at=at,
+        firmware=None,
+        model=None,
+        capabilities=[],
+        held_version=None,
+    )
 
 
 def report(
@@ -28,16 +42,7 @@ def report(
         assert len(ids) == len(sids)
         rows = []
         for station_id in ids:
-            live.record_birth(
-                session,
-                station_id,
-                bdseq=1,
-                received_at=now,
-                firmware=None,
-                model=None,
-                capabilities=[],
-                held_version=None,
-            )
+            birth(session, station_id, now)
             for fault in faults:
                 live.record_fault(session, station_id, fault, raised=True)
             base = {"seq": 0, "at": now.isoformat(), "uptime_s": 1, "volume": 70, "playing": None}

@@ -4,19 +4,23 @@ Vietnamese message when out of range), subscriptions scoped to the caller's area
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.app import create_app
 from broadcaster.runtime import Role as ProcessRole
 from broadcaster.settings import Settings
 from kernel.security import Role
-from tests.alarms.helpers import report
+from stations import live
+from stations.models import Station
+from tests.alarms.helpers import birth, report
 from tests.api import make_user, ok
 
 pytestmark = pytest.mark.usefixtures("tan_an")
@@ -172,3 +176,36 @@ def test_metrics_are_token_protected_and_parse(
     assert samples[("broadcaster_alarms_active", (("severity", "critical"),))] == 1
     assert samples[("broadcaster_alarms_active", (("severity", "warning"),))] == 0
     assert samples[("broadcaster_worker_active", ())] == 0
+
+
+def test_availability_per_station_and_commune(
+    client: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    t0 = dt.datetime(2026, 11, 30, 0, 0, tzinfo=dt.UTC)
+    with session_factory() as session:
+        ids = dict(session.execute(select(Station.sid, Station.id)).all())
+        for sid, hours in (("lbn-cau-tre", 6), ("lbn-ngai-loi-a", 12)):
+            birth(session, ids[sid], t0)
+            live.record_death(
+                session, ids[sid], bdseq=1, received_at=t0 + dt.timedelta(hours=hours)
+            )
+        session.commit()
+    period = {"from": t0.isoformat(), "to": (t0 + dt.timedelta(days=1)).isoformat()}
+    rows = ok(client.get("/api/v1/alarms/availability", params=period, headers=admin))
+    assert [(r["key"], r["availability"]) for r in rows] == [
+        ("lbn-cau-tre", 0.25),
+        ("lbn-ngai-loi-a", 0.5),
+    ]
+    by_area = ok(
+        client.get("/api/v1/alarms/availability", params=period | {"by": "area"}, headers=admin)
+    )
+    assert [(r["key"], r["stations"], r["availability"]) for r in by_area] == [
+        ("xa-loi-binh-nhon", 2, 0.375)
+    ]
+    csv_text = client.get(
+        "/api/v1/alarms/availability", params=period | {"format": "csv"}, headers=admin
+    )
+    assert csv_text.headers["content-type"].startswith("text/csv")
+    assert csv_text.text.splitlines()[0] == "\ufeffkey,name,stations,online_s,period_s,availability"
+    tech = make_user(session_factory, "kt2", Role.TECHNICIAN, ["phuong-2"])
+    assert ok(client.get("/api/v1/alarms/availability", params=period, headers=tech)) == []

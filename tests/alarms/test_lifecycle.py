@@ -26,6 +26,7 @@ from broadcaster.alarms.rules import Condition, Severity
 from kernel.errors import ConflictError, InvalidInput
 from stations import live, tan_an
 from stations.models import ConnectionCause, Station, StationConnection, StationKind
+from tests.alarms.helpers import birth
 
 T0 = dt.datetime(2026, 12, 1, 3, 0, tzinfo=dt.UTC)
 WARD_2 = "p2-kp-1"  # phường 2
@@ -47,16 +48,7 @@ def station(session: Session, sid: str) -> Station:
 
 def online(session: Session, sid: str, at: dt.datetime = T0, bdseq: int = 1) -> int:
     station_id = station(session, sid).id
-    live.record_birth(
-        session,
-        station_id,
-        bdseq=bdseq,
-        received_at=at,
-        firmware="t",
-        model="t",
-        capabilities=[],
-        held_version=None,
-    )
+    birth(session, station_id, at, bdseq)
     return station_id
 
 
