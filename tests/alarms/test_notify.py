@@ -19,6 +19,8 @@ from broadcaster.alarms.notify import Notifier, NotifyConfig
 from broadcaster.alarms.rules import Severity
 from kernel.db import utcnow
 from stations import tan_an
+from stations.models import Area, Station
+from stations.service import subtree_ids
 from tests.alarms.helpers import report
 from tests.support.notify import SmtpSink, WebhookSink
 
@@ -134,3 +136,41 @@ def test_a_hanging_webhook_times_out(seeded: sessionmaker[Session], smtp: SmtpSi
             assert "Timeout" in (delivery.last_error or "")
     finally:
         silent.close()
+
+
+def test_a_commune_wide_power_cut_is_one_digest(
+    seeded: sessionmaker[Session], smtp: SmtpSink
+) -> None:
+    with seeded() as session:
+        commune = session.scalar(select(Area.id).where(Area.code == "xa-loi-binh-nhon"))
+        sids = list(
+            session.scalars(
+                select(Station.sid).where(Station.area_id.in_(subtree_ids(session, [commune])))
+            )
+        )
+        for area_id, to in ((commune, "ktx@example.vn"), (None, "trucban@example.vn")):
+            service.create_subscription(
+                session,
+                name=to,
+                channel=Channel.EMAIL,
+                target=to,
+                area_id=area_id,
+                min_severity=Severity.WARNING,
+            )
+        service.create_subscription(
+            session,
+            name="p2",
+            channel=Channel.EMAIL,
+            target="kt2@example.vn",
+            area_id=session.scalar(select(Area.id).where(Area.code == "phuong-2")),
+            min_severity=Severity.INFO,
+        )
+        session.commit()
+    assert len(sids) == 7
+    report(seeded, sids, on_battery=True, supply_v=12.6)  # mains lost everywhere
+    Notifier(seeded, config(smtp)).run_once()
+    (mail,) = smtp.to("ktx@example.vn")
+    assert mail["Subject"] == "[Cảnh báo] 7 sự kiện tại 7 trạm"
+    assert mail.get_content().count("Mất điện lưới, đang chạy ắc quy") == 7
+    assert len(smtp.to("trucban@example.vn")) == 1
+    assert smtp.to("kt2@example.vn") == []
