@@ -22,6 +22,8 @@ CONDITIONS = (
     "clock_offset",
     "plan_behind",
     "media_missing",
+    "plays_missed",
+    "commands_unacked",
 )
 
 

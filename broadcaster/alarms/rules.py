@@ -73,6 +73,8 @@ class Condition(StrEnum):
     CLOCK_OFFSET = "clock_offset"
     PLAN_BEHIND = "plan_behind"
     MEDIA_MISSING = "media_missing"
+    PLAYS_MISSED = "plays_missed"
+    COMMANDS_UNACKED = "commands_unacked"
 
 
 CONDITION_TITLES_VI: dict[Condition, str] = {
@@ -86,6 +88,8 @@ CONDITION_TITLES_VI: dict[Condition, str] = {
     Condition.CLOCK_OFFSET: "Đồng hồ trạm lệch",
     Condition.PLAN_BEHIND: "Trạm chưa áp dụng kế hoạch mới",
     Condition.MEDIA_MISSING: "Trạm thiếu tệp âm thanh",
+    Condition.PLAYS_MISSED: "Bỏ lỡ lịch phát",
+    Condition.COMMANDS_UNACKED: "Lệnh không được trạm xác nhận",
 }
 
 
@@ -133,6 +137,8 @@ THRESHOLDS: dict[str, ThresholdSpec] = {
         _spec("clock_offset_ms", "Đồng hồ lệch quá", "ms", 100, 600_000, 5_000, 2_000),
         _spec("plan_behind_s", "Chưa áp dụng kế hoạch sau", "s", 60, 86_400, 1_800, 900),
         _spec("media_missing_s", "Thiếu tệp âm thanh sau", "s", 60, 86_400, 1_800, 900),
+        _spec("plays_missed_per_hour", "Mục lịch bỏ lỡ trong 1 giờ từ", "mục", 1, 1000, 1, 1),
+        _spec("unacked_per_hour", "Lệnh không xác nhận trong 1 giờ từ", "lệnh", 1, 1000, 1, 1),
         _spec("clear_hold_s", "Giữ cảnh báo sau khi hết lỗi", "s", 0, 3_600, 120, 120),
     )
 }
@@ -197,6 +203,9 @@ class Observation:
     applied_version: int | None = None
     missing: int = 0  # media files the station reports missing
     reconnects: int = 0  # connections begun in the last hour
+    #: from dispatch, when the caller looked (None: not judged in this evaluation)
+    plays_missed: int | None = None  # plays found missed in the last hour
+    unacknowledged: int | None = None  # commands given up unacknowledged in the last hour
 
 
 @dataclass(frozen=True, slots=True)
@@ -321,6 +330,20 @@ def _media(obs: Observation, th: Mapping[str, float], now: dt.datetime) -> Findi
     return Finding(Severity.WARNING, f"thiếu {obs.missing} tệp", float(obs.missing))
 
 
+def _missed(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> Finding | None:
+    n = obs.plays_missed or 0
+    if n < th["plays_missed_per_hour"]:
+        return None
+    return Finding(Severity.WARNING, f"{n} mục lịch không phát trong 1 giờ qua", n)
+
+
+def _unacked(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> Finding | None:
+    n = obs.unacknowledged or 0
+    if n < th["unacked_per_hour"]:
+        return None
+    return Finding(Severity.WARNING, f"{n} lệnh không được xác nhận trong 1 giờ qua", n)
+
+
 RULES: dict[Condition, Rule] = {
     Condition.STATION_OFFLINE: _offline,
     Condition.LINK_FLAPPING: _flapping,
@@ -332,11 +355,21 @@ RULES: dict[Condition, Rule] = {
     Condition.CLOCK_OFFSET: _clock,
     Condition.PLAN_BEHIND: _plan,
     Condition.MEDIA_MISSING: _media,
+    Condition.PLAYS_MISSED: _missed,
+    Condition.COMMANDS_UNACKED: _unacked,
 }
 
 #: Conditions judged from telemetry and fault events: while a station is offline what it
 #: last said is stale, so these are neither raised nor cleared until it is back.
-FROM_STATION = frozenset(RULES) - {Condition.STATION_OFFLINE, Condition.LINK_FLAPPING}
+FROM_DISPATCH = frozenset({Condition.PLAYS_MISSED, Condition.COMMANDS_UNACKED})
+FROM_STATION = (
+    frozenset(RULES)
+    - FROM_DISPATCH
+    - {
+        Condition.STATION_OFFLINE,
+        Condition.LINK_FLAPPING,
+    }
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -352,6 +385,8 @@ def evaluate(obs: Observation, thresholds: Mapping[str, float], now: dt.datetime
     if not obs.enabled:
         return Evaluation({}, frozenset(RULES))  # a disabled station raises nothing
     judged = frozenset(RULES) if obs.online else frozenset(RULES) - FROM_STATION
+    if obs.plays_missed is None:
+        judged -= FROM_DISPATCH  # the caller did not look
     found: dict[Condition, Finding] = {}
     for condition in judged:
         finding = RULES[condition](obs, thresholds, now)

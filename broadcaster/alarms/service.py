@@ -160,6 +160,18 @@ def set_station_thresholds(
 
 
 @dataclass(frozen=True, slots=True)
+class DispatchFacts:
+    """What dispatch knows of the last hour, per station id (the worker looks it up)."""
+
+    plays_missed: Mapping[int, int]
+    unacknowledged: Mapping[int, int]
+
+    @property
+    def station_ids(self) -> set[int]:
+        return set(self.plays_missed) | set(self.unacknowledged)
+
+
+@dataclass(frozen=True, slots=True)
 class EvaluationResult:
     stations: int
     raised: int = 0
@@ -280,7 +292,7 @@ class _StationRow:
     missing: list[str] | None
 
 
-def _due() -> Any:
+def _due(also: Collection[int]) -> Any:
     """Stations whose alarms may change with time alone (the periodic sweep): offline,
     with an open alarm (a held clear), behind their plan or missing media.  Online
     stations are also evaluated with every message they send (telemetry each minute)."""
@@ -291,11 +303,12 @@ def _due() -> Any:
         Station.id.in_(open_alarm),
         and_(published > 0, func.coalesce(StationState.applied_version, -1) != published),
         func.coalesce(cast(StationState.missing, String), "[]") != "[]",
+        Station.id.in_(list(also)),
     )
 
 
 def _stations(
-    session: Session, station_ids: Collection[int] | None, *, due_only: bool = False
+    session: Session, station_ids: Collection[int] | None, *, due: Collection[int] | None
 ) -> list[_StationRow]:
     query: Select[Any] = select(
         Station.id,
@@ -316,8 +329,8 @@ def _stations(
     ).outerjoin(StationState, StationState.station_id == Station.id)
     if station_ids is not None:
         query = query.where(Station.id.in_(list(station_ids)))
-    if due_only:
-        query = query.where(_due())
+    if due is not None:
+        query = query.where(_due(due))
     return [_StationRow(*row) for row in session.execute(query)]
 
 
@@ -327,13 +340,17 @@ def evaluate(
     station_ids: Collection[int] | None = None,
     *,
     due_only: bool = False,
+    dispatch: DispatchFacts | None = None,
     max_pending: int = MAX_PENDING,
 ) -> EvaluationResult:
     """Apply the rules to the given stations (default: every station; ``due_only``:
-    those whose alarms may change with time alone); flush."""
+    those whose alarms may change with time alone, or that ``dispatch`` names); flush.
+    The rules on missed plays and unacknowledged commands are judged only when
+    ``dispatch`` is given."""
     if station_ids is not None and not station_ids:
         return EvaluationResult(0)
-    rows = _stations(session, station_ids, due_only=due_only)
+    due = (dispatch.station_ids if dispatch else set()) if due_only else None
+    rows = _stations(session, station_ids, due=due)
     ids = [r.id for r in rows]
     open_query = select(Alarm).where(Alarm.open_key.is_not(None))
     if station_ids is not None:
@@ -359,6 +376,8 @@ def evaluate(
             applied_version=row.applied_version,
             missing=len(row.missing or ()),
             reconnects=reconnects.get(row.id, 0),
+            plays_missed=dispatch.plays_missed.get(row.id, 0) if dispatch else None,
+            unacknowledged=dispatch.unacknowledged.get(row.id, 0) if dispatch else None,
         )
         result = rules.evaluate(observation, thresholds, now)
         for condition in result.judged:

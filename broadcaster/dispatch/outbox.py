@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.dispatch.models import (
@@ -322,3 +322,22 @@ def progress(session: Session, command_ids: Sequence[int]) -> dict[str, int]:
     for status, count in rows:
         counts[TargetStatus(status).value] = int(count)
     return counts
+
+
+def unacknowledged_by_station(session: Session, since: dt.datetime) -> dict[int, int]:
+    """Command targets given up since ``since`` for want of an acknowledgement (never
+    received before ``not_after``, or no final one by the deadline), per station."""
+    rows = session.execute(
+        select(CommandTarget.station_id, func.count())
+        .where(
+            or_(
+                *(
+                    and_(CommandTarget.status == status, CommandTarget.reason == reason)
+                    for _, status, reason in (_UNRECEIVED, _UNFINISHED)
+                )
+            ),
+            CommandTarget.updated_at >= since,
+        )
+        .group_by(CommandTarget.station_id)
+    )
+    return {station_id: int(n) for station_id, n in rows}

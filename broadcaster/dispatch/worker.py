@@ -351,9 +351,16 @@ class Worker:
             log.exception("alarm evaluation of %d station(s) failed", len(station_ids))
 
     def _alarms(self) -> None:
-        """Time-based rules (offline too long...) and held clears."""
+        """Time-based rules (offline too long...), held clears, and the rules on what
+        dispatch saw in the last hour (plays missed, commands unacknowledged)."""
         with self.factory() as session:
-            alarms.evaluate(session, utcnow(), due_only=True)
+            now = utcnow()
+            hour_ago = now - dt.timedelta(hours=1)
+            facts = alarms.DispatchFacts(
+                plays_missed=playlog.missed_by_station(session, hour_ago),
+                unacknowledged=outbox.unacknowledged_by_station(session, hour_ago),
+            )
+            alarms.evaluate(session, now, due_only=True, dispatch=facts)
             session.commit()
 
     def _purge(self) -> None:

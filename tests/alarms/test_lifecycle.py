@@ -23,6 +23,7 @@ from broadcaster.alarms.models import (
     DeliveryStatus,
 )
 from broadcaster.alarms.rules import Condition, Severity
+from broadcaster.dispatch import outbox, playlog
 from kernel.errors import ConflictError, InvalidInput
 from stations import live, tan_an
 from stations.models import ConnectionCause, Station, StationConnection, StationKind
@@ -266,3 +267,26 @@ def test_connection_history_and_link_flapping(db: Session) -> None:
     online(db, COMMUNE, now, bdseq=8)
     assert history[-1].offline_at is None
     assert live.reconnects_since(db, T0, [sid]) == {sid: 8}
+
+
+def test_missed_plays_and_unacknowledged_commands(db: Session) -> None:
+    sid = online(db, WARD_2)
+    service.set_station_thresholds(db, station(db, WARD_2), {"clear_hold_s": 0})
+    facts = service.DispatchFacts(plays_missed={sid: 2}, unacknowledged={sid: 1})
+    service.evaluate(db, T0, due_only=True, dispatch=facts)
+    found = {a.condition: a.detail for a in open_alarms(db, sid)}
+    assert found == {
+        Condition.PLAYS_MISSED: "2 mục lịch không phát trong 1 giờ qua",
+        Condition.COMMANDS_UNACKED: "1 lệnh không được xác nhận trong 1 giờ qua",
+    }
+    service.evaluate(db, T0, {sid})  # an ingested batch does not judge them
+    assert len(open_alarms(db, sid)) == 2
+    # what the worker asks dispatch (valid SQL on both databases; nothing here yet)
+    since = T0 - dt.timedelta(hours=1)
+    quiet = service.DispatchFacts(
+        plays_missed=playlog.missed_by_station(db, since),
+        unacknowledged=outbox.unacknowledged_by_station(db, since),
+    )
+    assert quiet.station_ids == set()
+    service.evaluate(db, T0, due_only=True, dispatch=quiet)
+    assert open_alarms(db, sid) == []
