@@ -176,6 +176,8 @@ def test_metrics_are_token_protected_and_parse(
     assert samples[("broadcaster_alarms_active", (("severity", "critical"),))] == 1
     assert samples[("broadcaster_alarms_active", (("severity", "warning"),))] == 0
     assert samples[("broadcaster_worker_active", ())] == 0
+    assert samples[("broadcaster_outbox_lag_seconds", ())] == 0
+    assert samples[("broadcaster_broadcast_latency_seconds_count", ())] == 0
 
 
 def test_availability_per_station_and_commune(
