@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster.alarms import service
 from broadcaster.alarms.models import Channel
 from broadcaster.alarms.rules import EVENT_LABELS_VI
+from broadcaster.settings import Settings
 from kernel.db import utcnow
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,22 @@ class NotifyConfig:
     settle_s: float = 10.0
     max_attempts: int = 6
     backoff_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NotifyConfig:
+        password = settings.alarm_smtp_password
+        return cls(
+            smtp_host=settings.alarm_smtp_host,
+            smtp_port=settings.alarm_smtp_port,
+            smtp_user=settings.alarm_smtp_user,
+            smtp_password=password.get_secret_value() if password else None,
+            smtp_starttls=settings.alarm_smtp_starttls,
+            mail_from=settings.alarm_mail_from,
+            timeout_s=settings.alarm_notify_timeout_s,
+            settle_s=settings.alarm_settle_s,
+            max_attempts=settings.alarm_notify_max_attempts,
+            backoff_s=settings.alarm_notify_backoff_s,
+        )
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:

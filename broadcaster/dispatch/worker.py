@@ -55,22 +55,6 @@ SYNC_EVERY = dt.timedelta(minutes=5)
 BROKER_DOWN_GRACE_S = 10.0
 
 
-def notify_config(settings: Settings) -> NotifyConfig:
-    password = settings.alarm_smtp_password
-    return NotifyConfig(
-        smtp_host=settings.alarm_smtp_host,
-        smtp_port=settings.alarm_smtp_port,
-        smtp_user=settings.alarm_smtp_user,
-        smtp_password=password.get_secret_value() if password else None,
-        smtp_starttls=settings.alarm_smtp_starttls,
-        mail_from=settings.alarm_mail_from,
-        timeout_s=settings.alarm_notify_timeout_s,
-        settle_s=settings.alarm_settle_s,
-        max_attempts=settings.alarm_notify_max_attempts,
-        backoff_s=settings.alarm_notify_backoff_s,
-    )
-
-
 class Worker:
     def __init__(
         self,
@@ -88,7 +72,7 @@ class Worker:
         self.ingestor = Ingestor(
             factory, on_ack=lambda _cmd: None, after_batch=self._evaluate_alarms
         )
-        self.notifier = Notifier(factory, notify_config(settings))
+        self.notifier = Notifier(factory, NotifyConfig.from_settings(settings))
         self.bridge = Bridge(
             BridgeConfig(
                 url=settings.mqtt_url,
