@@ -115,6 +115,10 @@ def record_death(
         state.offline_since = received_at
         state.online_since = None
         _disconnected(session, station_id, received_at, ConnectionCause.DEATH)
+    else:  # shown offline since the server lost the broker: now the station's death is known
+        last = _last_connection(session, station_id)
+        if last is not None and last.bdseq == bdseq and last.cause is ConnectionCause.SERVER:
+            last.cause = ConnectionCause.DEATH
     return True
 
 
@@ -179,6 +183,21 @@ def online_seconds(session: Session, since: dt.datetime, until: dt.datetime) -> 
         start, end = max(online_at, since), min(offline_at or until, until)
         seconds[station_id] = seconds.get(station_id, 0.0) + max((end - start).total_seconds(), 0.0)
     return seconds
+
+
+def last_causes(session: Session, station_ids: Iterable[int]) -> dict[int, ConnectionCause | None]:
+    """How each station's latest connection ended (None: still open, or no history)."""
+    latest = (
+        select(func.max(StationConnection.id))
+        .where(StationConnection.station_id.in_(list(station_ids)))
+        .group_by(StationConnection.station_id)
+    )
+    rows = session.execute(
+        select(StationConnection.station_id, StationConnection.cause).where(
+            StationConnection.id.in_(latest)
+        )
+    )
+    return {station_id: cause for station_id, cause in rows}
 
 
 def reconnects_since(

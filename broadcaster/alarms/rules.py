@@ -203,6 +203,8 @@ class Observation:
     applied_version: int | None = None
     missing: int = 0  # media files the station reports missing
     reconnects: int = 0  # connections begun in the last hour
+    #: the server lost the broker (``ConnectionCause.SERVER``): not the station's fault
+    offline_unvouched: bool = False
     #: from dispatch, when the caller looked (None: not judged in this evaluation)
     plays_missed: int | None = None  # plays found missed in the last hour
     unacknowledged: int | None = None  # commands given up unacknowledged in the last hour
@@ -228,7 +230,7 @@ def _number(telemetry: Mapping[str, Any] | None, key: str) -> float | None:
 
 
 def _offline(obs: Observation, th: Mapping[str, float], now: dt.datetime) -> Finding | None:
-    if obs.online or obs.offline_since is None:
+    if obs.online or obs.offline_since is None or obs.offline_unvouched:
         return None
     seconds = (now - obs.offline_since).total_seconds()
     if seconds < th["offline_after_s"]:

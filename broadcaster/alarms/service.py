@@ -41,7 +41,7 @@ from kernel.db import paginate
 from kernel.errors import ConflictError, InvalidInput, NotFoundError
 from stations import live
 from stations import service as stations
-from stations.models import Area, Station, StationKind, StationState
+from stations.models import Area, ConnectionCause, Station, StationKind, StationState
 
 MAX_PENDING = 10_000
 
@@ -360,6 +360,13 @@ def evaluate(
     own = _station_overrides(session, None if station_ids is None else ids)
     hour_ago = now - dt.timedelta(hours=1)
     reconnects = live.reconnects_since(session, hour_ago, None if station_ids is None else ids)
+    unvouched = {
+        station_id
+        for station_id, cause in live.last_causes(
+            session, [r.id for r in rows if r.online is False]
+        ).items()
+        if cause is ConnectionCause.SERVER
+    }
     notes = _Notifications(session, max_pending)
     raised = escalated = cleared = 0
     for row in rows:
@@ -376,6 +383,7 @@ def evaluate(
             applied_version=row.applied_version,
             missing=len(row.missing or ()),
             reconnects=reconnects.get(row.id, 0),
+            offline_unvouched=row.id in unvouched,
             plays_missed=dispatch.plays_missed.get(row.id, 0) if dispatch else None,
             unacknowledged=dispatch.unacknowledged.get(row.id, 0) if dispatch else None,
         )

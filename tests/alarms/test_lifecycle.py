@@ -290,3 +290,17 @@ def test_missed_plays_and_unacknowledged_commands(db: Session) -> None:
     assert quiet.station_ids == set()
     service.evaluate(db, T0, due_only=True, dispatch=quiet)
     assert open_alarms(db, sid) == []
+
+
+def test_no_offline_alarm_while_the_server_itself_lost_the_broker(db: Session) -> None:
+    alive, dead = online(db, WARD_2), online(db, COMMUNE)
+    for sid in (WARD_2, COMMUNE):
+        service.set_station_thresholds(db, station(db, sid), {"offline_after_s": 60})
+    live.mark_all_offline(db, at=T0)
+    later = T0 + dt.timedelta(minutes=10)
+    assert service.evaluate(db, later).raised == 0  # nothing known of the stations
+    # the broker is back: one station's retained will says it really died
+    live.record_death(db, dead, bdseq=1, received_at=later)
+    service.evaluate(db, later)
+    assert [a.condition for a in open_alarms(db, dead)] == [Condition.STATION_OFFLINE]
+    assert open_alarms(db, alive) == []
