@@ -377,5 +377,6 @@ class Worker:
             "reconnects": stats.reconnects,
             "queue_depth": stats.queue_depth,
             "ingest": self.ingestor.stats(),
+            "alarm_notifications": {"sent": self.notifier.sent, "failed": self.notifier.failed},
             "last_rebuild": None if self.last_rebuild is None else vars(self.last_rebuild),
         }

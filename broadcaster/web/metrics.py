@@ -89,6 +89,14 @@ class _Snapshot(Collector):
             value = worker[name]
             total = sum(value.values()) if isinstance(value, dict) else value
             yield CounterMetricFamily(f"broadcaster_bridge_{name}", f"MQTT bridge: {name}", total)
+        sent = CounterMetricFamily(
+            "broadcaster_alarm_notifications",
+            "Alarm notification messages by outcome (this worker)",
+            labels=["outcome"],
+        )
+        for outcome, count in sorted(worker.get("alarm_notifications", {}).items()):
+            sent.add_metric([outcome], count)
+        yield sent
         ingest = CounterMetricFamily(
             "broadcaster_ingest_messages", "Stored station messages by outcome", labels=["kind"]
         )

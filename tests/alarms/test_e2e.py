@@ -126,6 +126,7 @@ def test_overheat_and_offline_alarms_reach_the_right_people_once(
     assert samples[("broadcaster_worker_active", ())] == 1
     assert ("broadcaster_bridge_queue_depth", ()) in samples
     assert ("broadcaster_bridge_dropped_total", ()) in samples
+    assert ("broadcaster_alarm_notifications_total", (("outcome", "sent"),)) in samples
     dashboard = (ROOT / "deploy" / "grafana" / "broadcaster.json").read_text()
     names = {name for name, _ in samples}
     assert set(re.findall(r"broadcaster_\w+", dashboard)) <= names  # the dashboard's series exist
