@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import re
 import resource
 import subprocess
 import sys
@@ -32,9 +31,13 @@ import wave
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
-from audio_library.pipeline import ProcessingOptions, process_file
+import numpy as np  # noqa: E402
+
+from audio_library.pipeline import ProcessingOptions, process_file  # noqa: E402
+from tests.support.audio import ebur128  # noqa: E402
 
 RATE = 44100
 
@@ -107,32 +110,10 @@ def run_ffmpeg(args: list[str]) -> float:
     return time.perf_counter() - started
 
 
-def ebur128(path: Path) -> dict[str, float]:
+def loudness(path: Path) -> dict[str, float]:
     """Integrated loudness and true peak per ffmpeg's ebur128 filter."""
-    done = subprocess.run(
-        [
-            "ffmpeg",
-            "-nostats",
-            "-hide_banner",
-            "-i",
-            str(path),
-            "-af",
-            "ebur128=peak=true:framelog=verbose",
-            "-f",
-            "null",
-            "-",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    summary = done.stderr[done.stderr.rindex("Summary:") :]
-    loudness = re.search(r"I:\s+(-?[\d.]+)\s+LUFS", summary)
-    peak = re.search(r"Peak:\s+(-?[\d.]+)\s+dBFS", summary)
-    return {
-        "lufs": float(loudness.group(1)) if loudness else float("nan"),
-        "true_peak_dbtp": float(peak.group(1)) if peak else float("nan"),
-    }
+    lufs, true_peak = ebur128(path)
+    return {"lufs": lufs, "true_peak_dbtp": true_peak}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -196,9 +177,9 @@ def main(argv: list[str] | None = None) -> int:
                 )
             },
             "ebur128_of_outputs": {
-                "process_file": ebur128(Path(pipeline["rendition"])),
-                "ffmpeg_bare_mp3": ebur128(bare_out),
-                "ffmpeg_loudnorm_single_pass": ebur128(loudnorm_out),
+                "process_file": loudness(Path(pipeline["rendition"])),
+                "ffmpeg_bare_mp3": loudness(bare_out),
+                "ffmpeg_loudnorm_single_pass": loudness(loudnorm_out),
             },
             "machine": {"python": sys.version.split()[0], "cpus": multiprocessing.cpu_count()},
         }

@@ -51,7 +51,6 @@ import os
 import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
 import tempfile
 import threading
@@ -70,7 +69,9 @@ import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from tests.support.loa import poll  # noqa: E402
+from tests.support.process import ChildProcess, cpu_seconds, memory_mb, python_argv  # noqa: E402
+
 BROKER_LIMITS = [
     "max_connections -1",
     "max_queued_messages 200000",  # default 1000: a burst of 10,000 acks would be dropped
@@ -89,30 +90,9 @@ def now() -> float:
     return time.time()
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def memory_mb(pid: int) -> dict[str, float]:
-    out = {"rss_mb": 0.0, "peak_rss_mb": 0.0}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            out["rss_mb"] = round(int(line.split()[1]) / 1024, 1)
-        elif line.startswith("VmHWM:"):
-            out["peak_rss_mb"] = round(int(line.split()[1]) / 1024, 1)
-    return out
-
-
-def wait(predicate: Callable[[], Any], timeout_s: float, every_s: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(every_s)
+def memory(pid: int) -> dict[str, float]:
+    rss, peak = memory_mb(pid)
+    return {"rss_mb": round(rss, 1), "peak_rss_mb": round(peak, 1)}
 
 
 def pct(values: list[float], q: float) -> float | None:
@@ -145,7 +125,7 @@ class ProcWatch:
     def read(self) -> dict[str, float]:
         cpu, t = cpu_seconds(self.pid), time.monotonic()
         out = {"cpu_percent": round(100 * (cpu - self._cpu) / max(t - self._t, 1e-6), 1)}
-        out.update(memory_mb(self.pid))
+        out.update(memory(self.pid))
         return out
 
 
@@ -382,22 +362,22 @@ def measure_service(
     n: int, args: argparse.Namespace, workdir: Path, broker: Any, result: dict[str, Any]
 ) -> None:
     """Setup (seed, registry, service, simulator, staging), then the broadcast rounds."""
-    from tests.support.mosquitto import free_port
-    from tests.support.service import ServiceProcess, run_cli, service_env
+    from tests.support.service import ServiceProcess, run_cli
 
     setup: dict[str, Any] = result["setup_s"]
-    port = free_port()
     database_url = f"sqlite:///{workdir}/broadcaster.db"
-    env = service_env(
-        database_url=database_url,
-        mqtt_url=broker.url,
-        media_dir=workdir / "media",
-        public_base_url=f"http://127.0.0.1:{port}",
+    service = ServiceProcess.on_a_free_port(
+        database_url=database_url, mqtt_url=broker.url, workdir=workdir
     )
-    service = ServiceProcess(
-        role="all", port=port, env=env, log_path=workdir / "service.log", log_level="warning"
+    env = service.env
+    sim = ChildProcess(
+        python_argv(
+            *("-m", "firmware_bridge.simulator", "--csv", str(workdir / "stations.csv")),
+            *("--stations", str(n), "--mqtt-url", broker.url),
+            *("--state-dir", str(workdir / "sim"), "--no-live", "--seed", "1"),
+        ),
+        log_path=workdir / "simulator.log",
     )
-    sim: subprocess.Popen[bytes] | None = None
     watch: AckWatch | None = None
     stage = "seed"
     try:
@@ -418,24 +398,7 @@ def measure_service(
         csv_path = workdir / "stations.csv"
         csv_path.write_text("sid\n" + "\n".join(sids) + "\n", encoding="utf-8")
         t = time.monotonic()
-        with (workdir / "simulator.log").open("wb") as log:
-            sim = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "firmware_bridge.simulator",
-                    *("--csv", str(csv_path)),
-                    *("--stations", str(n)),
-                    *("--mqtt-url", broker.url),
-                    *("--state-dir", str(workdir / "sim")),
-                    "--no-live",
-                    *("--seed", "1"),
-                ],
-                cwd=ROOT,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
+        sim.start()
         stage = "stations staged"
         staged = wait_staged(database_url, set(sids), args.setup_timeout_s)
         setup["stations_staged"] = round(time.monotonic() - t, 1)
@@ -468,27 +431,19 @@ def measure_service(
                 time.sleep(2)
             stored.close()
         result["rounds"] = rounds
-        result["server_memory_after"] = memory_mb(service.pid)
-        result["simulator_memory_after"] = memory_mb(sim.pid)
+        result["server_memory_after"] = memory(service.pid)
+        result["simulator_memory_after"] = memory(sim.pid)
     except Exception as exc:
         result["error"] = f"{stage}: {type(exc).__name__}: {exc}"
         result["error_trace"] = traceback.format_exc()[-2000:]
     finally:
         if watch is not None:
             watch.stop()
-        if sim is not None and sim.poll() is None:
-            sim.send_signal(signal.SIGTERM)
-            try:
-                sim.wait(180)
-            except subprocess.TimeoutExpired:
-                sim.kill()
-                sim.wait()
+        sim.stop(180)
         service.stop()
         if "error" in result:
             result["service_log_tail"] = service.log_tail(30)
-            result["simulator_log_tail"] = (workdir / "simulator.log").read_text(errors="replace")[
-                -2000:
-            ]
+            result["simulator_log_tail"] = sim.output()[-2000:]
 
 
 def broadcast_round(
@@ -557,7 +512,7 @@ def broadcast_round(
     took = [ts(at) for _, _, at in received]
     out["delivery_spread_s"] = round(max(took) - min(took), 3) if took else None
     # the play: every start, then the end of the round (every final ack stored)
-    wait(
+    poll(
         lambda: len(watch.started_for(cmd_id)) >= n,
         timeout_s=max(0.0, start_at - now()) + 60,
     )
@@ -569,7 +524,7 @@ def broadcast_round(
     out["start_offset_p95_s"] = pct(offsets, 95)
     out["start_offset_max_s"] = round(max(offsets), 3) if offsets else None
     ends = start_at + (fallback["duration_ms"] or 5000) / 1000
-    wait(lambda: len(watch.succeeded_for(cmd_id)) >= n, timeout_s=max(0.0, ends - now()) + 60)
+    poll(lambda: len(watch.succeeded_for(cmd_id)) >= n, timeout_s=max(0.0, ends - now()) + 60)
     out["succeeded_broker"] = len(watch.succeeded_for(cmd_id))
     final = wait_moving(lambda: stored.counts(cmd_id).get("SUCCEEDED", 0), n, timeout_s=300)
     out["stored_final_s"] = round(now() - t0, 3) if final else None
@@ -615,20 +570,15 @@ def wait_moving(value: Callable[[], int], target: int, timeout_s: float) -> bool
 def bare_baseline(broker: Any, n: int, rounds: int, workdir: Path) -> dict[str, Any]:
     """One QoS 1 publish to a group topic, a QoS 1 reply from each of N bare clients."""
     ready = workdir / "bare.ready"
-    with (workdir / "bare.log").open("wb") as log:
-        fleet = subprocess.Popen(
-            [
-                sys.executable,
-                __file__,
-                *("--bare-fleet", str(n)),
-                *("--bare-port", str(broker.port)),
-                *("--bare-ready", str(ready)),
-            ],
-            cwd=ROOT,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+    fleet = ChildProcess(
+        python_argv(
+            __file__,
+            *("--bare-fleet", str(n)),
+            *("--bare-port", str(broker.port)),
+            *("--bare-ready", str(ready)),
+        ),
+        log_path=workdir / "bare.log",
+    ).start()
     replies: dict[int, tuple[float, float]] = {}
     lock = threading.Lock()
 
@@ -648,10 +598,9 @@ def bare_baseline(broker: Any, n: int, rounds: int, workdir: Path) -> dict[str, 
     out: dict[str, Any] = {"clients": n}
     try:
         t = time.monotonic()
-        if not wait(lambda: ready.exists() or fleet.poll() is not None, timeout_s=600):
+        if not poll(lambda: ready.exists() or not fleet.running, timeout_s=600):
             raise TimeoutError("bare clients did not come up")
-        if fleet.poll() is not None:
-            raise RuntimeError(f"bare fleet exited {fleet.returncode}")
+        fleet.alive()
         out["connect_s"] = round(time.monotonic() - t, 1)
         client.connect(broker.host, broker.port, keepalive=60)
         client.subscribe(f"{REPLY_TOPIC}/+", qos=1)
@@ -664,7 +613,7 @@ def bare_baseline(broker: Any, n: int, rounds: int, workdir: Path) -> dict[str, 
                 current[0] = index + 1
             t0 = now()
             client.publish(GROUP_TOPIC, json.dumps({"round": index + 1}), qos=1)
-            complete = wait(lambda: len(replies) >= n, timeout_s=120, every_s=0.02)
+            complete = poll(lambda: len(replies) >= n, timeout_s=120, every_s=0.02)
             with lock:
                 got = dict(replies)
             seen = [s - t0 for s, _ in got.values()]
@@ -682,18 +631,12 @@ def bare_baseline(broker: Any, n: int, rounds: int, workdir: Path) -> dict[str, 
             )
             time.sleep(1)
         out["rounds"] = results
-        out["bare_fleet"] = memory_mb(fleet.pid)
+        out["bare_fleet"] = memory(fleet.pid)
     finally:
         with contextlib.suppress(Exception):
             client.disconnect()
             client.loop_stop()
-        if fleet.poll() is None:
-            fleet.send_signal(signal.SIGTERM)
-            try:
-                fleet.wait(120)
-            except subprocess.TimeoutExpired:
-                fleet.kill()
-                fleet.wait()
+        fleet.stop(120)
     return out
 
 

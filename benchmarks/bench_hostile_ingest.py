@@ -45,8 +45,8 @@ from firmware_bridge.topics import Topics  # noqa: E402
 from kernel.security import Role  # noqa: E402
 from stations import tan_an  # noqa: E402
 from tests.api import make_user  # noqa: E402
-from tests.support.mosquitto import Mosquitto, free_port  # noqa: E402
-from tests.support.service import ServiceProcess, service_env  # noqa: E402
+from tests.support.mosquitto import Mosquitto  # noqa: E402
+from tests.support.service import ServiceProcess  # noqa: E402
 
 T = Topics()
 SENDER, OTHER = "lbn-cau-tre", "p2-kp-1"
@@ -145,7 +145,6 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-hostile-") as tmp_text:
         tmp = Path(tmp_text)
         broker = Mosquitto(tmp / "broker", persistence=True, extra_config=BROKER_LIMITS).start()
-        port = free_port()
         database_url = f"sqlite:///{tmp}/broadcaster.db"
         engine = db.make_engine(database_url)
         db.upgrade(engine)
@@ -153,14 +152,8 @@ def main() -> int:
         with db.session_scope(factory) as session:
             tan_an.load(session)
         admin = make_user(factory, "bench-admin", Role.ADMIN)
-        env = service_env(
-            database_url=database_url,
-            mqtt_url=broker.url,
-            media_dir=tmp / "media",
-            public_base_url=f"http://127.0.0.1:{port}",
-        )
-        service = ServiceProcess(
-            role="all", port=port, env=env, log_path=tmp / "service.log", log_level="warning"
+        service = ServiceProcess.on_a_free_port(
+            database_url=database_url, mqtt_url=broker.url, workdir=tmp
         )
         result: dict[str, Any] = {"events_per_burst": args.events, "rounds": []}
         try:

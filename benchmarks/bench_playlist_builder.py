@@ -21,9 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import statistics
 import sys
-import time as clock
 from datetime import date, datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -32,11 +30,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import itertools
 
+from timing import timed
+
+from kernel.tiers import Tier
 from schedules.builder import (
-    EMERGENCY,
-    FILLER,
-    NORMAL,
-    PRIORITY,
     MediaRef,
     ProgrammeItemSpec,
     ProgrammeSpec,
@@ -47,6 +44,12 @@ from schedules.builder import (
 )
 from schedules.recurrence import parse_recurrence
 
+FILLER, NORMAL, PRIORITY, EMERGENCY = (
+    Tier.FILLER.priority,
+    Tier.NORMAL.priority,
+    Tier.PRIORITY.priority,
+    Tier.EMERGENCY.priority,
+)
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 DAY = date(2026, 11, 26)  # a Thursday
 SIZES = (108, 1_000, 10_000)
@@ -166,21 +169,14 @@ def rule_set(n_stations: int, seed: int = 2026) -> tuple[list[RuleSpec], list[Pr
     return rules, programmes
 
 
-def _timed(fn, repeat: int) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    samples = []
-    for _ in range(repeat):
-        started = clock.perf_counter()
-        fn()
-        samples.append((clock.perf_counter() - started) * 1000)
-    return {"median_ms": round(statistics.median(samples), 1), "max_ms": round(max(samples), 1)}
-
-
 def run(n: int) -> dict[str, object]:
     rules, programmes = rule_set(n)
     plan = build_day(rules, programmes, DAY, TZ)  # warm-up, and the figures below
     repeat = 5 if n <= 1_000 else 3
-    one_day = _timed(lambda: build_day(rules, programmes, DAY, TZ), repeat)
-    window = _timed(lambda: build_days(rules, programmes, [DAY, date(2026, 11, 27)], TZ), repeat)
+    one_day = timed(lambda: build_day(rules, programmes, DAY, TZ), repeat, digits=1)
+    window = timed(
+        lambda: build_days(rules, programmes, [DAY, date(2026, 11, 27)], TZ), repeat, digits=1
+    )
     groups = len({id(items) for items in plan.stations.values()})
     items = sum(len(items) for items in plan.stations.values())
     outcomes = [c.outcome for c in plan.conflicts]

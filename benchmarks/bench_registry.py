@@ -5,16 +5,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastapi.testclient import TestClient
 from fleet_seed import add_bench_stations
+from timing import timed
 
 from broadcaster import db
 from broadcaster.app import create_app
@@ -24,15 +23,6 @@ from broadcaster.auth.schemas import UserCreate
 from broadcaster.settings import Environment, Settings
 from kernel.security import Role
 from stations import service, tan_an
-
-
-def timed(fn, repeat: int = 20) -> dict[str, float]:  # type: ignore[no-untyped-def]
-    samples = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        fn()
-        samples.append((time.perf_counter() - start) * 1000)
-    return {"median_ms": round(statistics.median(samples), 2), "max_ms": round(max(samples), 2)}
 
 
 def run(n: int, workdir: Path) -> dict[str, object]:

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
 import threading
@@ -34,9 +33,14 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from tests.support.loa import poll  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+from tests.support.process import (  # noqa: E402
+    ChildProcess,
+    cpu_seconds,
+    memory_mb,
+    python_argv,
+)
 
 
 class StateWatcher:
@@ -69,30 +73,6 @@ class StateWatcher:
         self.client.loop_stop()
 
 
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-def memory_mb(pid: int) -> tuple[float, float]:
-    rss = peak = 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
-        elif line.startswith("VmHWM:"):
-            peak = int(line.split()[1]) / 1024
-    return rss, peak
-
-
-def wait(predicate: Any, timeout_s: float) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.02)
-    return False
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stations", type=int, default=1000)
@@ -104,25 +84,19 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="bench-sim-") as tmp:
         broker = Mosquitto(Path(tmp) / "broker").start()
         watcher = StateWatcher(broker.host, broker.port)
-        cmd = [
-            sys.executable,
-            "-m",
-            "firmware_bridge.simulator",
-            "--stations",
-            str(n),
-            "--mqtt-url",
-            broker.url,
-            "--state-dir",
-            str(Path(tmp) / "state"),
-            "--no-live",
-            "--seed",
-            "1",
-        ]
+        proc = ChildProcess(
+            python_argv(
+                *("-m", "firmware_bridge.simulator", "--stations", str(n)),
+                *("--mqtt-url", broker.url, "--state-dir", str(Path(tmp) / "state")),
+                *("--no-live", "--seed", "1"),
+            ),
+            log_path=Path(tmp) / "simulator.log",
+        )
         launched = time.monotonic()
-        proc = subprocess.Popen(cmd, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        proc.start()
         result: dict[str, Any] = {"stations": n, "cpu_count": os.cpu_count()}
         try:
-            all_up = wait(lambda: watcher.counts()[0] >= n, timeout_s=120)
+            all_up = poll(lambda: watcher.counts()[0] >= n, timeout_s=120, every_s=0.02)
             up_at = time.monotonic()
             result["births_seen"] = watcher.counts()[0]
             result["births_s"] = round(up_at - launched, 2) if all_up else None
@@ -142,22 +116,16 @@ def main() -> int:
 
             stop_at = time.monotonic()
             proc.send_signal(signal.SIGTERM)
-            all_dead = wait(lambda: watcher.counts()[1] >= n, timeout_s=120)
+            all_dead = poll(lambda: watcher.counts()[1] >= n, timeout_s=120, every_s=0.02)
             result["deaths_seen"] = watcher.counts()[1]
             result["deaths_s"] = round(time.monotonic() - stop_at, 2) if all_dead else None
-            proc.wait(60)
-            result["exit_code"] = proc.returncode
+            result["exit_code"] = proc.wait(60)
         finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-            stderr = proc.stderr.read().decode(errors="replace") if proc.stderr else ""
-            if proc.stderr:
-                proc.stderr.close()
+            proc.kill()
             watcher.stop()
             broker.stop()
-        if result.get("exit_code") != 0:
-            result["stderr_tail"] = stderr[-2000:]
+            if result.get("exit_code") != 0:
+                result["stderr_tail"] = proc.output()[-2000:]
 
     text = json.dumps(result, indent=2)
     print(text)

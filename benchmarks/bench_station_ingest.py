@@ -37,15 +37,13 @@ import datetime as dt
 import json
 import multiprocessing
 import os
-import signal
 import subprocess
 import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -62,102 +60,17 @@ from broadcaster.auth.schemas import UserCreate  # noqa: E402
 from firmware_bridge.messages import Telemetry, dump_message  # noqa: E402
 from kernel.security import Role  # noqa: E402
 from stations.models import Area, Station, TelemetrySample  # noqa: E402
-from tests.support.mosquitto import Mosquitto, free_port  # noqa: E402
-
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
-SECRET = "bench-secret-key-0123456789abcdef-0123456789"
-BROADCASTER = Path(sys.executable).with_name("broadcaster")
-
+from tests.support.loa import poll  # noqa: E402
+from tests.support.mosquitto import Mosquitto  # noqa: E402
+from tests.support.process import (  # noqa: E402
+    ChildProcess,
+    ProcessGroup,
+    cpu_seconds,
+    memory_mb,
+)
+from tests.support.service import serve_on_a_free_port, service_env  # noqa: E402
 
 # ---------------------------------------------------------------------------- processes
-
-
-def memory_mb(pid: int) -> tuple[float, float]:
-    """(RSS, peak RSS) of a process in MiB."""
-    rss = peak = 0.0
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            rss = int(line.split()[1]) / 1024
-        elif line.startswith("VmHWM:"):
-            peak = int(line.split()[1]) / 1024
-    return round(rss, 1), round(peak, 1)
-
-
-def cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
-
-
-class Processes:
-    """Child processes with their output in files; SIGTERM then SIGKILL on the way out."""
-
-    def __init__(self, directory: Path, env: dict[str, str]) -> None:
-        self.directory = directory
-        self.env = env
-        self.running: dict[str, subprocess.Popen[bytes]] = {}
-        self._files: list[IO[bytes]] = []
-
-    def command(self, *args: str) -> list[str]:
-        if BROADCASTER.exists():
-            return [str(BROADCASTER), *args]
-        return [sys.executable, "-c", "from broadcaster.cli import main; main()", *args]
-
-    def tail(self, name: str) -> str:
-        path = self.directory / f"{name}.log"
-        return path.read_text(errors="replace")[-3000:] if path.exists() else ""
-
-    def run(self, name: str, *args: str) -> None:
-        with (self.directory / f"{name}.log").open("wb") as out:
-            done = subprocess.run(
-                self.command(*args), env=self.env, stdout=out, stderr=subprocess.STDOUT, check=False
-            )
-        if done.returncode != 0:
-            raise RuntimeError(f"{name} failed ({done.returncode}):\n{self.tail(name)}")
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        out = (self.directory / f"{name}.log").open("wb")
-        self._files.append(out)
-        proc = subprocess.Popen(
-            self.command(*args),
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        self.running[name] = proc
-        return proc
-
-    def stop(self, name: str, timeout_s: float = 60) -> None:
-        proc = self.running.pop(name, None)
-        if proc is None:
-            return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-    def check(self, name: str) -> None:
-        proc = self.running[name]
-        if proc.poll() is not None:
-            raise RuntimeError(f"{name} exited ({proc.returncode}):\n{self.tail(name)}")
-
-    def stop_all(self) -> None:
-        for name in list(reversed(self.running)):
-            self.stop(name)
-        for out in self._files:
-            out.close()
-
-
-def wait(predicate: Callable[[], Any], timeout_s: float, every_s: float = 0.1) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(every_s)
-    return False
 
 
 class BirthWatcher:
@@ -238,7 +151,7 @@ def flood(host: str, port: int, sids: list[str], rate: float, seconds: float, re
         time.sleep(0.005 if rate > 0 else 0)
     duration = time.monotonic() - started
     # let paho write what it has queued (bounded)
-    wait(lambda: written >= sent, timeout_s=30, every_s=0.05)
+    poll(lambda: written >= sent, timeout_s=30, every_s=0.05)
     client.disconnect()
     client.loop_stop()
     result.put({"queued": sent, "written": written, "seconds": duration, "started": started})
@@ -249,7 +162,7 @@ def flood(host: str, port: int, sids: list[str], rate: float, seconds: float, re
 
 class Bench:
     def __init__(
-        self, tmp: Path, procs: Processes, database_url: str, watcher: BirthWatcher
+        self, tmp: Path, procs: ProcessGroup, database_url: str, watcher: BirthWatcher
     ) -> None:
         self.tmp = tmp
         self.watcher = watcher
@@ -261,32 +174,11 @@ class Bench:
         self.http = httpx.Client(timeout=60)
         self.token = ""
 
-    def serve(self, attempts: int = 3) -> subprocess.Popen[bytes]:
-        """``broadcaster serve`` on a port chosen just before starting it (another
-        process may take it in between: then another port); returns once ready."""
-        for _ in range(attempts):
-            port = free_port()
-            self.api = f"http://127.0.0.1:{port}"
-            self.procs.env["BROADCASTER_PUBLIC_BASE_URL"] = self.api
-            self.http.base_url = httpx.URL(self.api)
-            proc = self.procs.start("serve", "serve", "--port", str(port), "--log-level", "warning")
-
-            def ready(proc: subprocess.Popen[bytes] = proc) -> bool:
-                if proc.poll() is not None:
-                    return True
-                try:
-                    return self.http.get("/readyz").status_code == 200
-                except httpx.TransportError:
-                    return False
-
-            if not wait(ready, timeout_s=60):
-                raise RuntimeError("the service did not become ready")
-            if proc.poll() is None:
-                return proc
-            if "address already in use" not in self.procs.tail("serve"):
-                raise RuntimeError(f"serve exited:\n{self.procs.tail('serve')}")
-            self.procs.stop("serve")
-        raise RuntimeError("no free port for the service")
+    def serve(self) -> ChildProcess:
+        """``broadcaster serve`` on a free port; returns once ready."""
+        self.api = serve_on_a_free_port(self.procs)
+        self.http.base_url = httpx.URL(self.api)
+        return self.procs["serve"]
 
     def admin_token(self) -> str:
         with self.factory() as session:
@@ -344,10 +236,10 @@ class Bench:
         )
 
         def up() -> bool:
-            self.procs.check(name)
+            self.procs.alive(name)
             return self.online() >= n
 
-        ok = wait(up, timeout_s=180, every_s=0.1)
+        ok = poll(up, timeout_s=180, every_s=0.1)
         api_s = round(time.monotonic() - launched, 2) if ok else None
         births = self.watcher.since(launched)
         broker_s = round(births[n - 1] - launched, 2) if len(births) >= n else None
@@ -437,19 +329,14 @@ def main() -> int:
         tmp = Path(name)
         broker = Mosquitto(tmp / "broker").start()
         database_url = f"sqlite:///{tmp}/broadcaster.db"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
-        env.update(
-            {
-                "BROADCASTER_ENVIRONMENT": "test",
-                "BROADCASTER_SECRET_KEY": SECRET,
-                "BROADCASTER_DATABASE_URL": database_url,
-                "BROADCASTER_MQTT_URL": broker.url,
-                "BROADCASTER_MQTT_DYNSEC": "false",
-                "BROADCASTER_MEDIA_DIR": str(tmp / "media"),
-                "NO_COLOR": "1",
-            }
+        env = service_env(
+            database_url=database_url,
+            mqtt_url=broker.url,
+            media_dir=tmp / "media",
+            public_base_url="http://127.0.0.1:9",  # set by serve_on_a_free_port
+            extra={"NO_COLOR": "1"},
         )
-        procs = Processes(tmp, env)
+        procs = ProcessGroup(tmp, env, script=True)
         watcher = BirthWatcher(broker.host, broker.port)
         bench = Bench(tmp, procs, database_url, watcher)
         try:
@@ -464,7 +351,7 @@ def main() -> int:
             first = min(108, n)
             result["online"] = {str(first): bench.simulate(first, "simulate-108")}
             procs.stop("simulate-108")
-            if not wait(lambda: bench.online() == 0, timeout_s=60):
+            if not poll(lambda: bench.online() == 0, timeout_s=60, every_s=0.1):
                 raise RuntimeError("stations did not go offline after the simulator stopped")
             result["online"][str(n)] = bench.simulate(n, "simulate-all")
 
@@ -487,7 +374,7 @@ def main() -> int:
         except Exception as exc:
             result["ok"] = False
             result["error"] = f"{type(exc).__name__}: {exc}"
-            result["serve_log_tail"] = procs.tail("serve")
+            result["serve_log_tail"] = procs.child("serve").log_tail(40)
         finally:
             procs.stop_all()
             bench.close()

@@ -32,6 +32,7 @@ from broadcaster.web.middleware import (
     RouteLimit,
     SecurityHeadersMiddleware,
 )
+from broadcaster.web.validation import storable_text
 from schedules import router as schedules_router
 from schedules import service as schedules_service
 from stations import router as stations_router
@@ -134,19 +135,24 @@ def create_app(
     app.include_router(metrics.router)  # its own bearer token (BROADCASTER_METRICS_TOKEN)
     if role is Role.WORKER:
         return app  # a worker serves its health checks only
-    protected = [Depends(authenticate)]
-    app.include_router(auth_router.public_router)
+    # every string a request carries must be storable (no NUL): checked once, after
+    # authentication, for every router (broadcaster.web.validation)
+    public = [Depends(storable_text)]
+    protected = [Depends(authenticate), *public]
+    app.include_router(auth_router.public_router, dependencies=public)
     app.include_router(auth_router.router, dependencies=protected)
     app.include_router(stations_router.router, dependencies=protected)
     app.include_router(broker_router.router, dependencies=protected)
     app.include_router(media_router.router, dependencies=protected)
-    app.include_router(media_router.public_router)
+    app.include_router(media_router.public_router, dependencies=public)
     app.include_router(schedules_router.router, dependencies=protected)
     app.include_router(dispatch_router.router, dependencies=protected)
     app.include_router(playlist_router.router, dependencies=protected)
     app.include_router(alarms_router.router, dependencies=protected)
-    app.include_router(schedules_router.public_router)  # calendar feeds: login or signed link
-    app.include_router(pages.router)  # dashboard pages: read the session cookie themselves
+    # calendar feeds: login or signed link
+    app.include_router(schedules_router.public_router, dependencies=public)
+    # dashboard pages: read the session cookie themselves
+    app.include_router(pages.router, dependencies=public)
     openapi.install(app)
 
     app.mount(pages.STATIC_PREFIX, StaticFiles(directory=pages.STATIC_DIR), name="app-static")

@@ -10,7 +10,12 @@ database error.  One module, one rule:
   integers are all 64-bit, which is how an id past 2^31 once reached PostgreSQL);
 - timestamps from ``EARLIEST`` to ``LATEST`` (2000-01-01 .. 2100-01-01 UTC): the
   planning horizon of a broadcast scheduler, and well inside what Python, SQLite and
-  PostgreSQL convert without overflow (``9999-12-31T23:59:59-01:00`` is year 10000 in UTC).
+  PostgreSQL convert without overflow (``9999-12-31T23:59:59-01:00`` is year 10000 in UTC);
+- text without the characters no text column can hold (`text_problem`): NUL, which
+  PostgreSQL refuses in any string, even a query parameter, and lone UTF-16 surrogates
+  (JSON's ``"\\ud800"``), which cannot be encoded as UTF-8 for either database.  Every
+  string of an API request (path, query, form, JSON body) is checked once, by
+  `broadcaster.web.validation`, before a route runs.
 
 The pydantic types below carry the Vietnamese message with them, so routers and schemas
 use them instead of bare ``int`` and ``datetime``.
@@ -19,6 +24,7 @@ use them instead of bare ``int`` and ``datetime``.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, Field
@@ -32,6 +38,42 @@ LATEST_DATE = dt.date(2099, 12, 31)
 
 RANGE_VI = "Giá trị nằm ngoài phạm vi cho phép"
 DATE_RANGE_VI = "Thời gian phải nằm trong khoảng năm 2000 đến 2099"
+TEXT_VI = "Văn bản chứa ký tự không được phép (ví dụ ký tự NUL); hãy xoá ký tự đó"
+
+#: NUL and the UTF-16 surrogate range: what neither database can store as text.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text (NUL, a lone surrogate), or None."""
+    found = _UNSTORABLE.search(value)
+    if found is None:
+        return None
+    return f"text contains the character U+{ord(found.group()):04X} at {found.start()}"
+
+
+Loc = tuple[str | int, ...]
+
+
+def find_text_problem(value: Any, loc: Loc = ()) -> tuple[Loc, str] | None:
+    """The location and reason of the first unstorable string inside ``value`` (strings,
+    dict keys and values, lists), or None."""
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return (loc, problem) if problem else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and (problem := text_problem(key)):
+                return (*loc, key), f"key: {problem}"
+            found = find_text_problem(item, (*loc, str(key)))
+            if found:
+                return found
+    if isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            found = find_text_problem(item, (*loc, index))
+            if found:
+                return found
+    return None
 
 
 def datetime_problem(value: dt.datetime) -> str | None:
@@ -103,11 +145,15 @@ BoundedDate = Annotated[dt.date, AfterValidator(_in_range_date)]
 
 
 def walk_problem(value: Any, *, path: str = "") -> str | None:
-    """The first integer or timestamp inside ``value`` (models, dicts, lists) out of range."""
+    """The first integer or timestamp out of range, or string that cannot be stored,
+    inside ``value`` (models, dicts, lists)."""
     if isinstance(value, BaseModel):  # its fields as they are (not serialised)
         value = dict(value)
     if isinstance(value, bool):
         return None
+    if isinstance(value, str):
+        problem = text_problem(value)
+        return f"{path or 'value'}: {problem}" if problem else None
     if isinstance(value, int):
         problem = int_problem(value)
         return f"{path or 'value'}: {problem}" if problem else None

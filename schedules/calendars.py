@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import date
 from functools import lru_cache
 
-import holidays
 import lunar_vn
 
 from schedules.exceptions import InvalidRecurrence
@@ -49,6 +48,8 @@ class LunarDate:
 
 @lru_cache(maxsize=256)
 def _holidays_of(year: int, language: str) -> dict[date, str]:
+    import holidays  # 0.1 s of imports (every country's tables): only when asked
+
     table = holidays.country_holidays("VN", years=year, language=language)
     return {day: str(name) for day, name in sorted(table.items()) if day.year == year}
 

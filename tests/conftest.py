@@ -1,5 +1,8 @@
 """Test fixtures shared by every package's tests.
 
+Brokers, recorders, fleets and the whole service come from the test-support plugin,
+:mod:`tests.support.fixtures`.
+
 The database under test comes from ``BROADCASTER_TEST_DATABASE_URL`` (default: SQLite).
 `make test` runs the suite once on SQLite and once on PostgreSQL.
 
@@ -26,10 +29,12 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster import db
 from broadcaster.settings import Environment, Settings
 from kernel.db import Base
+from tests.support.service import TEST_SECRET
+
+pytest_plugins = ["tests.support.fixtures"]
 
 TEST_DB_URL = os.environ.get("BROADCASTER_TEST_DATABASE_URL", "sqlite://")
 IS_POSTGRES = make_url(TEST_DB_URL).get_backend_name() == "postgresql"
-TEST_SECRET = "test-secret-key-0123456789abcdef-0123456789"
 
 
 def pytest_report_header() -> str:
@@ -91,14 +96,21 @@ def database_url(_database: DatabaseUnderTest, tmp_path: pathlib.Path) -> Iterat
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: pathlib.Path) -> Settings:
+    return make_settings(database_url, tmp_path)
+
+
+def make_settings(
+    database_url: str, tmp: pathlib.Path, public_base_url: str = "http://testserver"
+) -> Settings:
+    """The app's settings for tests: media under ``tmp``, no broker, no dynsec."""
     return Settings(
         environment=Environment.TEST,
         database_url=database_url,
-        media_dir=tmp_path / "media",
+        media_dir=tmp / "media",
         secret_key=TEST_SECRET,
         mqtt_url="mqtt://127.0.0.1:1",
         mqtt_dynsec=False,
-        public_base_url="http://testserver",
+        public_base_url=public_base_url,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+from functools import cache
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
@@ -31,7 +32,14 @@ LOCKOUT_BASE_S = 30
 LOCKOUT_MAX_S = 15 * 60
 
 _hasher = PasswordHasher()
-_DUMMY_HASH = _hasher.hash("not-a-real-password-just-for-timing")
+
+
+@cache
+def _dummy_hash() -> str:
+    """A hash to verify against for unknown users (same time as a known one); made on
+    first use, not at import: an argon2 hash is deliberately slow, and the service's
+    start-up is on the clock."""
+    return _hasher.hash("not-a-real-password-just-for-timing")
 
 
 def hash_password(password: str) -> str:
@@ -128,7 +136,7 @@ def authenticate_password(session: Session, username: str, password: str) -> Use
     now = utcnow()
     user = session.scalar(select(User).where(User.username == username))
     if user is None or not user.active:
-        verify_password(_DUMMY_HASH, password)
+        verify_password(_dummy_hash(), password)
         raise Unauthenticated(
             "wrong username or password", message_vi="Sai tên đăng nhập hoặc mật khẩu"
         )

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -160,7 +161,15 @@ class Ingestor:
         with _retry_later_on_busy_database(), self._factory() as session:
             telemetry: list[tuple[Inbound, live.TelemetryRow]] = []
             touched: set[int] = set()
+            # The session's identity map holds objects weakly: a station's state row,
+            # clean again after each message's savepoint, would be dropped and selected
+            # anew for every message of a burst.  Hold each one for the batch.
+            held: dict[int, object] = {}
             for inbound in batch:
+                # A burst is pure Python work between short SQLite calls: offer the GIL
+                # to a waiting API thread after each message (it would otherwise wait
+                # for the 5 ms switch interval on every return from I/O).
+                time.sleep(0)
                 station_id = self._station_id(session, inbound.sid)
                 if station_id is None:
                     self._unknown(inbound)
@@ -173,6 +182,8 @@ class Ingestor:
                 if isinstance(inbound.message, Telemetry):
                     telemetry.append((inbound, _telemetry_row(station_id, inbound)))
                     continue
+                if station_id not in held:
+                    held[station_id] = live.state_of(session, station_id)
                 try:
                     with session.begin_nested():
                         outcome = self._apply(session, station_id, inbound)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -64,15 +64,18 @@ def store_event(session: Session, event: EventIn) -> bool:
         "fault": event.fault,
         "sha256": event.sha256,
     }
-    if session.get_bind().dialect.name == "postgresql":
-        result = session.execute(
-            postgresql.insert(StationEvent).values(values).on_conflict_do_nothing()
-        )
-    else:
-        result = session.execute(
-            sqlite.insert(StationEvent).values(values).on_conflict_do_nothing()
-        )
+    dialect = session.get_bind().dialect.name
+    result = session.execute(_INSERT_EVENT[dialect == "postgresql"], values)
     return bool(getattr(result, "rowcount", 0))
+
+
+#: The event insert, built once (a burst stores thousands): a Core statement on the
+#: table with the values as parameters, [sqlite, postgresql].
+_EVENTS = cast(Table, StationEvent.__table__)
+_INSERT_EVENT = (
+    sqlite.insert(_EVENTS).on_conflict_do_nothing(),
+    postgresql.insert(_EVENTS).on_conflict_do_nothing(),
+)
 
 
 def play_for(session: Session, event: EventIn) -> Play | None:

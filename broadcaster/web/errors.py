@@ -16,6 +16,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 
+from broadcaster.web.validation import ERROR_TYPE as UNSTORABLE_TEXT
+from kernel.bounds import TEXT_VI
 from kernel.errors import (
     ConflictError,
     DomainError,
@@ -76,8 +78,12 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
     for err in exc.errors():
         item = {k: err[k] for k in ("loc", "msg", "type") if k in err}
         errors.append(item)
+    unstorable = any(err.get("type") == UNSTORABLE_TEXT for err in errors)
     return JSONResponse(
-        {"detail": jsonable_encoder(errors), "message_vi": "Dữ liệu gửi lên không hợp lệ"},
+        {
+            "detail": jsonable_encoder(errors),
+            "message_vi": TEXT_VI if unstorable else "Dữ liệu gửi lên không hợp lệ",
+        },
         status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
     )
 

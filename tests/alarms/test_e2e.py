@@ -10,7 +10,6 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,7 @@ from pydantic import SecretStr
 
 from broadcaster.settings import Settings
 from firmware_bridge.simulator.faults import Fault
-from tests.support.live import Live, live_service
+from tests.support.live import Live
 from tests.support.loa import wait_until
 from tests.support.mosquitto import requires_mosquitto
 from tests.support.notify import SmtpSink, WebhookSink
@@ -35,8 +34,10 @@ SECRET = "webhook-secret-0123456789abcdef"
 
 
 @pytest.fixture
-def live(settings: Settings, tmp_path: Path, smtp: SmtpSink) -> Iterator[Live]:
-    alarm_settings = settings.model_copy(
+def settings(settings: Settings, smtp: SmtpSink) -> Settings:
+    """The service's settings with the local SMTP server, fast alarm jobs and a metrics
+    token (the ``live`` fixture starts the service with them)."""
+    return settings.model_copy(
         update={
             "alarm_smtp_host": "127.0.0.1",
             "alarm_smtp_port": smtp.port,
@@ -45,8 +46,6 @@ def live(settings: Settings, tmp_path: Path, smtp: SmtpSink) -> Iterator[Live]:
             "metrics_token": SecretStr(TOKEN),
         }
     )
-    with live_service(alarm_settings, tmp_path) as harness:
-        yield harness
 
 
 def api(live: Live, method: str, path: str, status: int = 200, **kw: Any) -> Any:

@@ -19,6 +19,7 @@ from audio_library.exceptions import (
 )
 from audio_library.pipeline import ProcessingOptions, ProcessResult, process_file
 from audio_library.settings import AudioSettings
+from tests.support.audio import ffmpeg
 
 TARGET = -16.0
 CEILING = -1.0
@@ -168,24 +169,7 @@ def test_png_renamed_mp3_is_not_audio(tmp_path: Path) -> None:
 
 
 def _make_png(path: Path) -> Path:
-    import subprocess
-
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=s=64x64:d=1",
-            "-frames:v",
-            "1",
-            str(path),
-        ],
-        check=True,
-    )
+    ffmpeg("-f", "lavfi", "-i", "testsrc=s=64x64:d=1", "-frames:v", "1", str(path))
     return path
 
 

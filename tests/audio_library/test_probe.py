@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from audio_library.exceptions import NotAudio
 from audio_library.probe import parse_ffprobe, probe
+from tests.support.audio import ffmpeg
 
 
 @pytest.mark.parametrize(
@@ -62,27 +62,9 @@ def test_amr(audio, tmp_path: Path) -> None:
 
 def test_video_with_sound_track_is_accepted(tmp_path: Path) -> None:
     clip = tmp_path / "clip.mp4"
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-v",
-            "error",
-            "-f",
-            "lavfi",
-            "-i",
-            "testsrc=s=64x64:d=2",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=d=2",
-            "-shortest",
-            "-c:v",
-            "mpeg4",
-            "-c:a",
-            "aac",
-            str(clip),
-        ],
-        check=True,
+    ffmpeg(
+        *("-f", "lavfi", "-i", "testsrc=s=64x64:d=2", "-f", "lavfi", "-i", "sine=d=2"),
+        *("-shortest", "-c:v", "mpeg4", "-c:a", "aac", str(clip)),
     )
     info = probe(clip)
     assert info.codec == "aac"

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
@@ -17,7 +16,7 @@ from broadcaster.settings import Settings
 from kernel.audit import AuditEntry
 from kernel.security import Role
 from tests.api import make_user, ok
-from tests.support.dynsec_broker import DynsecBroker, start_dynsec_broker
+from tests.support.dynsec_broker import DynsecBroker
 from tests.support.mosquitto import requires_mosquitto
 
 pytestmark = [
@@ -30,17 +29,10 @@ A, B = "lbn-cau-tre", "bt-1"  # xa-loi-binh-nhon, xa-binh-tam
 URL = "/api/v1/stations/{}/credentials"
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DynsecBroker]:
-    started = start_dynsec_broker(tmp_path_factory.mktemp("dynsec-api"))
-    yield started
-    started.stop()
-
-
 @pytest.fixture
-def settings(settings: Settings, broker: DynsecBroker) -> Settings:
+def settings(settings: Settings, dynsec_broker: DynsecBroker) -> Settings:
     """The conftest settings, pointed at the module's broker with the service account."""
-    return settings.model_copy(update={"mqtt_url": broker.url, "mqtt_dynsec": True})
+    return settings.model_copy(update={"mqtt_url": dynsec_broker.url, "mqtt_dynsec": True})
 
 
 def _credential_rows(factory: sessionmaker[Session]) -> list[StationCredential]:
@@ -69,7 +61,7 @@ def test_routes_need_authentication(client: TestClient) -> None:
 def test_issue_once_rotate_and_revoke(
     client: TestClient,
     admin: dict[str, str],
-    broker: DynsecBroker,
+    dynsec_broker: DynsecBroker,
     session_factory: sessionmaker[Session],
 ) -> None:
     status = ok(client.get(URL.format(A), headers=admin))
@@ -82,11 +74,12 @@ def test_issue_once_rotate_and_revoke(
     assert body["sid"] == A
     assert body["username"] == A
     assert body["client_id"] == f"st-{A}"
-    assert body["mqtt_url"] == f"mqtt://{broker.host}:{broker.port}"  # no service account
+    # no service account in the URL
+    assert body["mqtt_url"] == f"mqtt://{dynsec_broker.host}:{dynsec_broker.port}"
     assert len(body["password"]) >= 43
     assert body["rotated"] is False
     first = body["password"]
-    broker.peer(A, first, client_id=f"st-{A}").ok().close()
+    dynsec_broker.peer(A, first, client_id=f"st-{A}").ok().close()
 
     status = ok(client.get(URL.format(A), headers=admin))
     assert status["issued"] is True
@@ -103,8 +96,8 @@ def test_issue_once_rotate_and_revoke(
     rotated = ok(client.post(URL.format(A), headers=admin), 200)
     assert rotated["rotated"] is True
     assert rotated["password"] != first
-    assert broker.peer(A, first, client_id=f"st-{A}").connect().is_failure
-    broker.peer(A, rotated["password"], client_id=f"st-{A}").ok().close()
+    assert dynsec_broker.peer(A, first, client_id=f"st-{A}").connect().is_failure
+    dynsec_broker.peer(A, rotated["password"], client_id=f"st-{A}").ok().close()
     status = ok(client.get(URL.format(A), headers=admin))
     assert status["rotations"] == 1
     assert status["rotated_by"] == "admin"
@@ -112,7 +105,7 @@ def test_issue_once_rotate_and_revoke(
     # revoke: the account is gone
     assert client.delete(URL.format(A), headers=admin).status_code == 204
     assert ok(client.get(URL.format(A), headers=admin))["issued"] is False
-    assert broker.peer(A, rotated["password"], client_id=f"st-{A}").connect().is_failure
+    assert dynsec_broker.peer(A, rotated["password"], client_id=f"st-{A}").connect().is_failure
     assert _credential_rows(session_factory) == []
 
     entries = _audit(session_factory)
@@ -128,7 +121,7 @@ def test_issue_once_rotate_and_revoke(
 
 
 def test_area_scope_and_roles(
-    client: TestClient, session_factory: sessionmaker[Session], broker: DynsecBroker
+    client: TestClient, session_factory: sessionmaker[Session], dynsec_broker: DynsecBroker
 ) -> None:
     technician = make_user(session_factory, "tech-lbn", Role.TECHNICIAN, ["xa-loi-binh-nhon"])
     operator = make_user(session_factory, "op-lbn", Role.OPERATOR, ["xa-loi-binh-nhon"])
@@ -138,7 +131,7 @@ def test_area_scope_and_roles(
         assert client.request(method, URL.format(B), headers=technician).status_code == 404
     # inside: technicians manage credentials; operators and viewers only see the status
     issued = ok(client.post(URL.format(A), headers=technician), 201)
-    broker.peer(A, issued["password"], client_id=f"st-{A}").ok().close()
+    dynsec_broker.peer(A, issued["password"], client_id=f"st-{A}").ok().close()
     for who in (operator, viewer):
         assert client.post(URL.format(A), headers=who).status_code == 403
         assert client.delete(URL.format(A), headers=who).status_code == 403

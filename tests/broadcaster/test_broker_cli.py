@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from firmware_bridge.simulator.sources import load_credentials
 from stations import service as stations_service
 from stations import tan_an
 from stations.schemas import StationUpdate
-from tests.support.dynsec_broker import DynsecBroker, start_dynsec_broker
+from tests.support.dynsec_broker import DynsecBroker
 from tests.support.mosquitto import requires_mosquitto
 
 pytestmark = [
@@ -32,24 +31,17 @@ pytestmark = [
 runner = CliRunner()
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DynsecBroker]:
-    started = start_dynsec_broker(tmp_path_factory.mktemp("dynsec-cli"))
-    yield started
-    started.stop()
-
-
 @pytest.fixture
 def env(
     settings: Settings,
-    broker: DynsecBroker,
+    dynsec_broker: DynsecBroker,
     monkeypatch: pytest.MonkeyPatch,
     session_factory: sessionmaker[Session],
 ) -> None:
     monkeypatch.setenv("BROADCASTER_ENVIRONMENT", "test")
     monkeypatch.setenv("BROADCASTER_DATABASE_URL", settings.database_url)
     monkeypatch.setenv("BROADCASTER_SECRET_KEY", settings.secret_key.get_secret_value())
-    monkeypatch.setenv("BROADCASTER_MQTT_URL", broker.url)
+    monkeypatch.setenv("BROADCASTER_MQTT_URL", dynsec_broker.url)
     with db.session_scope(session_factory) as session:
         stations_service.ensure_builtin_groups(session)
         tan_an.load(session)
@@ -75,7 +67,7 @@ def test_bootstrap_command(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
 
 @pytest.mark.usefixtures("env")
 def test_credentials_for_the_whole_fleet_then_sync(
-    tmp_path: Path, broker: DynsecBroker, session_factory: sessionmaker[Session]
+    tmp_path: Path, dynsec_broker: DynsecBroker, session_factory: sessionmaker[Session]
 ) -> None:
     output = tmp_path / "creds" / "stations.json"
     result = runner.invoke(app, ["stations", "credentials", "--all", "--output", str(output)])
@@ -84,8 +76,8 @@ def test_credentials_for_the_whole_fleet_then_sync(
     assert stat.S_IMODE(output.stat().st_mode) == 0o600
     secrets_ = load_credentials(output)
     assert len(secrets_) == 108
-    broker.peer("bt-1", secrets_["bt-1"], client_id="st-bt-1").ok().close()
-    with DynsecClient(broker.url) as dynsec:
+    dynsec_broker.peer("bt-1", secrets_["bt-1"], client_id="st-bt-1").ok().close()
+    with DynsecClient(dynsec_broker.url) as dynsec:
         view = prov.broker_view(dynsec)
     assert sum(r.startswith(prov.STATION_ROLE_PREFIX) for r in view.roles) == 108
 
@@ -101,7 +93,7 @@ def test_credentials_for_the_whole_fleet_then_sync(
     assert len(merged) == 108
     assert merged["bt-1"] != secrets_["bt-1"]
     assert merged["lbn-cau-tre"] == secrets_["lbn-cau-tre"]
-    assert broker.peer("bt-1", secrets_["bt-1"], client_id="st-bt-1").connect().is_failure
+    assert dynsec_broker.peer("bt-1", secrets_["bt-1"], client_id="st-bt-1").connect().is_failure
 
     # a station disabled in the registry is cut off by the next sync
     with db.session_scope(session_factory) as session:
@@ -109,7 +101,7 @@ def test_credentials_for_the_whole_fleet_then_sync(
     synced = runner.invoke(app, ["mqtt", "sync"])
     assert synced.exit_code == 0
     assert "1 x disableClient" in synced.output
-    assert broker.peer("bt-2", merged["bt-2"], client_id="st-bt-2").connect().is_failure
+    assert dynsec_broker.peer("bt-2", merged["bt-2"], client_id="st-bt-2").connect().is_failure
 
     unknown = runner.invoke(app, ["stations", "credentials", "nope-1", "-o", str(output)])
     assert unknown.exit_code == 1

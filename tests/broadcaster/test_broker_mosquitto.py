@@ -21,7 +21,12 @@ from broadcaster import db
 from broadcaster.broker import dynsec as ds
 from broadcaster.broker import provisioning as prov
 from broadcaster.broker.bootstrap import find_dynsec_plugin
-from broadcaster.broker.dynsec import Acl, AclType, Command, DynsecClient, Reply, anonymous_allowed
+from broadcaster.broker.dynsec import (
+    Command,
+    DynsecClient,
+    Reply,
+    anonymous_allowed,
+)
 from broadcaster.broker.exceptions import ReservedStationId
 from broadcaster.broker.service import check_broker
 from broadcaster.settings import Settings
@@ -31,7 +36,7 @@ from firmware_bridge.topics import Topics
 from stations import service as stations_service
 from stations import tan_an
 from stations.schemas import GroupCreate, StationUpdate
-from tests.support.dynsec_broker import DynsecBroker, Peer, start_dynsec_broker
+from tests.support.dynsec_broker import DynsecBroker, Peer
 from tests.support.mosquitto import requires_mosquitto
 from tests.support.protocol import Recorder
 
@@ -45,31 +50,9 @@ A, B = "lbn-cau-tre", "bt-1"  # in xa-loi-binh-nhon and xa-binh-tam
 NOT_AUTHORIZED = 0x87
 
 
-@pytest.fixture(scope="module")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DynsecBroker]:
-    started = start_dynsec_broker(tmp_path_factory.mktemp("dynsec"))
-    yield started
-    started.stop()
-
-
-@pytest.fixture(scope="module")
-def observer(broker: DynsecBroker) -> tuple[str, str]:
-    """A test-only account that may read everything under loa/v1 (for the Recorder)."""
-    password = secrets.token_urlsafe(16)
-    with DynsecClient(broker.url) as client:
-        ds.run(
-            client,
-            [
-                ds.create_role("test-observer", [Acl(AclType.SUBSCRIBE_PATTERN, "loa/v1/#")]),
-                ds.create_client("observer", password, roles=["test-observer"]),
-            ],
-        )
-    return "observer", password
-
-
 @pytest.fixture
-def dynsec(broker: DynsecBroker) -> Iterator[DynsecClient]:
-    with DynsecClient(broker.url) as client:
+def dynsec(dynsec_broker: DynsecBroker) -> Iterator[DynsecClient]:
+    with DynsecClient(dynsec_broker.url) as client:
         yield client
 
 
@@ -80,20 +63,6 @@ def registry(session_factory: sessionmaker[Session], dynsec: DynsecClient) -> No
         stations_service.ensure_builtin_groups(session)
         tan_an.load(session)
     sync(session_factory, dynsec)
-
-
-@pytest.fixture
-def recorder(broker: DynsecBroker, observer: tuple[str, str]) -> Iterator[Recorder]:
-    rec = Recorder(
-        broker.host,
-        broker.port,
-        username=observer[0],
-        password=observer[1],
-        client_id=f"rec-{secrets.token_hex(4)}",
-    ).start()
-    yield rec
-    rec.stop()
-    rec.assert_all_valid()
 
 
 def issue(factory: sessionmaker[Session], dynsec: DynsecClient, *sids: str) -> dict[str, str]:
@@ -111,13 +80,15 @@ def sync(factory: sessionmaker[Session], dynsec: DynsecClient) -> prov.SyncRepor
         return prov.sync(session, dynsec, topics=T, server_account="broadcaster")
 
 
-def station(broker: DynsecBroker, sid: str, password: str, **kwargs: object) -> Peer:
-    return broker.peer(sid, password, client_id=f"st-{sid}", **kwargs)  # type: ignore[arg-type]
+def station(dynsec_broker: DynsecBroker, sid: str, password: str, **kwargs: object) -> Peer:
+    return dynsec_broker.peer(sid, password, client_id=f"st-{sid}", **kwargs)  # type: ignore[arg-type]
 
 
-def server(broker: DynsecBroker) -> Peer:
-    service = broker.service
-    return broker.peer(service.username, service.password, client_id=f"srv-{secrets.token_hex(3)}")
+def server(dynsec_broker: DynsecBroker) -> Peer:
+    service = dynsec_broker.service
+    return dynsec_broker.peer(
+        service.username, service.password, client_id=f"srv-{secrets.token_hex(3)}"
+    )
 
 
 def telemetry(seq: int = 0) -> bytes:
@@ -128,28 +99,28 @@ def ping() -> bytes:
     return dump_message(LoaCommand.new("ping"))
 
 
-def test_anonymous_clients_are_refused(broker: DynsecBroker) -> None:
-    assert anonymous_allowed(f"mqtt://{broker.host}:{broker.port}") is False
-    reason = broker.peer(None, None).connect()
+def test_anonymous_clients_are_refused(dynsec_broker: DynsecBroker) -> None:
+    assert anonymous_allowed(f"mqtt://{dynsec_broker.host}:{dynsec_broker.port}") is False
+    reason = dynsec_broker.peer(None, None).connect()
     assert reason.is_failure
-    wrong = broker.peer("broadcaster", "not-the-password").connect()
+    wrong = dynsec_broker.peer("broadcaster", "not-the-password").connect()
     assert wrong.is_failure
-    # the production check passes for this broker, and fails for a URL without account
-    strict = Settings(environment="production", secret_key="k" * 40, mqtt_url=broker.url)
+    # the production check passes for this dynsec_broker, and fails for a URL without account
+    strict = Settings(environment="production", secret_key="k" * 40, mqtt_url=dynsec_broker.url)
     assert check_broker(strict) == []
-    bare = Settings(mqtt_url=f"mqtt://{broker.host}:{broker.port}")
+    bare = Settings(mqtt_url=f"mqtt://{dynsec_broker.host}:{dynsec_broker.port}")
     assert any("no service account" in p for p in check_broker(bare, strict=False))
 
 
 @pytest.mark.usefixtures("registry")
 def test_station_cannot_publish_on_another_stations_topics(
-    broker: DynsecBroker,
+    dynsec_broker: DynsecBroker,
     dynsec: DynsecClient,
     session_factory: sessionmaker[Session],
-    recorder: Recorder,
+    dynsec_recorder: Recorder,
 ) -> None:
     secrets_ = issue(session_factory, dynsec, A, B)
-    a5 = station(broker, A, secrets_[A]).ok()
+    a5 = station(dynsec_broker, A, secrets_[A]).ok()
     try:
         for leaf in ("state", "reported", "ack", "event", "telemetry", "desired", "cmd"):
             reason = a5.publish(f"loa/v1/st/{B}/{leaf}", telemetry())
@@ -162,29 +133,29 @@ def test_station_cannot_publish_on_another_stations_topics(
         # its own telemetry goes through (QoS 0 as the protocol says, and QoS 1)
         a5.publish(T.telemetry(A), telemetry(1), qos=0)
         assert a5.publish(T.telemetry(A), telemetry(2)) is not None
-        recorder.wait_for("telemetry", sid=A, count=2)
+        dynsec_recorder.wait_for("telemetry", sid=A, count=2)
     finally:
         a5.close()
     # MQTT 3.1.1 (cheap 4G modules): the broker drops the message silently
-    a3 = station(broker, A, secrets_[A], protocol=mqtt.MQTTv311).ok()
+    a3 = station(dynsec_broker, A, secrets_[A], protocol=mqtt.MQTTv311).ok()
     try:
         a3.publish(T.telemetry(B), telemetry(9))
         a3.publish(T.telemetry(A), telemetry(3))
-        recorder.wait_for("telemetry", sid=A, where=lambda d: d["seq"] == 3)
+        dynsec_recorder.wait_for("telemetry", sid=A, where=lambda d: d["seq"] == 3)
     finally:
         a3.close()
-    assert recorder.select(sid=B) == []
+    assert dynsec_recorder.select(sid=B) == []
 
 
 @pytest.mark.usefixtures("registry")
 def test_station_cannot_subscribe_to_another_stations_cmd(
-    broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
+    dynsec_broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
 ) -> None:
     secrets_ = issue(session_factory, dynsec, A, B)
-    a = station(broker, A, secrets_[A]).ok()
-    a3 = broker.peer(A, secrets_[A], client_id=f"st-{A}", protocol=mqtt.MQTTv311)
-    b = station(broker, B, secrets_[B]).ok()
-    srv = server(broker).ok()
+    a = station(dynsec_broker, A, secrets_[A]).ok()
+    a3 = dynsec_broker.peer(A, secrets_[A], client_id=f"st-{A}", protocol=mqtt.MQTTv311)
+    b = station(dynsec_broker, B, secrets_[B]).ok()
+    srv = server(dynsec_broker).ok()
     try:
         for topic in (T.cmd(B), T.desired(B), "loa/v1/st/+/cmd", "loa/v1/#", "loa/v1/grp/+/cmd"):
             (code,) = a.subscribe(topic)
@@ -208,11 +179,11 @@ def test_station_cannot_subscribe_to_another_stations_cmd(
 
 @pytest.mark.usefixtures("registry")
 def test_station_receives_its_groups_commands_and_no_others(
-    broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
+    dynsec_broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
 ) -> None:
     secrets_ = issue(session_factory, dynsec, A)
-    a = station(broker, A, secrets_[A]).ok()
-    srv = server(broker).ok()
+    a = station(dynsec_broker, A, secrets_[A]).ok()
+    srv = server(dynsec_broker).ok()
     try:
         for topic in (
             T.group_cmd("all"),
@@ -234,8 +205,8 @@ def test_station_receives_its_groups_commands_and_no_others(
 
 
 @pytest.mark.usefixtures("registry")
-def test_server_account_scope(broker: DynsecBroker) -> None:
-    srv = server(broker).ok()
+def test_server_account_scope(dynsec_broker: DynsecBroker) -> None:
+    srv = server(dynsec_broker).ok()
     try:
         for leaf in ("state", "reported", "ack", "event", "telemetry"):
             assert not srv.subscribe(f"loa/v1/st/+/{leaf}")[0].is_failure
@@ -253,48 +224,48 @@ def test_server_account_scope(broker: DynsecBroker) -> None:
 
 @pytest.mark.usefixtures("registry")
 def test_disabled_station_is_disconnected_and_refused_then_restored(
-    broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
+    dynsec_broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
 ) -> None:
     secrets_ = issue(session_factory, dynsec, A)
-    a = station(broker, A, secrets_[A]).ok()
+    a = station(dynsec_broker, A, secrets_[A]).ok()
     with db.session_scope(session_factory) as session:
         stations_service.update_station(session, A, StationUpdate(enabled=False))
     report = sync(session_factory, dynsec)
     assert report.commands == {"disableClient": 1}
     assert a.disconnected.wait(5), "a disabled station keeps its connection"
     a.close()
-    refused = station(broker, A, secrets_[A]).connect()
+    refused = station(dynsec_broker, A, secrets_[A]).connect()
     assert refused.is_failure
     # re-enabling restores access with the same secret
     with db.session_scope(session_factory) as session:
         stations_service.update_station(session, A, StationUpdate(enabled=True))
     assert sync(session_factory, dynsec).commands == {"enableClient": 1}
-    station(broker, A, secrets_[A]).ok().close()
+    station(dynsec_broker, A, secrets_[A]).ok().close()
 
 
 @pytest.mark.usefixtures("registry")
 def test_rotation_invalidates_the_old_secret(
-    broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
+    dynsec_broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
 ) -> None:
     old = issue(session_factory, dynsec, A)[A]
-    a = station(broker, A, old).ok()
+    a = station(dynsec_broker, A, old).ok()
     new = issue(session_factory, dynsec, A)[A]
     assert new != old
     assert a.disconnected.wait(5), "the old session survives a rotation"
     a.close()
-    assert station(broker, A, old).connect().is_failure
-    station(broker, A, new).ok().close()
+    assert station(dynsec_broker, A, old).connect().is_failure
+    station(dynsec_broker, A, new).ok().close()
 
 
 @pytest.mark.usefixtures("registry")
 def test_station_is_bound_to_its_client_id(
-    broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
+    dynsec_broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
 ) -> None:
     secrets_ = issue(session_factory, dynsec, A, B)
-    b = station(broker, B, secrets_[B]).ok()
+    b = station(dynsec_broker, B, secrets_[B]).ok()
     try:
         # A cannot take over B's session (MQTT kicks the older connection of a client id)
-        hijack = broker.peer(A, secrets_[A], client_id=f"st-{B}").connect()
+        hijack = dynsec_broker.peer(A, secrets_[A], client_id=f"st-{B}").connect()
         assert hijack.is_failure
         assert not b.disconnected.is_set()
     finally:
@@ -303,7 +274,7 @@ def test_station_is_bound_to_its_client_id(
 
 @pytest.mark.usefixtures("registry")
 def test_sync_is_idempotent_cheap_and_follows_groups(
-    broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
+    dynsec_broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
 ) -> None:
     secrets_ = issue(session_factory, dynsec, A, B)
 
@@ -327,7 +298,7 @@ def test_sync_is_idempotent_cheap_and_follows_groups(
     assert [[c["command"] for c in batch] for batch in sent] == [["listClients", "listRoles"]]
 
     # A joins a new group: its role gains the group's topics, it is kicked to re-subscribe
-    a = station(broker, A, secrets_[A], protocol=mqtt.MQTTv311, clean=False).ok()
+    a = station(dynsec_broker, A, secrets_[A], protocol=mqtt.MQTTv311, clean=False).ok()
     with db.session_scope(session_factory) as session:
         stations_service.create_group(
             session, GroupCreate(gid="loa-thong-minh", name="Loa thông minh", stations=[A])
@@ -336,8 +307,8 @@ def test_sync_is_idempotent_cheap_and_follows_groups(
     assert report.commands == {"addRoleACL": 2, "setClientId": 1}
     assert a.disconnected.wait(5), "a re-grouped station is not made to re-subscribe"
     a.close()
-    a = station(broker, A, secrets_[A], protocol=mqtt.MQTTv311, clean=False).ok()
-    srv = server(broker).ok()
+    a = station(dynsec_broker, A, secrets_[A], protocol=mqtt.MQTTv311, clean=False).ok()
+    srv = server(dynsec_broker).ok()
     try:
         assert not a.subscribe(T.group_cmd("loa-thong-minh"))[0].is_failure
         srv.publish(T.group_cmd("loa-thong-minh"), ping())
@@ -347,7 +318,7 @@ def test_sync_is_idempotent_cheap_and_follows_groups(
         with db.session_scope(session_factory) as session:
             stations_service.delete_group(session, "loa-thong-minh")
         assert sync(session_factory, dynsec).commands == {"removeRoleACL": 2}
-        a = station(broker, A, secrets_[A], protocol=mqtt.MQTTv311, clean=False).ok()
+        a = station(dynsec_broker, A, secrets_[A], protocol=mqtt.MQTTv311, clean=False).ok()
         srv.publish(T.group_cmd("loa-thong-minh"), ping())
         srv.publish(T.cmd(A), ping())
         assert not a.subscribe(T.cmd(A))[0].is_failure
@@ -362,10 +333,10 @@ def test_sync_is_idempotent_cheap_and_follows_groups(
 
 @pytest.mark.usefixtures("registry")
 def test_deleted_station_and_revoked_credentials_lose_their_account(
-    broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
+    dynsec_broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
 ) -> None:
     secrets_ = issue(session_factory, dynsec, A, B)
-    a = station(broker, A, secrets_[A]).ok()
+    a = station(dynsec_broker, A, secrets_[A]).ok()
     with db.session_scope(session_factory) as session:
         stations_service.delete_station(session, A)
     report = sync(session_factory, dynsec)
@@ -373,20 +344,20 @@ def test_deleted_station_and_revoked_credentials_lose_their_account(
     assert report.commands["deleteRole"] >= 1
     assert a.disconnected.wait(5)
     a.close()
-    assert station(broker, A, secrets_[A]).connect().is_failure
+    assert station(dynsec_broker, A, secrets_[A]).connect().is_failure
     assert prov.station_role(A) not in prov.broker_view(dynsec).roles
 
     with session_factory() as session:
         assert prov.revoke_credentials(session, dynsec, stations_service.get_station(session, B))
         session.commit()
         assert prov.credential_of(session, stations_service.get_station(session, B)) is None
-    assert station(broker, B, secrets_[B]).connect().is_failure
+    assert station(dynsec_broker, B, secrets_[B]).connect().is_failure
     assert not sync(session_factory, dynsec).changed
 
 
 @pytest.mark.usefixtures("registry")
 def test_broker_reset_is_reported_for_reissue(
-    broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
+    dynsec_broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
 ) -> None:
     issue(session_factory, dynsec, A)
     ds.run(dynsec, [ds.delete_client(A)])  # e.g. a broker rebuilt from an old file
@@ -399,7 +370,7 @@ def test_broker_reset_is_reported_for_reissue(
 
 @pytest.mark.usefixtures("registry")
 def test_server_account_roles_are_reconciled(
-    broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
+    dynsec_broker: DynsecBroker, dynsec: DynsecClient, session_factory: sessionmaker[Session]
 ) -> None:
     username = dynsec.username
     assert username == "broadcaster"
@@ -423,41 +394,36 @@ def test_server_account_roles_are_reconciled(
 
 def test_bootstrap_config_runs_as_is(tmp_path: Path) -> None:
     """The generated mosquitto.conf itself starts a broker that refuses anonymous clients."""
-    import subprocess
     import time
 
     from broadcaster.broker.bootstrap import bootstrap
     from tests.support.mosquitto import find_mosquitto, free_port
+    from tests.support.process import ChildProcess
 
     port = free_port()
     setup = bootstrap(tmp_path / "mosquitto", port=port)
     binary = find_mosquitto()
     assert binary
-    proc = subprocess.Popen(
-        [binary, "-c", str(setup.config_path)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
+    proc = ChildProcess([binary, "-c", str(setup.config_path)], log_path=tmp_path / "run.log")
+    with proc:
         deadline = time.monotonic() + 10
         while True:
             try:
                 allowed = anonymous_allowed(f"mqtt://127.0.0.1:{port}", timeout_s=2)
                 break
             except Exception:
-                if time.monotonic() > deadline or proc.poll() is not None:
+                if time.monotonic() > deadline or not proc.running:
                     raise
                 time.sleep(0.1)
         assert allowed is False
         with DynsecClient(setup.mqtt_url) as client:
             assert set(prov.broker_view(client).clients) == {"broadcaster"}
         assert (tmp_path / "mosquitto" / "mosquitto.log").exists()
-    finally:
-        proc.terminate()
-        proc.wait(10)
 
 
 @pytest.mark.usefixtures("registry")
 def test_a_station_disabled_by_spreadsheet_import_loses_its_access(
-    broker: DynsecBroker,
+    dynsec_broker: DynsecBroker,
     dynsec: DynsecClient,
     session_factory: sessionmaker[Session],
     database_url: str,
@@ -474,7 +440,7 @@ def test_a_station_disabled_by_spreadsheet_import_loses_its_access(
     from tests.support.service import run_cli, service_env
 
     secrets_ = issue(session_factory, dynsec, A)
-    a = station(broker, A, secrets_[A]).ok()
+    a = station(dynsec_broker, A, secrets_[A]).ok()
     with session_factory() as session:
         generation_before = current(session)[0]
     csv_file = tmp_path / "disable.csv"
@@ -484,16 +450,16 @@ def test_a_station_disabled_by_spreadsheet_import_loses_its_access(
     )
     env = service_env(
         database_url=database_url,
-        mqtt_url=broker.url,
+        mqtt_url=dynsec_broker.url,
         media_dir=tmp_path / "media",
         public_base_url="http://127.0.0.1:9",
         extra={"BROADCASTER_MQTT_DYNSEC": "true"},
     )
-    done = run_cli(["stations", "import", str(csv_file)], env)
-    assert "1 were disabled" in done.stdout
+    output = run_cli(["stations", "import", str(csv_file)], env)
+    assert "1 were disabled" in output
     assert a.disconnected.wait(5), "the disabled station keeps its connection"
     a.close()
-    assert station(broker, A, secrets_[A]).connect().is_failure
+    assert station(dynsec_broker, A, secrets_[A]).connect().is_failure
     with session_factory() as session:
         assert current(session)[0] > generation_before  # the worker rebuilds the plans
         entry = session.scalars(

@@ -246,48 +246,15 @@ def test_user_management_and_audit(client: TestClient, admin: dict[str, str]) ->
         201,
     )
     assert user["areas"] == ["xa-loi-binh-nhon"]
-    assert (
-        client.post(
-            "/api/v1/users",
-            json={"username": "lbn", "password": "long-enough-pw", "role": "viewer"},
-            headers=admin,
-        ).status_code
-        == 409
-    )
-    assert (
-        client.post(
-            "/api/v1/users",
-            json={"username": "x1", "password": "short", "role": "viewer"},
-            headers=admin,
-        ).status_code
-        == 422
-    )
-    assert (
-        client.post(
-            "/api/v1/users",
-            json={
-                "username": "x2",
-                "password": "long-enough-pw",
-                "role": "viewer",
-                "areas": ["nowhere"],
-            },
-            headers=admin,
-        ).status_code
-        == 422
-    )
-    assert (
-        client.post(
-            "/api/v1/users",
-            json={
-                "username": "x3",
-                "password": "long-enough-pw",
-                "role": "viewer",
-                "can_emergency": True,
-            },
-            headers=admin,
-        ).status_code
-        == 422
-    )
+    pw = "long-enough-pw"
+    refused = [
+        ({"username": "lbn", "password": pw, "role": "viewer"}, 409),  # taken
+        ({"username": "x1", "password": "short", "role": "viewer"}, 422),
+        ({"username": "x2", "password": pw, "role": "viewer", "areas": ["nowhere"]}, 422),
+        ({"username": "x3", "password": pw, "role": "viewer", "can_emergency": True}, 422),
+    ]
+    for body, status in refused:
+        assert client.post("/api/v1/users", json=body, headers=admin).status_code == status, body
     ok(client.patch(f"/api/v1/users/{user['id']}", json={"role": "approver"}, headers=admin))
     login = {"username": "lbn", "password": "long-enough-pw"}
     issued = ok(client.post("/api/v1/auth/token", data=login))

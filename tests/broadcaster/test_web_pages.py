@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -22,6 +23,8 @@ PAGES = ["/", "/tram", "/tram/lbn-cau-tre", "/phat-thanh", "/phat-thanh/1", "/nh
 ORIGIN = {"Origin": "http://testserver"}
 
 pytestmark = pytest.mark.usefixtures("tan_an")
+
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
 
 
 def login(client: TestClient, username: str, password: str = PASSWORD, next_: str = "/") -> None:
@@ -263,11 +266,15 @@ def test_overview_counts_attention_and_refresh_json(
     assert "Bộ khuếch đại quá nhiệt" in station.text
 
 
+@pytest.mark.calendar
 def test_play_log_page_and_totals(
     client: TestClient, session_factory: sessionmaker[Session]
 ) -> None:
     user(session_factory, "lbn", Role.OPERATOR, ["xa-loi-binh-nhon"])
-    start = utcnow() - dt.timedelta(minutes=30)
+    # noon yesterday in Tân An: in the past and on one local day whatever the time now
+    yesterday = utcnow().astimezone(VN).date() - dt.timedelta(days=1)
+    start = dt.datetime.combine(yesterday, dt.time(12), VN).astimezone(dt.UTC)
+    day = f"tu={yesterday.isoformat()}&den={yesterday.isoformat()}"
     with db.session_scope(session_factory) as session:
         ids = {sid: id_ for sid, id_ in session.execute(select(Station.sid, Station.id))}
         for sid, status in (("lbn-cau-tre", PlayStatus.PLAYED), ("p2-kp-1", PlayStatus.MISSED)):
@@ -288,7 +295,7 @@ def test_play_log_page_and_totals(
                 )
             )
     login(client, "lbn")
-    page = client.get("/nhat-ky")
+    page = client.get(f"/nhat-ky?{day}")
     assert page.status_code == 200
     assert "Bản tin thử lbn-cau-tre" in page.text
     assert "p2-kp-1" not in page.text  # outside the commune
@@ -297,7 +304,7 @@ def test_play_log_page_and_totals(
     capped = client.get("/nhat-ky?tu=2026-01-01&den=2026-06-30")
     assert "tối đa 31 ngày" in capped.text
     assert 'value="2026-01-31"' in capped.text
-    missed = client.get("/nhat-ky?trang_thai=missed")
+    missed = client.get(f"/nhat-ky?{day}&trang_thai=missed")
     assert "Bản tin thử" not in missed.text
     href = re.search(r'href="(/api/v1/playlog/totals\?[^"]*)" id="csv-area"', page.text)
     assert href is not None

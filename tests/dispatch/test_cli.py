@@ -10,16 +10,11 @@ assertion has a generous deadline so a loaded CI machine does not make it flaky.
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from functools import partial
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -28,163 +23,32 @@ from broadcaster import db
 from kernel.security import Role as UserRole
 from tests.api import make_user
 from tests.support.loa import wait_until
-from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
+from tests.support.mosquitto import Mosquitto, requires_mosquitto
+from tests.support.process import ProcessGroup
 from tests.support.protocol import Recorder
+from tests.support.service import serve_on_a_free_port, service_env
 
 pytestmark = requires_mosquitto()
 
-TEST_SECRET = "test-secret-key-0123456789abcdef-0123456789"
 STATIONS = 108
-
-
-def broadcaster_command() -> list[str]:
-    """The installed console script next to this interpreter (what an operator runs)."""
-    script = Path(sys.executable).with_name("broadcaster")
-    if script.exists():
-        return [str(script)]
-    return [sys.executable, "-c", "from broadcaster.cli import main; main()"]
-
-
-@dataclass
-class Processes:
-    """Subprocesses of one test: output to files, stopped (SIGTERM, then kill) at the end."""
-
-    directory: Path
-    env: dict[str, str]
-    running: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
-    _files: list[IO[bytes]] = field(default_factory=list)
-
-    def log(self, name: str) -> Path:
-        return self.directory / f"{name}.log"
-
-    def tail(self, name: str, chars: int = 3000) -> str:
-        try:
-            return self.log(name).read_text(encoding="utf-8", errors="replace")[-chars:]
-        except FileNotFoundError:
-            return ""
-
-    def run(self, name: str, *args: str, timeout_s: float = 180) -> None:
-        """Run a command to completion; fail with its output if it fails."""
-        with self.log(name).open("wb") as out:
-            done = subprocess.run(
-                [*broadcaster_command(), *args],
-                env=self.env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-                timeout=timeout_s,
-                check=False,
-            )
-        assert done.returncode == 0, f"{name} exited {done.returncode}:\n{self.tail(name)}"
-
-    def start(self, name: str, *args: str) -> subprocess.Popen[bytes]:
-        out = self.log(name).open("wb")
-        self._files.append(out)
-        proc = subprocess.Popen(
-            [*broadcaster_command(), *args],
-            env=self.env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-        )
-        self.running[name] = proc
-        return proc
-
-    def stop(self, name: str, timeout_s: float = 30) -> int:
-        """SIGTERM and wait; SIGKILL if it does not exit in time. Returns the exit code."""
-        proc = self.running.pop(name)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                return -9
-        return proc.returncode
-
-    def alive(self, name: str) -> None:
-        proc = self.running[name]
-        assert proc.poll() is None, f"{name} exited {proc.returncode}:\n{self.tail(name)}"
-
-    def stop_all(self) -> None:
-        for name in list(reversed(self.running)):
-            self.stop(name)
-        for out in self._files:
-            out.close()
-
-
-@pytest.fixture
-def broker(tmp_path: Path) -> Iterator[Mosquitto]:
-    server = Mosquitto(tmp_path / "broker").start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def recorder(broker: Mosquitto) -> Iterator[Recorder]:
-    rec = Recorder(broker.host, broker.port).start()
-    yield rec
-    rec.stop()
-    rec.assert_all_valid()
 
 
 @pytest.fixture
 def processes(
     tmp_path: Path, database_url: str, broker: Mosquitto, recorder: Recorder
-) -> Iterator[Processes]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("BROADCASTER_")}
-    env.update(
-        {
-            "BROADCASTER_ENVIRONMENT": "test",
-            "BROADCASTER_SECRET_KEY": TEST_SECRET,
-            "BROADCASTER_DATABASE_URL": database_url,
-            "BROADCASTER_MQTT_URL": broker.url,
-            "BROADCASTER_MQTT_DYNSEC": "false",
-            "BROADCASTER_MEDIA_DIR": str(tmp_path / "media"),
-            "NO_COLOR": "1",
-            "COLUMNS": "200",
-        }
+) -> Iterator[ProcessGroup]:
+    env = service_env(
+        database_url=database_url,
+        mqtt_url=broker.url,
+        media_dir=tmp_path / "media",
+        public_base_url="http://127.0.0.1:9",  # set by serve_on_a_free_port
+        extra={"NO_COLOR": "1", "COLUMNS": "200"},
     )
-    procs = Processes(tmp_path, env)
+    procs = ProcessGroup(tmp_path, env, script=True)
     try:
         yield procs
     finally:
         procs.stop_all()
-
-
-def ready_or_exited(proc: subprocess.Popen[bytes], http: httpx.Client) -> bool:
-    if proc.poll() is not None:
-        return True
-    try:
-        return http.get("/readyz").status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def start_service(processes: Processes, attempts: int = 3) -> str:
-    """``broadcaster serve`` on a port chosen just before; returns the base URL once
-    ``/readyz`` answers 200 (database and broker).  Another process may take the port
-    between choosing and binding: then it tries another one."""
-    for _ in range(attempts):
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
-        processes.env["BROADCASTER_PUBLIC_BASE_URL"] = base  # media URLs for the stations
-        proc = processes.start("serve", "serve", "--port", str(port), "--log-level", "warning")
-        with httpx.Client(base_url=base, timeout=10) as http:
-            try:
-                wait_until(
-                    partial(ready_or_exited, proc, http),
-                    timeout_s=60,
-                    what="broadcaster serve ready (broker connected)",
-                )
-            except AssertionError as exc:
-                raise AssertionError(f"{exc}\n{processes.tail('serve')}") from exc
-        if proc.poll() is None:
-            return base
-        processes.stop("serve")
-        assert "address already in use" in processes.tail("serve"), processes.tail("serve")
-    raise AssertionError("no free port for broadcaster serve")
 
 
 def online_counts(http: httpx.Client) -> tuple[int, int, int]:
@@ -199,7 +63,7 @@ def online_counts(http: httpx.Client) -> tuple[int, int, int]:
 
 
 def test_serve_and_simulate_bring_all_108_stations_online(
-    processes: Processes,
+    processes: ProcessGroup,
     database_url: str,
     recorder: Recorder,
     capsys: pytest.CaptureFixture[str],
@@ -212,7 +76,7 @@ def test_serve_and_simulate_bring_all_108_stations_online(
     finally:
         engine.dispose()
     token = headers["Authorization"].removeprefix("Bearer ")
-    api = start_service(processes)
+    api = serve_on_a_free_port(processes)
     with httpx.Client(base_url=api, headers=headers, timeout=30) as http:
         assert online_counts(http) == (0, STATIONS, STATIONS)
 

@@ -5,8 +5,13 @@ from __future__ import annotations
 
 import datetime as dt
 
+import pytest
+
 from tests.support.live import Live
 from tests.support.loa import wait_until
+
+# plans "in two hours" and "in 15 seconds": across midnight at the end of the day
+pytestmark = pytest.mark.calendar
 
 LBN = ["lbn-cau-tre", "lbn-ngai-loi-a", "lbn-smart-1"]
 OTHER = "p2-kp-1"

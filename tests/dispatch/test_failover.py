@@ -29,31 +29,25 @@ the kill interrupts is not what these tests are about.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
 
 from audio_library.models import MediaAsset
-from broadcaster import db
 from broadcaster.dispatch.models import Command
 from firmware_bridge.simulator.fleet import Fleet, FleetConfig, FleetThread
 from firmware_bridge.simulator.station import SimSettings, StationSpec
-from kernel.security import Role as UserRole
 from schedules.seed import FALLBACK_TITLE
-from tests.api import make_user
 from tests.support.live import Live
 from tests.support.loa import wait_until
 from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
-from tests.support.protocol import Recorder
-from tests.support.service import ServiceProcess, run_cli, service_env
+from tests.support.service import Deployment, ServiceProcess, run_cli
 
 pytestmark = requires_mosquitto()
 
@@ -62,36 +56,15 @@ TAKEOVER_BOUND_S = 15.0  # PROTOCOL/issue 6: a standby takes over within 15 s
 
 
 @dataclass
-class Stack:
-    """Broker, recorder, a seeded database and the service's environment."""
+class Stack(Deployment):
+    """A seeded deployment of the service (processes) and simulated stations."""
 
-    tmp: Path
-    broker: Mosquitto
-    recorder: Recorder
-    env: dict[str, str]
-    api_port: int
-    engine: Engine
-    factory: sessionmaker[Session]
-    admin: dict[str, str]
-    services: list[ServiceProcess] = field(default_factory=list)
     fleets: list[FleetThread] = field(default_factory=list)
 
-    def service(self, role: str = "all", port: int | None = None) -> ServiceProcess:
-        """A service process (not started); the first one serves the API port."""
-        name = f"{role}-{len(self.services)}"
-        proc = ServiceProcess(
-            role=role,
-            port=port or self.api_port,
-            env=self.env,
-            log_path=self.tmp / "logs" / f"{name}.log",
-        )
-        self.services.append(proc)
-        return proc
-
-    def http(self) -> httpx.Client:
-        return httpx.Client(
-            base_url=f"http://127.0.0.1:{self.api_port}", headers=self.admin, timeout=30
-        )
+    def stop(self) -> None:
+        for fleet in self.fleets:
+            fleet.stop()
+        super().stop()
 
     def fleet(self, sids: list[str]) -> FleetThread:
         fleet = FleetThread(
@@ -142,43 +115,8 @@ class Stack:
 
 
 @pytest.fixture
-def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    broker = Mosquitto(tmp_path / "broker", persistence=True).start()
-    recorder = Recorder(broker.host, broker.port).start()
-    api_port = free_port()
-    env = service_env(
-        database_url=database_url,
-        mqtt_url=broker.url,
-        media_dir=tmp_path / "media",
-        public_base_url=f"http://127.0.0.1:{api_port}",
-    )
-    engine = db.make_engine(database_url)
-    harness: Stack | None = None
-    try:
-        run_cli(["seed", "tan-an"], env)
-        factory = db.make_sessionmaker(engine)
-        admin = make_user(factory, "admin", UserRole.ADMIN, can_emergency=True)
-        harness = Stack(
-            tmp=tmp_path,
-            broker=broker,
-            recorder=recorder,
-            env=env,
-            api_port=api_port,
-            engine=engine,
-            factory=factory,
-            admin=admin,
-        )
-        yield harness
-    finally:
-        if harness is not None:
-            for fleet in harness.fleets:
-                fleet.stop()
-            for service in harness.services:
-                service.stop()
-        recorder.stop()
-        broker.stop()
-        engine.dispose()
-    recorder.assert_all_valid()
+def stack(deployments: Callable[..., Stack]) -> Stack:
+    return deployments(Stack, seed=lambda new: run_cli(["seed", "tan-an"], new.env))
 
 
 def _staged(stack: Stack, fleet: FleetThread, sids: list[str]) -> None:
@@ -274,30 +212,48 @@ def _published_ids(stack: Stack, title: str) -> list[tuple[str, str]]:
     ]
 
 
-# ------------------------------------------------------------------ SIGKILL mid-broadcast
-
-
-def test_sigkill_mid_broadcast_loses_no_command_and_keeps_its_id(stack: Stack) -> None:
-    service = stack.service("all").start()
+def _all_staged(stack: Stack) -> tuple[ServiceProcess, list[str], FleetThread]:
+    """The service (active) and all 108 stations online, staged with the fallback."""
+    service = stack.new_service("all").start()
     service.wait_ready(worker="active")
     sids = stack.sids()
     assert len(sids) == 108
     fleet = stack.fleet(sids)
     _staged(stack, fleet, sids)
+    return service, sids, fleet
+
+
+def _play_fallback(
+    stack: Stack, http: httpx.Client, title: str, targets: dict[str, list[str]], **extra: Any
+) -> dict[str, Any]:
+    """A broadcast of the fallback media (cached on every station), valid five minutes."""
     asset_id, _, _ = stack.fallback()
+    return stack.broadcast(
+        http,
+        targets=targets,
+        content={"asset_id": asset_id},
+        title=title,
+        expires_in_s=300,
+        **extra,
+    )
+
+
+def _emergency_to_all(stack: Stack, http: httpx.Client, title: str, **extra: Any) -> dict[str, Any]:
+    """An emergency broadcast of the fallback media to the whole city."""
+    return _play_fallback(stack, http, title, {"areas": ["tan-an"]}, tier="emergency", **extra)
+
+
+# ------------------------------------------------------------------ SIGKILL mid-broadcast
+
+
+def test_sigkill_mid_broadcast_loses_no_command_and_keeps_its_id(stack: Stack) -> None:
+    service, sids, fleet = _all_staged(stack)
     offline = sids[::11]  # 10 stations lose power: the broker keeps their sessions
     for sid in offline:
         fleet.kill(sid, "abort")
     title = "Thử: máy chủ mất điện giữa bản tin khẩn"
     with stack.http() as http:
-        made = stack.broadcast(
-            http,
-            targets={"areas": ["tan-an"]},
-            content={"asset_id": asset_id},
-            tier="emergency",
-            title=title,
-            expires_in_s=300,
-        )
+        made = _emergency_to_all(stack, http, title)
     cmd_id = made["cmd_id"]
     assert (made["route"], made["groups"]) == ("groups", ["all"])
     # the first publish is out and acks are arriving: kill the service now
@@ -341,23 +297,10 @@ def test_sigkill_mid_broadcast_loses_no_command_and_keeps_its_id(stack: Stack) -
 
 
 def test_final_acks_sent_while_the_service_is_dead_are_recovered(stack: Stack) -> None:
-    service = stack.service("all").start()
-    service.wait_ready(worker="active")
-    sids = stack.sids()
-    fleet = stack.fleet(sids)
-    _staged(stack, fleet, sids)
-    asset_id, _, _ = stack.fallback()
+    service, sids, fleet = _all_staged(stack)
     title = "Thử: xác nhận cuối khi máy chủ tắt"
     with stack.http() as http:
-        made = stack.broadcast(
-            http,
-            targets={"areas": ["tan-an"]},
-            content={"asset_id": asset_id},
-            tier="emergency",
-            title=title,
-            lead_s=3,
-            expires_in_s=300,
-        )
+        made = _emergency_to_all(stack, http, title, lead_s=3)
         cmd_id = made["cmd_id"]
         wait_until(
             lambda: stack.progress(http, made["id"])["received"] == 108,
@@ -461,16 +404,15 @@ def _server_connections(stack: Stack) -> int:
 
 @pytest.mark.postgres_only
 def test_postgres_standby_takes_over_within_15_s(stack: Stack) -> None:
-    api = stack.service("api").start()
+    api = stack.new_service("api").start()
     api.wait_ready(worker="api only")
-    first = stack.service("worker", port=free_port()).start()
+    first = stack.new_service("worker", port=free_port()).start()
     first.wait_ready(worker="active")
-    second = stack.service("worker", port=free_port()).start()
+    second = stack.new_service("worker", port=free_port()).start()
     second.wait_ready(worker="standby")
     online, offline = ["lbn-cau-tre", "lbn-ngai-loi-a", "p2-kp-1"], "lbn-smart-1"
     fleet = stack.fleet([*online, offline])
     _staged(stack, fleet, [*online, offline])
-    asset_id, _, _ = stack.fallback()
     # exactly one worker is active: one MQTT connection, one server birth
     time.sleep(5)  # more than two election rounds of the standby
     assert (first.worker_state(), second.worker_state()) == ("active", "standby")
@@ -479,20 +421,8 @@ def test_postgres_standby_takes_over_within_15_s(stack: Stack) -> None:
 
     fleet.kill(offline, "abort")
     with stack.http() as http:
-        before = stack.broadcast(
-            http,
-            targets={"stations": online},
-            content={"asset_id": asset_id},
-            title="Trước bàn giao",
-            expires_in_s=300,
-        )
-        waiting = stack.broadcast(
-            http,
-            targets={"stations": [offline]},
-            content={"asset_id": asset_id},
-            title="Chờ trạm mất điện",
-            expires_in_s=300,
-        )
+        before = _play_fallback(stack, http, "Trước bàn giao", {"stations": online})
+        waiting = _play_fallback(stack, http, "Chờ trạm mất điện", {"stations": [offline]})
         wait_until(
             lambda: stack.progress(http, before["id"])["by_status"]["SUCCEEDED"] == len(online),
             timeout_s=60,
@@ -517,13 +447,7 @@ def test_postgres_standby_takes_over_within_15_s(stack: Stack) -> None:
         assert second.worker_state() == "active"
         assert _server_connections(stack) == 2
 
-        after = stack.broadcast(
-            http,
-            targets={"stations": online},
-            content={"asset_id": asset_id},
-            title="Sau bàn giao",
-            expires_in_s=300,
-        )
+        after = _play_fallback(stack, http, "Sau bàn giao", {"stations": online})
         fleet.restart(offline)
         for made, count in ((after, len(online)), (waiting, 1)):
             wait_until(

@@ -8,8 +8,6 @@ SQLite's write lock for longer than its busy timeout.
 from __future__ import annotations
 
 import datetime as dt
-import subprocess
-import sys
 import textwrap
 from pathlib import Path
 
@@ -30,6 +28,7 @@ from stations.models import TelemetrySample
 from tests.conftest import IS_POSTGRES
 from tests.support.loa import RawPublisher, wait_until
 from tests.support.mosquitto import Mosquitto, requires_mosquitto
+from tests.support.process import ChildProcess, python_argv
 
 TOPICS = Topics()
 GOOD, EVIL = "p2-kp-1", "p1-kp-1"
@@ -178,17 +177,13 @@ def test_a_database_locked_for_longer_than_its_busy_timeout_loses_no_event(
         BridgeConfig(url=broker.url, retry_max_s=2.0), ingest, on_rejected=ingest.rejected
     )
     raw = None
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, database],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
+    holder = ChildProcess(
+        python_argv("-c", HOLD_LOCK, database), log_path=tmp_path / "holder.log", stdin=True
+    ).start()
     try:
         bridge.start()
         wait_until(lambda: bridge.connected, what="bridge connected")
-        assert holder.stdout is not None
-        assert holder.stdout.readline().strip() == "locked"
+        holder.wait_for_output("locked")
         raw = RawPublisher(broker, client_id="station")
         for i in range(40):
             raw.publish(TOPICS.event(GOOD), fault_event(i), qos=1)
@@ -196,9 +191,7 @@ def test_a_database_locked_for_longer_than_its_busy_timeout_loses_no_event(
         wait_until(lambda: bridge.stats().retries >= 2, timeout_s=120, what="retries")
         assert count(session_factory, StationEvent) == 0  # still locked
         assert bridge.stats().acked == 0  # nothing acknowledged that is not stored
-        assert holder.stdin is not None
-        holder.stdin.write("release\n")
-        holder.stdin.flush()
+        holder.tell("release")
         holder.wait(60)
         wait_until(
             lambda: count(session_factory, StationEvent) == 40, timeout_s=60, what="all stored"
@@ -207,10 +200,6 @@ def test_a_database_locked_for_longer_than_its_busy_timeout_loses_no_event(
         assert ingest.stats().get("errors", 0) == 0
     finally:
         holder.kill()
-        holder.wait(10)
-        for stream in (holder.stdin, holder.stdout):
-            if stream is not None:
-                stream.close()
         if raw is not None:
             raw.stop()
         bridge.stop()
@@ -233,3 +222,54 @@ def test_retry_later_is_raised_for_a_busy_database(
     ingest = Ingestor(Broken())  # type: ignore[arg-type]
     with pytest.raises(RetryLater):
         ingest([inbound(GOOD, TopicKind.EVENT, fault_event(1))])
+
+
+def test_text_no_column_holds_is_quarantined_not_stored(
+    session_factory: sessionmaker[Session], stations: list[str]
+) -> None:
+    """A NUL in a station's text (PostgreSQL refuses it in any string) is quarantined by
+    validation, on both databases alike, and never reaches an insert."""
+    ingest = Ingestor(session_factory)
+    evil_event = (
+        b'{"event_id": "e-nul", "type": "fault.raised", "reason": "a\\u0000b",'
+        b' "fault": "other", "at": "2026-11-26T05:00:00Z"}'
+    )
+    ingest(
+        [inbound(EVIL, TopicKind.EVENT, evil_event), inbound(GOOD, TopicKind.EVENT, fault_event(1))]
+    )
+    assert count(session_factory, StationEvent) == 1
+    with session_factory() as session:
+        letter = session.scalars(select(DeadLetter)).one()
+    assert (letter.sid, letter.kind, letter.category) == (EVIL, "event", "range")
+    assert "U+0000" in letter.reason
+
+
+def test_a_burst_reads_a_stations_state_once_per_batch(
+    session_factory: sessionmaker[Session], stations: list[str]
+) -> None:
+    """A burst of proof of play from one station selected the station's state row again
+    for every event (the session's identity map holds clean objects weakly, and each
+    event's savepoint left it clean): 1 ms of CPU per event, the API starved meanwhile."""
+    from sqlalchemy import event as sa_event
+
+    statements: list[str] = []
+    engine = session_factory.kw["bind"]
+
+    def record(_conn, _cursor, statement, *_args) -> None:  # type: ignore[no-untyped-def]
+        statements.append(statement)
+
+    Ingestor(session_factory)([inbound(GOOD, TopicKind.EVENT, fault_event(0))])  # warm
+    sa_event.listen(engine, "before_cursor_execute", record)
+    try:
+        Ingestor(session_factory)(
+            [inbound(GOOD, TopicKind.EVENT, fault_event(i)) for i in range(1, 201)]
+        )
+    finally:
+        sa_event.remove(engine, "before_cursor_execute", record)
+    state_reads = [
+        s
+        for s in statements
+        if s.lstrip().upper().startswith("SELECT") and "FROM station_states" in s
+    ]
+    assert len(state_reads) <= 1, len(state_reads)
+    assert count(session_factory, StationEvent) == 201

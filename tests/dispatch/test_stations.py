@@ -26,9 +26,6 @@ from broadcaster.app import create_app
 from broadcaster.runtime import Role
 from broadcaster.settings import Settings
 from firmware_bridge.messages import Event, StationState, Telemetry, dump_message
-from firmware_bridge.simulator.faults import FaultSpec
-from firmware_bridge.simulator.fleet import FleetConfig, FleetThread
-from firmware_bridge.simulator.station import SimSettings, StationSpec
 from firmware_bridge.topics import Topics
 from kernel.security import Role as UserRole
 from stations.models import TelemetrySample
@@ -92,25 +89,6 @@ def telemetry(live: Live, sid: str, **params: str) -> list[dict[str, Any]]:
     assert response.status_code == 200, response.text
     items: list[dict[str, Any]] = response.json()["items"]
     return items
-
-
-def fleet(
-    live: Live, sids: Sequence[str], *, faults: Sequence[str] = (), **settings: Any
-) -> FleetThread:
-    """Like ``live.fleet`` with fault injection; stopped by the fixture's teardown."""
-    started = FleetThread(
-        FleetConfig(
-            mqtt_url=live.broker.url,
-            state_dir=live.tmp / f"sim-{len(live.fleets)}",
-            settings=SimSettings(**settings),
-            seed=3,
-        ),
-        [StationSpec(sid) for sid in sids],
-        [FaultSpec.parse(text) for text in faults],
-    )
-    live.fleets.append(started)
-    started.start(timeout_s=30)
-    return started
 
 
 def wait_online(
@@ -214,10 +192,10 @@ def test_power_loss_marks_the_station_offline_within_keepalive_and_will_delay(
     live.seed()
     # a station whose clock is off by tens of seconds: the server's times must not be its
     started = utcnow()
-    sim = fleet(
-        live,
+    sim = live.fleet(
         [A],
         faults=[f"clock:{A}"],
+        seed=3,
         keepalive=keepalive,
         will_delay_s=will_delay,
         protocol=protocol,

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import signal
-import subprocess
-import sys
 import textwrap
 import threading
 import time
@@ -27,12 +24,12 @@ from firmware_bridge.topics import TopicKind, Topics
 from tests.support.loa import Inbox, RawPublisher, desired, make_bridge, wait_until
 from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
 from tests.support.mqtt311_proxy import Mqtt311Proxy
+from tests.support.process import ChildProcess, python_argv
 from tests.support.protocol import Recorded, Recorder
 
 pytestmark = requires_mosquitto()
 
 TOPICS = Topics()
-REPO = Path(__file__).resolve().parents[2]
 
 
 def ack_payload(cmd_id: str) -> bytes:
@@ -64,7 +61,9 @@ def test_birth_on_connect_and_offline_on_stop(broker: Mosquitto, recorder: Recor
         late.stop()
 
 
-def test_will_marks_the_server_offline_when_it_dies(broker: Mosquitto, recorder: Recorder) -> None:
+def test_will_marks_the_server_offline_when_it_dies(
+    broker: Mosquitto, recorder: Recorder, tmp_path: Path
+) -> None:
     script = textwrap.dedent(
         f"""
         import time
@@ -77,23 +76,12 @@ def test_will_marks_the_server_offline_when_it_dies(broker: Mosquitto, recorder:
         time.sleep(60)
         """
     )
-    proc = subprocess.Popen(
-        [sys.executable, "-c", script], cwd=REPO, stdout=subprocess.PIPE, text=True
-    )
-    try:
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "up"
+    with ChildProcess(python_argv("-c", script), log_path=tmp_path / "doomed.log") as proc:
+        proc.wait_for_output("up")
         recorder.wait_for("server-state", where=lambda d: d["online"] is True)
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(10)
+        proc.kill()
         will = recorder.wait_for("server-state", where=lambda d: d["online"] is False)[0]
         assert will.data == {"online": False}
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        if proc.stdout is not None:
-            proc.stdout.close()
 
 
 def test_reconnects_after_broker_restart_and_resubscribes(

@@ -18,7 +18,7 @@ from firmware_bridge.messages import (
 )
 from firmware_bridge.simulator import FaultSettings, SimSettings
 from firmware_bridge.topics import Topics
-from tests.support.loa import FleetFactory, RawPublisher, wait_until
+from tests.support.loa import FleetFactory, RawPublisher, SimRig, wait_until
 from tests.support.media_server import MediaServer
 from tests.support.mosquitto import Mosquitto, requires_mosquitto
 from tests.support.protocol import Recorder
@@ -38,29 +38,25 @@ def statuses(recorder: Recorder, sid: str, cmd_id: str, count: int) -> list[str]
 
 
 def test_expired_command_is_acked_expired_and_never_executed(
-    broker: Mosquitto,
-    recorder: Recorder,
-    bridge: Bridge,
-    media: MediaServer,
-    make_fleet: FleetFactory,
+    sim: SimRig,
 ) -> None:
-    fleet = make_fleet(broker, ["st-1"])
-    clip = media.add(os.urandom(1000))
+    fleet = sim.fleet(["st-1"])
+    clip = sim.media.add(os.urandom(1000))
     stale = Command.new(
         "play",
         PlayBody(priority=EMERGENCY, media=clip),
         ttl_s=5,
         now=fleet.now() - timedelta(seconds=60),
     )
-    assert bridge.publish_command_to_station("st-1", stale)
-    ack = acks(recorder, "st-1", stale.cmd_id)[0]
+    assert sim.bridge.publish_command_to_station("st-1", stale)
+    ack = acks(sim.recorder, "st-1", stale.cmd_id)[0]
     assert ack["status"] == "EXPIRED"
     ping = Command.new("ping")
-    assert bridge.publish_command_to_station("st-1", ping)
-    acks(recorder, "st-1", ping.cmd_id, 3)
-    assert len(recorder.select("ack", "st-1", lambda d: d["cmd_id"] == stale.cmd_id)) == 1
-    assert recorder.select("event", "st-1") == []
-    assert media.hits(clip["sha256"]) == 0
+    assert sim.bridge.publish_command_to_station("st-1", ping)
+    acks(sim.recorder, "st-1", ping.cmd_id, 3)
+    assert len(sim.recorder.select("ack", "st-1", lambda d: d["cmd_id"] == stale.cmd_id)) == 1
+    assert sim.recorder.select("event", "st-1") == []
+    assert sim.media.hits(clip["sha256"]) == 0
     [record] = fleet.station("st-1").plays
     assert record.outcome == "expired"
     assert record.started_at is None
@@ -176,20 +172,16 @@ def test_ping_volume_rebirth_and_reboot(
 
 
 def test_a_play_never_starts_after_not_after_even_when_accepted(
-    broker: Mosquitto,
-    recorder: Recorder,
-    bridge: Bridge,
-    media: MediaServer,
-    make_fleet: FleetFactory,
+    sim: SimRig,
 ) -> None:
     settings = SimSettings(
         reconnect_min_s=0.2, reconnect_max_s=1, faults=FaultSettings(slow_bytes_per_s=32 * 1024)
     )
-    fleet = make_fleet(broker, ["st-1"], faults=["slow:st-1"], settings=settings)
-    clip = media.add(os.urandom(96 * 1024))  # three seconds to download
+    fleet = sim.fleet(["st-1"], faults=["slow:st-1"], settings=settings)
+    clip = sim.media.add(os.urandom(96 * 1024))  # three seconds to download
     cmd = Command.new("play", PlayBody(priority=EMERGENCY, media=clip), ttl_s=1)
-    assert bridge.publish_command_to_station("st-1", cmd)
-    assert statuses(recorder, "st-1", cmd.cmd_id, 2) == ["RECEIVED", "EXPIRED"]
-    assert recorder.select("event", "st-1") == []
+    assert sim.bridge.publish_command_to_station("st-1", cmd)
+    assert statuses(sim.recorder, "st-1", cmd.cmd_id, 2) == ["RECEIVED", "EXPIRED"]
+    assert sim.recorder.select("event", "st-1") == []
     [record] = fleet.station("st-1").plays
     assert record.outcome == "expired"

@@ -33,14 +33,7 @@ def test_birth_then_bdseq_plus_one_on_every_connect_across_restarts(
         "at": first["at"],
         "firmware": "sim-0.1.0",
         "model": "loa-sim",
-        "capabilities": [
-            "file",
-            "relay",
-            "sync_start",
-            "telemetry_power",
-            "telemetry_amp",
-            "telemetry_speaker",
-        ],
+        "capabilities": list(SimSettings().capabilities),  # all the simulator has
         "desired_version": None,
     }
     fleet.restart("st-1")  # a reboot within the same process

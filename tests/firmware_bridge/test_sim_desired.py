@@ -10,8 +10,7 @@ from pathlib import Path
 from firmware_bridge.client import Bridge
 from firmware_bridge.messages import Command, Reported
 from firmware_bridge.simulator import FleetThread
-from tests.support.loa import FleetFactory, Inbox, desired, file_item, wait_until
-from tests.support.media_server import MediaServer
+from tests.support.loa import FleetFactory, Inbox, SimRig, desired, file_item, wait_until
 from tests.support.mosquitto import Mosquitto, requires_mosquitto
 from tests.support.protocol import Recorder
 
@@ -43,20 +42,15 @@ def cache(tmp_path: Path, sid: str) -> set[str]:
 
 
 def test_desired_downloads_verifies_caches_and_reports(
+    sim: SimRig,
     tmp_path: Path,
-    broker: Mosquitto,
-    recorder: Recorder,
-    bridge: Bridge,
-    inbox: Inbox,
-    media: MediaServer,
-    make_fleet: FleetFactory,
 ) -> None:
-    fleet: FleetThread = make_fleet(broker, ["st-1"])
+    fleet: FleetThread = sim.fleet(["st-1"])
     now = fleet.now()
-    bulletin = media.add(os.urandom(50_000))
-    jingle = media.add(os.urandom(7_000))
-    fallback = media.add(os.urandom(9_000), duration_ms=3000)
-    ended = media.add(os.urandom(1_000))
+    bulletin = sim.media.add(os.urandom(50_000))
+    jingle = sim.media.add(os.urandom(7_000))
+    fallback = sim.media.add(os.urandom(9_000), duration_ms=3000)
+    ended = sim.media.add(os.urandom(1_000))
     items = [
         file_item("it-bulletin", bulletin, now + timedelta(hours=1)),
         file_item("it-jingle", jingle, now + timedelta(hours=2)),
@@ -68,12 +62,12 @@ def test_desired_downloads_verifies_caches_and_reports(
             "start_at": now + timedelta(hours=3),
             "end_at": now + timedelta(hours=4),
             "priority": 3,
-            "url": f"{media.base_url}/stream/ok",
+            "url": f"{sim.media.base_url}/stream/ok",
             "fallback": fallback,
         },
     ]
-    assert bridge.publish_desired("st-1", desired(1, items, now=now, volume=65))
-    report = reported(inbox, "st-1", 1)
+    assert sim.bridge.publish_desired("st-1", desired(1, items, now=now, volume=65))
+    report = reported(sim.inbox, "st-1", 1)
     assert report.missing == []
     assert report.volume == 65
     assert report.cache_bytes == 50_000 + 7_000 + 9_000
@@ -81,8 +75,8 @@ def test_desired_downloads_verifies_caches_and_reports(
     for name in cache(tmp_path, "st-1"):
         data = (tmp_path / "sim" / "st-1" / "media" / name).read_bytes()
         assert hashlib.sha256(data).hexdigest() == name
-    assert media.hits(ended["sha256"]) == 0  # its item has already ended
-    retained = recorder.wait_for("reported", "st-1")[0]
+    assert sim.media.hits(ended["sha256"]) == 0  # its item has already ended
+    retained = sim.recorder.wait_for("reported", "st-1")[0]
     assert retained.qos == 1
     status = fleet.station("st-1")
     assert status.desired_version == 1
@@ -90,52 +84,49 @@ def test_desired_downloads_verifies_caches_and_reports(
     assert status.missing == ()
 
     # v2 keeps one file and adds another: the dropped one leaves the cache.
-    extra = media.add(os.urandom(3_000))
+    extra = sim.media.add(os.urandom(3_000))
     items2 = [
         file_item("it-bulletin", bulletin, now + timedelta(hours=1)),
         file_item("it-extra", extra, now + timedelta(hours=5)),
     ]
-    assert bridge.publish_desired("st-1", desired(2, items2, now=now))
-    assert reported(inbox, "st-1", 2).missing == []
+    assert sim.bridge.publish_desired("st-1", desired(2, items2, now=now))
+    assert reported(sim.inbox, "st-1", 2).missing == []
     assert cache(tmp_path, "st-1") == {bulletin["sha256"], extra["sha256"]}
-    assert media.hits(bulletin["sha256"]) == 1  # already cached, not fetched again
+    assert sim.media.hits(bulletin["sha256"]) == 1  # already cached, not fetched again
 
     # A lower or equal version is ignored.
-    assert bridge.publish_desired("st-1", desired(1, items, now=now))
-    assert bridge.publish_desired("st-1", desired(2, items, now=now, volume=10))
-    barrier(bridge, recorder, "st-1")
+    assert sim.bridge.publish_desired("st-1", desired(1, items, now=now))
+    assert sim.bridge.publish_desired("st-1", desired(2, items, now=now, volume=10))
+    barrier(sim.bridge, sim.recorder, "st-1")
     status = fleet.station("st-1")
     assert status.desired_version == 2
     assert status.volume == 70
     assert cache(tmp_path, "st-1") == {bulletin["sha256"], extra["sha256"]}
-    versions = [r.data["desired_version"] for r in recorder.select("reported", "st-1")]
+    versions = [r.data["desired_version"] for r in sim.recorder.select("reported", "st-1")]
     assert versions == [1, 2]
 
     # The held version survives a restart: the retained v2 is then ignored,
     # and the birth carries it.
     fleet.restart("st-1")
-    birth = recorder.wait_for("station-state", "st-1", lambda d: d["online"] and d["bdseq"] == 1)
+    birth = sim.recorder.wait_for(
+        "station-state", "st-1", lambda d: d["online"] and d["bdseq"] == 1
+    )
     assert birth[0].data["desired_version"] == 2
 
 
 def test_corrupt_download_stays_missing_and_reports_media_corrupt(
+    sim: SimRig,
     tmp_path: Path,
-    broker: Mosquitto,
-    recorder: Recorder,
-    bridge: Bridge,
-    inbox: Inbox,
-    media: MediaServer,
-    make_fleet: FleetFactory,
 ) -> None:
-    fleet = make_fleet(broker, ["st-1", "st-2"], faults=["corrupt:st-1"])
+    fleet = sim.fleet(["st-1", "st-2"], faults=["corrupt:st-1"])
     now = fleet.now()
-    bulletin = media.add(os.urandom(20_000))
+    bulletin = sim.media.add(os.urandom(20_000))
     for sid in ("st-1", "st-2"):
         item = file_item("it-1", bulletin, now + timedelta(hours=1))
-        assert bridge.publish_desired(sid, desired(1, [item], now=now))
-    assert reported(inbox, "st-1", 1).missing == [bulletin["sha256"]]
-    assert reported(inbox, "st-2", 1).missing == []
-    event = recorder.wait_for("event", "st-1", lambda d: d["type"] == "media.corrupt")[0].data
+        assert sim.bridge.publish_desired(sid, desired(1, [item], now=now))
+    assert reported(sim.inbox, "st-1", 1).missing == [bulletin["sha256"]]
+    assert reported(sim.inbox, "st-2", 1).missing == []
+    event = sim.recorder.wait_for("event", "st-1", lambda d: d["type"] == "media.corrupt")[0].data
     assert event["sha256"] == bulletin["sha256"]
     assert event["desired_version"] == 1
     assert cache(tmp_path, "st-1") == set()
@@ -143,28 +134,23 @@ def test_corrupt_download_stays_missing_and_reports_media_corrupt(
 
 
 def test_unreachable_media_is_missing_until_sync(
+    sim: SimRig,
     tmp_path: Path,
-    broker: Mosquitto,
-    recorder: Recorder,
-    bridge: Bridge,
-    inbox: Inbox,
-    media: MediaServer,
-    make_fleet: FleetFactory,
 ) -> None:
-    fleet = make_fleet(broker, ["st-1"])
+    fleet = sim.fleet(["st-1"])
     now = fleet.now()
     data = os.urandom(5_000)
-    late = media.add(data)
-    del media.files[late["sha256"]]  # 404 for now
+    late = sim.media.add(data)
+    del sim.media.files[late["sha256"]]  # 404 for now
     item = file_item("it-1", late, now + timedelta(hours=1))
-    assert bridge.publish_desired("st-1", desired(1, [item], now=now))
-    assert reported(inbox, "st-1", 1).missing == [late["sha256"]]
-    media.add(data)
+    assert sim.bridge.publish_desired("st-1", desired(1, [item], now=now))
+    assert reported(sim.inbox, "st-1", 1).missing == [late["sha256"]]
+    sim.media.add(data)
     sync = Command.new("sync")
-    assert bridge.publish_command_to_station("st-1", sync)
-    acks = recorder.wait_for("ack", "st-1", lambda d: d["cmd_id"] == sync.cmd_id, count=3)
+    assert sim.bridge.publish_command_to_station("st-1", sync)
+    acks = sim.recorder.wait_for("ack", "st-1", lambda d: d["cmd_id"] == sync.cmd_id, count=3)
     assert [a.data["status"] for a in acks] == ["RECEIVED", "IN_PROGRESS", "SUCCEEDED"]
-    last = [r.data for r in recorder.select("reported", "st-1")][-1]
+    last = [r.data for r in sim.recorder.select("reported", "st-1")][-1]
     assert last["missing"] == []
     assert last["desired_version"] == 1
     assert cache(tmp_path, "st-1") == {late["sha256"]}

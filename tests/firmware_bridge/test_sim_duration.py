@@ -3,12 +3,12 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 from firmware_bridge.messages import EMERGENCY, Command, PlayBody
 from firmware_bridge.simulator.duration import media_duration_ms
 from firmware_bridge.topics import Topics
+from tests.support.audio import ffmpeg
 from tests.support.loa import FleetFactory, RawPublisher, wait_until
 from tests.support.media_server import MediaServer
 from tests.support.mosquitto import Mosquitto, requires_mosquitto
@@ -19,14 +19,8 @@ TOPICS = Topics()
 
 
 def mp3(path: Path, seconds: float) -> bytes:
-    subprocess.run(
-        [
-            "ffmpeg", "-v", "error", "-y", "-f", "lavfi",
-            "-i", f"sine=frequency=440:duration={seconds}",
-            "-ac", "1", "-b:a", "64k", str(path),
-        ],
-        check=True,
-    )  # fmt: skip
+    tone = f"sine=frequency=440:duration={seconds}"
+    ffmpeg("-f", "lavfi", "-i", tone, "-ac", "1", "-b:a", "64k", str(path))
     return path.read_bytes()
 
 

@@ -6,12 +6,10 @@ import os
 from datetime import datetime, timedelta
 from typing import Any
 
-from firmware_bridge.client import Bridge
 from firmware_bridge.messages import EMERGENCY, NORMAL, PRIORITY, Command, PlayBody, Reported
 from firmware_bridge.simulator import FleetThread
-from tests.support.loa import FleetFactory, Inbox, desired, file_item, wait_until
-from tests.support.media_server import MediaServer
-from tests.support.mosquitto import Mosquitto, requires_mosquitto
+from tests.support.loa import Inbox, SimRig, desired, file_item, wait_until
+from tests.support.mosquitto import requires_mosquitto
 from tests.support.protocol import Recorder
 
 pytestmark = requires_mosquitto()
@@ -58,26 +56,21 @@ def not_before(value: str, moment: datetime) -> bool:
 
 
 def test_file_items_play_at_start_for_their_duration(
-    broker: Mosquitto,
-    recorder: Recorder,
-    bridge: Bridge,
-    inbox: Inbox,
-    media: MediaServer,
-    make_fleet: FleetFactory,
+    sim: SimRig,
 ) -> None:
-    fleet = make_fleet(broker, ["st-1"])
+    fleet = sim.fleet(["st-1"])
     now = fleet.now()
-    short = media.add(os.urandom(4_000), duration_ms=800)
+    short = sim.media.add(os.urandom(4_000), duration_ms=800)
     start = now + timedelta(seconds=1.5)
     looped_start = start + timedelta(seconds=2)
     items = [
         file_item("it-short", short, start, length_s=30, volume=80),
         file_item("it-loop", short, looped_start, length_s=1.5, loop=True),
     ]
-    assert bridge.publish_desired("st-1", desired(1, items, now=now))
-    ready(inbox, "st-1", 1)
+    assert sim.bridge.publish_desired("st-1", desired(1, items, now=now))
+    ready(sim.inbox, "st-1", 1)
 
-    started, finished = wait_events(recorder, "st-1", "it-short", 2)
+    started, finished = wait_events(sim.recorder, "st-1", "it-short", 2)
     assert started["type"] == "play.started"
     assert finished["type"] == "play.finished"
     assert not_before(started["at"], start)
@@ -85,7 +78,7 @@ def test_file_items_play_at_start_for_their_duration(
     assert started["desired_version"] == 1
     assert 700 <= finished["position_ms"] <= 1500
 
-    started, finished = wait_events(recorder, "st-1", "it-loop", 2)
+    started, finished = wait_events(sim.recorder, "st-1", "it-loop", 2)
     assert finished["type"] == "play.finished"
     assert not_before(finished["at"], looped_start + timedelta(seconds=1.5))  # looped
 
@@ -96,18 +89,13 @@ def test_file_items_play_at_start_for_their_duration(
 
 
 def test_relay_items_stream_or_fall_back(
-    broker: Mosquitto,
-    recorder: Recorder,
-    bridge: Bridge,
-    inbox: Inbox,
-    media: MediaServer,
-    make_fleet: FleetFactory,
+    sim: SimRig,
 ) -> None:
-    fleet = make_fleet(broker, ["st-1"])
+    fleet = sim.fleet(["st-1"])
     now = fleet.now()
-    fallback = media.add(os.urandom(6_000), duration_ms=600)
-    missing = media.add(os.urandom(100))
-    del media.files[missing["sha256"]]
+    fallback = sim.media.add(os.urandom(6_000), duration_ms=600)
+    missing = sim.media.add(os.urandom(100))
+    del sim.media.files[missing["sha256"]]
     start = now + timedelta(seconds=1.5)
 
     def relay(item_id: str, url: str, offset_s: float, **extra: Any) -> dict[str, Any]:
@@ -123,25 +111,25 @@ def test_relay_items_stream_or_fall_back(
         }
 
     items = [
-        relay("it-live", f"{media.base_url}/stream/ok", 0),
-        relay("it-fallback", f"{media.base_url}/stream/down", 1.5, fallback=fallback),
-        relay("it-dead", f"{media.base_url}/stream/down", 3),
+        relay("it-live", f"{sim.media.base_url}/stream/ok", 0),
+        relay("it-fallback", f"{sim.media.base_url}/stream/down", 1.5, fallback=fallback),
+        relay("it-dead", f"{sim.media.base_url}/stream/down", 3),
         file_item("it-missing", missing, start + timedelta(seconds=4.5), length_s=1),
     ]
-    assert bridge.publish_desired("st-1", desired(1, items, now=now))
-    recorder.wait_for("reported", "st-1")
+    assert sim.bridge.publish_desired("st-1", desired(1, items, now=now))
+    sim.recorder.wait_for("reported", "st-1")
 
-    assert [e["type"] for e in wait_events(recorder, "st-1", "it-live", 2)] == [
+    assert [e["type"] for e in wait_events(sim.recorder, "st-1", "it-live", 2)] == [
         "play.started",
         "play.finished",
     ]
-    fell_back = wait_events(recorder, "st-1", "it-fallback", 3)
+    fell_back = wait_events(sim.recorder, "st-1", "it-fallback", 3)
     assert [e["type"] for e in fell_back] == ["play.started", "relay.fallback", "play.finished"]
     assert fell_back[1]["sha256"] == fallback["sha256"]
-    dead = wait_events(recorder, "st-1", "it-dead", 2)
+    dead = wait_events(sim.recorder, "st-1", "it-dead", 2)
     assert [e["type"] for e in dead] == ["play.started", "play.failed"]
     assert "no fallback" in dead[1]["reason"]
-    skipped = wait_events(recorder, "st-1", "it-missing", 1)
+    skipped = wait_events(sim.recorder, "st-1", "it-missing", 1)
     assert [e["type"] for e in skipped] == ["play.skipped"]
     assert skipped[0]["reason"] == "media missing"
     sources = {p.item_id: p.source for p in fleet.station("st-1").plays}
@@ -158,17 +146,12 @@ def play(media: dict[str, Any], priority: int, **extra: Any) -> Command:
 
 
 def test_higher_priority_preempts_and_equal_or_lower_is_refused(
-    broker: Mosquitto,
-    recorder: Recorder,
-    bridge: Bridge,
-    inbox: Inbox,
-    media: MediaServer,
-    make_fleet: FleetFactory,
+    sim: SimRig,
 ) -> None:
-    fleet: FleetThread = make_fleet(broker, ["st-1"])
+    fleet: FleetThread = sim.fleet(["st-1"])
     now = fleet.now()
-    programme = media.add(os.urandom(5_000), duration_ms=60_000)
-    alert = media.add(os.urandom(5_000), duration_ms=3_000)
+    programme = sim.media.add(os.urandom(5_000), duration_ms=60_000)
+    alert = sim.media.add(os.urandom(5_000), duration_ms=3_000)
     start = now + timedelta(seconds=1)
     items = [
         file_item("it-programme", programme, start, length_s=60, priority=NORMAL),
@@ -176,34 +159,34 @@ def test_higher_priority_preempts_and_equal_or_lower_is_refused(
             "it-late", programme, start + timedelta(seconds=2), length_s=60, priority=PRIORITY
         ),
     ]
-    assert bridge.publish_desired("st-1", desired(1, items, now=now))
-    ready(inbox, "st-1", 1)
-    wait_events(recorder, "st-1", "it-programme", 1)
+    assert sim.bridge.publish_desired("st-1", desired(1, items, now=now))
+    ready(sim.inbox, "st-1", 1)
+    wait_events(sim.recorder, "st-1", "it-programme", 1)
 
     emergency = play(alert, EMERGENCY, title="Cảnh báo lũ")
-    assert bridge.publish_command_to_station("st-1", emergency)
-    preempted = wait_events(recorder, "st-1", "it-programme", 2)[1]
+    assert sim.bridge.publish_command_to_station("st-1", emergency)
+    preempted = wait_events(sim.recorder, "st-1", "it-programme", 2)[1]
     assert preempted["type"] == "play.preempted"
     assert emergency.cmd_id in preempted["reason"]
-    wait_events(recorder, "st-1", emergency.cmd_id, 1)
+    wait_events(sim.recorder, "st-1", emergency.cmd_id, 1)
 
     same = play(alert, EMERGENCY)
     lower = play(alert, PRIORITY)
-    assert bridge.publish_command_to_station("st-1", same)
-    assert bridge.publish_command_to_station("st-1", lower)
+    assert sim.bridge.publish_command_to_station("st-1", same)
+    assert sim.bridge.publish_command_to_station("st-1", lower)
     for cmd in (same, lower):
-        ack = recorder.wait_for("ack", "st-1", lambda d, c=cmd: d["cmd_id"] == c.cmd_id)[0].data
+        ack = sim.recorder.wait_for("ack", "st-1", lambda d, c=cmd: d["cmd_id"] == c.cmd_id)[0].data
         assert ack["status"] == "REJECTED"
         assert ack["reason"].startswith("busy")
-        assert events(recorder, "st-1", cmd.cmd_id) == []
+        assert events(sim.recorder, "st-1", cmd.cmd_id) == []
 
-    skipped = wait_events(recorder, "st-1", "it-late", 1)[0]
+    skipped = wait_events(sim.recorder, "st-1", "it-late", 1)[0]
     assert skipped["type"] == "play.skipped"
     assert skipped["reason"].startswith("busy")
 
-    finished = wait_events(recorder, "st-1", emergency.cmd_id, 2)[1]
+    finished = wait_events(sim.recorder, "st-1", emergency.cmd_id, 2)[1]
     assert finished["type"] == "play.finished"
-    acks = recorder.wait_for("ack", "st-1", lambda d: d["cmd_id"] == emergency.cmd_id, count=3)
+    acks = sim.recorder.wait_for("ack", "st-1", lambda d: d["cmd_id"] == emergency.cmd_id, count=3)
     assert [a.data["status"] for a in acks] == ["RECEIVED", "IN_PROGRESS", "SUCCEEDED"]
 
     outcomes = {(p.item_id or p.cmd_id): p.outcome for p in fleet.station("st-1").plays}
@@ -216,72 +199,64 @@ def test_higher_priority_preempts_and_equal_or_lower_is_refused(
     }
     # exactly one terminal event per started play
     for ref in ("it-programme", emergency.cmd_id):
-        types = [e["type"] for e in events(recorder, "st-1", ref)]
+        types = [e["type"] for e in events(sim.recorder, "st-1", ref)]
         assert types[0] == "play.started"
         assert len(types) == 2
 
 
 def test_synchronised_start_repeat_and_until(
-    broker: Mosquitto,
-    recorder: Recorder,
-    bridge: Bridge,
-    media: MediaServer,
-    make_fleet: FleetFactory,
+    sim: SimRig,
 ) -> None:
-    fleet = make_fleet(broker, ["st-1", "st-2"])
-    clip = media.add(os.urandom(3_000), duration_ms=400)
+    fleet = sim.fleet(["st-1", "st-2"])
+    clip = sim.media.add(os.urandom(3_000), duration_ms=400)
     start_at = fleet.now() + timedelta(seconds=1.5)
     cmd = play(clip, EMERGENCY, start_at=start_at, repeat=3)
-    assert bridge.publish_command_to_group("all", cmd)
+    assert sim.bridge.publish_command_to_group("all", cmd)
     for sid in ("st-1", "st-2"):
-        started, finished = wait_events(recorder, sid, cmd.cmd_id, 2)
+        started, finished = wait_events(sim.recorder, sid, cmd.cmd_id, 2)
         assert not_before(started["at"], start_at)
         assert 1.1 <= (ts(finished["at"]) - ts(started["at"])).total_seconds() <= 2.0
     until = fleet.now() + timedelta(seconds=0.8)
     capped = play(clip, EMERGENCY, repeat=100, until=until)
-    assert bridge.publish_command_to_station("st-1", capped)
-    started, finished = wait_events(recorder, "st-1", capped.cmd_id, 2)
+    assert sim.bridge.publish_command_to_station("st-1", capped)
+    started, finished = wait_events(sim.recorder, "st-1", capped.cmd_id, 2)
     assert finished["type"] == "play.finished"
     assert not_before(finished["at"], until)
     assert (ts(finished["at"]) - until).total_seconds() < 0.5
 
 
 def test_stop_and_stream_commands(
-    broker: Mosquitto,
-    recorder: Recorder,
-    bridge: Bridge,
-    media: MediaServer,
-    make_fleet: FleetFactory,
+    sim: SimRig,
 ) -> None:
-    make_fleet(broker, ["st-1"])
-    long_clip = media.add(os.urandom(3_000), duration_ms=60_000)
+    sim.fleet(["st-1"])
+    long_clip = sim.media.add(os.urandom(3_000), duration_ms=60_000)
     first = play(long_clip, PRIORITY)
-    assert bridge.publish_command_to_station("st-1", first)
-    wait_events(recorder, "st-1", first.cmd_id, 1)
+    assert sim.bridge.publish_command_to_station("st-1", first)
+    wait_events(sim.recorder, "st-1", first.cmd_id, 1)
     too_low = Command.new("stop", {"max_priority": NORMAL})  # type: ignore[arg-type]
-    assert bridge.publish_command_to_station("st-1", too_low)
-    recorder.wait_for(
+    assert sim.bridge.publish_command_to_station("st-1", too_low)
+    sim.recorder.wait_for(
         "ack", "st-1", lambda d: d["cmd_id"] == too_low.cmd_id and d["status"] == "SUCCEEDED"
     )
-    assert len(events(recorder, "st-1", first.cmd_id)) == 1  # still playing
+    assert len(events(sim.recorder, "st-1", first.cmd_id)) == 1  # still playing
     stop = Command.new("stop")
-    assert bridge.publish_command_to_station("st-1", stop)
-    ended = wait_events(recorder, "st-1", first.cmd_id, 2)[1]
+    assert sim.bridge.publish_command_to_station("st-1", stop)
+    ended = wait_events(sim.recorder, "st-1", first.cmd_id, 2)[1]
     assert ended["type"] == "play.preempted"
     assert stop.cmd_id in ended["reason"]
-    final = recorder.wait_for("ack", "st-1", lambda d: d["cmd_id"] == first.cmd_id, count=3)[-1]
+    final = sim.recorder.wait_for("ack", "st-1", lambda d: d["cmd_id"] == first.cmd_id, count=3)[-1]
     assert final.data["status"] == "FAILED"
 
     stream = Command.new(
         "play",
         PlayBody(
             priority=PRIORITY,
-            stream={"url": f"{media.base_url}/stream/ok"},
+            stream={"url": f"{sim.media.base_url}/stream/ok"},
             until=datetime.now().astimezone() + timedelta(seconds=0.6),
         ),
     )
-    assert bridge.publish_command_to_station("st-1", stream)
-    assert [e["type"] for e in wait_events(recorder, "st-1", stream.cmd_id, 2)] == [
+    assert sim.bridge.publish_command_to_station("st-1", stream)
+    assert [e["type"] for e in wait_events(sim.recorder, "st-1", stream.cmd_id, 2)] == [
         "play.started",
         "play.finished",
     ]

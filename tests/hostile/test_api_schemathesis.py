@@ -40,11 +40,11 @@ from broadcaster.app import create_app
 from broadcaster.auth import service as auth
 from broadcaster.auth.models import TokenKind, User
 from broadcaster.runtime import Role as ProcessRole
-from broadcaster.settings import Environment, Settings
+from broadcaster.settings import Settings
 from kernel.security import Role
 from stations import tan_an
 from tests.api import make_user
-from tests.conftest import TEST_SECRET, DatabaseUnderTest
+from tests.conftest import DatabaseUnderTest, make_settings
 from tests.support.live import start_server
 from tests.support.mosquitto import free_port
 
@@ -87,15 +87,7 @@ def service(
     _database.reset()
     url = _database.url_for_test(tmp)
     port = free_port()
-    cfg = Settings(
-        environment=Environment.TEST,
-        database_url=url,
-        media_dir=tmp / "media",
-        secret_key=TEST_SECRET,
-        mqtt_url="mqtt://127.0.0.1:1",
-        mqtt_dynsec=False,
-        public_base_url=f"http://127.0.0.1:{port}",
-    )
+    cfg = make_settings(url, tmp, f"http://127.0.0.1:{port}")
     app = create_app(cfg, audio_settings=AudioSettings(), role=ProcessRole.API)
     server, thread = start_server(app, port)
     factory = app.state.sessionmaker

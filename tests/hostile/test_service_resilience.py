@@ -12,26 +12,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
-from pathlib import Path
+from collections.abc import Callable
 
 import httpx
 import pytest
-from sqlalchemy import Engine, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import select
 
 from broadcaster import db
 from broadcaster.dispatch.models import DeadLetter, StationEvent
 from firmware_bridge.messages import Event, StationState, dump_message, utcnow
 from firmware_bridge.topics import Topics
-from kernel.security import Role as UserRole
 from stations import tan_an
-from tests.api import make_user
 from tests.support.loa import RawPublisher, wait_until
-from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
+from tests.support.mosquitto import requires_mosquitto
 from tests.support.protocol import Recorder
-from tests.support.service import ServiceProcess, service_env
+from tests.support.service import Deployment, ServiceProcess
 
 pytestmark = [requires_mosquitto(), pytest.mark.slow]
 
@@ -41,47 +36,25 @@ READY_AND_DISPATCHING_BOUND_S = 60.0  # generous; the measured figure is reporte
 POISON = b"[" * 120_000 + b"]" * 120_000
 
 
-@dataclass
-class Stack:
-    tmp: Path
-    broker: Mosquitto
-    recorder: Recorder
-    service: ServiceProcess
-    engine: Engine
-    factory: sessionmaker[Session]
-    admin: dict[str, str]
+class Stack(Deployment):
+    """The Tân An registry and one service process (``service``, not started)."""
 
-    def http(self) -> httpx.Client:
-        return httpx.Client(base_url=self.service.base_url, headers=self.admin, timeout=30)
+    @property
+    def service(self) -> ServiceProcess:
+        return self.services[0]
+
+
+def _registry(stack: Stack) -> None:
+    db.upgrade(stack.engine)
+    with db.session_scope(stack.factory) as session:
+        tan_an.load(session)
+    stack.new_service()
 
 
 @pytest.fixture
-def stack(database_url: str, tmp_path: Path) -> Iterator[Stack]:
-    broker = Mosquitto(tmp_path / "broker", persistence=True).start()
-    recorder = Recorder(broker.host, broker.port).start()
-    recorder.expect_invalid(lambda r: r.topic.startswith(f"loa/v1/st/{EVIL}/"))
-    port = free_port()
-    env = service_env(
-        database_url=database_url,
-        mqtt_url=broker.url,
-        media_dir=tmp_path / "media",
-        public_base_url=f"http://127.0.0.1:{port}",
-    )
-    engine = db.make_engine(database_url)
-    db.upgrade(engine)
-    factory = db.make_sessionmaker(engine)
-    with db.session_scope(factory) as session:
-        tan_an.load(session)
-    admin = make_user(factory, "admin", UserRole.ADMIN, can_emergency=True)
-    service = ServiceProcess(role="all", port=port, env=env, log_path=tmp_path / "service.log")
-    try:
-        yield Stack(tmp_path, broker, recorder, service, engine, factory, admin)
-    finally:
-        service.stop()
-        recorder.stop()
-        broker.stop()
-        engine.dispose()
-    recorder.assert_all_valid()
+def stack(deployments: Callable[..., Stack], persistent_recorder: Recorder) -> Stack:
+    persistent_recorder.expect_invalid(lambda r: r.topic.startswith(f"loa/v1/st/{EVIL}/"))
+    return deployments(Stack, seed=_registry)
 
 
 def command_seen(recorder: Recorder, cmd_id: str) -> bool:

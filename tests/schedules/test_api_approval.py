@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+from typing import Any
 
+import httpx
 import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.orm import Session, sessionmaker
@@ -30,6 +32,18 @@ from tests.schedules.api_helpers import (
 pytestmark = pytest.mark.usefixtures("tan_an")
 DAY = dt.date(2026, 11, 26)
 TEXT = "Ủy ban nhân dân xã Lợi Bình Nhơn thông báo lịch tiêm chủng tại trạm y tế xã."
+
+
+def decide(
+    client: TestClient,
+    rule: dict[str, Any],
+    headers: dict[str, str],
+    action: str = "approve",
+    note: str | None = None,
+) -> httpx.Response:
+    """POST ``/schedules/rules/{id}/approve`` (or ``reject``), with a note if given."""
+    url = f"/api/v1/schedules/rules/{rule['id']}/{action}"
+    return client.post(url, json={"note": note} if note else None, headers=headers)
 
 
 @pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="needs espeak-ng")
@@ -68,23 +82,9 @@ def test_text_bulletin_is_approved_with_its_rule(
     assert rule["owner_area_code"] == "xa-loi-binh-nhon"
     assert playlist(client, operator, "lbn-cau-tre", DAY) == []  # drafts do not air
     # operators cannot approve; an approver of another commune does not even see it
-    assert (
-        client.post(f"/api/v1/schedules/rules/{rule['id']}/approve", headers=operator).status_code
-        == 403
-    )
-    assert (
-        client.post(
-            f"/api/v1/schedules/rules/{rule['id']}/approve", headers=other_approver
-        ).status_code
-        == 404
-    )
-    approved = ok(
-        client.post(
-            f"/api/v1/schedules/rules/{rule['id']}/approve",
-            json={"note": "Đồng ý phát"},
-            headers=approver,
-        )
-    )
+    assert decide(client, rule, operator).status_code == 403
+    assert decide(client, rule, other_approver).status_code == 404
+    approved = ok(decide(client, rule, approver, note="Đồng ý phát"))
     assert approved["approval"] == "approved"
     assert approved["approved_by"] == "duyet-lbn"
     assert approved["approval_note"] == "Đồng ý phát"
@@ -126,7 +126,7 @@ def test_text_bulletin_is_approved_with_its_rule(
         == "draft"
     )
     assert playlist(client, operator, "lbn-cau-tre", DAY) == []
-    ok(client.post(f"/api/v1/schedules/rules/{rule['id']}/approve", headers=approver))
+    ok(decide(client, rule, approver))
     # renaming or pausing keeps the approval; moving the time does not
     paused = ok(
         client.patch(
@@ -147,13 +147,7 @@ def test_text_bulletin_is_approved_with_its_rule(
     )
     assert moved["approval"] == "draft"
     assert moved["approved_by"] is None
-    rejected = ok(
-        client.post(
-            f"/api/v1/schedules/rules/{rule['id']}/reject",
-            json={"note": "Sai giờ"},
-            headers=approver,
-        )
-    )
+    rejected = ok(decide(client, rule, approver, "reject", note="Sai giờ"))
     assert rejected["approval"] == "rejected"
     assert rejected["approval_note"] == "Sai giờ"
     assert playlist(client, operator, "lbn-cau-tre", DAY) == []
@@ -164,24 +158,15 @@ def test_the_author_never_approves(
 ) -> None:
     programme = create_programme(client, admin, asset_item(make_asset(session_factory)))
     rule = create_rule(client, admin, rule_body(programme["id"], daily("06:00")))
-    response = client.post(f"/api/v1/schedules/rules/{rule['id']}/approve", headers=admin)
+    response = decide(client, rule, admin)
     assert response.status_code == 403
     assert response.json()["message_vi"]
-    assert (
-        client.post(f"/api/v1/schedules/rules/{rule['id']}/reject", headers=admin).status_code
-        == 403
-    )
+    assert decide(client, rule, admin, "reject").status_code == 403
     # a commune approver cannot approve a city-wide rule; a city approver can
     commune = make_user(session_factory, "duyet-lbn", Role.APPROVER, ["xa-loi-binh-nhon"])
-    assert (
-        client.post(f"/api/v1/schedules/rules/{rule['id']}/approve", headers=commune).status_code
-        == 403
-    )
+    assert decide(client, rule, commune).status_code == 403
     city = make_user(session_factory, "duyet-tp", Role.APPROVER, ["tan-an"])
-    assert (
-        ok(client.post(f"/api/v1/schedules/rules/{rule['id']}/approve", headers=city))["approval"]
-        == "approved"
-    )
+    assert ok(decide(client, rule, city))["approval"] == "approved"
 
 
 def test_area_scope(
@@ -225,12 +210,7 @@ def test_area_scope(
         == 404
     )
     assert client.delete(f"/api/v1/stream-sources/{source['id']}", headers=lbn).status_code == 404
-    assert (
-        client.post(
-            f"/api/v1/schedules/rules/{rule['id']}/approve", headers=lbn_approver
-        ).status_code
-        == 404
-    )
+    assert decide(client, rule, lbn_approver).status_code == 404
     assert [r["id"] for r in ok(client.get("/api/v1/schedules/rules", headers=lbn))["items"]] == [
         city_rule["id"]
     ]

@@ -26,7 +26,7 @@ from tests.schedules.api_helpers import (
     rule_body,
 )
 
-pytestmark = pytest.mark.usefixtures("tan_an")
+pytestmark = [pytest.mark.usefixtures("tan_an"), pytest.mark.calendar]
 DAY = dt.date(2026, 11, 26)
 STATION = "p2-kp-1"
 

@@ -392,6 +392,7 @@ def test_mutations_bump_plan_signal_and_audit(
     ]
 
 
+@pytest.mark.calendar
 def test_media_delete_refused_while_a_future_rule_uses_it(
     client: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
 ) -> None:

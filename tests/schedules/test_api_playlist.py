@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from fastapi.testclient import TestClient
@@ -28,8 +29,9 @@ from tests.schedules.api_helpers import (
     rule_body,
 )
 
-pytestmark = pytest.mark.usefixtures("tan_an")
-DAY = dt.date(2026, 11, 26)  # a Thursday; lunar 18/10
+pytestmark = [pytest.mark.usefixtures("tan_an"), pytest.mark.calendar]
+DAY = dt.date(2026, 11, 26)  # a Thursday; lunar 18/10; in the past for every run
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
 STATION = "p1-kp-1"
 
 
@@ -122,10 +124,14 @@ def test_each_recurrence_form_reaches_the_playlist(
     url = first["media"]["url"]
     exp = int(parse_qs(urlsplit(url).query)["exp"][0])
     assert exp == int(dt.datetime(2026, 11, 27, 6, 5, tzinfo=dt.UTC).timestamp()) - 7 * 3600
-    # a genuine link: 404 (the test asset has no file) while valid, 403 once expired
-    # (DAY is fixed, so the link expires a day after it)
-    expired = exp <= dt.datetime.now(dt.UTC).timestamp()
-    assert client.get(url).status_code == (403 if expired else 404)
+    # DAY is in the past, so its link has expired: refused
+    assert client.get(url).status_code == 403
+    # today's link of the same rule is genuine and valid: 404 (the test asset has no file)
+    today = dt.datetime.now(VN).date()
+    daily_today = next(
+        i for i in playlist(client, admin, STATION, today) if i["rule_id"] == rules["daily"]["id"]
+    )
+    assert client.get(daily_today["media"]["url"]).status_code == 404
 
 
 def test_midnight_relay_fallback_and_bad_dates(

@@ -11,6 +11,7 @@ reason codes and records what it receives.
 
 from __future__ import annotations
 
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -22,18 +23,26 @@ import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.reasoncodes import ReasonCode
 
+from broadcaster.broker import dynsec as ds
 from broadcaster.broker.bootstrap import BootstrapResult, bootstrap
+from broadcaster.broker.dynsec import Acl, AclType, DynsecClient
 from firmware_bridge.mqtt_url import MqttUrl
 from firmware_bridge.topics import Topics
 from tests.support.mosquitto import Mosquitto
+from tests.support.protocol import Recorder
 
 __all__ = ["DynsecBroker", "Peer", "start_dynsec_broker"]
+
+
+#: The test-only account that may read everything under loa/v1 (for the Recorder).
+OBSERVER = "observer"
 
 
 @dataclass
 class DynsecBroker:
     server: Mosquitto
     setup: BootstrapResult
+    observer_password: str | None = None
 
     @property
     def url(self) -> str:
@@ -71,12 +80,40 @@ class DynsecBroker:
             clean=clean,
         )
 
+    def recorder(self) -> Recorder:
+        """A recorder (not started) signed in as the observer account."""
+        assert self.observer_password is not None, "started without the observer"
+        return Recorder(
+            self.host,
+            self.port,
+            username=OBSERVER,
+            password=self.observer_password,
+            client_id=f"rec-{secrets.token_hex(4)}",
+        )
+
     def stop(self) -> None:
         self.server.stop()
 
 
-def start_dynsec_broker(directory: Path, *, topics: Topics | None = None) -> DynsecBroker:
-    """Bootstrap into ``directory`` and start a broker on a free port."""
+def _add_observer(url: str) -> str:
+    """Create the observer account and role; return its password."""
+    password = secrets.token_urlsafe(16)
+    with DynsecClient(url) as client:
+        ds.run(
+            client,
+            [
+                ds.create_role("test-observer", [Acl(AclType.SUBSCRIBE_PATTERN, "loa/v1/#")]),
+                ds.create_client(OBSERVER, password, roles=["test-observer"]),
+            ],
+        )
+    return password
+
+
+def start_dynsec_broker(
+    directory: Path, *, topics: Topics | None = None, observer: bool = True
+) -> DynsecBroker:
+    """Bootstrap into ``directory`` and start a broker on a free port (with the observer
+    account unless ``observer`` is false)."""
     server = Mosquitto(directory / "run", allow_anonymous=False)
     setup = bootstrap(directory / "conf", port=server.port, topics=topics)
     plugin = next(
@@ -86,7 +123,10 @@ def start_dynsec_broker(directory: Path, *, topics: Topics | None = None) -> Dyn
     )
     server.extra_config = [f"plugin {plugin}", f"plugin_opt_config_file {setup.dynsec_path}"]
     server.start()
-    return DynsecBroker(server=server, setup=setup)
+    started = DynsecBroker(server=server, setup=setup)
+    if observer:
+        started.observer_password = _add_observer(started.url)
+    return started
 
 
 class Peer:

@@ -2,8 +2,8 @@
 served over real HTTP (stations download media from it), and simulated stations.
 
 Every message on the broker is recorded and validated against the shared schemas.
-`live_service` builds a :class:`Live` (the ``live`` fixture of tests/dispatch, and the
-alarm end-to-end tests with their own settings).
+The ``live`` fixture (:mod:`tests.support.fixtures`) builds a :class:`Live` with
+:func:`start_live`.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,8 +25,7 @@ from broadcaster import db
 from broadcaster.app import create_app
 from broadcaster.runtime import Role
 from broadcaster.settings import Settings
-from firmware_bridge.simulator.fleet import FleetConfig, FleetThread
-from firmware_bridge.simulator.station import SimSettings, StationSpec
+from firmware_bridge.simulator import FaultSpec, FleetConfig, FleetThread, SimSettings, StationSpec
 from kernel.security import Role as UserRole
 from kernel.signals import plan_changed
 from stations import tan_an
@@ -60,17 +58,26 @@ class Live:
     def worker(self) -> Any:
         return wait_until(lambda: self.app.state.runtime.worker, what="active worker")
 
-    def fleet(self, sids: list[str], **settings: Any) -> FleetThread:
-        fleet = FleetThread(
-            FleetConfig(
-                mqtt_url=self.broker.url,
-                state_dir=self.tmp / f"sim-{len(self.fleets)}",
-                settings=SimSettings(**settings),
-            ),
-            [StationSpec(sid) for sid in sids],
+    def fleet(
+        self,
+        sids: Sequence[str],
+        *,
+        faults: Sequence[str] = (),
+        seed: int | None = None,
+        **settings: Any,
+    ) -> FleetThread:
+        """Simulated stations (with fault injection); stopped by :meth:`stop`."""
+        config = FleetConfig(
+            mqtt_url=self.broker.url,
+            state_dir=self.tmp / f"sim-{len(self.fleets)}",
+            settings=SimSettings(**settings),
+            seed=seed,
         )
-        fleet.start(timeout_s=30)
+        fleet = FleetThread(
+            config, [StationSpec(sid) for sid in sids], [FaultSpec.parse(f) for f in faults]
+        )
         self.fleets.append(fleet)
+        fleet.start(timeout_s=30)
         return fleet
 
     def seed(self) -> list[str]:
@@ -132,6 +139,35 @@ class Live:
         self.server.should_exit = True
         self.thread.join(20)
 
+    def stop(self) -> None:
+        """Stop the fleets and the server (the broker and recorder are the caller's)."""
+        for fleet in self.fleets:
+            fleet.stop()
+        self.stop_server()
+
+
+def start_live(settings: Settings, tmp: Path, broker: Mosquitto, recorder: Recorder) -> Live:
+    """The app with its worker (``Role.ALL``) over HTTP on a free port, on ``broker``."""
+    port = free_port()
+    live_settings = settings.model_copy(
+        update={"mqtt_url": broker.url, "public_base_url": f"http://127.0.0.1:{port}"}
+    )
+    app = create_app(live_settings, role=Role.ALL)
+    server, thread = start_server(app, port)
+    factory = app.state.sessionmaker
+    return Live(
+        settings=live_settings,
+        broker=broker,
+        recorder=recorder,
+        app=app,
+        base_url=f"http://127.0.0.1:{port}",
+        admin=make_user(factory, "admin", UserRole.ADMIN, can_emergency=True),
+        factory=factory,
+        server=server,
+        thread=thread,
+        tmp=tmp,
+    )
+
 
 def start_server(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]:
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
@@ -143,39 +179,3 @@ def start_server(app: Any, port: int) -> tuple[uvicorn.Server, threading.Thread]
         assert time.monotonic() < deadline, "the service did not start in time"
         time.sleep(0.05)
     return server, thread
-
-
-@contextmanager
-def live_service(settings: Settings, tmp_path: Path) -> Iterator[Live]:
-    """Mosquitto, a recorder validating every message, and the app (API + worker) over
-    HTTP on ``settings`` (its broker and public URL replaced); stopped in reverse."""
-    broker = Mosquitto(tmp_path / "broker", persistence=True).start()
-    recorder = Recorder(broker.host, broker.port).start()
-    port = free_port()
-    live_settings = settings.model_copy(
-        update={"mqtt_url": broker.url, "public_base_url": f"http://127.0.0.1:{port}"}
-    )
-    app = create_app(live_settings, role=Role.ALL)
-    server, thread = start_server(app, port)
-    factory = app.state.sessionmaker
-    harness = Live(
-        live_settings,
-        broker,
-        recorder,
-        app,
-        base_url=f"http://127.0.0.1:{port}",
-        admin=make_user(factory, "admin", UserRole.ADMIN, can_emergency=True),
-        factory=factory,
-        server=server,
-        thread=thread,
-        tmp=tmp_path,
-    )
-    try:
-        yield harness
-    finally:
-        for fleet in harness.fleets:
-            fleet.stop()
-        harness.stop_server()
-        recorder.stop()
-        broker.stop()
-        recorder.assert_all_valid()

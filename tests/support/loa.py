@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -15,21 +16,37 @@ from paho.mqtt.enums import CallbackAPIVersion
 from firmware_bridge.client import Bridge, BridgeConfig, Inbound
 from firmware_bridge.messages import Config, Desired, PlaylistItem, Window
 from firmware_bridge.simulator import FaultSpec, FleetConfig, FleetThread, SimSettings, StationSpec
+from tests.support.media_server import MediaServer
 from tests.support.mosquitto import Mosquitto
+from tests.support.protocol import Recorder
 
 __all__ = [
     "FAST",
     "FleetFactory",
     "Inbox",
     "RawPublisher",
+    "SimRig",
     "desired",
     "file_item",
     "make_bridge",
+    "poll",
     "wait_until",
 ]
 
 #: Quick reconnects and short default plays for tests.
 FAST = SimSettings(reconnect_min_s=0.2, reconnect_max_s=1.0, default_play_s=5.0)
+
+
+def poll(predicate: Callable[[], Any], timeout_s: float, every_s: float = 0.05) -> Any:
+    """Poll ``predicate`` until it returns something truthy; that, or None at the deadline."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(every_s)
 
 
 def wait_until(
@@ -39,14 +56,10 @@ def wait_until(
     every_s: float = 0.05,
 ) -> Any:
     """Poll ``predicate`` until it returns something truthy; return that."""
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(every_s)
+    value = poll(predicate, timeout_s, every_s)
+    if not value:
+        raise AssertionError(f"timed out waiting for {what}")
+    return value
 
 
 class Inbox:
@@ -181,3 +194,20 @@ class RawPublisher:
         """Disconnect."""
         self._client.disconnect()
         self._client.loop_stop()
+
+
+@dataclass
+class SimRig:
+    """A broker with its recorder, the server-side bridge and what it received, a media
+    server, and simulated fleets on the broker (the ``sim`` fixture)."""
+
+    broker: Mosquitto
+    recorder: Recorder
+    bridge: Bridge
+    inbox: Inbox
+    media: MediaServer
+    make_fleet: FleetFactory
+
+    def fleet(self, sids: Sequence[str] = ("st-1",), **kwargs: Any) -> FleetThread:
+        """``make_fleet(broker, sids, **kwargs)``: a running fleet, stopped at teardown."""
+        return self.make_fleet(self.broker, sids, **kwargs)

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tests.support.process import ChildProcess
+
 __all__ = [
     "DYNSEC_PLUGIN",
     "Mosquitto",
@@ -94,7 +96,7 @@ class Mosquitto:
         self.allow_anonymous = allow_anonymous
         self.persistence = persistence
         self.extra_config = list(extra_config)
-        self._proc: subprocess.Popen[bytes] | None = None
+        self._proc: ChildProcess | None = None
 
     @property
     def url(self) -> str:
@@ -104,7 +106,7 @@ class Mosquitto:
     @property
     def running(self) -> bool:
         """True while the process is alive."""
-        return self._proc is not None and self._proc.poll() is None
+        return self._proc is not None and self._proc.running
 
     def write_config(self) -> Path:
         """Write the config file and return its path."""
@@ -144,19 +146,12 @@ class Mosquitto:
         if self.running:
             return self
         self.write_config()
-        log = self.log_path.open("ab")
-        try:
-            self._proc = subprocess.Popen(
-                [self.binary, "-c", str(self.config_path)],
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL,
-            )
-        finally:
-            log.close()
+        self._proc = ChildProcess(
+            [self.binary, "-c", str(self.config_path)], log_path=self.log_path, name="mosquitto"
+        ).start()
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self._proc.poll() is not None:
+            if not self._proc.running:
                 raise RuntimeError(f"mosquitto exited early:\n{self.read_log()}")
             with (
                 contextlib.suppress(OSError),
@@ -211,16 +206,12 @@ class Mosquitto:
             return ""
 
     def _end(self, sig: signal.Signals, timeout_s: float) -> None:
-        proc = self._proc
-        if proc is None:
+        if self._proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        if sig is signal.SIGKILL:
+            self._proc.kill()
+        else:
+            self._proc.stop(timeout_s)
         self._proc = None
 
     def __enter__(self) -> Mosquitto:

@@ -3,30 +3,43 @@ tests and the benchmarks.
 
 ``ServiceProcess(...).start()`` runs ``broadcaster serve --role ROLE --port PORT`` with
 the given ``BROADCASTER_*`` environment, logging to a file; ``wait_ready()`` polls
-``/readyz``; ``kill()`` is SIGKILL (nothing is flushed, sockets die with the process),
-``stop()`` SIGTERM then SIGKILL. ``run_cli`` runs any other ``broadcaster`` command
-(``seed tan-an``...) with the same environment.
+``/readyz``; the rest (``kill()``, ``stop()``, the log) is
+:class:`~tests.support.process.ChildProcess`. ``run_cli`` runs any other ``broadcaster``
+command (``seed tan-an``...) with the same environment.
 """
 
 from __future__ import annotations
 
-import contextlib
 import os
-import signal
-import subprocess
-import sys
+import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["TEST_SECRET", "ServiceProcess", "run_cli", "service_env"]
+from broadcaster import db
+from kernel.security import Role as UserRole
+from tests.api import make_user
+from tests.support.mosquitto import Mosquitto, free_port
+from tests.support.process import ChildProcess, ProcessGroup, broadcaster_argv
+from tests.support.protocol import Recorder
 
-ROOT = Path(__file__).resolve().parents[2]
+__all__ = [
+    "TEST_SECRET",
+    "Deployment",
+    "ServiceProcess",
+    "deploy",
+    "run_cli",
+    "serve_on_a_free_port",
+    "service_env",
+]
+
 TEST_SECRET = "test-secret-key-0123456789abcdef-0123456789"
-_ENTRY = "from broadcaster.cli import main; main()"
 
 
 def service_env(
@@ -56,27 +69,25 @@ def service_env(
 
 
 def run_cli(
-    args: Sequence[str], env: Mapping[str, str], *, timeout_s: float = 180.0
-) -> subprocess.CompletedProcess[str]:
-    """Run ``broadcaster ARGS`` to completion; raise with its output if it fails."""
-    done = subprocess.run(
-        [sys.executable, "-c", _ENTRY, *args],
-        cwd=ROOT,
-        env=dict(env),
-        capture_output=True,
-        text=True,
-        timeout=timeout_s,
-        check=False,
-    )
-    if done.returncode != 0:
-        raise RuntimeError(
-            f"broadcaster {' '.join(args)} exited {done.returncode}:\n"
-            f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
+    args: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    log_path: Path | None = None,
+    timeout_s: float = 180.0,
+) -> str:
+    """Run ``broadcaster ARGS`` to completion and return its output; raise
+    ``RuntimeError`` with the output if it fails."""
+    with tempfile.TemporaryDirectory() as scratch:
+        proc = ChildProcess(
+            broadcaster_argv(*args),
+            env=env,
+            log_path=log_path or Path(scratch) / "cli.log",
+            name=f"broadcaster {' '.join(args)}",
         )
-    return done
+        return proc.run(timeout_s).output()
 
 
-class ServiceProcess:
+class ServiceProcess(ChildProcess):
     """One ``broadcaster serve`` child process on 127.0.0.1:``port``."""
 
     def __init__(
@@ -88,51 +99,50 @@ class ServiceProcess:
         log_path: Path,
         log_level: str = "info",
     ) -> None:
+        super().__init__(
+            broadcaster_argv(
+                "serve",
+                *("--role", role),
+                *("--host", "127.0.0.1"),
+                *("--port", str(port)),
+                *("--log-level", log_level),
+            ),
+            env=env,
+            log_path=log_path,
+            name=f"service ({role})",
+        )
         self.role = role
         self.port = port
-        self.env = dict(env)
-        self.log_path = log_path
-        self.log_level = log_level
-        self.proc: subprocess.Popen[bytes] | None = None
+
+    @classmethod
+    def on_a_free_port(
+        cls,
+        *,
+        database_url: str,
+        mqtt_url: str,
+        workdir: Path,
+        role: str = "all",
+        log_level: str = "warning",
+    ) -> ServiceProcess:
+        """A service (not started) on a free port, its media and log in ``workdir``."""
+        port = free_port()
+        env = service_env(
+            database_url=database_url,
+            mqtt_url=mqtt_url,
+            media_dir=workdir / "media",
+            public_base_url=f"http://127.0.0.1:{port}",
+        )
+        return cls(
+            role=role,
+            port=port,
+            env=env,
+            log_path=workdir / "service.log",
+            log_level=log_level,
+        )
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None, "not started"
-        return self.proc.pid
-
-    @property
-    def running(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def start(self) -> ServiceProcess:
-        """Launch the process (returns at once; see :meth:`wait_ready`)."""
-        assert not self.running, "already running"
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with self.log_path.open("ab") as log:
-            log.write(f"\n==== start --role {self.role} at {time.time():.3f}\n".encode())
-            log.flush()
-            self.proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-c",
-                    _ENTRY,
-                    "serve",
-                    *("--role", self.role),
-                    *("--host", "127.0.0.1"),
-                    *("--port", str(self.port)),
-                    *("--log-level", self.log_level),
-                ],
-                cwd=ROOT,
-                env=self.env,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-            )
-        return self
 
     def readiness(self) -> tuple[int, dict[str, Any]] | None:
         """``(status code, body)`` of ``/readyz``, or None if it does not answer."""
@@ -175,30 +185,105 @@ class ServiceProcess:
                 )
             time.sleep(0.1)
 
-    def kill(self) -> None:
-        """SIGKILL and reap."""
-        self._end(signal.SIGKILL, 10.0)
 
-    def stop(self, timeout_s: float = 20.0) -> None:
-        """SIGTERM (a clean shutdown), SIGKILL if it does not exit in time."""
-        self._end(signal.SIGTERM, timeout_s)
-
-    def _end(self, sig: signal.Signals, timeout_s: float) -> None:
-        proc = self.proc
-        if proc is None:
-            return
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(sig)
+def serve_on_a_free_port(
+    group: ProcessGroup, *, attempts: int = 3, timeout_s: float = 60.0, name: str = "serve"
+) -> str:
+    """``broadcaster serve`` in ``group`` on a port chosen just before; its base URL once
+    ``/readyz`` answers 200 (database and broker).  Another process may take the port
+    between choosing and binding: then it tries another one."""
+    for _ in range(attempts):
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        group.env["BROADCASTER_PUBLIC_BASE_URL"] = base  # media URLs for the stations
+        proc = group.start(name, "serve", "--port", str(port), "--log-level", "warning")
+        deadline = time.monotonic() + timeout_s
+        while proc.running:
             try:
-                proc.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(10)
+                if httpx.get(f"{base}/readyz", timeout=5).status_code == 200:
+                    return base
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                raise AssertionError(
+                    f"broadcaster serve not ready in {timeout_s:.0f} s:\n{proc.log_tail()}"
+                )
+            time.sleep(0.1)
+        group.stop(name)
+        assert "address already in use" in proc.output(), proc.log_tail()
+    raise AssertionError("no free port for broadcaster serve")
 
-    def log_tail(self, lines: int = 60) -> str:
-        try:
-            text = self.log_path.read_text(encoding="utf-8", errors="replace")
-        except FileNotFoundError:
-            return ""
-        return "\n".join(text.splitlines()[-lines:])
+
+@dataclass
+class Deployment:
+    """A seeded database, a broker with its recorder, an administrator, and the
+    environment the service's processes get (:meth:`new_service`)."""
+
+    tmp: Path
+    broker: Mosquitto
+    recorder: Recorder
+    env: dict[str, str]
+    api_port: int
+    engine: Engine
+    factory: sessionmaker[Session]
+    admin: dict[str, str] = field(default_factory=dict)
+    services: list[ServiceProcess] = field(default_factory=list)
+
+    def new_service(self, role: str = "all", port: int | None = None) -> ServiceProcess:
+        """A service process (not started); by default on the API port."""
+        name = f"{role}-{len(self.services)}"
+        proc = ServiceProcess(
+            role=role,
+            port=port or self.api_port,
+            env=self.env,
+            log_path=self.tmp / "logs" / f"{name}.log",
+        )
+        self.services.append(proc)
+        return proc
+
+    def http(self) -> httpx.Client:
+        """An administrator's client of the API port."""
+        return httpx.Client(
+            base_url=f"http://127.0.0.1:{self.api_port}", headers=self.admin, timeout=30
+        )
+
+    def stop(self) -> None:
+        """Stop every service process; close the database engine."""
+        for service in self.services:
+            service.stop()
+        self.engine.dispose()
+
+
+D = TypeVar("D", bound=Deployment)
+
+
+def deploy(
+    kind: type[D],
+    *,
+    database_url: str,
+    tmp: Path,
+    broker: Mosquitto,
+    recorder: Recorder,
+    seed: Callable[[D], object],
+) -> D:
+    """A :class:`Deployment` (or subclass) whose database ``seed`` fills, with an
+    administrator added after it."""
+    api_port = free_port()
+    env = service_env(
+        database_url=database_url,
+        mqtt_url=broker.url,
+        media_dir=tmp / "media",
+        public_base_url=f"http://127.0.0.1:{api_port}",
+    )
+    engine = db.make_engine(database_url)
+    factory = db.make_sessionmaker(engine)
+    deployment = kind(tmp, broker, recorder, env, api_port, engine, factory)
+    try:
+        seed(deployment)
+        deployment.admin = make_user(
+            deployment.factory, "admin", UserRole.ADMIN, can_emergency=True
+        )
+    except BaseException:
+        engine.dispose()
+        raise
+    return deployment
