@@ -17,6 +17,7 @@ from audio_library import router as media_router
 from audio_library.service import MediaLibrary
 from audio_library.settings import AudioSettings
 from broadcaster import db
+from broadcaster.alarms import router as alarms_router
 from broadcaster.auth import router as auth_router
 from broadcaster.auth.dependencies import authenticate, header_authenticator
 from broadcaster.auth.usage import TokenUsage
@@ -25,7 +26,7 @@ from broadcaster.dispatch import playlist_router
 from broadcaster.dispatch import router as dispatch_router
 from broadcaster.runtime import Role, Runtime
 from broadcaster.settings import Settings
-from broadcaster.web import errors, health, openapi, pages
+from broadcaster.web import errors, health, metrics, openapi, pages
 from broadcaster.web.middleware import (
     BodyLimitMiddleware,
     RouteLimit,
@@ -131,6 +132,7 @@ def create_app(
         )
 
     app.include_router(health.router)
+    app.include_router(metrics.router)  # its own bearer token (BROADCASTER_METRICS_TOKEN)
     if role is Role.WORKER:
         return app  # a worker serves its health checks only
     # every string a request carries must be storable (no NUL): checked once, after
@@ -146,6 +148,7 @@ def create_app(
     app.include_router(schedules_router.router, dependencies=protected)
     app.include_router(dispatch_router.router, dependencies=protected)
     app.include_router(playlist_router.router, dependencies=protected)
+    app.include_router(alarms_router.router, dependencies=protected)
     # calendar feeds: login or signed link
     app.include_router(schedules_router.public_router, dependencies=public)
     # dashboard pages: read the session cookie themselves

@@ -56,6 +56,21 @@ class Settings(BaseSettings):
     max_import_bytes: int = Field(default=8 * 1_048_576, ge=1024)
     """Body limit of a station spreadsheet import (CSV)."""
     cors_origins: list[str] = Field(default_factory=list)
+    metrics_token: SecretStr | None = None
+    """Bearer token of ``GET /metrics`` (Prometheus); unset: the endpoint answers 404."""
+    alarm_eval_interval_s: float = Field(default=5.0, gt=0, le=300)
+    """How often the worker re-evaluates every station (time-based alarm rules)."""
+    alarm_settle_s: float = Field(default=10.0, ge=0, le=600)
+    """How long a fresh notification waits so that alarms fired together form one digest."""
+    alarm_smtp_host: str | None = None
+    alarm_smtp_port: int = Field(default=25, ge=1, le=65535)
+    alarm_smtp_user: str | None = None
+    alarm_smtp_password: SecretStr | None = None
+    alarm_smtp_starttls: bool = False
+    alarm_mail_from: str = "broadcaster@localhost"
+    alarm_notify_timeout_s: float = Field(default=10.0, gt=0, le=120)
+    alarm_notify_max_attempts: int = Field(default=6, ge=1, le=50)
+    alarm_notify_backoff_s: float = Field(default=30.0, ge=0.1, le=3600)
 
     @field_validator("timezone")
     @classmethod

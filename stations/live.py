@@ -17,11 +17,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
-from stations.models import Station, StationState, TelemetrySample
+from stations.models import (
+    ConnectionCause,
+    Station,
+    StationConnection,
+    StationState,
+    TelemetrySample,
+)
 
 
 def state_of(session: Session, station_id: int) -> StationState:
@@ -84,6 +90,7 @@ def record_birth(
     held_version: int | None,
 ) -> None:
     state = state_of(session, station_id)
+    _connected(session, station_id, bdseq, received_at)
     if not state.online:
         state.online_since = received_at
     state.online = True
@@ -107,6 +114,11 @@ def record_death(
         state.online = False
         state.offline_since = received_at
         state.online_since = None
+        _disconnected(session, station_id, received_at, ConnectionCause.DEATH)
+    else:  # shown offline since the server lost the broker: now the station's death is known
+        last = _last_connection(session, station_id)
+        if last is not None and last.bdseq == bdseq and last.cause is ConnectionCause.SERVER:
+            last.cause = ConnectionCause.DEATH
     return True
 
 
@@ -120,7 +132,86 @@ def mark_all_offline(session: Session, *, at: dt.datetime) -> int:
         .where(StationState.online.is_(True))
         .values(online=False, offline_since=at, online_since=None)
     )
+    session.execute(
+        update(StationConnection)
+        .where(StationConnection.offline_at.is_(None))
+        .values(offline_at=at, cause=ConnectionCause.SERVER)
+    )
     return int(getattr(result, "rowcount", 0) or 0)
+
+
+def _last_connection(session: Session, station_id: int) -> StationConnection | None:
+    return session.scalar(
+        select(StationConnection)
+        .where(StationConnection.station_id == station_id)
+        .order_by(StationConnection.online_at.desc(), StationConnection.id.desc())
+        .limit(1)
+    )
+
+
+def _connected(session: Session, station_id: int, bdseq: int, at: dt.datetime) -> None:
+    """A birth: a new connection interval, unless it repeats the current one (a retained
+    birth delivered again; after the server lost the broker it reopens that interval)."""
+    last = _last_connection(session, station_id)
+    if last is not None and last.bdseq == bdseq:
+        if last.cause is ConnectionCause.SERVER:
+            last.offline_at, last.cause = None, None
+        return
+    if last is not None and last.offline_at is None:
+        last.offline_at, last.cause = at, ConnectionCause.REPLACED
+    session.add(StationConnection(station_id=station_id, bdseq=bdseq, online_at=at))
+
+
+def _disconnected(
+    session: Session, station_id: int, at: dt.datetime, cause: ConnectionCause
+) -> None:
+    last = _last_connection(session, station_id)
+    if last is not None and last.offline_at is None:
+        last.offline_at, last.cause = at, cause
+
+
+def online_seconds(session: Session, since: dt.datetime, until: dt.datetime) -> dict[int, float]:
+    """Seconds each station was connected within [since, until), for every station with
+    a connection history begun before ``until`` (others: not in the result)."""
+    seconds: dict[int, float] = {}
+    rows = session.execute(
+        select(
+            StationConnection.station_id, StationConnection.online_at, StationConnection.offline_at
+        ).where(StationConnection.online_at < until)
+    )
+    for station_id, online_at, offline_at in rows:
+        start, end = max(online_at, since), min(offline_at or until, until)
+        seconds[station_id] = seconds.get(station_id, 0.0) + max((end - start).total_seconds(), 0.0)
+    return seconds
+
+
+def last_causes(session: Session, station_ids: Iterable[int]) -> dict[int, ConnectionCause | None]:
+    """How each station's latest connection ended (None: still open, or no history)."""
+    latest = (
+        select(func.max(StationConnection.id))
+        .where(StationConnection.station_id.in_(list(station_ids)))
+        .group_by(StationConnection.station_id)
+    )
+    rows = session.execute(
+        select(StationConnection.station_id, StationConnection.cause).where(
+            StationConnection.id.in_(latest)
+        )
+    )
+    return {station_id: cause for station_id, cause in rows}
+
+
+def reconnects_since(
+    session: Session, since: dt.datetime, station_ids: Iterable[int] | None = None
+) -> dict[int, int]:
+    """Connections begun since ``since``, per station (link flapping)."""
+    query = (
+        select(StationConnection.station_id, func.count())
+        .where(StationConnection.online_at >= since)
+        .group_by(StationConnection.station_id)
+    )
+    if station_ids is not None:
+        query = query.where(StationConnection.station_id.in_(list(station_ids)))
+    return {station_id: int(n) for station_id, n in session.execute(query)}
 
 
 def record_reported(

@@ -199,3 +199,28 @@ class TelemetrySample(Base):
     received_at: Mapped[dt.datetime] = mapped_column(index=True)
     seq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
     data: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class ConnectionCause(StrEnum):
+    """Why a connection interval ended, when the server knows."""
+
+    DEATH = "death"  # the station's death message (its will, or a clean shutdown)
+    SERVER = "server"  # the server lost the broker: nothing known of the station
+    REPLACED = "replaced"  # a new connection (new bdseq) began without a death seen
+
+
+class StationConnection(Base):
+    """One connection of a station (a birth with a new ``bdseq``) and how it ended:
+    the station's connection history, for availability and link flapping."""
+
+    __tablename__ = "station_connections"
+    __table_args__ = (Index("ix_station_connections_station_online", "station_id", "online_at"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    station_id: Mapped[int] = mapped_column(ForeignKey("stations.id", ondelete="CASCADE"))
+    bdseq: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"))
+    online_at: Mapped[dt.datetime] = mapped_column()
+    offline_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    cause: Mapped[ConnectionCause | None] = mapped_column(
+        str_enum(ConnectionCause, "connection_cause"), nullable=True
+    )

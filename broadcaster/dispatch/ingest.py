@@ -79,9 +79,11 @@ class Ingestor:
         *,
         on_ack: Callable[[str], None] | None = None,
         throttle: deadletters.Throttle | None = None,
+        after_batch: Callable[[Session, set[int]], None] | None = None,
     ) -> None:
         self._factory = factory
         self._on_ack = on_ack
+        self._after_batch = after_batch  # in the batch's transaction (alarm rules)
         self._sids: dict[str, int] = {}
         self._unknown_reported: set[str] = set()
         self._lock = threading.Lock()
@@ -158,6 +160,7 @@ class Ingestor:
         acked: list[str] = []
         with _retry_later_on_busy_database(), self._factory() as session:
             telemetry: list[tuple[Inbound, live.TelemetryRow]] = []
+            touched: set[int] = set()
             # The session's identity map holds objects weakly: a station's state row,
             # clean again after each message's savepoint, would be dropped and selected
             # anew for every message of a burst.  Hold each one for the batch.
@@ -171,6 +174,7 @@ class Ingestor:
                 if station_id is None:
                     self._unknown(inbound)
                     continue
+                touched.add(station_id)
                 problem = unstorable(inbound)
                 if problem is not None:
                     self._quarantine_inbound(session, inbound, "range", problem)
@@ -195,6 +199,8 @@ class Ingestor:
                     acked.append(inbound.message.cmd_id)
             if telemetry:
                 self._telemetry(session, telemetry)
+            if self._after_batch is not None and touched:
+                self._after_batch(session, touched)
             session.commit()
         if self._on_ack is not None:
             for cmd_id in dict.fromkeys(acked):

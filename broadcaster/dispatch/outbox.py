@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.dispatch.models import (
@@ -322,3 +322,51 @@ def progress(session: Session, command_ids: Sequence[int]) -> dict[str, int]:
     for status, count in rows:
         counts[TargetStatus(status).value] = int(count)
     return counts
+
+
+def unacknowledged_by_station(session: Session, since: dt.datetime) -> dict[int, int]:
+    """Command targets given up since ``since`` for want of an acknowledgement (never
+    received before ``not_after``, or no final one by the deadline), per station."""
+    rows = session.execute(
+        select(CommandTarget.station_id, func.count())
+        .where(
+            or_(
+                *(
+                    and_(CommandTarget.status == status, CommandTarget.reason == reason)
+                    for _, status, reason in (_UNRECEIVED, _UNFINISHED)
+                )
+            ),
+            CommandTarget.updated_at >= since,
+        )
+        .group_by(CommandTarget.station_id)
+    )
+    return {station_id: int(n) for station_id, n in rows}
+
+
+def lag_seconds(session: Session, now: dt.datetime) -> float:
+    """How long the oldest command still waiting to be published has waited (0: none)."""
+    oldest = session.scalar(
+        select(func.min(Command.created_at)).where(
+            Command.published_at.is_(None), Command.not_after > now, Command.done.is_(False)
+        )
+    )
+    if oldest is None:
+        return 0.0
+    if oldest.tzinfo is None:  # SQLite's MIN() comes back without the column type
+        oldest = oldest.replace(tzinfo=dt.UTC)
+    return max((now - oldest).total_seconds(), 0.0)
+
+
+def receive_latencies(session: Session, since: dt.datetime) -> list[float]:
+    """Seconds from publishing a broadcast's command to each station's receipt, for
+    broadcasts published since ``since`` (the broadcast latency histogram)."""
+    rows = session.execute(
+        select(Command.published_at, CommandTarget.received_at)
+        .join(CommandTarget, CommandTarget.command_id == Command.id)
+        .where(
+            Command.broadcast_id.is_not(None),
+            Command.published_at >= since,
+            CommandTarget.received_at.is_not(None),
+        )
+    )
+    return [max((got - sent).total_seconds(), 0.0) for sent, got in rows if sent and got]

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -257,6 +257,16 @@ def mark_missed(session: Session, now: dt.datetime) -> int:
         .values(status=PlayStatus.PARTIAL, reason="no end event from the station", updated_at=now)
     )
     return int(getattr(missed, "rowcount", 0) or 0) + int(getattr(stale, "rowcount", 0) or 0)
+
+
+def missed_by_station(session: Session, since: dt.datetime) -> dict[int, int]:
+    """Plays found missed that were due to end since ``since``, per station (alarms)."""
+    rows = session.execute(
+        select(Play.station_id, func.count())
+        .where(Play.status == PlayStatus.MISSED, Play.planned_end >= since)
+        .group_by(Play.station_id)
+    )
+    return {station_id: int(n) for station_id, n in rows}
 
 
 def purge_cancelled(session: Session, older_than: dt.datetime) -> None:

@@ -9,7 +9,9 @@ Threads and jobs, each with its own database session:
   under their own `cmd_id`;
 - jobs: plan watch (rebuild desired states when the plan signal moves, debounced),
   the daily roll, command expiry, play-log reconciliation, convergence (`sync` for
-  stations missing media) and telemetry retention.
+  stations missing media), telemetry retention and the alarm rules (per ingested
+  batch, and every ``alarm_eval_interval_s`` for time-based rules); the alarm
+  notifier thread sends what the rules queued.
 """
 
 from __future__ import annotations
@@ -24,9 +26,12 @@ from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library.service import MediaLibrary
+from broadcaster.alarms import service as alarms
+from broadcaster.alarms.notify import Notifier, NotifyConfig
 from broadcaster.db import read_session
 from broadcaster.dispatch import broadcasts, deadletters, desired, outbox, playlog
 from broadcaster.dispatch.ingest import Ingestor
@@ -64,7 +69,10 @@ class Worker:
         self.library = library
         self.tz = ZoneInfo(settings.timezone)
         self.after_plan = after_plan
-        self.ingestor = Ingestor(factory, on_ack=lambda _cmd: None)
+        self.ingestor = Ingestor(
+            factory, on_ack=lambda _cmd: None, after_batch=self._evaluate_alarms
+        )
+        self.notifier = Notifier(factory, NotifyConfig.from_settings(settings))
         self.bridge = Bridge(
             BridgeConfig(
                 url=settings.mqtt_url,
@@ -102,15 +110,18 @@ class Worker:
             (self._reconcile, {"trigger": "interval", "seconds": 30}),
             (self._converge, {"trigger": "interval", "seconds": 60}),
             (self._purge, {"trigger": "cron", "hour": 3, "minute": 17}),
+            (self._alarms, {"trigger": "interval", "seconds": self.settings.alarm_eval_interval_s}),
         ]
         for func, trigger in jobs:
             self.scheduler.add_job(func, max_instances=1, coalesce=True, **trigger)
         self.scheduler.start()
+        self.notifier.start()
 
     def stop(self) -> None:
         self._stopping.set()
         self._wake.set()
         self.scheduler.shutdown(wait=True)
+        self.notifier.stop()
         if self._publisher is not None:
             self._publisher.join(10)
         rebuilder = self._rebuilder
@@ -312,6 +323,30 @@ class Worker:
             session.commit()
         self.wake()
 
+    def _evaluate_alarms(self, session: Session, station_ids: set[int]) -> None:
+        """The alarm rules for the stations of an ingested batch (in its transaction);
+        a rule that fails never loses the batch."""
+        try:
+            with session.begin_nested():
+                alarms.evaluate(session, utcnow(), station_ids)
+        except OperationalError:
+            raise  # the batch is offered again (RetryLater)
+        except Exception:
+            log.exception("alarm evaluation of %d station(s) failed", len(station_ids))
+
+    def _alarms(self) -> None:
+        """Time-based rules (offline too long...), held clears, and the rules on what
+        dispatch saw in the last hour (plays missed, commands unacknowledged)."""
+        with self.factory() as session:
+            now = utcnow()
+            hour_ago = now - dt.timedelta(hours=1)
+            facts = alarms.DispatchFacts(
+                plays_missed=playlog.missed_by_station(session, hour_ago),
+                unacknowledged=outbox.unacknowledged_by_station(session, hour_ago),
+            )
+            alarms.evaluate(session, now, due_only=True, dispatch=facts)
+            session.commit()
+
     def _purge(self) -> None:
         cutoff = utcnow() - dt.timedelta(days=self.settings.telemetry_retention_days)
         with self.factory() as session:
@@ -342,5 +377,6 @@ class Worker:
             "reconnects": stats.reconnects,
             "queue_depth": stats.queue_depth,
             "ingest": self.ingestor.stats(),
+            "alarm_notifications": {"sent": self.notifier.sent, "failed": self.notifier.failed},
             "last_rebuild": None if self.last_rebuild is None else vars(self.last_rebuild),
         }

@@ -220,6 +220,10 @@ class Fleet:
         """Drop one station's connection without DISCONNECT (it reconnects)."""
         self.station(sid).drop_link()
 
+    def inject(self, sid: str, fault: Fault, active: bool = True) -> None:
+        """Switch a health fault of one station on or off (see :meth:`Station.inject`)."""
+        self.station(sid).inject(fault, active)
+
     # ------------------------------------------------------------------ internals
 
     async def _tick(self) -> None:
@@ -393,3 +397,7 @@ class FleetThread:
     def drop_link(self, sid: str) -> None:
         """A link flap on one station."""
         self.call(lambda fleet: fleet.drop_link(sid))
+
+    def inject(self, sid: str, fault: Fault, active: bool = True) -> None:
+        """Switch a health fault of one station on or off (it reports at once)."""
+        self.call(lambda fleet: fleet.inject(sid, fault, active))

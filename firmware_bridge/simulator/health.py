@@ -79,6 +79,11 @@ class Health:
         """True while the battery powers the station."""
         return not self._mains
 
+    def set_overheat(self, on: bool) -> None:
+        """Switch the blocked-fan fault; the temperature jumps to where it would settle."""
+        self.overheat = on
+        self.amp_temp_c = _AMBIENT_C + (60.0 if on else 0.0)
+
     def step(self, dt_s: float, *, playing: bool, volume: int) -> list[FaultChange]:
         """Advance the model by ``dt_s`` station seconds."""
         dt_s = max(dt_s, 0.0)

@@ -36,7 +36,7 @@ from typing import Any, Literal
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import MQTTProtocolVersion
 
-from firmware_bridge.errors import ProtocolError, TopicError
+from firmware_bridge.errors import ConfigError, ProtocolError, TopicError
 from firmware_bridge.messages import (
     Desired,
     Event,
@@ -751,20 +751,42 @@ class Station(CommandHandling):
         while True:
             period = min(max(self._telemetry_interval(), 5.0), 60.0)
             await self.clock.sleep(period)
-            now = self.clock.now()
-            dt = (now - self._health_at).total_seconds()
-            self._health_at = now
-            current = self.player.current
-            volume = self._volume if self._volume is not None else 70
-            if current is not None and current.record.volume is not None:
-                volume = current.record.volume
-            for change in self.health.step(dt, playing=current is not None, volume=volume):
-                fault: FaultKind = change.fault
-                self._emit(
-                    "fault.raised" if change.raised else "fault.cleared",
-                    fault=fault,
-                    reason=clip(change.reason),
-                )
+            self._health_step()
+
+    def _health_step(self) -> None:
+        now = self.clock.now()
+        dt = (now - self._health_at).total_seconds()
+        self._health_at = now
+        current = self.player.current
+        volume = self._volume if self._volume is not None else 70
+        if current is not None and current.record.volume is not None:
+            volume = current.record.volume
+        for change in self.health.step(dt, playing=current is not None, volume=volume):
+            fault: FaultKind = change.fault
+            self._emit(
+                "fault.raised" if change.raised else "fault.cleared",
+                fault=fault,
+                reason=clip(change.reason),
+            )
+
+    def inject(self, fault: Fault, active: bool = True) -> None:
+        """Switch a health fault (overheat, speaker, storage, mains) on or off while
+        running; the station reports at once (fault event and telemetry)."""
+        health = self.health
+        if fault is Fault.OVERHEAT:
+            health.set_overheat(active)
+        elif fault is Fault.SPEAKER:
+            health.speaker_ok = not active
+        elif fault is Fault.STORAGE:
+            health.storage_free_mb = 50.0 if active else 3000.0
+        elif fault is Fault.MAINS:
+            health.mains = not active
+        else:
+            raise ConfigError(f"fault {fault.value!r} cannot be switched at run time")
+        self.faults = self.faults | {fault} if active else self.faults - {fault}
+        self._health_step()
+        if self.online and self._mqtt is not None:
+            self._publish_telemetry(self._mqtt)
 
     # ---------------------------------------------------------------- injected faults
 

@@ -10,12 +10,45 @@ from __future__ import annotations
 import hashlib
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
-__all__ = ["MediaServer"]
+__all__ = ["LocalHTTPServer", "MediaServer"]
 
 
-class MediaServer:
+class LocalHTTPServer:
+    """A `ThreadingHTTPServer` on 127.0.0.1 (a free port) served by a background thread;
+    also a context manager (start, then stop)."""
+
+    def __init__(self, handler: type[BaseHTTPRequestHandler]) -> None:
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:{port}``."""
+        return f"http://127.0.0.1:{self.port}"
+
+    def start(self) -> Self:
+        """Serve in a background thread."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        self._thread.join(5)
+
+    def __enter__(self) -> Self:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+
+class MediaServer(LocalHTTPServer):
     """Serves registered byte strings over HTTP on 127.0.0.1."""
 
     def __init__(self) -> None:
@@ -44,26 +77,7 @@ class MediaServer:
             def log_message(self, format: str, *args: Any) -> None:
                 return None
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._httpd.daemon_threads = True
-        self.port = self._httpd.server_address[1]
-        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
-
-    @property
-    def base_url(self) -> str:
-        """``http://127.0.0.1:{port}``."""
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> MediaServer:
-        """Serve in a background thread."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        self._thread.join(5)
+        super().__init__(Handler)
 
     def add(self, data: bytes, *, duration_ms: int | None = 1000) -> dict[str, Any]:
         """Serve ``data`` and return its loa/v1 media object."""

@@ -1,0 +1,225 @@
+"""Sending alarm notifications: e-mail over SMTP and signed JSON webhooks.
+
+The `Notifier` thread of the active worker reads due deliveries (`service.due`) in a
+short read, closes the session, sends (each channel with its own timeout), then records
+the outcome in a new transaction: no transaction is ever held across a network call,
+and a hanging webhook or a refusing SMTP server never blocks the worker's ingest or jobs.
+A failed delivery is retried with exponential backoff and recorded as failed after the
+last attempt, never lost silently.  Deliveries of one subscription that are due together
+leave as one message (a digest).
+
+Webhook requests carry ``X-Broadcaster-Timestamp`` (Unix seconds) and
+``X-Broadcaster-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`` keyed with
+the subscription's secret.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import smtplib
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Any
+
+import httpx
+from sqlalchemy.orm import Session, sessionmaker
+
+from broadcaster.alarms import service
+from broadcaster.alarms.models import Channel
+from broadcaster.alarms.rules import EVENT_LABELS_VI
+from broadcaster.settings import Settings
+from kernel.db import utcnow
+
+log = logging.getLogger(__name__)
+
+POLL_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class NotifyConfig:
+    smtp_host: str | None = None
+    smtp_port: int = 25
+    smtp_user: str | None = None
+    smtp_password: str | None = None
+    smtp_starttls: bool = False
+    mail_from: str = "broadcaster@localhost"
+    timeout_s: float = 10.0
+    settle_s: float = 10.0
+    max_attempts: int = 6
+    backoff_s: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> NotifyConfig:
+        password = settings.alarm_smtp_password
+        return cls(
+            smtp_host=settings.alarm_smtp_host,
+            smtp_port=settings.alarm_smtp_port,
+            smtp_user=settings.alarm_smtp_user,
+            smtp_password=password.get_secret_value() if password else None,
+            smtp_starttls=settings.alarm_smtp_starttls,
+            mail_from=settings.alarm_mail_from,
+            timeout_s=settings.alarm_notify_timeout_s,
+            settle_s=settings.alarm_settle_s,
+            max_attempts=settings.alarm_notify_max_attempts,
+            backoff_s=settings.alarm_notify_backoff_s,
+        )
+
+
+def sign(secret: str, timestamp: str, body: bytes) -> str:
+    """The webhook signature header value."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256)
+    return "sha256=" + digest.hexdigest()
+
+
+def webhook_body(out: service.Outgoing, sent_at: str) -> bytes:
+    payload: dict[str, Any] = {
+        "type": "broadcaster.alarms",
+        "sent_at": sent_at,
+        "count": len(out.events),
+        "events": list(out.events),
+    }
+    return json.dumps(payload, ensure_ascii=False, sort_keys=True).encode()
+
+
+def _line(event: dict[str, Any]) -> str:
+    label = EVENT_LABELS_VI.get(str(event.get("event")), str(event.get("event")))
+    area = f", {event['area']}" if event.get("area") else ""
+    return (
+        f"[{label}] {event['severity_vi']}: {event['title_vi']} — {event['station']}"
+        f" ({event['sid']}{area}): {event['detail']} (từ {event['raised_at']})"
+    )
+
+
+def email_message(out: service.Outgoing, mail_from: str) -> EmailMessage:
+    message = EmailMessage()
+    first = out.events[0]
+    if len(out.events) == 1:
+        label = EVENT_LABELS_VI.get(str(first.get("event")), "")
+        subject = f"[{label}] {first['title_vi']} — {first['station']} ({first['sid']})"
+    else:
+        stations = sorted({str(e["sid"]) for e in out.events})
+        subject = f"[Cảnh báo] {len(out.events)} sự kiện tại {len(stations)} trạm"
+    message["Subject"] = subject
+    message["From"] = mail_from
+    message["To"] = out.target
+    lines = [_line(e) for e in out.events]
+    message.set_content(
+        "Hệ thống truyền thanh cơ sở — thông báo cảnh báo kỹ thuật\n\n" + "\n".join(lines) + "\n"
+    )
+    return message
+
+
+class Notifier:
+    """The delivery thread (started and stopped by the active worker)."""
+
+    def __init__(
+        self,
+        factory: sessionmaker[Session],
+        config: NotifyConfig,
+        *,
+        http: Callable[[], httpx.Client] | None = None,
+    ) -> None:
+        self.factory = factory
+        self.config = config
+        self._http = http or (lambda: httpx.Client(timeout=config.timeout_s))
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.sent = 0
+        self.failed = 0
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._loop, name="alarm-notify", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stopping.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(self.config.timeout_s + 5)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def _loop(self) -> None:
+        while not self._stopping.is_set():
+            self._wake.wait(POLL_S)
+            self._wake.clear()
+            try:
+                self.run_once()
+            except Exception:
+                log.exception("alarm notifications failed; retrying")
+
+    def run_once(self) -> int:
+        """Send what is due; return how many messages were sent."""
+        with self.factory() as session:
+            batch = service.due(session, utcnow(), settle_s=self.config.settle_s)
+        sent = 0
+        for out in batch:
+            if self._stopping.is_set():
+                break
+            error = self._send(out)
+            with self.factory() as session:
+                service.record_outcome(
+                    session,
+                    out.delivery_ids,
+                    error=error,
+                    now=utcnow(),
+                    max_attempts=self.config.max_attempts,
+                    backoff_s=self.config.backoff_s,
+                )
+                session.commit()
+            if error is None:
+                sent += 1
+                self.sent += 1
+            else:
+                self.failed += 1
+                log.warning(
+                    "alarm notification to %s %s failed (attempt %d): %s",
+                    out.channel.value,
+                    out.target,
+                    out.attempts + 1,
+                    error,
+                )
+        return sent
+
+    def _send(self, out: service.Outgoing) -> str | None:
+        try:
+            if out.channel is Channel.EMAIL:
+                self._email(out)
+            else:
+                self._webhook(out)
+        except Exception as exc:
+            return f"{type(exc).__name__}: {exc}"[:2000]
+        return None
+
+    def _email(self, out: service.Outgoing) -> None:
+        config = self.config
+        if not config.smtp_host:
+            raise RuntimeError("no SMTP server configured (BROADCASTER_ALARM_SMTP_HOST)")
+        message = email_message(out, config.mail_from)
+        with smtplib.SMTP(config.smtp_host, config.smtp_port, timeout=config.timeout_s) as smtp:
+            if config.smtp_starttls:
+                smtp.starttls()
+            if config.smtp_user:
+                smtp.login(config.smtp_user, config.smtp_password or "")
+            smtp.send_message(message)
+
+    def _webhook(self, out: service.Outgoing) -> None:
+        timestamp = str(int(time.time()))
+        body = webhook_body(out, utcnow().isoformat())
+        headers = {
+            "Content-Type": "application/json; charset=utf-8",
+            "X-Broadcaster-Timestamp": timestamp,
+            "X-Broadcaster-Signature": sign(out.secret or "", timestamp, body),
+        }
+        with self._http() as client:
+            response = client.post(out.target, content=body, headers=headers)
+        if response.status_code >= 300:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
