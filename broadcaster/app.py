@@ -17,6 +17,7 @@ from audio_library import router as media_router
 from audio_library.service import MediaLibrary
 from audio_library.settings import AudioSettings
 from broadcaster import db
+from broadcaster.alerts import router as alerts_router
 from broadcaster.auth import router as auth_router
 from broadcaster.auth.dependencies import authenticate, header_authenticator
 from broadcaster.auth.usage import TokenUsage
@@ -142,6 +143,8 @@ def create_app(
     app.include_router(schedules_router.router, dependencies=protected)
     app.include_router(dispatch_router.router, dependencies=protected)
     app.include_router(playlist_router.router, dependencies=protected)
+    app.include_router(alerts_router.router, dependencies=protected)
+    app.include_router(alerts_router.public_router)  # CAP ingest: its own integration token
     app.include_router(schedules_router.public_router)  # calendar feeds: login or signed link
     app.include_router(pages.router)  # dashboard pages: read the session cookie themselves
     openapi.install(app)
