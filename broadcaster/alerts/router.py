@@ -201,7 +201,8 @@ def export_alert(
 def get_alert(alert_id: IdPath, session: SessionDep, principal: CurrentPrincipal) -> AlertRead:
     """One received alert: its outcome and reason, matched stations, approval, broadcast."""
     principal.require(Permission.STATIONS_READ)
-    return _read(service.get_alert(session, alert_id))
+    alert = service.get_alert(session, alert_id)
+    return _read(alert)
 
 
 @router.post("/alerts/{alert_id}/approve")
