@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import swagger_ui_bundle
@@ -54,6 +54,21 @@ def body_limits(settings: Settings, audio_settings: AudioSettings) -> list[Route
         RouteLimit("POST", "/api/v1/media", audio_settings.max_upload_bytes + 64 * 1024),
         RouteLimit("POST", "/api/v1/stations/import", settings.max_import_bytes),
     ]
+
+
+Authenticator = Callable[[Sequence[tuple[bytes, bytes]]], Awaitable[bool]]
+
+
+def any_sender(*checks: Authenticator) -> Authenticator:
+    """A known sender for the body limit: a user's credentials or a CAP source's token."""
+
+    async def check(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        for one in checks:
+            if await one(headers):
+                return True
+        return False
+
+    return check
 
 
 def create_app(
@@ -120,7 +135,9 @@ def create_app(
         BodyLimitMiddleware,
         max_bytes=settings.max_request_bytes,
         routes=body_limits(settings, audio_settings),
-        authenticator=header_authenticator(sessionmaker),
+        authenticator=any_sender(
+            header_authenticator(sessionmaker), alerts_router.token_authenticator(sessionmaker)
+        ),
     )
     if settings.cors_origins:
         app.add_middleware(

@@ -3,9 +3,12 @@ feed of our own emergencies."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Annotated
 
-from fastapi import APIRouter, Body, Header, Request, Response, status
+from fastapi import APIRouter, Depends, Header, Request, Response, status
+from fastapi.concurrency import run_in_threadpool
+from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library.dependencies import LibraryDep
 from broadcaster.alerts import service
@@ -19,6 +22,7 @@ from broadcaster.alerts.schemas import (
     SourceUpdate,
 )
 from broadcaster.alerts.vocabulary import AlertOutcome
+from broadcaster.db import read_session
 from kernel import audit as audit_log
 from kernel.dependencies import Audit, CurrentPrincipal, IdPath, PageDep, SessionDep, client_ip
 from kernel.errors import DomainError
@@ -32,6 +36,26 @@ TOKEN_HEADER = "X-Alert-Token"  # noqa: S105 - a header name
 router = APIRouter(prefix="/api/v1", tags=["alerts"])
 #: ingest: a source's integration token, no login
 public_router = APIRouter(prefix="/api/v1/alerts", tags=["alerts"])
+
+
+def token_authenticator(
+    factory: sessionmaker[Session],
+) -> Callable[[Sequence[tuple[bytes, bytes]]], Awaitable[bool]]:
+    """For the body-limit middleware: does a request carry a source's alert token?  (A CAP
+    alert may be larger than what an anonymous request may send.)"""
+    header = TOKEN_HEADER.lower().encode()
+
+    def valid(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        token = next((v.decode("latin-1") for n, v in headers if n == header), None)
+        if not token:
+            return False
+        with read_session(factory) as session:
+            return service.known_token(session, token.strip())
+
+    async def check(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        return await run_in_threadpool(valid, headers)
+
+    return check
 
 
 def _wake(request: Request) -> None:
@@ -66,16 +90,28 @@ def _air(
     return broadcast.id
 
 
+async def _raw_body(request: Request) -> bytes:
+    """The document as sent (read here, not by FastAPI's body validation, so a request
+    without a valid token is a 401 whatever its body)."""
+    return await request.body()
+
+
 @public_router.post(
     "/cap",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={401: {}, 409: {}, 422: {}},
+    responses={401: {}, 409: {}, 413: {}, 422: {}},
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {CAP_MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
 )
 def ingest_cap(
     request: Request,
     session: SessionDep,
     library: LibraryDep,
-    data: Annotated[bytes, Body(media_type=CAP_MEDIA_TYPE)],
+    data: Annotated[bytes, Depends(_raw_body)],
     token: Annotated[str | None, Header(alias=TOKEN_HEADER)] = None,
 ) -> IngestResult:
     """Take in one CAP 1.2 alert from an authorised source (header ``X-Alert-Token``).

@@ -118,6 +118,11 @@ def _source(session: Session, token: str | None) -> AlertSource | None:
     return source if source is not None and source.enabled else None
 
 
+def known_token(session: Session, token: str) -> bool:
+    """Whether `token` belongs to an enabled source (for the body-size limit)."""
+    return _source(session, token) is not None
+
+
 def source_principal(source: AlertSource) -> Principal:
     """Who a source's broadcasts are sent as: its pre-authorisation (or an approver's
     decision) stands in for an emergency sender."""
@@ -175,7 +180,7 @@ def _refuse(
 
 
 def _invalid(exc: cap.CapError) -> InvalidInput:
-    return InvalidInput(exc.message, field="body", message_vi=exc.message_vi)
+    return InvalidInput(exc.message, message_vi=exc.message_vi)
 
 
 def _places(session: Session) -> tuple[list[geo.Place], dict[str, list[str]]]:

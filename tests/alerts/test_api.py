@@ -313,3 +313,19 @@ def test_mapping_vocabulary() -> None:
         Tier.NORMAL,
         1,
     )
+
+
+def test_an_alert_larger_than_an_anonymous_body_needs_a_token(
+    client: TestClient, auto_token: str
+) -> None:
+    long = flood_alert("LA-DAI", geocode="phuong-3").replace(
+        b"</description>", "Mực nước tiếp tục lên. ".encode() * 2000 + b"</description>"
+    )
+    assert 32 * 1024 < len(long) < 512 * 1024
+    assert send(client, None, long).status_code == 401
+    assert send(client, "cap_guess", long).status_code == 401
+    assert ok(send(client, auto_token, long), 202)["aired"] is True
+    too_large = long.replace(b"</description>", b"." * (600 * 1024) + b"</description>")
+    refused = send(client, auto_token, too_large)
+    assert refused.status_code in (413, 422)
+    assert refused.json()["message_vi"]
