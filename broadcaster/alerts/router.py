@@ -11,6 +11,7 @@ from fastapi.concurrency import run_in_threadpool
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library.dependencies import LibraryDep
+from audio_library.service import MediaLibrary
 from broadcaster.alerts import service
 from broadcaster.alerts.models import Alert
 from broadcaster.alerts.schemas import (
@@ -65,11 +66,12 @@ def _wake(request: Request) -> None:
 
 
 def _air(
-    request: Request, session: SessionDep, library: LibraryDep, plan: service.AirPlan
+    request: Request, session: Session, library: MediaLibrary, plan: service.AirPlan
 ) -> int | None:
-    """Air an approved alert (speech first, holding no transaction); commits."""
+    """Air an approved alert (audio first, holding no transaction); commits."""
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
     try:
-        broadcast = service.air(session, library, plan)
+        broadcast = service.air(session, factory, library, plan)
     except DomainError as exc:
         session.rollback()
         service.air_failed(session, plan.alert_id, exc)

@@ -14,26 +14,31 @@ Rules (issue 13, item 3):
 - otherwise a pre-authorised source's alert airs at once; any other waits for an
   approver (`kernel.approval.Approval.DRAFT`).
 
-Airing goes through `broadcaster.dispatch.broadcasts.create`: the headline and the
-instruction are read by the Vietnamese text-to-speech into a spoken bulletin (approved
-by the source's pre-authorisation or the approver), broadcast to the matched stations
-at the mapped tier and repeat.  Services flush; the router commits.  `air` speaks
+Airing goes through `broadcaster.dispatch.broadcasts.create`: the alert's own audio
+resource (``derefUri``) through the media library's ingest, or else the headline and
+the instruction read by the Vietnamese text-to-speech, become a bulletin (approved by
+the source's pre-authorisation or the approver), broadcast to the matched stations at
+the mapped tier and repeat.  Services flush; the router commits.  `air` speaks
 before touching the database, so call it holding no transaction.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime as dt
 import hashlib
+import io
 import secrets
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from lxml import etree
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library import service as media
+from audio_library.models import MediaAsset
 from broadcaster.alerts import areas as geo
 from broadcaster.alerts import cap
 from broadcaster.alerts.models import Alert, AlertSource
@@ -152,6 +157,7 @@ class AirPlan:
     repeat: int
     expires_in_s: int
     approved_by: str
+    audio: bytes | None = None  # the alert's own audio resource (derefUri), if any
 
 
 @dataclass
@@ -206,6 +212,29 @@ def _places(session: Session) -> tuple[list[geo.Place], dict[str, list[str]]]:
 def _spoken(info: cap.Info) -> str:
     parts = [info.headline or info.event, info.instruction or info.description or ""]
     return ". ".join(p.strip().rstrip(".") for p in parts if p and p.strip()) + "."
+
+
+def _audio(info: cap.Info) -> bytes | None:
+    """The first audio resource carried in the alert itself (``derefUri``, base64).  A
+    resource only named by ``uri`` is not fetched (no network call on ingest): the
+    headline and instruction are spoken instead."""
+    for resource in info.resources:
+        if resource.mime_type.lower().startswith("audio/") and resource.deref_uri:
+            try:
+                return base64.b64decode(resource.deref_uri, validate=False)
+            except (binascii.Error, ValueError) as exc:
+                raise cap.CapError(
+                    f"the audio resource is not valid base64: {exc}",
+                    "Tệp âm thanh kèm cảnh báo không hợp lệ (base64)",
+                ) from exc
+    return None
+
+
+def _audio_of(alert: Alert) -> bytes | None:
+    if not alert.document:
+        return None
+    info = cap.read(alert.document.encode()).info()
+    return _audio(info) if info is not None else None
 
 
 def _validity_s(expires: dt.datetime | None, now: dt.datetime) -> int:
@@ -326,6 +355,7 @@ def ingest(
         )
     if info is not None:
         try:
+            _audio(info)
             places, by_code = _places(session)
             matches = geo.match(info.areas, places, by_code)
         except cap.CapError as exc:
@@ -416,6 +446,7 @@ def _plan(alert: Alert, source: AlertSource, now: dt.datetime) -> AirPlan:
         repeat=alert.repeat,
         expires_in_s=_validity_s(alert.expires, now),
         approved_by=alert.approved_by or "",
+        audio=_audio_of(alert),
     )
 
 
@@ -488,15 +519,32 @@ def reject(session: Session, alert_id: int, principal: Principal) -> Alert:
     return alert
 
 
-def air(session: Session, library: media.MediaLibrary, plan: AirPlan) -> Broadcast:
-    """Speak the alert and broadcast it (flushes; call it holding no transaction)."""
+def air(
+    session: Session,
+    factory: sessionmaker[Session],
+    library: media.MediaLibrary,
+    plan: AirPlan,
+) -> Broadcast:
+    """Broadcast the alert's audio resource, or speak it first (flushes; call it holding
+    no transaction: the audio is processed or spoken before any query)."""
+    author = media.Author(name=f"cap:{plan.source_id}")
+    if plan.audio is not None:
+        upload = library.store.receive_upload(
+            io.BytesIO(plan.audio), max_bytes=library.settings.max_upload_bytes
+        )
+        asset_id, _ = media.ingest_upload(
+            factory,
+            library,
+            upload=upload,
+            filename=f"cap-{plan.alert_id}",
+            title=plan.title[:200],
+            category="canh-bao",
+            tags=["cap", "canh-bao"],
+            author=author,
+        )
+        return _broadcast(session, library, plan, media.get_asset(session, asset_id))
     speech = media.speak(library, text=plan.text, voice=VOICE, rate=0)
     with media.saving_speech(session, library, [speech]):
-        source = session.get(AlertSource, plan.source_id)
-        alert = get_alert(session, plan.alert_id)
-        if source is None or alert.outcome is not AlertOutcome.HELD:
-            raise ConflictError(f"alert {plan.alert_id} can no longer air")
-        principal = source_principal(source)
         asset = media.add_speech(
             session,
             library,
@@ -507,26 +555,37 @@ def air(session: Session, library: media.MediaLibrary, plan: AirPlan) -> Broadca
             title=plan.title[:200],
             category="canh-bao",
             tags=["cap", "canh-bao"],
-            author=media.Author(name=principal.username),
+            author=author,
         )
-        media.approve_for_broadcast(
-            session,
-            asset,
-            sender=plan.approved_by[:64] or principal.username,
-            reason=f"CAP: cảnh báo {alert.identifier} từ nguồn {source.name}",
-        )
-        data = BroadcastCreate(
-            targets=BroadcastTargets(stations=plan.sids),
-            content=BroadcastContent(asset_id=asset.id),
-            tier=plan.tier,
-            title=plan.title[:300],
-            repeat=plan.repeat,
-            expires_in_s=plan.expires_in_s,
-        )
-        broadcast, _command = broadcasts.create(session, library, data, principal)
-        alert.outcome = AlertOutcome.AIRED
-        alert.broadcast_id = broadcast.id
-        session.flush()
+        return _broadcast(session, library, plan, asset)
+
+
+def _broadcast(
+    session: Session, library: media.MediaLibrary, plan: AirPlan, asset: MediaAsset
+) -> Broadcast:
+    source = session.get(AlertSource, plan.source_id)
+    alert = get_alert(session, plan.alert_id)
+    if source is None or alert.outcome is not AlertOutcome.HELD:
+        raise ConflictError(f"alert {plan.alert_id} can no longer air")
+    principal = source_principal(source)
+    media.approve_for_broadcast(
+        session,
+        asset,
+        sender=plan.approved_by[:64] or principal.username,
+        reason=f"CAP: cảnh báo {alert.identifier} từ nguồn {source.name}",
+    )
+    data = BroadcastCreate(
+        targets=BroadcastTargets(stations=plan.sids),
+        content=BroadcastContent(asset_id=asset.id),
+        tier=plan.tier,
+        title=plan.title[:300],
+        repeat=plan.repeat,
+        expires_in_s=plan.expires_in_s,
+    )
+    broadcast, _command = broadcasts.create(session, library, data, principal)
+    alert.outcome = AlertOutcome.AIRED
+    alert.broadcast_id = broadcast.id
+    session.flush()
     return broadcast
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
 from pathlib import Path
 from xml.sax.saxutils import escape
@@ -42,6 +43,7 @@ def flood_alert(
     expires: dt.datetime | None = None,
     sent: dt.datetime | None = None,
     with_info: bool = True,
+    audio: bytes | None = None,
 ) -> bytes:
     """A flood warning from the provincial disaster prevention command (Long An)."""
     now = dt.datetime.now(dt.UTC)
@@ -79,6 +81,13 @@ def flood_alert(
             parts.append(
                 "<parameter><valueName>capDoRuiRoThienTai</valueName>"
                 f"<value>{risk_level}</value></parameter>"
+            )
+        if audio is not None:
+            parts.append(
+                "<resource><resourceDesc>Bản tin âm thanh</resourceDesc>"
+                "<mimeType>audio/x-wav</mimeType>"
+                f"<size>{len(audio)}</size>"
+                f"<derefUri>{base64.b64encode(audio).decode()}</derefUri></resource>"
             )
         parts += ["<area>", "<areaDesc>Một phần thành phố Tân An</areaDesc>"]
         if polygon:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,6 +25,7 @@ from tests.alerts.capdocs import (
     reference,
 )
 from tests.api import make_user, ok
+from tests.audio_library.conftest import sine, write_wav
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 
@@ -329,3 +331,20 @@ def test_an_alert_larger_than_an_anonymous_body_needs_a_token(
     refused = send(client, auto_token, too_large)
     assert refused.status_code in (413, 422)
     assert refused.json()["message_vi"]
+
+
+def test_the_alerts_own_audio_resource_is_played(
+    client: TestClient, admin: dict[str, str], auto_token: str, tmp_path: Path
+) -> None:
+    wav = write_wav(tmp_path / "canh-bao.wav", sine(2.0, 660.0, 0.5))
+    body = ok(
+        send(client, auto_token, flood_alert("LA-AM", geocode="phuong-3", audio=wav.read_bytes())),
+        202,
+    )
+    assert body["aired"] is True
+    broadcast = ok(client.get(f"/api/v1/broadcasts/{body['broadcast_id']}", headers=admin))
+    asset = ok(client.get(f"/api/v1/media/{broadcast['content']['asset_id']}", headers=admin))
+    assert asset["source"] == "upload"
+    assert 1500 <= asset["duration_ms"] <= 2500
+    bad = flood_alert("LA-AM-2", geocode="phuong-3", audio=b"x").replace(b"eA==", b"e!!A")
+    assert send(client, auto_token, bad).status_code == 422
