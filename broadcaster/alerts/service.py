@@ -478,7 +478,8 @@ def _require_approver(principal: Principal) -> None:
 
 def _held(session: Session, alert_id: int) -> Alert:
     alert = get_alert(session, alert_id)
-    if alert.outcome is not AlertOutcome.HELD or alert.approval is not Approval.DRAFT:
+    # HELD and approved: its airing failed (speech, audio); approving again retries it
+    if alert.outcome is not AlertOutcome.HELD or alert.approval is Approval.REJECTED:
         raise ConflictError(
             f"alert {alert_id} is {alert.outcome.value}, not waiting for approval",
             message_vi=f"Cảnh báo đang ở trạng thái: {OUTCOME_LABELS_VI[alert.outcome]}",

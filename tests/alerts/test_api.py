@@ -348,3 +348,18 @@ def test_the_alerts_own_audio_resource_is_played(
     assert 1500 <= asset["duration_ms"] <= 2500
     bad = flood_alert("LA-AM-2", geocode="phuong-3", audio=b"x").replace(b"eA==", b"e!!A")
     assert send(client, auto_token, bad).status_code == 422
+
+
+def test_an_update_supersedes_a_held_alert(
+    client: TestClient, admin: dict[str, str], held_token: str
+) -> None:
+    first = ok(send(client, held_token, flood_alert("KTTV-3", geocode="phuong-3")), 202)
+    update = ok(send_about(client, held_token, "KTTV-3", "Update", geocode="phuong-1"), 202)
+    assert update["outcome"] == "held"
+    assert ok(client.get(f"/api/v1/alerts/{first['alert_id']}", headers=admin))["outcome"] == (
+        "cancelled"
+    )
+    assert (
+        client.post(f"/api/v1/alerts/{first['alert_id']}/approve", headers=admin).status_code == 409
+    )
+    assert broadcasts(client, admin) == []
