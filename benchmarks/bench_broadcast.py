@@ -336,7 +336,13 @@ def wait_staged(database_url: str, sids: set[str], timeout_s: float) -> int:
 # ----------------------------------------------------------------------------- one size
 
 
-def run_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
+RoundFn = Callable[..., dict[str, Any]]
+
+
+def run_size(
+    n: int, args: argparse.Namespace, workdir: Path, round_fn: RoundFn | None = None
+) -> dict[str, Any]:
+    """One size; `round_fn` replaces `broadcast_round` (bench_cap sends CAP alerts)."""
     from tests.support.mosquitto import Mosquitto
 
     result: dict[str, Any] = {
@@ -347,7 +353,7 @@ def run_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     broker = Mosquitto(workdir / "broker", extra_config=BROKER_LIMITS).start()
     try:
-        measure_service(n, args, workdir, broker, result)
+        measure_service(n, args, workdir, broker, result, round_fn or broadcast_round)
         try:
             result["baseline"] = bare_baseline(broker, n, args.rounds, workdir)
         except Exception as exc:
@@ -359,7 +365,12 @@ def run_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 def measure_service(
-    n: int, args: argparse.Namespace, workdir: Path, broker: Any, result: dict[str, Any]
+    n: int,
+    args: argparse.Namespace,
+    workdir: Path,
+    broker: Any,
+    result: dict[str, Any],
+    round_fn: RoundFn,
 ) -> None:
     """Setup (seed, registry, service, simulator, staging), then the broadcast rounds."""
     from tests.support.service import ServiceProcess, run_cli
@@ -424,9 +435,7 @@ def measure_service(
             stored = StoredCounts(workdir / "broadcaster.db")
             for index in range(args.rounds):
                 rounds.append(
-                    broadcast_round(
-                        http, watch, stored, service.pid, n, fallback, index, args.lead_s
-                    )
+                    round_fn(http, watch, stored, service.pid, n, fallback, index, args.lead_s)
                 )
                 time.sleep(2)
             stored.close()
@@ -485,20 +494,7 @@ def broadcast_round(
     stream = ProgressStream(http, made["id"], n, t0)
     # RECEIVED: crossing the broker (acks seen) and committed by the service (its database);
     # give up on either when it has not moved for STALL_S (messages the service dropped)
-    broker_all = stored_all = None
-    deadline = time.monotonic() + 240
-    last_counts, moved = (-1, -1), time.monotonic()
-    while time.monotonic() < deadline and (broker_all is None or stored_all is None):
-        counts = (len(watch.received_for(cmd_id)), stored.answered(cmd_id))
-        if counts != last_counts:
-            last_counts, moved = counts, time.monotonic()
-        elif time.monotonic() - moved > STALL_S:
-            break
-        if broker_all is None and counts[0] >= n:
-            broker_all = now() - t0
-        if stored_all is None and counts[1] >= n:
-            stored_all = now() - t0
-        time.sleep(0.05)
+    broker_all, stored_all = wait_received(watch, stored, cmd_id, n, t0)
     out["server_until_stored"] = server.read()
     received = watch.received_for(cmd_id)
     seen = [s - t0 for _, s, _ in received]
@@ -537,6 +533,28 @@ def broadcast_round(
         out["api_stream_error"] = stream.error
     out["bridge_after"] = bridge_stats(http)
     return out
+
+
+def wait_received(
+    watch: AckWatch, stored: StoredCounts, cmd_id: str, n: int, t0: float
+) -> tuple[float | None, float | None]:
+    """Seconds from `t0` until N RECEIVED crossed the broker, and until the service had
+    stored them; either is None when its count stopped moving for STALL_S."""
+    broker_all = stored_all = None
+    deadline = time.monotonic() + 240
+    last_counts, moved = (-1, -1), time.monotonic()
+    while time.monotonic() < deadline and (broker_all is None or stored_all is None):
+        counts = (len(watch.received_for(cmd_id)), stored.answered(cmd_id))
+        if counts != last_counts:
+            last_counts, moved = counts, time.monotonic()
+        elif time.monotonic() - moved > STALL_S:
+            break
+        if broker_all is None and counts[0] >= n:
+            broker_all = now() - t0
+        if stored_all is None and counts[1] >= n:
+            stored_all = now() - t0
+        time.sleep(0.05)
+    return broker_all, stored_all
 
 
 def bridge_stats(http: httpx.Client) -> dict[str, Any]:
@@ -760,11 +778,20 @@ def main() -> int:
         "rounds_per_size": args.rounds,
         "runs": [],
     }
+    return run_report(report, args, lambda size, path: run_size(size, args, path))
+
+
+def run_report(
+    report: dict[str, Any],
+    args: argparse.Namespace,
+    run_one: Callable[[int, Path], dict[str, Any]],
+) -> int:
+    """Run every size of ``--sizes`` into ``report["runs"]``; print and write the JSON."""
     with workspace(args.keep) as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
             started = time.monotonic()
             print(f"== {size} stations", file=sys.stderr, flush=True)
-            run = run_size(size, args, tmp / f"n{size}")
+            run = run_one(size, tmp / f"n{size}")
             run["wall_s"] = round(time.monotonic() - started, 1)
             report["runs"].append(run)
             print(json.dumps(run.get("summary"), indent=2), file=sys.stderr, flush=True)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
 import swagger_ui_bundle
@@ -18,6 +18,7 @@ from audio_library.service import MediaLibrary
 from audio_library.settings import AudioSettings
 from broadcaster import db
 from broadcaster.alarms import router as alarms_router
+from broadcaster.alerts import router as alerts_router
 from broadcaster.auth import router as auth_router
 from broadcaster.auth.dependencies import authenticate, header_authenticator
 from broadcaster.auth.usage import TokenUsage
@@ -55,6 +56,21 @@ def body_limits(settings: Settings, audio_settings: AudioSettings) -> list[Route
         RouteLimit("POST", "/api/v1/media", audio_settings.max_upload_bytes + 64 * 1024),
         RouteLimit("POST", "/api/v1/stations/import", settings.max_import_bytes),
     ]
+
+
+Authenticator = Callable[[Sequence[tuple[bytes, bytes]]], Awaitable[bool]]
+
+
+def any_sender(*checks: Authenticator) -> Authenticator:
+    """A known sender for the body limit: a user's credentials or a CAP source's token."""
+
+    async def check(headers: Sequence[tuple[bytes, bytes]]) -> bool:
+        for one in checks:
+            if await one(headers):
+                return True
+        return False
+
+    return check
 
 
 def create_app(
@@ -121,7 +137,9 @@ def create_app(
         BodyLimitMiddleware,
         max_bytes=settings.max_request_bytes,
         routes=body_limits(settings, audio_settings),
-        authenticator=header_authenticator(sessionmaker),
+        authenticator=any_sender(
+            header_authenticator(sessionmaker), alerts_router.token_authenticator(sessionmaker)
+        ),
     )
     if settings.cors_origins:
         app.add_middleware(
@@ -149,6 +167,9 @@ def create_app(
     app.include_router(dispatch_router.router, dependencies=protected)
     app.include_router(playlist_router.router, dependencies=protected)
     app.include_router(alarms_router.router, dependencies=protected)
+    app.include_router(alerts_router.router, dependencies=protected)
+    # CAP ingest: its own integration token
+    app.include_router(alerts_router.public_router, dependencies=public)
     # calendar feeds: login or signed link
     app.include_router(schedules_router.public_router, dependencies=public)
     # dashboard pages: read the session cookie themselves

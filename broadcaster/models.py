@@ -2,6 +2,7 @@
 
 from audio_library import models as media_models
 from broadcaster.alarms import models as alarm_models
+from broadcaster.alerts import models as alert_models
 from broadcaster.auth import models as auth_models
 from broadcaster.broker import models as broker_models
 from broadcaster.dispatch import models as dispatch_models
@@ -11,6 +12,7 @@ from stations import models as station_models
 
 __all__ = [
     "alarm_models",
+    "alert_models",
     "audit",
     "auth_models",
     "broker_models",
