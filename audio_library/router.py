@@ -1,7 +1,5 @@
 """Media library API (`/api/v1/media`) and signed media downloads for stations (`/media`)."""
 
-from __future__ import annotations
-
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass

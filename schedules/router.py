@@ -7,8 +7,6 @@ by city accounts.  Every change records an audit entry and raises the "plan chan
 signal in the same transaction.
 """
 
-from __future__ import annotations
-
 import datetime as dt
 from dataclasses import dataclass
 from datetime import tzinfo

@@ -191,7 +191,7 @@ def create_subscription(
     return SubscriptionCreated(**read.model_dump(), secret=sub.secret)
 
 
-@router.delete("/subscriptions/{subscription_id}", status_code=204)
+@router.delete("/subscriptions/{subscription_id}", status_code=204, response_model=None)
 def delete_subscription(
     subscription_id: IdPath, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> None:

@@ -5,8 +5,6 @@ area.  It writes the credential row and the audit entry (flushed), provisions th
 broker, and only then commits: a broker failure (503) leaves the database untouched.
 """
 
-from __future__ import annotations
-
 from dataclasses import dataclass
 from typing import Annotated
 
