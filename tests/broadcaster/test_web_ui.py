@@ -9,163 +9,57 @@ downloads nothing).  Skipped, with the reason, when Chromium is not installed
 
 from __future__ import annotations
 
-import os
-import shutil
-import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Any
 
 import pytest
-import uvicorn
-from sqlalchemy import select
 
-from broadcaster import db
-from broadcaster.app import create_app
-from broadcaster.runtime import Role
-from broadcaster.settings import Environment, Settings
-from firmware_bridge.simulator.fleet import FleetConfig, FleetThread
-from firmware_bridge.simulator.station import SimSettings, StationSpec
 from kernel.security import Role as UserRole
-from kernel.signals import plan_changed
-from stations import service as stations_service
-from stations import tan_an
-from stations.models import Station, StationState
-from tests.api import PASSWORD, make_user
-from tests.support.loa import wait_until
-from tests.support.mosquitto import Mosquitto, find_mosquitto, free_port
+from tests.api import make_user
+from tests.support.browser import (
+    BROWSER_MARKS,
+    PHONE,
+    Site,
+    check_accessibility,
+    chromium,
+    horizontal_overflow,
+    log_in,
+    screenshot,
+    serve_site,
+    wait,
+)
 
-CHROMIUM = os.environ.get("BROADCASTER_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("BROADCASTER_CHROMEDRIVER", "/usr/bin/chromedriver")
 COMMUNE = "xa-loi-binh-nhon"
-SECRET = "test-secret-key-0123456789abcdef-0123456789"
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not (os.access(CHROMIUM, os.X_OK) and os.access(CHROMEDRIVER, os.X_OK)),
-        reason=f"Chromium is not installed ({CHROMIUM}, {CHROMEDRIVER}): "
-        "run scripts/system-deps.sh --with-browser",
-    ),
-    pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed"),
-]
+pytestmark = BROWSER_MARKS
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from selenium.webdriver.chrome.service import Service  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.chrome.webdriver import WebDriver  # noqa: E402
 
 
-@dataclass
-class Site:
-    base_url: str
-    app: Any
-    sids: list[str]
+def _accounts(factory: Any) -> None:
+    make_user(factory, "chihuy", UserRole.ADMIN, can_emergency=True)
+    make_user(factory, "xem", UserRole.VIEWER, ["tan-an"])
 
 
 @pytest.fixture(scope="module")
 def site(_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    tmp = tmp_path_factory.mktemp("web-ui")
-    _database.reset()
-    broker = Mosquitto(tmp / "broker").start()
-    port = free_port()
-    settings = Settings(
-        environment=Environment.TEST,
-        database_url=_database.url_for_test(tmp),
-        media_dir=tmp / "media",
-        secret_key=SECRET,
-        mqtt_url=broker.url,
-        mqtt_dynsec=False,
-        public_base_url=f"http://127.0.0.1:{port}",
-    )
-    app = create_app(settings, role=Role.ALL)
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    fleet: FleetThread | None = None
-    try:
-        wait_until(lambda: server.started or not thread.is_alive(), timeout_s=30, what="server")
-        assert thread.is_alive(), "the service did not start"
-        factory = app.state.sessionmaker
-        with db.session_scope(factory) as session:
-            tan_an.load(session)
-            plan_changed(session, "web ui test seed")
-            commune = stations_service.get_area(session, COMMUNE)
-            ids = stations_service.subtree_ids(session, [commune.id])
-            sids = list(session.scalars(select(Station.sid).where(Station.area_id.in_(ids))))
-        make_user(factory, "chihuy", UserRole.ADMIN, can_emergency=True)
-        make_user(factory, "xem", UserRole.VIEWER, ["tan-an"])
-        fleet = FleetThread(
-            FleetConfig(mqtt_url=broker.url, state_dir=tmp / "sim", settings=SimSettings()),
-            [StationSpec(sid) for sid in sids],
-        )
-        fleet.start(timeout_s=30)
-
-        def all_online() -> bool:
-            with factory() as session:
-                online = session.scalars(
-                    select(Station.sid)
-                    .join(StationState, StationState.station_id == Station.id)
-                    .where(StationState.online.is_(True))
-                ).all()
-            return set(online) == set(sids)
-
-        wait_until(all_online, timeout_s=30, what="the commune's stations online")
-        yield Site(base_url=f"http://127.0.0.1:{port}", app=app, sids=sorted(sids))
-    finally:
-        if fleet is not None:
-            fleet.stop()
-        server.should_exit = True
-        thread.join(20)
-        broker.stop()
+    with serve_site(
+        _database, tmp_path_factory.mktemp("web-ui"), simulate=COMMUNE, seed=_accounts
+    ) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")
 def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[WebDriver]:
-    profile = tmp_path_factory.mktemp("chromium-profile")
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--no-first-run",
-        f"--user-data-dir={profile}",
-        "--window-size=1280,1000",
-        "--lang=vi-VN",
-    ):
-        options.add_argument(argument)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)
-    driver.implicitly_wait(0)
-    try:
+    with chromium(tmp_path_factory.mktemp("chromium-profile")) as driver:
         yield driver
-    finally:
-        driver.quit()
-        shutil.rmtree(profile, ignore_errors=True)
-
-
-def wait(driver: WebDriver, predicate: Any, timeout_s: float = 15, what: str = "") -> Any:
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.2).until(
-        lambda d: predicate(d), message=what
-    )
 
 
 def text_of(driver: WebDriver, element_id: str) -> str:
     return str(driver.find_element(By.ID, element_id).text)
-
-
-def log_in(driver: WebDriver, site: Site, username: str, password: str = PASSWORD) -> None:
-    driver.delete_all_cookies()
-    driver.get(site.base_url + "/")
-    wait(driver, lambda d: "/dang-nhap" in d.current_url, what="redirect to the login page")
-    driver.find_element(By.ID, "username").send_keys(username)
-    driver.find_element(By.ID, "password").send_keys(password)
-    driver.find_element(By.ID, "login-submit").click()
 
 
 def test_login_and_overview_shows_the_stations_online(browser: WebDriver, site: Site) -> None:
@@ -288,3 +182,32 @@ def test_viewer_does_not_get_the_broadcast_form(browser: WebDriver, site: Site) 
     assert browser.find_elements(By.ID, "broadcast-form") == []
     browser.get(site.base_url + f"/tram/{site.sids[0]}")
     assert browser.find_elements(By.ID, "commands") == []
+
+
+PAGES = {
+    "tong-quan": "/",
+    "tram": "/tram",
+    "tram-chi-tiet": "/tram/{sid}",
+    "phat-thanh": "/phat-thanh",
+    "nhat-ky": "/nhat-ky",
+}
+
+
+@pytest.mark.parametrize("width", ["desktop", "phone"])
+def test_every_page_is_accessible_fits_a_phone_and_is_screenshot(
+    site: Site, tmp_path: Any, width: str
+) -> None:
+    """Each dashboard page: no critical axe-core violation, no sideways scrolling at
+    390 px, a screenshot in the README's folder."""
+    size = PHONE if width == "phone" else (1280, 1000)
+    with chromium(tmp_path / "profile", size) as driver:
+        log_in(driver, site, "chihuy")
+        wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the overview")
+        for name, path in PAGES.items():
+            driver.get(site.base_url + path.format(sid=site.sids[0]))
+            wait(driver, lambda d: d.execute_script("return document.readyState") == "complete")
+            assert "/dang-nhap" not in driver.current_url, name
+            check_accessibility(driver)
+            if width == "phone":
+                assert horizontal_overflow(driver) <= 1, f"{name} scrolls sideways at 390 px"
+            assert screenshot(driver, f"{name}-{width}").stat().st_size > 1000
