@@ -27,11 +27,13 @@ import time
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.dispatch.models import (
     TERMINAL,
+    Broadcast,
+    BroadcastStatus,
     Command,
     CommandTarget,
     Play,
@@ -277,12 +279,26 @@ def expire_due(session: Session, now: dt.datetime) -> int:
     """Targets past their command's limits: EXPIRED if never received, FAILED if no
     final ack by the deadline.  Marks commands done when every target is final."""
     changed = 0
+    unsettled = (
+        select(CommandTarget.id)
+        .where(
+            CommandTarget.command_id == Command.id,
+            CommandTarget.status.not_in(list(TERMINAL)),
+        )
+        .exists()
+    )
     open_commands = list(
         session.scalars(
-            select(Command).where(Command.done.is_(False), Command.not_after < now - TRANSIT_GRACE)
+            select(Command).where(
+                Command.done.is_(False),
+                or_(Command.not_after < now - TRANSIT_GRACE, ~unsettled),
+            )
         )
     )
     for command in open_commands:
+        if command.not_after >= now - TRANSIT_GRACE:  # settled early: only mark it done
+            _end(session, command)
+            continue
         unreceived = _settle_targets(session, command, *_UNRECEIVED, now)
         changed += len(unreceived)
         if command.type == "play":
@@ -307,8 +323,20 @@ def expire_due(session: Session, now: dt.datetime) -> int:
             .limit(1)
         )
         if remaining is None:
-            command.done = True
+            _end(session, command)
     return changed
+
+
+def _end(session: Session, command: Command) -> None:
+    """Every target of the command settled: it is done, and so is its broadcast (the API
+    then says ``finished``, as the page does)."""
+    command.done = True
+    if command.type == "play" and command.broadcast_id is not None:
+        session.execute(
+            update(Broadcast)
+            .where(Broadcast.id == command.broadcast_id, Broadcast.status == BroadcastStatus.ACTIVE)
+            .values(status=BroadcastStatus.FINISHED)
+        )
 
 
 def progress(session: Session, command_ids: Sequence[int]) -> dict[str, int]:

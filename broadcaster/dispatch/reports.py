@@ -138,10 +138,17 @@ def progress(session: Session, command_ids: list[int]) -> Progress:
     received = sum(
         counts.get(s.value, 0)
         for s in TargetStatus
-        if s.rank >= TargetStatus.RECEIVED.rank and s is not TargetStatus.EXPIRED
+        if s.rank >= TargetStatus.RECEIVED.rank
+        and s not in (TargetStatus.EXPIRED, TargetStatus.STOPPED)
     )
     finished = sum(counts.get(s.value, 0) for s in TargetStatus if s.terminal)
-    return Progress(total=total, by_status=counts, received=received, finished=finished)
+    return Progress(
+        total=total,
+        by_status=counts,
+        received=received,
+        finished=finished,
+        succeeded=counts.get(TargetStatus.SUCCEEDED.value, 0),
+    )
 
 
 def play_command(session: Session, broadcast: Broadcast) -> Command | None:

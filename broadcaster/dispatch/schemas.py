@@ -77,7 +77,8 @@ class Progress(BaseModel):
     total: int
     by_status: dict[str, int]
     received: int
-    finished: int
+    finished: int  # settled, whatever the outcome (the broadcast ends when all are)
+    succeeded: int = 0  # what the progress bar counts
 
 
 class TargetRead(BaseModel):

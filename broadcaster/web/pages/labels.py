@@ -25,6 +25,7 @@ TARGET_LABELS = {
     TargetStatus.FAILED: "Thất bại",
     TargetStatus.REJECTED: "Bị từ chối",
     TargetStatus.EXPIRED: "Hết hạn",
+    TargetStatus.STOPPED: "Đã dừng (theo lệnh)",
 }
 PLAY_LABELS = {
     PlayStatus.PLANNED: "Đã lên lịch",
