@@ -24,16 +24,7 @@ from audio_library import service as media
 from audio_library.exceptions import AudioToolError
 from audio_library.models import MediaAsset
 from broadcaster.dispatch import outbox, playlog
-from broadcaster.dispatch.models import (
-    Broadcast,
-    BroadcastStatus,
-    Command,
-    CommandTarget,
-    Play,
-    PlayStatus,
-    Route,
-    TargetStatus,
-)
+from broadcaster.dispatch.models import Broadcast, BroadcastStatus, Command, Play, PlayStatus, Route
 from broadcaster.dispatch.schemas import BroadcastCreate
 from firmware_bridge.messages import Media, PlayBody, Stream
 from kernel.db import utcnow
@@ -385,18 +376,7 @@ def stop(session: Session, broadcast: Broadcast, principal: Principal) -> Comman
         broadcast_id=broadcast.id,
         now=now,
     )
-    # unsettled targets end STOPPED (an operator's choice, never a failure); a station
-    # still playing acks the stop command, and its play's final ack is then stale
-    session.execute(
-        update(CommandTarget)
-        .where(CommandTarget.command_id == play.id, CommandTarget.status.in_(outbox.OPEN))
-        .values(
-            status=TargetStatus.STOPPED,
-            reason=f"stopped by {principal.username}",
-            updated_at=now,
-        )
-    )
-    play.done = True
+    outbox.stop_targets(session, play, reason=f"stopped by {principal.username}", now=now)
     session.execute(
         update(Play)
         .where(Play.cmd_id == play.cmd_id, Play.status == PlayStatus.PLANNED)

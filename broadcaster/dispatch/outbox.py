@@ -275,6 +275,13 @@ def _settle_targets(
     )
 
 
+def stop_targets(session: Session, command: Command, *, reason: str, now: dt.datetime) -> None:
+    """An operator stopped the command: its unsettled targets end STOPPED (never FAILED;
+    a late final ack from a station is then stale) and the command is done."""
+    _settle_targets(session, command, OPEN, TargetStatus.STOPPED, reason, now)
+    command.done = True
+
+
 def expire_due(session: Session, now: dt.datetime) -> int:
     """Targets past their command's limits: EXPIRED if never received, FAILED if no
     final ack by the deadline.  Marks commands done when every target is final."""

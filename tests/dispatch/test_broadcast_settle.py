@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
+from functools import partial
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,18 +21,6 @@ from tests.api import make_user, ok
 from tests.broadcaster.test_web_pages import login
 
 pytestmark = pytest.mark.usefixtures("tan_an")
-
-
-@pytest.fixture
-def bulletin(
-    client: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
-) -> int:
-    made = ok(
-        client.post("/api/v1/media/tts", json={"text": "Thông báo họp dân."}, headers=admin), 201
-    )
-    approver = make_user(session_factory, "duyet-tp", Role.APPROVER, ["tan-an"])
-    ok(client.post(f"/api/v1/media/{made['id']}/approve", headers=approver))
-    return int(made["id"])
 
 
 def _send(client: TestClient, headers: dict[str, str], bulletin: int) -> dict[str, object]:
@@ -82,6 +71,7 @@ def test_a_broadcast_ends_when_every_target_is_settled(
 ) -> None:
     made = _send(client, admin, bulletin)
     now = utcnow()
+    ack = partial(outbox.apply_ack, at=now, received_at=now, reason=None, station_time=None)
     with session_factory() as session:
         command = session.scalar(select(Command).where(Command.cmd_id == made["cmd_id"]))
         assert command is not None
@@ -90,16 +80,7 @@ def test_a_broadcast_ends_when_every_target_is_settled(
         )
         for target in targets[1:]:
             for status in ("RECEIVED", "IN_PROGRESS", "SUCCEEDED"):
-                outbox.apply_ack(
-                    session,
-                    station_id=target.station_id,
-                    cmd_id=command.cmd_id,
-                    status=status,
-                    at=now,
-                    received_at=now,
-                    reason=None,
-                    station_time=None,
-                )
+                ack(session, station_id=target.station_id, cmd_id=command.cmd_id, status=status)
         outbox.expire_due(session, now)
         session.commit()
     # one station still open: the broadcast is still active, and the page agrees
@@ -107,16 +88,8 @@ def test_a_broadcast_ends_when_every_target_is_settled(
     assert read["status"] == "active"
     assert read["progress"]["succeeded"] == read["progress"]["total"] - 1
     with session_factory() as session:
-        outbox.apply_ack(
-            session,
-            station_id=targets[0].station_id,
-            cmd_id=str(made["cmd_id"]),
-            status="FAILED",
-            at=now,
-            received_at=now,
-            reason="amp fault",
-            station_time=None,
-        )
+        sid = targets[0].station_id
+        ack(session, station_id=sid, cmd_id=str(made["cmd_id"]), status="FAILED", reason="amp")
         outbox.expire_due(session, now)  # before not_after: settled, so it ends
         session.commit()
     read = ok(client.get(f"/api/v1/broadcasts/{made['id']}", headers=admin))
