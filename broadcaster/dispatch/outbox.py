@@ -41,6 +41,7 @@ from broadcaster.dispatch.models import (
     Route,
     TargetStatus,
 )
+from firmware_bridge.messages import PlayBody
 from kernel.db import utcnow
 from stations.models import Station
 
@@ -48,6 +49,7 @@ log = logging.getLogger(__name__)
 
 TRANSIT_GRACE = dt.timedelta(seconds=2)
 FINAL_ACK_GRACE = dt.timedelta(seconds=60)
+MAX_LEAD = dt.timedelta(seconds=60)
 # targets still waiting for a final ack: a republished copy reaches them
 OPEN = (TargetStatus.PENDING, TargetStatus.SENT, TargetStatus.RECEIVED, TargetStatus.IN_PROGRESS)
 
@@ -166,6 +168,65 @@ def mark_published(session: Session, command: Command, now: dt.datetime) -> None
         )
         .values(status=TargetStatus.SENT, updated_at=now)
     )
+
+
+def redeliver_on_birth(session: Session, station_id: int, now: dt.datetime) -> int:
+    """A station came (back) online: every still-valid broadcast play it has not received
+    goes to it again, directly (its target back to PENDING; the publisher sends it with
+    a fresh `start_at`, see `late_body`).  Returns the number of commands to send."""
+    valid = select(Command.id).where(
+        Command.type == "play",
+        Command.broadcast_id.is_not(None),
+        Command.published_at.is_not(None),
+        Command.done.is_(False),
+        Command.not_after > now + TRANSIT_GRACE,
+    )
+    return len(
+        list(
+            session.scalars(
+                update(CommandTarget)
+                .where(
+                    CommandTarget.station_id == station_id,
+                    CommandTarget.command_id.in_(valid),
+                    CommandTarget.status == TargetStatus.SENT,
+                )
+                .values(status=TargetStatus.PENDING, direct=True, updated_at=now)
+                .returning(CommandTarget.command_id)
+            )
+        )
+    )
+
+
+def late_deliveries(session: Session, now: dt.datetime) -> list[tuple[Command, list[str]]]:
+    """Published, still-valid commands with targets waiting for a late copy
+    (`redeliver_on_birth`), with those stations' sids."""
+    rows = session.execute(
+        select(Command, Station.sid)
+        .join(CommandTarget, CommandTarget.command_id == Command.id)
+        .join(Station, Station.id == CommandTarget.station_id)
+        .where(
+            Command.published_at.is_not(None),
+            Command.done.is_(False),
+            Command.not_after > now + TRANSIT_GRACE,
+            CommandTarget.status == TargetStatus.PENDING,
+        )
+        .order_by(Command.id, Station.sid)
+    ).all()
+    out: dict[int, tuple[Command, list[str]]] = {}
+    for command, sid in rows:
+        out.setdefault(command.id, (command, []))[1].append(sid)
+    return list(out.values())
+
+
+def late_body(command: Command, now: dt.datetime) -> dict[str, Any]:
+    """A play's body for a station reached late: it starts the usual lead time from now
+    (the lead the broadcast was sent with) and plays from the start."""
+    body = PlayBody.model_validate(command.body)
+    if body.start_at is None:
+        return command.body
+    lead = min(max(body.start_at - command.issued_at, dt.timedelta(0)), MAX_LEAD)
+    late = body.model_copy(update={"start_at": max(body.start_at, now + lead)})
+    return late.model_dump(mode="json", by_alias=True)
 
 
 def find(session: Session, cmd_id: str) -> Command | None:

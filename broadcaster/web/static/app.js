@@ -282,7 +282,16 @@
           el("td", {}, el("span", { className: "target target-" + row.status },
             (LABELS.target[row.status] || row.status) + " "), el("code", { className: "small" }, row.status)),
           el("td", {}, row.play_status ? (LABELS.play[row.play_status] || row.play_status) : "—"),
-          el("td", { className: "muted small" }, row.reason || ""))));
+          el("td", { className: "muted small" }, note(row)))));
+    }
+
+    // a station not yet reached says so, with since when it is offline
+    function note(row) {
+      if (!row.offline_since) return row.reason || "";
+      const since = new Date(row.offline_since).toLocaleString("vi-VN", {
+        timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit",
+      });
+      return "Chưa đến được (mất kết nối từ " + since + "); sẽ gửi lại khi trạm kết nối";
     }
 
     // what the page says once every station is settled: never "all done" unless all succeeded
