@@ -96,3 +96,30 @@ def test_a_broadcast_ends_when_every_target_is_settled(
     assert read["status"] == "finished"
     assert read["progress"]["finished"] == read["progress"]["total"]
     assert read["progress"]["succeeded"] == read["progress"]["total"] - 1
+
+
+def test_a_station_back_online_gets_a_valid_broadcast_again_with_a_fresh_start(
+    client: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session], bulletin: int
+) -> None:
+    made = _send(client, admin, bulletin)
+    with session_factory() as session:
+        command = session.scalar(select(Command).where(Command.cmd_id == made["cmd_id"]))
+        assert command is not None
+        outbox.mark_published(session, command, command.issued_at)
+        target = session.scalars(
+            select(CommandTarget).where(CommandTarget.command_id == command.id)
+        ).first()
+        assert target is not None
+        later = command.issued_at + dt.timedelta(seconds=20)
+        # past the window: nothing to send
+        gone = command.not_after + dt.timedelta(seconds=5)
+        assert outbox.redeliver_on_birth(session, target.station_id, gone) == 0
+        assert outbox.redeliver_on_birth(session, target.station_id, later) == 1
+        [(late, sids)] = outbox.late_deliveries(session, later)
+        assert late.id == command.id
+        assert len(sids) == 1
+        body = outbox.late_body(command, later)
+        lead = dt.datetime.fromisoformat(command.body["start_at"]) - command.issued_at
+        assert dt.datetime.fromisoformat(body["start_at"]) == later + lead
+        assert body["media"] == command.body["media"]
+        session.rollback()
