@@ -35,8 +35,8 @@ COMMUNE = "xa-loi-binh-nhon"
 pytestmark = BROWSER_MARKS
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.chrome.webdriver import WebDriver  # noqa: E402
+from selenium.webdriver.common.by import By  # noqa: E402
 
 
 def _accounts(factory: Any) -> None:
