@@ -183,6 +183,8 @@ class PlayStatus(StrEnum):
     FAILED = "failed"
     MISSED = "missed"
     CANCELLED = "cancelled"
+    #: reported played while the station had a speaker-line or amplifier fault alarm
+    NOT_HEARD = "not_heard"
 
 
 FINAL_PLAY = frozenset(
@@ -194,6 +196,7 @@ FINAL_PLAY = frozenset(
         PlayStatus.FAILED,
         PlayStatus.MISSED,
         PlayStatus.CANCELLED,
+        PlayStatus.NOT_HEARD,
     }
 )
 
