@@ -21,7 +21,6 @@ COMMUNE = "xa-loi-binh-nhon"
 pytestmark = browser.BROWSER_MARKS
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from selenium.common.exceptions import StaleElementReferenceException  # noqa: E402
 from selenium.webdriver.chrome.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 
@@ -86,15 +85,15 @@ def test_a_speaker_fault_is_shown_and_acknowledged_with_a_note(
         row.find_element(By.CSS_SELECTOR, "form[data-alarm-ack] button").click()
 
         def acknowledged(d: WebDriver) -> str:
-            try:  # the page reloads after the acknowledgement
-                rows = d.find_elements(
-                    By.XPATH, f"//table[@id='alarms-table']//tr[.//code[text()='{sid}']]"
-                )
-                text = str(rows[0].text) if rows else ""
-                forms = rows[0].find_elements(By.CSS_SELECTOR, "form") if rows else [None]
-            except StaleElementReferenceException:
-                return ""
-            return text if "Đã xác nhận" in text and not forms else ""
+            """The station's row once acknowledged (read in one script: the page reloads)."""
+            text = d.execute_script(
+                "const c = [...document.querySelectorAll('#alarms-table code')]"
+                ".find((e) => e.textContent === arguments[0]);"
+                "const tr = c && c.closest('tr');"
+                "return tr && !tr.querySelector('form') ? tr.innerText : '';",
+                sid,
+            )
+            return str(text) if "Đã xác nhận" in str(text) else ""
 
         done = wait(driver, acknowledged, timeout_s=20, what="the alarm acknowledged")
         assert note in done
