@@ -531,7 +531,7 @@
         type: "line",
         data: {
           labels: chart.at,
-          datasets: [{ data: chart.series[canvas.dataset.chart], borderColor: "#b45309", pointRadius: 0, spanGaps: true, borderWidth: 2 }],
+          datasets: [{ data: chart.series[canvas.dataset.chart], borderColor: "#b45309", pointRadius: chart.at.length > 30 ? 0 : 2, spanGaps: true, borderWidth: 2 }],
         },
         options: {
           locale: "vi-VN",
