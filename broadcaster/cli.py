@@ -92,7 +92,10 @@ def broadcast(
     station: Annotated[list[str] | None, typer.Option(help="station sid, repeatable")] = None,
     title: Annotated[str | None, typer.Option()] = None,
     repeat: Annotated[int, typer.Option(min=1, max=100)] = 1,
-    expires_in: Annotated[int, typer.Option(help="seconds the command stays valid")] = 30,
+    expires_in: Annotated[
+        int | None,
+        typer.Option(help="seconds it stays deliverable (default: emergency 1800, others 30)"),
+    ] = None,
     api: Annotated[str, typer.Option(envvar="BROADCASTER_API_URL")] = "http://127.0.0.1:8000",
     username: Annotated[str | None, typer.Option(envvar="BROADCASTER_USERNAME")] = None,
     password: Annotated[str | None, typer.Option(envvar="BROADCASTER_PASSWORD")] = None,

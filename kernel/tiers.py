@@ -47,6 +47,12 @@ class Tier(StrEnum):
     def label_vi(self) -> str:
         return TIER_LABELS_VI[self]
 
+    @property
+    def validity_s(self) -> int:
+        """How long a broadcast of this tier stays deliverable by default (seconds): an
+        emergency waits for stations that are offline for the length of a warning."""
+        return VALIDITY_S.get(self, DEFAULT_VALIDITY_S)
+
 
 TIER_LABELS_VI: dict[Tier, str] = {
     Tier.FILLER: "Lấp chỗ trống",
@@ -55,6 +61,9 @@ TIER_LABELS_VI: dict[Tier, str] = {
     Tier.LIVE: "Trực tiếp",
     Tier.EMERGENCY: "Khẩn cấp",
 }
+
+DEFAULT_VALIDITY_S = 30
+VALIDITY_S: dict[Tier, int] = {Tier.EMERGENCY: 30 * 60}
 
 # Highest level first, so the first one at or below a priority is its tier.
 _BY_PRIORITY_DESC = sorted(Tier, key=lambda tier: tier.priority, reverse=True)

@@ -172,3 +172,17 @@ def tan_an(client, session_factory: sessionmaker[Session]) -> None:  # type: ign
 
     with db.session_scope(session_factory) as session:
         tan_an.load(session)
+
+
+@pytest.fixture
+def bulletin(client, admin: dict[str, str], session_factory: sessionmaker[Session]) -> int:  # type: ignore[no-untyped-def]
+    """An approved spoken bulletin (media asset id), ready to broadcast."""
+    from kernel.security import Role
+    from tests.api import make_user, ok
+
+    made = ok(
+        client.post("/api/v1/media/tts", json={"text": "Thông báo họp dân."}, headers=admin), 201
+    )
+    approver = make_user(session_factory, "duyet-tp", Role.APPROVER, ["tan-an"])
+    ok(client.post(f"/api/v1/media/{made['id']}/approve", headers=approver))
+    return int(made["id"])

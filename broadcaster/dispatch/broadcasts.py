@@ -282,9 +282,8 @@ def _store(
         )
     content = resolve_content(session, library, data, principal, start_at=start_at, speech=speech)
     priority = data.tier.priority
-    not_after = max(
-        now + dt.timedelta(seconds=data.expires_in_s), start_at + dt.timedelta(seconds=5)
-    )
+    valid_s = data.expires_in_s if data.expires_in_s is not None else data.tier.validity_s
+    not_after = max(now + dt.timedelta(seconds=valid_s), start_at + dt.timedelta(seconds=5))
     play = PlayBody(
         priority=priority,
         title=content.title[:500],
@@ -327,7 +326,9 @@ def _store(
         groups=plan.groups,
         direct_ids=plan.direct,
         not_after=not_after,
-        deadline=start_at + dt.timedelta(milliseconds=content.expected_ms),
+        # a station reached late (up to not_after) starts a lead time later and plays it all
+        deadline=max(start_at, not_after + (start_at - now))
+        + dt.timedelta(milliseconds=content.expected_ms),
         created_by=principal.username,
         broadcast_id=broadcast.id,
         priority=priority,
@@ -376,6 +377,7 @@ def stop(session: Session, broadcast: Broadcast, principal: Principal) -> Comman
         broadcast_id=broadcast.id,
         now=now,
     )
+    outbox.stop_targets(session, play, reason=f"stopped by {principal.username}", now=now)
     session.execute(
         update(Play)
         .where(Play.cmd_id == play.cmd_id, Play.status == PlayStatus.PLANNED)

@@ -78,12 +78,14 @@ class Ingestor:
         factory: sessionmaker[Session],
         *,
         on_ack: Callable[[str], None] | None = None,
+        on_late: Callable[[], None] | None = None,
         throttle: deadletters.Throttle | None = None,
         after_batch: Callable[[Session, set[int]], None] | None = None,
     ) -> None:
         self._factory = factory
         self._on_ack = on_ack
         self._after_batch = after_batch  # in the batch's transaction (alarm rules)
+        self._on_late = on_late  # a station came back with broadcasts still to reach it
         self._sids: dict[str, int] = {}
         self._unknown_reported: set[str] = set()
         self._lock = threading.Lock()
@@ -158,6 +160,7 @@ class Ingestor:
 
     def __call__(self, batch: list[Inbound]) -> None:
         acked: list[str] = []
+        late = False
         with _retry_later_on_busy_database(), self._factory() as session:
             telemetry: list[tuple[Inbound, live.TelemetryRow]] = []
             touched: set[int] = set()
@@ -195,6 +198,9 @@ class Ingestor:
                     self._quarantine_inbound(session, inbound, "store", _reason(exc))
                     continue
                 self._count(outcome)
+                if outcome == "birth_late":
+                    late = True
+                    self._count("birth")
                 if outcome == "ack" and isinstance(inbound.message, Ack):
                     acked.append(inbound.message.cmd_id)
             if telemetry:
@@ -202,6 +208,8 @@ class Ingestor:
             if self._after_batch is not None and touched:
                 self._after_batch(session, touched)
             session.commit()
+        if late and self._on_late is not None:
+            self._on_late()
         if self._on_ack is not None:
             for cmd_id in dict.fromkeys(acked):
                 self._on_ack(cmd_id)
@@ -259,6 +267,9 @@ class Ingestor:
                     capabilities=list(message.capabilities or []),
                     held_version=message.desired_version,
                 )
+                # still-valid broadcasts it missed while offline go to it now
+                if outbox.redeliver_on_birth(session, station_id, now):
+                    return "birth_late"
                 return "birth"
             applied = live.record_death(session, station_id, bdseq=message.bdseq, received_at=now)
             return "death" if applied else "stale_death"

@@ -35,6 +35,7 @@ class TargetStatus(StrEnum):
     FAILED = "FAILED"
     REJECTED = "REJECTED"
     EXPIRED = "EXPIRED"
+    STOPPED = "STOPPED"  # ours: an operator stopped the broadcast before it settled here
 
     @property
     def terminal(self) -> bool:
@@ -46,7 +47,13 @@ class TargetStatus(StrEnum):
 
 
 TERMINAL = frozenset(
-    {TargetStatus.SUCCEEDED, TargetStatus.FAILED, TargetStatus.REJECTED, TargetStatus.EXPIRED}
+    {
+        TargetStatus.SUCCEEDED,
+        TargetStatus.FAILED,
+        TargetStatus.REJECTED,
+        TargetStatus.EXPIRED,
+        TargetStatus.STOPPED,
+    }
 )
 _RANK = {
     TargetStatus.PENDING: 0,

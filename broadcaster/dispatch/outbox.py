@@ -32,6 +32,8 @@ from sqlalchemy.orm import Session
 
 from broadcaster.dispatch.models import (
     TERMINAL,
+    Broadcast,
+    BroadcastStatus,
     Command,
     CommandTarget,
     Play,
@@ -39,6 +41,7 @@ from broadcaster.dispatch.models import (
     Route,
     TargetStatus,
 )
+from firmware_bridge.messages import PlayBody
 from kernel.db import utcnow
 from stations.models import Station
 
@@ -46,6 +49,7 @@ log = logging.getLogger(__name__)
 
 TRANSIT_GRACE = dt.timedelta(seconds=2)
 FINAL_ACK_GRACE = dt.timedelta(seconds=60)
+MAX_LEAD = dt.timedelta(seconds=60)
 # targets still waiting for a final ack: a republished copy reaches them
 OPEN = (TargetStatus.PENDING, TargetStatus.SENT, TargetStatus.RECEIVED, TargetStatus.IN_PROGRESS)
 
@@ -166,6 +170,65 @@ def mark_published(session: Session, command: Command, now: dt.datetime) -> None
     )
 
 
+def redeliver_on_birth(session: Session, station_id: int, now: dt.datetime) -> int:
+    """A station came (back) online: every still-valid broadcast play it has not received
+    goes to it again, directly (its target back to PENDING; the publisher sends it with
+    a fresh `start_at`, see `late_body`).  Returns the number of commands to send."""
+    valid = select(Command.id).where(
+        Command.type == "play",
+        Command.broadcast_id.is_not(None),
+        Command.published_at.is_not(None),
+        Command.done.is_(False),
+        Command.not_after > now + TRANSIT_GRACE,
+    )
+    return len(
+        list(
+            session.scalars(
+                update(CommandTarget)
+                .where(
+                    CommandTarget.station_id == station_id,
+                    CommandTarget.command_id.in_(valid),
+                    CommandTarget.status == TargetStatus.SENT,
+                )
+                .values(status=TargetStatus.PENDING, direct=True, updated_at=now)
+                .returning(CommandTarget.command_id)
+            )
+        )
+    )
+
+
+def late_deliveries(session: Session, now: dt.datetime) -> list[tuple[Command, list[str]]]:
+    """Published, still-valid commands with targets waiting for a late copy
+    (`redeliver_on_birth`), with those stations' sids."""
+    rows = session.execute(
+        select(Command, Station.sid)
+        .join(CommandTarget, CommandTarget.command_id == Command.id)
+        .join(Station, Station.id == CommandTarget.station_id)
+        .where(
+            Command.published_at.is_not(None),
+            Command.done.is_(False),
+            Command.not_after > now + TRANSIT_GRACE,
+            CommandTarget.status == TargetStatus.PENDING,
+        )
+        .order_by(Command.id, Station.sid)
+    ).all()
+    out: dict[int, tuple[Command, list[str]]] = {}
+    for command, sid in rows:
+        out.setdefault(command.id, (command, []))[1].append(sid)
+    return list(out.values())
+
+
+def late_body(command: Command, now: dt.datetime) -> dict[str, Any]:
+    """A play's body for a station reached late: it starts the usual lead time from now
+    (the lead the broadcast was sent with) and plays from the start."""
+    body = PlayBody.model_validate(command.body)
+    if body.start_at is None:
+        return command.body
+    lead = min(max(body.start_at - command.issued_at, dt.timedelta(0)), MAX_LEAD)
+    late = body.model_copy(update={"start_at": max(body.start_at, now + lead)})
+    return late.model_dump(mode="json", by_alias=True)
+
+
 def find(session: Session, cmd_id: str) -> Command | None:
     return session.scalar(select(Command).where(Command.cmd_id == cmd_id))
 
@@ -273,16 +336,37 @@ def _settle_targets(
     )
 
 
+def stop_targets(session: Session, command: Command, *, reason: str, now: dt.datetime) -> None:
+    """An operator stopped the command: its unsettled targets end STOPPED (never FAILED;
+    a late final ack from a station is then stale) and the command is done."""
+    _settle_targets(session, command, OPEN, TargetStatus.STOPPED, reason, now)
+    command.done = True
+
+
 def expire_due(session: Session, now: dt.datetime) -> int:
     """Targets past their command's limits: EXPIRED if never received, FAILED if no
     final ack by the deadline.  Marks commands done when every target is final."""
     changed = 0
+    unsettled = (
+        select(CommandTarget.id)
+        .where(
+            CommandTarget.command_id == Command.id,
+            CommandTarget.status.not_in(list(TERMINAL)),
+        )
+        .exists()
+    )
     open_commands = list(
         session.scalars(
-            select(Command).where(Command.done.is_(False), Command.not_after < now - TRANSIT_GRACE)
+            select(Command).where(
+                Command.done.is_(False),
+                or_(Command.not_after < now - TRANSIT_GRACE, ~unsettled),
+            )
         )
     )
     for command in open_commands:
+        if command.not_after >= now - TRANSIT_GRACE:  # settled early: only mark it done
+            _end(session, command)
+            continue
         unreceived = _settle_targets(session, command, *_UNRECEIVED, now)
         changed += len(unreceived)
         if command.type == "play":
@@ -307,8 +391,20 @@ def expire_due(session: Session, now: dt.datetime) -> int:
             .limit(1)
         )
         if remaining is None:
-            command.done = True
+            _end(session, command)
     return changed
+
+
+def _end(session: Session, command: Command) -> None:
+    """Every target of the command settled: it is done, and so is its broadcast (the API
+    then says ``finished``, as the page does)."""
+    command.done = True
+    if command.type == "play" and command.broadcast_id is not None:
+        session.execute(
+            update(Broadcast)
+            .where(Broadcast.id == command.broadcast_id, Broadcast.status == BroadcastStatus.ACTIVE)
+            .values(status=BroadcastStatus.FINISHED)
+        )
 
 
 def progress(session: Session, command_ids: Sequence[int]) -> dict[str, int]:

@@ -138,10 +138,17 @@ def progress(session: Session, command_ids: list[int]) -> Progress:
     received = sum(
         counts.get(s.value, 0)
         for s in TargetStatus
-        if s.rank >= TargetStatus.RECEIVED.rank and s is not TargetStatus.EXPIRED
+        if s.rank >= TargetStatus.RECEIVED.rank
+        and s not in (TargetStatus.EXPIRED, TargetStatus.STOPPED)
     )
     finished = sum(counts.get(s.value, 0) for s in TargetStatus if s.terminal)
-    return Progress(total=total, by_status=counts, received=received, finished=finished)
+    return Progress(
+        total=total,
+        by_status=counts,
+        received=received,
+        finished=finished,
+        succeeded=counts.get(TargetStatus.SUCCEEDED.value, 0),
+    )
 
 
 def play_command(session: Session, broadcast: Broadcast) -> Command | None:
@@ -156,9 +163,12 @@ def _targets(session: Session, play: Command) -> list[TargetRead]:
             CommandTarget.reason,
             CommandTarget.updated_at,
             Play.status,
+            StationState.online,
+            StationState.offline_since,
         )
         .join(CommandTarget, CommandTarget.station_id == Station.id)
         .outerjoin(Play, (Play.station_id == Station.id) & (Play.cmd_id == play.cmd_id))
+        .outerjoin(StationState, StationState.station_id == Station.id)
         .where(CommandTarget.command_id == play.id)
         .order_by(Station.sid)
     ).all()
@@ -169,9 +179,14 @@ def _targets(session: Session, play: Command) -> list[TargetRead]:
             reason=reason,
             updated_at=updated,
             play_status=PlayStatus(ps).value if ps else None,
+            offline_since=(since if not online and TargetStatus(st) in UNREACHED else None),
         )
-        for sid, st, reason, updated, ps in rows
+        for sid, st, reason, updated, ps, online, since in rows
     ]
+
+
+#: a target's statuses before the station took the command
+UNREACHED = (TargetStatus.PENDING, TargetStatus.SENT)
 
 
 def broadcast_read(session: Session, broadcast: Broadcast, *, with_stations: bool) -> BroadcastRead:

@@ -68,7 +68,11 @@ class BroadcastCreate(_Strict):
     )
     repeat: Annotated[int, Field(ge=1, le=100)] = 1
     until: Annotated[AwareDatetime, AfterValidator(in_range)] | None = None
-    expires_in_s: Annotated[int, Field(ge=1, le=86_400)] = 30
+    expires_in_s: Annotated[int, Field(ge=1, le=86_400)] | None = Field(
+        default=None,
+        description="validity window: how long stations that were offline still get it "
+        "when they reconnect; null: the tier's default (emergency 1800 s, others 30 s)",
+    )
     volume: Annotated[int, Field(ge=0, le=100)] | None = None
     lead_s: Annotated[float, Field(ge=0, le=60)] = 2.0
 
@@ -77,7 +81,8 @@ class Progress(BaseModel):
     total: int
     by_status: dict[str, int]
     received: int
-    finished: int
+    finished: int  # settled, whatever the outcome (the broadcast ends when all are)
+    succeeded: int = 0  # what the progress bar counts
 
 
 class TargetRead(BaseModel):
@@ -86,6 +91,9 @@ class TargetRead(BaseModel):
     reason: str | None
     updated_at: dt.datetime
     play_status: str | None = None
+    # not yet reached and the station is offline: since when (it gets the command on
+    # reconnecting, while the broadcast is still valid)
+    offline_since: dt.datetime | None = None
 
 
 class BroadcastRead(BaseModel):

@@ -70,7 +70,10 @@ class Worker:
         self.tz = ZoneInfo(settings.timezone)
         self.after_plan = after_plan
         self.ingestor = Ingestor(
-            factory, on_ack=lambda _cmd: None, after_batch=self._evaluate_alarms
+            factory,
+            on_ack=lambda _cmd: None,
+            on_late=self.wake,
+            after_batch=self._evaluate_alarms,
         )
         self.notifier = Notifier(factory, NotifyConfig.from_settings(settings))
         self.bridge = Bridge(
@@ -204,15 +207,22 @@ class Worker:
             except Exception:
                 log.exception("rebuilding desired states after reconnecting failed")
 
-    def _send(self, session: Session, command: Command) -> bool:
-        groups, sids = outbox.recipients(session, command)
+    def _send(self, session: Session, command: Command, late: list[str] | None = None) -> bool:
+        """Publish the command to its groups and direct stations, or (``late``) only to
+        those stations, reached late, with a fresh start (`outbox.late_body`)."""
+        if late is None:
+            groups, sids = outbox.recipients(session, command)
+            body = command.body
+        else:
+            groups, sids = [], late
+            body = outbox.late_body(command, utcnow())
         message = CommandMessage.model_validate(
             {
                 "cmd_id": command.cmd_id,
                 "type": command.type,
                 "issued_at": command.issued_at,
                 "not_after": command.not_after,
-                "body": command.body,
+                "body": body,
             }
         )
         ok = all(self.bridge.publish_command_to_group(gid, message, wait_s=5.0) for gid in groups)
@@ -227,6 +237,12 @@ class Worker:
         with self.factory() as session:
             for command in outbox.to_publish(session, utcnow()):
                 if self._send(session, command):
+                    outbox.mark_published(session, command, utcnow())
+                    session.commit()
+                    count += 1
+            for command, sids in outbox.late_deliveries(session, utcnow()):
+                log.info("sending %s to %d station(s) back online", command.cmd_id, len(sids))
+                if self._send(session, command, late=sids):
                     outbox.mark_published(session, command, utcnow())
                     session.commit()
                     count += 1

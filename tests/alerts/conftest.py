@@ -6,7 +6,6 @@ import pytest
 from fastapi.testclient import TestClient
 
 from tests.api import ok
-from tests.dispatch.conftest import live  # noqa: F401 - the whole service, end to end
 
 
 def make_source(client: TestClient, admin: dict[str, str], name: str, *, auto_air: bool) -> str:

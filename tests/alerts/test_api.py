@@ -25,7 +25,7 @@ from tests.alerts.capdocs import (
     reference,
 )
 from tests.api import make_user, ok
-from tests.audio_library.conftest import sine, write_wav
+from tests.support.audio import sine, write_wav
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 

@@ -12,18 +12,6 @@ from tests.api import make_user, ok
 pytestmark = pytest.mark.usefixtures("tan_an")
 
 
-@pytest.fixture
-def bulletin(
-    client: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
-) -> int:
-    made = ok(
-        client.post("/api/v1/media/tts", json={"text": "Thông báo họp dân."}, headers=admin), 201
-    )
-    approver = make_user(session_factory, "duyet-tp", Role.APPROVER, ["tan-an"])
-    ok(client.post(f"/api/v1/media/{made['id']}/approve", headers=approver))
-    return int(made["id"])
-
-
 def test_operators_broadcast_only_in_their_commune(
     client: TestClient, session_factory: sessionmaker[Session], bulletin: int
 ) -> None:

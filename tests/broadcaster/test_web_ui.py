@@ -131,7 +131,7 @@ def test_emergency_text_broadcast_to_one_commune(browser: WebDriver, site: Site)
     assert sorted(per_station) == site.sids
     wait(
         browser,
-        lambda d: "Đã hoàn tất" in text_of(d, "progress-state"),
+        lambda d: "Đã phát thành công trên tất cả" in text_of(d, "progress-state"),
         what="the event stream's end",
     )
     wait(

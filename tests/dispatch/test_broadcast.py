@@ -156,6 +156,7 @@ def test_expired_command_is_never_played(live: Live) -> None:
                 "reason": stations[0]["reason"],
                 "updated_at": stations[0]["updated_at"],
                 "play_status": "missed",
+                "offline_since": None,
             }
         ]
 
@@ -195,3 +196,69 @@ def test_bad_broadcasts(live: Live, payload: dict[str, object], field: str) -> N
         response = http.post("/api/v1/broadcasts", json=payload)
     assert response.status_code == 422, response.text
     assert field in [str(p) for p in response.json()["detail"][0]["loc"]]
+
+
+def test_emergency_reaches_a_station_that_comes_back_within_its_window(live: Live) -> None:
+    """Offline at send time: one station reconnects inside the validity window and plays
+    the emergency (a late copy with a fresh start); one stays offline and is missed."""
+    sids = sorted(s for s in live.seed() if s.startswith("lbn-"))[:3]
+    online, late, gone = sids
+    # no session kept by the broker once offline: only the service can reach them again
+    fleet = live.fleet(sids, protocol="5", session_expiry_s=0, will_delay_s=0)
+    wait_until(lambda: _applied(live, sids), timeout_s=60, what="applied")
+    fleet.kill(late, "abort")
+    fleet.kill(gone, "abort")
+    with live.http() as http:
+
+        def offline(sid: str) -> bool:
+            return not http.get(f"/api/v1/stations/{sid}").json()["online"]
+
+        wait_until(lambda: offline(late) and offline(gone), timeout_s=60, what="offline")
+        made = http.post(
+            "/api/v1/broadcasts",
+            json={
+                "targets": {"stations": sids},
+                "content": {"text": "Cảnh báo lũ. Người dân di chuyển đến nơi an toàn."},
+                "tier": "emergency",
+                "expires_in_s": 30,
+            },
+        )
+        assert made.status_code == 201, made.text
+        broadcast_id, cmd_id = made.json()["id"], made.json()["cmd_id"]
+
+        def rows() -> dict[str, dict[str, object]]:
+            found = http.get(f"/api/v1/broadcasts/{broadcast_id}").json()["stations"]
+            return {r["sid"]: r for r in found}
+
+        wait_until(
+            lambda: rows()[online]["status"] == "SUCCEEDED", timeout_s=30, what="played online"
+        )
+        waiting = rows()
+        for sid in (late, gone):  # not yet reached, offline since a known time
+            assert waiting[sid]["status"] == "SENT"
+            assert waiting[sid]["offline_since"] is not None
+        assert http.get(f"/api/v1/broadcasts/{broadcast_id}").json()["status"] == "active"
+
+        fleet.restart(late)
+        wait_until(lambda: rows()[late]["status"] == "SUCCEEDED", timeout_s=30, what="played late")
+        assert rows()[late]["play_status"] == "played"
+        assert any(p.cmd_id == cmd_id and p.started_at for p in fleet.station(late).plays)
+        # the late copy: same cmd_id, to that station only, starting after it came back
+        copies = [r for r in live.recorder.select("command") if r.data["cmd_id"] == cmd_id]
+        assert [r.sid for r in copies].count(late) == 2
+        first, again = [r for r in copies if r.sid == late]
+        assert again.data["body"]["start_at"] > first.data["body"]["start_at"]
+        assert [r.sid for r in copies].count(gone) == 1
+
+        def finished() -> bool:
+            return http.get(f"/api/v1/broadcasts/{broadcast_id}").json()["status"] == "finished"
+
+        wait_until(finished, timeout_s=60, what="the broadcast ends when the window closes")
+        read = http.get(f"/api/v1/broadcasts/{broadcast_id}").json()
+        final = {r["sid"]: r for r in read["stations"]}
+        assert final[online]["status"] == final[late]["status"] == "SUCCEEDED"
+        assert final[gone]["status"] == "EXPIRED"  # missed, never a success
+        assert final[gone]["play_status"] == "missed"
+        assert final[gone]["offline_since"] is None
+        assert read["progress"]["succeeded"] == 2
+        assert read["progress"]["finished"] == 3

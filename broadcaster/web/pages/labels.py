@@ -24,7 +24,8 @@ TARGET_LABELS = {
     TargetStatus.SUCCEEDED: "Thành công",
     TargetStatus.FAILED: "Thất bại",
     TargetStatus.REJECTED: "Bị từ chối",
-    TargetStatus.EXPIRED: "Hết hạn",
+    TargetStatus.EXPIRED: "Hết hạn, không đến được",
+    TargetStatus.STOPPED: "Đã dừng (theo lệnh)",
 }
 PLAY_LABELS = {
     PlayStatus.PLANNED: "Đã lên lịch",

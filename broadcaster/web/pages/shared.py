@@ -24,7 +24,7 @@ from broadcaster.alarms import service as alarms_service
 from broadcaster.auth import service as auth_service
 from broadcaster.auth.dependencies import COOKIE_NAME, note_token_use
 from broadcaster.dispatch import reports
-from broadcaster.dispatch.models import Broadcast, BroadcastStatus, TargetStatus
+from broadcaster.dispatch.models import Broadcast, TargetStatus
 from broadcaster.web.pages import labels
 from broadcaster.web.pages.labels import (
     BROADCAST_LABELS,
@@ -344,11 +344,9 @@ def pager(path: str, filters: Mapping[str, str], page: int, total: int) -> dict[
 def broadcast_summary(session: Session, broadcast: Broadcast, tz: ZoneInfo) -> dict[str, Any]:
     play = reports.play_command(session, broadcast)
     counts = reports.progress(session, [play.id] if play is not None else []).by_status
-    total = sum(counts.values())
-    finished = sum(counts.get(s.value, 0) for s in TargetStatus if s.terminal)
+    # the broadcast's own status, as the API gives it (the worker ends it once every
+    # target is settled): never "done" while stations are still to be reached
     status_label = BROADCAST_LABELS.get(broadcast.status, broadcast.status.value)
-    if broadcast.status is BroadcastStatus.ACTIVE and total and finished == total:
-        status_label = "Đã phát xong"
     return {
         "id": broadcast.id,
         "title": broadcast.title,
@@ -363,6 +361,7 @@ def broadcast_summary(session: Session, broadcast: Broadcast, tz: ZoneInfo) -> d
         "failed": counts.get(TargetStatus.FAILED.value, 0)
         + counts.get(TargetStatus.REJECTED.value, 0),
         "expired": counts.get(TargetStatus.EXPIRED.value, 0),
+        "stopped": counts.get(TargetStatus.STOPPED.value, 0),
     }
 
 

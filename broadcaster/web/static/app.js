@@ -7,7 +7,7 @@
   const $ = (sel, root) => (root || document).querySelector(sel);
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-  const TERMINAL = new Set(["SUCCEEDED", "FAILED", "REJECTED", "EXPIRED"]);
+  const TERMINAL = new Set(["SUCCEEDED", "FAILED", "REJECTED", "EXPIRED", "STOPPED"]);
   let LABELS = { target: {}, play: {}, command: {}, tier: {} };
 
   function el(tag, props, ...children) {
@@ -265,10 +265,12 @@
       $("#count-SUCCEEDED").textContent = by.SUCCEEDED || 0;
       $("#count-FAILED").textContent = (by.FAILED || 0) + (by.REJECTED || 0);
       $("#count-EXPIRED").textContent = by.EXPIRED || 0;
+      $("#count-STOPPED").textContent = by.STOPPED || 0;
+      // the bar counts only successes (a stopped or missed station is not progress)
       const bar = $("#progress-bar");
-      const share = progress.total ? Math.round((100 * progress.finished) / progress.total) : 0;
+      const share = progress.total ? Math.round((100 * progress.succeeded) / progress.total) : 0;
       bar.setAttribute("aria-valuemax", progress.total);
-      bar.setAttribute("aria-valuenow", progress.finished);
+      bar.setAttribute("aria-valuenow", progress.succeeded);
       bar.firstElementChild.style.width = share + "%";
     }
 
@@ -280,7 +282,24 @@
           el("td", {}, el("span", { className: "target target-" + row.status },
             (LABELS.target[row.status] || row.status) + " "), el("code", { className: "small" }, row.status)),
           el("td", {}, row.play_status ? (LABELS.play[row.play_status] || row.play_status) : "—"),
-          el("td", { className: "muted small" }, row.reason || ""))));
+          el("td", { className: "muted small" }, note(row)))));
+    }
+
+    // a station not yet reached says so, with since when it is offline
+    function note(row) {
+      if (!row.offline_since) return row.reason || "";
+      const since = new Date(row.offline_since).toLocaleString("vi-VN", {
+        timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit",
+      });
+      return "Chưa đến được (mất kết nối từ " + since + "); sẽ gửi lại khi trạm kết nối";
+    }
+
+    // what the page says once every station is settled: never "all done" unless all succeeded
+    function settledText(data) {
+      if (data.status === "stopped") return "Đã dừng phát theo lệnh của cán bộ.";
+      const p = data.progress;
+      if (p.total && p.succeeded === p.total) return "Đã phát thành công trên tất cả các trạm.";
+      return "Đã kết thúc: " + p.succeeded + "/" + p.total + " trạm phát thành công.";
     }
 
     async function refreshDetail() {
@@ -291,7 +310,7 @@
       $("#progress-title").textContent = data.title;
       const done = data.progress.total && data.progress.finished === data.progress.total;
       if (data.status !== "active" || done) stop.hidden = true;
-      if (data.status === "stopped") state.textContent = "Đã dừng phát.";
+      if (data.status === "stopped" || done) state.textContent = settledText(data);
       return data;
     }
 
@@ -313,7 +332,6 @@
           const data = await refreshDetail();
           if (data.progress.total && data.progress.finished === data.progress.total) {
             clearInterval(poll);
-            state.textContent = "Đã hoàn tất trên tất cả các trạm.";
           }
         } catch (err) {
           state.textContent = err.message;
@@ -333,7 +351,6 @@
       finished = true;
       events.close();
       stop.hidden = true;
-      state.textContent = "Đã hoàn tất trên tất cả các trạm.";
       refreshDetail().catch(() => {});
     });
     events.addEventListener("error", () => {
