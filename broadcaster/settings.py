@@ -71,6 +71,10 @@ class Settings(BaseSettings):
     alarm_notify_timeout_s: float = Field(default=10.0, gt=0, le=120)
     alarm_notify_max_attempts: int = Field(default=6, ge=1, le=50)
     alarm_notify_backoff_s: float = Field(default=30.0, ge=0.1, le=3600)
+    map_tile_url: str = ""
+    """Map tiles of the alarms page (``https://.../{z}/{x}/{y}.png``; the page's Content
+    Security Policy must allow its host); empty: no tiles, the stations on a plain
+    background."""
 
     @field_validator("timezone")
     @classmethod

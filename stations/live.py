@@ -318,6 +318,34 @@ def telemetry_between(
     return list(session.scalars(query.order_by(TelemetrySample.at).limit(limit)))
 
 
+def telemetry_series(
+    session: Session,
+    station_id: int,
+    keys: Sequence[str],
+    *,
+    since: dt.datetime,
+    points: int = 300,
+    limit: int = 20_000,
+) -> tuple[list[dt.datetime], dict[str, list[float | None]]]:
+    """The station's numeric telemetry `keys` since `since` for charts: the sample times
+    and one series per key (None where a sample lacks the value), thinned evenly to at
+    most `points` samples (of the first `limit`)."""
+    samples = telemetry_between(session, station_id, since=since, until=None, limit=limit)
+    step = max(1, -(-len(samples) // max(1, points)))
+    kept = samples[::step]
+    series: dict[str, list[float | None]] = {}
+    for key in keys:
+        values: list[float | None] = []
+        for sample in kept:
+            value = sample.data.get(key)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                values.append(float(value))
+            else:
+                values.append(None)
+        series[key] = values
+    return [sample.at for sample in kept], series
+
+
 def purge_telemetry(session: Session, *, older_than: dt.datetime) -> int:
     result = session.execute(
         delete(TelemetrySample).where(TelemetrySample.received_at < older_than)

@@ -90,9 +90,10 @@ def webhook_body(out: service.Outgoing, sent_at: str) -> bytes:
 def _line(event: dict[str, Any]) -> str:
     label = EVENT_LABELS_VI.get(str(event.get("event")), str(event.get("event")))
     area = f", {event['area']}" if event.get("area") else ""
+    note = f" {event['note_vi']}" if event.get("note_vi") else ""
     return (
         f"[{label}] {event['severity_vi']}: {event['title_vi']} — {event['station']}"
-        f" ({event['sid']}{area}): {event['detail']} (từ {event['raised_at']})"
+        f" ({event['sid']}{area}): {event['detail']} (từ {event['raised_at']}){note}"
     )
 
 

@@ -27,6 +27,7 @@ from stations.models import StationKind
 __all__ = [
     "CONDITION_TITLES_VI",
     "EVENT_LABELS_VI",
+    "NOT_HEARD_NOTE_VI",
     "RULES",
     "SEVERITY_LABELS_VI",
     "THRESHOLDS",
@@ -39,6 +40,8 @@ __all__ = [
     "check_consistent",
     "defaults_for",
     "evaluate",
+    "note_vi",
+    "silences",
     "validate_thresholds",
 ]
 
@@ -91,6 +94,27 @@ CONDITION_TITLES_VI: dict[Condition, str] = {
     Condition.PLAYS_MISSED: "Bỏ lỡ lịch phát",
     Condition.COMMANDS_UNACKED: "Lệnh không được trạm xác nhận",
 }
+
+
+#: What the alarm text adds for the faults that keep a play from being heard: a play the
+#: station reports while such an alarm is open is recorded as "not heard" (proof of play).
+NOT_HEARD_NOTE_VI = (
+    "Trong khi lỗi này còn, các lượt trạm báo đã phát được ghi là "
+    "không nghe được trong nhật ký phát."
+)
+
+
+def silences(condition: Condition, severity: Severity) -> bool:
+    """True when an alarm means the loudspeakers were not heard: a speaker-line fault, or
+    the amplifier at its critical temperature (overheat: it shuts down or mutes)."""
+    if condition is Condition.SPEAKER_LINE:
+        return True
+    return condition is Condition.AMP_TEMPERATURE and severity is Severity.CRITICAL
+
+
+def note_vi(condition: Condition, severity: Severity) -> str | None:
+    """The alarm text's addition for a silencing alarm (`NOT_HEARD_NOTE_VI`), else None."""
+    return NOT_HEARD_NOTE_VI if silences(condition, severity) else None
 
 
 #: What happened to an alarm, as a notification says it.

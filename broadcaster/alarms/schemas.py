@@ -8,7 +8,13 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
 from broadcaster.alarms.models import Channel
-from broadcaster.alarms.rules import CONDITION_TITLES_VI, SEVERITY_LABELS_VI, Condition, Severity
+from broadcaster.alarms.rules import (
+    CONDITION_TITLES_VI,
+    SEVERITY_LABELS_VI,
+    Condition,
+    Severity,
+    note_vi,
+)
 from stations.schemas import CODE_PATTERN, SID_PATTERN
 
 
@@ -56,6 +62,13 @@ class AlarmRead(_FromRow):
     @property
     def severity_vi(self) -> str:
         return SEVERITY_LABELS_VI[self.severity]
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def note_vi(self) -> str | None:
+        """For a speaker-line or amplifier-overheat alarm: plays reported meanwhile are
+        recorded as not heard."""
+        return note_vi(self.condition, self.severity)
 
 
 class AlarmQuery(BaseModel):

@@ -267,6 +267,7 @@ def alarm_snapshot(
         "severity_vi": rules.SEVERITY_LABELS_VI[alarm.severity],
         "status": alarm.status.value,
         "detail": alarm.detail,
+        "note_vi": rules.note_vi(alarm.condition, alarm.severity),
         "value": alarm.value,
         "raised_at": alarm.raised_at.isoformat(),
         "cleared_at": alarm.cleared_at.isoformat() if alarm.cleared_at else None,
@@ -450,6 +451,55 @@ def acknowledge(
 
 
 # --- queries ---------------------------------------------------------------------------
+
+
+def open_count(session: Session, scope: Collection[int] | None) -> int:
+    """How many alarms are open (raised or acknowledged) at the stations in `scope`."""
+    query = (
+        select(func.count())
+        .select_from(Alarm)
+        .join(Station, Station.id == Alarm.station_id)
+        .where(Alarm.open_key.is_not(None))
+    )
+    if scope is not None:
+        query = query.where(Station.area_id.in_(list(scope)))
+    return int(session.scalar(query) or 0)
+
+
+def open_severity_by_station(
+    session: Session, scope: Collection[int] | None
+) -> dict[int, Severity]:
+    """The most serious open alarm of each station in `scope` that has one."""
+    query = (
+        select(Alarm.station_id, Alarm.severity)
+        .join(Station, Station.id == Alarm.station_id)
+        .where(Alarm.open_key.is_not(None))
+    )
+    if scope is not None:
+        query = query.where(Station.area_id.in_(list(scope)))
+    worst: dict[int, Severity] = {}
+    for station_id, severity in session.execute(query):
+        if station_id not in worst or severity.rank > worst[station_id].rank:
+            worst[station_id] = severity
+    return worst
+
+
+def silencing_alarm(
+    session: Session, station_id: int, start: dt.datetime, end: dt.datetime
+) -> Alarm | None:
+    """An alarm of the station that kept the loudspeakers silent at some time between
+    `start` and `end` (speaker line, amplifier overheat: `rules.silences`), if any."""
+    candidates = session.scalars(
+        select(Alarm)
+        .where(
+            Alarm.station_id == station_id,
+            Alarm.condition.in_([Condition.SPEAKER_LINE, Condition.AMP_TEMPERATURE]),
+            Alarm.raised_at <= end,
+            or_(Alarm.cleared_at.is_(None), Alarm.cleared_at >= start),
+        )
+        .order_by(Alarm.raised_at)
+    )
+    return next((a for a in candidates if rules.silences(a.condition, a.severity)), None)
 
 
 @dataclass(frozen=True, slots=True)

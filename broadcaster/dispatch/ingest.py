@@ -338,6 +338,7 @@ class Ingestor:
             return "event_duplicate"
         if play is not None:
             playlog.apply_event(play, event)
+            playlog.reconcile_hearing(session, play)
         if event.type in ("fault.raised", "fault.cleared") and event.fault:
             live.record_fault(session, station_id, event.fault, raised=event.type == "fault.raised")
         return "event"

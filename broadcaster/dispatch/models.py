@@ -190,6 +190,8 @@ class PlayStatus(StrEnum):
     FAILED = "failed"
     MISSED = "missed"
     CANCELLED = "cancelled"
+    #: reported played while the station had a speaker-line or amplifier fault alarm
+    NOT_HEARD = "not_heard"
 
 
 FINAL_PLAY = frozenset(
@@ -201,6 +203,7 @@ FINAL_PLAY = frozenset(
         PlayStatus.FAILED,
         PlayStatus.MISSED,
         PlayStatus.CANCELLED,
+        PlayStatus.NOT_HEARD,
     }
 )
 

@@ -11,7 +11,10 @@ Outcome of a planned item or broadcast play at one station:
 - ``failed``: the station reported a failure before playing;
 - ``missed``: no event at all by the planned end plus `MISSED_GRACE` (or a broadcast
   that expired before it reached the station);
-- ``cancelled``: removed from the plan before it was due.
+- ``cancelled``: removed from the plan before it was due;
+- ``not_heard``: reported played (fully or in part) while the station had an alarm that
+  keeps the loudspeakers silent (speaker-line fault, amplifier overheat): truthful proof
+  of play counts it apart from the plays people heard (`reconcile_hearing`).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from sqlalchemy import Table, delete, func, insert, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
+from broadcaster.alarms import service as alarms
 from broadcaster.dispatch.models import Play, PlayStatus, StationEvent
 
 PLAYED_SHARE = 0.9
@@ -117,6 +121,22 @@ def apply_event(play: Play, event: EventIn) -> None:
         play.played_ms = 0
         play.reason = (event.reason or "skipped")[:500]
     play.updated_at = event.received_at
+
+
+NOT_HEARD_REASON = "speaker or amplifier fault alarm"
+
+
+def reconcile_hearing(session: Session, play: Play) -> None:
+    """A play the station reports as (partly) played while it had a silencing alarm
+    (speaker line, amplifier overheat) between its start and end is `not_heard`."""
+    if play.status not in (PlayStatus.PLAYED, PlayStatus.PARTIAL):
+        return
+    start = play.started_at or play.planned_start
+    end = play.ended_at or play.planned_end
+    alarm = alarms.silencing_alarm(session, play.station_id, start, end)
+    if alarm is not None:
+        play.status = PlayStatus.NOT_HEARD
+        play.reason = NOT_HEARD_REASON
 
 
 def _played_ms(play: Play, event: EventIn) -> int:

@@ -361,7 +361,15 @@ def play_totals(
         row = totals.setdefault(
             (day, key),
             TotalRow(
-                date=day, key=key, name=name, minutes=0, plays=0, played=0, partial=0, missed=0
+                date=day,
+                key=key,
+                name=name,
+                minutes=0,
+                plays=0,
+                played=0,
+                partial=0,
+                missed=0,
+                not_heard=0,
             ),
         )
         row.plays += 1
@@ -372,6 +380,8 @@ def play_totals(
             row.partial += 1
         elif status is PlayStatus.MISSED:
             row.missed += 1
+        elif status is PlayStatus.NOT_HEARD:
+            row.not_heard += 1
     out = sorted(totals.values(), key=lambda r: (r.date, r.key))
     for row in out:
         row.minutes = round(row.minutes, 2)
@@ -383,7 +393,9 @@ def totals_csv(rows: Sequence[TotalRow], *, by: Literal["station", "area"]) -> s
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["date", by, "name", "minutes", "plays", "played", "partial", "missed"])
+    writer.writerow(
+        ["date", by, "name", "minutes", "plays", "played", "partial", "missed", "not_heard"]
+    )
     for r in rows:
         writer.writerow(
             [
@@ -395,6 +407,7 @@ def totals_csv(rows: Sequence[TotalRow], *, by: Literal["station", "area"]) -> s
                 r.played,
                 r.partial,
                 r.missed,
+                r.not_heard,
             ]
         )
     return out.getvalue()

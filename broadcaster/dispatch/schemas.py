@@ -179,6 +179,7 @@ class TotalRow(BaseModel):
     played: int
     partial: int
     missed: int
+    not_heard: int = 0  # reported played during a speaker/amplifier fault alarm
 
 
 class ConvergenceRow(BaseModel):

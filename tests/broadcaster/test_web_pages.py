@@ -19,7 +19,7 @@ from stations import live
 from stations.models import Station
 from tests.api import PASSWORD, make_user
 
-PAGES = ["/", "/tram", "/tram/lbn-cau-tre", "/phat-thanh", "/phat-thanh/1", "/nhat-ky"]
+PAGES = ["/", "/tram", "/tram/lbn-cau-tre", "/phat-thanh", "/phat-thanh/1", "/nhat-ky", "/canh-bao"]
 ORIGIN = {"Origin": "http://testserver"}
 
 pytestmark = pytest.mark.usefixtures("tan_an")

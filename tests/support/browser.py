@@ -75,6 +75,7 @@ class Site:
     base_url: str
     app: Any
     sids: list[str] = field(default_factory=list)
+    fleet: Any = None  # the simulated stations (`FleetThread`: fault injection), if any
 
     def sessions(self) -> Any:
         """The app's session factory (seeding and checks outside the browser)."""
@@ -135,7 +136,7 @@ def serve_site(
                     return len(stations_service.all_stations(session, query)) == len(sids)
 
             wait_until(all_online, timeout_s=30, what="the simulated stations online")
-        yield Site(base_url=f"http://127.0.0.1:{port}", app=app, sids=sids)
+        yield Site(base_url=f"http://127.0.0.1:{port}", app=app, sids=sids, fleet=fleet)
     finally:
         if fleet is not None:
             fleet.stop()

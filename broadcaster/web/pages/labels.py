@@ -37,6 +37,7 @@ PLAY_LABELS = {
     PlayStatus.FAILED: "Lỗi",
     PlayStatus.MISSED: "Không phát",
     PlayStatus.CANCELLED: "Đã hủy",
+    PlayStatus.NOT_HEARD: "Không nghe được (loa lỗi)",
 }
 BROADCAST_LABELS = {
     BroadcastStatus.ACTIVE: "Đang phát",
@@ -72,5 +73,8 @@ REASON_LABELS = {
     "no play event from the station": "trạm không báo đã phát",
     "no end event from the station": "trạm không báo kết thúc",
     "removed from the schedule": "đã bỏ khỏi lịch",
+    "speaker or amplifier fault alarm": (
+        "trạm báo đã phát nhưng đang có cảnh báo lỗi loa/khuếch đại"
+    ),
 }
 VOICE_LABELS = {"south": "Giọng miền Nam", "north": "Giọng miền Bắc", "central": "Giọng miền Trung"}

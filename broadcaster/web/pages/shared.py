@@ -20,6 +20,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from sqlalchemy.orm import Session
 
+from broadcaster.alarms import service as alarms_service
 from broadcaster.auth import service as auth_service
 from broadcaster.auth.dependencies import COOKIE_NAME, note_token_use
 from broadcaster.dispatch import reports
@@ -138,6 +139,7 @@ class Account:
     full_name: str | None
     role_label: str
     areas: list[str]
+    open_alarms: int = 0  # the navigation's alarm badge
 
     def can(self, permission: str) -> bool:
         return self.principal.has(Permission(permission))
@@ -160,6 +162,7 @@ def current_account(request: Request, session: SessionDep) -> Account | None:
         full_name=user.full_name,
         role_label=ROLE_LABELS.get(user.role, user.role.value),
         areas=[a.name for a in sorted(user.areas, key=lambda a: (a.level.rank, a.name))],
+        open_alarms=alarms_service.open_count(session, principal.scope),
     )
 
 
@@ -294,6 +297,19 @@ def area_options(session: Session, principal: Principal) -> list[AreaOption]:
 
     walk(None, 0)
     return out
+
+
+def area_filter(
+    session: Session, principal: Principal, area: str | None
+) -> tuple[list[AreaOption], str | None, list[str]]:
+    """A list page's area filter read leniently: the options, the chosen code if the
+    account reaches it (else None) and the note saying it was left out."""
+    options = area_options(session, principal)
+    code = area if area in {o.code for o in options} else None
+    notes = []
+    if area and code is None:
+        notes.append("Địa bàn đã chọn không thuộc phạm vi của tài khoản; hiển thị tất cả.")
+    return options, code, notes
 
 
 def page_number(value: str | None) -> int:

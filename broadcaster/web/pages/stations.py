@@ -14,11 +14,12 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from broadcaster.dispatch import reports
+from broadcaster.web.pages import alarms as station_alarms
 from broadcaster.web.pages.overview import attention_reasons
 from broadcaster.web.pages.shared import (
     PAGE_SIZE,
     SignedIn,
-    area_options,
+    area_filter,
     duration,
     error_page,
     page_number,
@@ -58,12 +59,7 @@ def stations_page(
     """The filters are declared (so every request's text is checked as storable) and
     read leniently: a value that does not fit is left out, never an error."""
     principal = account.principal
-    options = area_options(session, principal)
-    codes = {o.code for o in options}
-    notes: list[str] = []
-    area_code = area if area in codes else None
-    if area and area_code is None:
-        notes.append("Địa bàn đã chọn không thuộc phạm vi của tài khoản; hiển thị tất cả.")
+    options, area_code, notes = area_filter(session, principal, area)
     station_kind = StationKind(kind) if kind in {k.value for k in StationKind} else None
     online_flag = _flag(online)
     search = (q or "").strip()[:200] or None
@@ -212,5 +208,6 @@ def station_page(request: Request, session: SessionDep, account: SignedIn, sid: 
             "plays": reports.recent_plays(session, station.id, now),
             "commands": commands,
             "can_command": can_command,
+            **station_alarms.station_context(session, principal, station, page_tz(request), now),
         },
     )

@@ -512,6 +512,80 @@
     }
   }
 
+  /* --- alarms (/canh-bao): acknowledge with a note, through the JSON API ------------- */
+
+  function initAlarms() {
+    const table = $("#alarms-table");
+    if (!table) return;
+    const out = $("#alarm-result");
+    table.addEventListener("submit", async (event) => {
+      const form = event.target.closest("form[data-alarm-ack]");
+      if (!form) return;
+      event.preventDefault();
+      const button = $("button", form);
+      button.disabled = true;
+      out.className = "command-result";
+      out.textContent = "Đang xác nhận…";
+      try {
+        const note = form.elements.note.value.trim();
+        await api("POST", "/api/v1/alarms/" + form.dataset.alarmAck + "/acknowledge", { note: note || null });
+        window.location.reload();
+      } catch (err) {
+        out.className = "command-result bad-text";
+        out.textContent = err.message;
+        button.disabled = false;
+      }
+    });
+  }
+
+  /* Station page: telemetry line charts (Chart.js, vendored), numbers in vi-VN. */
+  function initCharts() {
+    const data = $("#chart-data");
+    if (!data || !window.Chart) return;
+    const chart = JSON.parse(data.textContent);
+    $$("canvas[data-chart]").forEach((canvas) => {
+      new window.Chart(canvas, {
+        type: "line",
+        data: {
+          labels: chart.at,
+          datasets: [{ data: chart.series[canvas.dataset.chart], borderColor: "#b45309", pointRadius: chart.at.length > 30 ? 0 : 2, spanGaps: true, borderWidth: 2 }],
+        },
+        options: {
+          locale: "vi-VN",
+          animation: false,
+          maintainAspectRatio: false,
+          plugins: { legend: { display: false } },
+          scales: { x: { ticks: { maxTicksLimit: 4, maxRotation: 0 } } },
+        },
+      });
+    });
+  }
+
+  /* Alarms page: the stations on a Leaflet map, coloured by state; tiles only when a
+     tile URL is configured (otherwise a plain background with the positions). */
+  function initStationMap() {
+    const data = $("#map-data");
+    const box = $("#station-map");
+    if (!data || !box || !window.L) return;
+    const map = JSON.parse(data.textContent);
+    const view = window.L.map(box, { attributionControl: Boolean(map.tiles) });
+    if (map.tiles) window.L.tileLayer(map.tiles, { maxZoom: 18 }).addTo(view);
+    const markers = map.stations.map((s) =>
+      window.L.circleMarker([s.lat, s.lon], {
+        radius: 8,
+        weight: 2,
+        className: "station-marker state-" + s.state + " sid-" + s.sid,
+      })
+        .bindTooltip(s.name + " (" + s.sid + "): " + (map.labels[s.state] || s.state))
+        .on("click", () => { window.location.href = "/tram/" + encodeURIComponent(s.sid); })
+        .addTo(view));
+    if (markers.length) {
+      view.fitBounds(window.L.featureGroup(markers).getBounds().pad(0.2));
+    } else {
+      view.setView([10.24, 106.37], 12);
+    }
+  }
+
   document.addEventListener("DOMContentLoaded", () => {
     const labels = $("#labels");
     if (labels) LABELS = JSON.parse(labels.textContent);
@@ -519,5 +593,8 @@
     initStation();
     initBroadcastForm();
     initBroadcastView();
+    initAlarms();
+    initCharts();
+    initStationMap();
   });
 })();
