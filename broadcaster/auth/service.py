@@ -257,6 +257,13 @@ def api_tokens(session: Session, user_id: int | None) -> list[Token]:
     )
 
 
+def all_api_tokens(session: Session) -> list[Token]:
+    """Every account's API (integration) tokens, newest first (the administration page)."""
+    return list(
+        session.scalars(select(Token).where(Token.kind == TokenKind.API).order_by(Token.id.desc()))
+    )
+
+
 def list_users(session: Session, *, limit: int, offset: int) -> tuple[list[User], int]:
     return paginate(session, select(User).order_by(User.username), limit, offset)
 
