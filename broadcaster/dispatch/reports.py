@@ -152,12 +152,14 @@ def _targets(session: Session, play: Command) -> list[TargetRead]:
     rows = session.execute(
         select(
             Station.sid,
+            Area.name,
             CommandTarget.status,
             CommandTarget.reason,
             CommandTarget.updated_at,
             Play.status,
         )
         .join(CommandTarget, CommandTarget.station_id == Station.id)
+        .join(Area, Area.id == Station.area_id)
         .outerjoin(Play, (Play.station_id == Station.id) & (Play.cmd_id == play.cmd_id))
         .where(CommandTarget.command_id == play.id)
         .order_by(Station.sid)
@@ -165,12 +167,13 @@ def _targets(session: Session, play: Command) -> list[TargetRead]:
     return [
         TargetRead(
             sid=sid,
+            area=area,
             status=TargetStatus(st).value,
             reason=reason,
             updated_at=updated,
             play_status=PlayStatus(ps).value if ps else None,
         )
-        for sid, st, reason, updated, ps in rows
+        for sid, area, st, reason, updated, ps in rows
     ]
 
 

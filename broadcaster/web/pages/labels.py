@@ -71,6 +71,9 @@ REASON_LABELS = {
     "no play event from the station": "trạm không báo đã phát",
     "no end event from the station": "trạm không báo kết thúc",
     "removed from the schedule": "đã bỏ khỏi lịch",
+    "not received before not_after": "trạm không nhận lệnh trước khi hết hạn",
+    "not_after passed": "quá hạn phát",
+    "not_after passed before the start": "quá hạn trước giờ phát",
 }
 VOICE_LABELS = {"south": "Giọng miền Nam", "north": "Giọng miền Bắc", "central": "Giọng miền Trung"}
 
