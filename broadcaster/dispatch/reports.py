@@ -366,12 +366,18 @@ def play_totals(
     return out
 
 
+TOTALS_CSV_HEADERS = {
+    by: ["Ngày", code, "Tên", "Số phút phát", "Số lượt", "Đã phát", "Phát một phần", "Không phát"]
+    for by, code in (("station", "Mã trạm"), ("area", "Mã địa bàn"))
+}
+
+
 def totals_csv(rows: Sequence[TotalRow], *, by: Literal["station", "area"]) -> str:
-    """`play_totals` as CSV for spreadsheets (UTF-8 with BOM, CRLF)."""
+    """`play_totals` as CSV for spreadsheets (UTF-8 with BOM, CRLF, Vietnamese headers)."""
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(["date", by, "name", "minutes", "plays", "played", "partial", "missed"])
+    writer.writerow(TOTALS_CSV_HEADERS[by])
     for r in rows:
         writer.writerow(
             [

@@ -313,6 +313,9 @@ def test_play_log_page_and_totals(
     assert csv.headers["content-type"].startswith("text/csv")
     assert "Xã Lợi Bình Nhơn" in csv.text
     assert "Phường 2" not in csv.text
+    assert csv.text.splitlines()[0] == (
+        "\ufeffNgày,Mã địa bàn,Tên,Số phút phát,Số lượt,Đã phát,Phát một phần,Không phát"
+    )
 
 
 def test_logout_revokes_the_session(
