@@ -95,6 +95,9 @@ def test_admin_creates_edits_resets_and_disables_an_account(
         headers=ORIGIN,
     )
     assert viewer_emergency.status_code == 422
+    assert "Chỉ cán bộ vận hành và quản trị thành phố được cấp quyền phát khẩn cấp" in (
+        viewer_emergency.text
+    )
     reset = client.post(
         detail, data={"action": "password", "password": "mat-khau-moi-123"}, headers=ORIGIN
     )
