@@ -103,6 +103,10 @@ def test_admin_creates_edits_resets_and_disables_an_account(
     )
     assert reset.status_code == 200
     assert "Đã lưu thay đổi" in reset.text
+    refused = client.post(
+        detail, data={"action": "disable"}, headers={"Origin": "http://evil.example"}
+    )
+    assert refused.status_code == 403
     disabled = client.post(detail, data={"action": "disable"}, headers=ORIGIN)
     assert "Đã khóa" in disabled.text
 
@@ -151,5 +155,12 @@ def test_admin_issues_and_revokes_an_integration_token(
     assert "Đã thu hồi mã" in revoked.text
     assert api.get("/api/v1/auth/me", headers=headers).status_code == 401
     assert client.post("/quan-tri/ma-tich-hop/99999/thu-hoi", headers=ORIGIN).status_code == 404
+    foreign = {"Origin": "http://evil.example"}
+    assert (
+        client.post(
+            f"/quan-tri/ma-tich-hop/{token_id.group(1)}/thu-hoi", headers=foreign
+        ).status_code
+        == 403
+    )
     audit = client.get("/quan-tri/nhat-ky?hanh_dong=auth.token_revoke")
     assert "Thu hồi mã tích hợp" in audit.text

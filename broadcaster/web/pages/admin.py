@@ -49,9 +49,19 @@ FOREIGN = "Yêu cầu không xuất phát từ trang này."
 Text = Annotated[str, Form(max_length=256)]
 
 
-def _refused(request: Request, account: Account, permission: Permission) -> Response | None:
+def _refused(
+    request: Request,
+    account: Account,
+    permission: Permission = Permission.USERS_MANAGE,
+    *,
+    posted: bool = False,
+) -> Response | None:
+    """The 403 page for an account without `permission` (or a form `posted` from
+    another site), else None."""
     if not account.principal.has(permission):
         return error_page(request, account, 403, NOT_ALLOWED)
+    if posted and cross_site(request, required=True):
+        return error_page(request, account, 403, FOREIGN)
     return None
 
 
@@ -140,8 +150,9 @@ def _users_page(
 
 @router.get("/quan-tri", response_class=HTMLResponse)
 def admin_home(request: Request, account: SignedIn) -> Response:
-    refused = _refused(request, account, Permission.USERS_MANAGE)
-    return refused or RedirectResponse(USERS, status_code=status.HTTP_303_SEE_OTHER)
+    return _refused(request, account) or RedirectResponse(
+        USERS, status_code=status.HTTP_303_SEE_OTHER
+    )
 
 
 @router.get(USERS, response_class=HTMLResponse)
@@ -152,8 +163,7 @@ def users_page(
     trang: str | None = None,
     da_luu: str | None = None,
 ) -> Response:
-    refused = _refused(request, account, Permission.USERS_MANAGE)
-    if refused:
+    if refused := _refused(request, account):
         return refused
     notice = f"Đã lưu tài khoản {da_luu}." if da_luu else None
     return _users_page(request, session, account, page=page_number(trang), notice=notice)
@@ -171,11 +181,8 @@ def user_create(
     areas: Annotated[list[str] | None, Form(max_length=200)] = None,
     can_emergency: Text = "",
 ) -> Response:
-    refused = _refused(request, account, Permission.USERS_MANAGE)
-    if refused:
+    if refused := _refused(request, account, posted=True):
         return refused
-    if cross_site(request, required=True):
-        return error_page(request, account, 403, FOREIGN)
     form = {
         "username": username.strip(),
         "full_name": full_name.strip(),
@@ -261,8 +268,7 @@ def user_page(
     user_id: str,
     da_luu: str | None = None,
 ) -> Response:
-    refused = _refused(request, account, Permission.USERS_MANAGE)
-    if refused:
+    if refused := _refused(request, account):
         return refused
     user = _managed_user(session, user_id)
     if user is None:
@@ -286,14 +292,11 @@ def user_update(
 ) -> Response:
     """One form per change: ``save`` (name, role, areas, emergency right),
     ``password`` (reset), ``disable`` and ``enable``."""
-    refused = _refused(request, account, Permission.USERS_MANAGE)
-    if refused:
+    if refused := _refused(request, account, posted=True):
         return refused
     user = _managed_user(session, user_id)
     if user is None:
         return error_page(request, account, 404, "Không tìm thấy tài khoản này.")
-    if cross_site(request, required=True):
-        return error_page(request, account, 403, FOREIGN)
     myself = user.id == account.principal.user_id
     before = {
         "role": user.role.value,
@@ -374,8 +377,7 @@ def _tokens_page(
 def tokens_page(
     request: Request, session: SessionDep, account: SignedIn, da_thu_hoi: str | None = None
 ) -> Response:
-    refused = _refused(request, account, Permission.USERS_MANAGE)
-    if refused:
+    if refused := _refused(request, account):
         return refused
     notice = "Đã thu hồi mã." if da_thu_hoi else None
     return _tokens_page(request, session, account, notice=notice)
@@ -390,11 +392,8 @@ def token_create(
     user_id: Text = "",
     expires_in_days: Text = "",
 ) -> Response:
-    refused = _refused(request, account, Permission.USERS_MANAGE)
-    if refused:
+    if refused := _refused(request, account, posted=True):
         return refused
-    if cross_site(request, required=True):
-        return error_page(request, account, 403, FOREIGN)
     owner = _managed_user(session, user_id) if user_id else None
     if owner is None:
         return _tokens_page(
@@ -425,8 +424,7 @@ def token_create(
 def token_revoke(
     request: Request, session: SessionDep, account: SignedIn, token_id: str
 ) -> Response:
-    refused = _refused(request, account, Permission.USERS_MANAGE)
-    if refused:
+    if refused := _refused(request, account, posted=True):
         return refused
     issued = (
         auth_service.get_token(session, int(token_id))
@@ -435,8 +433,6 @@ def token_revoke(
     )
     if issued is None or issued.kind is not TokenKind.API:
         return error_page(request, account, 404, "Không tìm thấy mã tích hợp này.")
-    if cross_site(request, required=True):
-        return error_page(request, account, 403, FOREIGN)
     auth_service.revoke(issued)
     _record(session, request, account, "auth.token_revoke", "token", [str(issued.id)])
     session.commit()
@@ -466,8 +462,7 @@ def audit_page(
     trang: str | None = None,
 ) -> Response:
     """Filters read leniently: a value that does not fit is left out, never an error."""
-    refused = _refused(request, account, Permission.AUDIT_READ)
-    if refused:
+    if refused := _refused(request, account, Permission.AUDIT_READ):
         return refused
     tz = page_tz(request)
     first, last = _day(tu), _day(den)
