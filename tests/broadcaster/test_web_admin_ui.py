@@ -20,27 +20,15 @@ from audio_library import service as media
 from kernel.security import Role as UserRole
 from stations import service as stations_service
 from tests.api import PASSWORD, make_user
-from tests.support.browser import (
-    BROWSER_MARKS,
-    DESKTOP,
-    PHONE,
-    Site,
-    check_accessibility,
-    chromium,
-    horizontal_overflow,
-    log_in,
-    screenshot,
-    serve_site,
-    wait,
-)
+from tests.support import browser as web
 
 COMMUNE = "xa-loi-binh-nhon"
 
-pytestmark = BROWSER_MARKS
+pytestmark = web.BROWSER_MARKS
 
-webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-from selenium.webdriver.chrome.webdriver import WebDriver  # noqa: E402
+pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
 from selenium.webdriver.common.by import By  # noqa: E402
+from selenium.webdriver.remote.webdriver import WebDriver  # noqa: E402
 from selenium.webdriver.support.select import Select  # noqa: E402
 
 
@@ -48,7 +36,7 @@ def _accounts(factory: Any) -> None:
     make_user(factory, "quantri", UserRole.ADMIN)
 
 
-def _bulletin(site: Site, title: str, *, area: str | None, tags: tuple[str, ...] = ()) -> int:
+def _bulletin(site: web.Site, title: str, *, area: str | None, tags: tuple[str, ...] = ()) -> int:
     """An approved spoken bulletin owned by `area` (None: city-wide)."""
     library = site.app.state.media_library
     rendition = media.speak(library, text=title, voice="south", rate=0)
@@ -76,15 +64,15 @@ def _bulletin(site: Site, title: str, *, area: str | None, tags: tuple[str, ...]
 
 
 @pytest.fixture(scope="module")
-def site(_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with serve_site(
+def site(_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[web.Site]:
+    with web.serve_site(
         _database, tmp_path_factory.mktemp("web-admin"), simulate=COMMUNE, seed=_accounts
     ) as served:
         yield served
 
 
 @pytest.fixture(scope="module")
-def assets(site: Site) -> dict[str, int]:
+def assets(site: web.Site) -> dict[str, int]:
     return {
         "own": _bulletin(site, "Tin xã Lợi Bình Nhơn", area=COMMUNE),
         "alert": _bulletin(site, "Cháy chợ Phường 2", area=None, tags=("khan-cap",)),
@@ -92,31 +80,31 @@ def assets(site: Site) -> dict[str, int]:
 
 
 def _check_page(driver: WebDriver, name: str) -> None:
-    screenshot(driver, name)
-    check_accessibility(driver)
-    assert horizontal_overflow(driver) <= 0, name
+    web.screenshot(driver, name)
+    web.check_accessibility(driver)
+    assert web.horizontal_overflow(driver) <= 0, name
 
 
-def _sign_out(driver: WebDriver, site: Site) -> None:
+def _sign_out(driver: WebDriver, site: web.Site) -> None:
     driver.delete_all_cookies()
     driver.get(site.base_url + "/dang-nhap")
 
 
-@pytest.mark.parametrize(("size", "suffix"), [(DESKTOP, "desktop"), (PHONE, "phone")])
+@pytest.mark.parametrize(("size", "suffix"), [(web.DESKTOP, "desktop"), (web.PHONE, "phone")])
 def test_admin_creates_an_operator_who_broadcasts_safely(
-    site: Site,
+    site: web.Site,
     assets: dict[str, int],
     tmp_path: Path,
     size: tuple[int, int],
     suffix: str,
 ) -> None:
     operator = f"canbo-lbn-{suffix}"
-    with chromium(tmp_path / "profile", size) as driver:
+    with web.chromium(tmp_path / "profile", size) as driver:
         # --- the administrator creates the operator account -------------------------
-        log_in(driver, site, "quantri")
-        wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the overview")
+        web.log_in(driver, site, "quantri")
+        web.wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the overview")
         driver.find_element(By.LINK_TEXT, "Quản trị").click()
-        wait(driver, lambda d: d.title.startswith("Tài khoản"), what="the accounts page")
+        web.wait(driver, lambda d: d.title.startswith("Tài khoản"), what="the accounts page")
         _check_page(driver, f"admin-users-{suffix}")
         driver.find_element(By.ID, "u-username").send_keys(operator)
         driver.find_element(By.ID, "u-password").send_keys(PASSWORD)
@@ -126,25 +114,25 @@ def test_admin_creates_an_operator_who_broadcasts_safely(
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", area)
         area.click()
         driver.find_element(By.ID, "create-user").click()
-        wait(driver, lambda d: f"Đã lưu tài khoản {operator}" in d.page_source, what="saved")
+        web.wait(driver, lambda d: f"Đã lưu tài khoản {operator}" in d.page_source, what="saved")
         row = driver.find_element(By.XPATH, f"//table[@id='users']//tr[td/a[text()='{operator}']]")
         assert "Cán bộ vận hành" in row.text
         driver.find_element(By.LINK_TEXT, operator).click()
-        wait(driver, lambda d: d.title.startswith("Tài khoản " + operator), what="the account")
+        web.wait(driver, lambda d: d.title.startswith("Tài khoản " + operator), what="the account")
         _check_page(driver, f"admin-user-{suffix}")
         driver.find_element(By.LINK_TEXT, "Mã tích hợp").click()
-        wait(driver, lambda d: d.title.startswith("Mã tích hợp"), what="the tokens page")
+        web.wait(driver, lambda d: d.title.startswith("Mã tích hợp"), what="the tokens page")
         _check_page(driver, f"admin-tokens-{suffix}")
         _sign_out(driver, site)
 
         # --- the operator sends a broadcast from the form ---------------------------
-        log_in(driver, site, operator)
-        wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the operator's overview")
+        web.log_in(driver, site, operator)
+        web.wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the operator's overview")
         assert not driver.find_elements(By.LINK_TEXT, "Quản trị")
         driver.get(site.base_url + "/quan-tri/tai-khoan")
         assert "Chỉ quản trị thành phố" in driver.page_source
         driver.get(site.base_url + "/phat-thanh")
-        wait(driver, lambda d: d.find_elements(By.ID, "broadcast-form"), what="the form")
+        web.wait(driver, lambda d: d.find_elements(By.ID, "broadcast-form"), what="the form")
         choice = Select(driver.find_element(By.ID, "asset"))
         offered = [o.get_attribute("value") for o in choice.options]
         assert choice.first_selected_option.get_attribute("value") == str(assets["own"])
@@ -155,21 +143,25 @@ def test_admin_creates_an_operator_who_broadcasts_safely(
         driver.execute_script("arguments[0].scrollIntoView({block: 'center'})", send)
         send.click()
         dialog = driver.find_element(By.ID, "confirm-dialog")
-        wait(driver, lambda d: dialog.get_attribute("open") is not None, what="the confirmation")
+        web.wait(
+            driver, lambda d: dialog.get_attribute("open") is not None, what="the confirmation"
+        )
         assert f"Số trạm: {len(site.sids)} trạm" in dialog.text
         assert "Nơi phát: Xã Lợi Bình Nhơn" in dialog.text
         assert "Số lần phát: 2 lần" in dialog.text
         assert "Tin xã Lợi Bình Nhơn" in dialog.text
-        screenshot(driver, f"broadcast-confirm-{suffix}")
+        web.screenshot(driver, f"broadcast-confirm-{suffix}")
         driver.find_element(By.ID, "confirm-ok").click()
-        wait(driver, lambda d: d.find_element(By.ID, "progress").is_displayed(), what="progress")
-        rows = wait(
+        web.wait(
+            driver, lambda d: d.find_element(By.ID, "progress").is_displayed(), what="progress"
+        )
+        rows = web.wait(
             driver,
             lambda d: d.find_elements(By.CSS_SELECTOR, "#progress-stations tbody tr"),
             what="the progress rows",
         )
         assert len(rows) == len(site.sids)
-        wait(
+        web.wait(
             driver,
             lambda d: "Ấp Cầu Tre" in d.find_element(By.ID, "progress-stations").text,
             what="the hamlet's name in the progress rows",
@@ -181,13 +173,13 @@ def test_admin_creates_an_operator_who_broadcasts_safely(
         _sign_out(driver, site)
 
         # --- the administrator finds it in the audit log ----------------------------
-        log_in(driver, site, "quantri")
-        wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the overview")
+        web.log_in(driver, site, "quantri")
+        web.wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the overview")
         driver.get(site.base_url + "/quan-tri/nhat-ky")
         driver.find_element(By.ID, "a-actor").send_keys(operator)
         Select(driver.find_element(By.ID, "a-action")).select_by_value("broadcast.create")
         driver.find_element(By.CSS_SELECTOR, "form.filters button[type='submit']").click()
-        wait(driver, lambda d: "nguoi=" in d.current_url, what="the filtered audit log")
+        web.wait(driver, lambda d: "nguoi=" in d.current_url, what="the filtered audit log")
         table = driver.find_element(By.ID, "audit").text
         assert operator in table
         assert "Phát thanh" in table
