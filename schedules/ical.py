@@ -2,7 +2,8 @@
 
 One ``VEVENT`` per item: ``UID`` = ``{item_id}@broadcaster``, ``DTSTART``/``DTEND`` in UTC
 (``...Z``, so no ``VTIMEZONE`` is needed; ``X-WR-TIMEZONE`` tells clients the zone to show),
-``SUMMARY`` = the item title, ``CATEGORIES`` = the priority tier and the item kind,
+``SUMMARY`` = the item title, ``DESCRIPTION`` in Vietnamese (rule, programme, tier,
+occurrence), ``CATEGORIES`` = the priority tier and the item kind,
 ``PRIORITY`` mapped from the protocol's 0..9 (9 emergency) onto RFC 5545's 1..9 (1 highest),
 and ``X-BROADCASTER-*`` properties with the raw numbers.  ``DTSTAMP`` (required) is the
 ``generated_at`` given, so the output is a pure function of its input.
@@ -20,7 +21,7 @@ from datetime import UTC, datetime
 
 from icalendar import Calendar, Event
 
-from kernel.tiers import tier_of
+from kernel.tiers import TIER_LABELS_VI, tier_of
 from schedules.plans import PlannedItem
 
 PRODID = "-//broadcaster//loa v1 schedule//VI"
@@ -81,16 +82,16 @@ def render_calendar(
         event.add("categories", [tier_of(item.priority).value, item.kind])
         event.add("priority", ical_priority(item.priority))
         lines = [
-            f"Rule {item.rule_id}, programme {item.programme_id}",
-            f"Priority {item.priority} ({tier_of(item.priority)})",
-            f"Occurrence {item.occurrence_start.isoformat()}",
+            f"Lịch phát số {item.rule_id}, chương trình số {item.programme_id}",
+            f"Mức: {TIER_LABELS_VI[tier_of(item.priority)]} (ưu tiên {item.priority})",
+            f"Lượt của lịch bắt đầu lúc {item.occurrence_start.isoformat()}",
         ]
         if item.shifted:
-            lines.append("Moved later because of a clash")
+            lines.append("Đã dời muộn hơn vì trùng giờ với nội dung khác")
         if item.stream is not None:
-            lines.append(f"Relay {item.stream.url}")
+            lines.append(f"Tiếp sóng {item.stream.url}")
         if item.media is not None:
-            lines.append(f"Media {item.media.sha256}")
+            lines.append(f"Tệp âm thanh {item.media.sha256}")
         event.add("description", "\n".join(lines))
         event.add("x-broadcaster-priority", str(item.priority))
         event.add("x-broadcaster-rule", str(item.rule_id))

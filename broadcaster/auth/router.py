@@ -215,7 +215,11 @@ def delete_user(
     user: ManagedUser, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> Response:
     if user.id == principal.user_id:
-        raise InvalidInput("you cannot delete your own account", field="user_id")
+        raise InvalidInput(
+            "you cannot delete your own account",
+            field="user_id",
+            message_vi="Không thể xóa tài khoản đang dùng",
+        )
     username = user.username
     service.delete_user(session, user)
     audit.record("user.delete", "user", [username])

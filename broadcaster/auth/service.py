@@ -33,6 +33,7 @@ LOCKOUT_BASE_S = 30
 LOCKOUT_MAX_S = 15 * 60
 
 _hasher = PasswordHasher()
+EMERGENCY_ROLES_VI = "Chỉ cán bộ vận hành và quản trị thành phố được cấp quyền phát khẩn cấp"
 
 
 @cache
@@ -75,7 +76,11 @@ def _areas(session: Session, codes: list[str]) -> list[Area]:
     for index, code in enumerate(dict.fromkeys(codes)):
         area = session.scalar(select(Area).where(Area.code == code))
         if area is None:
-            raise InvalidInput(f"unknown area {code!r}", field=("areas", index))
+            raise InvalidInput(
+                f"unknown area {code!r}",
+                field=("areas", index),
+                message_vi=f"Không có địa bàn mã {code}",
+            )
         areas.append(area)
     return areas
 
@@ -88,7 +93,9 @@ def create_user(session: Session, data: UserCreate) -> User:
         )
     if data.can_emergency and data.role not in (Role.ADMIN, Role.OPERATOR):
         raise InvalidInput(
-            "only operators can hold the emergency permission", field="can_emergency"
+            "only operators can hold the emergency permission",
+            field="can_emergency",
+            message_vi=EMERGENCY_ROLES_VI,
         )
     user = User(
         username=data.username,
@@ -119,7 +126,9 @@ def update_user(session: Session, user: User, data: UserUpdate) -> User:
         user.can_emergency = changes["can_emergency"]
     if user.can_emergency and user.role not in (Role.ADMIN, Role.OPERATOR):
         raise InvalidInput(
-            "only operators can hold the emergency permission", field="can_emergency"
+            "only operators can hold the emergency permission",
+            field="can_emergency",
+            message_vi=EMERGENCY_ROLES_VI,
         )
     if changes.get("active") is not None:
         user.active = changes["active"]
@@ -254,6 +263,13 @@ def api_tokens(session: Session, user_id: int | None) -> list[Token]:
             .where(Token.user_id == user_id, Token.kind == TokenKind.API)
             .order_by(Token.id)
         )
+    )
+
+
+def all_api_tokens(session: Session) -> list[Token]:
+    """Every account's API (integration) tokens, newest first (the administration page)."""
+    return list(
+        session.scalars(select(Token).where(Token.kind == TokenKind.API).order_by(Token.id.desc()))
     )
 
 

@@ -159,6 +159,7 @@ def _targets(session: Session, play: Command) -> list[TargetRead]:
     rows = session.execute(
         select(
             Station.sid,
+            Area.name,
             CommandTarget.status,
             CommandTarget.reason,
             CommandTarget.updated_at,
@@ -167,6 +168,7 @@ def _targets(session: Session, play: Command) -> list[TargetRead]:
             StationState.offline_since,
         )
         .join(CommandTarget, CommandTarget.station_id == Station.id)
+        .join(Area, Area.id == Station.area_id)
         .outerjoin(Play, (Play.station_id == Station.id) & (Play.cmd_id == play.cmd_id))
         .outerjoin(StationState, StationState.station_id == Station.id)
         .where(CommandTarget.command_id == play.id)
@@ -175,13 +177,14 @@ def _targets(session: Session, play: Command) -> list[TargetRead]:
     return [
         TargetRead(
             sid=sid,
+            area=area,
             status=TargetStatus(st).value,
             reason=reason,
             updated_at=updated,
             play_status=PlayStatus(ps).value if ps else None,
             offline_since=(since if not online and TargetStatus(st) in UNREACHED else None),
         )
-        for sid, st, reason, updated, ps, online, since in rows
+        for sid, area, st, reason, updated, ps, online, since in rows
     ]
 
 
@@ -388,14 +391,28 @@ def play_totals(
     return out
 
 
+TOTALS_CSV_HEADERS = {
+    by: [
+        "Ngày",
+        code,
+        "Tên",
+        "Số phút phát",
+        "Số lượt",
+        "Đã phát",
+        "Phát một phần",
+        "Không phát",
+        "Không nghe được",
+    ]
+    for by, code in (("station", "Mã trạm"), ("area", "Mã địa bàn"))
+}
+
+
 def totals_csv(rows: Sequence[TotalRow], *, by: Literal["station", "area"]) -> str:
-    """`play_totals` as CSV for spreadsheets (UTF-8 with BOM, CRLF)."""
+    """`play_totals` as CSV for spreadsheets (UTF-8 with BOM, CRLF, Vietnamese headers)."""
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(
-        ["date", by, "name", "minutes", "plays", "played", "partial", "missed", "not_heard"]
-    )
+    writer.writerow(TOTALS_CSV_HEADERS[by])
     for r in rows:
         writer.writerow(
             [

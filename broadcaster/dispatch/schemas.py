@@ -87,6 +87,7 @@ class Progress(BaseModel):
 
 class TargetRead(BaseModel):
     sid: str
+    area: str | None = None  # the name of the station's area (its hamlet)
     status: str
     reason: str | None
     updated_at: dt.datetime

@@ -300,7 +300,7 @@ def test_play_log_page_and_totals(
     assert "Bản tin thử lbn-cau-tre" in page.text
     assert "p2-kp-1" not in page.text  # outside the commune
     assert "Đã phát" in page.text
-    assert "2.0" in page.text  # minutes in the daily totals
+    assert "2,0" in page.text  # minutes in the daily totals (decimal comma)
     capped = client.get("/nhat-ky?tu=2026-01-01&den=2026-06-30")
     assert "tối đa 31 ngày" in capped.text
     assert 'value="2026-01-31"' in capped.text
@@ -313,6 +313,9 @@ def test_play_log_page_and_totals(
     assert csv.headers["content-type"].startswith("text/csv")
     assert "Xã Lợi Bình Nhơn" in csv.text
     assert "Phường 2" not in csv.text
+    assert csv.text.splitlines()[0] == (
+        "\ufeffNgày,Mã địa bàn,Tên,Số phút phát,Số lượt,Đã phát,Phát một phần,Không phát"
+    )
 
 
 def test_logout_revokes_the_session(

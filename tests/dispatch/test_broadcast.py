@@ -152,6 +152,7 @@ def test_expired_command_is_never_played(live: Live) -> None:
         assert stations == [
             {
                 "sid": target,
+                "area": "Ấp Cầu Tre",
                 "status": "EXPIRED",
                 "reason": stations[0]["reason"],
                 "updated_at": stations[0]["updated_at"],

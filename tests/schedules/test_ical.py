@@ -83,3 +83,19 @@ def test_empty_calendar_is_valid() -> None:
 
 def test_priority_mapping() -> None:
     assert [ical_priority(p) for p in (0, 3, 5, 7, 9)] == [9, 7, 5, 3, 1]
+
+
+def test_descriptions_are_vietnamese() -> None:
+    progs = [programme(1, relay_item(30, "Tiếp sóng VOV")), programme(2, file_item(5, "Nhạc"))]
+    rules = [rule(1, 1, daily("05:00")), rule(2, 2, daily("06:00"))]
+    items = build_day(rules, progs, DAY, VN).stations[1]
+    events = list(
+        Calendar.from_ical(render_calendar(items, name="x", generated_at=STAMP)).walk("VEVENT")
+    )
+    assert events
+    for event in events:
+        text = str(event["DESCRIPTION"])
+        assert "Lịch phát số" in text
+        assert "Mức: " in text
+        for english in ("Rule ", "Priority ", "Occurrence ", "Media ", "Relay "):
+            assert english not in text

@@ -17,6 +17,8 @@ One module per area of the dashboard (Vietnamese paths, as operators say them):
 - `broadcasts`: ``/phat-thanh``, ``/phat-thanh/{id}``, send a broadcast, follow one live;
 - `playlog`: ``/nhat-ky``, the play log and its daily totals;
 - `alarms`: ``/canh-bao``, technician alarms (filters, acknowledge with a note);
+- `admin`: ``/quan-tri/...``, accounts, integration tokens and the audit log (city
+  administrators only);
 - `shared`: templates, the signed-in account dependency, rendering, paging;
   `labels`: the Vietnamese words for the system's codes.
 """
@@ -28,13 +30,13 @@ from collections.abc import Sequence
 from fastapi import APIRouter, FastAPI, params
 from fastapi.staticfiles import StaticFiles
 
-from broadcaster.web.pages import alarms, broadcasts, overview, playlog, signin, stations
+from broadcaster.web.pages import admin, alarms, broadcasts, overview, playlog, signin, stations
 from broadcaster.web.pages.shared import STATIC_DIR, STATIC_PREFIX, SignInRequired, to_sign_in
 
 __all__ = ["STATIC_DIR", "STATIC_PREFIX", "install", "router"]
 
 router = APIRouter(include_in_schema=False)
-for _area in (signin, overview, stations, broadcasts, playlog, alarms):
+for _area in (signin, overview, stations, broadcasts, playlog, alarms, admin):
     router.include_router(_area.router)
 
 

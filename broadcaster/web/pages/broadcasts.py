@@ -4,6 +4,7 @@ Sending and stopping go through the JSON API from the browser (`static/app.js`).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,7 +13,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from audio_library import service as media_service
-from audio_library.models import Approval, AssetStatus
+from audio_library.models import Approval, AssetStatus, MediaAsset
 from broadcaster.dispatch import reports
 from broadcaster.dispatch.models import BroadcastStatus
 from broadcaster.web.pages.shared import (
@@ -39,22 +40,75 @@ class StationChoice:
     name: str
 
 
+@dataclass(frozen=True)
+class TargetChoice:
+    """An area or a group of the form, with the enabled stations it reaches (the
+    confirmation counts them before sending)."""
+
+    code: str
+    name: str
+    sids: str  # space-separated
+
+
+EMERGENCY_TAG = "khan-cap"
+
+
+def usable_assets(
+    assets: Sequence[MediaAsset], principal: Principal
+) -> tuple[list[MediaAsset], list[MediaAsset]]:
+    """The approved assets the form offers: the account's own areas' first (the default
+    comes from them), then the city's shared ones.  A spoken emergency alert someone
+    else sent (saved city-wide, tagged ``khan-cap``) is not offered to an account of
+    one ward/commune: it was another commune's alert, not a bulletin for reuse."""
+    if principal.scope is None:
+        return list(assets), []
+    own = [a for a in assets if a.owner_area_id is not None]
+    shared = [
+        a
+        for a in assets
+        if a.owner_area_id is None
+        and not (EMERGENCY_TAG in (a.tags or []) and a.created_by != principal.username)
+    ]
+    return own, shared
+
+
 def _broadcast_choices(session: Session, principal: Principal) -> dict[str, Any]:
     areas = reports.all_areas(session)
     visible = [a for a in areas.values() if principal.reaches(a.id)]
-    units = sorted(
+    unit_areas = sorted(
         (a for a in visible if a.level in (AreaLevel.WARD, AreaLevel.COMMUNE)),
         key=lambda a: (a.level.value != "ward", a.name),
     )
-    if not units:
-        units = sorted((a for a in visible if a.level is AreaLevel.HAMLET), key=lambda a: a.name)
+    if not unit_areas:
+        unit_areas = sorted(
+            (a for a in visible if a.level is AreaLevel.HAMLET), key=lambda a: a.name
+        )
     groups, _ = stations_service.list_groups(session, scope=principal.scope, limit=MAX_LIST)
-    custom = [g for g in groups if not g.builtin and not g.auto]
     by_unit: dict[str, list[StationChoice]] = defaultdict(list)
+    sids_under: dict[int, list[str]] = defaultdict(list)
     stations = reports.enabled_stations(session, principal.scope)
+    sid_of = {s.id: s.sid for s in stations}
     for station in stations:
         unit = reports.unit_of(areas, station.area_id)
         by_unit[unit.name if unit else "Khác"].append(StationChoice(station.sid, station.name))
+        cursor = areas.get(station.area_id)
+        while cursor is not None:
+            sids_under[cursor.id].append(station.sid)
+            cursor = areas.get(cursor.parent_id) if cursor.parent_id else None
+    units = [TargetChoice(a.code, a.name, " ".join(sids_under[a.id])) for a in unit_areas]
+    custom = [
+        TargetChoice(
+            g.gid,
+            g.name,
+            " ".join(
+                sorted(
+                    sid_of[i] for i in stations_service.group_station_ids(session, g) if i in sid_of
+                )
+            ),
+        )
+        for g in groups
+        if not g.builtin and not g.auto
+    ]
     assets, _ = media_service.list_assets(
         session,
         scope=principal.scope,
@@ -62,12 +116,14 @@ def _broadcast_choices(session: Session, principal: Principal) -> dict[str, Any]
         approval=Approval.APPROVED,
         limit=200,
     )
+    own, shared = usable_assets(assets, principal)
     return {
         "city_wide": principal.city_wide,
         "units": units,
         "groups": custom,
         "stations_by_unit": sorted(by_unit.items()),
-        "assets": assets,
+        "own_assets": own,
+        "shared_assets": shared,
         "station_count": len(stations),
     }
 

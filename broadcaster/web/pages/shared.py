@@ -94,6 +94,15 @@ def ago(value: dt.datetime | None, now: dt.datetime | None = None) -> str:
     return f"{seconds // 86400} ngày trước"
 
 
+def number(value: float | int | None, digits: int = 0) -> str:
+    """A number as Vietnamese readers write it: ``.`` between thousands, ``,`` before the
+    decimals (``1.234,5``).  The dashboard's one place for it (the ``so`` filter)."""
+    if value is None:
+        return "—"
+    text = f"{value:,.{digits}f}"
+    return text.replace(",", "\x00").replace(".", ",").replace("\x00", ".")
+
+
 def _asset_version() -> str:
     digest = hashlib.sha256()
     for path in sorted(STATIC_DIR.glob("*")):
@@ -105,6 +114,7 @@ def _asset_version() -> str:
 templates.env.filters["local"] = local
 templates.env.filters["duration"] = duration
 templates.env.filters["ago"] = ago
+templates.env.filters["so"] = number
 _BY_VALUE = {
     "TARGET_LABELS": {s.value: label for s, label in TARGET_LABELS.items()},
     "PLAY_LABELS": {s.value: label for s, label in PLAY_LABELS.items()},
@@ -122,6 +132,7 @@ templates.env.globals.update(
             "play": _BY_VALUE["PLAY_LABELS"],
             "command": COMMAND_LABELS,
             "tier": TIER_LABELS,
+            "reason": labels.REASON_LABELS,
         },
     }
 )

@@ -278,16 +278,17 @@
       const body = $("#progress-stations tbody");
       body.replaceChildren(...rows.map((row) =>
         el("tr", { "data-sid": row.sid, "data-status": row.status },
-          el("td", {}, el("a", { href: "/tram/" + encodeURIComponent(row.sid) }, el("code", {}, row.sid))),
+          el("td", {}, el("a", { href: "/tram/" + encodeURIComponent(row.sid) }, row.area || row.sid),
+            row.area ? el("span", { className: "muted small" }, " " + row.sid) : ""),
           el("td", {}, el("span", { className: "target target-" + row.status },
-            (LABELS.target[row.status] || row.status) + " "), el("code", { className: "small" }, row.status)),
+            LABELS.target[row.status] || row.status)),
           el("td", {}, row.play_status ? (LABELS.play[row.play_status] || row.play_status) : "—"),
           el("td", { className: "muted small" }, note(row)))));
     }
 
     // a station not yet reached says so, with since when it is offline
     function note(row) {
-      if (!row.offline_since) return row.reason || "";
+      if (!row.offline_since) return row.reason ? ((LABELS.reason || {})[row.reason] || row.reason) : "";
       const since = new Date(row.offline_since).toLocaleString("vi-VN", {
         timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit",
       });
@@ -423,19 +424,25 @@
       const mode = (checked("target-mode") || {}).value;
       let targets;
       let where;
+      let count;
+      /* --- h11d: the confirmation counts the stations and names the places ----------- */
+      const union = (items) => new Set(items.flatMap((i) => (i.dataset.sids || "").split(" ").filter(Boolean))).size;
       if (mode === "all") {
         targets = { groups: ["all"] };
         where = "Tất cả các trạm";
+        count = Number(checked("target-mode").dataset.count) || 0;
       } else if (mode === "areas" || mode === "groups") {
         const boxes = $$("input[name='" + mode + "']:checked", form);
         if (!boxes.length) throw new Error(mode === "areas" ? "Hãy chọn ít nhất một phường, xã." : "Hãy chọn ít nhất một nhóm trạm.");
         targets = { [mode]: boxes.map((b) => b.value) };
         where = boxes.map((b) => b.dataset.name).join(", ");
+        count = union(boxes);
       } else {
         const options = Array.from($("#target-stations").selectedOptions);
         if (!options.length) throw new Error("Hãy chọn ít nhất một trạm.");
         targets = { stations: options.map((o) => o.value) };
-        where = options.length + " trạm: " + options.slice(0, 5).map((o) => o.value).join(", ") + (options.length > 5 ? "…" : "");
+        where = options.slice(0, 8).map((o) => o.dataset.name || o.value).join(", ") + (options.length > 8 ? "…" : "");
+        count = options.length;
       }
       let content;
       let what;
@@ -446,14 +453,14 @@
         what = "Văn bản: “" + (text.length > 120 ? text.slice(0, 120) + "…" : text) + "”";
       } else {
         const asset = $("#asset");
-        if (!asset.value) throw new Error("Chưa có bản tin nào được duyệt để phát.");
+        if (!asset.value) throw new Error(asset.options.length > 1 ? "Hãy chọn bản tin cần phát." : "Chưa có bản tin nào được duyệt để phát.");
         content = { asset_id: Number(asset.value) };
         what = "Bản tin: " + asset.selectedOptions[0].textContent;
       }
       const payload = { targets, content, tier, repeat: Number($("#repeat").value) || 1 };
       const title = $("#title").value.trim();
       if (title) payload.title = title;
-      return { payload, where, what };
+      return { payload, where, what, count };
     }
 
     form.addEventListener("submit", async (event) => {
@@ -470,8 +477,10 @@
       const tierLabel = LABELS.tier[request.payload.tier] || request.payload.tier;
       const lines = [
         "Mức: " + tierLabel,
+        "Số trạm: " + request.count + " trạm",
         "Nơi phát: " + request.where,
         request.what,
+        "Số lần phát: " + request.payload.repeat + " lần",
       ];
       if (emergency) {
         lines.unshift("Bản tin khẩn cấp sẽ chen ngang mọi nội dung đang phát và được phát ngay lập tức.");
