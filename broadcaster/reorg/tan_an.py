@@ -13,11 +13,16 @@ from __future__ import annotations
 
 import datetime as dt
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 from vietnam_provinces import Province, ProvinceCode, Ward, WardCode
 
+from broadcaster.reorg import service
 from broadcaster.reorg.service import NewUnit, Plan, Step
+from kernel.changes import Actor, commit_change
+from schedules.models import ScheduleRule
 from stations import tan_an
-from stations.models import AreaLevel
+from stations.models import AreaLevel, Reorganisation, ReorgStatus
 
 EFFECTIVE = dt.date(2025, 7, 1)
 PROVINCE_CODE = "tay-ninh"
@@ -86,3 +91,34 @@ def plan(*, end_rules: tuple[str, ...] = ()) -> Plan:
         steps=steps,
         end_rules=list(end_rules),
     )
+
+
+def load_as_of(factory: sessionmaker[Session], as_of: dt.date) -> bool:
+    """Bring the seeded (pre-2025) structure to the one of `as_of`: from 1 July 2025, the
+    three wards of Tây Ninh, no city level and no city step in the relay chain.  Answer
+    whether the change was applied now (False: not due, or already applied)."""
+    if as_of < EFFECTIVE:
+        return False
+    with factory() as session:
+        done = session.scalar(
+            select(Reorganisation.id).where(
+                Reorganisation.effective == EFFECTIVE, Reorganisation.status == ReorgStatus.APPLIED
+            )
+        )
+        if done is not None:
+            return False
+        present = set(
+            session.scalars(select(ScheduleRule.key).where(ScheduleRule.key.in_(CITY_RULES)))
+        )
+        record, effect = service.apply(
+            session, plan(end_rules=tuple(k for k in CITY_RULES if k in present)), by="system"
+        )
+        commit_change(
+            session,
+            Actor.system(),
+            "area.reorganise",
+            "area_reorganisation",
+            [str(record.id)],
+            after=effect.as_dict(),
+        )
+    return True
