@@ -176,12 +176,12 @@ def check(session: Session, plan: Plan) -> None:
                 errors.append((f"{where}: a new name is required", f"{where}: thiếu tên mới"))
             continue
         optional = step.kind == "dissolve" and step.into is None  # children become roots
-        if not optional and not known(step.into, f"{where}.into"):
-            continue
+        # an unknown heir is listed, and the step's own units are still checked
+        into_ok = optional or known(step.into, f"{where}.into")
         into = step.into
         if step.kind == "move":
             for hamlet in step.hamlets:
-                if known(hamlet, where):
+                if known(hamlet, where) and into_ok:
                     if level[hamlet] is not AreaLevel.HAMLET:
                         errors.append(
                             (f"{where}: {hamlet!r} is not a hamlet", f"{hamlet} không phải ấp")
@@ -190,7 +190,7 @@ def check(session: Session, plan: Plan) -> None:
             continue
         sources = step.sources if step.kind == "merge" else [step.unit or ""]
         for source in sources:
-            if not known(source or None, where):
+            if not known(source or None, where) or not into_ok:
                 continue
             if source == into:
                 errors.append(

@@ -262,3 +262,32 @@ def test_same_date_overlap_refused_and_undo_before_effective(
         assert session.scalar(select(Group.auto).where(Group.gid == "xa-binh-tam")) is True
         # undone: the date is free again
         _apply(session, rename)
+
+
+@pytest.mark.usefixtures("tan_an")
+def test_the_json_api(
+    client: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session]
+) -> None:
+    body = {
+        "name": "Gộp Bình Tâm",
+        "effective": "2099-01-01",
+        "steps": [{"kind": "merge", "sources": ["xa-binh-tam"], "into": "phuong-7"}],
+    }
+    operator = make_user(session_factory, "op7", Role.OPERATOR, ["phuong-7"])
+    denied = client.post("/api/v1/areas/reorganisations/preview", json=body, headers=operator)
+    assert denied.status_code == 403
+    preview = ok(client.post("/api/v1/areas/reorganisations/preview", json=body, headers=admin))
+    assert preview["retired"] == ["xa-binh-tam"]
+    assert ok(client.get("/api/v1/areas/reorganisations", headers=admin)) == []
+    bad = body | {"steps": [{"kind": "merge", "sources": ["xa-khong-co"], "into": "phuong-9"}]}
+    refused = client.post("/api/v1/areas/reorganisations", json=bad, headers=admin)
+    assert refused.status_code == 422
+    assert "xa-khong-co" in refused.text
+    assert "phuong-9" in refused.text
+    applied = ok(client.post("/api/v1/areas/reorganisations", json=body, headers=admin), 201)
+    assert applied["effect"] == preview
+    again = client.post("/api/v1/areas/reorganisations", json=body, headers=admin)
+    assert again.status_code == 422
+    undone = ok(client.post(f"/api/v1/areas/reorganisations/{applied['id']}/undo", headers=admin))
+    assert undone["status"] == "undone"
+    assert ok(client.get("/api/v1/areas/xa-binh-tam", headers=admin))["code"] == "xa-binh-tam"
