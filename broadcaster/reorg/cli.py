@@ -4,15 +4,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 from rich.table import Table
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session
 
 from broadcaster import db
 from broadcaster.console import console, err, load_settings
@@ -36,11 +38,17 @@ def _print_errors(exc: DomainError) -> typer.Exit:
     return typer.Exit(1)
 
 
-def _factory() -> sessionmaker[Session]:
+@contextlib.contextmanager
+def _session() -> Iterator[Session]:
+    """A session on the migrated database; the engine is disposed afterwards."""
     engine = db.make_engine(load_settings().database_url)
-    with console.status("Applying database migrations…"):
-        db.upgrade(engine)
-    return db.make_sessionmaker(engine)
+    try:
+        with console.status("Applying database migrations…"):
+            db.upgrade(engine)
+        with db.make_sessionmaker(engine)() as session:
+            yield session
+    finally:
+        engine.dispose()
 
 
 @areas_app.command("reorganise")
@@ -57,9 +65,8 @@ def reorganise(
     except ValueError as exc:
         err.print(f"[red]Invalid date {escape(effective)!s}[/red]")
         raise typer.Exit(2) from exc
-    factory = _factory()
     text = file.read_text(encoding="utf-8-sig")
-    with factory() as session:
+    with _session() as session:
         try:
             plan = service.plan_from_csv(text, name=name, effective=day)
             if not apply:
@@ -88,8 +95,7 @@ def reorganise(
 def undo(reorganisation: Annotated[int, typer.Argument(help="the reorganisation's id")]) -> None:
     """Undo an applied reorganisation (only before its effective date)."""
     settings = load_settings()
-    factory = _factory()
-    with factory() as session:
+    with _session() as session:
         try:
             today = dt.datetime.now(settings.tz).date()
             service.undo(session, reorganisation, today=today)

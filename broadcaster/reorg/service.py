@@ -33,6 +33,7 @@ from schedules.models import (
     rule_areas,
     rule_stations,
 )
+from stations import service as stations
 from stations.models import (
     Area,
     AreaLevel,
@@ -45,6 +46,7 @@ from stations.models import (
     group_areas,
     group_stations,
 )
+from stations.schemas import AreaCreate
 
 UNITS = (AreaLevel.WARD, AreaLevel.COMMUNE)
 OWNED: tuple[type[Group | Programme | StreamSource | ScheduleRule], ...] = (
@@ -55,7 +57,7 @@ OWNED: tuple[type[Group | Programme | StreamSource | ScheduleRule], ...] = (
 )
 
 
-class NewUnit(BaseModel):
+class NewUnit(BaseModel):  # the registry checks code and name (`AreaCreate`)
     code: str = Field(min_length=1, max_length=64)
     name: str = Field(min_length=1, max_length=200)
     level: AreaLevel
@@ -301,18 +303,13 @@ def apply(session: Session, plan: Plan, *, by: str) -> tuple[Reorganisation, Eff
             },
         )
 
-    for unit in plan.create:
-        created = Area(
-            code=unit.code,
-            name=unit.name,
-            name_folded=fold(unit.name),
-            level=unit.level,
-            parent_id=area(unit.parent).id if unit.parent else None,
-            stat_code=unit.stat_code,
-            valid_from=plan.effective,
+    for unit in plan.create:  # through the registry: a new ward gets its automatic group
+        created = stations.create_area(
+            session,
+            AreaCreate(code=unit.code, name=unit.name, level=unit.level, parent_code=unit.parent),
         )
-        session.add(created)
-        session.flush()
+        created.stat_code = unit.stat_code
+        created.valid_from = plan.effective
         effect.created.append(unit.code)
     undo["created"] = list(effect.created)
 
@@ -627,7 +624,7 @@ def undo(session: Session, reorg_id: int, *, today: dt.date) -> Reorganisation:
             update(StationUnit).where(StationUnit.id.in_(data["closed"])).values(valid_to=None)
         )
     for code in reversed(data.get("created", [])):
-        session.execute(delete(Area).where(Area.code == code))
+        stations.delete_area(session, code)
     reorg.status = ReorgStatus.UNDONE
     session.flush()
     session.expire_all()

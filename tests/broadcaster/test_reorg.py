@@ -159,7 +159,7 @@ def tan_an_area(session: Session, code: str) -> int:
 
 @pytest.mark.usefixtures("tan_an")
 def test_a_june_july_report_reads_by_old_and_new_units(
-    session_factory: sessionmaker[Session],
+    session_factory: sessionmaker[Session], client: TestClient, admin: dict[str, str]
 ) -> None:
     with session_factory() as session:
         stations = list(session.scalars(select(Station).order_by(Station.sid)))
@@ -188,6 +188,12 @@ def test_a_june_july_report_reads_by_old_and_new_units(
     for rows in (old, new, then):
         assert sum(r.plays for r in rows) == 3 * 108
         assert round(sum(r.minutes for r in rows), 2) == 3 * 108 * 15
+    # the same through the API
+    window = "from=2025-06-01T00:00:00%2B07:00&to=2025-08-01T00:00:00%2B07:00"
+    for units, keys in (("2025-06-30", set(OLD_TO_NEW)), ("today", set(tan_an_2025.WARDS))):
+        rows = ok(client.get(f"/api/v1/playlog/totals?{window}&units={units}", headers=admin))
+        assert {r["key"] for r in rows} == keys
+        assert sum(r["plays"] for r in rows) == 3 * 108
 
 
 @pytest.mark.usefixtures("tan_an")
