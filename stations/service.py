@@ -116,10 +116,13 @@ def list_areas(
     parent: str | None = None,
     within: str | None = None,
     q: str | None = None,
+    retired: bool = True,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Area], int]:
     query = select(Area)
+    if not retired:  # units ended by a reorganisation stay for history
+        query = query.where(Area.valid_to.is_(None))
     if scope is not None:
         query = query.where(Area.id.in_(scope))
     if level is not None:

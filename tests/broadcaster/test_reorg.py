@@ -294,6 +294,11 @@ def test_the_json_api(
     assert applied["effect"] == preview
     again = client.post("/api/v1/areas/reorganisations", json=body, headers=admin)
     assert again.status_code == 422
+    listed = ok(client.get("/api/v1/areas?level=commune&limit=100", headers=admin))["items"]
+    assert "xa-binh-tam" not in {a["code"] for a in listed}
+    listed = ok(client.get("/api/v1/areas?level=commune&retired=true", headers=admin))["items"]
+    assert "xa-binh-tam" in {a["code"] for a in listed}
+    assert {a["valid_to"] for a in listed if a["code"] == "xa-binh-tam"} == {"2099-01-01"}
     undone = ok(client.post(f"/api/v1/areas/reorganisations/{applied['id']}/undo", headers=admin))
     assert undone["status"] == "undone"
     assert ok(client.get("/api/v1/areas/xa-binh-tam", headers=admin))["code"] == "xa-binh-tam"
