@@ -25,6 +25,7 @@ from broadcaster.auth.usage import TokenUsage
 from broadcaster.broker import router as broker_router
 from broadcaster.dispatch import playlist_router
 from broadcaster.dispatch import router as dispatch_router
+from broadcaster.reorg import router as reorg_router
 from broadcaster.runtime import Role, Runtime
 from broadcaster.settings import Settings
 from broadcaster.web import errors, health, metrics, openapi, pages
@@ -159,6 +160,8 @@ def create_app(
     protected = [Depends(authenticate), *public]
     app.include_router(auth_router.public_router, dependencies=public)
     app.include_router(auth_router.router, dependencies=protected)
+    # before the registry's /api/v1/areas/{code}
+    app.include_router(reorg_router.router, dependencies=protected)
     app.include_router(stations_router.router, dependencies=protected)
     app.include_router(broker_router.router, dependencies=protected)
     app.include_router(media_router.router, dependencies=protected)

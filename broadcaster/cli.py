@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster import db
 from broadcaster.broker.cli import mqtt_app, stations_credentials
 from broadcaster.console import console, err, fail, load_settings
+from broadcaster.reorg.cli import areas_app
 from broadcaster.settings import Settings
 from firmware_bridge.simulator.cli import simulate
 from kernel.errors import DomainError
@@ -31,6 +32,7 @@ app.add_typer(db_app, name="db")
 app.add_typer(stations_app, name="stations")
 app.add_typer(users_app, name="users")
 app.add_typer(mqtt_app, name="mqtt")
+app.add_typer(areas_app, name="areas")
 stations_app.command("credentials")(stations_credentials)
 
 
@@ -147,9 +149,24 @@ class Dataset(StrEnum):
 @app.command()
 def seed(
     dataset: Annotated[Dataset, typer.Argument(help="which data set")] = Dataset.TAN_AN,
+    as_of: Annotated[
+        str | None,
+        typer.Option("--as-of", help="build the structure of this day (YYYY-MM-DD)"),
+    ] = None,
 ) -> None:
     """Load a data set (idempotent): Tân An city's areas, stations and groups, then the
-    05:00/17:00 relay chain (stream sources, programmes, approved rules)."""
+    05:00/17:00 relay chain (stream sources, programmes, approved rules).  With
+    ``--as-of 2025-07-01`` or later, the 2025 reorganisation is applied: three wards of
+    Tây Ninh province, no city level, no city step in the chain."""
+    import datetime as dt
+
+    from broadcaster.reorg import tan_an as tan_an_2025
+
+    try:
+        day = dt.date.fromisoformat(as_of) if as_of else None
+    except ValueError as exc:
+        err.print(f"[red]Invalid date {escape(as_of or '')}[/red]")
+        raise typer.Exit(2) from exc
     from audio_library.service import MediaLibrary
     from audio_library.settings import AudioSettings
     from schedules import seed as schedules_seed
@@ -169,8 +186,11 @@ def seed(
         ) as progress:
             progress.add_task("Seeding Tân An and its relay chain…", total=None)
             added, chain = schedules_seed.load_tan_an(factory, library, tz=settings.tz)
+            reorganised = day is not None and tan_an_2025.load_as_of(factory, day)
     finally:
         library.shutdown()
+    if reorganised:
+        console.print("[green]Reorganised as of 1 July 2025:[/green] Tây Ninh, 3 wards.")
     console.print(
         f"[green]Tân An seeded:[/green] {added['areas']} areas and "
         f"{added['stations']} stations added; relay chain: {chain['stream_sources']} "

@@ -1,4 +1,5 @@
-"""Registry tables: areas (city > ward/commune > hamlet), stations, groups."""
+"""Registry tables: areas (province > city > ward/commune > hamlet), stations, groups, and
+the history of the structure (reorganisations, lineage, stations' ward/commune over time)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     Column,
+    Date,
     Float,
     ForeignKey,
     Index,
@@ -28,6 +30,7 @@ ALL_GROUP = "all"
 
 
 class AreaLevel(StrEnum):
+    PROVINCE = "province"
     CITY = "city"
     WARD = "ward"
     COMMUNE = "commune"
@@ -35,7 +38,7 @@ class AreaLevel(StrEnum):
 
     @property
     def rank(self) -> int:
-        return {"city": 0, "ward": 1, "commune": 1, "hamlet": 2}[self.value]
+        return {"province": -1, "city": 0, "ward": 1, "commune": 1, "hamlet": 2}[self.value]
 
 
 class StationKind(StrEnum):
@@ -54,6 +57,13 @@ class Area(Base):
     parent_id: Mapped[int | None] = mapped_column(
         ForeignKey("areas.id", ondelete="RESTRICT"), index=True, nullable=True
     )
+    # the national statistics code (mã đơn vị hành chính) of a province or ward/commune;
+    # hamlets are the site's own data and have none
+    stat_code: Mapped[str | None] = mapped_column(String(16), nullable=True, index=True)
+    # the unit exists from `valid_from` (None: always) until the day before `valid_to`
+    # (None: still); a unit merged away keeps its row, so history still names it
+    valid_from: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
 
@@ -223,4 +233,63 @@ class StationConnection(Base):
     offline_at: Mapped[dt.datetime | None] = mapped_column(nullable=True)
     cause: Mapped[ConnectionCause | None] = mapped_column(
         str_enum(ConnectionCause, "connection_cause"), nullable=True
+    )
+
+
+# --- history of the structure ------------------------------------------------------------
+
+
+class ReorgStatus(StrEnum):
+    APPLIED = "applied"
+    UNDONE = "undone"
+
+
+class Reorganisation(Base):
+    """One administrative reorganisation (merge, rename, move hamlets, dissolve a level),
+    applied as one change; `undo` holds what it replaced, so it can be undone until its
+    effective date."""
+
+    __tablename__ = "area_reorganisations"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    effective: Mapped[dt.date] = mapped_column(Date, index=True)
+    status: Mapped[ReorgStatus] = mapped_column(str_enum(ReorgStatus, "reorg_status"))
+    plan: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    undo: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_by: Mapped[str] = mapped_column(String(64))
+
+
+class AreaLineage(Base):
+    """Which unit became which, from when (``kind``: merge, rename, move, dissolve)."""
+
+    __tablename__ = "area_lineage"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    reorganisation_id: Mapped[int] = mapped_column(
+        ForeignKey("area_reorganisations.id", ondelete="CASCADE"), index=True
+    )
+    old_area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"), index=True)
+    new_area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    effective: Mapped[dt.date] = mapped_column(Date)
+
+
+class StationUnit(Base):
+    """The ward/commune a station belonged to over a period [`valid_from`, `valid_to`)
+    (None: open).  Written by reorganisations; a station with no row belongs to the
+    unit its area lies in today."""
+
+    __tablename__ = "station_units"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    station_id: Mapped[int] = mapped_column(
+        ForeignKey("stations.id", ondelete="CASCADE"), index=True
+    )
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id", ondelete="CASCADE"), index=True)
+    valid_from: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    valid_to: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    reorganisation_id: Mapped[int | None] = mapped_column(
+        ForeignKey("area_reorganisations.id", ondelete="CASCADE"), index=True, nullable=True
     )

@@ -115,10 +115,13 @@ def list_areas(
     parent: AreaCodeQuery = None,
     area: AreaCodeQuery = None,
     q: SearchQuery = None,
+    retired: bool = False,
 ) -> ListOf[AreaRead]:
+    """Areas; units ended by a reorganisation (kept for history) only with ``retired``."""
     items, total = service.list_areas(
         session,
         scope=principal.scope,
+        retired=retired,
         level=level,
         parent=parent,
         within=area,

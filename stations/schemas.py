@@ -63,6 +63,9 @@ class AreaRead(BaseModel):
     name: str
     level: AreaLevel
     parent_code: str | None
+    stat_code: str | None = None  # the national statistics code (province, ward/commune)
+    valid_from: dt.date | None = None
+    valid_to: dt.date | None = None  # set: ended by a reorganisation, kept for history
     created_at: dt.datetime
     updated_at: dt.datetime
 

@@ -95,9 +95,9 @@ def _area_for_field(session: Session, code: str, field: str) -> Area:
 
 
 def _check_parent(level: AreaLevel, parent: Area | None, *, field: str) -> None:
-    if level is AreaLevel.CITY:
+    if level is AreaLevel.PROVINCE or (level is AreaLevel.CITY and parent is None):
         if parent is not None:
-            raise InvalidInput("a city area cannot have a parent", field=field)
+            raise InvalidInput("a province cannot have a parent", field=field)
         return
     if parent is None:
         raise InvalidInput(f"a {level.value} area needs a parent", field=field)
@@ -116,10 +116,13 @@ def list_areas(
     parent: str | None = None,
     within: str | None = None,
     q: str | None = None,
+    retired: bool = True,
     limit: int = 50,
     offset: int = 0,
 ) -> tuple[list[Area], int]:
     query = select(Area)
+    if not retired:  # units ended by a reorganisation stay for history
+        query = query.where(Area.valid_to.is_(None))
     if scope is not None:
         query = query.where(Area.id.in_(scope))
     if level is not None:

@@ -44,6 +44,7 @@ NO_PLAN_CHANGE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/media/tts"): "a new spoken bulletin is a draft, played by nothing yet",
     ("POST", "/api/v1/media/compose"): "a new composition is a draft, played by nothing yet",
     ("POST", "/api/v1/schedules/preview"): "a preview saves nothing",
+    ("POST", "/api/v1/areas/reorganisations/preview"): "a preview saves nothing",
     ("POST", "/api/v1/stations/{sid}/credentials"): "broker access, not what is planned",
     ("DELETE", "/api/v1/stations/{sid}/credentials"): "broker access, not what is planned",
     ("POST", "/api/v1/stations/{sid}/commands"): "a one-off command, not the plan",
@@ -131,6 +132,22 @@ def _review_asset(ctx: Ctx, verb: str) -> Call:
     return lambda: ctx.client.post(f"/api/v1/media/{asset_id}/{verb}", headers=ctx.approver)
 
 
+def _reorganisation(ctx: Ctx) -> dict[str, Any]:
+    """A plan of its own date (one plan a date): rename a new hamlet."""
+    n = ctx.n()
+    return {
+        "name": f"Sắp xếp {n}",
+        "effective": f"{2100 + n}-01-01",
+        "steps": [{"kind": "rename", "unit": ctx.area(), "name": f"Ấp đổi tên {n}"}],
+    }
+
+
+def _undo_reorganisation(ctx: Ctx) -> Call:
+    applied = ctx.post("/api/v1/areas/reorganisations", _reorganisation(ctx))
+    path = f"/api/v1/areas/reorganisations/{applied['id']}/undo"
+    return lambda: ctx.client.post(path, headers=ctx.admin)
+
+
 def _do(ctx: Ctx, method: str, path: str, body: dict[str, Any] | None = None) -> Call:
     return lambda: ctx.client.request(method, path, json=body, headers=ctx.admin)
 
@@ -140,6 +157,10 @@ EXAMPLES: dict[tuple[str, str], Example] = {
         c, "PATCH", f"/api/v1/areas/{c.area()}", {"name": "Ấp đổi tên"}
     ),
     ("DELETE", "/api/v1/areas/{code}"): lambda c: _do(c, "DELETE", f"/api/v1/areas/{c.area()}"),
+    ("POST", "/api/v1/areas/reorganisations"): lambda c: _do(
+        c, "POST", "/api/v1/areas/reorganisations", _reorganisation(c)
+    ),
+    ("POST", "/api/v1/areas/reorganisations/{reorganisation_id}/undo"): _undo_reorganisation,
     ("POST", "/api/v1/stations"): lambda c: _do(c, "POST", "/api/v1/stations", _station_body(c)),
     ("POST", "/api/v1/stations/import"): _csv,
     ("PATCH", "/api/v1/stations/{sid}"): lambda c: _do(

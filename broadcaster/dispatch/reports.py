@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as dt
 import io
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import Literal, TypeVarTuple
 from zoneinfo import ZoneInfo
 
@@ -339,9 +339,14 @@ def play_totals(
     tz: ZoneInfo,
     *,
     by: Literal["station", "area"] = "area",
+    unit_at: Callable[[int, dt.date], int | None] | None = None,
 ) -> list[TotalRow]:
     """Broadcast minutes and play counts per local day, per station or per ward/commune
-    (stations in none under `OTHER_UNIT`), by day then key; minutes to 1/100."""
+    (stations in none under `OTHER_UNIT`), by day then key; minutes to 1/100.
+
+    By area, a play counts for the unit its station lies in today, or, given `unit_at`
+    (station id, local day → ward/commune id; see `broadcaster.reorg.service.UnitHistory`),
+    for the unit it says: the unit of the play's time, or of a chosen day."""
     areas = all_areas(session)
     rows = session.execute(
         query.with_only_columns(
@@ -351,15 +356,16 @@ def play_totals(
             Station.sid,
             Station.name,
             Station.area_id,
+            Station.id,
         ).order_by(None)
     ).all()
     totals: dict[tuple[dt.date, str], TotalRow] = {}
-    for start, status, played_ms, sid, station_name, area_id in rows:
+    for start, status, played_ms, sid, station_name, area_id, station_id in rows:
         day = start.astimezone(tz).date()
         if by == "station":
             key, name = sid, station_name
         else:
-            unit = unit_of(areas, area_id)
+            unit = unit_of(areas, unit_at(station_id, day) if unit_at else area_id)
             key, name = (unit.code, unit.name) if unit else OTHER_UNIT
         row = totals.setdefault(
             (day, key),

@@ -29,6 +29,7 @@ from broadcaster.dispatch.schemas import (
     StationCommandCreate,
     TotalRow,
 )
+from broadcaster.reorg import service as reorg
 from kernel.db import utcnow
 from kernel.dependencies import (
     Audit,
@@ -39,7 +40,7 @@ from kernel.dependencies import (
     TimeRangeDep,
     csv_response,
 )
-from kernel.errors import NotFoundError
+from kernel.errors import InvalidInput, NotFoundError
 from kernel.security import Permission
 from stations.dependencies import StationDep
 from stations.schemas import CODE_PATTERN, SID_PATTERN, ListOf
@@ -54,6 +55,15 @@ def _wake(request: Request) -> None:
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is not None:
         runtime.wake()
+
+
+def _day(value: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"invalid date {value!r}", field="units", message_vi="Ngày không hợp lệ"
+        ) from exc
 
 
 def _tz(request: Request) -> ZoneInfo:
@@ -299,8 +309,15 @@ def playlog_totals(
     by: Literal["station", "area"] = "area",
     area: AreaQ = None,
     format_: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+    units: Annotated[
+        str, Query(pattern=r"^(today|then|\d{4}-\d{2}-\d{2})$", max_length=10)
+    ] = "today",
 ) -> Response:
-    """Broadcast minutes per day, per station or per ward/commune (CSV for spreadsheets)."""
+    """Broadcast minutes per day, per station or per ward/commune (CSV for spreadsheets).
+
+    By ward/commune after a reorganisation: ``units=today`` (the units of today),
+    ``then`` (the unit each play belonged to at its time) or a date (the units of that
+    day: old units before the change, new ones after)."""
     now = utcnow()
     query = reports.play_query(
         session,
@@ -309,7 +326,11 @@ def playlog_totals(
         since=window.since or now - dt.timedelta(days=7),
         until=window.until or now + dt.timedelta(days=1),
     )
-    rows = reports.play_totals(session, query, _tz(request), by=by)
+    unit_at = None
+    if units != "today":
+        history = reorg.UnitHistory(session)
+        unit_at = history.at if units == "then" else history.as_of(_day(units))
+    rows = reports.play_totals(session, query, _tz(request), by=by, unit_at=unit_at)
     if format_ == "csv":
         return csv_response(reports.totals_csv(rows, by=by), f"playlog-totals-{by}.csv")
     return Response(

@@ -46,6 +46,7 @@ BROADCAST_LABELS = {
 }
 KIND_LABELS = {StationKind.HAMLET: "Trạm ấp/khu phố", StationKind.SMART: "Cụm loa thông minh"}
 LEVEL_LABELS = {
+    AreaLevel.PROVINCE: "Tỉnh",
     AreaLevel.CITY: "Thành phố",
     AreaLevel.WARD: "Phường",
     AreaLevel.COMMUNE: "Xã",
