@@ -16,6 +16,8 @@ One module per area of the dashboard (Vietnamese paths, as operators say them):
 - `stations`: ``/tram``, ``/tram/{sid}``, the station list and one station in detail;
 - `broadcasts`: ``/phat-thanh``, ``/phat-thanh/{id}``, send a broadcast, follow one live;
 - `playlog`: ``/nhat-ky``, the play log and its daily totals;
+- `library`: ``/thu-vien``, ``/thu-vien/{id}``, ``/duyet``, the audio library and the
+  approval queue;
 - `shared`: templates, the signed-in account dependency, rendering, paging;
   `labels`: the Vietnamese words for the system's codes.
 """
@@ -27,13 +29,13 @@ from collections.abc import Sequence
 from fastapi import APIRouter, FastAPI, params
 from fastapi.staticfiles import StaticFiles
 
-from broadcaster.web.pages import broadcasts, overview, playlog, signin, stations
+from broadcaster.web.pages import broadcasts, library, overview, playlog, signin, stations
 from broadcaster.web.pages.shared import STATIC_DIR, STATIC_PREFIX, SignInRequired, to_sign_in
 
 __all__ = ["STATIC_DIR", "STATIC_PREFIX", "install", "router"]
 
 router = APIRouter(include_in_schema=False)
-for _area in (signin, overview, stations, broadcasts, playlog):
+for _area in (signin, overview, stations, broadcasts, playlog, library):
     router.include_router(_area.router)
 
 
