@@ -79,12 +79,11 @@ def site(_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[S
         yield served
 
 
-@pytest.fixture(scope="module")
-def mp3(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    folder = tmp_path_factory.mktemp("mp3")
-    wav = audio.write_wav(
-        folder / "hop-dan.wav", audio.scale_to_lufs(audio.speech_like(5.0), -28.0)
-    )
+def _mp3(folder: Path, seed: int) -> Path:
+    """A 5 s speech-like MP3 at −28 LUFS (each seed its own content: the library keeps
+    one asset per identical upload)."""
+    signal = audio.scale_to_lufs(audio.speech_like(5.0, seed=seed), -28.0)
+    wav = audio.write_wav(folder / "hop-dan.wav", signal)
     return audio.convert(wav, folder / "hop-dan.mp3", "-b:a", "128k")
 
 
@@ -121,13 +120,12 @@ def _review(driver: WebDriver, title: str) -> Any:
 
 
 @pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
-def test_library_and_approval_journey(
-    site: Site, mp3: Path, size: tuple[int, int], tmp_path: Path
-) -> None:
+def test_library_and_approval_journey(site: Site, size: tuple[int, int], tmp_path: Path) -> None:
     width = "desktop" if size == DESKTOP else "390"
     upload_title = f"Họp dân ấp Cầu Tre ({width})"
     record_title = f"Ghi âm thông báo ({width})"
     tts_title = f"Bản tin tiêm chủng ({width})"
+    mp3 = _mp3(tmp_path, seed=size[0])
     with chromium(tmp_path / "profile", size) as driver:
         log_in(driver, site, "vanhanh")
         wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the overview")
