@@ -257,5 +257,24 @@ def test_library_and_approval_journey(site: Site, size: tuple[int, int], tmp_pat
         wait(driver, lambda d: "Ghi rõ giờ kết thúc" in _text(d, "asset-reason"), what="reason")
         assert "duyettin" in _text(driver, "asset-reason")
         _check_page(driver, "thu-vien-tep", width)
+
+        # edit the recording's title, then delete it (no schedule uses it)
+        driver.get(site.base_url + "/thu-vien")
+        driver.find_element(By.LINK_TEXT, record_title).click()
+        wait(driver, lambda d: d.find_elements(By.ID, "edit-form"), what="the edit form")
+        renamed = f"Thông báo đã sửa ({width})"
+        field = driver.find_element(By.ID, "ed-title")
+        field.clear()
+        field.send_keys(renamed)
+        Select(driver.find_element(By.ID, "ed-category")).select_by_visible_text("Y tế")
+        driver.find_element(By.ID, "ed-save").click()
+        wait(driver, lambda d: _text(d, "ed-result") == "Đã lưu thay đổi.", what="saved")
+        assert _text(driver, "asset-title") == renamed
+        driver.find_element(By.ID, "ed-delete").click()
+        wait(driver, lambda d: d.find_element(By.ID, "confirm-ok").is_displayed(), what="dialog")
+        driver.find_element(By.ID, "confirm-ok").click()
+        wait(driver, lambda d: d.current_url.endswith("/thu-vien"), what="back to the library")
+        assert renamed not in driver.page_source
+        assert record_title not in driver.page_source
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors

@@ -8,34 +8,16 @@
   const $$ = (sel, root) => Array.from((root || document).querySelectorAll(sel));
   const MB = 1024 * 1024;
 
+  const shared = window.broadcasterUi;  // app.js: the JSON API, the confirmation dialog
+  const api = shared.api;
+
   function messageOf(data, status) {
-    if (status === 401) return "Phiên đăng nhập đã hết hạn. Hãy tải lại trang và đăng nhập lại.";
     if (status === 413) return "Tệp quá lớn (tối đa 200 MB).";
-    if (data && data.message_vi) return data.message_vi;
-    if (status === 403) return "Tài khoản không có quyền thực hiện thao tác này.";
-    if (status === 404) return "Không tìm thấy nội dung này (có thể đã bị xóa).";
-    return "Lỗi máy chủ (" + status + "). Vui lòng thử lại.";
+    return shared.messageOf(data, status);
   }
 
   function parse(text) {
     try { return text ? JSON.parse(text) : null; } catch (err) { return null; }
-  }
-
-  async function api(method, url, body) {
-    const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
-    if (body !== undefined) {
-      init.headers["Content-Type"] = "application/json";
-      init.body = JSON.stringify(body);
-    }
-    let response;
-    try {
-      response = await fetch(url, init);
-    } catch (err) {
-      throw new Error("Không kết nối được tới máy chủ. Kiểm tra mạng rồi thử lại.");
-    }
-    const data = parse(await response.text());
-    if (!response.ok) throw new Error(messageOf(data, response.status));
-    return data;
   }
 
   /* A multipart upload with its progress (fetch cannot report upload progress). */
@@ -311,23 +293,6 @@
 
   /* --- one asset: edit and delete ------------------------------------------------------- */
 
-  function confirmDialog(title, text) {
-    const dialog = $("#confirm-dialog");
-    if (!dialog || typeof dialog.showModal !== "function") return Promise.resolve(window.confirm(text));
-    $("#confirm-title").textContent = title;
-    const p = document.createElement("p");
-    p.textContent = text;
-    $("#confirm-body").replaceChildren(p);
-    const ok = $("#confirm-ok");
-    ok.textContent = "Xóa";
-    ok.className = "danger";
-    dialog.returnValue = "";
-    return new Promise((resolve) => {
-      dialog.addEventListener("close", () => resolve(dialog.returnValue === "ok"), { once: true });
-      dialog.showModal();
-    });
-  }
-
   function initEdit() {
     const form = $("#edit-form");
     if (!form) return;
@@ -347,8 +312,12 @@
       }
     });
     $("#ed-delete").addEventListener("click", async () => {
-      const sure = await confirmDialog("Xóa tệp âm thanh", "Xóa “" + $("#asset-title").textContent
-        + "” khỏi thư viện? Không thể hoàn tác.");
+      const sure = await shared.confirmDialog({
+        title: "Xóa tệp âm thanh",
+        text: "Xóa “" + $("#asset-title").textContent + "” khỏi thư viện? Không thể hoàn tác.",
+        okLabel: "Xóa",
+        danger: true,
+      });
       if (!sure) return;
       try {
         await api("DELETE", "/api/v1/media/" + id);
