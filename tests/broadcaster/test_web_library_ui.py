@@ -113,6 +113,21 @@ def _attr(driver: WebDriver, element_id: str, name: str) -> str:
     return str(driver.find_element(By.ID, element_id).get_attribute(name) or "")
 
 
+def _open(driver: WebDriver, site: Site, username: str, link: str, title: str) -> None:
+    """Sign in as `username`, then follow the menu `link` to the page titled `title`."""
+    log_in(driver, site, username)
+    wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the overview")
+    driver.find_element(By.LINK_TEXT, link).click()
+    wait(driver, lambda d: d.title.startswith(title), what=title)
+    assert OTHER_WARD_TITLE not in driver.page_source
+
+
+def _media(driver: WebDriver, element_id: str, prop: str) -> float:
+    """A property of an <audio> element (0 while it is unknown)."""
+    script = f"return document.getElementById('{element_id}').{prop} || 0"
+    return float(driver.execute_script(script))
+
+
 def _review(driver: WebDriver, title: str) -> Any:
     return driver.find_element(
         By.XPATH, f"//article[contains(@class,'lib-review')][.//h3[normalize-space()='{title}']]"
@@ -127,11 +142,7 @@ def test_library_and_approval_journey(site: Site, size: tuple[int, int], tmp_pat
     tts_title = f"Bản tin tiêm chủng ({width})"
     mp3 = _mp3(tmp_path, seed=size[0])
     with chromium(tmp_path / "profile", size) as driver:
-        log_in(driver, site, "vanhanh")
-        wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the overview")
-        driver.find_element(By.LINK_TEXT, "Thư viện").click()
-        wait(driver, lambda d: d.title.startswith("Thư viện âm thanh"), what="the library")
-        assert OTHER_WARD_TITLE not in driver.page_source
+        _open(driver, site, "vanhanh", "Thư viện", "Thư viện âm thanh")
         _check_page(driver, "thu-vien", width)
 
         # upload an MP3, with its progress and the loudness found
@@ -158,13 +169,11 @@ def test_library_and_approval_journey(site: Site, size: tuple[int, int], tmp_pat
             driver.find_element(By.ID, "rec-stop").click()
             wait(driver, lambda d: d.find_element(By.ID, "rec-audio").is_displayed())
         assert driver.find_element(By.ID, "rec-start").text == "Ghi lại"
-        wait(  # the clip plays back in the page before it is saved
+        wait(
             driver,
-            lambda d: (
-                d.execute_script("return document.getElementById('rec-audio').readyState") >= 1
-            ),
+            lambda d: _media(d, "rec-audio", "readyState") >= 1,
             what="the recorded clip loaded",
-        )
+        )  # the clip plays back in the page before it is saved
         driver.find_element(By.ID, "rec-title-input").send_keys(record_title)
         driver.find_element(By.ID, "rec-save").click()
         _saved(driver, "rec-result")
@@ -188,9 +197,7 @@ def test_library_and_approval_journey(site: Site, size: tuple[int, int], tmp_pat
         assert _attr(driver, "tts-audio", "src").startswith("data:audio/mpeg;base64,")
         wait(
             driver,
-            lambda d: (
-                d.execute_script("return document.getElementById('tts-audio').duration || 0") > 2
-            ),
+            lambda d: _media(d, "tts-audio", "duration") > 2,
             what="the preview audio loaded",
         )
         driver.find_element(By.ID, "tts-save").click()
@@ -207,11 +214,7 @@ def test_library_and_approval_journey(site: Site, size: tuple[int, int], tmp_pat
         row.find_element(By.CSS_SELECTOR, "button.lib-play").click()
         wait(driver, lambda d: int(_attr(d, "player-wave", "data-drawn") or 0) > 0, what="wave")
         wait(
-            driver,
-            lambda d: (
-                d.execute_script("return document.getElementById('player-audio').readyState") >= 2
-            ),
-            what="the audio playing",
+            driver, lambda d: _media(d, "player-audio", "readyState") >= 2, what="the audio playing"
         )
         _check_page(driver, "thu-vien-nghe", width)
 
@@ -226,11 +229,7 @@ def test_library_and_approval_journey(site: Site, size: tuple[int, int], tmp_pat
         driver.get_log("browser")  # drop the expected 404
 
         # the approver: approve the upload, reject the bulletin with a reason
-        log_in(driver, site, "duyettin")
-        wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the overview")
-        driver.find_element(By.LINK_TEXT, "Duyệt").click()
-        wait(driver, lambda d: d.title.startswith("Duyệt nội dung"), what="the queue")
-        assert OTHER_WARD_TITLE not in driver.page_source
+        _open(driver, site, "duyettin", "Duyệt", "Duyệt nội dung")
         _check_page(driver, "duyet", width)
         upload = _review(driver, upload_title)
         assert upload.find_elements(By.TAG_NAME, "audio")
