@@ -12,6 +12,14 @@ from sqlalchemy.orm import Session, sessionmaker
 from kernel.security import Role
 from tests.api import make_user, ok
 from tests.broadcaster.test_web_pages import login
+from tests.schedules.api_helpers import (
+    asset_item,
+    create_programme,
+    create_rule,
+    daily,
+    make_asset,
+    rule_body,
+)
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 
@@ -79,3 +87,28 @@ def test_approver_cannot_approve_their_own_work(
     origin = {"Origin": "http://testserver"}
     refused = client.post(f"/api/v1/media/{own['id']}/approve", json={}, headers=origin)
     assert refused.status_code == 403
+
+
+def test_queue_lists_draft_rules_in_the_approvers_areas(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    operator = make_user(session_factory, "oplbn", Role.OPERATOR, ["xa-loi-binh-nhon"])
+    make_user(session_factory, "duyetlbn", Role.APPROVER, ["xa-loi-binh-nhon"])
+    make_user(session_factory, "duyetp2", Role.APPROVER, ["phuong-2"])
+    jingle = make_asset(session_factory, "Nhạc hiệu xã", minutes=0.2, owner_area="xa-loi-binh-nhon")
+    programme = create_programme(
+        client, operator, asset_item(jingle), title="Chương trình sáng của xã"
+    )
+    body = rule_body(programme["id"], daily("06:30"), groups=["xa-loi-binh-nhon"])
+    body["title"] = "Phát sáng hằng ngày"
+    rule = create_rule(client, operator, body)
+
+    login(client, "duyetp2")
+    assert "Phát sáng hằng ngày" not in client.get("/duyet").text
+    login(client, "duyetlbn")
+    queue = client.get("/duyet").text
+    block = queue.split(f'data-kind="rule" data-id="{rule["id"]}"', 1)[1].split("</article>")[0]
+    assert "Phát sáng hằng ngày" in queue
+    assert "Chương trình sáng của xã" in block
+    assert "Lần phát tới" in block
+    assert 'data-decision="approve"' in block
