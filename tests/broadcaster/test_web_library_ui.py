@@ -136,7 +136,7 @@ def _review(driver: WebDriver, title: str) -> Any:
 
 @pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
 def test_library_and_approval_journey(site: Site, size: tuple[int, int], tmp_path: Path) -> None:
-    width = "desktop" if size == DESKTOP else "390"
+    width = "desktop" if size == DESKTOP else "phone"
     upload_title = f"Họp dân ấp Cầu Tre ({width})"
     record_title = f"Ghi âm thông báo ({width})"
     tts_title = f"Bản tin tiêm chủng ({width})"
