@@ -112,3 +112,10 @@ def test_queue_lists_draft_rules_in_the_approvers_areas(
     assert "Chương trình sáng của xã" in block
     assert "Lần phát tới" in block
     assert 'data-decision="approve"' in block
+
+
+def test_library_pages_ask_for_a_session(client: TestClient) -> None:
+    for path in ["/thu-vien", "/thu-vien/1", "/duyet"]:
+        response = client.get(path, follow_redirects=False)
+        assert response.status_code == 303, path
+        assert response.headers["location"].startswith("/dang-nhap?next="), path
