@@ -1,5 +1,6 @@
 """Media library API (`/api/v1/media`) and signed media downloads for stations (`/media`)."""
 
+import base64
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from audio_library.schemas import (
     AssetUpdate,
     ComposeRequest,
     Peaks,
+    TTSPreview,
+    TTSPreviewRequest,
     TTSRequest,
     check_category,
 )
@@ -241,6 +244,24 @@ def text_to_speech(data: TTSRequest, job: DraftJobDep) -> AssetRead:
         author=job.author(),
     )
     return job.done("media.tts", asset_id)
+
+
+@router.post("/tts/preview")
+def preview_text_to_speech(
+    data: TTSPreviewRequest, principal: CurrentPrincipal, library: LibraryDep, session: SessionDep
+) -> TTSPreview:
+    """Listen before saving: the bulletin read aloud (an MP3 data URL, nothing stored) and
+    the text as it will be read (numbers, dates and abbreviations written out)."""
+    principal.require(Permission.CONTENT_WRITE)
+    release(session)  # speech takes a while: hold no transaction meanwhile
+    preview = service.preview_speech(library, text=data.text, voice=data.voice, rate=data.rate)
+    encoded = base64.b64encode(preview.audio).decode("ascii")
+    return TTSPreview(
+        normalized_text=preview.normalized_text,
+        audio_url=f"data:{preview.mime};base64,{encoded}",
+        duration_ms=preview.duration_ms,
+        loudness_after=preview.loudness_after,
+    )
 
 
 @router.post("/compose", status_code=status.HTTP_201_CREATED)

@@ -76,6 +76,19 @@ class TTSRequest(_Strict):
     _category = field_validator("category")(check_category)
 
 
+class TTSPreviewRequest(_Strict):
+    text: Annotated[str, StringConstraints(max_length=100_000)]
+    voice: str = "south"
+    rate: Annotated[int, Field(ge=-3, le=3)] = 0
+
+
+class TTSPreview(BaseModel):
+    normalized_text: str = Field(description="the text as the engine reads it")
+    audio_url: str = Field(description="the speech as a data: URL (MP3); nothing is stored")
+    duration_ms: int
+    loudness_after: float | None
+
+
 class ComposeRequest(_Strict):
     title: Title
     parts: Annotated[list[Id], Field(min_length=1, max_length=20)]

@@ -52,6 +52,7 @@ from audio_library.processing import MediaProcessor
 from audio_library.settings import AudioSettings
 from audio_library.signing import sign_media_url
 from audio_library.storage import MediaStore, Upload
+from audio_library.tts import normalize_vi, validate_text
 from kernel.approval import Approval
 from kernel.db import paginate, utcnow
 from kernel.errors import ConflictError, InvalidInput, NotFoundError, PermissionDeniedError
@@ -346,6 +347,40 @@ def speak(library: MediaLibrary, *, text: str, voice: str, rate: int) -> Renditi
             f"text-to-speech failed: {exc}",
             message_vi="Không chuyển được văn bản thành giọng nói",
         ) from exc
+
+
+@dataclass(frozen=True, slots=True)
+class SpeechPreview:
+    """A bulletin read aloud for listening before it is saved (nothing is stored)."""
+
+    normalized_text: str
+    audio: bytes
+    mime: str
+    duration_ms: int
+    loudness_after: float | None
+
+
+def preview_speech(library: MediaLibrary, *, text: str, voice: str, rate: int) -> SpeechPreview:
+    """Read `text` aloud in a scratch directory and hand back the audio and the text as
+    the engine reads it (numbers, dates and abbreviations spelled out); no database and
+    nothing left in the store.  Bad text raises `InvalidInput`."""
+    stripped = validate_text(text, max_chars=library.settings.tts_max_chars)
+    try:
+        with library.store.work_dir() as work:
+            result = library.processor.synthesize(stripped, voice, rate, work)
+            audio = result.rendition_path.read_bytes()
+    except (OSError, RuntimeError) as exc:
+        raise AudioToolError(
+            f"text-to-speech failed: {exc}",
+            message_vi="Không chuyển được văn bản thành giọng nói",
+        ) from exc
+    return SpeechPreview(
+        normalized_text=normalize_vi(stripped),
+        audio=audio,
+        mime=result.rendition_mime,
+        duration_ms=result.duration_ms,
+        loudness_after=result.loudness_after_lufs,
+    )
 
 
 def add_speech(

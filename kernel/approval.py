@@ -9,10 +9,19 @@ from __future__ import annotations
 
 from enum import StrEnum
 
-__all__ = ["Approval"]
+__all__ = ["APPROVAL_LABELS_VI", "Approval"]
 
 
 class Approval(StrEnum):
     DRAFT = "draft"
     APPROVED = "approved"
     REJECTED = "rejected"
+
+
+APPROVAL_LABELS_VI: dict[Approval, str] = {
+    Approval.DRAFT: "Chờ duyệt",
+    Approval.APPROVED: "Đã duyệt",
+    Approval.REJECTED: "Bị từ chối",
+}
+"""What the dashboard says for each approval state (a new draft is waiting for an
+approver: there is no separate "submit" step)."""

@@ -17,6 +17,7 @@ HTML_HEADERS = (
     (
         b"content-security-policy",
         b"default-src 'self'; img-src 'self' data: https://*.tile.openstreetmap.org; "
+        b"media-src 'self' blob: data:; "
         b"style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; "
         b"frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
     ),

@@ -234,3 +234,27 @@ def test_area_scope_and_deletion(
     app.state.asset_usage.clear()
     assert client.delete(f"/api/v1/media/{mine['id']}", headers=lbn).status_code == 204
     assert client.get(mine["preview_url"]).status_code == 404
+
+
+@pytest.mark.usefixtures("tan_an")
+def test_tts_preview_reads_aloud_and_stores_nothing(
+    client: TestClient, admin: dict[str, str], settings: Settings
+) -> None:
+    text = "Ngày 26/11/2026, lúc 7 giờ 30, UBND xã tổ chức tiêm chủng."
+    before = _stored_files(settings)
+    preview = ok(
+        client.post(
+            "/api/v1/media/tts/preview",
+            json={"text": text, "voice": "north", "rate": 1},
+            headers=admin,
+        )
+    )
+    assert preview["audio_url"].startswith("data:audio/mpeg;base64,")
+    assert preview["duration_ms"] > 2000
+    assert "hai mươi sáu" in preview["normalized_text"]
+    assert "26/11" not in preview["normalized_text"]
+    assert _stored_files(settings) == before
+    assert ok(client.get("/api/v1/media", headers=admin))["total"] == 0
+    empty = client.post("/api/v1/media/tts/preview", json={"text": "  "}, headers=admin)
+    assert empty.status_code == 422
+    assert empty.json()["message_vi"]

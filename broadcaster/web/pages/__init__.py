@@ -19,6 +19,8 @@ One module per area of the dashboard (Vietnamese paths, as operators say them):
 - `alarms`: ``/canh-bao``, technician alarms (filters, acknowledge with a note);
 - `admin`: ``/quan-tri/...``, accounts, integration tokens and the audit log (city
   administrators only);
+- `library`: ``/thu-vien``, ``/thu-vien/{id}``, ``/duyet``, the audio library and the
+  approval queue;
 - `shared`: templates, the signed-in account dependency, rendering, paging;
   `labels`: the Vietnamese words for the system's codes.
 """
@@ -30,13 +32,22 @@ from collections.abc import Sequence
 from fastapi import APIRouter, FastAPI, params
 from fastapi.staticfiles import StaticFiles
 
-from broadcaster.web.pages import admin, alarms, broadcasts, overview, playlog, signin, stations
+from broadcaster.web.pages import (
+    admin,
+    alarms,
+    broadcasts,
+    library,
+    overview,
+    playlog,
+    signin,
+    stations,
+)
 from broadcaster.web.pages.shared import STATIC_DIR, STATIC_PREFIX, SignInRequired, to_sign_in
 
 __all__ = ["STATIC_DIR", "STATIC_PREFIX", "install", "router"]
 
 router = APIRouter(include_in_schema=False)
-for _area in (signin, overview, stations, broadcasts, playlog, alarms, admin):
+for _area in (signin, overview, stations, broadcasts, playlog, library, alarms, admin):
     router.include_router(_area.router)
 
 

@@ -595,6 +595,9 @@
     }
   }
 
+  /* --- shared with the other page scripts (library.js) ------------------------------ */
+  window.broadcasterUi = { api, confirmDialog, messageOf };
+
   document.addEventListener("DOMContentLoaded", () => {
     const labels = $("#labels");
     if (labels) LABELS = JSON.parse(labels.textContent);
