@@ -15,7 +15,8 @@ rule rather than decorator by decorator:
 - `EXTRAS`: what a few routes add (CSV, calendar, event-stream and audio media types,
   206/304 of station downloads...).
 
-Every error body is a `Problem` (RFC 9457 fields where known, plus ``message_vi``).
+Every error body is a `Problem` (RFC 9457, ``application/problem+json``, plus a stable
+machine ``code`` and ``message_vi``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+
+from broadcaster.web.middleware import PROBLEM_MEDIA_TYPE
 
 PROBLEM = {
     "title": "Problem",
@@ -38,10 +41,10 @@ PROBLEM = {
             "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}],
             "description": "what went wrong (English), or the list of field errors",
         },
-        "code": {"type": "string"},
+        "code": {"type": "string", "description": "stable machine code (snake_case)"},
         "message_vi": {"type": "string", "description": "Vietnamese message for the user"},
     },
-    "required": ["detail"],
+    "required": ["type", "title", "status", "detail", "code"],
 }
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
@@ -109,7 +112,7 @@ _PUBLIC_ERRORS = {
 def _error(status: int) -> dict[str, Any]:
     return {
         "description": HTTPStatus(status).phrase,
-        "content": {"application/json": {"schema": PROBLEM_REF}},
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}},
     }
 
 
