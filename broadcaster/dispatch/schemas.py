@@ -173,6 +173,19 @@ class TotalRow(BaseModel):
     missed: int
 
 
+class MinutesRow(BaseModel):
+    """Airtime minutes of one ward/commune (or station), tier and content category."""
+
+    key: str
+    name: str
+    tier: str
+    tier_name: str
+    category: str
+    category_name: str
+    minutes: float
+    plays: int
+
+
 class ConvergenceRow(BaseModel):
     sid: str
     online: bool

@@ -50,6 +50,12 @@ PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 STRING = {"type": "string"}
 BINARY = {"type": "string", "format": "binary"}
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: A table as JSON rows or CSV (``format=csv``).
+ROWS: dict[str, Any] = {
+    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+    "text/csv": {"schema": STRING},
+}
 
 #: Per-route additions, by (method, path).
 EXTRAS: dict[tuple[str, str], dict[str, Any]] = {
@@ -59,10 +65,13 @@ EXTRAS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/api/v1/playlog/totals"): {
         "200": {
             "description": "totals as JSON, or CSV with ``format=csv``",
-            "content": {
-                "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
-                "text/csv": {"schema": STRING},
-            },
+            "content": ROWS,
+        }
+    },
+    ("get", "/api/v1/reports/minutes"): {
+        "200": {
+            "description": "rows as JSON, CSV (``format=csv``) or an Excel workbook (``xlsx``)",
+            "content": {**ROWS, XLSX: {"schema": BINARY}},
         }
     },
     ("post", "/api/v1/stations/import"): {

@@ -18,6 +18,7 @@ One module per area of the dashboard (Vietnamese paths, as operators say them):
 - `playlog`: ``/nhat-ky``, the play log and its daily totals;
 - unknown dashboard URLs: the Vietnamese 404 page (`unknown_url`; the API's stay
   ``application/problem+json``);
+- `reports`: ``/bao-cao``, the monthly airtime minutes (chart, XLSX and CSV);
 - `shared`: templates, the signed-in account dependency, rendering, paging;
   `labels`: the Vietnamese words for the system's codes.
 """
@@ -31,7 +32,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broadcaster.web import errors
-from broadcaster.web.pages import broadcasts, overview, playlog, signin, stations
+from broadcaster.web.pages import broadcasts, overview, playlog, reports, signin, stations
 from broadcaster.web.pages.shared import (
     STATIC_DIR,
     STATIC_PREFIX,
@@ -43,7 +44,7 @@ from broadcaster.web.pages.shared import (
 __all__ = ["STATIC_DIR", "STATIC_PREFIX", "install", "router"]
 
 router = APIRouter(include_in_schema=False)
-for _area in (signin, overview, stations, broadcasts, playlog):
+for _area in (signin, overview, stations, broadcasts, playlog, reports):
     router.include_router(_area.router)
 
 
