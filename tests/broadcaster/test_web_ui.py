@@ -190,6 +190,7 @@ PAGES = {
     "tram-chi-tiet": "/tram/{sid}",
     "phat-thanh": "/phat-thanh",
     "nhat-ky": "/nhat-ky",
+    "bao-cao": "/bao-cao",
 }
 
 
