@@ -25,18 +25,8 @@ from kernel.db import utcnow
 from kernel.security import Role as UserRole
 from stations.models import Station
 from tests.api import make_user
-from tests.support.browser import (
-    BROWSER_MARKS,
-    PHONE,
-    Site,
-    check_accessibility,
-    chromium,
-    horizontal_overflow,
-    log_in,
-    screenshot,
-    serve_site,
-    wait,
-)
+from tests.support import browser as ui
+from tests.support.browser import BROWSER_MARKS, PHONE, Site
 
 pytestmark = BROWSER_MARKS
 
@@ -73,8 +63,8 @@ def visit(
     tmp = tmp_path_factory.mktemp("web-reports-docs")
     (tmp / "site").mkdir()
     with (
-        serve_site(_database, tmp / "site", simulate=None, seed=_seed) as served,
-        chromium(tmp / "profile") as driver,
+        ui.serve_site(_database, tmp / "site", simulate=None, seed=_seed) as served,
+        ui.chromium(tmp / "profile") as driver,
     ):
         yield served, driver
 
@@ -91,7 +81,7 @@ def browser(visit: tuple[Site, WebDriver]) -> WebDriver:
 
 def test_docs_render_the_operations(browser: WebDriver, site: Site) -> None:
     browser.get(site.base_url + "/docs")
-    operations = wait(
+    operations = ui.wait(
         browser,
         lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock .opblock-summary-path"),
         timeout_s=30,
@@ -102,25 +92,25 @@ def test_docs_render_the_operations(browser: WebDriver, site: Site) -> None:
     assert "Unable to render this definition" not in browser.page_source
     assert not browser.find_elements(By.CSS_SELECTOR, ".errors-wrapper")
     assert "broadcaster" in browser.find_element(By.CSS_SELECTOR, ".info .title").text
-    screenshot(browser, "docs")
+    ui.screenshot(browser, "docs")
 
 
 def test_unknown_dashboard_url_shows_the_404_page(browser: WebDriver, site: Site) -> None:
     browser.get(site.base_url + "/khong-co-trang-nay")
-    wait(browser, lambda d: d.title.startswith("Không tìm thấy"), what="the 404 page")
+    ui.wait(browser, lambda d: d.title.startswith("Không tìm thấy"), what="the 404 page")
     assert browser.find_element(By.CSS_SELECTOR, "html").get_attribute("lang") == "vi"
     assert "Không có trang này" in browser.find_element(By.TAG_NAME, "body").text
-    check_accessibility(browser)
-    screenshot(browser, "not-found")
+    ui.check_accessibility(browser)
+    ui.screenshot(browser, "not-found")
 
 
 def _open_report(driver: WebDriver, site: Site) -> None:
     """Sign in and reach the report from the navigation."""
-    log_in(driver, site, "baocao")
-    wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the overview")
+    ui.log_in(driver, site, "baocao")
+    ui.wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the overview")
     driver.find_element(By.CSS_SELECTOR, ".main-nav a[href='/bao-cao']").click()
-    wait(driver, lambda d: d.title.startswith("Báo cáo"), what="the report page")
-    wait(
+    ui.wait(driver, lambda d: d.title.startswith("Báo cáo"), what="the report page")
+    ui.wait(
         driver,
         lambda d: d.find_element(By.ID, "report-chart").get_attribute("data-ready") == "1",
         what="the chart drawn",
@@ -142,10 +132,10 @@ def _check_report(driver: WebDriver, width: str) -> None:
         )
         assert answer[0] == 200, (link_id, answer)
         assert kind in answer[1]
-    check_accessibility(driver)
+    ui.check_accessibility(driver)
     if width == "phone":
-        assert horizontal_overflow(driver) <= 1, "the report scrolls sideways at 390 px"
-    assert screenshot(driver, f"bao-cao-{width}").stat().st_size > 1000
+        assert ui.horizontal_overflow(driver) <= 1, "the report scrolls sideways at 390 px"
+    assert ui.screenshot(driver, f"bao-cao-{width}").stat().st_size > 1000
 
 
 def test_report_page_at_desktop_width(browser: WebDriver, site: Site) -> None:
@@ -154,7 +144,7 @@ def test_report_page_at_desktop_width(browser: WebDriver, site: Site) -> None:
 
 
 def test_report_page_at_phone_width(site: Site, tmp_path: Path) -> None:
-    with chromium(tmp_path / "phone", PHONE) as phone:
+    with ui.chromium(tmp_path / "phone", PHONE) as phone:
         # the navigation may fold away at 390 px: open the page the way the menu does
         _open_report(phone, site)
         _check_report(phone, "phone")
