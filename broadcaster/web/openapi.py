@@ -78,14 +78,8 @@ EXTRAS: dict[tuple[str, str], dict[str, Any]] = {
         "422": {
             "description": "rows with errors (nothing written), or invalid parameters",
             "content": {
-                "application/json": {
-                    "schema": {
-                        "anyOf": [
-                            {"$ref": "#/components/schemas/ImportReport"},
-                            {"$ref": "#/components/schemas/HTTPValidationError"},
-                        ]
-                    }
-                }
+                "application/json": {"schema": {"$ref": "#/components/schemas/ImportReport"}},
+                PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF},
             },
         }
     },
@@ -156,6 +150,9 @@ def document_errors(schema: dict[str, Any]) -> None:
             if body:
                 codes |= {400, 413}  # a body that cannot be parsed; one over the limit
             codes |= {int(c) for c in _PUBLIC_ERRORS.get((method, path), ())}
+            framework_422 = responses.get("422", {}).get("content", {}).get("application/json")
+            if framework_422 == {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}:
+                del responses["422"]  # FastAPI's; answered as a problem (errors.validation_error)
             for status in sorted(codes):
                 responses.setdefault(str(status), _error(status))
             for key, extra in EXTRAS.get((method, path), {}).items():
