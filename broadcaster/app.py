@@ -6,12 +6,10 @@ import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
-import swagger_ui_bundle
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
-from fastapi.staticfiles import StaticFiles
 
 from audio_library import router as media_router
 from audio_library.service import MediaLibrary
@@ -179,20 +177,15 @@ def create_app(
     pages.install(app, dependencies=public)
     openapi.install(app)
 
-    app.mount(
-        "/static/swagger",
-        StaticFiles(directory=swagger_ui_bundle.swagger_ui_path),
-        name="swagger",
-    )
-
     @app.get("/docs", include_in_schema=False)
     def docs() -> HTMLResponse:
         return get_swagger_ui_html(
             openapi_url="/openapi.json",
             title="broadcaster API",
-            swagger_js_url="/static/swagger/swagger-ui-bundle.js",
-            swagger_css_url="/static/swagger/swagger-ui.css",
-            swagger_favicon_url="/static/swagger/favicon-32x32.png",
+            # Swagger UI 5 (reads OpenAPI 3.1), vendored: static/vendor/swagger-ui
+            swagger_js_url=f"{pages.STATIC_PREFIX}/vendor/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url=f"{pages.STATIC_PREFIX}/vendor/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="data:,",  # no request for an icon
         )
 
     return app

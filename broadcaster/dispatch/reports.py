@@ -12,12 +12,13 @@ import csv
 import datetime as dt
 import io
 from collections.abc import Callable, Collection, Sequence
-from typing import Literal, TypeVarTuple
+from typing import Any, Literal, TypeVarTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
+from audio_library.models import CATEGORIES, MediaAsset
 from broadcaster.dispatch import broadcasts, outbox
 from broadcaster.dispatch.models import (
     Broadcast,
@@ -30,14 +31,17 @@ from broadcaster.dispatch.models import (
 from broadcaster.dispatch.schemas import (
     BroadcastRead,
     CommandRead,
+    MinutesRow,
     PlayRead,
     Progress,
     TargetRead,
     TotalRow,
 )
 from kernel.db import columns_of, paginate
-from kernel.errors import NotFoundError
+from kernel.errors import InvalidInput, NotFoundError
 from kernel.security import Principal
+from kernel.tiers import Tier, tier_of
+from schedules.models import ItemKind, ProgrammeItem, ScheduleRule
 from stations import service as stations
 from stations.models import Area, AreaLevel, Station, StationState
 
@@ -45,12 +49,17 @@ __all__ = [
     "OTHER_UNIT",
     "all_areas",
     "broadcast_in_scope",
+    "broadcast_minutes",
     "broadcast_read",
     "command_target",
     "command_targets",
     "enabled_stations",
+    "keyed_plays",
     "list_broadcasts",
     "list_plays",
+    "minutes_csv",
+    "minutes_xlsx",
+    "month_window",
     "play_command",
     "play_query",
     "play_reads",
@@ -59,6 +68,7 @@ __all__ = [
     "playing_title",
     "progress",
     "recent_plays",
+    "report_window",
     "scoped",
     "station_commands",
     "station_states",
@@ -333,6 +343,33 @@ def play_reads(rows: Sequence[Row[Play, str, str, str]]) -> list[PlayRead]:
     ]
 
 
+def keyed_plays(
+    session: Session,
+    query: Select[Play, str, str, str],
+    by: Literal["station", "area"],
+    *columns: Any,
+    unit_at: Callable[[int, dt.datetime], int | None] | None = None,
+) -> list[tuple[Any, ...]]:
+    """`columns` of a `play_query`'s plays, each row led by its key and name: the
+    station's sid and name, or its ward/commune's code and name (`OTHER_UNIT` for
+    stations in none).  By area, `unit_at(station id, play's planned start)` names the
+    area to count the play for (the unit of another time, after a reorganisation);
+    without it, the station's area today."""
+    areas = all_areas(session) if by == "area" else {}
+    out: list[tuple[Any, ...]] = []
+    for sid, station_name, area_id, station_id, start, *values in session.execute(
+        query.with_only_columns(
+            Station.sid, Station.name, Station.area_id, Station.id, Play.planned_start, *columns
+        ).order_by(None)
+    ):
+        if by == "station":
+            out.append((sid, station_name, *values))
+        else:
+            unit = unit_of(areas, unit_at(station_id, start) if unit_at else area_id)
+            out.append(((unit.code, unit.name) if unit else OTHER_UNIT) + tuple(values))
+    return out
+
+
 def play_totals(
     session: Session,
     query: Select[Play, str, str, str],
@@ -347,26 +384,17 @@ def play_totals(
     By area, a play counts for the unit its station lies in today, or, given `unit_at`
     (station id, local day → ward/commune id; see `broadcaster.reorg.service.UnitHistory`),
     for the unit it says: the unit of the play's time, or of a chosen day."""
-    areas = all_areas(session)
-    rows = session.execute(
-        query.with_only_columns(
-            Play.planned_start,
-            Play.status,
-            Play.played_ms,
-            Station.sid,
-            Station.name,
-            Station.area_id,
-            Station.id,
-        ).order_by(None)
-    ).all()
     totals: dict[tuple[dt.date, str], TotalRow] = {}
-    for start, status, played_ms, sid, station_name, area_id, station_id in rows:
+    for key, name, start, status, played_ms in keyed_plays(
+        session,
+        query,
+        by,
+        Play.planned_start,
+        Play.status,
+        Play.played_ms,
+        unit_at=(lambda sid, start: unit_at(sid, start.astimezone(tz).date())) if unit_at else None,
+    ):
         day = start.astimezone(tz).date()
-        if by == "station":
-            key, name = sid, station_name
-        else:
-            unit = unit_of(areas, unit_at(station_id, day) if unit_at else area_id)
-            key, name = (unit.code, unit.name) if unit else OTHER_UNIT
         row = totals.setdefault(
             (day, key),
             TotalRow(
@@ -433,6 +461,232 @@ def totals_csv(rows: Sequence[TotalRow], *, by: Literal["station", "area"]) -> s
                 r.not_heard,
             ]
         )
+    return out.getvalue()
+
+
+# --- monthly report: airtime minutes by area or station, tier and category ---------------
+
+MAX_REPORT_DAYS = 366
+
+MINUTES_FIELDS = tuple(MinutesRow.model_fields)
+
+NO_CATEGORY = ("-", "Chưa phân loại")
+"""Key and name of plays with no audio file (a relay, a deleted file)."""
+
+REPORT_HEADERS = {
+    "area": "Phường/xã",
+    "station": "Trạm",
+}
+
+
+def month_window(month: dt.date, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
+    """The local month containing `month` as [first midnight, next month's first)."""
+    first = month.replace(day=1)
+    following = (first + dt.timedelta(days=32)).replace(day=1)
+    return (
+        dt.datetime.combine(first, dt.time(), tzinfo=tz),
+        dt.datetime.combine(following, dt.time(), tzinfo=tz),
+    )
+
+
+def _moment(value: str, name: str, tz: ZoneInfo, *, end: bool) -> dt.datetime:
+    """A plain date (local midnight; the day after it for an inclusive end) or an ISO
+    timestamp (local time without an offset)."""
+    text = value.strip()
+    try:
+        if len(text) == 10:
+            day = dt.date.fromisoformat(text)
+            if end:
+                day += dt.timedelta(days=1)
+            return dt.datetime.combine(day, dt.time(), tzinfo=tz)
+        moment = dt.datetime.fromisoformat(text)
+    except ValueError:
+        raise InvalidInput(
+            f"'{name}' must be a date (2026-12-01) or a timestamp (2026-12-01T05:00:00+07:00)",
+            field=("query", name),
+            message_vi=f"'{name}': cần một ngày (2026-12-01) hoặc một thời điểm",
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=tz)
+
+
+def report_window(
+    since: str | None, until: str | None, tz: ZoneInfo, *, today: dt.date
+) -> tuple[dt.datetime, dt.datetime]:
+    """The report's [from, to): plain dates (``to`` inclusive) or timestamps (``to``
+    exclusive); without ``from``, the month of ``to`` (or of `today`); without ``to``,
+    the end of the month ``from`` lies in."""
+    start = _moment(since, "from", tz, end=False) if since else None
+    end = _moment(until, "to", tz, end=True) if until else None
+    if start is None:
+        start = month_window((end - dt.timedelta(microseconds=1)).date() if end else today, tz)[0]
+    if end is None:
+        end = month_window(start.astimezone(tz).date(), tz)[1]
+    if end <= start:
+        raise InvalidInput(
+            "'to' must be after 'from'",
+            field=("query", "to"),
+            message_vi="Ngày kết thúc phải sau ngày bắt đầu",
+        )
+    if end - start > dt.timedelta(days=MAX_REPORT_DAYS):
+        raise InvalidInput(
+            f"a report covers at most {MAX_REPORT_DAYS} days",
+            field=("query", "to"),
+            message_vi=f"Mỗi báo cáo tối đa {MAX_REPORT_DAYS} ngày",
+        )
+    return start, end
+
+
+def _categories(
+    session: Session, rule_ids: Collection[int], broadcast_ids: Collection[int]
+) -> tuple[dict[int, str], dict[int, str]]:
+    """The content category of schedule rules (their programme's first audio item that is
+    not a jingle, else its first audio item) and of broadcasts (their audio file)."""
+    by_rule: dict[int, str] = {}
+    if rule_ids:
+        rows = session.execute(
+            select(ScheduleRule.id, ProgrammeItem.kind, ProgrammeItem.position, MediaAsset.category)
+            .join(ProgrammeItem, ProgrammeItem.programme_id == ScheduleRule.programme_id)
+            .join(MediaAsset, MediaAsset.id == ProgrammeItem.asset_id)
+            .where(ScheduleRule.id.in_(list(rule_ids)))
+            .order_by(ScheduleRule.id, ProgrammeItem.position)
+        ).all()
+        jingles: dict[int, str] = {}
+        for rule_id, kind, _position, category in rows:
+            if kind is ItemKind.JINGLE or category == "jingle":
+                jingles.setdefault(rule_id, category)
+            else:
+                by_rule.setdefault(rule_id, category)
+        by_rule = jingles | by_rule
+    by_broadcast: dict[int, str] = {}
+    if broadcast_ids:
+        by_broadcast = {
+            broadcast_id: category
+            for broadcast_id, category in session.execute(
+                select(Broadcast.id, MediaAsset.category)
+                .join(MediaAsset, MediaAsset.id == Broadcast.asset_id)
+                .where(Broadcast.id.in_(list(broadcast_ids)))
+            )
+        }
+    return by_rule, by_broadcast
+
+
+def broadcast_minutes(
+    session: Session,
+    query: Select[Play, str, str, str],
+    *,
+    by: Literal["station", "area"] = "area",
+) -> list[MinutesRow]:
+    """Airtime minutes (what the stations reported playing: the sum of ``played_ms``, as
+    `play_totals` counts them) and plays of a `play_query`, per ward/commune (stations in
+    none under `OTHER_UNIT`) or per station, tier (from the priority) and content
+    category (the audio file's), by key, tier (highest first) and category; minutes to
+    1/100."""
+    rows = keyed_plays(
+        session, query, by, Play.played_ms, Play.priority, Play.rule_id, Play.broadcast_id
+    )
+    by_rule, by_broadcast = _categories(
+        session, {r[4] for r in rows if r[4] is not None}, {r[5] for r in rows if r[5] is not None}
+    )
+    totals: dict[tuple[str, Tier, str], MinutesRow] = {}
+    for key, name, played_ms, priority, rule_id, broadcast_id in rows:
+        tier = tier_of(priority)
+        category = (
+            by_rule.get(rule_id) if rule_id is not None else by_broadcast.get(broadcast_id or -1)
+        )
+        cat_key, cat_name = (
+            (category, CATEGORIES.get(category, category)) if category else NO_CATEGORY
+        )
+        row = totals.get((key, tier, cat_key))
+        if row is None:
+            row = totals[key, tier, cat_key] = MinutesRow.model_validate(
+                dict(
+                    zip(
+                        MINUTES_FIELDS,
+                        (key, name, tier.value, tier.label_vi, cat_key, cat_name, 0, 0),
+                        strict=True,
+                    )
+                )
+            )
+        row.plays += 1
+        row.minutes += (played_ms or 0) / 60_000
+    out = sorted(
+        totals.values(),
+        key=lambda r: (r.name, r.key, -Tier(r.tier).priority, r.category_name),
+    )
+    for row in out:
+        row.minutes = round(row.minutes, 2)
+    return out
+
+
+def _report_table(
+    rows: Sequence[MinutesRow], by: Literal["station", "area"]
+) -> tuple[list[str], list[tuple[str, str, str, str, float, int]]]:
+    headers = [
+        f"Mã {REPORT_HEADERS[by].lower()}",
+        REPORT_HEADERS[by],
+        "Cấp ưu tiên",
+        "Thể loại",
+        "Số phút phát",
+        "Số lượt phát",
+    ]
+    return headers, [
+        (r.key, r.name, r.tier_name, r.category_name, r.minutes, r.plays) for r in rows
+    ]
+
+
+def minutes_csv(rows: Sequence[MinutesRow], *, by: Literal["station", "area"]) -> str:
+    """`broadcast_minutes` as CSV for Vietnamese Excel: UTF-8 with BOM, CRLF, Vietnamese
+    headers, ``;`` between fields and the decimal comma (the list separator and decimal
+    mark of Windows' Vietnamese regional settings, so a double click opens it in columns
+    with the minutes as numbers)."""
+    out = io.StringIO()
+    out.write("\ufeff")
+    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    headers, table = _report_table(rows, by)
+    writer.writerow(headers)
+    for key, name, tier, category, minutes, plays in table:
+        writer.writerow([key, name, tier, category, f"{minutes:.2f}".replace(".", ","), plays])
+    return out.getvalue()
+
+
+def minutes_xlsx(
+    rows: Sequence[MinutesRow], *, by: Literal["station", "area"], title: str
+) -> bytes:
+    """`broadcast_minutes` as an Excel workbook: one sheet, Vietnamese headers, minutes
+    as numbers (two decimals), a total row."""
+    from openpyxl import Workbook
+    from openpyxl.styles import Font
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.title = "Số phút phát"
+    sheet.append([title])
+    sheet["A1"].font = Font(bold=True)
+    headers, table = _report_table(rows, by)
+    sheet.append(headers)
+    for cell in sheet[2]:
+        cell.font = Font(bold=True)
+    for line in table:
+        sheet.append(list(line))
+        sheet.cell(row=sheet.max_row, column=5).number_format = "0.00"
+    sheet.append(
+        [
+            "Tổng",
+            "",
+            "",
+            "",
+            round(sum(r.minutes for r in rows), 2),
+            sum(r.plays for r in rows),
+        ]
+    )
+    sheet.cell(row=sheet.max_row, column=5).number_format = "0.00"
+    for cell in sheet[sheet.max_row]:
+        cell.font = Font(bold=True)
+    for column, width in zip("ABCDEF", (24, 32, 16, 26, 14, 14), strict=True):
+        sheet.column_dimensions[column].width = width
+    out = io.BytesIO()
+    book.save(out)
     return out.getvalue()
 
 

@@ -25,6 +25,7 @@ from broadcaster.dispatch.schemas import (
     CommandRead,
     ConvergenceRow,
     DeadLetterRead,
+    MinutesRow,
     PlayRead,
     StationCommandCreate,
     TotalRow,
@@ -333,6 +334,55 @@ def playlog_totals(
     rows = reports.play_totals(session, query, _tz(request), by=by, unit_at=unit_at)
     if format_ == "csv":
         return csv_response(reports.totals_csv(rows, by=by), f"playlog-totals-{by}.csv")
+    return Response(
+        json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False).encode(),
+        media_type="application/json",
+    )
+
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+@router.get("/reports/minutes", tags=["playlog"], response_model=list[MinutesRow])
+def report_minutes(
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    since: Annotated[
+        str | None,
+        Query(alias="from", max_length=40, description="a date (2026-12-01) or a timestamp"),
+    ] = None,
+    until: Annotated[
+        str | None,
+        Query(
+            alias="to",
+            max_length=40,
+            description="a date (inclusive) or a timestamp (exclusive); default: the month's end",
+        ),
+    ] = None,
+    by: Literal["station", "area"] = "area",
+    area: AreaQ = None,
+    format_: Annotated[Literal["json", "csv", "xlsx"], Query(alias="format")] = "json",
+) -> Response:
+    """Airtime minutes (what the stations reported playing) and plays per ward/commune or
+    station, tier and category, over a month by default (JSON, CSV or XLSX)."""
+    tz = _tz(request)
+    start, end = reports.report_window(since, until, tz, today=utcnow().astimezone(tz).date())
+    query = reports.play_query(session, principal.scope, area=area, since=start, until=end)
+    rows = reports.broadcast_minutes(session, query, by=by)
+    name = f"bao-cao-phut-phat-{by}-{start.astimezone(tz):%Y%m%d}"
+    if format_ == "csv":
+        return csv_response(reports.minutes_csv(rows, by=by), f"{name}.csv")
+    if format_ == "xlsx":
+        title = (
+            f"Số phút phát từ {start.astimezone(tz):%d/%m/%Y} "
+            f"đến hết {(end - dt.timedelta(microseconds=1)).astimezone(tz):%d/%m/%Y}"
+        )
+        return Response(
+            reports.minutes_xlsx(rows, by=by, title=title),
+            media_type=XLSX,
+            headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
+        )
     return Response(
         json.dumps([r.model_dump(mode="json") for r in rows], ensure_ascii=False).encode(),
         media_type="application/json",

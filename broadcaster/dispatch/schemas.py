@@ -183,6 +183,19 @@ class TotalRow(BaseModel):
     not_heard: int = 0  # reported played during a speaker/amplifier fault alarm
 
 
+class MinutesRow(BaseModel):
+    """Airtime minutes of one ward/commune (or station), tier and content category."""
+
+    key: str
+    name: str
+    tier: str
+    tier_name: str
+    category: str
+    category_name: str
+    minutes: float
+    plays: int
+
+
 class ConvergenceRow(BaseModel):
     sid: str
     online: bool

@@ -1,7 +1,11 @@
 """The one table that maps domain exceptions to HTTP answers.
 
-Every error body carries ``detail`` (English) and, where known, ``message_vi``
-(Vietnamese).  Field errors (422) use FastAPI's shape, ``detail: [{loc, msg, type}]``,
+Every error body is an RFC 9457 problem document (``application/problem+json``):
+``type`` (``about:blank``), ``title``, ``status``, ``detail`` (English), a stable machine
+``code`` (snake_case: the domain exception's ``code`` attribute, else its class name, e.g.
+``StationNotFound`` -> ``station_not_found``; ``validation_error``, ``not_found``,
+``database_unavailable``, ``internal_error``...) and, where known, ``message_vi``
+(Vietnamese).  Field errors (422) keep FastAPI's shape, ``detail: [{loc, msg, type}]``,
 whether pydantic or the domain found them.  Nothing the client sends may produce a 500;
 the catch-all below exists for bugs only and logs them.
 """
@@ -9,13 +13,18 @@ the catch-all below exists for bugs only and logs them.
 from __future__ import annotations
 
 import logging
+import re
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request, status
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from broadcaster.web.middleware import PROBLEM_MEDIA_TYPE
 from broadcaster.web.validation import ERROR_TYPE as UNSTORABLE_TEXT
 from kernel.bounds import TEXT_VI
 from kernel.errors import (
@@ -43,6 +52,19 @@ STATUS_BY_ERROR: tuple[tuple[type[DomainError], int], ...] = (
     (ServiceUnavailable, status.HTTP_503_SERVICE_UNAVAILABLE),
 )
 
+#: Vietnamese messages of the HTTP errors the framework raises itself (unknown URL,
+#: wrong method...).
+HTTP_MESSAGES_VI = {
+    400: "Yêu cầu không hợp lệ",
+    401: "Cần đăng nhập",
+    403: "Không có quyền truy cập",
+    404: "Không tìm thấy",
+    405: "Phương thức không được hỗ trợ",
+    406: "Định dạng yêu cầu không được hỗ trợ",
+    413: "Dữ liệu gửi lên quá lớn",
+    415: "Kiểu dữ liệu gửi lên không được hỗ trợ",
+}
+
 
 def status_for(exc: DomainError) -> int:
     for cls, code in STATUS_BY_ERROR:
@@ -51,25 +73,58 @@ def status_for(exc: DomainError) -> int:
     return status.HTTP_400_BAD_REQUEST
 
 
+def code_for(exc: DomainError) -> str:
+    """The stable machine code of a domain error: its ``code`` attribute if it declares
+    one, else its class name in snake_case."""
+    declared = getattr(exc, "code", None)
+    if isinstance(declared, str) and declared:
+        return declared
+    return re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+
+
+def problem(
+    status_code: int,
+    detail: Any,
+    code: str,
+    message_vi: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An RFC 9457 problem response (plus ``code`` and ``message_vi``)."""
+    try:
+        title = HTTPStatus(status_code).phrase
+    except ValueError:
+        title = "Error"
+    body: dict[str, Any] = {
+        "type": "about:blank",
+        "title": title,
+        "status": status_code,
+        "detail": detail,
+        "code": code,
+    }
+    if message_vi:
+        body["message_vi"] = message_vi
+    return JSONResponse(
+        body, status_code=status_code, headers=headers, media_type=PROBLEM_MEDIA_TYPE
+    )
+
+
 async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     code = status_for(exc)
     headers: dict[str, str] = {}
-    body: dict[str, object]
+    detail: Any
     if isinstance(exc, InvalidInput):
         loc = ["body", *exc.loc] if exc.loc else ["body"]
-        body = {"detail": [{"loc": loc, "msg": exc.message, "type": "invalid"}]}
+        detail = [{"loc": loc, "msg": exc.message, "type": "invalid"}]
     else:
-        body = {"detail": exc.message}
-    if exc.message_vi:
-        body["message_vi"] = exc.message_vi
+        detail = exc.message
     if isinstance(exc, Unauthenticated):
         headers["WWW-Authenticate"] = "Bearer"
     if isinstance(exc, RateLimited):
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, ServiceUnavailable) and exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
-    return JSONResponse(body, status_code=code, headers=headers)
+    return problem(code, detail, code_for(exc), exc.message_vi, headers)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -79,34 +134,51 @@ async def validation_error(request: Request, exc: Exception) -> JSONResponse:
         item = {k: err[k] for k in ("loc", "msg", "type") if k in err}
         errors.append(item)
     unstorable = any(err.get("type") == UNSTORABLE_TEXT for err in errors)
-    return JSONResponse(
-        {
-            "detail": jsonable_encoder(errors),
-            "message_vi": TEXT_VI if unstorable else "Dữ liệu gửi lên không hợp lệ",
-        },
-        status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
+    return problem(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        jsonable_encoder(errors),
+        "unstorable_text" if unstorable else "validation_error",
+        TEXT_VI if unstorable else "Dữ liệu gửi lên không hợp lệ",
+    )
+
+
+async def http_error(request: Request, exc: Exception) -> JSONResponse:
+    """The framework's own HTTP errors (unknown URL, wrong method) as problems."""
+    assert isinstance(exc, StarletteHTTPException)
+    try:
+        code = HTTPStatus(exc.status_code).name.lower()
+    except ValueError:
+        code = "http_error"
+    return problem(
+        exc.status_code,
+        exc.detail,
+        code,
+        HTTP_MESSAGES_VI.get(exc.status_code, "Lỗi"),
+        dict(exc.headers) if exc.headers else None,
     )
 
 
 async def database_unavailable(request: Request, exc: Exception) -> JSONResponse:
     log.error("database unavailable: %s", exc)
-    return JSONResponse(
-        {"detail": "database unavailable", "message_vi": "Cơ sở dữ liệu tạm thời không sẵn sàng"},
-        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
-        headers={"Retry-After": "5"},
+    return problem(
+        status.HTTP_503_SERVICE_UNAVAILABLE,
+        "database unavailable",
+        "database_unavailable",
+        "Cơ sở dữ liệu tạm thời không sẵn sàng",
+        {"Retry-After": "5"},
     )
 
 
 async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return JSONResponse(
-        {"detail": "internal error", "message_vi": "Lỗi hệ thống"},
-        status_code=status.HTTP_500_INTERNAL_SERVER_ERROR,
+    return problem(
+        status.HTTP_500_INTERNAL_SERVER_ERROR, "internal error", "internal_error", "Lỗi hệ thống"
     )
 
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(DomainError, domain_error)
     app.add_exception_handler(RequestValidationError, validation_error)
+    app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(OperationalError, database_unavailable)
     app.add_exception_handler(Exception, unexpected_error)

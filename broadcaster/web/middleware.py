@@ -48,6 +48,10 @@ class RouteLimit:
         return path == self.path or path == self.path + "/"
 
 
+#: RFC 9457 media type of every error body.
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+
+
 def problem_body(status: int, title: str, detail: str, code: str, message_vi: str) -> bytes:
     """An RFC 9457 problem document (plus ``code`` and ``message_vi``)."""
     return json.dumps(
@@ -174,7 +178,7 @@ async def _answer(
             "type": "http.response.start",
             "status": status,
             "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", PROBLEM_MEDIA_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
                 (b"connection", b"close"),
                 *extra,

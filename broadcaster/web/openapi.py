@@ -15,7 +15,8 @@ rule rather than decorator by decorator:
 - `EXTRAS`: what a few routes add (CSV, calendar, event-stream and audio media types,
   206/304 of station downloads...).
 
-Every error body is a `Problem` (RFC 9457 fields where known, plus ``message_vi``).
+Every error body is a `Problem` (RFC 9457, ``application/problem+json``, plus a stable
+machine ``code`` and ``message_vi``).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any
 
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
+
+from broadcaster.web.middleware import PROBLEM_MEDIA_TYPE
 
 PROBLEM = {
     "title": "Problem",
@@ -38,15 +41,21 @@ PROBLEM = {
             "anyOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}],
             "description": "what went wrong (English), or the list of field errors",
         },
-        "code": {"type": "string"},
+        "code": {"type": "string", "description": "stable machine code (snake_case)"},
         "message_vi": {"type": "string", "description": "Vietnamese message for the user"},
     },
-    "required": ["detail"],
+    "required": ["type", "title", "status", "detail", "code"],
 }
 PROBLEM_REF = {"$ref": "#/components/schemas/Problem"}
 
 STRING = {"type": "string"}
 BINARY = {"type": "string", "format": "binary"}
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+#: A table as JSON rows or CSV (``format=csv``).
+ROWS: dict[str, Any] = {
+    "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
+    "text/csv": {"schema": STRING},
+}
 
 #: Per-route additions, by (method, path).
 EXTRAS: dict[tuple[str, str], dict[str, Any]] = {
@@ -56,24 +65,21 @@ EXTRAS: dict[tuple[str, str], dict[str, Any]] = {
     ("get", "/api/v1/playlog/totals"): {
         "200": {
             "description": "totals as JSON, or CSV with ``format=csv``",
-            "content": {
-                "application/json": {"schema": {"type": "array", "items": {"type": "object"}}},
-                "text/csv": {"schema": STRING},
-            },
+            "content": ROWS,
+        }
+    },
+    ("get", "/api/v1/reports/minutes"): {
+        "200": {
+            "description": "rows as JSON, CSV (``format=csv``) or an Excel workbook (``xlsx``)",
+            "content": {**ROWS, XLSX: {"schema": BINARY}},
         }
     },
     ("post", "/api/v1/stations/import"): {
         "422": {
             "description": "rows with errors (nothing written), or invalid parameters",
             "content": {
-                "application/json": {
-                    "schema": {
-                        "anyOf": [
-                            {"$ref": "#/components/schemas/ImportReport"},
-                            {"$ref": "#/components/schemas/HTTPValidationError"},
-                        ]
-                    }
-                }
+                "application/json": {"schema": {"$ref": "#/components/schemas/ImportReport"}},
+                PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF},
             },
         }
     },
@@ -109,7 +115,7 @@ _PUBLIC_ERRORS = {
 def _error(status: int) -> dict[str, Any]:
     return {
         "description": HTTPStatus(status).phrase,
-        "content": {"application/json": {"schema": PROBLEM_REF}},
+        "content": {PROBLEM_MEDIA_TYPE: {"schema": PROBLEM_REF}},
     }
 
 
@@ -144,6 +150,9 @@ def document_errors(schema: dict[str, Any]) -> None:
             if body:
                 codes |= {400, 413}  # a body that cannot be parsed; one over the limit
             codes |= {int(c) for c in _PUBLIC_ERRORS.get((method, path), ())}
+            framework_422 = responses.get("422", {}).get("content", {}).get("application/json")
+            if framework_422 == {"schema": {"$ref": "#/components/schemas/HTTPValidationError"}}:
+                del responses["422"]  # FastAPI's; answered as a problem (errors.validation_error)
             for status in sorted(codes):
                 responses.setdefault(str(status), _error(status))
             for key, extra in EXTRAS.get((method, path), {}).items():

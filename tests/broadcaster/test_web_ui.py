@@ -191,6 +191,7 @@ PAGES = {
     "phat-thanh": "/phat-thanh",
     "nhat-ky": "/nhat-ky",
     "canh-bao": "/canh-bao",
+    "bao-cao": "/bao-cao",
 }
 
 

@@ -262,5 +262,33 @@ def test_health(client: TestClient) -> None:
     assert ready["checks"]["database"]["ok"] is True
     docs = client.get("/docs")
     assert docs.status_code == 200
-    assert "/static/swagger/swagger-ui-bundle.js" in docs.text
-    assert client.get("/static/swagger/swagger-ui-bundle.js").status_code == 200
+    assert "/static/app/vendor/swagger-ui/swagger-ui-bundle.js" in docs.text
+    assert client.get("/static/app/vendor/swagger-ui/swagger-ui-bundle.js").status_code == 200
+
+
+def test_errors_are_rfc9457_problems(client: TestClient, admin: dict[str, str]) -> None:
+    """Errors answer ``application/problem+json`` with a stable ``code`` and
+    ``message_vi``, and the OpenAPI document says so; unknown dashboard URLs answer the
+    Vietnamese 404 page instead."""
+    missing = client.get("/api/v1/stations/khong-co", headers=admin)
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    body = missing.json()
+    assert body["status"] == 404
+    assert body["title"] == "Not Found"
+    assert body["code"] == "station_not_found"
+    assert body["message_vi"]
+    unknown = client.get("/api/v1/khong-co-duong-nay")
+    assert unknown.headers["content-type"] == "application/problem+json"
+    assert unknown.json()["code"] == "not_found"
+    invalid = client.get("/api/v1/stations?limit=-1", headers=admin)
+    assert invalid.status_code == 422
+    assert invalid.headers["content-type"] == "application/problem+json"
+    assert invalid.json()["code"] == "validation_error"
+    page = client.get("/khong-co-trang-nay")
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert "Không tìm thấy" in page.text
+    document = client.get("/openapi.json").json()
+    errors = document["paths"]["/api/v1/stations"]["get"]["responses"]["404"]["content"]
+    assert list(errors) == ["application/problem+json"]

@@ -21,6 +21,9 @@ One module per area of the dashboard (Vietnamese paths, as operators say them):
   administrators only);
 - `library`: ``/thu-vien``, ``/thu-vien/{id}``, ``/duyet``, the audio library and the
   approval queue;
+- unknown dashboard URLs: the Vietnamese 404 page (`unknown_url`; the API's stay
+  ``application/problem+json``);
+- `reports`: ``/bao-cao``, the monthly airtime minutes (chart, XLSX and CSV);
 - `shared`: templates, the signed-in account dependency, rendering, paging;
   `labels`: the Vietnamese words for the system's codes.
 """
@@ -29,9 +32,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from fastapi import APIRouter, FastAPI, params
+from fastapi import APIRouter, FastAPI, Request, Response, params
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from broadcaster.web import errors
 from broadcaster.web.pages import (
     admin,
     alarms,
@@ -39,16 +44,43 @@ from broadcaster.web.pages import (
     library,
     overview,
     playlog,
+    reports,
     signin,
     stations,
 )
-from broadcaster.web.pages.shared import STATIC_DIR, STATIC_PREFIX, SignInRequired, to_sign_in
+from broadcaster.web.pages.shared import (
+    STATIC_DIR,
+    STATIC_PREFIX,
+    SignInRequired,
+    error_page,
+    to_sign_in,
+)
 
 __all__ = ["STATIC_DIR", "STATIC_PREFIX", "install", "router"]
 
 router = APIRouter(include_in_schema=False)
-for _area in (signin, overview, stations, broadcasts, playlog, library, alarms, admin):
+for _area in (signin, overview, stations, broadcasts, playlog, reports, library, alarms, admin):
     router.include_router(_area.router)
+
+
+#: Paths that are not the dashboard's: their unknown URLs answer a problem document.
+NOT_PAGES = ("/api/", "/media/", "/static/", "/openapi.json", "/docs", "/healthz", "/readyz")
+NOT_PAGES_EXACT = frozenset({"/api", "/media", "/static", "/metrics"})
+
+
+def is_page_path(path: str) -> bool:
+    return path not in NOT_PAGES_EXACT and not path.startswith((*NOT_PAGES, "/metrics"))
+
+
+async def unknown_url(request: Request, exc: Exception) -> Response:
+    """An unknown dashboard URL answers the dashboard's Vietnamese 404 page; every other
+    framework HTTP error (and any under the API) answers ``application/problem+json``."""
+    assert isinstance(exc, StarletteHTTPException)
+    if exc.status_code == 404 and is_page_path(request.url.path):
+        return error_page(
+            request, None, 404, "Không có trang này. Kiểm tra lại địa chỉ hoặc về trang tổng quan."
+        )
+    return await errors.http_error(request, exc)
 
 
 def install(app: FastAPI, *, dependencies: Sequence[params.Depends] = ()) -> None:
@@ -56,4 +88,5 @@ def install(app: FastAPI, *, dependencies: Sequence[params.Depends] = ()) -> Non
     the redirect of a page without a session."""
     app.include_router(router, dependencies=dependencies)
     app.add_exception_handler(SignInRequired, to_sign_in)
+    app.add_exception_handler(StarletteHTTPException, unknown_url)
     app.mount(STATIC_PREFIX, StaticFiles(directory=STATIC_DIR), name="app-static")

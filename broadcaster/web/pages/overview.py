@@ -12,6 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.orm import Session
 
 from broadcaster.dispatch import reports
+from broadcaster.web import errors
 from broadcaster.web.pages.labels import FAULT_LABELS, LEVEL_LABELS, TIER_LABELS
 from broadcaster.web.pages.shared import (
     MaybeAccount,
@@ -138,9 +139,11 @@ def overview_page(request: Request, session: SessionDep, account: SignedIn) -> R
 @router.get("/tong-quan.json")
 def overview_json(request: Request, session: SessionDep, account: MaybeAccount) -> Response:
     if account is None:
-        return JSONResponse(
-            {"detail": "authentication required", "message_vi": "Cần đăng nhập"},
-            status_code=status.HTTP_401_UNAUTHORIZED,
+        return errors.problem(
+            status.HTTP_401_UNAUTHORIZED,
+            "authentication required",
+            "unauthenticated",
+            "Cần đăng nhập",
         )
     data = overview_data(session, account.principal, page_tz(request))
     return JSONResponse(data, headers={"Cache-Control": "no-store"})
