@@ -42,6 +42,7 @@ NO_PLAN_CHANGE: dict[tuple[str, str], str] = {
     ("POST", "/api/v1/areas"): "a new area holds no station and no rule names it yet",
     ("POST", "/api/v1/media"): "a new upload is a draft: nothing plays it until approved",
     ("POST", "/api/v1/media/tts"): "a new spoken bulletin is a draft, played by nothing yet",
+    ("POST", "/api/v1/media/tts/preview"): "a spoken preview is read aloud and stored nowhere",
     ("POST", "/api/v1/media/compose"): "a new composition is a draft, played by nothing yet",
     ("POST", "/api/v1/schedules/preview"): "a preview saves nothing",
     ("POST", "/api/v1/areas/reorganisations/preview"): "a preview saves nothing",

@@ -137,7 +137,7 @@ def test_a_play_during_a_speaker_fault_alarm_is_not_heard(
     assert [(t["played"], t["not_heard"]) for t in totals] == [(1, 1)]
     csv = client.get("/api/v1/playlog/totals?by=station&format=csv", headers=admin).text
     header, row = csv.lstrip("\ufeff").splitlines()[:2]
-    assert header.endswith(",missed,not_heard")
+    assert header.endswith(",Không phát,Không nghe được")
     assert row.endswith(",1")
     signed_in = client.post(
         "/dang-nhap",

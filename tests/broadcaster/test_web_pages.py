@@ -314,7 +314,8 @@ def test_play_log_page_and_totals(
     assert "Xã Lợi Bình Nhơn" in csv.text
     assert "Phường 2" not in csv.text
     assert csv.text.splitlines()[0] == (
-        "\ufeffNgày,Mã địa bàn,Tên,Số phút phát,Số lượt,Đã phát,Phát một phần,Không phát"
+        "\ufeffNgày,Mã địa bàn,Tên,Số phút phát,Số lượt,Đã phát,Phát một phần,Không phát,"
+        "Không nghe được"
     )
 
 
