@@ -30,6 +30,13 @@ from stations.models import (
 )
 
 
+def load_states(session: Session, station_ids: Sequence[int]) -> None:
+    """Load the state rows of many stations in one query (``state_of`` then finds them
+    in the session instead of asking the database once per station)."""
+    if station_ids:
+        list(session.scalars(select(StationState).where(StationState.station_id.in_(station_ids))))
+
+
 def state_of(session: Session, station_id: int) -> StationState:
     """The station's state row, created on first use.
 
