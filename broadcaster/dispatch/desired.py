@@ -259,35 +259,27 @@ def _bump_versions(
 ) -> list[tuple[StationDoc, StationState, int]]:
     """Give every changed document a new version (and record its plan); the documents
     whose version is not yet published, with that version."""
-    live.load_states(session, [doc.station_id for doc in docs])
+    states = live.load_states(session, [doc.station_id for doc in docs])
     due: list[tuple[StationDoc, StationState, int]] = []
+    plans: dict[int, list[playlog.PlannedPlay]] = {}
     for doc in docs:
-        state = live.state_of(session, doc.station_id)
+        state = states.get(doc.station_id) or live.state_of(session, doc.station_id)
         if state.desired_digest != doc.digest:
             state.desired_version = (state.desired_version or 0) + 1
             state.desired_digest = doc.digest
-            playlog.record_plan(
-                session,
-                doc.station_id,
-                [
-                    playlog.PlannedPlay(
-                        station_id=doc.station_id,
-                        item_id=item.item_id,
-                        rule_id=item.rule_id,
-                        title=item.title,
-                        kind=item.kind,
-                        priority=item.priority,
-                        start=item.start_at,
-                        end=item.end_at,
-                    )
-                    for item in doc.items
-                ],
-                window=(span.start - dt.timedelta(days=1), span.end),
-                now=now,
-            )
+            plans[doc.station_id] = [
+                playlog.PlannedPlay(  # station, item, rule, title, kind, priority, start, end
+                    doc.station_id,
+                    *(item.item_id, item.rule_id, item.title, item.kind, item.priority),
+                    *(item.start_at, item.end_at),
+                )
+                for item in doc.items
+            ]
             result.changed += 1
         else:
             result.unchanged += 1
         if state.desired_published_version != state.desired_version:
             due.append((doc, state, state.desired_version))
+    window = (span.start - dt.timedelta(days=1), span.end)
+    playlog.record_plans(session, plans, window=window, now=now)
     return due
