@@ -187,6 +187,11 @@ def rig_pids(service_pid: int, broker_pid: int, sim_pid: int) -> dict[str, int]:
     return pids
 
 
+def station_processes(pids: dict[str, int]) -> int:
+    """How many of ``rig_pids`` are simulator processes running stations."""
+    return sum(name[len("simulator-") :].isdigit() for name in pids)
+
+
 # ----------------------------------------------------------------------------- subscriber
 
 
@@ -469,15 +474,19 @@ def measure_service(
         csv_path.write_text("sid\n" + "\n".join(sids) + "\n", encoding="utf-8")
         t = time.monotonic()
         sim.start()
-        poll(lambda: len(child_pids(sim.pid)) >= args.sim_processes, timeout_s=60)
+        poll(
+            lambda: (
+                station_processes(rig_pids(service.pid, broker.pid, sim.pid))
+                >= min(args.sim_processes, n)
+            ),
+            timeout_s=60,
+        )
         staging_cpu = CpuWatch(rig_pids(service.pid, broker.pid, sim.pid))
         stage = "stations staged"
         staged = wait_staged(database_url, set(sids), args.setup_timeout_s)
         setup["stations_staged"] = round(time.monotonic() - t, 1)
         result["cpu_during_staging"] = staging_cpu.read()
-        result["simulator_processes"] = sum(
-            name[len("simulator-") :].isdigit() for name in staging_cpu.pids
-        )
+        result["simulator_processes"] = station_processes(staging_cpu.pids)
         result["staged"] = staged
         if staged < n:
             result["note"] = (
