@@ -7,8 +7,12 @@ For each size N (default 108, 1,000 and 10,000):
    fresh SQLite file (the 108 Tân An stations and the relay chain, whose fallback
    recording every station keeps in its cache), then N - 108 more stations spread over
    the city's hamlets; ``broadcaster serve --role all`` as a child process (dynsec off);
-   ``python -m firmware_bridge.simulator`` with the N stations as another child process
-   (its CPU is not the server's). Setup waits until every station applied its desired
+   ``python -m firmware_bridge.simulator --processes P`` with the N stations as other
+   child processes (P slices, default one per core, so the simulator is not the
+   bottleneck; its CPU is not the server's). The CPU seconds of every process of the rig
+   (service, broker, each simulator process) are recorded during staging
+   (``cpu_during_staging``) and over each round (``cpu_by_process``), so a reader can
+   see who was saturated. Setup waits until every station applied its desired
    state and holds the fallback media (so it is subscribed to its groups and plays from
    its cache), as the service sees it.
 2. ``--rounds`` emergency broadcasts ``{"targets": {"areas": ["tan-an"]}, "content":
@@ -70,7 +74,13 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
 from tests.support.loa import poll  # noqa: E402
-from tests.support.process import ChildProcess, cpu_seconds, memory_mb, python_argv  # noqa: E402
+from tests.support.process import (  # noqa: E402
+    ChildProcess,
+    child_pids,
+    cpu_seconds,
+    memory_mb,
+    python_argv,
+)
 
 BROKER_LIMITS = [
     "max_connections -1",
@@ -127,6 +137,59 @@ class ProcWatch:
         out = {"cpu_percent": round(100 * (cpu - self._cpu) / max(t - self._t, 1e-6), 1)}
         out.update(memory(self.pid))
         return out
+
+
+class CpuWatch:
+    """CPU seconds each named process used between construction and :meth:`read` (who
+    was saturated: the service, the broker or a simulator process). A process that has
+    exited by then reads as null."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = dict(pids)
+        self._cpu = {name: _cpu_or_none(pid) for name, pid in self.pids.items()}
+        self._t = time.monotonic()
+
+    def read(self) -> dict[str, Any]:
+        wall = max(time.monotonic() - self._t, 1e-6)
+        out: dict[str, Any] = {"wall_s": round(wall, 2)}
+        for name, pid in self.pids.items():
+            before, after = self._cpu[name], _cpu_or_none(pid)
+            if before is None or after is None:
+                out[name] = None
+                continue
+            used = after - before
+            out[name] = {"cpu_s": round(used, 2), "cpu_percent": round(100 * used / wall, 1)}
+        return out
+
+
+def _cpu_or_none(pid: int) -> float | None:
+    try:
+        return cpu_seconds(pid)
+    except OSError:
+        return None
+
+
+def rig_pids(service_pid: int, broker_pid: int, sim_pid: int) -> dict[str, int]:
+    """The processes of the rig by role: service, broker, the simulator's parent and its
+    station processes (``simulator-1``...; multiprocessing's resource tracker apart)."""
+    pids = {"service": service_pid, "broker": broker_pid, "simulator-main": sim_pid}
+    index = 0
+    for pid in child_pids(sim_pid):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        if b"resource_tracker" in cmdline:
+            pids["simulator-resource-tracker"] = pid
+        else:
+            index += 1
+            pids[f"simulator-{index}"] = pid
+    return pids
+
+
+def station_processes(pids: dict[str, int]) -> int:
+    """How many of ``rig_pids`` are simulator processes running stations."""
+    return sum(name[len("simulator-") :].isdigit() for name in pids)
 
 
 # ----------------------------------------------------------------------------- subscriber
@@ -386,6 +449,7 @@ def measure_service(
             *("-m", "firmware_bridge.simulator", "--csv", str(workdir / "stations.csv")),
             *("--stations", str(n), "--mqtt-url", broker.url),
             *("--state-dir", str(workdir / "sim"), "--no-live", "--seed", "1"),
+            *("--processes", str(args.sim_processes)),
         ),
         log_path=workdir / "simulator.log",
     )
@@ -410,9 +474,19 @@ def measure_service(
         csv_path.write_text("sid\n" + "\n".join(sids) + "\n", encoding="utf-8")
         t = time.monotonic()
         sim.start()
+        poll(
+            lambda: (
+                station_processes(rig_pids(service.pid, broker.pid, sim.pid))
+                >= min(args.sim_processes, n)
+            ),
+            timeout_s=60,
+        )
+        staging_cpu = CpuWatch(rig_pids(service.pid, broker.pid, sim.pid))
         stage = "stations staged"
         staged = wait_staged(database_url, set(sids), args.setup_timeout_s)
         setup["stations_staged"] = round(time.monotonic() - t, 1)
+        result["cpu_during_staging"] = staging_cpu.read()
+        result["simulator_processes"] = station_processes(staging_cpu.pids)
         result["staged"] = staged
         if staged < n:
             result["note"] = (
@@ -433,10 +507,12 @@ def measure_service(
             timeout=120,
         ) as http:
             stored = StoredCounts(workdir / "broadcaster.db")
+            pids = rig_pids(service.pid, broker.pid, sim.pid)
             for index in range(args.rounds):
-                rounds.append(
-                    round_fn(http, watch, stored, service.pid, n, fallback, index, args.lead_s)
-                )
+                cpu = CpuWatch(pids)
+                one = round_fn(http, watch, stored, service.pid, n, fallback, index, args.lead_s)
+                one["cpu_by_process"] = cpu.read()
+                rounds.append(one)
                 time.sleep(2)
             stored.close()
         result["rounds"] = rounds
@@ -763,6 +839,12 @@ def main() -> int:
     parser.add_argument("--lead-s", type=float, default=2.0, help="the API's default lead")
     parser.add_argument("--setup-timeout-s", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument(
+        "--sim-processes",
+        type=int,
+        default=os.cpu_count() or 1,
+        help="simulator processes (each a slice of the stations; default one per core)",
+    )
     parser.add_argument("--bare-fleet", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-ready", type=Path, help=argparse.SUPPRESS)
@@ -776,6 +858,7 @@ def main() -> int:
         "cpu_count": os.cpu_count(),
         "broker_config": BROKER_LIMITS,
         "rounds_per_size": args.rounds,
+        "simulator_processes": args.sim_processes,
         "runs": [],
     }
     return run_report(report, args, lambda size, path: run_size(size, args, path))

@@ -105,6 +105,7 @@ def main() -> int:
     parser.add_argument("--lead-s", type=float, default=2.0)
     parser.add_argument("--setup-timeout-s", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--sim-processes", type=int, default=os.cpu_count() or 1)
     args = parser.parse_args()
     report: dict[str, Any] = {
         "benchmark": "cap",

@@ -282,21 +282,34 @@ class Bridge:
         send one command to thousands of station topics quickly.
         """
         payload = dump_message(message)
+        return self.publish_prepared([(topic, payload) for topic in topics], qos=qos, wait_s=wait_s)
+
+    def publish_prepared(
+        self,
+        payloads: Sequence[tuple[str, bytes]],
+        *,
+        qos: int = 1,
+        retain: bool = False,
+        wait_s: float = 10.0,
+    ) -> list[str]:
+        """Publish already serialised and validated payloads (``messages.DesiredPlan``
+        builds them), one per topic; like :meth:`publish_to_many`, queues them all, then
+        waits (at most ``wait_s`` in all) and returns the acknowledged topics."""
         pending: list[tuple[str, mqtt.MQTTMessageInfo]] = []
         with self._lock:
             client = self._client
             if client is None or not self._connected:
                 return []
-            for topic in topics:
-                info = client.publish(topic, payload, qos=qos)
+            for topic, payload in payloads:
+                info = client.publish(topic, payload, qos=qos, retain=retain)
                 if info.rc == MQTTErrorCode.MQTT_ERR_SUCCESS:
                     pending.append((topic, info))
         deadline = time.monotonic() + wait_s
-        acked = []
-        for topic, info in pending:
-            if _wait_published(info, max(0.0, deadline - time.monotonic())):
-                acked.append(topic)
-        return acked
+        return [
+            topic
+            for topic, info in pending
+            if _wait_published(info, max(0.0, deadline - time.monotonic()))
+        ]
 
     def publish_desired(self, sid: str, desired: Desired, *, wait_s: float | None = 5.0) -> bool:
         """Publish a station's desired state (retained, QoS 1)."""

@@ -19,6 +19,7 @@ import json
 import math
 import re
 import secrets
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from enum import IntEnum
 from typing import Annotated, Any, ClassVar, Literal, TypeAlias
@@ -54,6 +55,7 @@ __all__ = [
     "CommandType",
     "Config",
     "Desired",
+    "DesiredPlan",
     "EmptyBody",
     "Event",
     "EventType",
@@ -527,3 +529,66 @@ def dump_message(message: Message) -> bytes:
             f"{message.KIND.value}: payload too large ({len(payload)} bytes)", category="oversize"
         )
     return payload
+
+
+class DesiredPlan:
+    """One playlist and window shared by many stations' ``desired`` documents.
+
+    The shared part (the playlist, however long) is serialised and schema-validated once,
+    in the constructor; :meth:`payload` adds one station's version, generation time and
+    config, validating only that small remainder, and splices the two. The bytes are the
+    same as ``dump_message(Desired(...))`` for that station, and :attr:`canonical`
+    is the plan's part of the desired digest (sorted keys, compact).
+    """
+
+    def __init__(self, window: Window, playlist: Sequence[PlaylistItem]) -> None:
+        self.window = window
+        self.playlist = tuple(playlist)
+        entries = [entry.model_dump(mode="json", by_alias=True) for entry in self.playlist]
+        self._window_doc = window.model_dump(mode="json", by_alias=True)
+        validate_payload(
+            MessageKind.DESIRED,
+            {
+                "version": 1,
+                "generated_at": "2000-01-01T00:00:00Z",
+                "config": {
+                    "volume": 0,
+                    "telemetry_interval_s": 60,
+                    "groups": [],
+                    "timezone": "UTC",
+                },
+                "window": self._window_doc,
+                "playlist": entries,
+            },
+        )
+        self._playlist_json = json.dumps(entries, ensure_ascii=False, separators=(",", ":"))
+        self.canonical_window = json.dumps(
+            self._window_doc, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+        self.canonical_playlist = json.dumps(
+            entries, sort_keys=True, separators=(",", ":"), ensure_ascii=False
+        )
+
+    def payload(self, version: int, generated_at: datetime, config: Config) -> bytes:
+        """One station's ``desired`` payload (validated; as ``dump_message`` builds it)."""
+        head = Desired(
+            version=version,
+            generated_at=generated_at,
+            config=config,
+            window=self.window,
+            playlist=[],
+        ).model_dump(mode="json", by_alias=True)
+        validate_payload(MessageKind.DESIRED, head)
+        text = json.dumps(head, ensure_ascii=False, separators=(",", ":"))
+        if not text.endswith(_EMPTY_PLAYLIST_TAIL):  # pragma: no cover - field order changed
+            raise ProtocolError("desired: playlist is not the last field", category="schema")
+        text = text[: -len(_EMPTY_PLAYLIST_TAIL)] + '"playlist":' + self._playlist_json + "}"
+        payload = text.encode("utf-8")
+        if len(payload) > MAX_PAYLOAD_BYTES:
+            raise ProtocolError(
+                f"desired: payload too large ({len(payload)} bytes)", category="oversize"
+            )
+        return payload
+
+
+_EMPTY_PLAYLIST_TAIL = '"playlist":[]}'

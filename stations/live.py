@@ -30,6 +30,16 @@ from stations.models import (
 )
 
 
+def load_states(session: Session, station_ids: Sequence[int]) -> dict[int, StationState]:
+    """The existing state rows of many stations, in one query (keep the result while
+    working: ``state_of`` then finds them in the session instead of asking the database
+    once per station)."""
+    if not station_ids:
+        return {}
+    rows = session.scalars(select(StationState).where(StationState.station_id.in_(station_ids)))
+    return {row.station_id: row for row in rows}
+
+
 def state_of(session: Session, station_id: int) -> StationState:
     """The station's state row, created on first use.
 

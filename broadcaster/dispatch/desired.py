@@ -27,12 +27,12 @@ from sqlalchemy.orm import Session
 from audio_library.service import MediaLibrary
 from broadcaster.dispatch import playlog
 from firmware_bridge.client import Bridge
-from firmware_bridge.messages import Config, Desired, Media, PlaylistItem, Window
+from firmware_bridge.messages import Config, Desired, DesiredPlan, Media, PlaylistItem, Window
 from schedules import service as schedules
 from schedules.plans import MediaRef, PlannedItem
 from stations import live
 from stations import service as stations
-from stations.models import Station
+from stations.models import Station, StationState
 
 log = logging.getLogger(__name__)
 
@@ -78,15 +78,25 @@ def playlist(items: Sequence[PlannedItem], library: MediaLibrary) -> list[Playli
 
 @dataclass
 class StationDoc:
-    """One station's desired body (all but version and generation time) and its digest."""
+    """One station's desired body (all but version and generation time) and its digest.
+
+    ``plan`` is the playlist and window the station shares with every station on the same
+    plan: serialised and validated once, whatever the number of stations."""
 
     station_id: int
     sid: str
     config: Config
-    window: Window
-    playlist: tuple[PlaylistItem, ...]
+    plan: DesiredPlan
     digest: str
     items: list[PlannedItem] = field(default_factory=list)
+
+    @property
+    def window(self) -> Window:
+        return self.plan.window
+
+    @property
+    def playlist(self) -> tuple[PlaylistItem, ...]:
+        return self.plan.playlist
 
     def message(self, version: int, generated_at: dt.datetime) -> Desired:
         return Desired(
@@ -96,6 +106,10 @@ class StationDoc:
             window=self.window,
             playlist=list(self.playlist),
         )
+
+    def payload(self, version: int, generated_at: dt.datetime) -> bytes:
+        """The wire bytes of :meth:`message` (only the station's own part serialised)."""
+        return self.plan.payload(version, generated_at, self.config)
 
 
 @dataclass
@@ -113,13 +127,19 @@ class Span:
         return cls(start=start, end=end)
 
 
-def _digest(config: Config, window: Window, entries: Sequence[PlaylistItem]) -> str:
-    body = {
-        "config": config.model_dump(mode="json", by_alias=True),
-        "window": window.model_dump(mode="json", by_alias=True),
-        "playlist": [entry.model_dump(mode="json", by_alias=True) for entry in entries],
-    }
-    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+def _digest(config: Config, plan: DesiredPlan) -> str:
+    """SHA-256 of the canonical ``{"config", "playlist", "window"}`` body (sorted keys,
+    compact); the plan's parts come pre-serialised from :class:`DesiredPlan`."""
+    config_json = json.dumps(
+        config.model_dump(mode="json", by_alias=True),
+        sort_keys=True,
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+    canonical = (
+        f'{{"config":{config_json},"playlist":{plan.canonical_playlist},'
+        f'"window":{plan.canonical_window}}}'
+    )
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -153,22 +173,23 @@ def build(
                 )
     window = Window(from_=span.start, to=span.end)
     groups = stations.station_groups(session)
-    playlists: dict[tuple[PlannedItem, ...], tuple[PlaylistItem, ...]] = {}
+    plans_by_items: dict[tuple[PlannedItem, ...], DesiredPlan] = {}
     docs = []
     for station in enabled:
         ordered = tuple(sorted(items_by_station[station.id], key=lambda i: (i.start_at, i.item_id)))
-        entries = playlists.get(ordered)
-        if entries is None:
-            entries = playlists[ordered] = tuple(playlist(ordered, library))
+        shared = plans_by_items.get(ordered)
+        if shared is None:
+            shared = plans_by_items[ordered] = DesiredPlan(window, playlist(ordered, library))
         config = Config(
             volume=station.default_volume,
             telemetry_interval_s=telemetry_interval_s,
             groups=groups.get(station.id, []),
             timezone=tz.key,
         )
-        digest = _digest(config, window, entries)
         docs.append(
-            StationDoc(station.id, station.sid, config, window, entries, digest, list(ordered))
+            StationDoc(
+                station.id, station.sid, config, shared, _digest(config, shared), list(ordered)
+            )
         )
     return docs
 
@@ -181,6 +202,12 @@ class ApplyResult:
     unchanged: int = 0
 
 
+#: Documents per batch: versions committed together, then published together and their
+#: broker acknowledgements awaited before the next batch (paces the republish of a whole
+#: city; the outbox thread's emergency publishes go out between batches).
+PUBLISH_BATCH = 500
+
+
 def apply(
     session: Session,
     bridge: Bridge | None,
@@ -188,53 +215,71 @@ def apply(
     *,
     tz: ZoneInfo,
     now: dt.datetime,
+    batch: int = PUBLISH_BATCH,
 ) -> ApplyResult:
     """Bump versions of changed documents, record their plans, publish what is due.
 
-    Commits after every station, so a version is persisted before it is published
-    and a crash never reuses a version number for different content.
+    Works in batches of ``batch`` stations: their versions (and plans) are committed
+    before any of them is published, so a crash never reuses a version number for
+    different content; the batch is then published (each payload spliced from its shared
+    plan, see :class:`DesiredPlan`) and the acknowledged versions committed.
     """
     result = ApplyResult()
     span = Span.around(now, tz)
+    for first in range(0, len(docs), max(1, batch)):
+        chunk = docs[first : first + max(1, batch)]
+        due = _bump_versions(session, chunk, span, now, result)
+        session.commit()
+        if not due:
+            continue
+        if bridge is None or not bridge.connected:
+            result.failed += len(due)
+            continue
+        payloads = [
+            (bridge.topics.desired(doc.sid), doc.payload(version, now)) for doc, _, version in due
+        ]
+        acked = set(bridge.publish_prepared(payloads, retain=True, wait_s=30.0))
+        for (_doc, state, version), (topic, _) in zip(due, payloads, strict=True):
+            if topic in acked:
+                state.desired_published_version = version
+                state.desired_at = now
+                result.published += 1
+            else:
+                result.failed += 1
+        session.commit()
+    return result
+
+
+def _bump_versions(
+    session: Session,
+    docs: list[StationDoc],
+    span: Span,
+    now: dt.datetime,
+    result: ApplyResult,
+) -> list[tuple[StationDoc, StationState, int]]:
+    """Give every changed document a new version (and record its plan); the documents
+    whose version is not yet published, with that version."""
+    states = live.load_states(session, [doc.station_id for doc in docs])
+    due: list[tuple[StationDoc, StationState, int]] = []
+    plans: dict[int, list[playlog.PlannedPlay]] = {}
     for doc in docs:
-        state = live.state_of(session, doc.station_id)
+        state = states.get(doc.station_id) or live.state_of(session, doc.station_id)
         if state.desired_digest != doc.digest:
             state.desired_version = (state.desired_version or 0) + 1
             state.desired_digest = doc.digest
-            playlog.record_plan(
-                session,
-                doc.station_id,
-                [
-                    playlog.PlannedPlay(
-                        station_id=doc.station_id,
-                        item_id=item.item_id,
-                        rule_id=item.rule_id,
-                        title=item.title,
-                        kind=item.kind,
-                        priority=item.priority,
-                        start=item.start_at,
-                        end=item.end_at,
-                    )
-                    for item in doc.items
-                ],
-                window=(span.start - dt.timedelta(days=1), span.end),
-                now=now,
-            )
+            plans[doc.station_id] = [
+                playlog.PlannedPlay(  # station, item, rule, title, kind, priority, start, end
+                    doc.station_id,
+                    *(item.item_id, item.rule_id, item.title, item.kind, item.priority),
+                    *(item.start_at, item.end_at),
+                )
+                for item in doc.items
+            ]
             result.changed += 1
         else:
             result.unchanged += 1
-        session.commit()
-        if state.desired_published_version == state.desired_version:
-            continue
-        if bridge is None or not bridge.connected:
-            result.failed += 1
-            continue
-        message = doc.message(state.desired_version, now)
-        if bridge.publish_desired(doc.sid, message, wait_s=10.0):
-            state.desired_published_version = state.desired_version
-            state.desired_at = now
-            session.commit()
-            result.published += 1
-        else:
-            result.failed += 1
-    return result
+        if state.desired_published_version != state.desired_version:
+            due.append((doc, state, state.desired_version))
+    window = (span.start - dt.timedelta(days=1), span.end)
+    playlog.record_plans(session, plans, window=window, now=now)
+    return due

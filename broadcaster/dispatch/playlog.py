@@ -20,7 +20,7 @@ Outcome of a planned item or broadcast play at one station:
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -173,18 +173,45 @@ def record_plan(
     they were already over when first planned); moved ones are updated.  Past and
     finished rows are never touched.
     """
+    record_plans(session, {station_id: items}, window=window, now=now)
+
+
+def record_plans(
+    session: Session,
+    plans: Mapping[int, Sequence[PlannedPlay]],
+    *,
+    window: tuple[dt.datetime, dt.datetime],
+    now: dt.datetime,
+) -> None:
+    """:func:`record_plan` for many stations: one query reads their planned plays, one
+    statement inserts the new ones."""
+    if not plans:
+        return
     start, end = window
-    current = {
-        p.item_id: p
-        for p in session.scalars(
+    current_by_station: dict[int, dict[str, Play]] = {station_id: {} for station_id in plans}
+    with session.no_autoflush:
+        rows = session.scalars(
             select(Play).where(
-                Play.station_id == station_id,
+                Play.station_id.in_(list(plans)),
                 Play.source == "schedule",
                 Play.planned_start >= start,
                 Play.planned_start < end,
             )
         )
-    }
+        for play in rows:
+            if play.item_id is not None:
+                current_by_station[play.station_id][play.item_id] = play
+    new_rows: list[dict[str, Any]] = []
+    for station_id, items in plans.items():
+        new_rows.extend(_plan_station(station_id, items, current_by_station[station_id], now))
+    if new_rows:
+        session.execute(insert(Play), new_rows)
+
+
+def _plan_station(
+    station_id: int, items: Sequence[PlannedPlay], current: dict[str, Play], now: dt.datetime
+) -> list[dict[str, Any]]:
+    """Cancel, update in place, and return the rows to insert for one station."""
     wanted = {item.item_id for item in items}
     for item_id, play in current.items():
         if item_id not in wanted and play.status is PlayStatus.PLANNED and play.planned_start > now:
@@ -216,7 +243,15 @@ def record_plan(
                     "updated_at": now,
                 }
             )
-        elif existing.status in (PlayStatus.PLANNED, PlayStatus.CANCELLED):
+        elif existing.status in (PlayStatus.PLANNED, PlayStatus.CANCELLED) and (
+            existing.status is not PlayStatus.PLANNED
+            or existing.title != item.title[:500]
+            or existing.priority != item.priority
+            or existing.planned_start != item.start
+            or existing.planned_end != item.end
+            or existing.expected_ms != expected
+        ):
+            # only a row whose plan moved is written (a config-only change touches none)
             existing.status = PlayStatus.PLANNED
             existing.reason = None
             existing.title = item.title[:500]
@@ -225,8 +260,7 @@ def record_plan(
             existing.planned_end = item.end
             existing.expected_ms = expected
             existing.updated_at = now
-    if new_rows:
-        session.execute(insert(Play), new_rows)
+    return new_rows
 
 
 def record_broadcast(

@@ -2,7 +2,9 @@
 
 :func:`simulate` is a plain Typer command function; the composition root registers it
 (``app.command("simulate")(simulate)``) and ``python -m firmware_bridge.simulator``
-runs it stand-alone. It resolves the station list (``--api``, ``--csv`` or generated
+runs it stand-alone. With ``--processes N`` (default: one per core) the stations are
+split into N slices, each run by its own process (:class:`~.processes.ProcessFleet`), and
+the summary adds the slices up. It resolves the station list (``--api``, ``--csv`` or generated
 ``sim-0001``...), runs the fleet on an asyncio loop with a Rich live summary, and on
 Ctrl-C or SIGTERM stops every station cleanly (each publishes its own death).
 """
@@ -12,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -28,6 +29,7 @@ from firmware_bridge.errors import ConfigError
 from firmware_bridge.simulator.config import StationSpec
 from firmware_bridge.simulator.faults import FaultSpec
 from firmware_bridge.simulator.fleet import Fleet, FleetConfig, FleetSummary
+from firmware_bridge.simulator.processes import ProcessFleet, default_processes, stop_on_signals
 from firmware_bridge.simulator.sources import (
     generated_stations,
     load_credentials,
@@ -80,6 +82,13 @@ def simulate(
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
     ] = None,
+    processes: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="Run the stations in this many processes, each a slice (default: one per core).",
+        ),
+    ] = None,
     live: Annotated[bool, typer.Option(help="Show the live summary (off when not a TTY).")] = True,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "WARNING",
 ) -> None:
@@ -101,7 +110,12 @@ def simulate(
             speed=speed,
             seed=seed,
         )
-        fleet = Fleet(config, specs, faults)
+        count = min(processes or default_processes(), len(specs))
+        fleet: Fleet | ProcessFleet
+        if count > 1:
+            fleet = ProcessFleet(config, specs, faults, processes=count, log_level=log_level)
+        else:
+            fleet = Fleet(config, specs, faults)
     except ConfigError as exc:
         console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(2) from exc
@@ -132,12 +146,11 @@ def _resolve_stations(
     return specs
 
 
-async def _run(fleet: Fleet, console: Console, *, show: bool, duration: float | None) -> None:
-    stop = asyncio.Event()
+async def _run(
+    fleet: Fleet | ProcessFleet, console: Console, *, show: bool, duration: float | None
+) -> None:
+    stop = stop_on_signals()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
     if duration is not None:
         loop.call_later(duration, stop.set)
     await fleet.start()

@@ -5,6 +5,7 @@ schema, and an unchanged plan gives the same digest (nothing is republished)."""
 from __future__ import annotations
 
 import datetime as dt
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
 
@@ -15,7 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library.service import MediaLibrary
 from broadcaster.dispatch import desired
-from firmware_bridge.messages import Desired, dump_message, parse_message
+from firmware_bridge.messages import Desired, DesiredPlan, dump_message, parse_message
 from firmware_bridge.schema import MessageKind
 from kernel.security import Role
 from kernel.tiers import Tier
@@ -86,6 +87,7 @@ def test_unchanged_plan_same_digest_and_every_document_validates(
     client: TestClient,
     admin: dict[str, str],
     session_factory: sessionmaker[Session],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     approver = make_user(session_factory, "duyet", Role.APPROVER, ["tan-an"])
     news = api.make_asset(session_factory, "Bản tin sáng", minutes=5)
@@ -101,8 +103,21 @@ def test_unchanged_plan_same_digest_and_every_document_validates(
     )
     library: MediaLibrary = app.state.media_library
     now = dt.datetime.now(dt.UTC)
+    # the playlist of a plan is serialised and validated once, however many stations share it
+    built: list[int] = []
+    shared_init = DesiredPlan.__init__
+
+    def counting_init(plan: DesiredPlan, *args: Any, **kwargs: Any) -> None:
+        built.append(1)
+        shared_init(plan, *args, **kwargs)
+
+    monkeypatch.setattr(DesiredPlan, "__init__", counting_init)
     with session_factory() as session:
         first = desired.build(session, library, tz=VN, now=now)
+    monkeypatch.undo()
+    assert len(first) > 100
+    assert len(built) == len({doc.playlist for doc in first}) == 2  # phuong-1's, everyone else's
+    with session_factory() as session:
         again = desired.build(session, library, tz=VN, now=now + dt.timedelta(minutes=5))
     assert [d.digest for d in first] == [d.digest for d in again]
     planned = [doc for doc in first if doc.playlist]
@@ -111,6 +126,7 @@ def test_unchanged_plan_same_digest_and_every_document_validates(
     assert len({id(doc.playlist) for doc in planned}) == 1
     for doc in first:
         payload = dump_message(doc.message(3, now))  # validates against the schema
+        assert doc.payload(3, now) == payload  # spliced from the shared plan: the same bytes
         assert dump_message(parse_message(MessageKind.DESIRED, payload)) == payload
     # a change to what plays changes the digest of the stations concerned only
     ok(

@@ -104,6 +104,12 @@ class Mosquitto:
         return f"mqtt://{self.host}:{self.port}"
 
     @property
+    def pid(self) -> int:
+        """The broker's process id (while it runs)."""
+        assert self._proc is not None, "broker not started"
+        return self._proc.pid
+
+    @property
     def running(self) -> bool:
         """True while the process is alive."""
         return self._proc is not None and self._proc.running

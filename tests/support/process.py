@@ -26,6 +26,7 @@ __all__ = [
     "ChildProcess",
     "ProcessGroup",
     "broadcaster_argv",
+    "child_pids",
     "cpu_seconds",
     "memory_mb",
     "python_argv",
@@ -40,6 +41,21 @@ def cpu_seconds(pid: int) -> float:
     """User + system CPU time a process has used (Linux ``/proc``)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+
+
+def child_pids(pid: int) -> list[int]:
+    """Every descendant of a process, depth first (Linux ``/proc``); [] once it is gone."""
+    found: list[int] = []
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return found
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            for child in (task / "children").read_text().split():
+                found.append(int(child))
+                found.extend(child_pids(int(child)))
+    return found
 
 
 def memory_mb(pid: int) -> tuple[float, float]:
