@@ -28,7 +28,9 @@ from broadcaster.web.pages.shared import (
     SignedIn,
     area_options,
     cross_site,
+    day_param,
     error_page,
+    local_midnight,
     page_number,
     page_tz,
     pager,
@@ -442,13 +444,6 @@ def token_revoke(
 # --- the audit log ----------------------------------------------------------------------------
 
 
-def _day(value: str | None) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
 @router.get(AUDIT, response_class=HTMLResponse)
 def audit_page(
     request: Request,
@@ -465,7 +460,7 @@ def audit_page(
     if refused := _refused(request, account, Permission.AUDIT_READ):
         return refused
     tz = page_tz(request)
-    first, last = _day(tu), _day(den)
+    first, last = day_param(tu), day_param(den)
     if first and last and last < first:
         first, last = last, first
     actor = (nguoi or "").strip()[:64] or None
@@ -477,10 +472,8 @@ def audit_page(
         actor=actor,
         action=action,
         target=target,
-        since=dt.datetime.combine(first, dt.time(), tzinfo=tz) if first else None,
-        until=(
-            dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz) if last else None
-        ),
+        since=local_midnight(first, tz) if first else None,
+        until=local_midnight(last + dt.timedelta(days=1), tz) if last else None,
         limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE,
     )
