@@ -49,6 +49,7 @@ AUDIT = "/quan-tri/nhat-ky"
 NOT_ALLOWED = "Chỉ quản trị thành phố được dùng trang quản trị."
 FOREIGN = "Yêu cầu không xuất phát từ trang này."
 Text = Annotated[str, Form(max_length=256)]
+Areas = Annotated[list[str] | None, Form(max_length=200)]
 
 
 def _refused(
@@ -180,7 +181,7 @@ def user_create(
     full_name: Text = "",
     password: Text = "",
     role: Text = "",
-    areas: Annotated[list[str] | None, Form(max_length=200)] = None,
+    areas: Areas = None,
     can_emergency: Text = "",
 ) -> Response:
     if refused := _refused(request, account, posted=True):
@@ -288,7 +289,7 @@ def user_update(
     action: Text = "save",
     full_name: Text = "",
     role: Text = "",
-    areas: Annotated[list[str] | None, Form(max_length=200)] = None,
+    areas: Areas = None,
     can_emergency: Text = "",
     password: Text = "",
 ) -> Response:
