@@ -47,4 +47,12 @@ def ok(response: Any, status: int = 200) -> Any:
     return response.json() if response.content else None
 
 
-__all__ = ["PASSWORD", "TestClient", "make_user", "ok"]
+def created(
+    client: TestClient, headers: dict[str, str], path: str, body: dict[str, Any], status: int = 201
+) -> Any:
+    """POST `body` as JSON to `path` with `headers`; the body of the answer, after checking
+    its status code (201 Created unless told)."""
+    return ok(client.post(path, json=body, headers=headers), status)
+
+
+__all__ = ["PASSWORD", "TestClient", "created", "make_user", "ok"]

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from kernel import signals
 from kernel.security import Role
-from tests.api import make_user, ok
+from tests.api import created, make_user
 from tests.schedules import api_helpers as api
 
 pytestmark = pytest.mark.usefixtures("tan_an")
@@ -63,7 +63,7 @@ class Ctx:
     made: dict[str, Any] = field(default_factory=dict)
 
     def post(self, path: str, body: dict[str, Any], status: int = 201) -> Any:
-        return ok(self.client.post(path, json=body, headers=self.admin), status)
+        return created(self.client, self.admin, path, body, status)
 
     def n(self) -> int:
         return next(_serial)

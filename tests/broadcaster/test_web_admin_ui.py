@@ -10,7 +10,6 @@ and at 390 px, with screenshots and the axe-core check of every page on the way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,12 +62,7 @@ def _bulletin(site: web.Site, title: str, *, area: str | None, tags: tuple[str, 
         return asset.id
 
 
-@pytest.fixture(scope="module")
-def site(_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[web.Site]:
-    with web.serve_site(
-        _database, tmp_path_factory.mktemp("web-admin"), simulate=COMMUNE, seed=_accounts
-    ) as served:
-        yield served
+site = web.site_fixture("web-admin", simulate=COMMUNE, seed=_accounts)
 
 
 @pytest.fixture(scope="module")

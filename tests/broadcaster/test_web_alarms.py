@@ -5,7 +5,6 @@ acknowledges it with a note.  Both widths, screenshots and axe-core."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -29,11 +28,7 @@ def _accounts(factory: Any) -> None:
     make_user(factory, "kythuat", UserRole.TECHNICIAN, [COMMUNE])
 
 
-@pytest.fixture(scope="module")
-def site(_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    tmp = tmp_path_factory.mktemp("web-alarms")
-    with browser.serve_site(_database, tmp, simulate=COMMUNE, seed=_accounts) as served:
-        yield served
+site = browser.site_fixture("web-alarms", simulate=COMMUNE, seed=_accounts)
 
 
 def _badge(driver: WebDriver) -> str:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +35,7 @@ from tests.support.browser import (
     horizontal_overflow,
     log_in,
     screenshot,
-    serve_site,
+    site_fixture,
     wait,
 )
 
@@ -71,12 +70,7 @@ def _seed(factory: Any) -> None:
         session.commit()
 
 
-@pytest.fixture(scope="module")
-def site(_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with serve_site(
-        _database, tmp_path_factory.mktemp("web-library"), simulate=None, seed=_seed
-    ) as served:
-        yield served
+site = site_fixture("web-library", simulate=None, seed=_seed)
 
 
 def _mp3(folder: Path, seed: int) -> Path:

@@ -26,7 +26,7 @@ from tests.support.browser import (
     horizontal_overflow,
     log_in,
     screenshot,
-    serve_site,
+    site_fixture,
     wait,
 )
 
@@ -44,12 +44,7 @@ def _accounts(factory: Any) -> None:
     make_user(factory, "xem", UserRole.VIEWER, ["tan-an"])
 
 
-@pytest.fixture(scope="module")
-def site(_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    with serve_site(
-        _database, tmp_path_factory.mktemp("web-ui"), simulate=COMMUNE, seed=_accounts
-    ) as served:
-        yield served
+site = site_fixture("web-ui", simulate=COMMUNE, seed=_accounts)
 
 
 @pytest.fixture(scope="module")

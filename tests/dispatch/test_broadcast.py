@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.support.live import Live
+from tests.support.live import Live, send_broadcast
 from tests.support.loa import wait_until
 
 
@@ -23,18 +23,17 @@ def test_emergency_reaches_every_station_and_preempts(live: Live) -> None:
     bulletin = live.approved_tts("Thông báo lịch tiêm chủng mở rộng tại trạm y tế xã. " * 4)
     lbn = [s for s in sids if s.startswith("lbn-")]
     with live.http() as http:
-        normal = http.post(
-            "/api/v1/broadcasts",
-            json={
+        normal = send_broadcast(
+            http,
+            {
                 "targets": {"groups": ["xa-loi-binh-nhon"]},
                 "content": {"asset_id": bulletin},
                 "tier": "normal",
             },
         )
-        assert normal.status_code == 201, normal.text
-        assert normal.json()["route"] == "groups"
-        assert normal.json()["groups"] == ["xa-loi-binh-nhon"]
-        normal_cmd = normal.json()["cmd_id"]
+        assert normal["route"] == "groups"
+        assert normal["groups"] == ["xa-loi-binh-nhon"]
+        normal_cmd = normal["cmd_id"]
         wait_until(
             lambda: all(
                 (p := fleet.station(s).playing) is not None and p.cmd_id == normal_cmd for s in lbn
@@ -42,9 +41,9 @@ def test_emergency_reaches_every_station_and_preempts(live: Live) -> None:
             timeout_s=20,
             what="the commune playing the normal bulletin",
         )
-        emergency = http.post(
-            "/api/v1/broadcasts",
-            json={
+        body = send_broadcast(
+            http,
+            {
                 "targets": {"areas": ["tan-an"]},
                 "content": {
                     "text": "Cảnh báo triều cường. Người dân khẩn trương di chuyển đến nơi an toàn."
@@ -53,8 +52,6 @@ def test_emergency_reaches_every_station_and_preempts(live: Live) -> None:
                 "title": "Cảnh báo triều cường",
             },
         )
-        assert emergency.status_code == 201, emergency.text
-        body = emergency.json()
         assert body["route"] == "groups"
         assert body["groups"] == ["all"]
         assert body["priority"] == 9
@@ -119,18 +116,17 @@ def test_expired_command_is_never_played(live: Live) -> None:
             timeout_s=60,
             what="offline",
         )
-        made = http.post(
-            "/api/v1/broadcasts",
-            json={
+        made = send_broadcast(
+            http,
+            {
                 "targets": {"stations": [target]},
                 "content": {"asset_id": bulletin},
                 "expires_in_s": 2,
                 "lead_s": 0,
             },
         )
-        assert made.status_code == 201, made.text
-        cmd_id = made.json()["cmd_id"]
-        broadcast_id = made.json()["id"]
+        cmd_id = made["cmd_id"]
+        broadcast_id = made["id"]
         wait_until(
             lambda: (
                 http.get(f"/api/v1/broadcasts/{broadcast_id}").json()["stations"][0]["status"]
@@ -215,17 +211,16 @@ def test_emergency_reaches_a_station_that_comes_back_within_its_window(live: Liv
             return not http.get(f"/api/v1/stations/{sid}").json()["online"]
 
         wait_until(lambda: offline(late) and offline(gone), timeout_s=60, what="offline")
-        made = http.post(
-            "/api/v1/broadcasts",
-            json={
+        made = send_broadcast(
+            http,
+            {
                 "targets": {"stations": sids},
                 "content": {"text": "Cảnh báo lũ. Người dân di chuyển đến nơi an toàn."},
                 "tier": "emergency",
                 "expires_in_s": 30,
             },
         )
-        assert made.status_code == 201, made.text
-        broadcast_id, cmd_id = made.json()["id"], made.json()["cmd_id"]
+        broadcast_id, cmd_id = made["id"], made["cmd_id"]
 
         def rows() -> dict[str, dict[str, object]]:
             found = http.get(f"/api/v1/broadcasts/{broadcast_id}").json()["stations"]

@@ -44,7 +44,7 @@ from broadcaster.dispatch.models import Command
 from firmware_bridge.simulator.fleet import Fleet, FleetConfig, FleetThread
 from firmware_bridge.simulator.station import SimSettings, StationSpec
 from schedules.seed import FALLBACK_TITLE
-from tests.support.live import Live
+from tests.support.live import Live, send_broadcast
 from tests.support.loa import wait_until
 from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
 from tests.support.service import Deployment, ServiceProcess, run_cli
@@ -96,10 +96,7 @@ class Stack(Deployment):
         return int(row[0]), str(row[1]), int(row[2])
 
     def broadcast(self, http: httpx.Client, **payload: Any) -> dict[str, Any]:
-        response = http.post("/api/v1/broadcasts", json=payload)
-        assert response.status_code == 201, response.text
-        body: dict[str, Any] = response.json()
-        return body
+        return send_broadcast(http, payload)
 
     def progress(self, http: httpx.Client, broadcast_id: int) -> dict[str, Any]:
         response = http.get(f"/api/v1/broadcasts/{broadcast_id}", params={"stations": "false"})
@@ -352,17 +349,16 @@ def test_command_created_while_the_broker_is_down_is_published_when_it_returns(
             timeout_s=30,
             what="the service noticing the broker is gone",
         )
-        made = http.post(
-            "/api/v1/broadcasts",
-            json={
+        made = send_broadcast(
+            http,
+            {
                 "targets": {"stations": [sid]},
                 "content": {"asset_id": bulletin},
                 "title": title,
                 "expires_in_s": 300,
             },
         )
-        assert made.status_code == 201, made.text
-        cmd_id = made.json()["cmd_id"]
+        cmd_id = made["cmd_id"]
         time.sleep(1.5)  # several publisher rounds with no broker
         stored = http.get(f"/api/v1/commands/{cmd_id}").json()
         assert stored["command"]["published_at"] is None

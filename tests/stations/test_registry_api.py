@@ -7,7 +7,7 @@ from collections import Counter
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.api import ok
+from tests.api import created, ok
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 
@@ -165,29 +165,25 @@ def test_area_rules(client: TestClient, admin: dict[str, str]) -> None:
     )
     assert wrong_level.status_code == 422
     # a new commune gets its group; deleting the empty commune removes it
-    ok(
-        client.post(
-            "/api/v1/areas",
-            json={"code": "xa-moi", "name": "Xã Mới", "level": "commune", "parent_code": "tan-an"},
-            headers=admin,
-        ),
-        201,
+    created(
+        client,
+        admin,
+        "/api/v1/areas",
+        {"code": "xa-moi", "name": "Xã Mới", "level": "commune", "parent_code": "tan-an"},
     )
     group = ok(client.get("/api/v1/groups/xa-moi", headers=admin))
     assert group["auto"] is True
     assert group["areas"] == ["xa-moi"]
-    ok(
-        client.post(
-            "/api/v1/areas",
-            json={
-                "code": "xa-moi-ap-1",
-                "name": "Ấp 1",
-                "level": "hamlet",
-                "parent_code": "xa-moi",
-            },
-            headers=admin,
-        ),
-        201,
+    created(
+        client,
+        admin,
+        "/api/v1/areas",
+        {
+            "code": "xa-moi-ap-1",
+            "name": "Ấp 1",
+            "level": "hamlet",
+            "parent_code": "xa-moi",
+        },
     )
     assert client.delete("/api/v1/areas/xa-moi", headers=admin).status_code == 409
     assert client.delete("/api/v1/areas/xa-moi-ap-1", headers=admin).status_code == 204
@@ -205,31 +201,27 @@ def test_groups_resolve_area_subtrees_at_use_time(
     assert "phuong-2" in gids
     assert groups["total"] == 15
     before = ok(client.get("/api/v1/groups/xa-loi-binh-nhon/stations", headers=admin))["total"]
-    ok(
-        client.post(
-            "/api/v1/stations",
-            json={"sid": "lbn-new", "name": "Mới", "kind": "smart", "area_code": "lbn-cau-tre"},
-            headers=admin,
-        ),
-        201,
+    created(
+        client,
+        admin,
+        "/api/v1/stations",
+        {"sid": "lbn-new", "name": "Mới", "kind": "smart", "area_code": "lbn-cau-tre"},
     )
     after = ok(client.get("/api/v1/groups/xa-loi-binh-nhon/stations", headers=admin))
     assert after["total"] == before + 1
     assert "lbn-new" in after["stations"]
     assert ok(client.get("/api/v1/groups/all", headers=admin))["station_count"] == 109
     # a custom group mixing stations and areas
-    custom = ok(
-        client.post(
-            "/api/v1/groups",
-            json={
-                "gid": "ven-song",
-                "name": "Ven sông Vàm Cỏ",
-                "stations": ["p2-kp-1"],
-                "areas": ["xa-binh-tam"],
-            },
-            headers=admin,
-        ),
-        201,
+    custom = created(
+        client,
+        admin,
+        "/api/v1/groups",
+        {
+            "gid": "ven-song",
+            "name": "Ven sông Vàm Cỏ",
+            "stations": ["p2-kp-1"],
+            "areas": ["xa-binh-tam"],
+        },
     )
     assert (
         custom["station_count"]

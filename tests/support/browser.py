@@ -145,6 +145,21 @@ def serve_site(
         broker.stop()
 
 
+def site_fixture(
+    name: str, *, simulate: str | None, seed: Callable[[Any], None] | None = None
+) -> Any:
+    """A module-scoped ``site`` fixture: :func:`serve_site` in a fresh folder ``name``
+    for the tests of one module (assign it to ``site`` there)."""
+
+    @pytest.fixture(scope="module")
+    def site(_database: Any, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+        tmp = tmp_path_factory.mktemp(name)
+        with serve_site(_database, tmp, simulate=simulate, seed=seed) as served:
+            yield served
+
+    return site
+
+
 @contextlib.contextmanager
 def chromium(profile: Path, size: tuple[int, int] = DESKTOP) -> Iterator[WebDriver]:
     """Headless Chromium at ``size`` (:data:`DESKTOP` or :data:`PHONE`), Vietnamese,

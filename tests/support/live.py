@@ -146,6 +146,14 @@ class Live:
         self.stop_server()
 
 
+def send_broadcast(http: httpx.Client, payload: dict[str, Any]) -> dict[str, Any]:
+    """POST `payload` to the broadcasts API; the created broadcast (201 checked)."""
+    response = http.post("/api/v1/broadcasts", json=payload)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def start_live(settings: Settings, tmp: Path, broker: Mosquitto, recorder: Recorder) -> Live:
     """The app with its worker (``Role.ALL``) over HTTP on a free port, on ``broker``."""
     port = free_port()

@@ -28,7 +28,9 @@ from broadcaster.web.pages.shared import (
     SignedIn,
     area_options,
     cross_site,
+    day_param,
     error_page,
+    local_midnight,
     page_number,
     page_tz,
     pager,
@@ -47,6 +49,7 @@ AUDIT = "/quan-tri/nhat-ky"
 NOT_ALLOWED = "Chỉ quản trị thành phố được dùng trang quản trị."
 FOREIGN = "Yêu cầu không xuất phát từ trang này."
 Text = Annotated[str, Form(max_length=256)]
+Areas = Annotated[list[str] | None, Form(max_length=200)]
 
 
 def _refused(
@@ -178,7 +181,7 @@ def user_create(
     full_name: Text = "",
     password: Text = "",
     role: Text = "",
-    areas: Annotated[list[str] | None, Form(max_length=200)] = None,
+    areas: Areas = None,
     can_emergency: Text = "",
 ) -> Response:
     if refused := _refused(request, account, posted=True):
@@ -286,7 +289,7 @@ def user_update(
     action: Text = "save",
     full_name: Text = "",
     role: Text = "",
-    areas: Annotated[list[str] | None, Form(max_length=200)] = None,
+    areas: Areas = None,
     can_emergency: Text = "",
     password: Text = "",
 ) -> Response:
@@ -442,13 +445,6 @@ def token_revoke(
 # --- the audit log ----------------------------------------------------------------------------
 
 
-def _day(value: str | None) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(value) if value else None
-    except ValueError:
-        return None
-
-
 @router.get(AUDIT, response_class=HTMLResponse)
 def audit_page(
     request: Request,
@@ -465,7 +461,7 @@ def audit_page(
     if refused := _refused(request, account, Permission.AUDIT_READ):
         return refused
     tz = page_tz(request)
-    first, last = _day(tu), _day(den)
+    first, last = day_param(tu), day_param(den)
     if first and last and last < first:
         first, last = last, first
     actor = (nguoi or "").strip()[:64] or None
@@ -477,10 +473,8 @@ def audit_page(
         actor=actor,
         action=action,
         target=target,
-        since=dt.datetime.combine(first, dt.time(), tzinfo=tz) if first else None,
-        until=(
-            dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=tz) if last else None
-        ),
+        since=local_midnight(first, tz) if first else None,
+        until=local_midnight(last + dt.timedelta(days=1), tz) if last else None,
         limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE,
     )

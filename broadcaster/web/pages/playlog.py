@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime as dt
 from urllib.parse import urlencode
-from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
@@ -16,6 +15,8 @@ from broadcaster.web.pages.shared import (
     PAGE_SIZE,
     SignedIn,
     area_options,
+    day_param,
+    local_midnight,
     page_number,
     page_tz,
     pager,
@@ -28,19 +29,6 @@ from kernel.dependencies import SessionDep
 MAX_LOG_DAYS = 31
 
 router = APIRouter(include_in_schema=False)
-
-
-def _parse_day(value: str | None) -> dt.date | None:
-    if not value:
-        return None
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError:
-        return None
-
-
-def _local_midnight(day: dt.date, tz: ZoneInfo) -> dt.datetime:
-    return dt.datetime.combine(day, dt.time(), tzinfo=tz)
 
 
 @router.get("/nhat-ky", response_class=HTMLResponse)
@@ -61,16 +49,16 @@ def playlog_page(
     principal = account.principal
     tz = page_tz(request)
     now = utcnow()
-    first = _parse_day(tu) or now.astimezone(tz).date()
-    last = _parse_day(den) or first
+    first = day_param(tu) or now.astimezone(tz).date()
+    last = day_param(den) or first
     if last < first:
         first, last = last, first
     notes: list[str] = []
     if (last - first).days >= MAX_LOG_DAYS:
         last = first + dt.timedelta(days=MAX_LOG_DAYS - 1)
         notes.append(f"Mỗi lần xem tối đa {MAX_LOG_DAYS} ngày; đã giới hạn đến {last:%d/%m/%Y}.")
-    since = _local_midnight(first, tz)
-    until = _local_midnight(last + dt.timedelta(days=1), tz)
+    since = local_midnight(first, tz)
+    until = local_midnight(last + dt.timedelta(days=1), tz)
     options = area_options(session, principal)
     area_code = dia_ban if dia_ban in {o.code for o in options} else None
     sid = (tram or "").strip() or None

@@ -330,6 +330,20 @@ def page_number(value: str | None) -> int:
         return 1
 
 
+def day_param(value: str | None) -> dt.date | None:
+    """A ``YYYY-MM-DD`` filter value as a date; None when missing or not a date (filters
+    are read leniently, never an error)."""
+    try:
+        return dt.date.fromisoformat(value) if value else None
+    except ValueError:
+        return None
+
+
+def local_midnight(day: dt.date, tz: ZoneInfo) -> dt.datetime:
+    """The instant `day` begins in the time zone `tz`."""
+    return dt.datetime.combine(day, dt.time(), tzinfo=tz)
+
+
 def pager(path: str, filters: Mapping[str, str], page: int, total: int) -> dict[str, Any]:
     """The paging part of a list page's context: this page, the count of pages and the
     links to the pages before and after (keeping the filters that are set)."""
