@@ -37,7 +37,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
@@ -309,26 +309,34 @@ def _fill(asset: MediaAsset, rendition: Rendition) -> None:
     asset.processed_at = utcnow()
 
 
-def _spoken_asset(
-    library: MediaLibrary,
-    *,
-    text: str,
-    voice: str,
-    rate: int,
-    title: str | None,
-    category: str,
-    tags: Iterable[str],
-    author: Author,
-) -> MediaAsset:
+class SpokenAsset(TypedDict):
+    """What to read aloud (`text`, `voice`, `rate`) and how to file the spoken asset."""
+
+    text: str
+    voice: str
+    rate: int
+    title: str | None
+    category: str
+    tags: Iterable[str]
+    author: Author
+
+
+def _spoken_asset(library: MediaLibrary, spoken: SpokenAsset) -> MediaAsset:
     """A new (``processing``) row for `text` read aloud, titled by its start if untitled."""
+    text = spoken["text"]
     stripped = " ".join(text.split())
     return _new_asset(
-        title=title or (stripped[:80] + ("…" if len(stripped) > 80 else "")) or "Bản tin",
-        category=category,
-        tags=tags,
+        title=spoken["title"] or (stripped[:80] + ("…" if len(stripped) > 80 else "")) or "Bản tin",
+        category=spoken["category"],
+        tags=spoken["tags"],
         source=AssetSource.TTS,
-        author=author,
-        recipe={"text": text, "voice": voice, "rate": rate, "engine": library.settings.tts_engine},
+        author=spoken["author"],
+        recipe={
+            "text": text,
+            "voice": spoken["voice"],
+            "rate": spoken["rate"],
+            "engine": library.settings.tts_engine,
+        },
     )
 
 
@@ -387,26 +395,10 @@ def add_speech(
     session: Session,
     library: MediaLibrary,
     rendition: Rendition,
-    *,
-    text: str,
-    voice: str,
-    rate: int,
-    title: str | None,
-    category: str,
-    tags: Iterable[str],
-    author: Author,
+    **spoken: Unpack[SpokenAsset],
 ) -> MediaAsset:
     """The ready draft asset of a `speak` rendition, in the caller's transaction."""
-    asset = _spoken_asset(
-        library,
-        text=text,
-        voice=voice,
-        rate=rate,
-        title=title,
-        category=category,
-        tags=tags,
-        author=author,
-    )
+    asset = _spoken_asset(library, spoken)
     _fill(asset, rendition)
     session.add(asset)
     session.flush()
@@ -587,26 +579,11 @@ def ingest_upload(
 def create_tts_asset(
     factory: sessionmaker[Session],
     library: MediaLibrary,
-    *,
-    text: str,
-    voice: str,
-    rate: int,
-    title: str | None,
-    category: str,
-    tags: Iterable[str],
-    author: Author,
+    **spoken: Unpack[SpokenAsset],
 ) -> int:
     """Speak `text` (Vietnamese) into a new draft asset; returns its id."""
-    asset = _spoken_asset(
-        library,
-        text=text,
-        voice=voice,
-        rate=rate,
-        title=title,
-        category=category,
-        tags=tags,
-        author=author,
-    )
+    asset = _spoken_asset(library, spoken)
+    text, voice, rate = spoken["text"], spoken["voice"], spoken["rate"]
     return _ingest(
         factory, library, asset, lambda work: library.processor.synthesize(text, voice, rate, work)
     )

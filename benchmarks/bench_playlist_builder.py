@@ -33,15 +33,8 @@ import itertools
 from timing import timed
 
 from kernel.tiers import Tier
-from schedules.builder import (
-    MediaRef,
-    ProgrammeItemSpec,
-    ProgrammeSpec,
-    RuleSpec,
-    StreamRef,
-    build_day,
-    build_days,
-)
+from schedules.builder import build_day, build_days
+from schedules.plans import MediaRef, ProgrammeItemSpec, ProgrammeSpec, RuleSpec, StreamRef
 from schedules.recurrence import parse_recurrence
 
 FILLER, NORMAL, PRIORITY, EMERGENCY = (

@@ -59,45 +59,25 @@ from kernel.errors import InvalidInput
 from kernel.tiers import tier_of
 from schedules.exceptions import InvalidRule, ProgrammeNotFound
 from schedules.plans import (
-    MAX_PROGRAMME_MS,
-    MAX_SHIFT_TOLERANCE_S,
     Conflict,
     DayPlan,
-    MediaRef,
     PlannedItem,
     ProgrammeItemSpec,
     ProgrammeSpec,
     RulePreview,
     RuleSpec,
     SkippedRule,
-    StreamRef,
-    validate_programme,
     validate_rule,
 )
 from schedules.recurrence import Recurrence, localize, occurrences
 
-# The vocabulary (`schedules.plans`) is part of the builder's interface.
 __all__ = [
     "MAX_LOOKAROUND_DAYS",
     "MAX_PREVIEW_DAYS",
-    "MAX_PROGRAMME_MS",
-    "MAX_SHIFT_TOLERANCE_S",
-    "Conflict",
-    "DayPlan",
-    "MediaRef",
-    "PlannedItem",
-    "ProgrammeItemSpec",
-    "ProgrammeSpec",
-    "RulePreview",
-    "RuleSpec",
-    "SkippedRule",
-    "StreamRef",
     "build_day",
     "build_days",
     "item_id",
     "preview",
-    "validate_programme",
-    "validate_rule",
 ]
 
 #: How many days around the built day the builder may look to close a cluster.

@@ -1,6 +1,6 @@
 """Sending alarm notifications: e-mail over SMTP and signed JSON webhooks.
 
-The `Notifier` thread of the active worker reads due deliveries (`service.due`) in a
+The `Notifier` thread of the active worker reads due deliveries (`queue.due`) in a
 short read, closes the session, sends (each channel with its own timeout), then records
 the outcome in a new transaction: no transaction is ever held across a network call,
 and a hanging webhook or a refusing SMTP server never blocks the worker's ingest or jobs.
@@ -30,7 +30,7 @@ from typing import Any
 import httpx
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.alarms import service
+from broadcaster.alarms import queue
 from broadcaster.alarms.models import Channel
 from broadcaster.alarms.rules import EVENT_LABELS_VI
 from broadcaster.settings import Settings
@@ -77,7 +77,7 @@ def sign(secret: str, timestamp: str, body: bytes) -> str:
     return "sha256=" + digest.hexdigest()
 
 
-def webhook_body(out: service.Outgoing, sent_at: str) -> bytes:
+def webhook_body(out: queue.Outgoing, sent_at: str) -> bytes:
     payload: dict[str, Any] = {
         "type": "broadcaster.alarms",
         "sent_at": sent_at,
@@ -97,7 +97,7 @@ def _line(event: dict[str, Any]) -> str:
     )
 
 
-def email_message(out: service.Outgoing, mail_from: str) -> EmailMessage:
+def email_message(out: queue.Outgoing, mail_from: str) -> EmailMessage:
     message = EmailMessage()
     first = out.events[0]
     if len(out.events) == 1:
@@ -160,14 +160,14 @@ class Notifier:
     def run_once(self) -> int:
         """Send what is due; return how many messages were sent."""
         with self.factory() as session:
-            batch = service.due(session, utcnow(), settle_s=self.config.settle_s)
+            batch = queue.due(session, utcnow(), settle_s=self.config.settle_s)
         sent = 0
         for out in batch:
             if self._stopping.is_set():
                 break
             error = self._send(out)
             with self.factory() as session:
-                service.record_outcome(
+                queue.record_outcome(
                     session,
                     out.delivery_ids,
                     error=error,
@@ -190,7 +190,7 @@ class Notifier:
                 )
         return sent
 
-    def _send(self, out: service.Outgoing) -> str | None:
+    def _send(self, out: queue.Outgoing) -> str | None:
         try:
             if out.channel is Channel.EMAIL:
                 self._email(out)
@@ -200,7 +200,7 @@ class Notifier:
             return f"{type(exc).__name__}: {exc}"[:2000]
         return None
 
-    def _email(self, out: service.Outgoing) -> None:
+    def _email(self, out: queue.Outgoing) -> None:
         config = self.config
         if not config.smtp_host:
             raise RuntimeError("no SMTP server configured (BROADCASTER_ALARM_SMTP_HOST)")
@@ -212,7 +212,7 @@ class Notifier:
                 smtp.login(config.smtp_user, config.smtp_password or "")
             smtp.send_message(message)
 
-    def _webhook(self, out: service.Outgoing) -> None:
+    def _webhook(self, out: queue.Outgoing) -> None:
         timestamp = str(int(time.time()))
         body = webhook_body(out, utcnow().isoformat())
         headers = {

@@ -158,6 +158,12 @@ class Reply:
 # --- command builders --------------------------------------------------------------------
 
 
+def _with_set(command: Command, **optional: str | None) -> Command:
+    """``command`` with each optional field that is set (not None, not empty)."""
+    command.update({key: value for key, value in optional.items() if value})
+    return command
+
+
 def create_client(
     username: str,
     password: str,
@@ -172,11 +178,7 @@ def create_client(
         "password": password,
         "roles": [{"rolename": r, "priority": -1} for r in roles],
     }
-    if clientid:
-        command["clientid"] = clientid
-    if textname:
-        command["textname"] = textname
-    return command
+    return _with_set(command, clientid=clientid, textname=textname)
 
 
 def delete_client(username: str) -> Command:
@@ -213,9 +215,7 @@ def create_role(rolename: str, acls: Iterable[Acl], *, textname: str | None = No
         "rolename": rolename,
         "acls": [a.to_json() for a in sorted(acls)],
     }
-    if textname:
-        command["textname"] = textname
-    return command
+    return _with_set(command, textname=textname)
 
 
 def delete_role(rolename: str) -> Command:

@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from broadcaster.alarms import service
+from broadcaster.alarms import queue, service
 from broadcaster.alarms.models import (
     Alarm,
     AlarmDelivery,
@@ -205,7 +205,7 @@ def test_deliveries_follow_area_and_severity_and_the_queue_is_bounded(db: Sessio
             (critical_only.id, DeliveryStatus.DROPPED),
         ]
     )
-    due = service.due(db, T0 + dt.timedelta(seconds=1), settle_s=0)
+    due = queue.due(db, T0 + dt.timedelta(seconds=1), settle_s=0)
     assert [(o.subscription_id, len(o.events)) for o in due] == [(to_ward.id, 2)]
 
 

@@ -8,7 +8,7 @@ from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from schedules.builder import (
+from schedules.plans import (
     DayPlan,
     MediaRef,
     PlannedItem,

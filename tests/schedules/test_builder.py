@@ -12,15 +12,9 @@ import pytest
 
 from kernel.errors import InvalidInput
 from kernel.tiers import Tier
-from schedules.builder import (
-    DayPlan,
-    ProgrammeItemSpec,
-    build_day,
-    build_days,
-    preview,
-    validate_rule,
-)
+from schedules.builder import build_day, build_days, preview
 from schedules.exceptions import InvalidRule
+from schedules.plans import DayPlan, ProgrammeItemSpec, validate_rule
 from tests.schedules.factories import (
     VN,
     assert_no_overlap,

@@ -20,7 +20,8 @@ from datetime import UTC, date, datetime, time, timedelta
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from schedules.builder import (
+from schedules.builder import build_day, build_days
+from schedules.plans import (
     DayPlan,
     MediaRef,
     PlannedItem,
@@ -28,8 +29,6 @@ from schedules.builder import (
     ProgrammeSpec,
     RuleSpec,
     StreamRef,
-    build_day,
-    build_days,
 )
 from schedules.recurrence import occurrences, parse_recurrence
 from tests.schedules.factories import VN, assert_no_overlap
