@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from broadcaster.settings import Settings
 from kernel.errors import DomainError
@@ -19,11 +20,11 @@ def load_settings() -> Settings:
     try:
         return Settings()
     except ValueError as exc:
-        err.print(f"[red]Invalid settings:[/red] {exc}")
+        err.print(f"[red]Invalid settings:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
 
 
 def fail(exc: DomainError) -> typer.Exit:
     """Print a domain error's message; the exit (status 1) to raise."""
-    err.print(f"[red]{exc.message}[/red]")
+    err.print(f"[red]{escape(exc.message)}[/red]")
     return typer.Exit(1)
