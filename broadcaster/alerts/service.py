@@ -274,7 +274,9 @@ def ingest(
 ) -> Ingested:
     """Apply the rules of the module docstring to one CAP document (flushes only)."""
     now = now or utcnow()
-    document = data.decode("utf-8", "replace")
+    # kept for the record; NUL cannot be stored in a PostgreSQL text column (a valid CAP
+    # document holds none: XML forbids it)
+    document = data.decode("utf-8", "replace").replace("\x00", "\ufffd")
     alert = Alert(outcome=AlertOutcome.REFUSED, repeat=1, stations=[], areas=[], no_stations=False)
     source = _source(session, token)
     if source is None:

@@ -289,17 +289,20 @@ class Worker:
     def _plan_watch(self) -> None:
         with self.factory() as session:
             generation, changed_at = signals.current(session)
-        if self._plan_generation is None:
-            self._plan_generation = generation
+        if self._plan_generation is not None:
+            if generation == self._plan_generation:
+                return
+            now = utcnow()
+            if changed_at is not None and now - changed_at < PLAN_DEBOUNCE:
+                return  # still changing; wait for it to settle
+        try:
             self.rebuild_desired()
+        except OperationalError as exc:
+            # a deadlock with the ingest (both create a new station's state row), a lost
+            # connection: the generation stays unseen, so the next tick rebuilds again
+            log.warning("desired states not rebuilt, retried next tick: %s", str(exc)[:300])
             return
-        if generation == self._plan_generation:
-            return
-        now = utcnow()
-        if changed_at is not None and now - changed_at < PLAN_DEBOUNCE:
-            return  # still changing; wait for it to settle
         self._plan_generation = generation
-        self.rebuild_desired()
 
     # ------------------------------------------------------------------ upkeep
 
