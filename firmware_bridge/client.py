@@ -122,6 +122,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 _UNSUPPORTED_PROTOCOL = 132  # CONNACK reason "Unsupported protocol version"
+_RESUBSCRIBE_S = 1.0  # after a SUBACK refusal on a clustered broker
 
 
 class Bridge:
@@ -369,6 +370,7 @@ class Bridge:
         client.on_connect = self._on_connect
         client.on_subscribe = self._on_subscribe
         client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
         client.on_message = self._on_message
         properties = None
         if v5:
@@ -464,11 +466,7 @@ class Bridge:
             qos=1,
             retain=True,
         )
-        _, mid = client.subscribe(
-            [(self.topics.station_filter(kind), 1) for kind in STATION_INBOUND]
-        )
-        with self._lock:
-            self._subscribe_mid = mid
+        self._subscribe_stations_now(client)
         log.info("bridge connected (%s)", _protocol_name(self._protocol))
 
     def _on_subscribe(
@@ -489,6 +487,24 @@ class Bridge:
                 return
             if not self._stopping.is_set():
                 self._connected = True
+        if refused and self._url.clustered:
+            # A cluster that lost a node answers 0x80 until it elected new leaders.
+            timer = threading.Timer(_RESUBSCRIBE_S, self._subscribe_stations, args=(client,))
+            timer.daemon = True
+            timer.start()
+
+    def _subscribe_stations(self, client: mqtt.Client) -> None:
+        with self._lock:
+            if client is not self._client or self._stopping.is_set() or not self._connected:
+                return
+        self._subscribe_stations_now(client)
+
+    def _subscribe_stations_now(self, client: mqtt.Client) -> None:
+        _, mid = client.subscribe(
+            [(self.topics.station_filter(kind), 1) for kind in STATION_INBOUND]
+        )
+        with self._lock:
+            self._subscribe_mid = mid
 
     def _on_disconnect(
         self,
@@ -506,6 +522,24 @@ class Bridge:
             self._generation += 1  # what came on that connection cannot be acked any more
         if was_connected and not self._stopping.is_set():
             log.warning("bridge lost its broker connection: %s", reason_code)
+        self._next_broker(client)
+
+    def _on_connect_fail(self, client: mqtt.Client, userdata: Any) -> None:
+        self._next_broker(client)
+
+    def _next_broker(self, client: mqtt.Client) -> None:
+        """On a clustered broker, let paho's next reconnect try the next address.
+
+        The persistent session lives in the cluster (JetStream on NATS), so the next node
+        resumes it: what was not acknowledged is delivered again there.
+        """
+        if not self._url.clustered:
+            return
+        host, port = self._url.after(client.host, client.port)
+        # paho's setters refuse while a lost connection is being retried; its reconnect
+        # reads these two attributes.
+        client._host, client._port = host, port
+        log.info("bridge will reconnect to %s:%d", host, port)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
         """The barrier: nothing a station sends may escape into paho's network thread."""

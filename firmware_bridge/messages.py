@@ -290,6 +290,9 @@ class PlayBody(_Model):
     until: Timestamp | None = None
     volume: int | None = None
     repeat: int | None = None
+    #: proposal 0003: an attention signal played once before the content, at the same
+    #: priority and volume (stations that do not know it ignore it)
+    attention: Media | None = None
 
 
 class StopBody(_Model):

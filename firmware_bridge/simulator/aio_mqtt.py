@@ -187,10 +187,12 @@ class AioMqttClient:
         if self._registered and not self._frozen:
             self._client.loop_misc()
 
-    async def subscribe(self, topics: list[tuple[str, int]], *, timeout_s: float = 10.0) -> None:
-        """Subscribe and wait for the SUBACK."""
+    async def subscribe(
+        self, topics: list[tuple[str, int]], *, timeout_s: float = 10.0
+    ) -> list[str]:
+        """Subscribe and wait for the SUBACK; return the refused reason codes."""
         if not topics:
-            return
+            return []
         rc, mid = self._client.subscribe(topics)
         if rc != MQTTErrorCode.MQTT_ERR_SUCCESS or mid is None:
             raise ConnectFailed(f"subscribe failed: {mqtt.error_string(rc)}")
@@ -203,6 +205,7 @@ class AioMqttClient:
         refused = [str(code) for code in codes if code.is_failure]
         if refused:
             log.warning("%s: broker refused subscriptions: %s", self.client_id, refused)
+        return refused
 
     def unsubscribe(self, topics: list[str]) -> None:
         """Unsubscribe without waiting."""

@@ -48,6 +48,8 @@ from firmware_bridge.schema import MessageKind
 from firmware_bridge.simulator.aio_mqtt import AioMqttClient
 from firmware_bridge.simulator.clock import SimClock
 from firmware_bridge.simulator.config import FleetContext, SimSettings
+from firmware_bridge.simulator.faults import Fault
+from firmware_bridge.simulator.media import StreamListen
 from firmware_bridge.simulator.player import ActivePlay, Outcome, Player, PlayRecord, RunResult
 from firmware_bridge.simulator.store import SpoolKind, StationStore
 from firmware_bridge.topics import Topics
@@ -79,6 +81,7 @@ class CommandHandling:
         player: Player
         store: StationStore
         online: bool
+        faults: frozenset[Fault]
         _ctx: FleetContext
         _settings: SimSettings
         _topics: Topics
@@ -108,6 +111,8 @@ class CommandHandling:
         def _duration_ms(self, media: Media) -> int | None: ...
 
     def _on_command(self, payload: bytes) -> None:
+        if Fault.DEAF in self.faults:
+            return  # a hung command handler: nothing acknowledged, nothing played
         now = self.clock.now()
         try:
             message = parse_message(MessageKind.COMMAND, payload)
@@ -238,13 +243,19 @@ class CommandHandling:
         try:
             media = body.media
             fallback = body.stream.fallback if body.stream is not None else None
-            self._command_media[cmd.cmd_id] = {m.sha256 for m in (media, fallback) if m}
+            attention = body.attention
+            self._command_media[cmd.cmd_id] = {m.sha256 for m in (media, fallback, attention) if m}
             missing = media is not None and not self.store.has_media(media.sha256, media.bytes)
             if missing and media is not None and not await self._fetch(media, cmd_id=cmd.cmd_id):
                 self._fail_command(cmd, record, "media download failed", "failed")
                 return
             if fallback is not None and not self.store.has_media(fallback.sha256, fallback.bytes):
                 await self._fetch(fallback, cmd_id=cmd.cmd_id)
+            # the attention signal is a nicety: without it, the content plays alone
+            if attention is not None and not self.store.has_media(
+                attention.sha256, attention.bytes
+            ):
+                await self._fetch(attention, cmd_id=cmd.cmd_id)
             if body.start_at is not None:
                 await self.clock.sleep_until(body.start_at)
             now = self.clock.now()
@@ -285,6 +296,13 @@ class CommandHandling:
             self._ack(cmd_id, "FAILED", reason=f"{record.outcome}: {record.reason}")
 
     async def _run_command_play(self, body: PlayBody, active: ActivePlay) -> RunResult:
+        attention = body.attention
+        if attention is not None and self.store.has_media(attention.sha256, attention.bytes):
+            # proposal 0003: the signal once, at the play's volume, then the content
+            ms = await asyncio.to_thread(self._duration_ms, attention)
+            ms = ms if ms is not None else (attention.duration_ms or 0)
+            active.record.attention_ms = ms
+            await self.clock.sleep_until(self.clock.now() + timedelta(milliseconds=ms))
         now = self.clock.now()
         repeat = body.repeat or 1
         default = timedelta(seconds=self._settings.default_play_s)
@@ -298,12 +316,47 @@ class CommandHandling:
             return "finished", None
         assert body.stream is not None
         end = body.until if body.until is not None else now + default * repeat
-        timeout = self.clock.real_seconds(self._settings.relay_open_timeout_s)
-        if await self._ctx.fetcher.probe_stream(body.stream.url, timeout_s=timeout):
-            await self.clock.sleep_until(end)
+        return await self._play_stream(
+            body.stream.url,
+            body.stream.fallback,
+            end,
+            active,
+            cmd_id=active.record.cmd_id,
+            repeat=repeat,
+        )
+
+    async def _play_stream(
+        self,
+        url: str,
+        fallback: Media | None,
+        end: datetime,
+        active: ActivePlay,
+        *,
+        item_id: str | None = None,
+        cmd_id: str | None = None,
+        repeat: int = 1,
+    ) -> RunResult:
+        """Play a stream until ``end`` by reading it as a speaker would (a command's
+        ``stream`` or a playlist relay alike).  A stream that cannot be opened, or dies
+        and stays dead for ``relay_open_timeout_s``, ends in the fallback media if any,
+        else the play fails: a station never keeps "playing" a dead stream."""
+        reading = StreamListen()
+        active.record.stream = reading
+        tap = self._settings.stream_tap
+        on_bytes = partial(tap, self.sid, active.record.ref) if tap is not None else None
+        gap = self.clock.real_seconds(self._settings.relay_open_timeout_s)
+        left = self.clock.real_seconds((end - self.clock.now()).total_seconds())
+        try:
+            async with asyncio.timeout(max(left, 0.0)):
+                reason = await self._ctx.fetcher.listen(
+                    url, gap_s=gap, reading=reading, on_bytes=on_bytes
+                )
+        except TimeoutError:
             return "finished", None
+        if reading.opens:
+            reason = f"stream lost: {reason}"
         return await self._play_fallback(
-            body.stream.fallback, end, active, cmd_id=active.record.cmd_id, repeat=repeat
+            fallback, end, active, item_id=item_id, cmd_id=cmd_id, repeat=repeat, reason=reason
         )
 
     def _cmd_stop(self, cmd: Command, body: StopBody) -> None:
@@ -367,19 +420,20 @@ class CommandHandling:
         item_id: str | None = None,
         cmd_id: str | None = None,
         repeat: int,
+        reason: str = "stream could not be opened within 10 s",
     ) -> RunResult:
-        """Play a relay's fallback when its stream cannot be opened (a command's stream or
-        a playlist relay alike)."""
+        """Play a relay's fallback when its stream cannot be opened or is lost (a
+        command's stream or a playlist relay alike)."""
         if fallback is None or not self.store.has_media(fallback.sha256, fallback.bytes):
-            reason = "stream unavailable and " + ("fallback missing" if fallback else "no fallback")
-            return "failed", reason
+            missing = "fallback missing" if fallback else "no fallback"
+            return "failed", f"{reason}; {missing}"
         self._emit(
             "relay.fallback",
             item_id=item_id,
             cmd_id=cmd_id,
             sha256=fallback.sha256,
             desired_version=active.record.desired_version,
-            reason="stream could not be opened within 10 s",
+            reason=clip(reason),
         )
         active.record.source = "fallback"
         if fallback.duration_ms is not None:

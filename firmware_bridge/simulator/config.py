@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Callable
 from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +44,11 @@ class SimSettings:
     connect_timeout_s: float = 10.0
     default_play_s: float = 60.0
     relay_open_timeout_s: float = 10.0
+    """A stream that cannot be opened, or stays dead (ended, error status, no bytes), this
+    long is given up: fallback media if any, else the play fails (PROTOCOL.md: 10 s)."""
+    stream_tap: Callable[[str, str, bytes], None] | None = None
+    """Called with (sid, play ref, bytes) for every chunk a station reads of a stream it
+    plays (measurements: e.g. a benchmark decoding the audio to time a marker tone)."""
     firmware: str = "sim-0.1.0"
     model: str = "loa-sim"
     capabilities: tuple[Capability, ...] = SMART_CAPABILITIES

@@ -14,12 +14,20 @@ slow      media downloads are throttled
 corrupt   downloaded media is damaged: SHA-256 mismatch, ``media.corrupt``
 clock     the station clock is off by tens of seconds (``clock_unsynced``)
 overheat  the amplifier runs hot until ``amp_overheat`` is raised
+warm      the amplifier runs warm (about 69 °C): above an alarm's warning
+          threshold, below the station's own ``amp_overheat`` (75 °C)
 speaker   speaker-line fault (``speaker_ok`` false, ``speaker_line``)
 storage   storage nearly full (``storage_low``)
+flat      mains lost with a run-down battery (``on_battery``, supply 11.4 V)
+stall     applying a new plan stalls (its media downloads never finish; the
+          ``reported`` version stays behind) until the fault is removed
+deaf      commands are silently ignored (no acknowledgement at all), while
+          telemetry and events go on (a hung command handler)
 ========  ================================================================
 
 Timings live in :class:`FaultSettings`; connection faults (power, flap) count real
-seconds, the others station seconds.
+seconds, the others station seconds.  ``Station.inject`` switches every fault but
+``power`` and ``slow`` on or off while the station runs (`RUNTIME`).
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from enum import StrEnum
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.topics import is_valid_id
 
-__all__ = ["Fault", "FaultSettings", "FaultSpec", "assign_faults"]
+__all__ = ["RUNTIME", "Fault", "FaultSettings", "FaultSpec", "assign_faults"]
 
 
 class Fault(StrEnum):
@@ -47,6 +55,14 @@ class Fault(StrEnum):
     OVERHEAT = "overheat"
     SPEAKER = "speaker"
     STORAGE = "storage"
+    WARM = "warm"
+    FLAT = "flat"
+    STALL = "stall"
+    DEAF = "deaf"
+
+
+#: Faults a running station can be given or rid of (`Station.inject`).
+RUNTIME = frozenset(Fault) - {Fault.POWER, Fault.SLOW}
 
 
 _ALIASES = {
@@ -62,6 +78,10 @@ _ALIASES = {
     "amp_overheat": Fault.OVERHEAT,
     "speaker_line": Fault.SPEAKER,
     "storage_low": Fault.STORAGE,
+    "amp_warm": Fault.WARM,
+    "battery_low": Fault.FLAT,
+    "stalled_download": Fault.STALL,
+    "no_ack": Fault.DEAF,
 }
 
 

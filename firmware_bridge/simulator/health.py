@@ -2,10 +2,11 @@
 
 * Amplifier temperature relaxes exponentially (time constant 5 min) towards
   ``ambient + 30 °C x duty x volume``, so it follows the duty cycle; the ``overheat``
-  fault adds 60 °C (a blocked fan). ``amp_overheat`` is raised above 75 °C and cleared
-  below 65 °C.
+  fault adds 60 °C (a blocked fan), the ``warm`` fault 38 °C (a dusty heat sink).
+  ``amp_overheat`` is raised above 75 °C and cleared below 65 °C.
 * Supply: 13.6 V on mains; on mains loss the battery takes over, the voltage sags
-  towards 11.2 V while discharging, and ``on_battery`` is raised (cleared on return).
+  towards 11.2 V while discharging, and ``on_battery`` is raised (cleared on return);
+  the ``flat`` fault is a mains loss with a battery already run down (11.4 V).
 * RSSI does a bounded random walk around its starting value.
 * The ``speaker`` and ``storage`` faults are static conditions raised once.
 
@@ -27,6 +28,9 @@ _AMBIENT_C = 31.0
 _TAU_S = 300.0
 _OVERHEAT_ON_C = 75.0
 _OVERHEAT_OFF_C = 65.0
+_OVERHEAT_RISE_C = 60.0
+_WARM_RISE_C = 38.0
+_FLAT_V = 11.4
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,7 @@ class Health:
     ) -> None:
         self._rng = rng
         self.overheat = overheat
+        self.warm = False
         self.amp_temp_c = _AMBIENT_C + rng.uniform(-2.0, 2.0)
         self.rssi_dbm = rng.uniform(-95.0, -65.0)
         self._mains = True
@@ -79,16 +84,40 @@ class Health:
         """True while the battery powers the station."""
         return not self._mains
 
+    def _rise_c(self) -> float:
+        if self.overheat:
+            return _OVERHEAT_RISE_C
+        return _WARM_RISE_C if self.warm else 0.0
+
     def set_overheat(self, on: bool) -> None:
         """Switch the blocked-fan fault; the temperature jumps to where it would settle."""
         self.overheat = on
-        self.amp_temp_c = _AMBIENT_C + (60.0 if on else 0.0)
+        self.amp_temp_c = _AMBIENT_C + self._rise_c()
+
+    def set_warm(self, on: bool) -> None:
+        """Switch the warm-amplifier fault (the temperature jumps as with overheat)."""
+        self.warm = on
+        self.amp_temp_c = _AMBIENT_C + self._rise_c()
+
+    def set_flat(self, on: bool) -> None:
+        """Mains lost with a run-down battery (on), or mains back (off)."""
+        self.mains = not on
+        if on:
+            self.supply_v = _FLAT_V
+
+    @property
+    def clock_unsynced(self) -> bool:
+        return self._clock_unsynced
+
+    @clock_unsynced.setter
+    def clock_unsynced(self, value: bool) -> None:
+        self._clock_unsynced = value
 
     def step(self, dt_s: float, *, playing: bool, volume: int) -> list[FaultChange]:
         """Advance the model by ``dt_s`` station seconds."""
         dt_s = max(dt_s, 0.0)
         duty = (volume / 100.0) if playing else 0.0
-        target = _AMBIENT_C + 30.0 * duty + (60.0 if self.overheat else 0.0)
+        target = _AMBIENT_C + 30.0 * duty + self._rise_c()
         self.amp_temp_c = target + (self.amp_temp_c - target) * math.exp(-dt_s / _TAU_S)
         self.rssi_dbm = min(-50.0, max(-113.0, self.rssi_dbm + self._rng.gauss(0.0, 1.5)))
         if self.mains:

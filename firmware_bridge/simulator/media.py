@@ -1,4 +1,4 @@
-"""Downloading and verifying media, and probing relay streams, for the simulator.
+"""Downloading and verifying media, and reading relay streams, for the simulator.
 
 One ``httpx.AsyncClient`` and one semaphore serve the whole fleet, so a thousand
 stations applying a new desired do not open a thousand connections to the media
@@ -14,6 +14,8 @@ import asyncio
 import contextlib
 import hashlib
 import os
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -22,7 +24,7 @@ import httpx
 
 from firmware_bridge.messages import Media
 
-__all__ = ["FetchResult", "MediaFetcher"]
+__all__ = ["FetchResult", "MediaFetcher", "StreamListen"]
 
 _CHUNK = 64 * 1024
 
@@ -35,8 +37,18 @@ class FetchResult:
     reason: str | None = None
 
 
+@dataclass(slots=True)
+class StreamListen:
+    """What a station read of a stream it played: when the first audio bytes arrived
+    (wall clock, ``time.time()``), how many bytes, how often it (re)opened the stream."""
+
+    first_byte_at: float | None = None
+    bytes: int = 0
+    opens: int = 0
+
+
 class MediaFetcher:
-    """Fleet-wide HTTP client for media downloads and stream probes."""
+    """Fleet-wide HTTP client for media downloads and the streams stations play."""
 
     def __init__(self, *, concurrency: int = 16, timeout_s: float = 30.0) -> None:
         self._http = httpx.AsyncClient(
@@ -45,10 +57,18 @@ class MediaFetcher:
             limits=httpx.Limits(max_connections=max(concurrency, 1) * 2),
         )
         self._slots = asyncio.Semaphore(max(concurrency, 1))
+        # every station playing a stream holds its own connection for the whole play,
+        # as a speaker does: no pool limit (the download limit above is for files)
+        self._streams = httpx.AsyncClient(
+            timeout=httpx.Timeout(timeout_s, read=None),
+            follow_redirects=True,
+            limits=httpx.Limits(max_connections=None, max_keepalive_connections=0),
+        )
 
     async def aclose(self) -> None:
-        """Close the HTTP connection pool."""
+        """Close the HTTP connection pools."""
         await self._http.aclose()
+        await self._streams.aclose()
 
     async def fetch(
         self,
@@ -103,15 +123,61 @@ class MediaFetcher:
             return FetchResult("corrupt", "sha256 mismatch")
         return FetchResult("ok")
 
-    async def probe_stream(self, url: str, *, timeout_s: float) -> bool:
-        """True if an http(s) stream answers a GET within ``timeout_s``.
+    async def listen(
+        self,
+        url: str,
+        *,
+        gap_s: float,
+        reading: StreamListen,
+        on_bytes: Callable[[bytes], None] | None = None,
+    ) -> str:
+        """Read the http(s) stream ``url`` as a station plays it, until cancelled.
 
-        The simulator has no RTSP/RTP/UDP/Icecast client; such URLs count as opened.
+        A stream refused at the first attempt (an error status, a connection refused)
+        is given up at once; one that does not answer is given up after ``gap_s``.  Once
+        playing, it is reopened whenever it ends or breaks; unavailable (an error status,
+        no bytes) for ``gap_s`` seconds in a row, the station gives up and the reason is
+        returned, so nothing keeps "playing" a dead stream.  Other schemes (rtsp, udp...)
+        cannot be read here: they count as playing until cancelled.
         """
         if not url.startswith(("http://", "https://")):
-            return True
-        try:
-            async with asyncio.timeout(timeout_s), self._http.stream("GET", url) as response:
-                return response.status_code < 400
-        except (TimeoutError, httpx.HTTPError, OSError):
-            return False
+            await asyncio.Event().wait()
+        lost_since = time.monotonic()
+        reason = "stream could not be opened"
+        while True:
+            remaining = gap_s - (time.monotonic() - lost_since)
+            if remaining <= 0:
+                return f"{reason} for {gap_s:g} s"
+            try:
+                async with asyncio.timeout(remaining) as deadline:
+                    async with self._streams.stream("GET", url) as response:
+                        if response.status_code >= 400:
+                            reason = f"stream answered HTTP {response.status_code}"
+                            raise _Unavailable
+                        reading.opens += 1
+                        async for chunk in response.aiter_raw():
+                            if not chunk:
+                                continue
+                            if reading.first_byte_at is None:
+                                reading.first_byte_at = time.time()
+                            reading.bytes += len(chunk)
+                            if on_bytes is not None:
+                                on_bytes(chunk)
+                            lost_since = time.monotonic()
+                            # silence for gap_s is a dead stream: the gap restarts per read
+                            deadline.reschedule(asyncio.get_running_loop().time() + gap_s)
+                        reason = "stream ended"
+            except _Unavailable:
+                if not reading.opens:  # refused outright: it cannot be opened
+                    return reason
+            except TimeoutError:
+                reason = reason if reading.opens == 0 else "stream stalled"
+            except (httpx.HTTPError, OSError) as exc:
+                reason = f"stream broke: {type(exc).__name__}"
+                if not reading.opens:
+                    return f"stream could not be opened: {type(exc).__name__}"
+            await asyncio.sleep(min(0.5, max(0.0, gap_s - (time.monotonic() - lost_since))))
+
+
+class _Unavailable(Exception):
+    """The stream answered an error status."""

@@ -22,6 +22,7 @@ from datetime import datetime
 from typing import Literal
 
 from firmware_bridge.messages import EventType
+from firmware_bridge.simulator.media import StreamListen
 
 __all__ = ["ActivePlay", "Outcome", "PlayRecord", "Player", "RunResult"]
 
@@ -53,6 +54,8 @@ class PlayRecord:
     title: str | None = None
     source: str = "file"
     volume: int | None = None
+    #: how long the attention signal played before the content (proposal 0003)
+    attention_ms: int | None = None
     desired_version: int | None = None
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
@@ -60,6 +63,7 @@ class PlayRecord:
     outcome: Outcome = "pending"
     reason: str | None = None
     position_ms: int | None = None
+    stream: StreamListen | None = None  # what was read of a relay/stream play
 
     @property
     def ref(self) -> str:

@@ -56,7 +56,7 @@ from firmware_bridge.simulator.aio_mqtt import AioMqttClient, ConnectFailed
 from firmware_bridge.simulator.commands import CommandHandling, clip
 from firmware_bridge.simulator.config import FleetContext, SimSettings, StationSpec, StationStatus
 from firmware_bridge.simulator.duration import media_duration_ms
-from firmware_bridge.simulator.faults import Fault
+from firmware_bridge.simulator.faults import RUNTIME, Fault
 from firmware_bridge.simulator.health import Health
 from firmware_bridge.simulator.player import ActivePlay, Player, PlayRecord, RunResult
 from firmware_bridge.simulator.store import PersistedState, SpoolEntry, SpoolKind, StationStore
@@ -83,11 +83,8 @@ class Station(CommandHandling):
         self._settings = ctx.settings
         self._topics = ctx.topics
         self._rng = rng
-        offset = 0.0
-        if Fault.CLOCK in faults:
-            low, high = self._settings.faults.clock_offset_s
-            offset = rng.uniform(low, high) * rng.choice((-1.0, 1.0))
-        self.clock = ctx.clock.with_offset(offset) if offset else ctx.clock
+        # a clock of its own (shared origin and speed), so that a clock fault can shift it
+        self.clock = ctx.clock.with_offset(self._clock_fault() if Fault.CLOCK in faults else 0.0)
         self.store = StationStore(ctx.state_dir / spec.sid)
         self.player = Player(self.clock.now, self._on_play_event)
         self.alive = False
@@ -99,6 +96,8 @@ class Station(CommandHandling):
             if self._settings.protocol == "3.1.1"
             else MQTTProtocolVersion.MQTTv5
         )
+        brokers = len(ctx.url.addresses)
+        self._broker_attempt = rng.randrange(brokers) if brokers > 1 else 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._named: dict[str, asyncio.Task[Any]] = {}
         self._mqtt: AioMqttClient | None = None
@@ -127,6 +126,13 @@ class Station(CommandHandling):
         self._telemetry_seq = 0
         self._health_at = self.clock.now()
         self.health = Health(rng)
+        self._unstalled = asyncio.Event()  # cleared while the ``stall`` fault holds
+        if Fault.STALL not in faults:
+            self._unstalled.set()
+
+    def _clock_fault(self) -> float:
+        low, high = self._settings.faults.clock_offset_s
+        return self._rng.uniform(low, high) * self._rng.choice((-1.0, 1.0))
 
     # ================================================================ lifecycle
 
@@ -169,7 +175,7 @@ class Station(CommandHandling):
         self._spawn(self._connection_loop())
         self._spawn(self._health_loop())
         if Fault.FLAP in self.faults:
-            self._spawn(self._flap_loop())
+            self._spawn_named("flap", self._flap_loop())
         if Fault.MAINS in self.faults:
             self._spawn(self._mains_loop())
 
@@ -359,10 +365,12 @@ class Station(CommandHandling):
         )
         self._session_ended = asyncio.Event()
         try:
+            # A clustered broker: spread the stations over the nodes, and try the next
+            # node after a failed or lost connection (the session lives in the cluster).
+            host, port = ctx.url.address(self._broker_attempt)
+            self._broker_attempt += 1
             async with ctx.connect_slots:
-                await client.connect(
-                    ctx.url.host, ctx.url.port, timeout_s=settings.connect_timeout_s
-                )
+                await client.connect(host, port, timeout_s=settings.connect_timeout_s)
         except BaseException:
             client.dispose()
             raise
@@ -371,7 +379,13 @@ class Station(CommandHandling):
         self._save_state()
         self.connects += 1
         try:
-            await client.subscribe([(topic, 1) for topic in self._subscriptions(self._groups)])
+            refused = await client.subscribe(
+                [(topic, 1) for topic in self._subscriptions(self._groups)]
+            )
+            if refused and ctx.url.clustered:
+                # a cluster that lost a node answers 0x80 until it elected new leaders:
+                # start again (on the next node) rather than stay deaf
+                raise ConnectFailed(f"subscriptions refused: {', '.join(refused)}")
         except (ConnectFailed, TimeoutError) as exc:
             client.dispose()
             self._end_session()
@@ -590,6 +604,7 @@ class Station(CommandHandling):
         )
 
     async def _apply_media(self, desired: Desired) -> None:
+        await self._unstalled.wait()  # the ``stall`` fault: never done while it holds
         refs = self._referenced_media(desired)
         todo = [m for sha, m in refs.items() if not self.store.has_media(sha, m.bytes)]
         await asyncio.gather(*(self._fetch(media) for media in todo))
@@ -696,13 +711,8 @@ class Station(CommandHandling):
 
     async def _run_relay(self, item: PlaylistItem, active: ActivePlay) -> RunResult:
         assert item.url is not None
-        timeout = self.clock.real_seconds(self._settings.relay_open_timeout_s)
-        if await self._ctx.fetcher.probe_stream(item.url, timeout_s=timeout):
-            active.record.source = "relay"
-            await self.clock.sleep_until(item.end_at)
-            return "finished", None
-        return await self._play_fallback(
-            item.fallback, item.end_at, active, item_id=item.item_id, repeat=1
+        return await self._play_stream(
+            item.url, item.fallback, item.end_at, active, item_id=item.item_id
         )
 
     # ---------------------------------------------------------------- telemetry (rule 6)
@@ -770,23 +780,44 @@ class Station(CommandHandling):
             )
 
     def inject(self, fault: Fault, active: bool = True) -> None:
-        """Switch a health fault (overheat, speaker, storage, mains) on or off while
-        running; the station reports at once (fault event and telemetry)."""
+        """Switch a fault (any of `faults.RUNTIME`) on or off while running; the station
+        reports at once (fault event and telemetry)."""
+        if fault not in RUNTIME:
+            raise ConfigError(f"fault {fault.value!r} cannot be switched at run time")
         health = self.health
+        was = fault in self.faults
+        self.faults = self.faults | {fault} if active else self.faults - {fault}
         if fault is Fault.OVERHEAT:
             health.set_overheat(active)
+        elif fault is Fault.WARM:
+            health.set_warm(active)
         elif fault is Fault.SPEAKER:
             health.speaker_ok = not active
         elif fault is Fault.STORAGE:
             health.storage_free_mb = 50.0 if active else 3000.0
         elif fault is Fault.MAINS:
             health.mains = not active
-        else:
-            raise ConfigError(f"fault {fault.value!r} cannot be switched at run time")
-        self.faults = self.faults | {fault} if active else self.faults - {fault}
+        elif fault is Fault.FLAT:
+            health.set_flat(active)
+        elif fault is Fault.CLOCK:
+            health.clock_unsynced = active
+            self.clock.offset_s = self._clock_fault() if active else 0.0
+        elif fault is Fault.FLAP and active and not was:
+            self._spawn_named("flap", self._flap_loop())
+        elif fault is Fault.FLAP and not active:
+            self._cancel_named("flap")
+        elif fault is Fault.STALL:
+            (self._unstalled.clear if active else self._unstalled.set)()
+        elif fault is Fault.CORRUPT and not active and was and self._desired and self._missing:
+            self._spawn_named("apply", self._apply_media(self._desired))  # retry the failed
         self._health_step()
         if self.online and self._mqtt is not None:
             self._publish_telemetry(self._mqtt)
+
+    def _cancel_named(self, name: str) -> None:
+        task = self._named.pop(name, None)
+        if task is not None:
+            task.cancel()
 
     # ---------------------------------------------------------------- injected faults
 

@@ -123,7 +123,33 @@ def test_vendored_schemas_are_byte_identical_to_shared() -> None:
     vendored = sorted(p.name for p in VENDORED_SCHEMAS.glob("*.json"))
     assert shared == vendored == sorted(SCHEMA_FILES)
     for name in shared:
+        if name in PROPOSED:
+            continue
         assert (SHARED_SCHEMAS / name).read_bytes() == (VENDORED_SCHEMAS / name).read_bytes(), name
+
+
+#: optional fields the vendored schemas add ahead of the shared contract, each from a
+#: proposal in docs/protocol-proposals: (file, path to the properties object, field)
+PROPOSED = {
+    "command.json": [
+        # 0003-emergency-volume-and-attention-signal.md: play.attention
+        (("allOf", 0, "then", "properties", "body", "properties"), "attention"),
+    ],
+}
+
+
+def test_vendored_schemas_differ_from_shared_only_by_proposed_optional_fields() -> None:
+    if not SHARED_SCHEMAS.is_dir():
+        pytest.skip("../shared/protocol/schemas is not present")
+    for name, additions in PROPOSED.items():
+        vendored = json.loads((VENDORED_SCHEMAS / name).read_bytes())
+        for path, field in additions:
+            node = vendored
+            for step in path:
+                node = node[step]
+            assert field in node, (name, field)
+            del node[field]
+        assert vendored == json.loads((SHARED_SCHEMAS / name).read_bytes()), name
 
 
 @pytest.mark.parametrize("name", sorted(EXAMPLE_KINDS))

@@ -24,6 +24,7 @@ from firmware_bridge.simulator.sources import (
     stations_from_api,
     stations_from_csv,
 )
+from firmware_bridge.simulator.store import StationStore
 from firmware_bridge.topics import Topics
 from tests.support.loa import FleetFactory, RawPublisher, desired
 from tests.support.mosquitto import Mosquitto, requires_mosquitto
@@ -187,7 +188,7 @@ def test_simulate_cli_runs_a_fleet_and_stops_cleanly(
         recorder.wait_for("station-state", sid, lambda d: d["online"])
         recorder.wait_for("station-state", sid, lambda d: not d["online"])
     assert recorder.select(sid="cli-3") == []
-    assert (tmp_path / "state" / "cli-1" / "state.json").exists()
+    assert StationStore(tmp_path / "state" / "cli-1").load_state().last_bdseq is not None
 
     bad = CliRunner().invoke(app, ["--mqtt-url", "http://nope", "--no-live"])
     assert bad.exit_code == 2

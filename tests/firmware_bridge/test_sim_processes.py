@@ -15,6 +15,7 @@ from firmware_bridge.simulator import FleetConfig, StationSpec
 from firmware_bridge.simulator.cli import simulate
 from firmware_bridge.simulator.fleet import FleetSummary
 from firmware_bridge.simulator.processes import ProcessFleet, combine, split
+from firmware_bridge.simulator.store import StationStore
 from tests.support.loa import FAST, wait_until
 from tests.support.mosquitto import Mosquitto, requires_mosquitto
 from tests.support.process import cpu_seconds
@@ -94,4 +95,5 @@ def test_simulate_cli_with_processes(
     for sid in ("sim-0001", "sim-0002", "sim-0003", "sim-0004"):
         recorder.wait_for("station-state", sid, lambda d: d["online"])
         recorder.wait_for("station-state", sid, lambda d: not d["online"])
-    wait_until(lambda: (tmp_path / "state" / "sim-0004" / "state.json").exists())
+    store = StationStore(tmp_path / "state" / "sim-0004")
+    wait_until(lambda: store.load_state().last_bdseq is not None, what="state persisted")

@@ -80,7 +80,7 @@ def test_events_spooled_while_offline_arrive_once_oldest_first(
     assert stamps == sorted(stamps)
     assert stamps[-1] < back_at
     wait_until(
-        lambda: (tmp_path / "sim" / "st-1" / "spool.jsonl").read_text() == "",
+        lambda: (tmp_path / "sim" / "st-1" / "spool.jsonl").read_text().strip() == "",
         what="spool pruned",
     )
 
