@@ -361,11 +361,14 @@ def staged_count(database_url: str, sids: set[str]) -> int:
     from sqlalchemy import select
 
     from broadcaster import db
+    from kernel.db import READ_ONLY
     from stations.models import Station, StationState
 
     engine = db.make_engine(database_url)
     try:
-        with engine.connect() as conn:
+        # Read-only: on SQLite a plain connection begins IMMEDIATE and would queue behind
+        # (and block) the service's ack writer while 1,000 stations are being staged.
+        with engine.connect().execution_options(**{READ_ONLY: True}) as conn:
             rows = conn.execute(
                 select(Station.sid, StationState.missing)
                 .join(StationState, StationState.station_id == Station.id)
@@ -384,8 +387,14 @@ def wait_staged(database_url: str, sids: set[str], timeout_s: float) -> int:
     """Until every station is staged, or the count stops moving for a minute."""
     deadline = time.monotonic() + timeout_s
     best, moved = -1, time.monotonic()
+    from sqlalchemy.exc import OperationalError
+
     while time.monotonic() < deadline:
-        count = staged_count(database_url, sids)
+        try:
+            count = staged_count(database_url, sids)
+        except OperationalError:  # the service holds the write lock longer than we wait
+            time.sleep(2)
+            continue
         if count >= len(sids):
             return count
         if count > best:
@@ -400,6 +409,41 @@ def wait_staged(database_url: str, sids: set[str], timeout_s: float) -> int:
 
 
 RoundFn = Callable[..., dict[str, Any]]
+
+#: py-spy's sampling rate: 100 Hz falls behind on a loaded 2-core machine
+PROFILE_HZ = 20
+
+
+def start_profiler(directory: Path | None, pid: int, n: int) -> ChildProcess | None:
+    """``--profile DIR``: py-spy samples the service (every thread, `PROFILE_HZ`) over the
+    rounds into ``DIR/service-N.txt`` (collapsed stacks: speedscope or flamegraph.pl
+    draw them; ``benchmarks/profile_top.py`` lists the top functions)."""
+    if directory is None:
+        return None
+    import shutil
+
+    binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    directory.mkdir(parents=True, exist_ok=True)
+    out = directory / f"service-{n}.txt"
+    profiler = ChildProcess(
+        [
+            *(binary, "record", "--pid", str(pid), "--rate", str(PROFILE_HZ), "--format", "raw"),
+            *("--output", str(out), "--nonblocking"),
+        ],
+        log_path=directory / f"py-spy-{n}.log",
+    ).start()
+    time.sleep(1.0)  # attached before the first round
+    return profiler
+
+
+def stop_profiler(profiler: ChildProcess | None, result: dict[str, Any]) -> None:
+    if profiler is None:
+        return
+    profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    with contextlib.suppress(Exception):
+        profiler.wait(60)
+    profiler.stop()
+    result["profile"] = str(profiler.log_path.with_name(f"service-{result['stations']}.txt"))
 
 
 def run_size(
@@ -508,12 +552,14 @@ def measure_service(
         ) as http:
             stored = StoredCounts(workdir / "broadcaster.db")
             pids = rig_pids(service.pid, broker.pid, sim.pid)
+            profiler = start_profiler(getattr(args, "profile", None), service.pid, n)
             for index in range(args.rounds):
                 cpu = CpuWatch(pids)
                 one = round_fn(http, watch, stored, service.pid, n, fallback, index, args.lead_s)
                 one["cpu_by_process"] = cpu.read()
                 rounds.append(one)
                 time.sleep(2)
+            stop_profiler(profiler, result)
             stored.close()
         result["rounds"] = rounds
         result["server_memory_after"] = memory(service.pid)
@@ -572,17 +618,9 @@ def broadcast_round(
     # give up on either when it has not moved for STALL_S (messages the service dropped)
     broker_all, stored_all = wait_received(watch, stored, cmd_id, n, t0)
     out["server_until_stored"] = server.read()
-    received = watch.received_for(cmd_id)
-    seen = [s - t0 for _, s, _ in received]
-    out["received_broker"] = len({sid for sid, _, _ in received})
-    out["received_all_broker_s"] = round(max(seen), 3) if broker_all is not None else None
-    out["received_first_broker_s"] = round(min(seen), 3) if seen else None
-    out["received_p50_s"] = pct(seen, 50)
-    out["received_p95_s"] = pct(seen, 95)
+    out.update(received_figures(watch, cmd_id, t0, broker_all))
     out["received_stored"] = stored.answered(cmd_id)
     out["received_all_stored_s"] = round(stored_all, 3) if stored_all is not None else None
-    took = [ts(at) for _, _, at in received]
-    out["delivery_spread_s"] = round(max(took) - min(took), 3) if took else None
     # the play: every start, then the end of the round (every final ack stored)
     poll(
         lambda: len(watch.started_for(cmd_id)) >= n,
@@ -631,6 +669,34 @@ def wait_received(
             stored_all = now() - t0
         time.sleep(0.05)
     return broker_all, stored_all
+
+
+def received_figures(
+    watch: AckWatch, cmd_id: str, t0: float, broker_all: float | None
+) -> dict[str, Any]:
+    """How many stations' RECEIVED crossed the broker, when the first and the last did
+    (the watcher's own arrival times: the wait only starts once the API answered, so its
+    end says when the answer came, not when the last station did), the median and 95th
+    percentile, and the spread of the stations' own ack times."""
+    received = watch.received_for(cmd_id)
+    seen = [s - t0 for _, s, _ in received]
+    took = [ts(at) for _, _, at in received]
+    return {
+        "received_broker": len({sid for sid, _, _ in received}),
+        "received_first_broker_s": round(min(seen), 3) if seen else None,
+        "received_all_broker_s": round(max(seen), 3) if broker_all is not None else None,
+        "received_p50_s": pct(seen, 50),
+        "received_p95_s": pct(seen, 95),
+        "delivery_spread_s": round(max(took) - min(took), 3) if took else None,
+    }
+
+
+def end_broadcast(http: httpx.Client, broadcast_id: int) -> None:
+    """Stop a round's broadcast before the next; one that already ended on its own (a
+    short text played through on a quiet machine) answers 409 and is left as it is."""
+    response = http.post(f"/api/v1/broadcasts/{broadcast_id}/stop")
+    if response.status_code != 409:
+        response.raise_for_status()
 
 
 def bridge_stats(http: httpx.Client) -> dict[str, Any]:
@@ -845,6 +911,12 @@ def main() -> int:
         default=os.cpu_count() or 1,
         help="simulator processes (each a slice of the stations; default one per core)",
     )
+    parser.add_argument(
+        "--profile",
+        type=Path,
+        metavar="DIR",
+        help="sample the service with py-spy over the rounds (collapsed stacks in DIR)",
+    )
     parser.add_argument("--bare-fleet", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-ready", type=Path, help=argparse.SUPPRESS)
@@ -862,6 +934,44 @@ def main() -> int:
         "runs": [],
     }
     return run_report(report, args, lambda size, path: run_size(size, args, path))
+
+
+def rounds_main(
+    doc: str | None,
+    name: str,
+    round_fn: RoundFn,
+    summarise_run: Callable[[dict[str, Any]], None],
+    *,
+    default_sizes: str,
+    before_size: Callable[[], None] | None = None,
+) -> int:
+    """The command line of a benchmark that replaces the broadcast round (bench_cap,
+    bench_emergency): the same rig, options and report, its own rounds and summary."""
+    parser = argparse.ArgumentParser(description=doc)
+    parser.add_argument("--out", type=Path)
+    parser.add_argument("--sizes", default=default_sizes)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--lead-s", type=float, default=2.0)
+    parser.add_argument("--setup-timeout-s", type=float, default=900.0)
+    parser.add_argument("--keep", action="store_true", help="keep the work directory")
+    parser.add_argument("--sim-processes", type=int, default=os.cpu_count() or 1)
+    args = parser.parse_args()
+    report: dict[str, Any] = {
+        "benchmark": name,
+        "cpu_count": os.cpu_count(),
+        "rounds_per_size": args.rounds,
+        "simulator_processes": args.sim_processes,
+        "runs": [],
+    }
+
+    def one(size: int, path: Path) -> dict[str, Any]:
+        if before_size is not None:
+            before_size()
+        run = run_size(size, args, path, round_fn=round_fn)
+        summarise_run(run)
+        return run
+
+    return run_report(report, args, one)
 
 
 def run_report(

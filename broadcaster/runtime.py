@@ -46,8 +46,11 @@ class Runtime:
         factory: sessionmaker[Session],
         library: MediaLibrary,
         role: Role = Role.ALL,
+        *,
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        self.on_progress = on_progress
         self.engine = engine
         self.factory = factory
         self.library = library
@@ -116,7 +119,13 @@ class Runtime:
                 self._refused = exc.message
                 return
             log.warning("MQTT broker check: %s", exc.message)
-        worker = Worker(self.settings, self.factory, self.library, after_plan=self._broker_sync())
+        worker = Worker(
+            self.settings,
+            self.factory,
+            self.library,
+            after_plan=self._broker_sync(),
+            on_progress=self.on_progress,
+        )
         with self._state_lock:
             self.worker = worker
         worker.start()

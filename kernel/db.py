@@ -8,6 +8,7 @@ aware (SQLite keeps no offset, so `UTCDateTime` re-attaches it).
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -25,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import DeclarativeBase, Session
 
 NAMING_CONVENTION = {
@@ -89,6 +91,7 @@ class Base(DeclarativeBase):
 
 
 M = TypeVar("M")
+T = TypeVar("T")
 
 
 def release(session: Session) -> None:
@@ -132,3 +135,34 @@ def columns_of(row: object, fields: Iterable[str]) -> dict[str, Any]:
     for building what an API returns from a row plus what it computes."""
     names = set(inspect(type(row)).column_attrs.keys())
     return {name: getattr(row, name) for name in fields if name in names}
+
+
+#: PostgreSQL's SQLSTATEs for a transaction it aborted to let another one go on
+#: (deadlock_detected, serialization_failure): the transaction may simply be run again.
+RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """A deadlock or serialization failure the database resolved by aborting us."""
+    code = getattr(getattr(exc, "orig", None), "pgcode", None) or getattr(
+        getattr(exc, "orig", None), "sqlstate", None
+    )
+    return code in RETRYABLE_SQLSTATES
+
+
+def commit_retrying(session: Session, work: Callable[[], T], *, attempts: int = 5) -> T:
+    """Run ``work`` (which reads and writes through ``session``) and commit, again from
+    the start when the database aborted it as a deadlock victim (e.g. stopping a
+    broadcast while the ack ingest updates the same targets in another order): the
+    boundary's unit of work, so an operator's click never fails on a lock race."""
+    for attempt in range(1, attempts + 1):
+        try:
+            result = work()
+            session.commit()
+            return result
+        except DBAPIError as exc:
+            session.rollback()
+            if attempt == attempts or not is_retryable(exc):
+                raise
+            time.sleep(0.05 * attempt)
+    raise AssertionError("unreachable")

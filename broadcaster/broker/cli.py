@@ -2,6 +2,8 @@
 
 - ``broadcaster mqtt bootstrap``: the embedded Mosquitto's configuration.
 - ``broadcaster mqtt sync``: reconcile station accounts with the registry.
+- ``broadcaster mqtt nats-init``: create the NATS cluster's authorization file holding
+  the service account (clustered broker, ``BROADCASTER_MQTT_NATS_AUTH_FILE``).
 - ``broadcaster stations credentials SID... | --all --output FILE``: issue (or rotate)
   station secrets and write the simulator's credentials file (JSON sid -> password).
 """
@@ -25,6 +27,7 @@ from broadcaster.broker import provisioning
 from broadcaster.broker.service import (
     check_broker,
     dynsec_client,
+    init_nats_auth,
     server_account,
     sync_registry,
     topics,
@@ -82,6 +85,24 @@ def bootstrap(
     console.print(f"Start the broker:  {result.start_command}")
     console.print("Use this service account (also in credentials.env, mode 0600):")
     console.print(f"  export BROADCASTER_MQTT_URL='{result.mqtt_url}'", soft_wrap=True)
+
+
+@mqtt_app.command("nats-init")
+def nats_init() -> None:
+    """Create the NATS authorization file with the service account of BROADCASTER_MQTT_URL."""
+    settings = load_settings()
+    try:
+        auth = init_nats_auth(settings)
+    except DomainError as exc:
+        raise fail(exc) from exc
+    except (OSError, ValueError) as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(1) from exc
+    console.print(f"[green]Wrote {auth.auth_file}[/green] (and {auth.state_file.name}).")
+    console.print(
+        f"Every NATS node's configuration must include {auth.auth_file} (nats-server 2.9: "
+        "`include` takes a path relative to the node's configuration file)."
+    )
 
 
 @mqtt_app.command("sync")

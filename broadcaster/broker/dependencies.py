@@ -7,9 +7,8 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from broadcaster.broker.dynsec import DynsecClient
 from broadcaster.broker.exceptions import BrokerProvisioningDisabled
-from broadcaster.broker.service import dynsec_client
+from broadcaster.broker.service import BrokerAdmin, dynsec_client
 from broadcaster.settings import Settings
 
 
@@ -21,7 +20,7 @@ def get_settings(request: Request) -> Settings:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 
 
-def get_dynsec(settings: SettingsDep) -> Iterator[DynsecClient]:
+def get_dynsec(settings: SettingsDep) -> Iterator[BrokerAdmin]:
     """A dynamic-security client for this request; it connects on first use only.
 
     Routes check permissions first, then :func:`require_dynsec`, then use the client.
@@ -33,7 +32,7 @@ def get_dynsec(settings: SettingsDep) -> Iterator[DynsecClient]:
         client.close()
 
 
-DynsecDep = Annotated[DynsecClient, Depends(get_dynsec)]
+DynsecDep = Annotated[BrokerAdmin, Depends(get_dynsec)]
 
 
 def require_dynsec(settings: Settings) -> None:

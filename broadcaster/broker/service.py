@@ -1,7 +1,10 @@
 """Settings-aware entry points: what the API, the CLI and the dispatcher call.
 
 - :func:`dynsec_client`: a :class:`~.dynsec.DynsecClient` acting as the service account
-  (``BROADCASTER_MQTT_URL``'s user and password).
+  (``BROADCASTER_MQTT_URL``'s user and password), or, with
+  ``BROADCASTER_MQTT_NATS_AUTH_FILE`` set, a :class:`~.nats_auth.NatsAuth` administering
+  a NATS Server cluster through the same interface.
+- :func:`init_nats_auth`: create that file with the service account.
 - :func:`sync_registry`: :func:`.provisioning.sync` with the settings filled in; a
   no-op returning ``None`` when ``BROADCASTER_MQTT_DYNSEC`` is off.
 - :func:`check_broker`: the hardening check, strict in production: the URL must carry
@@ -13,16 +16,26 @@ from __future__ import annotations
 from sqlalchemy.orm import Session
 
 from broadcaster.broker.dynsec import Dynsec, DynsecClient, anonymous_allowed
-from broadcaster.broker.provisioning import SyncReport, sync
+from broadcaster.broker.nats_auth import NatsAuth
+from broadcaster.broker.provisioning import (
+    ADMIN_ROLE,
+    SERVER_ROLE,
+    SyncReport,
+    admin_acls,
+    server_acls,
+    sync,
+)
 from broadcaster.settings import Environment, Settings
 from firmware_bridge.mqtt_url import MqttUrl
 from firmware_bridge.topics import Topics
 from kernel.errors import DomainError
 
 __all__ = [
+    "BrokerAdmin",
     "InsecureBroker",
     "check_broker",
     "dynsec_client",
+    "init_nats_auth",
     "server_account",
     "sync_registry",
     "topics",
@@ -42,9 +55,37 @@ def server_account(settings: Settings) -> str | None:
     return MqttUrl.parse(settings.mqtt_url).username
 
 
-def dynsec_client(settings: Settings, *, timeout_s: float = 10.0) -> DynsecClient:
-    """A (lazily connecting) dynamic-security client for the service account."""
+BrokerAdmin = DynsecClient | NatsAuth
+"""What administers station accounts: Mosquitto's dynamic security or a NATS cluster."""
+
+
+def dynsec_client(settings: Settings, *, timeout_s: float = 10.0) -> BrokerAdmin:
+    """A (lazily connecting) administration endpoint for the service account."""
+    if settings.mqtt_nats_auth_file is not None:
+        return NatsAuth(
+            settings.mqtt_nats_auth_file,
+            settings.mqtt_nats_pids,
+            username=server_account(settings),
+        )
     return DynsecClient(settings.mqtt_url, ca_file=settings.mqtt_ca_file, timeout_s=timeout_s)
+
+
+def init_nats_auth(settings: Settings) -> NatsAuth:
+    """Create the NATS authorization file holding the service account of
+    ``BROADCASTER_MQTT_URL`` (the NATS counterpart of ``mosquitto_ctrl dynsec init``)."""
+    url = MqttUrl.parse(settings.mqtt_url)
+    if settings.mqtt_nats_auth_file is None or not url.username or not url.password:
+        raise InsecureBroker(
+            "set BROADCASTER_MQTT_NATS_AUTH_FILE and a service account in "
+            "BROADCASTER_MQTT_URL (mqtt://user:password@host:port,...)"
+        )
+    auth = NatsAuth(settings.mqtt_nats_auth_file, settings.mqtt_nats_pids, username=url.username)
+    roles = {
+        SERVER_ROLE: [a.to_json() for a in sorted(server_acls(topics(settings)))],
+        ADMIN_ROLE: [a.to_json() for a in sorted(admin_acls())],
+    }
+    auth.init(url.username, url.password, roles)
+    return auth
 
 
 def sync_registry(

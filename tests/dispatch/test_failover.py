@@ -30,157 +30,38 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
-import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
-from audio_library.models import MediaAsset
 from broadcaster.dispatch.models import Command
-from firmware_bridge.simulator.fleet import Fleet, FleetConfig, FleetThread
-from firmware_bridge.simulator.station import SimSettings, StationSpec
-from schedules.seed import FALLBACK_TITLE
 from tests.support.live import Live, send_broadcast
 from tests.support.loa import wait_until
 from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
-from tests.support.service import Deployment, ServiceProcess, run_cli
+from tests.support.service import run_cli
+from tests.support.stack import (
+    Stack,
+    all_staged,
+    emergency_to_all,
+    play_fallback,
+    proof_of_play,
+    published_ids,
+    staged,
+    started_plays,
+    station_acks,
+)
 
 pytestmark = requires_mosquitto()
 
-QUICK = SimSettings(reconnect_min_s=0.2, reconnect_max_s=1.0)
 TAKEOVER_BOUND_S = 15.0  # PROTOCOL/issue 6: a standby takes over within 15 s
-
-
-@dataclass
-class Stack(Deployment):
-    """A seeded deployment of the service (processes) and simulated stations."""
-
-    fleets: list[FleetThread] = field(default_factory=list)
-
-    def stop(self) -> None:
-        for fleet in self.fleets:
-            fleet.stop()
-        super().stop()
-
-    def fleet(self, sids: list[str]) -> FleetThread:
-        fleet = FleetThread(
-            FleetConfig(
-                mqtt_url=self.broker.url,
-                state_dir=self.tmp / f"sim-{len(self.fleets)}",
-                settings=QUICK,
-            ),
-            [StationSpec(sid) for sid in sids],
-        )
-        self.fleets.append(fleet)
-        fleet.start(timeout_s=60)
-        return fleet
-
-    def sids(self) -> list[str]:
-        with self.http() as http:
-            response = http.get("/api/v1/stations", params={"limit": 500})
-            assert response.status_code == 200, response.text
-            return [s["sid"] for s in response.json()["items"]]
-
-    def fallback(self) -> tuple[int, str, int]:
-        """(id, sha256, bytes) of the seed's relay fallback, which every station caches."""
-        with self.factory() as session:
-            row = session.execute(
-                select(MediaAsset.id, MediaAsset.sha256, MediaAsset.bytes).where(
-                    MediaAsset.title == FALLBACK_TITLE
-                )
-            ).one()
-        return int(row[0]), str(row[1]), int(row[2])
-
-    def broadcast(self, http: httpx.Client, **payload: Any) -> dict[str, Any]:
-        return send_broadcast(http, payload)
-
-    def progress(self, http: httpx.Client, broadcast_id: int) -> dict[str, Any]:
-        response = http.get(f"/api/v1/broadcasts/{broadcast_id}", params={"stations": "false"})
-        assert response.status_code == 200, response.text
-        progress: dict[str, Any] = response.json()["progress"]
-        return progress
-
-    def logs(self) -> str:
-        return "\n".join(
-            f"---- {s.log_path.name} (pid {s.proc.pid if s.proc else '-'})\n{s.log_tail(40)}"
-            for s in self.services
-        )
 
 
 @pytest.fixture
 def stack(deployments: Callable[..., Stack]) -> Stack:
     return deployments(Stack, seed=lambda new: run_cli(["seed", "tan-an"], new.env))
-
-
-def _staged(stack: Stack, fleet: FleetThread, sids: list[str]) -> None:
-    """Until every station applied its desired state and holds the fallback media, and
-    the service knows it (so a broadcast to whole groups goes out as one group publish)."""
-    _, sha, size = stack.fallback()
-
-    def ready(f: Fleet) -> bool:
-        return all(
-            f.station(s).online
-            and (f.station(s).status().desired_version or 0) >= 1
-            and not f.station(s).status().missing
-            and f.station(s).store.has_media(sha, size)
-            for s in sids
-        )
-
-    wait_until(
-        lambda: fleet.call(ready), timeout_s=90, what="stations staged with the fallback media"
-    )
-    with stack.http() as http:
-
-        def in_sync() -> bool:
-            rows = http.get("/api/v1/dispatch/convergence").json()["items"]
-            return not [r for r in rows if r["sid"] in sids]
-
-        wait_until(in_sync, timeout_s=30, what="the service seeing every station in sync")
-
-
-def _started_plays(fleet: FleetThread, cmd_id: str) -> dict[str, int]:
-    """How many times each station started playing ``cmd_id``."""
-
-    def count(f: Fleet) -> dict[str, int]:
-        return {
-            sid: sum(
-                1 for r in f.station(sid).player.history if r.cmd_id == cmd_id and r.started_at
-            )
-            for sid in f.sids
-        }
-
-    return fleet.call(count)
-
-
-def _station_acks(fleet: FleetThread, cmd_id: str) -> dict[str, str | None]:
-    return fleet.call(lambda f: {sid: f.station(sid).status().acks.get(cmd_id) for sid in f.sids})
-
-
-def _proof_of_play(stack: Stack, cmd_id: str, count: int) -> None:
-    """Until the play log holds ``count`` plays of ``cmd_id``, every one ``played``: the
-    stations' events reached the service, those sent while it was down included."""
-
-    def statuses() -> list[str]:
-        with stack.http() as http:
-            items = http.get(
-                "/api/v1/playlog", params={"source": "broadcast", "limit": 1000}
-            ).json()["items"]
-        return [p["status"] for p in items if p["cmd_id"] == cmd_id]
-
-    last: list[list[str]] = [[]]
-
-    def done() -> bool:
-        last[0] = statuses()
-        return len(last[0]) == count and set(last[0]) == {"played"}
-
-    try:
-        wait_until(done, timeout_s=30, what="proof of play")
-    except AssertionError as exc:
-        raise AssertionError(f"{exc}: {sorted(last[0])}") from None
 
 
 def _drop_server_session(broker: Mosquitto) -> None:
@@ -201,56 +82,17 @@ def _drop_server_session(broker: Mosquitto) -> None:
         client.loop_stop()
 
 
-def _published_ids(stack: Stack, title: str) -> list[tuple[str, str]]:
-    """(topic, cmd_id) of every command publish the broker carried for ``title``."""
-    return [
-        (r.topic, r.data["cmd_id"])
-        for r in stack.recorder.select("command", where=lambda d: d["body"].get("title") == title)
-    ]
-
-
-def _all_staged(stack: Stack) -> tuple[ServiceProcess, list[str], FleetThread]:
-    """The service (active) and all 108 stations online, staged with the fallback."""
-    service = stack.new_service("all").start()
-    service.wait_ready(worker="active")
-    sids = stack.sids()
-    assert len(sids) == 108
-    fleet = stack.fleet(sids)
-    _staged(stack, fleet, sids)
-    return service, sids, fleet
-
-
-def _play_fallback(
-    stack: Stack, http: httpx.Client, title: str, targets: dict[str, list[str]], **extra: Any
-) -> dict[str, Any]:
-    """A broadcast of the fallback media (cached on every station), valid five minutes."""
-    asset_id, _, _ = stack.fallback()
-    return stack.broadcast(
-        http,
-        targets=targets,
-        content={"asset_id": asset_id},
-        title=title,
-        expires_in_s=300,
-        **extra,
-    )
-
-
-def _emergency_to_all(stack: Stack, http: httpx.Client, title: str, **extra: Any) -> dict[str, Any]:
-    """An emergency broadcast of the fallback media to the whole city."""
-    return _play_fallback(stack, http, title, {"areas": ["tan-an"]}, tier="emergency", **extra)
-
-
 # ------------------------------------------------------------------ SIGKILL mid-broadcast
 
 
 def test_sigkill_mid_broadcast_loses_no_command_and_keeps_its_id(stack: Stack) -> None:
-    service, sids, fleet = _all_staged(stack)
+    service, sids, fleet = all_staged(stack)
     offline = sids[::11]  # 10 stations lose power: the broker keeps their sessions
     for sid in offline:
         fleet.kill(sid, "abort")
     title = "Thử: máy chủ mất điện giữa bản tin khẩn"
     with stack.http() as http:
-        made = _emergency_to_all(stack, http, title)
+        made = emergency_to_all(stack, http, title)
     cmd_id = made["cmd_id"]
     assert (made["route"], made["groups"]) == ("groups", ["all"])
     # the first publish is out and acks are arriving: kill the service now
@@ -261,7 +103,7 @@ def test_sigkill_mid_broadcast_loses_no_command_and_keeps_its_id(stack: Stack) -
     # play events reach the broker only
     online = [s for s in sids if s not in offline]
     wait_until(
-        lambda: {_station_acks(fleet, cmd_id)[s] for s in online} == {"SUCCEEDED"},
+        lambda: {station_acks(fleet, cmd_id)[s] for s in online} == {"SUCCEEDED"},
         timeout_s=60,
         what="the online stations played it",
     )
@@ -278,11 +120,11 @@ def test_sigkill_mid_broadcast_loses_no_command_and_keeps_its_id(stack: Stack) -
     assert progress["by_status"]["SUCCEEDED"] == 108, progress
 
     # every station, the ten that were offline included, played it exactly once
-    plays = _started_plays(fleet, cmd_id)
+    plays = started_plays(fleet, cmd_id)
     assert plays == dict.fromkeys(sids, 1), {s: n for s, n in plays.items() if n != 1}
-    assert set(_station_acks(fleet, cmd_id).values()) == {"SUCCEEDED"}
+    assert set(station_acks(fleet, cmd_id).values()) == {"SUCCEEDED"}
     # one id for the broadcast across every publish; the republish reused it
-    published = _published_ids(stack, title)
+    published = published_ids(stack, title)
     assert {cmd for _, cmd in published} == {cmd_id}
     group_publishes = [topic for topic, _ in published if topic == "loa/v1/grp/all/cmd"]
     assert len(group_publishes) >= 2, (published, acks_before_kill)
@@ -290,14 +132,14 @@ def test_sigkill_mid_broadcast_loses_no_command_and_keeps_its_id(stack: Stack) -
         stored = session.scalars(select(Command).where(Command.broadcast_id == made["id"])).all()
     assert [c.cmd_id for c in stored] == [cmd_id]
     # the play events the stations sent while the service was dead were kept for it
-    _proof_of_play(stack, cmd_id, 108)
+    proof_of_play(stack, cmd_id, 108)
 
 
 def test_final_acks_sent_while_the_service_is_dead_are_recovered(stack: Stack) -> None:
-    service, sids, fleet = _all_staged(stack)
+    service, sids, fleet = all_staged(stack)
     title = "Thử: xác nhận cuối khi máy chủ tắt"
     with stack.http() as http:
-        made = _emergency_to_all(stack, http, title, lead_s=3)
+        made = emergency_to_all(stack, http, title, lead_s=3)
         cmd_id = made["cmd_id"]
         wait_until(
             lambda: stack.progress(http, made["id"])["received"] == 108,
@@ -305,11 +147,11 @@ def test_final_acks_sent_while_the_service_is_dead_are_recovered(stack: Stack) -
             what="RECEIVED stored for every station",
         )
     service.kill()
-    at_kill = _station_acks(fleet, cmd_id)
+    at_kill = station_acks(fleet, cmd_id)
     assert "SUCCEEDED" not in at_kill.values(), "the play ended before the kill; too slow?"
     # the stations play it and send IN_PROGRESS and SUCCEEDED to nobody...
     wait_until(
-        lambda: set(_station_acks(fleet, cmd_id).values()) == {"SUCCEEDED"},
+        lambda: set(station_acks(fleet, cmd_id).values()) == {"SUCCEEDED"},
         timeout_s=60,
         what="every station finished the play",
     )
@@ -325,8 +167,8 @@ def test_final_acks_sent_while_the_service_is_dead_are_recovered(stack: Stack) -
             what=f"the final acks recovered\n{stack.logs()}",
         )
     assert progress["by_status"]["SUCCEEDED"] == 108, progress
-    assert _started_plays(fleet, cmd_id) == dict.fromkeys(sids, 1)
-    assert {cmd for _, cmd in _published_ids(stack, title)} == {cmd_id}
+    assert started_plays(fleet, cmd_id) == dict.fromkeys(sids, 1)
+    assert {cmd for _, cmd in published_ids(stack, title)} == {cmd_id}
 
 
 def test_command_created_while_the_broker_is_down_is_published_when_it_returns(
@@ -408,7 +250,7 @@ def test_postgres_standby_takes_over_within_15_s(stack: Stack) -> None:
     second.wait_ready(worker="standby")
     online, offline = ["lbn-cau-tre", "lbn-ngai-loi-a", "p2-kp-1"], "lbn-smart-1"
     fleet = stack.fleet([*online, offline])
-    _staged(stack, fleet, [*online, offline])
+    staged(stack, fleet, [*online, offline])
     # exactly one worker is active: one MQTT connection, one server birth
     time.sleep(5)  # more than two election rounds of the standby
     assert (first.worker_state(), second.worker_state()) == ("active", "standby")
@@ -417,8 +259,8 @@ def test_postgres_standby_takes_over_within_15_s(stack: Stack) -> None:
 
     fleet.kill(offline, "abort")
     with stack.http() as http:
-        before = _play_fallback(stack, http, "Trước bàn giao", {"stations": online})
-        waiting = _play_fallback(stack, http, "Chờ trạm mất điện", {"stations": [offline]})
+        before = play_fallback(stack, http, "Trước bàn giao", {"stations": online})
+        waiting = play_fallback(stack, http, "Chờ trạm mất điện", {"stations": [offline]})
         wait_until(
             lambda: stack.progress(http, before["id"])["by_status"]["SUCCEEDED"] == len(online),
             timeout_s=60,
@@ -443,7 +285,7 @@ def test_postgres_standby_takes_over_within_15_s(stack: Stack) -> None:
         assert second.worker_state() == "active"
         assert _server_connections(stack) == 2
 
-        after = _play_fallback(stack, http, "Sau bàn giao", {"stations": online})
+        after = play_fallback(stack, http, "Sau bàn giao", {"stations": online})
         fleet.restart(offline)
         for made, count in ((after, len(online)), (waiting, 1)):
             wait_until(
@@ -454,15 +296,15 @@ def test_postgres_standby_takes_over_within_15_s(stack: Stack) -> None:
                 what=f"{made['title']} played\n{stack.logs()}",
             )
     for made in (before, waiting, after):
-        published = _published_ids(stack, made["title"])
+        published = published_ids(stack, made["title"])
         assert published, made["title"]
         assert {cmd for _, cmd in published} == {made["cmd_id"]}, published
-        assert _started_plays(fleet, made["cmd_id"]) == {
+        assert started_plays(fleet, made["cmd_id"]) == {
             sid: (1 if sid in (online if made is not waiting else [offline]) else 0)
             for sid in [*online, offline]
         }
     # the waiting command went out again from the new worker, under its id
-    waiting_publishes = _published_ids(stack, waiting["title"])
+    waiting_publishes = published_ids(stack, waiting["title"])
     assert len(waiting_publishes) >= 2, waiting_publishes
     # whatever the broker carried, every command id is one the outbox stored
     with stack.factory() as session:
