@@ -28,6 +28,14 @@ run in a `ProcessPoolExecutor` (never in a request thread).  Steps:
    ceiling at all, it is re-encoded with corrected gain/ceiling (at most
    `MAX_ENCODE_CORRECTIONS` times).
 
+Synthesised speech has a fast path, `process_speech` (a spoken emergency waits for it):
+a TTS engine's plain 16-bit mono WAV is read with numpy and resampled in process
+instead of steps 1-2's ffprobe and ffmpeg decode, and the encoder's loudness loss seen
+on the previous speech of the process (the warm-up's included) is made up before the
+first encode, so step 5 usually encodes once.  Steps 3-5 are the same code, so the
+rendition is measured and held to the same target and ceiling.  Measured on a 11-s
+bulletin at load average 3: 0.29-0.46 s against 0.74-1.58 s for `process_file`.
+
 Memory: why not pydub.  ``AudioSegment`` holds the whole decoded file (3 h of stereo
 16-bit is 1.9 GB, more once turned into numpy floats); here memory is a few blocks of
 2**18 samples whatever the duration, and the price is temporary disk space of 8 bytes
@@ -45,7 +53,8 @@ import secrets
 import shutil
 import subprocess
 import tempfile
-from collections.abc import Iterator
+import wave
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -470,10 +479,18 @@ class _Outcome:
     gain_db: float
     loudness: float
     true_peak: float
+    codec_loss_lu: float
+    """Loudness the first encode lost against its aim (LU)."""
+    encodes: int
 
 
 def _render(
-    renderer: _Renderer, analysis: _Analysis, options: ProcessingOptions, rendition: Path
+    renderer: _Renderer,
+    analysis: _Analysis,
+    options: ProcessingOptions,
+    rendition: Path,
+    *,
+    codec_loss_lu: float = 0.0,
 ) -> _Outcome:
     """Choose gain (and limiting), encode, measure the rendition, correct if needed.
 
@@ -489,12 +506,20 @@ def _render(
     gain_db, slope = base_gain_db, 1.0
     if limit:
         gain_db, slope = _fit_limited_gain(renderer, options, base_gain_db)
+    if codec_loss_lu:
+        # The encoder's expected loudness loss, made up before the first encode (the
+        # measurement below still decides; this only spares a second encode).
+        gain_db = min(gain_db + codec_loss_lu / slope, base_gain_db + MAX_EXTRA_GAIN_DB)
+        limit = limit or analysis.true_peak + gain_db > ceiling_db
+    first_loss: float | None = None
     for attempt in range(1 + MAX_ENCODE_CORRECTIONS):
         renderer.ceiling = db_to_gain(ceiling_db)
         renderer.min_gain = 1.0
         _encode(renderer.blocks(db_to_gain(gain_db), limit=limit), rendition, options)
         loudness, peak = _measure_rendition(rendition, rate)
         error = options.target_lufs - loudness
+        if first_loss is None:
+            first_loss = codec_loss_lu + error
         excess = peak - options.true_peak_dbtp
         on_target = abs(error) <= ENCODE_CORRECTION_LU and excess <= 0
         if on_target or attempt == MAX_ENCODE_CORRECTIONS:
@@ -503,7 +528,13 @@ def _render(
             ceiling_db -= excess + 0.1
         gain_db = min(gain_db + error / slope, base_gain_db + MAX_EXTRA_GAIN_DB)
         limit = limit or analysis.true_peak + gain_db > ceiling_db
-    return _Outcome(gain_db=gain_db, loudness=loudness, true_peak=peak)
+    return _Outcome(
+        gain_db=gain_db,
+        loudness=loudness,
+        true_peak=peak,
+        codec_loss_lu=first_loss or 0.0,
+        encodes=attempt + 1,
+    )
 
 
 def _encode(blocks: Iterator[FloatArray], out: Path, options: ProcessingOptions) -> None:
@@ -583,6 +614,20 @@ def process_file(
     if info.duration_s is not None and info.duration_s > options.max_duration_s + 0.5:
         raise _too_long(info.duration_s, options.max_duration_s)
 
+    return _process(src, info, options, work, decode=_decode_to_raw)
+
+
+def _process(
+    src: Path,
+    info: ProbeInfo,
+    options: ProcessingOptions,
+    work: Path,
+    *,
+    decode: Callable[[Path, ProbeInfo, ProcessingOptions, Path], int],
+    codec_loss_lu: float = 0.0,
+    learned: dict[tuple[str, str, int], float] | None = None,
+) -> ProcessResult:
+    """Steps 2-5 (see the module docstring), with `decode` writing the raw samples."""
     spec = RENDITIONS[options.rendition_format]
     rendition = work / f"rendition-{secrets.token_hex(8)}.{spec.ext}"
     scratch = Path(tempfile.mkdtemp(prefix="ingest-", dir=work))
@@ -590,7 +635,7 @@ def process_file(
         raw = scratch / "decoded.f32"
         envelope = scratch / "envelope.f32"
         rate = options.sample_rate
-        samples = _decode_to_raw(src, info, options, raw)
+        samples = decode(src, info, options, raw)
         _check_duration(info, samples / rate, options)
         analysis = _analyse(raw, envelope, options)
         if not math.isfinite(analysis.loudness):
@@ -601,7 +646,9 @@ def process_file(
             )
         bounds = _trim_bounds(analysis, options)
         renderer = _Renderer(raw, envelope, bounds=bounds, rate=rate)
-        outcome = _render(renderer, analysis, options, rendition)
+        outcome = _render(renderer, analysis, options, rendition, codec_loss_lu=codec_loss_lu)
+        if learned is not None:
+            learned[_codec_key(options)] = outcome.codec_loss_lu
         start, end = bounds
         return ProcessResult(
             rendition_path=rendition,
@@ -634,10 +681,97 @@ def process_file(
         shutil.rmtree(scratch, ignore_errors=True)
 
 
+_SPEECH_CODEC_LOSS: dict[tuple[str, str, int], float] = {}
+"""Per process: the loudness the last speech encode lost, by (format, bitrate, rate)."""
+_SPEECH_WAV_RATES = (22050, 24000, 16000, 44100, 48000)
+
+
+def _codec_key(options: ProcessingOptions) -> tuple[str, str, int]:
+    return (options.rendition_format, options.bitrate, options.sample_rate)
+
+
+def _pcm16_mono_wav(src: Path) -> ProbeInfo | None:
+    """A `ProbeInfo` for a plain 16-bit mono PCM WAV (what TTS engines write), else None."""
+    try:
+        with wave.open(str(src), "rb") as wav:
+            if wav.getnchannels() != 1 or wav.getsampwidth() != 2 or wav.getcomptype() != "NONE":
+                return None
+            rate, frames = wav.getframerate(), wav.getnframes()
+    except (wave.Error, EOFError, OSError):
+        return None
+    if rate not in _SPEECH_WAV_RATES or frames == 0:
+        return None
+    seconds = frames / rate
+    return ProbeInfo(
+        format_name="wav",
+        format_long_name="WAV / WAVE (Waveform Audio)",
+        codec="pcm_s16le",
+        codec_long_name="PCM signed 16-bit little-endian",
+        stream_index=0,
+        duration_s=seconds,
+        stream_duration_s=seconds,
+        channels=1,
+        sample_rate=rate,
+        bit_rate=rate * 16,
+        size_bytes=src.stat().st_size,
+    )
+
+
+def _decode_pcm16_wav(src: Path, info: ProbeInfo, options: ProcessingOptions, raw: Path) -> int:
+    """Read the WAV with numpy and resample it in process (no ffprobe, no ffmpeg decode)."""
+    from scipy.signal import resample_poly  # lazily: the API process never runs the DSP
+
+    with wave.open(str(src), "rb") as wav:
+        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype="<i2")
+    x = pcm.astype(np.float64) / 32768.0
+    if info.sample_rate != options.sample_rate:
+        step = math.gcd(info.sample_rate, options.sample_rate)
+        x = resample_poly(x, options.sample_rate // step, info.sample_rate // step)
+    raw.write_bytes(x.astype("<f4").tobytes())
+    return int(x.size)
+
+
+def process_speech(
+    src_path: str | Path,
+    *,
+    options: ProcessingOptions,
+    work_dir: str | Path,
+) -> ProcessResult:
+    """`process_file` for synthesised speech: the fast path of a spoken emergency.
+
+    A TTS engine writes plain 16-bit mono PCM WAV, so there is nothing to probe or to
+    decode: the samples are read with numpy and resampled in process (scipy's polyphase
+    ``resample_poly``), saving the ffprobe and ffmpeg-decode processes.  The analysis,
+    gain, limiter, encode and the measurement of the encoded rendition are
+    `process_file`'s own, so the result meets the same loudness target and ceiling.
+    The encoder's loudness loss seen on the previous speech of this process (0.3-0.6 LU
+    for espeak-ng at 64 kbit/s MP3) is made up before the first encode, so the usual
+    case is one encode instead of two.  Anything else (another WAV format, a big file)
+    goes through `process_file`.
+    """
+    _validate(options)
+    src = Path(src_path)
+    info = _pcm16_mono_wav(src)
+    if info is None or info.duration_s is None or info.duration_s > options.max_duration_s:
+        return process_file(src, options=options, work_dir=work_dir)
+    work = Path(work_dir)
+    work.mkdir(parents=True, exist_ok=True)
+    return _process(
+        src,
+        info,
+        options,
+        work,
+        decode=_decode_pcm16_wav,
+        codec_loss_lu=_SPEECH_CODEC_LOSS.get(_codec_key(options), 0.0),
+        learned=_SPEECH_CODEC_LOSS,
+    )
+
+
 __all__ = [
     "RENDITIONS",
     "ProcessResult",
     "ProcessingOptions",
     "RenditionSpec",
     "process_file",
+    "process_speech",
 ]

@@ -15,6 +15,7 @@ from audio_library.dependencies import AssetDep, LibraryDep
 from audio_library.exceptions import MediaNotFound
 from audio_library.models import CATEGORIES, AssetSource, AssetStatus, MediaAsset
 from audio_library.schemas import (
+    SUBMIT_HELP,
     ApprovalRequest,
     AssetRead,
     AssetUpdate,
@@ -199,13 +200,16 @@ def upload_media(
     category: Annotated[str, Form(max_length=32)] = "tin-tuc",
     tags: Annotated[str, Form(max_length=500, description="comma separated")] = "",
     owner_area: Annotated[str | None, Form(max_length=64)] = None,
+    submit: Annotated[bool, Form(description=SUBMIT_HELP)] = True,
 ) -> JSONResponse:
     """Upload a recording; it is normalised to the station loudness before it returns."""
     principal.require(Permission.CONTENT_WRITE)
     try:
         check_category(category)
     except ValueError as exc:
-        raise InvalidInput(str(exc), field="category") from exc
+        raise InvalidInput(
+            str(exc), field="category", message_vi="Chuyên mục không hợp lệ"
+        ) from exc
     author = _author(session, principal, areas, owner_area)
     release(session)  # the ingest job opens its own sessions
     upload = library.store.receive_upload(file.file, max_bytes=library.settings.max_upload_bytes)
@@ -218,6 +222,7 @@ def upload_media(
         category=category,
         tags=[t.strip() for t in tags.split(",") if t.strip()],
         author=author,
+        submit=submit,
     )
     asset = service.get_asset(session, asset_id)
     if created:
@@ -242,6 +247,7 @@ def text_to_speech(data: TTSRequest, job: DraftJobDep) -> AssetRead:
         category=data.category,
         tags=data.tags,
         author=job.author(),
+        submit=data.submit,
     )
     return job.done("media.tts", asset_id)
 
@@ -278,6 +284,7 @@ def compose_media(data: ComposeRequest, job: DraftJobDep) -> AssetRead:
         tags=data.tags,
         author=job.author(),
         scope=job.principal.scope,
+        submit=data.submit,
     )
     return job.done("media.compose", asset_id, after=data.model_dump())
 
@@ -300,16 +307,51 @@ def update_media(
     audit: Audit,
 ) -> AssetRead:
     _require_owner(principal, asset, Permission.CONTENT_WRITE)
-    before = {"title": asset.title, "category": asset.category, "tags": list(asset.tags or [])}
+    before = {
+        "title": asset.title,
+        "category": asset.category,
+        "tags": list(asset.tags or []),
+        "approval": asset.approval.value,
+    }
     service.update_metadata(
-        session, asset, title=data.title, category=data.category, tags=data.tags
+        session,
+        asset,
+        title=data.title,
+        category=data.category,
+        tags=data.tags,
+        submit=data.submit,
     )
     audit.commit_change(  # titles reach the playlists
         "media.update",
         "media",
         [str(asset.id)],
         before=before,
-        after=data.model_dump(exclude_unset=True),
+        after=data.model_dump(exclude_unset=True) | {"approval": asset.approval.value},
+    )
+    return _read_one(session, library, areas, asset)
+
+
+@router.post("/{asset_id}/submit")
+def submit_media(
+    asset: AssetDep,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    library: LibraryDep,
+    areas: AreasDep,
+    audit: Audit,
+) -> AssetRead:
+    """Send your draft (or a rejected asset, once fixed) for approval; 409 if it already
+    waits or is approved."""
+    _require_owner(principal, asset, Permission.CONTENT_WRITE)
+    before = {"approval": asset.approval.value}
+    service.submit_asset(session, asset)
+    audit.commit_change(  # it only joins the approval queue: nothing plays it yet
+        "media.submit",
+        "media",
+        [str(asset.id)],
+        before=before,
+        after={"approval": asset.approval.value},
+        plan=False,
     )
     return _read_one(session, library, areas, asset)
 
@@ -413,7 +455,7 @@ def download(
     ref = verify(f"/media/{name}", exp, sig, library.url_secret, dt.datetime.now(dt.UTC))
     path = library.store.path_for("rendition", ref.sha256, ref.ext)
     if not path.is_file():
-        raise MediaNotFound(f"no media {ref.sha256}")
+        raise MediaNotFound(f"no media {ref.sha256}", message_vi="Không tìm thấy tệp âm thanh")
     etag = f'"{ref.sha256}"'
     cache = "private, max-age=86400, immutable"
     inm = request.headers.get("if-none-match")

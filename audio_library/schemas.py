@@ -13,6 +13,10 @@ from kernel.bounds import Id
 
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=300)]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=50)]
+SUBMIT_HELP = (
+    "true (default): send it for approval at once; false: keep it as your draft "
+    "(approval 'unsubmitted'), sent later with POST /api/v1/media/{id}/submit"
+)
 
 
 def check_category(value: str) -> str:
@@ -61,6 +65,11 @@ class AssetUpdate(_Strict):
     title: Title | None = None
     category: str | None = None
     tags: list[Tag] | None = None
+    submit: bool | None = Field(
+        default=None,
+        description="an asset not approved yet: true sends it for approval (a rejected "
+        "one, once fixed), false keeps it as your draft; an approved asset stays approved",
+    )
 
     _category = field_validator("category")(lambda v: None if v is None else check_category(v))
 
@@ -72,6 +81,7 @@ class TTSRequest(_Strict):
     title: Title | None = None
     category: str = "tin-tuc"
     tags: list[Tag] = Field(default_factory=list)
+    submit: bool = Field(default=True, description=SUBMIT_HELP)
 
     _category = field_validator("category")(check_category)
 
@@ -96,6 +106,7 @@ class ComposeRequest(_Strict):
     crossfade_ms: Annotated[int, Field(ge=0, le=10_000)] = 0
     category: str = "tin-tuc"
     tags: list[Tag] = Field(default_factory=list)
+    submit: bool = Field(default=True, description=SUBMIT_HELP)
 
     _category = field_validator("category")(check_category)
 

@@ -23,8 +23,10 @@ Services flush; the boundary (a route, a CLI command, a job) commits.  Audio wor
   asset's id.
 
 Rows left ``processing`` by a crash are picked up by `recover_interrupted` at start-up.
-Every asset starts as a ``draft``; an approver other than its author approves it; only
-ready, approved assets are playable.
+Every asset starts waiting for approval (``draft``), or as its author's unsubmitted draft
+when asked (``submit=False``: `submit_asset` sends it later); an approver other than its
+author approves it (never an unsubmitted draft); only ready, approved assets are
+playable (`kernel.approval`).
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ from audio_library.settings import AudioSettings
 from audio_library.signing import sign_media_url
 from audio_library.storage import MediaStore, Upload
 from audio_library.tts import normalize_vi, validate_text
-from kernel.approval import Approval
+from kernel.approval import Approval, on_save, require_submittable
 from kernel.db import paginate, utcnow
 from kernel.errors import ConflictError, InvalidInput, NotFoundError, PermissionDeniedError
 from kernel.ownership import in_scope, visible
@@ -109,13 +111,26 @@ class MediaLibrary:
 
     def asset_url(self, asset: MediaAsset, expires_at: dt.datetime) -> str:
         if asset.sha256 is None or asset.ext is None:
-            raise InvalidInput(f"media asset {asset.id} has no rendition yet", field="asset_id")
+            raise InvalidInput(
+                f"media asset {asset.id} has no rendition yet",
+                field="asset_id",
+                message_vi=f"Tệp âm thanh {asset.id} chưa xử lý xong",
+            )
         return self.url(asset.sha256, asset.ext, expires_at)
 
     def rendition_path(self, asset: MediaAsset) -> Path:
         if asset.sha256 is None or asset.ext is None:
-            raise MediaNotFound(f"media asset {asset.id} has no rendition")
+            raise MediaNotFound(
+                f"media asset {asset.id} has no rendition",
+                message_vi=f"Tệp âm thanh {asset.id} chưa có bản đã chuẩn hóa",
+            )
         return self.store.path_for("rendition", asset.sha256, asset.ext)
+
+    def warm(self) -> list[float]:
+        """Start and warm the audio process pool (`MediaProcessor.warm`); blocks, so the
+        service calls it from a background thread at start-up."""
+        with self.store.work_dir() as work:
+            return self.processor.warm(work)
 
     def shutdown(self) -> None:
         self.processor.shutdown()
@@ -252,6 +267,7 @@ def _new_asset(
     source: AssetSource,
     author: Author,
     recipe: dict[str, Any] | None = None,
+    approval: Approval = Approval.DRAFT,
 ) -> MediaAsset:
     return MediaAsset(
         title=title,
@@ -260,7 +276,7 @@ def _new_asset(
         tags=sorted(set(tags)),
         source=source,
         status=AssetStatus.PROCESSING,
-        approval=Approval.DRAFT,
+        approval=approval,
         owner_area_id=author.area_id,
         created_by=author.name,
         created_by_id=author.user_id,
@@ -321,7 +337,9 @@ class SpokenAsset(TypedDict):
     author: Author
 
 
-def _spoken_asset(library: MediaLibrary, spoken: SpokenAsset) -> MediaAsset:
+def _spoken_asset(
+    library: MediaLibrary, spoken: SpokenAsset, approval: Approval = Approval.DRAFT
+) -> MediaAsset:
     """A new (``processing``) row for `text` read aloud, titled by its start if untitled."""
     text = spoken["text"]
     stripped = " ".join(text.split())
@@ -337,6 +355,7 @@ def _spoken_asset(library: MediaLibrary, spoken: SpokenAsset) -> MediaAsset:
             "rate": spoken["rate"],
             "engine": library.settings.tts_engine,
         },
+        approval=approval,
     )
 
 
@@ -461,7 +480,13 @@ def _settle(
             _forget(factory, asset_id, on_bad_input)
             raise StorageFull(f"no disk space to process the audio: {exc}") from exc
         log.warning("processing asset %s failed: %s", asset_id, exc)
-        _fail(factory, asset_id, getattr(exc, "message", None) or str(exc) or type(exc).__name__)
+        # the reason is read on the library page: Vietnamese (the English detail is logged)
+        _fail(
+            factory,
+            asset_id,
+            getattr(exc, "message_vi", None)
+            or "Không xử lý được tệp âm thanh này; hãy kiểm tra tệp rồi tải lên lại",
+        )
         return
     with _row(factory, asset_id) as done:
         if done is not None:
@@ -525,10 +550,13 @@ def ingest_upload(
     category: str,
     tags: Iterable[str],
     author: Author,
+    submit: bool = True,
 ) -> tuple[int, bool]:
     """A new asset from an upload, or the existing one for identical content.
 
-    Returns ``(asset_id, created)``.  The upload's temporary file is consumed either way.
+    The new asset waits for approval, or (``submit=False``) is kept as the author's
+    draft.  Returns ``(asset_id, created)``.  The upload's temporary file is consumed
+    either way.
     """
     with factory() as session:
         existing = session.scalar(
@@ -553,7 +581,12 @@ def ingest_upload(
         "original", upload.path, ext=info.ext, sha256=upload.sha256, move=True
     )
     asset = _new_asset(
-        title=title, category=category, tags=tags, source=AssetSource.UPLOAD, author=author
+        title=title,
+        category=category,
+        tags=tags,
+        source=AssetSource.UPLOAD,
+        author=author,
+        approval=on_save(submit),
     )
     asset.original_sha256 = original.sha256
     asset.original_ext = original.ext
@@ -579,10 +612,13 @@ def ingest_upload(
 def create_tts_asset(
     factory: sessionmaker[Session],
     library: MediaLibrary,
+    *,
+    submit: bool = True,
     **spoken: Unpack[SpokenAsset],
 ) -> int:
-    """Speak `text` (Vietnamese) into a new draft asset; returns its id."""
-    asset = _spoken_asset(library, spoken)
+    """Speak `text` (Vietnamese) into a new asset, waiting for approval or (``submit``
+    false) kept as the author's draft; returns its id."""
+    asset = _spoken_asset(library, spoken, on_save(submit))
     text, voice, rate = spoken["text"], spoken["voice"], spoken["rate"]
     return _ingest(
         factory, library, asset, lambda work: library.processor.synthesize(text, voice, rate, work)
@@ -601,14 +637,20 @@ def create_composed_asset(
     tags: Iterable[str],
     author: Author,
     scope: Collection[int] | None,
+    submit: bool = True,
 ) -> int:
-    """Join ready assets (jingle, bulletin, outro...) into one new draft asset."""
+    """Join ready assets (jingle, bulletin, outro...) into one new asset, waiting for
+    approval or (``submit`` false) kept as the author's draft."""
     paths = []
     with factory() as session:
         for index, part_id in enumerate(part_ids):
             part = asset_in_scope(session, part_id, scope=scope, field=("parts", index))
             if part.status is not AssetStatus.READY:
-                raise InvalidInput(f"media asset {part_id} is not ready", field=("parts", index))
+                raise InvalidInput(
+                    f"media asset {part_id} is not ready",
+                    field=("parts", index),
+                    message_vi=f"Tệp âm thanh {part_id} chưa sẵn sàng",
+                )
             paths.append(library.rendition_path(part))
     asset = _new_asset(
         title=title,
@@ -617,6 +659,7 @@ def create_composed_asset(
         source=AssetSource.COMPOSED,
         author=author,
         recipe={"parts": part_ids, "gap_ms": gap_ms, "crossfade_ms": crossfade_ms},
+        approval=on_save(submit),
     )
     return _ingest(
         factory,
@@ -637,7 +680,12 @@ def recover_interrupted(factory: sessionmaker[Session], library: MediaLibrary) -
         ]
     for asset_id, job in stuck:
         if job is None:
-            _fail(factory, asset_id, "processing was interrupted and cannot be resumed")
+            _fail(
+                factory,
+                asset_id,
+                "Việc xử lý bị gián đoạn (máy chủ khởi động lại) và không tiếp tục được; "
+                "hãy tải lên lại",
+            )
             continue
         try:
             _settle(factory, library, asset_id, job)
@@ -668,7 +716,14 @@ def set_approval(
 ) -> MediaAsset:
     if asset.status is not AssetStatus.READY:
         raise ConflictError(
-            f"media asset {asset.id} is {asset.status.value}; only ready assets can be reviewed"
+            f"media asset {asset.id} is {asset.status.value}; only ready assets can be reviewed",
+            message_vi="Chỉ duyệt được tệp âm thanh đã xử lý xong",
+        )
+    if asset.approval is Approval.UNSUBMITTED:
+        raise ConflictError(
+            f"media asset {asset.id} is an unsubmitted draft; its author has not sent it "
+            "for approval",
+            message_vi="Tệp âm thanh này còn là bản nháp, người tạo chưa gửi duyệt",
         )
     if asset.created_by_id is not None and asset.created_by_id == approver.user_id:
         raise PermissionDeniedError(
@@ -692,6 +747,28 @@ def approve_for_broadcast(session: Session, asset: MediaAsset, *, sender: str, r
     session.flush()
 
 
+def _reset_approval(asset: MediaAsset, approval: Approval) -> None:
+    """Put the asset in `approval` (unsubmitted or waiting), forgetting the last decision
+    (the audit log keeps it)."""
+    asset.approval = approval
+    asset.approved_by = None
+    asset.approved_at = None
+    asset.approval_note = None
+
+
+def submit_asset(session: Session, asset: MediaAsset) -> MediaAsset:
+    """Send an unsubmitted (or rejected, then fixed) asset for approval."""
+    require_submittable(asset.approval, what=f"media asset {asset.id}", what_vi="Tệp âm thanh này")
+    if asset.status is not AssetStatus.READY:
+        raise ConflictError(
+            f"media asset {asset.id} is {asset.status.value}; only ready assets can be submitted",
+            message_vi="Chỉ gửi duyệt được tệp âm thanh đã xử lý xong",
+        )
+    _reset_approval(asset, Approval.DRAFT)
+    session.flush()
+    return asset
+
+
 def update_metadata(
     session: Session,
     asset: MediaAsset,
@@ -699,7 +776,15 @@ def update_metadata(
     title: str | None,
     category: str | None,
     tags: list[str] | None,
+    submit: bool | None = None,
 ) -> MediaAsset:
+    """Change the title, category or tags.  With `submit`, an asset that is not approved
+    is sent for approval (true) or kept as its author's draft (false); an approved one
+    stays approved (what it plays does not change)."""
+    if submit is not None and asset.approval is not Approval.APPROVED:
+        wanted = on_save(submit)
+        if asset.approval is not wanted:
+            _reset_approval(asset, wanted)
     if title is not None:
         asset.title = title
         asset.title_folded = fold(title)
@@ -753,7 +838,10 @@ def _delete_unreferenced(
 def cached_peaks(asset: MediaAsset, buckets: int) -> list[float] | None:
     """The stored waveform peaks, if `buckets` is the cached count and they exist."""
     if asset.status is not AssetStatus.READY:
-        raise ConflictError(f"media asset {asset.id} is {asset.status.value}")
+        raise ConflictError(
+            f"media asset {asset.id} is {asset.status.value}",
+            message_vi=f"Tệp âm thanh {asset.id} chưa xử lý xong hoặc xử lý lỗi",
+        )
     if buckets == DEFAULT_PEAK_BUCKETS and asset.peaks:
         return list(asset.peaks)
     return None
@@ -762,7 +850,10 @@ def cached_peaks(asset: MediaAsset, buckets: int) -> list[float] | None:
 def rendition_peaks(library: MediaLibrary, asset: MediaAsset, buckets: int) -> list[float]:
     """Waveform peaks of the rendition (decodes it: long work, hold no transaction)."""
     if asset.status is not AssetStatus.READY:
-        raise ConflictError(f"media asset {asset.id} is {asset.status.value}")
+        raise ConflictError(
+            f"media asset {asset.id} is {asset.status.value}",
+            message_vi=f"Tệp âm thanh {asset.id} chưa xử lý xong hoặc xử lý lỗi",
+        )
     return compute_peaks(library.rendition_path(asset), buckets=buckets).abs_peaks
 
 

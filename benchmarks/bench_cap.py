@@ -19,7 +19,6 @@ Each round's broadcast is stopped before the next.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 from pathlib import Path
@@ -74,11 +73,10 @@ def cap_round(
     cmd_id = http.get(f"/api/v1/broadcasts/{made['broadcast_id']}").json()["cmd_id"]
     broker_all, stored_all = bb.wait_received(watch, stored, cmd_id, n, t0)
     out["server"] = server.read()
-    out["received_broker"] = len({sid for sid, _, _ in watch.received_for(cmd_id)})
-    out["received_all_broker_s"] = round(broker_all, 3) if broker_all is not None else None
+    out.update(bb.received_figures(watch, cmd_id, t0, broker_all))
     out["received_stored"] = stored.answered(cmd_id)
     out["received_all_stored_s"] = round(stored_all, 3) if stored_all is not None else None
-    http.post(f"/api/v1/broadcasts/{made['broadcast_id']}/stop").raise_for_status()
+    bb.end_broadcast(http, made["broadcast_id"])
     return out
 
 
@@ -98,29 +96,9 @@ def summarise(result: dict[str, Any]) -> None:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", type=Path)
-    parser.add_argument("--sizes", default="108")
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--lead-s", type=float, default=2.0)
-    parser.add_argument("--setup-timeout-s", type=float, default=900.0)
-    parser.add_argument("--keep", action="store_true", help="keep the work directory")
-    parser.add_argument("--sim-processes", type=int, default=os.cpu_count() or 1)
-    args = parser.parse_args()
-    report: dict[str, Any] = {
-        "benchmark": "cap",
-        "cpu_count": os.cpu_count(),
-        "rounds_per_size": args.rounds,
-        "runs": [],
-    }
-
-    def one(size: int, path: Path) -> dict[str, Any]:
-        _source.clear()
-        run = bb.run_size(size, args, path, round_fn=cap_round)
-        summarise(run)
-        return run
-
-    return bb.run_report(report, args, one)
+    return bb.rounds_main(
+        __doc__, "cap", cap_round, summarise, default_sizes="108", before_size=_source.clear
+    )
 
 
 if __name__ == "__main__":

@@ -200,7 +200,11 @@ def _info(node: etree._Element) -> Info:
 
 def read(data: bytes) -> Alert:
     """Parse, validate and read a CAP 1.2 alert; `CapError` says what is wrong."""
-    root = parse_document(data)
+    return read_root(parse_document(data))
+
+
+def read_root(root: etree._Element) -> Alert:
+    """Validate and read a parsed CAP 1.2 alert (`parse_document`)."""
     validate(root)
     return Alert(
         identifier=_text(root, "cap:identifier") or "",

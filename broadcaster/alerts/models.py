@@ -17,7 +17,9 @@ class AlertSource(Base):
     """An authorised sender of CAP alerts.  Only the SHA-256 of its token is stored.
 
     `auto_air`: its alerts air at once (pre-authorised); otherwise each waits for an
-    approver."""
+    approver.  `certificate` (PEM): when set, every alert of the source must carry an
+    XML signature (``ds:Signature``, enveloped, over the whole alert) made with its key
+    (`broadcaster.alerts.signature`)."""
 
     __tablename__ = "alert_sources"
 
@@ -28,6 +30,7 @@ class AlertSource(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     created_by: Mapped[str] = mapped_column(String(64))
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    certificate: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
 class Alert(Base):

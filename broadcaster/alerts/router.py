@@ -25,6 +25,7 @@ from broadcaster.alerts.schemas import (
 from broadcaster.alerts.vocabulary import AlertOutcome
 from broadcaster.db import read_session
 from kernel import audit as audit_log
+from kernel.db import commit_retrying
 from kernel.dependencies import Audit, CurrentPrincipal, IdPath, PageDep, SessionDep, client_ip
 from kernel.errors import DomainError
 from kernel.security import Permission
@@ -71,7 +72,14 @@ def _air(
     """Air an approved alert (audio first, holding no transaction); commits."""
     factory: sessionmaker[Session] = request.app.state.sessionmaker
     try:
-        broadcast = service.air(session, factory, library, plan)
+        broadcast = service.air(
+            session,
+            factory,
+            library,
+            plan,
+            emergency_volume=request.app.state.settings.emergency_volume,
+            attention=request.app.state.settings.emergency_attention,
+        )
     except DomainError as exc:
         session.rollback()
         service.air_failed(session, plan.alert_id, exc)
@@ -101,7 +109,7 @@ async def _raw_body(request: Request) -> bytes:
 @public_router.post(
     "/cap",
     status_code=status.HTTP_202_ACCEPTED,
-    responses={401: {}, 409: {}, 413: {}, 422: {}},
+    responses={401: {}, 403: {}, 409: {}, 413: {}, 422: {}},
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -118,28 +126,36 @@ def ingest_cap(
 ) -> IngestResult:
     """Take in one CAP 1.2 alert from an authorised source (header ``X-Alert-Token``).
 
-    Refused (401/409/422, recorded, nothing airs): unknown source or bad token, not
-    valid CAP 1.2, a bad area, expired, already received.  Accepted (202): see
+    Refused (401/403/409/422, recorded, nothing airs): unknown source or bad token, a
+    missing or bad XML signature from a source that signs (403), not valid CAP 1.2, a
+    bad area, expired, already received.  Accepted (202): see
     ``outcome`` — ``aired``, ``held`` (for an approver), ``not_aired`` (Test, Exercise,
     Draft, Cancel...), ``no_stations`` (the area holds none of our stations)."""
-    result = service.ingest(session, token, data)
+
+    def receive() -> service.Ingested:
+        result = service.ingest(session, token, data)
+        alert = result.alert
+        audit_log.record(
+            session,
+            actor=None,
+            actor_name=f"cap-source:{alert.source_id}" if alert.source_id else "cap-unknown",
+            action="alert.receive",
+            target_type="alert",
+            targets=[str(alert.id), *(str(b) for b in result.stopped)],
+            ip=client_ip(request),
+            after={
+                "identifier": alert.identifier,
+                "outcome": alert.outcome.value,
+                "reason": alert.reason,
+                "stations": len(alert.stations),
+            },
+        )
+        return result
+
+    # a Cancel stops the running broadcast: on PostgreSQL a deadlock victim of the ack
+    # ingest updating the same targets, run again (kernel.db.commit_retrying)
+    result = commit_retrying(session, receive)
     alert = result.alert
-    audit_log.record(
-        session,
-        actor=None,
-        actor_name=f"cap-source:{alert.source_id}" if alert.source_id else "cap-unknown",
-        action="alert.receive",
-        target_type="alert",
-        targets=[str(alert.id), *(str(b) for b in result.stopped)],
-        ip=client_ip(request),
-        after={
-            "identifier": alert.identifier,
-            "outcome": alert.outcome.value,
-            "reason": alert.reason,
-            "stations": len(alert.stations),
-        },
-    )
-    session.commit()
     if result.refusal is not None:
         raise result.refusal
     if result.stopped:
@@ -168,9 +184,18 @@ def create_source(
     """A new authorised source; its token is shown once."""
     principal.require(Permission.USERS_MANAGE)
     source, token = service.create_source(
-        session, name=data.name, auto_air=data.auto_air, created_by=principal.username
+        session,
+        name=data.name,
+        auto_air=data.auto_air,
+        created_by=principal.username,
+        certificate=data.certificate or None,
     )
-    audit.record("alert_source.create", "alert_source", [str(source.id)], after=data.model_dump())
+    audit.record(
+        "alert_source.create",
+        "alert_source",
+        [str(source.id)],
+        after=data.model_dump(exclude={"certificate"}) | {"signed": bool(data.certificate)},
+    )
     session.commit()
     return SourceCreated(**SourceRead.model_validate(source).model_dump(), token=token)
 
@@ -190,13 +215,17 @@ def update_source(
     audit: Audit,
 ) -> SourceRead:
     principal.require(Permission.USERS_MANAGE)
-    source = service.update_source(session, source_id, auto_air=data.auto_air, enabled=data.enabled)
-    audit.record(
-        "alert_source.update",
-        "alert_source",
-        [str(source.id)],
-        after=data.model_dump(exclude_none=True),
+    source = service.update_source(
+        session,
+        source_id,
+        auto_air=data.auto_air,
+        enabled=data.enabled,
+        certificate=data.certificate,
     )
+    changes = data.model_dump(exclude_none=True, exclude={"certificate"})
+    if data.certificate is not None:
+        changes["signed"] = bool(data.certificate)
+    audit.record("alert_source.update", "alert_source", [str(source.id)], after=changes)
     session.commit()
     return SourceRead.model_validate(source)
 

@@ -5,9 +5,22 @@ from __future__ import annotations
 import datetime as dt
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+
+from broadcaster.alerts.signature import MAX_CERTIFICATE_CHARS, check_certificate
 
 SourceName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+Certificate = Annotated[
+    str,
+    StringConstraints(max_length=MAX_CERTIFICATE_CHARS),
+    AfterValidator(lambda v: check_certificate(v) if v.strip() else ""),
+]
+CERTIFICATE_HELP = (
+    "PEM X.509 certificate: every alert of the source must then carry an XML signature "
+    "made with its key (an unsigned or badly signed alert is refused)"
+)
 
 
 class SourceCreate(BaseModel):
@@ -15,6 +28,7 @@ class SourceCreate(BaseModel):
 
     name: SourceName
     auto_air: bool = False
+    certificate: Certificate | None = Field(default=None, description=CERTIFICATE_HELP)
 
 
 class SourceUpdate(BaseModel):
@@ -22,6 +36,9 @@ class SourceUpdate(BaseModel):
 
     auto_air: bool | None = None
     enabled: bool | None = None
+    certificate: Certificate | None = Field(
+        default=None, description=CERTIFICATE_HELP + '; "" stops requiring signatures'
+    )
 
 
 class SourceRead(BaseModel):
@@ -33,6 +50,7 @@ class SourceRead(BaseModel):
     enabled: bool
     created_by: str
     created_at: dt.datetime
+    certificate: str | None = None  # its alerts must be signed with this key (PEM)
 
 
 class SourceCreated(SourceRead):

@@ -4,7 +4,8 @@ Rules (issue 13, item 3):
 
 - an unknown source or a bad token, a document that is not CAP 1.2 (schema), a bad
   area geometry, an expired alert or a duplicate: refused with the reason, recorded,
-  nothing airs;
+  nothing airs; so is, from a source configured with a certificate, an alert without a
+  valid XML signature made with its key (`broadcaster.alerts.signature`; 403);
 - ``status`` Test, Exercise, Draft (and System) and ``msgType`` Ack/Error: accepted and
   recorded, never aired;
 - ``msgType`` Cancel stops the running broadcasts of the alerts it references (and
@@ -40,7 +41,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from audio_library import service as media
 from audio_library.models import MediaAsset
 from broadcaster.alerts import areas as geo
-from broadcaster.alerts import cap
+from broadcaster.alerts import cap, signature
 from broadcaster.alerts.models import Alert, AlertSource
 from broadcaster.alerts.vocabulary import (
     AIRING_STATUSES,
@@ -82,7 +83,12 @@ def _hash(token: str) -> str:
 
 
 def create_source(
-    session: Session, *, name: str, auto_air: bool, created_by: str
+    session: Session,
+    *,
+    name: str,
+    auto_air: bool,
+    created_by: str,
+    certificate: str | None = None,
 ) -> tuple[AlertSource, str]:
     """A new source and its token (shown once; only its hash is stored)."""
     if session.scalar(select(AlertSource.id).where(AlertSource.name == name)) is not None:
@@ -91,7 +97,12 @@ def create_source(
         )
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
     source = AlertSource(
-        name=name, token_hash=_hash(token), auto_air=auto_air, enabled=True, created_by=created_by
+        name=name,
+        token_hash=_hash(token),
+        auto_air=auto_air,
+        enabled=True,
+        created_by=created_by,
+        certificate=certificate,
     )
     session.add(source)
     session.flush()
@@ -103,11 +114,23 @@ def list_sources(session: Session) -> list[AlertSource]:
 
 
 def update_source(
-    session: Session, source_id: int, *, auto_air: bool | None, enabled: bool | None
+    session: Session,
+    source_id: int,
+    *,
+    auto_air: bool | None,
+    enabled: bool | None,
+    certificate: str | None = None,
 ) -> AlertSource:
+    """Change a source; ``certificate``: "" stops requiring signatures, a PEM requires
+    them with that certificate's key, None leaves it as it is."""
     source = session.get(AlertSource, source_id)
     if source is None:
-        raise NotFoundError(f"alert source {source_id} not found")
+        raise NotFoundError(
+            f"alert source {source_id} not found",
+            message_vi="Không tìm thấy nguồn cảnh báo",
+        )
+    if certificate is not None:
+        source.certificate = certificate or None
     if auto_air is not None:
         source.auto_air = auto_air
     if enabled is not None:
@@ -291,7 +314,13 @@ def ingest(
         )
     alert.source_id = source.id
     try:
-        parsed = cap.read(data)
+        root = cap.parse_document(data)
+        if source.certificate:
+            root = signature.verified(root, source.certificate)
+        parsed = cap.read_root(root)
+    except signature.SignatureError as exc:
+        denied = PermissionDeniedError(exc.message, message_vi=exc.message_vi)
+        return _refuse(session, alert, denied, document)
     except cap.CapError as exc:
         return _refuse(session, alert, _invalid(exc), document)
     alert.identifier = parsed.identifier[:300]
@@ -503,7 +532,10 @@ def approve(
         )
     source = session.get(AlertSource, alert.source_id) if alert.source_id else None
     if source is None:
-        raise ConflictError(f"the source of alert {alert_id} is gone")
+        raise ConflictError(
+            f"the source of alert {alert_id} is gone",
+            message_vi="Nguồn của bản tin cảnh báo này không còn",
+        )
     alert.approval = Approval.APPROVED
     alert.approved_by = principal.username
     alert.approved_at = now
@@ -527,6 +559,9 @@ def air(
     factory: sessionmaker[Session],
     library: media.MediaLibrary,
     plan: AirPlan,
+    *,
+    emergency_volume: int = broadcasts.EMERGENCY_VOLUME,
+    attention: bool = False,
 ) -> Broadcast:
     """Broadcast the alert's audio resource, or speak it first (flushes; call it holding
     no transaction: the audio is processed or spoken before any query)."""
@@ -545,7 +580,14 @@ def air(
             tags=["cap", "canh-bao"],
             author=author,
         )
-        return _broadcast(session, library, plan, media.get_asset(session, asset_id))
+        return _broadcast(
+            session,
+            library,
+            plan,
+            media.get_asset(session, asset_id),
+            emergency_volume,
+            attention,
+        )
     speech = media.speak(library, text=plan.text, voice=VOICE, rate=0)
     with media.saving_speech(session, library, [speech]):
         asset = media.add_speech(
@@ -560,16 +602,24 @@ def air(
             tags=["cap", "canh-bao"],
             author=author,
         )
-        return _broadcast(session, library, plan, asset)
+        return _broadcast(session, library, plan, asset, emergency_volume, attention)
 
 
 def _broadcast(
-    session: Session, library: media.MediaLibrary, plan: AirPlan, asset: MediaAsset
+    session: Session,
+    library: media.MediaLibrary,
+    plan: AirPlan,
+    asset: MediaAsset,
+    emergency_volume: int,
+    attention: bool,
 ) -> Broadcast:
     source = session.get(AlertSource, plan.source_id)
     alert = get_alert(session, plan.alert_id)
     if source is None or alert.outcome is not AlertOutcome.HELD:
-        raise ConflictError(f"alert {plan.alert_id} can no longer air")
+        raise ConflictError(
+            f"alert {plan.alert_id} can no longer air",
+            message_vi="Bản tin cảnh báo này không còn phát được",
+        )
     principal = source_principal(source)
     media.approve_for_broadcast(
         session,
@@ -585,7 +635,14 @@ def _broadcast(
         repeat=plan.repeat,
         expires_in_s=plan.expires_in_s,
     )
-    broadcast, _command = broadcasts.create(session, library, data, principal)
+    broadcast, _command = broadcasts.create(
+        session,
+        library,
+        data,
+        principal,
+        emergency_volume=emergency_volume,
+        attention=attention,
+    )
     alert.outcome = AlertOutcome.AIRED
     alert.broadcast_id = broadcast.id
     session.flush()
@@ -686,5 +743,8 @@ def feed(session: Session, public_base_url: str, *, limit: int = 50) -> bytes:
 def export_one(session: Session, broadcast_id: int, public_base_url: str) -> bytes:
     broadcast = session.get(Broadcast, broadcast_id)
     if broadcast is None or broadcast.tier != Tier.EMERGENCY.value:
-        raise NotFoundError(f"emergency broadcast {broadcast_id} not found")
+        raise NotFoundError(
+            f"emergency broadcast {broadcast_id} not found",
+            message_vi="Không tìm thấy lượt phát khẩn cấp",
+        )
     return cap.to_bytes(export_alert(broadcast, public_base_url))

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select, update
@@ -23,8 +23,18 @@ from sqlalchemy.orm import Session
 from audio_library import service as media
 from audio_library.exceptions import AudioToolError
 from audio_library.models import MediaAsset
+from broadcaster.dispatch import attention as attention_signal
 from broadcaster.dispatch import outbox, playlog
-from broadcaster.dispatch.models import Broadcast, BroadcastStatus, Command, Play, PlayStatus, Route
+from broadcaster.dispatch.models import (
+    Broadcast,
+    BroadcastStatus,
+    Command,
+    CommandTarget,
+    Play,
+    PlayStatus,
+    Route,
+    TargetStatus,
+)
 from broadcaster.dispatch.schemas import BroadcastCreate
 from firmware_bridge.messages import Media, PlayBody, Stream
 from kernel.db import utcnow
@@ -37,6 +47,8 @@ from stations import targets
 from stations.models import ALL_GROUP, Area, Group, Station, StationState
 
 STREAM_DEFAULT_MS = 60_000
+#: the emergency tier's forced volume unless configured (``BROADCASTER_EMERGENCY_VOLUME``)
+EMERGENCY_VOLUME = 100
 
 
 @dataclass(frozen=True)
@@ -106,7 +118,11 @@ class Content:
 
 def _media(asset: MediaAsset, library: media.MediaLibrary, until: dt.datetime) -> Media:
     if asset.sha256 is None or asset.bytes is None:
-        raise InvalidInput(f"media asset {asset.id} has no rendition yet", field="content")
+        raise InvalidInput(
+            f"media asset {asset.id} has no rendition yet",
+            field="content",
+            message_vi=f"Tệp âm thanh {asset.id} chưa xử lý xong",
+        )
     return Media(
         url=library.asset_url(asset, until),
         sha256=asset.sha256,
@@ -181,7 +197,11 @@ def resolve_content(
                 session, content.asset_id, scope=principal.scope, field=field
             )
             if not asset.ready:
-                raise InvalidInput(f"media asset {asset.id} is not ready", field=field)
+                raise InvalidInput(
+                    f"media asset {asset.id} is not ready",
+                    field=field,
+                    message_vi=f"Tệp âm thanh {asset.id} chưa sẵn sàng",
+                )
     else:
         return _stream_content(session, library, data, start_at=start_at)
     if not asset.playable:
@@ -212,10 +232,16 @@ def _stream_content(
     source = session.get(StreamSource, source_id) if source_id is not None else None
     if source is None or not source.enabled:
         raise InvalidInput(
-            f"unknown stream source {source_id}", field=("content", "stream_source_id")
+            f"unknown stream source {source_id}",
+            field=("content", "stream_source_id"),
+            message_vi=f"Không có nguồn tiếp sóng {source_id}",
         )
     if data.until is None:
-        raise InvalidInput("a relay needs 'until' (when to stop)", field="until")
+        raise InvalidInput(
+            "a relay needs 'until' (when to stop)",
+            field="until",
+            message_vi="Tiếp sóng cần có thời điểm kết thúc",
+        )
     expected = int((data.until - start_at).total_seconds() * 1000)
     fallback = None
     if source.fallback is not None and source.fallback.playable:
@@ -229,9 +255,26 @@ def _stream_content(
     )
 
 
+def targets_of(session: Session, data: BroadcastCreate, principal: Principal) -> Plan:
+    """The stations ``data`` reaches, all inside the sender's areas (else refused)."""
+    plan = plan_route(session, data)
+    outside = [s.sid for s in plan.stations if not principal.reaches(s.area_id)]
+    if outside:
+        raise PermissionDeniedError(
+            f"{len(outside)} target station(s) are outside your areas (e.g. {outside[0]})",
+            message_vi="Có trạm nằm ngoài địa bàn được giao",
+        )
+    return plan
+
+
 def check_permission(principal: Principal, data: BroadcastCreate) -> None:
+    require_tier(principal, data.tier)
+
+
+def require_tier(principal: Principal, tier: Tier | str) -> None:
+    """Sending (or sending again) a broadcast of this tier needs these permissions."""
     principal.require(Permission.BROADCAST_SEND)
-    if data.tier is Tier.EMERGENCY and not principal.has(Permission.BROADCAST_EMERGENCY):
+    if tier == Tier.EMERGENCY and not principal.has(Permission.BROADCAST_EMERGENCY):
         raise PermissionDeniedError(
             "emergency broadcasts need the emergency permission",
             message_vi="Tài khoản không có quyền phát khẩn cấp",
@@ -245,22 +288,70 @@ def create(
     principal: Principal,
     *,
     now: dt.datetime | None = None,
+    emergency_volume: int = EMERGENCY_VOLUME,
+    attention: bool = False,
+    live: Stream | None = None,
 ) -> tuple[Broadcast, Command]:
     """Store a broadcast and its play command (flushes; the caller commits).
 
     Call it holding no transaction: an emergency's text is spoken first, before any
-    query, so no transaction waits on the speech engine.
+    query, so no transaction waits on the speech engine.  An emergency without its own
+    ``volume`` plays at ``emergency_volume`` (a play's volume is for that play only: the
+    station is back at its own volume afterwards), preceded by the attention signal when
+    ``attention`` (and the service made it: `broadcaster.dispatch.attention`).  ``live``:
+    the stream of a live paging session (`broadcaster.live`, content ``live_session``),
+    already on air.
     """
+    if data.tier is Tier.EMERGENCY and data.volume is None:
+        data = data.model_copy(update={"volume": emergency_volume})
     check_permission(principal, data)
+    fixed_now = now is not None
     now = now or utcnow()
     start_at = data.start_at or now + dt.timedelta(seconds=data.lead_s)
     if start_at < now - dt.timedelta(seconds=5):
-        raise InvalidInput("start_at is in the past", field="start_at")
+        raise InvalidInput(
+            "start_at is in the past",
+            field="start_at",
+            message_vi="Thời điểm bắt đầu đã qua",
+        )
     if data.until is not None and data.until <= start_at:
-        raise InvalidInput("until must be after the start", field="until")
+        raise InvalidInput(
+            "until must be after the start",
+            field="until",
+            message_vi="Thời điểm kết thúc phải sau thời điểm bắt đầu",
+        )
+    if (data.content.live_session is None) != (live is None):
+        raise InvalidInput(
+            "a live session is started at /api/v1/live/audio (microphone) or "
+            "/api/v1/live/relays (a stream URL), not here",
+            field=("content", "live_session"),
+            message_vi="Phát trực tiếp được bắt đầu từ trang Phát trực tiếp",
+        )
     speech = speak_text(library, data)
     with media.saving_speech(session, library, [speech] if speech else []):
-        return _store(session, library, data, principal, now=now, start_at=start_at, speech=speech)
+        if speech is not None and not fixed_now:
+            # the lead time is for the stations (delivery, download, a common start),
+            # not for our own synthesis: "now" is when the command can leave, after it
+            now = utcnow()
+            if data.start_at is None:
+                start_at = now + dt.timedelta(seconds=data.lead_s)
+                if data.until is not None and data.until <= start_at:
+                    raise InvalidInput(
+                        "until must be after the start",
+                        field="until",
+                        message_vi="Thời điểm kết thúc phải sau thời điểm bắt đầu",
+                    )
+        return _store(
+            session,
+            library,
+            data,
+            principal,
+            now=now,
+            start_at=start_at,
+            speech=speech,
+            attention=attention and data.tier is Tier.EMERGENCY,
+            live=live,
+        )
 
 
 def _store(
@@ -272,15 +363,27 @@ def _store(
     now: dt.datetime,
     start_at: dt.datetime,
     speech: media.Rendition | None,
+    attention: bool = False,
+    live: Stream | None = None,
 ) -> tuple[Broadcast, Command]:
-    plan = plan_route(session, data)
-    outside = [s.sid for s in plan.stations if not principal.reaches(s.area_id)]
-    if outside:
-        raise PermissionDeniedError(
-            f"{len(outside)} target station(s) are outside your areas (e.g. {outside[0]})",
-            message_vi="Có trạm nằm ngoài địa bàn được giao",
+    plan = targets_of(session, data, principal)
+    if live is not None:
+        assert data.until is not None, "a live session has an end"
+        expected = int((data.until - start_at).total_seconds() * 1000)
+        title = data.title or "Phát trực tiếp"
+        content = Content(title=title, kind="relay", expected_ms=expected, asset=None, stream=live)
+    else:
+        content = resolve_content(
+            session, library, data, principal, start_at=start_at, speech=speech
         )
-    content = resolve_content(session, library, data, principal, start_at=start_at, speech=speech)
+    signal = attention_signal.signal_asset(session) if attention else None
+    signal_media = None
+    if signal is not None:
+        links_until = start_at + dt.timedelta(milliseconds=content.expected_ms, days=1)
+        signal_media = _media(signal, library, links_until)
+        content = replace(
+            content, expected_ms=content.expected_ms + (signal_media.duration_ms or 0)
+        )
     priority = data.tier.priority
     valid_s = data.expires_in_s if data.expires_in_s is not None else data.tier.validity_s
     not_after = max(now + dt.timedelta(seconds=valid_s), start_at + dt.timedelta(seconds=5))
@@ -293,6 +396,7 @@ def _store(
         until=data.until,
         volume=data.volume,
         repeat=data.repeat if data.repeat > 1 else None,
+        attention=signal_media,
     )
     broadcast = Broadcast(
         title=content.title[:300],
@@ -360,9 +464,22 @@ def commands_of(session: Session, broadcast: Broadcast) -> list[Command]:
 def stop(session: Session, broadcast: Broadcast, principal: Principal) -> Command:
     principal.require(Permission.BROADCAST_SEND)
     if broadcast.status is not BroadcastStatus.ACTIVE:
-        raise ConflictError(f"broadcast {broadcast.id} is already {broadcast.status.value}")
+        raise ConflictError(
+            f"broadcast {broadcast.id} is already {broadcast.status.value}",
+            message_vi="Lượt phát này đã kết thúc",
+        )
     now = utcnow()
-    play = next(c for c in commands_of(session, broadcast) if c.type == "play")
+    plays = [c for c in commands_of(session, broadcast) if c.type == "play"]
+    # the original play and any "send again" still running
+    running = [p for p in plays if not p.done] or plays[:1]
+    stops = [_stop_play(session, p, principal, now) for p in running]
+    broadcast.status = BroadcastStatus.STOPPED
+    broadcast.stopped_at = now
+    broadcast.stopped_by = principal.username
+    return stops[0]
+
+
+def _stop_play(session: Session, play: Command, principal: Principal, now: dt.datetime) -> Command:
     station_ids = list(session.scalars(select(Play.station_id).where(Play.cmd_id == play.cmd_id)))
     command = outbox.create(
         session,
@@ -374,7 +491,7 @@ def stop(session: Session, broadcast: Broadcast, principal: Principal) -> Comman
         direct_ids=station_ids if play.route is Route.STATIONS else [],
         not_after=now + dt.timedelta(seconds=30),
         created_by=principal.username,
-        broadcast_id=broadcast.id,
+        broadcast_id=play.broadcast_id,
         now=now,
     )
     outbox.stop_targets(session, play, reason=f"stopped by {principal.username}", now=now)
@@ -385,10 +502,109 @@ def stop(session: Session, broadcast: Broadcast, principal: Principal) -> Comman
             status=PlayStatus.CANCELLED, reason=f"stopped by {principal.username}", updated_at=now
         )
     )
-    broadcast.status = BroadcastStatus.STOPPED
-    broadcast.stopped_at = now
-    broadcast.stopped_by = principal.username
     return command
+
+
+#: where a target ended when its station missed the broadcast ("send again" goes to them)
+MISSED = (TargetStatus.EXPIRED, TargetStatus.FAILED, TargetStatus.REJECTED)
+
+
+def missed_stations(session: Session, broadcast: Broadcast) -> list[int]:
+    """Stations whose latest copy of the broadcast (the original or a "send again") ended
+    expired, failed or rejected: the ones that did not hear it."""
+    rows = session.execute(
+        select(CommandTarget.station_id, CommandTarget.status)
+        .join(Command, Command.id == CommandTarget.command_id)
+        .where(Command.broadcast_id == broadcast.id, Command.type == "play")
+        .order_by(CommandTarget.id)
+    ).all()
+    latest = {station_id: TargetStatus(status) for station_id, status in rows}
+    return sorted(sid for sid, status in latest.items() if status in MISSED)
+
+
+def resend(
+    session: Session, broadcast: Broadcast, principal: Principal, *, now: dt.datetime | None = None
+) -> tuple[Command, list[int]]:
+    """Send the broadcast again to the stations that missed it (`missed_stations`): a new
+    play command of the same broadcast (a fresh lead time and validity window of the
+    original's length), so the broadcast's page and report follow each station's latest
+    copy.  The broadcast is active again until the new copy settles everywhere.  Returns
+    the command and the stations it goes to.  Needs
+    the permission that sending it needed; a stopped broadcast is not sent again."""
+    require_tier(principal, broadcast.tier)
+    if broadcast.status is BroadcastStatus.STOPPED:
+        raise ConflictError(
+            f"broadcast {broadcast.id} was stopped by an operator",
+            message_vi="Lượt phát đã bị dừng theo lệnh, không gửi lại",
+        )
+    now = now or utcnow()
+    plays = [c for c in commands_of(session, broadcast) if c.type == "play"]
+    if not plays:
+        raise ConflictError(
+            f"broadcast {broadcast.id} has no play command",
+            message_vi="Lượt phát này không có lệnh phát nào để gửi lại",
+        )
+    missed = missed_stations(session, broadcast)
+    if not missed:
+        raise ConflictError(
+            f"no station of broadcast {broadcast.id} has missed it",
+            message_vi="Không có trạm nào bị lỡ lượt phát này",
+        )
+    original = plays[0]
+    body = PlayBody.model_validate(original.body)
+    lead = min(
+        max((body.start_at or original.issued_at) - original.issued_at, dt.timedelta(0)),
+        outbox.MAX_LEAD,
+    )
+    start_at = now + lead
+    valid = max(original.not_after - original.issued_at, dt.timedelta(seconds=5))
+    not_after = max(now + valid, start_at + dt.timedelta(seconds=5))
+    if body.until is not None and body.until <= start_at:
+        raise ConflictError(
+            f"broadcast {broadcast.id} ended at {body.until.isoformat()}",
+            message_vi="Lượt phát đã quá thời điểm kết thúc, không gửi lại được",
+        )
+    again = body.model_copy(update={"start_at": start_at})
+    expected_ms = _expected_ms(session, broadcast, start_at)
+    command = outbox.create(
+        session,
+        type="play",
+        body=again.model_dump(mode="json", by_alias=True),
+        station_ids=missed,
+        route=Route.STATIONS,
+        not_after=not_after,
+        deadline=not_after + lead + dt.timedelta(milliseconds=expected_ms),
+        created_by=principal.username,
+        broadcast_id=broadcast.id,
+        priority=broadcast.priority,
+        now=now,
+    )
+    playlog.record_broadcast(
+        session,
+        station_ids=missed,
+        cmd_id=command.cmd_id,
+        broadcast_id=broadcast.id,
+        title=broadcast.title,
+        kind="relay" if body.stream is not None else "file",
+        priority=broadcast.priority,
+        start=start_at,
+        expected_ms=expected_ms,
+        now=now,
+    )
+    broadcast.status = BroadcastStatus.ACTIVE
+    broadcast.not_after = max(broadcast.not_after, not_after)
+    return command, missed
+
+
+def _expected_ms(session: Session, broadcast: Broadcast, start_at: dt.datetime) -> int:
+    """How long the broadcast plays, as its original plays planned it."""
+    expected = session.scalar(
+        select(Play.expected_ms).where(Play.broadcast_id == broadcast.id).limit(1)
+    )
+    ms = int(expected or 0)
+    if broadcast.until is not None:
+        ms = min(ms, int((broadcast.until - start_at).total_seconds() * 1000))
+    return max(ms, 0)
 
 
 STATION_COMMANDS = ("volume", "stop", "ping", "sync", "rebirth", "reboot")

@@ -14,6 +14,7 @@ never sent the same content twice.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import json
 import logging
@@ -28,11 +29,12 @@ from audio_library.service import MediaLibrary
 from broadcaster.dispatch import playlog
 from firmware_bridge.client import Bridge
 from firmware_bridge.messages import Config, Desired, DesiredPlan, Media, PlaylistItem, Window
+from kernel.db import commit_retrying
 from schedules import service as schedules
 from schedules.plans import MediaRef, PlannedItem
 from stations import live
 from stations import service as stations
-from stations.models import Station, StationState
+from stations.models import Station
 
 log = logging.getLogger(__name__)
 
@@ -228,26 +230,47 @@ def apply(
     span = Span.around(now, tz)
     for first in range(0, len(docs), max(1, batch)):
         chunk = docs[first : first + max(1, batch)]
-        due = _bump_versions(session, chunk, span, now, result)
-        session.commit()
+
+        # both commits are run again when PostgreSQL picks them as a deadlock victim of
+        # the ack ingest (which updates the same state rows): a lost bump only delays the
+        # batch, but a lost "published" mark would publish the same version twice
+        def bump(
+            chunk: list[StationDoc] = chunk,
+        ) -> tuple[list[tuple[StationDoc, int]], ApplyResult]:
+            counted = ApplyResult()
+            return _bump_versions(session, chunk, span, now, counted), counted
+
+        due, counted = commit_retrying(session, bump)
+        result.changed += counted.changed
+        result.unchanged += counted.unchanged
         if not due:
             continue
         if bridge is None or not bridge.connected:
             result.failed += len(due)
             continue
         payloads = [
-            (bridge.topics.desired(doc.sid), doc.payload(version, now)) for doc, _, version in due
+            (bridge.topics.desired(doc.sid), doc.payload(version, now)) for doc, version in due
         ]
         acked = set(bridge.publish_prepared(payloads, retain=True, wait_s=30.0))
-        for (_doc, state, version), (topic, _) in zip(due, payloads, strict=True):
-            if topic in acked:
-                state.desired_published_version = version
-                state.desired_at = now
-                result.published += 1
-            else:
-                result.failed += 1
-        session.commit()
+        published = {
+            doc.station_id: version
+            for (doc, version), (topic, _) in zip(due, payloads, strict=True)
+            if topic in acked
+        }
+        commit_retrying(session, functools.partial(_mark_published, session, published, now))
+        result.published += len(published)
+        result.failed += len(due) - len(published)
     return result
+
+
+def _mark_published(session: Session, published: dict[int, int], now: dt.datetime) -> None:
+    """Record the versions the broker acknowledged (unless a newer one was bumped since)."""
+    states = live.load_states(session, list(published))
+    for sid, version in sorted(published.items()):
+        state = states.get(sid)
+        if state is not None and state.desired_version == version:
+            state.desired_published_version = version
+            state.desired_at = now
 
 
 def _bump_versions(
@@ -256,11 +279,11 @@ def _bump_versions(
     span: Span,
     now: dt.datetime,
     result: ApplyResult,
-) -> list[tuple[StationDoc, StationState, int]]:
+) -> list[tuple[StationDoc, int]]:
     """Give every changed document a new version (and record its plan); the documents
     whose version is not yet published, with that version."""
     states = live.load_states(session, [doc.station_id for doc in docs])
-    due: list[tuple[StationDoc, StationState, int]] = []
+    due: list[tuple[StationDoc, int]] = []
     plans: dict[int, list[playlog.PlannedPlay]] = {}
     for doc in docs:
         state = states.get(doc.station_id) or live.state_of(session, doc.station_id)
@@ -279,7 +302,7 @@ def _bump_versions(
         else:
             result.unchanged += 1
         if state.desired_published_version != state.desired_version:
-            due.append((doc, state, state.desired_version))
+            due.append((doc, state.desired_version))
     window = (span.start - dt.timedelta(days=1), span.end)
     playlog.record_plans(session, plans, window=window, now=now)
     return due

@@ -24,7 +24,8 @@ import datetime as dt
 import logging
 import secrets
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import and_, func, insert, or_, select, update
@@ -157,16 +158,27 @@ def recipients(session: Session, command: Command) -> tuple[list[str], list[str]
     return (list(command.groups) if command.route is Route.GROUPS else []), sids
 
 
-def mark_published(session: Session, command: Command, now: dt.datetime) -> None:
+def mark_published(
+    session: Session,
+    command: Command,
+    now: dt.datetime,
+    *,
+    only_sids: Collection[str] | None = None,
+) -> None:
+    """Record a publish: its waiting targets are now sent (``only_sids``: a late copy
+    went to those stations only; another may have come back since it was read)."""
     command.published_at = command.published_at or now
     command.publish_count += 1
-    session.execute(
-        update(CommandTarget)
-        .where(
-            CommandTarget.command_id == command.id,
-            CommandTarget.status == TargetStatus.PENDING,
+    waiting = [
+        CommandTarget.command_id == command.id,
+        CommandTarget.status == TargetStatus.PENDING,
+    ]
+    if only_sids is not None:
+        waiting.append(
+            CommandTarget.station_id.in_(select(Station.id).where(Station.sid.in_(only_sids)))
         )
-        .values(status=TargetStatus.SENT, updated_at=now)
+    session.execute(
+        update(CommandTarget).where(*waiting).values(status=TargetStatus.SENT, updated_at=now)
     )
 
 
@@ -233,6 +245,41 @@ def find(session: Session, cmd_id: str) -> Command | None:
     return session.scalar(select(Command).where(Command.cmd_id == cmd_id))
 
 
+@dataclass
+class AckTargets:
+    """The commands and targets a batch of acknowledgements names, loaded with one
+    statement each (`load_ack_targets`), so applying each ack is Python work on rows
+    already in the session: no statement per acknowledgement."""
+
+    commands: dict[str, Command] = field(default_factory=dict)
+    targets: dict[tuple[int, int], CommandTarget] = field(default_factory=dict)
+
+
+def load_ack_targets(session: Session, pairs: Iterable[tuple[str, int]]) -> AckTargets:
+    """The commands and (command, station) targets of ``pairs`` of (cmd_id, station id)."""
+    wanted = set(pairs)
+    loaded = AckTargets()
+    if not wanted:
+        return loaded
+    cmd_ids = sorted({cmd_id for cmd_id, _ in wanted})
+    for command in session.scalars(select(Command).where(Command.cmd_id.in_(cmd_ids))):
+        loaded.commands[command.cmd_id] = command
+    if not loaded.commands:
+        return loaded
+    by_id = {command.id: command.cmd_id for command in loaded.commands.values()}
+    station_ids = sorted({station_id for _, station_id in wanted})
+    rows = session.scalars(
+        select(CommandTarget).where(
+            CommandTarget.command_id.in_(sorted(by_id)),
+            CommandTarget.station_id.in_(station_ids),
+        )
+    )
+    for target in rows:
+        if (by_id[target.command_id], target.station_id) in wanted:
+            loaded.targets[(target.command_id, target.station_id)] = target
+    return loaded
+
+
 def apply_ack(
     session: Session,
     *,
@@ -243,16 +290,26 @@ def apply_ack(
     received_at: dt.datetime,
     reason: str | None,
     station_time: dt.datetime | None,
+    loaded: AckTargets | None = None,
 ) -> str:
-    """Apply one acknowledgement; returns "ok", "stale", "unknown_command" or "not_target"."""
-    command = find(session, cmd_id)
-    if command is None:
-        return "unknown_command"
-    target = session.scalar(
-        select(CommandTarget).where(
-            CommandTarget.command_id == command.id, CommandTarget.station_id == station_id
+    """Apply one acknowledgement; returns "ok", "stale", "unknown_command" or "not_target".
+
+    With ``loaded`` (`load_ack_targets` of the batch) the command and target are looked
+    up there; only a terminal REJECTED/EXPIRED/FAILED of a play reads its play row."""
+    if loaded is not None:
+        command = loaded.commands.get(cmd_id)
+        if command is None:
+            return "unknown_command"
+        target = loaded.targets.get((command.id, station_id))
+    else:
+        command = find(session, cmd_id)
+        if command is None:
+            return "unknown_command"
+        target = session.scalar(
+            select(CommandTarget).where(
+                CommandTarget.command_id == command.id, CommandTarget.station_id == station_id
+            )
         )
-    )
     if target is None:
         return "not_target"
     new = TargetStatus(status)
@@ -285,6 +342,8 @@ def _settle_play(
     at: dt.datetime,
 ) -> None:
     """A play command that ended without play events (rejected, expired) in the play log."""
+    if status not in (TargetStatus.REJECTED, TargetStatus.EXPIRED, TargetStatus.FAILED):
+        return  # SUCCEEDED: the play events tell the play log (no read per final ack)
     play = session.scalar(
         select(Play).where(Play.station_id == station_id, Play.cmd_id == command.cmd_id)
     )
@@ -345,7 +404,9 @@ def stop_targets(session: Session, command: Command, *, reason: str, now: dt.dat
 
 def expire_due(session: Session, now: dt.datetime) -> int:
     """Targets past their command's limits: EXPIRED if never received, FAILED if no
-    final ack by the deadline.  Marks commands done when every target is final."""
+    final ack by the deadline.  Marks commands done when every target is final (and
+    their broadcast finished).  Returns the number of targets settled and commands
+    ended: anything but 0 is to be committed."""
     changed = 0
     unsettled = (
         select(CommandTarget.id)
@@ -366,6 +427,7 @@ def expire_due(session: Session, now: dt.datetime) -> int:
     for command in open_commands:
         if command.not_after >= now - TRANSIT_GRACE:  # settled early: only mark it done
             _end(session, command)
+            changed += 1
             continue
         unreceived = _settle_targets(session, command, *_UNRECEIVED, now)
         changed += len(unreceived)
@@ -392,6 +454,7 @@ def expire_due(session: Session, now: dt.datetime) -> int:
         )
         if remaining is None:
             _end(session, command)
+            changed += 1
     return changed
 
 
@@ -400,9 +463,24 @@ def _end(session: Session, command: Command) -> None:
     then says ``finished``, as the page does)."""
     command.done = True
     if command.type == "play" and command.broadcast_id is not None:
+        # ... unless a "send again" of the same broadcast is still under way
+        running = (
+            select(Command.id)
+            .where(
+                Command.broadcast_id == command.broadcast_id,
+                Command.type == "play",
+                Command.done.is_(False),
+                Command.id != command.id,
+            )
+            .exists()
+        )
         session.execute(
             update(Broadcast)
-            .where(Broadcast.id == command.broadcast_id, Broadcast.status == BroadcastStatus.ACTIVE)
+            .where(
+                Broadcast.id == command.broadcast_id,
+                Broadcast.status == BroadcastStatus.ACTIVE,
+                ~running,
+            )
             .values(status=BroadcastStatus.FINISHED)
         )
 

@@ -8,9 +8,7 @@ here reads (no writes, no commits): the boundary owns the transaction.
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from collections.abc import Callable, Collection, Sequence
 from typing import Any, Literal, TypeVarTuple
 from zoneinfo import ZoneInfo
@@ -37,6 +35,8 @@ from broadcaster.dispatch.schemas import (
     TargetRead,
     TotalRow,
 )
+from broadcaster.reorg import service as reorg
+from kernel import spreadsheets
 from kernel.db import columns_of, paginate
 from kernel.errors import InvalidInput, NotFoundError
 from kernel.security import Principal
@@ -46,15 +46,20 @@ from stations import service as stations
 from stations.models import Area, AreaLevel, Station, StationState
 
 __all__ = [
+    "NOT_HEARD_MINUTES",
     "OTHER_UNIT",
+    "UnitAt",
+    "Units",
     "all_areas",
     "broadcast_in_scope",
     "broadcast_minutes",
+    "broadcast_progress",
     "broadcast_read",
     "command_target",
     "command_targets",
     "enabled_stations",
     "keyed_plays",
+    "latest_targets",
     "list_broadcasts",
     "list_plays",
     "minutes_csv",
@@ -75,6 +80,7 @@ __all__ = [
     "stations_behind",
     "totals_csv",
     "unit_of",
+    "unit_reader",
     "upcoming",
     "visible_broadcasts",
 ]
@@ -83,6 +89,12 @@ Ts = TypeVarTuple("Ts")
 
 OTHER_UNIT = ("-", "Khác")
 """Key and name of the totals row for stations in no ward/commune."""
+
+Units = Literal["today", "then"] | dt.date
+"""Which units a report by ward/commune reads after a reorganisation: today's, the unit
+each play belonged to at its time (``then``), or the units of one day."""
+
+UnitAt = Callable[[int, dt.date], int | None]
 
 
 # --- areas -------------------------------------------------------------------------------
@@ -99,6 +111,15 @@ def unit_of(areas: dict[int, Area], area_id: int | None) -> Area | None:
     while cursor is not None and cursor.level not in (AreaLevel.WARD, AreaLevel.COMMUNE):
         cursor = areas.get(cursor.parent_id) if cursor.parent_id else None
     return cursor
+
+
+def unit_reader(session: Session, units: Units) -> UnitAt | None:
+    """(station id, local day) → the ward/commune id a play counts for under `units`
+    (None for today's units: the station's area today)."""
+    if units == "today":
+        return None
+    history = reorg.UnitHistory(session)
+    return history.at if units == "then" else history.as_of(units)
 
 
 def scoped(query: Select[*Ts], scope: Collection[int] | None) -> Select[*Ts]:
@@ -137,13 +158,42 @@ def broadcast_in_scope(session: Session, principal: Principal, broadcast_id: int
         visible_broadcasts(principal).where(Broadcast.id == broadcast_id).order_by(None)
     )
     if broadcast is None:
-        raise NotFoundError(f"broadcast {broadcast_id} not found")
+        raise NotFoundError(
+            f"broadcast {broadcast_id} not found", message_vi="Không tìm thấy lượt phát"
+        )
     return broadcast
 
 
 def progress(session: Session, command_ids: list[int]) -> Progress:
     """How far some commands have got: targets per status, received, finished."""
-    counts = outbox.progress(session, command_ids) if command_ids else {}
+    return _progress(outbox.progress(session, command_ids) if command_ids else {})
+
+
+def latest_targets(broadcast_id: int) -> Select[int]:
+    """Ids of each station's latest target row among the broadcast's play commands: the
+    original's, or a "send again" copy's for a station that missed the original."""
+    return (
+        select(func.max(CommandTarget.id))
+        .join(Command, Command.id == CommandTarget.command_id)
+        .where(Command.broadcast_id == broadcast_id, Command.type == "play")
+        .group_by(CommandTarget.station_id)
+    )
+
+
+def broadcast_progress(session: Session, broadcast: Broadcast) -> Progress:
+    """How far a broadcast has got, station by station (each station's latest copy)."""
+    rows = session.execute(
+        select(CommandTarget.status, func.count())
+        .where(CommandTarget.id.in_(latest_targets(broadcast.id)))
+        .group_by(CommandTarget.status)
+    )
+    counts = {s.value: 0 for s in TargetStatus}
+    for status, count in rows:
+        counts[TargetStatus(status).value] = int(count)
+    return _progress(counts)
+
+
+def _progress(counts: dict[str, int]) -> Progress:
     total = sum(counts.values())
     received = sum(
         counts.get(s.value, 0)
@@ -165,7 +215,7 @@ def play_command(session: Session, broadcast: Broadcast) -> Command | None:
     return next((c for c in broadcasts.commands_of(session, broadcast) if c.type == "play"), None)
 
 
-def _targets(session: Session, play: Command) -> list[TargetRead]:
+def _targets(session: Session, broadcast: Broadcast) -> list[TargetRead]:
     rows = session.execute(
         select(
             Station.sid,
@@ -178,10 +228,11 @@ def _targets(session: Session, play: Command) -> list[TargetRead]:
             StationState.offline_since,
         )
         .join(CommandTarget, CommandTarget.station_id == Station.id)
+        .join(Command, Command.id == CommandTarget.command_id)
         .join(Area, Area.id == Station.area_id)
-        .outerjoin(Play, (Play.station_id == Station.id) & (Play.cmd_id == play.cmd_id))
+        .outerjoin(Play, (Play.station_id == Station.id) & (Play.cmd_id == Command.cmd_id))
         .outerjoin(StationState, StationState.station_id == Station.id)
-        .where(CommandTarget.command_id == play.id)
+        .where(CommandTarget.id.in_(latest_targets(broadcast.id)))
         .order_by(Station.sid)
     ).all()
     return [
@@ -204,15 +255,17 @@ UNREACHED = (TargetStatus.PENDING, TargetStatus.SENT)
 
 def broadcast_read(session: Session, broadcast: Broadcast, *, with_stations: bool) -> BroadcastRead:
     """A broadcast with the progress of its play command (and each station's, if asked)."""
-    play = play_command(session, broadcast)
+    plays = [c for c in broadcasts.commands_of(session, broadcast) if c.type == "play"]
+    play = plays[0] if plays else None
     return BroadcastRead.model_validate(
         columns_of(broadcast, BroadcastRead.model_fields)
         | {
             "cmd_id": play.cmd_id if play else None,
             "route": play.route.value if play else None,
             "groups": list(play.groups) if play else [],
-            "progress": progress(session, [play.id] if play else []),
-            "stations": _targets(session, play) if with_stations and play is not None else None,
+            "resends": [c.cmd_id for c in plays[1:]],
+            "progress": broadcast_progress(session, broadcast),
+            "stations": _targets(session, broadcast) if with_stations and plays else None,
         }
     )
 
@@ -376,10 +429,12 @@ def play_totals(
     tz: ZoneInfo,
     *,
     by: Literal["station", "area"] = "area",
-    unit_at: Callable[[int, dt.date], int | None] | None = None,
+    unit_at: UnitAt | None = None,
 ) -> list[TotalRow]:
     """Broadcast minutes and play counts per local day, per station or per ward/commune
-    (stations in none under `OTHER_UNIT`), by day then key; minutes to 1/100.
+    (stations in none under `OTHER_UNIT`), by day then key; minutes to 1/100.  The
+    minutes are airtime heard: a not-heard play's (reported played during a speaker or
+    amplifier fault) are counted apart, in ``not_heard_minutes``.
 
     By area, a play counts for the unit its station lies in today, or, given `unit_at`
     (station id, local day → ward/commune id; see `broadcaster.reorg.service.UnitHistory`),
@@ -410,7 +465,10 @@ def play_totals(
             ),
         )
         row.plays += 1
-        row.minutes += (played_ms or 0) / 60_000
+        if status is PlayStatus.NOT_HEARD:
+            row.not_heard_minutes += (played_ms or 0) / 60_000
+        else:
+            row.minutes += (played_ms or 0) / 60_000
         if status is PlayStatus.PLAYED:
             row.played += 1
         elif status in (PlayStatus.PARTIAL, PlayStatus.PREEMPTED):
@@ -422,8 +480,12 @@ def play_totals(
     out = sorted(totals.values(), key=lambda r: (r.date, r.key))
     for row in out:
         row.minutes = round(row.minutes, 2)
+        row.not_heard_minutes = round(row.not_heard_minutes, 2)
     return out
 
+
+#: the column of airtime not heard (reported played during a speaker/amplifier fault)
+NOT_HEARD_MINUTES = "Phút không nghe được"
 
 TOTALS_CSV_HEADERS = {
     by: [
@@ -436,32 +498,31 @@ TOTALS_CSV_HEADERS = {
         "Phát một phần",
         "Không phát",
         "Không nghe được",
+        NOT_HEARD_MINUTES,
     ]
     for by, code in (("station", "Mã trạm"), ("area", "Mã địa bàn"))
 }
 
 
 def totals_csv(rows: Sequence[TotalRow], *, by: Literal["station", "area"]) -> str:
-    """`play_totals` as CSV for spreadsheets (UTF-8 with BOM, CRLF, Vietnamese headers)."""
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(TOTALS_CSV_HEADERS[by])
-    for r in rows:
-        writer.writerow(
-            [
-                r.date.isoformat(),
-                r.key,
-                r.name,
-                f"{r.minutes:.2f}",
-                r.plays,
-                r.played,
-                r.partial,
-                r.missed,
-                r.not_heard,
-            ]
-        )
-    return out.getvalue()
+    """`play_totals` as CSV for Vietnamese Excel (`kernel.spreadsheets.excel_csv`: UTF-8
+    with BOM, CRLF, Vietnamese headers, ``;`` and the decimal comma)."""
+    table: list[list[spreadsheets.Cell]] = [
+        [
+            r.date.isoformat(),
+            r.key,
+            r.name,
+            float(r.minutes),
+            r.plays,
+            r.played,
+            r.partial,
+            r.missed,
+            r.not_heard,
+            float(r.not_heard_minutes),
+        ]
+        for r in rows
+    ]
+    return spreadsheets.excel_csv(TOTALS_CSV_HEADERS[by], table, decimals={3: 2, 9: 2})
 
 
 # --- monthly report: airtime minutes by area or station, tier and category ---------------
@@ -473,10 +534,7 @@ MINUTES_FIELDS = tuple(MinutesRow.model_fields)
 NO_CATEGORY = ("-", "Chưa phân loại")
 """Key and name of plays with no audio file (a relay, a deleted file)."""
 
-REPORT_HEADERS = {
-    "area": "Phường/xã",
-    "station": "Trạm",
-}
+REPORT_HEADERS = spreadsheets.UNIT_HEADERS
 
 
 def month_window(month: dt.date, tz: ZoneInfo) -> tuple[dt.datetime, dt.datetime]:
@@ -575,20 +633,39 @@ def broadcast_minutes(
     query: Select[Play, str, str, str],
     *,
     by: Literal["station", "area"] = "area",
+    units: Units = "today",
+    tz: ZoneInfo | None = None,
 ) -> list[MinutesRow]:
-    """Airtime minutes (what the stations reported playing: the sum of ``played_ms``, as
-    `play_totals` counts them) and plays of a `play_query`, per ward/commune (stations in
+    """Airtime minutes heard (what the stations reported playing: the sum of
+    ``played_ms``, as `play_totals` counts them; a not-heard play's minutes apart, in
+    ``not_heard_minutes``) and plays of a `play_query`, per ward/commune (stations in
     none under `OTHER_UNIT`) or per station, tier (from the priority) and content
     category (the audio file's), by key, tier (highest first) and category; minutes to
-    1/100."""
+    1/100.
+
+    By ward/commune after a reorganisation, `units` says which units the plays count
+    for (`unit_reader`; `tz` gives a play's local day, default UTC): the totals are the
+    same either way, only the rows differ."""
+    unit_at = unit_reader(session, units) if by == "area" else None
+    zone = tz or dt.UTC
     rows = keyed_plays(
-        session, query, by, Play.played_ms, Play.priority, Play.rule_id, Play.broadcast_id
+        session,
+        query,
+        by,
+        Play.played_ms,
+        Play.priority,
+        Play.rule_id,
+        Play.broadcast_id,
+        Play.status,
+        unit_at=(
+            (lambda sid, start: unit_at(sid, start.astimezone(zone).date())) if unit_at else None
+        ),
     )
     by_rule, by_broadcast = _categories(
         session, {r[4] for r in rows if r[4] is not None}, {r[5] for r in rows if r[5] is not None}
     )
     totals: dict[tuple[str, Tier, str], MinutesRow] = {}
-    for key, name, played_ms, priority, rule_id, broadcast_id in rows:
+    for key, name, played_ms, priority, rule_id, broadcast_id, status in rows:
         tier = tier_of(priority)
         category = (
             by_rule.get(rule_id) if rule_id is not None else by_broadcast.get(broadcast_id or -1)
@@ -602,25 +679,29 @@ def broadcast_minutes(
                 dict(
                     zip(
                         MINUTES_FIELDS,
-                        (key, name, tier.value, tier.label_vi, cat_key, cat_name, 0, 0),
+                        (key, name, tier.value, tier.label_vi, cat_key, cat_name, 0, 0, 0),
                         strict=True,
                     )
                 )
             )
         row.plays += 1
-        row.minutes += (played_ms or 0) / 60_000
+        if status is PlayStatus.NOT_HEARD:
+            row.not_heard_minutes += (played_ms or 0) / 60_000
+        else:
+            row.minutes += (played_ms or 0) / 60_000
     out = sorted(
         totals.values(),
         key=lambda r: (r.name, r.key, -Tier(r.tier).priority, r.category_name),
     )
     for row in out:
         row.minutes = round(row.minutes, 2)
+        row.not_heard_minutes = round(row.not_heard_minutes, 2)
     return out
 
 
 def _report_table(
     rows: Sequence[MinutesRow], by: Literal["station", "area"]
-) -> tuple[list[str], list[tuple[str, str, str, str, float, int]]]:
+) -> tuple[list[str], list[tuple[str, str, str, str, float, int, float]]]:
     headers = [
         f"Mã {REPORT_HEADERS[by].lower()}",
         REPORT_HEADERS[by],
@@ -628,25 +709,27 @@ def _report_table(
         "Thể loại",
         "Số phút phát",
         "Số lượt phát",
+        NOT_HEARD_MINUTES,
     ]
     return headers, [
-        (r.key, r.name, r.tier_name, r.category_name, r.minutes, r.plays) for r in rows
+        (
+            r.key,
+            r.name,
+            r.tier_name,
+            r.category_name,
+            float(r.minutes),
+            r.plays,
+            float(r.not_heard_minutes),
+        )
+        for r in rows
     ]
 
 
 def minutes_csv(rows: Sequence[MinutesRow], *, by: Literal["station", "area"]) -> str:
-    """`broadcast_minutes` as CSV for Vietnamese Excel: UTF-8 with BOM, CRLF, Vietnamese
-    headers, ``;`` between fields and the decimal comma (the list separator and decimal
-    mark of Windows' Vietnamese regional settings, so a double click opens it in columns
-    with the minutes as numbers)."""
-    out = io.StringIO()
-    out.write("\ufeff")
-    writer = csv.writer(out, delimiter=";", lineterminator="\r\n")
+    """`broadcast_minutes` as CSV for Vietnamese Excel (`kernel.spreadsheets.excel_csv`:
+    UTF-8 with BOM, CRLF, Vietnamese headers, ``;`` and the decimal comma)."""
     headers, table = _report_table(rows, by)
-    writer.writerow(headers)
-    for key, name, tier, category, minutes, plays in table:
-        writer.writerow([key, name, tier, category, f"{minutes:.2f}".replace(".", ","), plays])
-    return out.getvalue()
+    return spreadsheets.excel_csv(headers, table, decimals={4: 2, 6: 2})
 
 
 def minutes_xlsx(
@@ -654,40 +737,25 @@ def minutes_xlsx(
 ) -> bytes:
     """`broadcast_minutes` as an Excel workbook: one sheet, Vietnamese headers, minutes
     as numbers (two decimals), a total row."""
-    from openpyxl import Workbook
-    from openpyxl.styles import Font
-
-    book = Workbook()
-    sheet = book.active
-    assert sheet is not None
-    sheet.title = "Số phút phát"
-    sheet.append([title])
-    sheet["A1"].font = Font(bold=True)
     headers, table = _report_table(rows, by)
-    sheet.append(headers)
-    for cell in sheet[2]:
-        cell.font = Font(bold=True)
-    for line in table:
-        sheet.append(list(line))
-        sheet.cell(row=sheet.max_row, column=5).number_format = "0.00"
-    sheet.append(
-        [
-            "Tổng",
-            "",
-            "",
-            "",
-            round(sum(r.minutes for r in rows), 2),
-            sum(r.plays for r in rows),
-        ]
+    total: list[spreadsheets.Cell] = [
+        "Tổng",
+        "",
+        "",
+        "",
+        round(sum(r.minutes for r in rows), 2),
+        sum(r.plays for r in rows),
+        round(sum(r.not_heard_minutes for r in rows), 2),
+    ]
+    return spreadsheets.xlsx(
+        title=title,
+        sheet="Số phút phát",
+        headers=headers,
+        rows=table,
+        formats={4: "0.00", 6: "0.00"},
+        widths=(24, 32, 16, 26, 14, 14, 20),
+        total=total,
     )
-    sheet.cell(row=sheet.max_row, column=5).number_format = "0.00"
-    for cell in sheet[sheet.max_row]:
-        cell.font = Font(bold=True)
-    for column, width in zip("ABCDEF", (24, 32, 16, 26, 14, 14), strict=True):
-        sheet.column_dimensions[column].width = width
-    out = io.BytesIO()
-    book.save(out)
-    return out.getvalue()
 
 
 # --- stations: overview, one station's page, convergence ----------------------------------

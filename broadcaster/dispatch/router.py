@@ -9,14 +9,22 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Literal
 from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Path, Query, Request, Response, status
-from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import StreamingResponse
+from fastapi import APIRouter, Depends, Header, Path, Query, Request, Response, status
+from fastapi.encoders import jsonable_encoder
+from fastapi.responses import JSONResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from audio_library.dependencies import LibraryDep
-from broadcaster.db import read_session
-from broadcaster.dispatch import broadcasts, deadletters, outbox, reports
+from broadcaster.dispatch import (
+    broadcasts,
+    deadletters,
+    emergency_report,
+    outbox,
+    progress_hub,
+    reports,
+)
 from broadcaster.dispatch.models import (
+    Broadcast,
     PlayStatus,
 )
 from broadcaster.dispatch.schemas import (
@@ -31,7 +39,7 @@ from broadcaster.dispatch.schemas import (
     TotalRow,
 )
 from broadcaster.reorg import service as reorg
-from kernel.db import utcnow
+from kernel.db import commit_retrying, utcnow
 from kernel.dependencies import (
     Audit,
     CurrentPrincipal,
@@ -40,6 +48,7 @@ from kernel.dependencies import (
     SessionDep,
     TimeRangeDep,
     csv_response,
+    get_principal,
 )
 from kernel.errors import InvalidInput, NotFoundError
 from kernel.security import Permission
@@ -48,14 +57,19 @@ from stations.schemas import CODE_PATTERN, SID_PATTERN, ListOf
 
 router = APIRouter(prefix="/api/v1")
 
-SSE_POLL_S = 0.5
 SSE_MAX_S = 15 * 60
+#: how long a browser waits before reconnecting a dropped progress stream
+SSE_RETRY_MS = 2000
 
 
 def _wake(request: Request) -> None:
+    """Publish what the request stored now, and refresh the progress streams."""
     runtime = getattr(request.app.state, "runtime", None)
     if runtime is not None:
         runtime.wake()
+    hub: progress_hub.ProgressHub | None = getattr(request.app.state, "progress_hub", None)
+    if hub is not None:
+        hub.notify()
 
 
 def _day(value: str) -> dt.date:
@@ -88,7 +102,14 @@ def create_broadcast(
     Emergency broadcasts need the emergency permission; the sender's permission then
     stands in for approval (recorded), and text is spoken on the spot.
     """
-    broadcast, command = broadcasts.create(session, library, data, principal)
+    broadcast, command = broadcasts.create(
+        session,
+        library,
+        data,
+        principal,
+        emergency_volume=request.app.state.settings.emergency_volume,
+        attention=request.app.state.settings.emergency_attention,
+    )
     audit.record(
         "broadcast.create",
         "broadcast",
@@ -101,9 +122,12 @@ def create_broadcast(
             "approval_note": broadcast.approval_note,
         },
     )
+    # the answer is read before the commit: after it, a read would open a new transaction
+    # (on SQLite: wait for a write turn behind the ack ingest) while the command is out
+    answer = reports.broadcast_read(session, broadcast, with_stations=False)
     session.commit()
     _wake(request)
-    return reports.broadcast_read(session, broadcast, with_stations=False)
+    return answer
 
 
 @router.get("/broadcasts", response_model=ListOf[BroadcastRead], tags=["broadcasts"])
@@ -128,44 +152,66 @@ def get_broadcast(
     return reports.broadcast_read(session, broadcast, with_stations=stations_)
 
 
+async def _first_progress(
+    broadcast_id: IdPath, request: Request, session: SessionDep
+) -> progress_hub.Snapshot:
+    """The broadcast's progress now, if the account may see it (404 otherwise); then the
+    request's session is closed: an open stream holds no database connection.
+
+    On the event loop on purpose (two short reads on the connection authentication
+    already holds): a hop to the threadpool while holding it starves the pool when a
+    hundred dashboards reconnect at once (each waits for a thread with a connection
+    checked out, the threads wait for connections)."""
+    try:
+        principal = get_principal(request)
+        broadcast = reports.broadcast_in_scope(session, principal, broadcast_id)
+        return progress_hub.snapshot(session, broadcast)
+    finally:
+        session.close()
+
+
+FirstProgress = Annotated[progress_hub.Snapshot, Depends(_first_progress)]
+
+
 @router.get(
-    "/broadcasts/{broadcast_id}/events", tags=["broadcasts"], response_class=StreamingResponse
+    "/broadcasts/{broadcast_id}/events",
+    tags=["broadcasts"],
+    response_class=EventSourceResponse,
 )
 async def broadcast_events(
-    broadcast_id: IdPath, request: Request, principal: CurrentPrincipal
-) -> StreamingResponse:
-    """Server-sent events: a `progress` event whenever the counts change, then `done`."""
-    factory = request.app.state.sessionmaker
-
-    def snapshot() -> BroadcastRead:
-        with read_session(factory) as session:
-            broadcast = reports.broadcast_in_scope(session, principal, broadcast_id)
-            return reports.broadcast_read(session, broadcast, with_stations=False)
-
-    first = await run_in_threadpool(snapshot)
-
-    async def stream() -> AsyncIterator[str]:
-        last = None
-        current = first
-        started = asyncio.get_running_loop().time()
+    first: FirstProgress,
+    request: Request,
+    last_event_id: Annotated[str | None, Header(max_length=128)] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """Server-sent events: `progress` (the counts, `id` a digest of them) whenever they
+    change, a comment every `BROADCASTER_SSE_KEEPALIVE_S`, then `done` once every
+    target has settled or the broadcast ended.  A client reconnecting with
+    `Last-Event-ID` gets the counts again only if they changed since.  The stream ends
+    after `SSE_MAX_S` without `done`; the browser reconnects on its own."""
+    hub: progress_hub.ProgressHub = request.app.state.progress_hub
+    keepalive_s = request.app.state.settings.sse_keepalive_s
+    watch = hub.subscribe(first)
+    try:
+        loop = asyncio.get_running_loop()
+        ends = loop.time() + SSE_MAX_S
+        sent = last_event_id
         while True:
-            payload = current.progress.model_dump_json()
-            if payload != last:
-                yield f"event: progress\ndata: {payload}\n\n"
-                last = payload
-            finished = (
-                current.progress.total and current.progress.finished == current.progress.total
-            )
-            elapsed = asyncio.get_running_loop().time() - started
-            if finished or elapsed > SSE_MAX_S or await request.is_disconnected():
-                yield f"event: done\ndata: {json.dumps({'status': current.status})}\n\n"
+            current = watch.latest()
+            if current.event_id != sent:
+                yield ServerSentEvent(
+                    event="progress", data=current.progress, id=current.event_id, retry=SSE_RETRY_MS
+                )
+                sent = current.event_id
+            if current.settled:
+                yield ServerSentEvent(event="done", data={"status": current.status})
                 return
-            await asyncio.sleep(SSE_POLL_S)
-            current = await run_in_threadpool(snapshot)
-
-    return StreamingResponse(
-        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"}
-    )
+            wait = min(keepalive_s, ends - loop.time())
+            if wait <= 0:
+                return
+            if not await watch.changed(wait):
+                yield ServerSentEvent(comment="keep-alive")
+    finally:
+        hub.unsubscribe(watch)
 
 
 @router.post("/broadcasts/{broadcast_id}/stop", tags=["broadcasts"])
@@ -176,14 +222,70 @@ def stop_broadcast(
     principal: CurrentPrincipal,
     audit: Audit,
 ) -> BroadcastRead:
+
+    def stop() -> Broadcast:
+        broadcast = reports.broadcast_in_scope(session, principal, broadcast_id)
+        command = broadcasts.stop(session, broadcast, principal)
+        audit.record(
+            "broadcast.stop", "broadcast", [str(broadcast.id)], after={"cmd_id": command.cmd_id}
+        )
+        return broadcast
+
+    # on PostgreSQL the stop can be a deadlock victim of the ack ingest updating the
+    # same targets: run again, an operator's stop must not fail on a lock race
+    broadcast = commit_retrying(session, stop)
+    _wake(request)
+    return reports.broadcast_read(session, broadcast, with_stations=False)
+
+
+@router.post("/broadcasts/{broadcast_id}/resend", tags=["broadcasts"])
+def resend_broadcast(
+    broadcast_id: IdPath,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    audit: Audit,
+) -> BroadcastRead:
+    """Send again to the stations that missed it (their copy ended expired, failed or
+    rejected): a new copy of the same broadcast, followed on its page and in its report.
+    Needs the permission sending it needed (409 when no station missed it, or it was
+    stopped)."""
     broadcast = reports.broadcast_in_scope(session, principal, broadcast_id)
-    command = broadcasts.stop(session, broadcast, principal)
+    command, missed = broadcasts.resend(session, broadcast, principal)
     audit.record(
-        "broadcast.stop", "broadcast", [str(broadcast.id)], after={"cmd_id": command.cmd_id}
+        "broadcast.resend",
+        "broadcast",
+        [str(broadcast.id)],
+        after={"cmd_id": command.cmd_id, "stations": len(missed)},
     )
     session.commit()
     _wake(request)
-    return reports.broadcast_read(session, broadcast, with_stations=False)
+    return reports.broadcast_read(session, broadcast, with_stations=True)
+
+
+@router.get("/broadcasts/{broadcast_id}/report", tags=["broadcasts"])
+def broadcast_report(
+    broadcast_id: IdPath,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    format_: Annotated[Literal["json", "csv", "xlsx"], Query(alias="format")] = "json",
+) -> Response:
+    """The report of a broadcast (made for emergencies): who sent it, who approved it,
+    when, its targets, and per station when it was reached and played, or why it was
+    missed (JSON, or CSV/XLSX with Vietnamese headers)."""
+    broadcast = reports.broadcast_in_scope(session, principal, broadcast_id)
+    report = emergency_report.emergency_report(session, broadcast)
+    name = f"bao-cao-phat-{broadcast.id}"
+    if format_ == "csv":
+        return csv_response(emergency_report.report_csv(report, _tz(request)), f"{name}.csv")
+    if format_ == "xlsx":
+        return Response(
+            emergency_report.report_xlsx(report, _tz(request)),
+            media_type=XLSX,
+            headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
+        )
+    return JSONResponse(jsonable_encoder(emergency_report.report_json(report)))
 
 
 # --- station commands ------------------------------------------------------------------
@@ -247,10 +349,10 @@ def get_command(
     """A command's progress at each of its stations."""
     command = outbox.find(session, cmd_id)
     if command is None:
-        raise NotFoundError(f"command {cmd_id!r} not found")
+        raise NotFoundError(f"command {cmd_id!r} not found", message_vi="Không tìm thấy lệnh")
     rows = reports.command_targets(session, command)
     if principal.scope is not None and any(not principal.reaches(a) for _, a, _ in rows):
-        raise NotFoundError(f"command {cmd_id!r} not found")
+        raise NotFoundError(f"command {cmd_id!r} not found", message_vi="Không tìm thấy lệnh")
     return {
         "command": reports.command_read(command, None).model_dump(
             mode="json", exclude={"status", "reason", "station_time", "clock_offset_ms"}
@@ -363,13 +465,25 @@ def report_minutes(
     by: Literal["station", "area"] = "area",
     area: AreaQ = None,
     format_: Annotated[Literal["json", "csv", "xlsx"], Query(alias="format")] = "json",
+    units: Annotated[
+        str, Query(pattern=r"^(today|then|\d{4}-\d{2}-\d{2})$", max_length=10)
+    ] = "today",
 ) -> Response:
-    """Airtime minutes (what the stations reported playing) and plays per ward/commune or
-    station, tier and category, over a month by default (JSON, CSV or XLSX)."""
+    """Airtime minutes heard (what the stations reported playing; minutes reported during
+    a speaker or amplifier fault apart, as ``not_heard_minutes``) and plays per
+    ward/commune or station, tier and category, over a month by default (JSON, CSV or
+    XLSX).
+
+    By ward/commune after a reorganisation: ``units=today`` (the units of today),
+    ``then`` (the unit each play belonged to at its time) or a date (the units of that
+    day); the totals are the same."""
     tz = _tz(request)
     start, end = reports.report_window(since, until, tz, today=utcnow().astimezone(tz).date())
     query = reports.play_query(session, principal.scope, area=area, since=start, until=end)
-    rows = reports.broadcast_minutes(session, query, by=by)
+    chosen: reports.Units = (
+        "today" if units == "today" else "then" if units == "then" else _day(units)
+    )
+    rows = reports.broadcast_minutes(session, query, by=by, units=chosen, tz=tz)
     name = f"bao-cao-phut-phat-{by}-{start.astimezone(tz):%Y%m%d}"
     if format_ == "csv":
         return csv_response(reports.minutes_csv(rows, by=by), f"{name}.csv")

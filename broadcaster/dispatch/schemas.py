@@ -43,6 +43,11 @@ class BroadcastContent(_Strict):
     asset_id: Id | None = None
     text: Annotated[str, StringConstraints(min_length=1, max_length=20_000)] | None = None
     stream_source_id: Id | None = None
+    live_session: Annotated[str, StringConstraints(pattern=r"^[a-z0-9]{1,32}$")] | None = Field(
+        default=None,
+        description="set by the service for a live paging session (broadcaster.live); "
+        "a live session is started at /api/v1/live, not here",
+    )
     voice: str = "south"
     rate: Annotated[int, Field(ge=-3, le=3)] = 0
 
@@ -52,6 +57,7 @@ class BroadcastContent(_Strict):
             self.asset_id is not None,
             self.text is not None,
             self.stream_source_id is not None,
+            self.live_session is not None,
         ]
         if sum(given) != 1:
             raise ValueError("give exactly one of asset_id, text or stream_source_id")
@@ -114,6 +120,8 @@ class BroadcastRead(BaseModel):
     route: str | None
     groups: list[str]
     approval_note: str | None
+    # "send again to those who missed it": the cmd_ids of those copies, oldest first
+    resends: list[str] = Field(default_factory=list)
     created_by: str
     created_at: dt.datetime
     stopped_at: dt.datetime | None
@@ -175,12 +183,13 @@ class TotalRow(BaseModel):
     date: dt.date
     key: str
     name: str
-    minutes: float
+    minutes: float  # airtime heard: played minutes of every play but the not-heard ones
     plays: int
     played: int
     partial: int
     missed: int
     not_heard: int = 0  # reported played during a speaker/amplifier fault alarm
+    not_heard_minutes: float = 0  # their played minutes (not in ``minutes``)
 
 
 class MinutesRow(BaseModel):
@@ -192,8 +201,9 @@ class MinutesRow(BaseModel):
     tier_name: str
     category: str
     category_name: str
-    minutes: float
+    minutes: float  # airtime heard (not-heard plays' minutes are in ``not_heard_minutes``)
     plays: int
+    not_heard_minutes: float = 0
 
 
 class ConvergenceRow(BaseModel):

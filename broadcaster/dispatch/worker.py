@@ -11,16 +11,19 @@ Threads and jobs, each with its own database session:
   the daily roll, command expiry, play-log reconciliation, convergence (`sync` for
   stations missing media), telemetry retention and the alarm rules (per ingested
   batch, and every ``alarm_eval_interval_s`` for time-based rules); the alarm
-  notifier thread sends what the rules queued.
+  notifier thread sends what the rules queued; the reorganisations whose effective
+  date has come (local midnight, and every 5 minutes to catch up).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import logging
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -36,11 +39,12 @@ from broadcaster.db import read_session
 from broadcaster.dispatch import broadcasts, deadletters, desired, outbox, playlog
 from broadcaster.dispatch.ingest import Ingestor
 from broadcaster.dispatch.models import Command
+from broadcaster.reorg import jobs as reorg_jobs
 from broadcaster.settings import Settings
 from firmware_bridge.client import Bridge, BridgeConfig
 from firmware_bridge.messages import Command as CommandMessage
 from kernel import signals
-from kernel.db import utcnow
+from kernel.db import commit_retrying, utcnow
 from stations import live
 from stations.models import Station, StationState
 
@@ -55,6 +59,17 @@ SYNC_EVERY = dt.timedelta(minutes=5)
 BROKER_DOWN_GRACE_S = 10.0
 
 
+@dataclass(frozen=True)
+class Outgoing:
+    """A command read for publishing (the publisher holds no transaction meanwhile)."""
+
+    command_id: int
+    groups: list[str]
+    sids: list[str]
+    message: CommandMessage
+    late: bool = False
+
+
 class Worker:
     def __init__(
         self,
@@ -63,15 +78,19 @@ class Worker:
         library: MediaLibrary,
         *,
         after_plan: Callable[[Session], None] | None = None,
+        on_progress: Callable[[], None] | None = None,
     ) -> None:
         self.settings = settings
+        # commands' progress moved (acks stored, commands published or expired): the
+        # progress streams of this process read it now instead of polling
+        self._progress = on_progress or (lambda: None)
         self.factory = factory
         self.library = library
         self.tz = ZoneInfo(settings.timezone)
         self.after_plan = after_plan
         self.ingestor = Ingestor(
             factory,
-            on_ack=lambda _cmd: None,
+            on_ack=lambda _cmd: self._progress(),
             on_late=self.wake,
             after_batch=self._evaluate_alarms,
         )
@@ -113,6 +132,9 @@ class Worker:
             (self._reconcile, {"trigger": "interval", "seconds": 30}),
             (self._converge, {"trigger": "interval", "seconds": 60}),
             (self._purge, {"trigger": "cron", "hour": 3, "minute": 17}),
+            # reorganisations due today: at local midnight, and after in case we were down
+            (self._reorganise, {"trigger": "cron", "hour": 0, "minute": 0, "second": 0}),
+            (self._reorganise, {"trigger": "interval", "minutes": 5}),
             (self._alarms, {"trigger": "interval", "seconds": self.settings.alarm_eval_interval_s}),
         ]
         for func, trigger in jobs:
@@ -161,8 +183,8 @@ class Worker:
                 if connected and not was_connected:
                     self._republish_unacknowledged()
                     self._rebuild_in_background()
-                if connected:
-                    self.publish_pending()
+                if connected and self.publish_pending():
+                    self._progress()
             except Exception:
                 log.exception("outbox publisher failed; retrying")
                 connected = False
@@ -207,9 +229,12 @@ class Worker:
             except Exception:
                 log.exception("rebuilding desired states after reconnecting failed")
 
-    def _send(self, session: Session, command: Command, late: list[str] | None = None) -> bool:
-        """Publish the command to its groups and direct stations, or (``late``) only to
-        those stations, reached late, with a fresh start (`outbox.late_body`)."""
+    def _outgoing(
+        self, session: Session, command: Command, late: list[str] | None = None
+    ) -> Outgoing:
+        """What to publish for the command: to its groups and direct stations, or
+        (``late``) only to those stations, reached late, with a fresh start
+        (`outbox.late_body`)."""
         if late is None:
             groups, sids = outbox.recipients(session, command)
             body = command.body
@@ -225,38 +250,59 @@ class Worker:
                 "body": body,
             }
         )
-        ok = all(self.bridge.publish_command_to_group(gid, message, wait_s=5.0) for gid in groups)
-        if sids:
-            topics = [self.bridge.topics.cmd(sid) for sid in sids]
-            acked = self.bridge.publish_to_many(topics, message, wait_s=10.0)
+        return Outgoing(command.id, groups, sids, message, late=late is not None)
+
+    def _publish(self, out: Outgoing) -> bool:
+        ok = all(
+            self.bridge.publish_command_to_group(gid, out.message, wait_s=5.0) for gid in out.groups
+        )
+        if out.sids:
+            topics = [self.bridge.topics.cmd(sid) for sid in out.sids]
+            acked = self.bridge.publish_to_many(topics, out.message, wait_s=10.0)
             ok = ok and len(acked) == len(topics)
         return ok
 
-    def publish_pending(self) -> int:
+    def _send_all(self, outgoing: list[Outgoing]) -> int:
+        """Publish each command, holding no transaction (on SQLite a write transaction
+        held across the broker's acknowledgement would stop the ack ingest, and an
+        emergency would wait for the write lock behind it), then record it as sent."""
         count = 0
-        with self.factory() as session:
-            for command in outbox.to_publish(session, utcnow()):
-                if self._send(session, command):
-                    outbox.mark_published(session, command, utcnow())
-                    session.commit()
-                    count += 1
-            for command, sids in outbox.late_deliveries(session, utcnow()):
-                log.info("sending %s to %d station(s) back online", command.cmd_id, len(sids))
-                if self._send(session, command, late=sids):
-                    outbox.mark_published(session, command, utcnow())
-                    session.commit()
-                    count += 1
+        for out in outgoing:
+            if not self._publish(out):
+                continue
+            with self.factory() as session:
+                commit_retrying(session, functools.partial(self._mark_published, session, out))
+            count += 1
         return count
 
+    @staticmethod
+    def _mark_published(session: Session, out: Outgoing) -> None:
+        command = session.get(Command, out.command_id)
+        if command is not None:
+            outbox.mark_published(
+                session, command, utcnow(), only_sids=out.sids if out.late else None
+            )
+
+    def publish_pending(self) -> int:
+        with read_session(self.factory) as reader:
+            pending = [self._outgoing(reader, c) for c in outbox.to_publish(reader, utcnow())]
+        count = self._send_all(pending)
+        with read_session(self.factory) as reader:
+            late = []
+            for command, sids in outbox.late_deliveries(reader, utcnow()):
+                log.info("sending %s to %d station(s) back online", command.cmd_id, len(sids))
+                late.append(self._outgoing(reader, command, late=sids))
+        return count + self._send_all(late)
+
     def _republish_unacknowledged(self) -> None:
-        with self.factory() as session:
-            for command in outbox.unacknowledged(session, utcnow()):
+        with read_session(self.factory) as reader:
+            again = []
+            for command in outbox.unacknowledged(reader, utcnow()):
                 if command.published_at is None:
                     continue  # publish_pending sends it
                 log.info("republishing %s (%s) after (re)connecting", command.cmd_id, command.type)
-                if self._send(session, command):
-                    outbox.mark_published(session, command, utcnow())
-                    session.commit()
+                again.append(self._outgoing(reader, command))
+        self._send_all(again)
 
     # ------------------------------------------------------------------ desired state
 
@@ -308,8 +354,11 @@ class Worker:
 
     def _expire(self) -> None:
         with self.factory() as session:
+            # a command settled before its not_after is only marked done (and its
+            # broadcast finished): counted as a change too
             if outbox.expire_due(session, utcnow()):
                 session.commit()
+                self._progress()
 
     def _reconcile(self) -> None:
         with self.factory() as session:
@@ -347,7 +396,12 @@ class Worker:
         a rule that fails never loses the batch."""
         try:
             with session.begin_nested():
-                alarms.evaluate(session, utcnow(), station_ids)
+                alarms.evaluate(
+                    session,
+                    utcnow(),
+                    station_ids,
+                    window_s=self.settings.alarm_count_window_s,
+                )
         except OperationalError:
             raise  # the batch is offered again (RetryLater)
         except Exception:
@@ -355,16 +409,21 @@ class Worker:
 
     def _alarms(self) -> None:
         """Time-based rules (offline too long...), held clears, and the rules on what
-        dispatch saw in the last hour (plays missed, commands unacknowledged)."""
+        dispatch saw in the counting window (plays missed, commands unacknowledged; an
+        hour unless ``alarm_count_window_s`` says otherwise)."""
         with self.factory() as session:
             now = utcnow()
-            hour_ago = now - dt.timedelta(hours=1)
+            window_s = self.settings.alarm_count_window_s
+            since = now - dt.timedelta(seconds=window_s)
             facts = alarms.DispatchFacts(
-                plays_missed=playlog.missed_by_station(session, hour_ago),
-                unacknowledged=outbox.unacknowledged_by_station(session, hour_ago),
+                plays_missed=playlog.missed_by_station(session, since),
+                unacknowledged=outbox.unacknowledged_by_station(session, since),
             )
-            alarms.evaluate(session, now, due_only=True, dispatch=facts)
+            alarms.evaluate(session, now, due_only=True, dispatch=facts, window_s=window_s)
             session.commit()
+
+    def _reorganise(self) -> None:
+        reorg_jobs.apply_due(self.factory, self.tz)
 
     def _purge(self) -> None:
         cutoff = utcnow() - dt.timedelta(days=self.settings.telemetry_retention_days)

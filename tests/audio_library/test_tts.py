@@ -10,9 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from audio_library import pipeline
 from audio_library.dsp import integrated_loudness
 from audio_library.exceptions import InvalidTTSRequest, TTSEngineError
-from audio_library.pipeline import ProcessingOptions, process_file
+from audio_library.pipeline import ProcessingOptions, process_file, process_speech
 from audio_library.tts import (
     REGIONAL_VOICES,
     EspeakEngine,
@@ -112,6 +113,47 @@ def test_tts_output_goes_through_the_pipeline(audio, engine: TTSEngine, tmp_path
     loudness, peak = audio.ebur128(result.rendition_path)
     assert abs(loudness + 16.0) <= 1.0
     assert peak <= -0.7
+
+
+@pytest.mark.parametrize("voice", REGIONAL_VOICES)
+def test_speech_fast_path_meets_the_station_loudness_target(
+    audio, engine: TTSEngine, tmp_path: Path, voice: str
+) -> None:
+    """The spoken emergency's fast path (no ffprobe, no ffmpeg decode, the encoder's
+    loss made up before the first encode) gives the rendition `process_file` gives:
+    the same audio, on the loudness target and under the ceiling, measured on the
+    encoded file by ffmpeg's ebur128, not by our own meter."""
+    options = ProcessingOptions()
+    wav = synthesize_to_file(PARAGRAPH, voice, 0, engine, tmp_path)
+    reference = process_file(wav, options=options, work_dir=tmp_path / "ref")
+    pipeline._SPEECH_CODEC_LOSS.clear()
+    results = [process_speech(wav, options=options, work_dir=tmp_path / f"fast{i}") for i in (1, 2)]
+    loss = pipeline._SPEECH_CODEC_LOSS[("mp3", "64k", 44100)]
+    assert 0.0 < loss < 1.5, loss  # learned by the first, used by the second
+    for result in results:
+        assert result.original.format_name == "wav"
+        assert result.original.codec == "pcm_s16le"  # read by numpy, not probed
+        assert result.original.sample_rate == 22050
+        assert abs(result.duration_ms - reference.duration_ms) <= 30
+        assert abs(result.loudness_before_lufs - reference.loudness_before_lufs) <= 0.2
+        assert abs(result.loudness_after_lufs - options.target_lufs) <= 0.2
+        assert result.true_peak_after_dbtp <= options.true_peak_dbtp
+        loudness, peak = audio.ebur128(result.rendition_path)
+        assert abs(loudness - options.target_lufs) <= 0.5, loudness
+        assert peak <= -0.7, peak
+        assert audio.ffprobe_json(result.rendition_path)["format"]["format_name"] == "mp3"  # type: ignore[index]
+
+
+def test_speech_fast_path_hands_other_wavs_to_the_full_pipeline(audio, tmp_path: Path) -> None:
+    """A WAV that is not 16-bit mono PCM (here 32-bit float, as another engine might
+    write) is probed and decoded by ffmpeg like any upload."""
+    wav = audio.write_float_wav(
+        tmp_path / "float.wav", audio.scale_to_lufs(audio.speech_like(4.0), -30.0)
+    )
+    result = process_speech(wav, options=ProcessingOptions(), work_dir=tmp_path / "work")
+    assert result.original.codec == "pcm_f32le"
+    loudness, _ = audio.ebur128(result.rendition_path)
+    assert abs(loudness + 16.0) <= 0.5
 
 
 @pytest.mark.parametrize(

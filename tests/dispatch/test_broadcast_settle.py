@@ -15,6 +15,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.dispatch import outbox
 from broadcaster.dispatch.models import Command, CommandTarget
+from broadcaster.web.pages.labels import reason_label as labels_reason_label
 from kernel.db import utcnow
 from kernel.security import Role
 from tests.api import make_user, ok
@@ -64,6 +65,11 @@ def test_a_stopped_broadcast_shows_stopped_never_failed(
     assert json.loads(labels.group(1))["target"]["STOPPED"] == "Đã dừng (theo lệnh)"
     assert 'id="count-STOPPED"' in page.text
     assert "Đã phát xong" not in page.text
+    # the reason is said in Vietnamese wherever a person reads it (the API keeps it)
+    assert labels_reason_label("stopped by op-lbn") == "dừng bởi op-lbn"
+    assert json.loads(labels.group(1))["reason_prefix"]["stopped by "] == "dừng bởi "
+    assert labels_reason_label("busy: b-1 at priority 9").startswith("trạm đang phát")
+    assert labels_reason_label("a station's own words") == "a station's own words"
 
 
 def test_a_broadcast_ends_when_every_target_is_settled(
