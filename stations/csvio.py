@@ -4,7 +4,8 @@ Import validates every row before writing anything: each problem is reported wit
 line number (1 = the header) and field; only a file without errors is written, all rows
 in one transaction (rows whose `sid` exists are updated, others created).  UTF-8 with or
 without a BOM (Excel's "CSV UTF-8") is accepted; the delimiter may be a comma, a
-semicolon (Excel with a Vietnamese locale) or a tab.  Export writes UTF-8 with a BOM so
+semicolon (Excel with a Vietnamese locale) or a tab.  Export writes Vietnamese headers
+(`HEADERS_VI`; import also takes the older English field names) in UTF-8 with a BOM so
 Excel shows the diacritics, and a text cell that a spreadsheet would run as a formula
 (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) is written with a
 leading apostrophe, which import removes again (OWASP "CSV injection").
@@ -34,6 +35,26 @@ from stations.service import STATION_FIELDS
 #: The registry's station fields, with the area by its code.
 COLUMNS = tuple("area_code" if name == "area_id" else name for name in STATION_FIELDS)
 REQUIRED = ("sid", "name", "kind", "area_code")
+#: The Vietnamese header of each column, as the export writes it.  Import reads these and,
+#: for files made before them, the English field names (any case, diacritics optional).
+HEADERS_VI = {
+    "sid": "Mã trạm",
+    "name": "Tên trạm",
+    "kind": "Loại trạm",
+    "area_code": "Mã khu vực",
+    "latitude": "Vĩ độ",
+    "longitude": "Kinh độ",
+    "address": "Địa chỉ",
+    "controller_model": "Mẫu bộ điều khiển",
+    "firmware": "Phiên bản phần mềm",
+    "capabilities": "Khả năng",
+    "default_volume": "Âm lượng mặc định",
+    "enabled": "Đang hoạt động",
+    "sim_iccid": "Số ICCID của SIM",
+    "phone": "Số điện thoại",
+    "notes": "Ghi chú",
+}
+_BY_HEADER = {fold(h): c for c, h in HEADERS_VI.items()} | {c: c for c in COLUMNS}
 _TRUE = {"1", "true", "yes", "y", "co", "x", "on"}
 _FALSE = {"0", "false", "no", "n", "khong", "off"}
 
@@ -94,6 +115,12 @@ def _unguard(text: str) -> str:
     return text[1:] if text.startswith("'") and text[1:].startswith(_FORMULA_START) else text
 
 
+def _column(header: str) -> str:
+    """The field a header names: its Vietnamese header or (older files) the field name."""
+    name = header.strip()
+    return _BY_HEADER.get(fold(name), _BY_HEADER.get(name.lower(), name))
+
+
 class Parsed:
     """Rows that validated (with their line numbers), every error, and the row count."""
 
@@ -120,12 +147,17 @@ def parse(content: bytes) -> Parsed:
     # only the delimiter is guessed: the quote is always '"' (a sniffer fooled by the
     # apostrophes of formula-guarded cells split rows into too many columns)
     reader = csv.DictReader(io.StringIO(text, newline=""), dialect=csv.excel, delimiter=delimiter)
-    header = [h.strip() for h in reader.fieldnames or []]
+    header = [_column(h) for h in reader.fieldnames or []]
     reader.fieldnames = header
     missing = [c for c in REQUIRED if c not in header]
     if missing:
         errors.extend(
-            ImportError_(line=1, field=c, message=f"missing column {c!r}") for c in missing
+            ImportError_(
+                line=1,
+                field=c,
+                message=f"missing column {c!r} (thiếu cột “{HEADERS_VI[c]}”)",
+            )
+            for c in missing
         )
         return parsed
     rows = parsed.rows
@@ -239,7 +271,7 @@ def export_stations(stations: Iterable[Station]) -> str:
     out = io.StringIO()
     out.write("\ufeff")
     writer = csv.writer(out, lineterminator="\r\n")
-    writer.writerow(COLUMNS)
+    writer.writerow([HEADERS_VI[c] for c in COLUMNS])
     for s in stations:
         writer.writerow(
             [
@@ -254,7 +286,7 @@ def export_stations(stations: Iterable[Station]) -> str:
                 _guard(s.firmware or ""),
                 ";".join(s.capabilities),
                 s.default_volume,
-                "true" if s.enabled else "false",
+                "có" if s.enabled else "không",
                 s.sim_iccid or "",
                 s.phone or "",
                 _guard(s.notes or ""),

@@ -7,6 +7,9 @@ transaction per batch of messages.  Rules (PROTOCOL.md, "Connection"):
 - a death whose ``bdseq`` differs from the last accepted birth is stale and ignored
   (a quick reconnect's birth can reach us before the previous connection's will);
 - offline time is the server's receipt time, never the station's clock;
+- each birth with a new ``bdseq`` opens a connection interval; how it ends is its cause
+  (``ConnectionCause``): ``power`` when the station last reported mains lost, else
+  ``will`` (its death), ``link`` (a new connection with no death seen) or ``server``;
 - any message from a station moves ``last_seen``.
 """
 
@@ -17,7 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -100,7 +103,7 @@ def record_birth(
     held_version: int | None,
 ) -> None:
     state = state_of(session, station_id)
-    _connected(session, station_id, bdseq, received_at)
+    _connected(session, station_id, bdseq, received_at, ending_cause(state, ConnectionCause.LINK))
     if not state.online:
         state.online_since = received_at
     state.online = True
@@ -120,16 +123,37 @@ def record_death(
     state = state_of(session, station_id)
     if state.bdseq is not None and bdseq != state.bdseq:
         return False
+    cause = ending_cause(state, ConnectionCause.WILL)
     if state.online:
         state.online = False
         state.offline_since = received_at
         state.online_since = None
-        _disconnected(session, station_id, received_at, ConnectionCause.DEATH)
+        _disconnected(session, station_id, received_at, cause)
     else:  # shown offline since the server lost the broker: now the station's death is known
         last = _last_connection(session, station_id)
         if last is not None and last.bdseq == bdseq and last.cause is ConnectionCause.SERVER:
-            last.cause = ConnectionCause.DEATH
+            last.cause = cause
     return True
+
+
+#: what the station reports while its mains supply is lost (telemetry ``on_battery``, or
+#: these fault events; the same evidence as the "mains lost" alarm)
+MAINS_LOST_FAULTS = frozenset({"on_battery", "power_lost"})
+
+
+def on_battery(state: StationState) -> bool:
+    """Whether the station's latest report says it runs on battery (mains lost)."""
+    telemetry = state.telemetry or {}
+    return telemetry.get("on_battery") is True or bool(
+        MAINS_LOST_FAULTS.intersection(state.faults or ())
+    )
+
+
+def ending_cause(state: StationState, otherwise: ConnectionCause) -> ConnectionCause:
+    """Why the station's current connection ends: ``power`` when its latest telemetry or
+    faults said mains were lost, else ``otherwise`` (``will`` for its death, ``link`` for
+    a reconnect that no death preceded)."""
+    return ConnectionCause.POWER if on_battery(state) else otherwise
 
 
 def mark_all_offline(session: Session, *, at: dt.datetime) -> int:
@@ -159,16 +183,19 @@ def _last_connection(session: Session, station_id: int) -> StationConnection | N
     )
 
 
-def _connected(session: Session, station_id: int, bdseq: int, at: dt.datetime) -> None:
+def _connected(
+    session: Session, station_id: int, bdseq: int, at: dt.datetime, replaced: ConnectionCause
+) -> None:
     """A birth: a new connection interval, unless it repeats the current one (a retained
-    birth delivered again; after the server lost the broker it reopens that interval)."""
+    birth delivered again; after the server lost the broker it reopens that interval).
+    An open interval it follows is closed with the cause ``replaced``."""
     last = _last_connection(session, station_id)
     if last is not None and last.bdseq == bdseq:
         if last.cause is ConnectionCause.SERVER:
             last.offline_at, last.cause = None, None
         return
     if last is not None and last.offline_at is None:
-        last.offline_at, last.cause = at, ConnectionCause.REPLACED
+        last.offline_at, last.cause = at, replaced
     session.add(StationConnection(station_id=station_id, bdseq=bdseq, online_at=at))
 
 
@@ -222,6 +249,35 @@ def reconnects_since(
     if station_ids is not None:
         query = query.where(StationConnection.station_id.in_(list(station_ids)))
     return {station_id: int(n) for station_id, n in session.execute(query)}
+
+
+def connections(
+    session: Session,
+    station_id: int,
+    *,
+    since: dt.datetime | None = None,
+    until: dt.datetime | None = None,
+    limit: int = 50,
+    offset: int = 0,
+) -> tuple[list[StationConnection], int]:
+    """The station's connection intervals that overlap [since, until) (either bound
+    optional), newest first, and how many there are."""
+    conditions = [StationConnection.station_id == station_id]
+    if since is not None:
+        conditions.append(
+            or_(StationConnection.offline_at.is_(None), StationConnection.offline_at > since)
+        )
+    if until is not None:
+        conditions.append(StationConnection.online_at < until)
+    total = session.scalar(select(func.count()).select_from(StationConnection).where(*conditions))
+    rows = session.scalars(
+        select(StationConnection)
+        .where(*conditions)
+        .order_by(StationConnection.online_at.desc(), StationConnection.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+    return list(rows), int(total or 0)
 
 
 def record_reported(
@@ -303,7 +359,14 @@ def record_telemetry(session: Session, rows: Iterable[TelemetryRow]) -> int:
     with session.no_autoflush:
         for station_id, row in latest.items():
             state = states.get(station_id) or state_of(session, station_id)
-            if state.telemetry_at is None or row.at >= state.telemetry_at:
+            # the newest by the station's clock; but a kept sample dated after this one
+            # arrived was stamped by a clock running fast, since set back (NTP back
+            # after a drift): the station must not stay stuck on that report
+            if (
+                state.telemetry_at is None
+                or row.at >= state.telemetry_at
+                or state.telemetry_at > row.received_at
+            ):
                 state.telemetry = row.data
                 state.telemetry_at = row.at
                 if "volume" in row.data:

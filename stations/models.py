@@ -212,11 +212,22 @@ class TelemetrySample(Base):
 
 
 class ConnectionCause(StrEnum):
-    """Why a connection interval ended, when the server knows."""
+    """Why a connection interval ended, when the server knows (stored as its value in a
+    VARCHAR(16): a new member needs no migration).
 
-    DEATH = "death"  # the station's death message (its will, or a clean shutdown)
+    Derived when the interval is closed (`stations.live`): mains lost first (the
+    station's latest telemetry or faults said it was on battery), then how it ended.
+    loa/v1 gives a clean shutdown no death of its own (the station publishes the same
+    ``{"online": false, "bdseq": N}`` its will holds), so a death is recorded as ``will``.
+    """
+
+    POWER = "power"  # ended (death or reconnect) while the station reported mains lost
+    LINK = "link"  # a new connection (new bdseq) began without a death seen: the link dropped
+    WILL = "will"  # the station's death message (its will, or its own death before a reboot)
     SERVER = "server"  # the server lost the broker: nothing known of the station
-    REPLACED = "replaced"  # a new connection (new bdseq) began without a death seen
+    # recorded before causes were told apart; kept readable
+    DEATH = "death"  # a death message (now ``will`` or ``power``)
+    REPLACED = "replaced"  # a new connection without a death (now ``link`` or ``power``)
 
 
 class StationConnection(Base):
@@ -240,14 +251,17 @@ class StationConnection(Base):
 
 
 class ReorgStatus(StrEnum):
+    SCHEDULED = "scheduled"  # checked, waiting for its effective date (the worker applies it)
     APPLIED = "applied"
-    UNDONE = "undone"
+    UNDONE = "undone"  # undone or cancelled before its effective date
+    FAILED = "failed"  # refused when its date came (the structure had changed); errors kept
 
 
 class Reorganisation(Base):
     """One administrative reorganisation (merge, rename, move hamlets, dissolve a level),
     applied as one change; `undo` holds what it replaced, so it can be undone until its
-    effective date."""
+    effective date.  One dated in the future is kept `SCHEDULED` (``undo["preview"]``:
+    what it would move) and applied by the active worker when its date arrives."""
 
     __tablename__ = "area_reorganisations"
 

@@ -28,6 +28,7 @@ from stations.schemas import (
     AreaCreate,
     AreaRead,
     AreaUpdate,
+    ConnectionRead,
     GroupCreate,
     GroupMembers,
     GroupRead,
@@ -307,6 +308,33 @@ def get_station_telemetry(
         TelemetryRead(at=r.at, received_at=r.received_at, seq=r.seq, data=r.data) for r in rows
     ]
     return ListOf(items=items, total=len(items))
+
+
+@router.get("/stations/{sid}/connections", tags=["stations"], response_model=ListOf[ConnectionRead])
+def get_station_connections(
+    station: StationDep, session: SessionDep, page: PageDep, window: TimeRangeDep
+) -> ListOf[ConnectionRead]:
+    """Connection history: the intervals the station was online that overlap `from`
+    (inclusive) .. `to` (exclusive), newest first, with how each ended (`cause`)."""
+    rows, total = live.connections(
+        session,
+        station.id,
+        since=window.since,
+        until=window.until,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    items = [
+        ConnectionRead(
+            bdseq=r.bdseq,
+            online_at=r.online_at,
+            offline_at=r.offline_at,
+            duration_s=(r.offline_at - r.online_at).total_seconds() if r.offline_at else None,
+            cause=r.cause,
+        )
+        for r in rows
+    ]
+    return ListOf(items=items, total=total)
 
 
 @router.patch("/stations/{sid}", tags=["stations"])

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
-from stations.models import AreaLevel, StationKind
+from stations.models import AreaLevel, ConnectionCause, StationKind
 
 SID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
 CODE_PATTERN = SID_PATTERN
@@ -19,6 +19,9 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 Latitude = Annotated[float, Field(ge=-90, le=90)]
 Longitude = Annotated[float, Field(ge=-180, le=180)]
 Volume = Annotated[int, Field(ge=0, le=100)]
+# the national statistics code of a province or ward/commune (checked against the
+# `vietnam-provinces` list by the service), or the site's own code of a hamlet
+StatCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
 
 CAPABILITIES = (
     "file",
@@ -50,12 +53,14 @@ class AreaCreate(_Strict):
     name: Name
     level: AreaLevel
     parent_code: Code | None = None
+    stat_code: StatCode | None = None
 
 
 class AreaUpdate(_Strict):
     name: Name | None = None
     level: AreaLevel | None = None
     parent_code: Code | None = None
+    stat_code: StatCode | None = None  # null: none
 
 
 class AreaRead(BaseModel):
@@ -256,3 +261,20 @@ class TelemetryRead(BaseModel):
     received_at: dt.datetime
     seq: int
     data: dict[str, object]
+
+
+class ConnectionRead(BaseModel):
+    """One connection interval of a station: online from ``online_at`` until
+    ``offline_at`` (None: still connected, as far as the server knows)."""
+
+    bdseq: int
+    online_at: dt.datetime
+    offline_at: dt.datetime | None
+    duration_s: float | None = Field(
+        description="offline_at - online_at in seconds (None while open)"
+    )
+    cause: ConnectionCause | None = Field(
+        description="how it ended: power (mains lost), link (reconnected without a death), "
+        "will (the station's death message), server (the server lost the broker); "
+        "death and replaced: recorded before causes were told apart; None while open"
+    )

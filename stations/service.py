@@ -8,10 +8,12 @@ SQLite and PostgreSQL alike.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 
 from sqlalchemy import Select, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
+from vietnam_provinces import Province, ProvinceCode, Ward, WardCode
 
 from kernel.db import paginate
 from kernel.errors import InvalidInput
@@ -46,7 +48,7 @@ from stations.schemas import (
 )
 from stations.targets import TargetResolver
 
-AREA_FIELDS = ("code", "name", "level", "parent_id")
+AREA_FIELDS = ("code", "name", "level", "parent_id", "stat_code")
 STATION_FIELDS = (
     "sid",
     "name",
@@ -94,17 +96,83 @@ def _area_for_field(session: Session, code: str, field: str) -> Area:
     return area
 
 
+def national_stat_code(level: AreaLevel, code: str | None) -> str | None:
+    """`code` as stored for an area of `level` (None when blank), refused with the reason
+    when a province's or a ward/commune's is not in the national list the
+    `vietnam-provinces` package ships (stored without leading zeros, as the package
+    numbers them); a city's (a level abolished in 2025, in no current list) and a
+    hamlet's are the site's own."""
+    if code is None or not code.strip():
+        return None
+    code = code.strip()
+    if level not in (AreaLevel.PROVINCE, AreaLevel.WARD, AreaLevel.COMMUNE):
+        return code
+    province = level is AreaLevel.PROVINCE
+    what = "tỉnh/thành phố" if province else "phường/xã"
+    try:
+        if not (code.isascii() and code.isdigit()):
+            raise ValueError(code)
+        number = int(code)
+        if province:
+            Province.from_code(ProvinceCode(number))
+        else:
+            Ward.from_code(WardCode(number))
+    except ValueError:
+        raise InvalidInput(
+            f"{code!r} is not a {'province' if province else 'ward/commune'} code of the "
+            "national list (vietnam-provinces)",
+            field="stat_code",
+            message_vi=f"Mã thống kê {code} không có trong danh mục {what} hiện hành",
+        ) from None
+    return str(number)
+
+
+def stat_code_for(
+    session: Session, level: AreaLevel, code: str | None, *, area_id: int | None = None
+) -> str | None:
+    """The statistics code `code` as stored for an area of `level` (`area_id`: the area
+    itself when it is edited), refused with the reason when wrong: a province's or a
+    ward/commune's must be in the national list the `vietnam-provinces` package ships
+    (stored without leading zeros, as the package numbers them); a city's (a level
+    abolished in 2025, in no current list) and a hamlet's are the site's own.  No two
+    current areas share one."""
+    code = national_stat_code(level, code)
+    if code is None:
+        return None
+    taken = session.scalar(
+        select(Area.code).where(
+            Area.stat_code == code, Area.valid_to.is_(None), Area.id != (area_id or 0)
+        )
+    )
+    if taken is not None:
+        raise InvalidInput(
+            f"statistics code {code!r} is already the code of area {taken!r}",
+            field="stat_code",
+            message_vi=f"Mã thống kê {code} đã được dùng cho địa bàn {taken}",
+        )
+    return code
+
+
 def _check_parent(level: AreaLevel, parent: Area | None, *, field: str) -> None:
     if level is AreaLevel.PROVINCE or (level is AreaLevel.CITY and parent is None):
         if parent is not None:
-            raise InvalidInput("a province cannot have a parent", field=field)
+            raise InvalidInput(
+                "a province cannot have a parent",
+                field=field,
+                message_vi="Tỉnh không thuộc địa bàn nào khác",
+            )
         return
     if parent is None:
-        raise InvalidInput(f"a {level.value} area needs a parent", field=field)
+        raise InvalidInput(
+            f"a {level.value} area needs a parent",
+            field=field,
+            message_vi="Địa bàn này cần thuộc một địa bàn cấp trên",
+        )
     if parent.level.rank >= level.rank:
         raise InvalidInput(
             f"a {level.value} cannot sit under a {parent.level.value} ({parent.code})",
             field=field,
+            message_vi=f"Địa bàn cấp này không thể thuộc {parent.name} (cấp bằng hoặc thấp hơn)",
         )
 
 
@@ -136,6 +204,45 @@ def list_areas(
     return paginate(session, query.order_by(Area.level, Area.code), limit, offset)
 
 
+@dataclass(frozen=True, slots=True)
+class AreaNode:
+    """One line of the area tree: the area, its depth, its stations (with those below)."""
+
+    area: Area
+    depth: int
+    stations: int
+    own_stations: int
+
+
+def area_tree(session: Session, *, retired: bool = False) -> list[AreaNode]:
+    """Every area as an indented tree (parents before children, by level then name),
+    with its station counts; units ended by a reorganisation only with `retired`."""
+    areas = {a.id: a for a in session.scalars(select(Area))}
+    if not retired:
+        areas = {i: a for i, a in areas.items() if a.valid_to is None}
+    own: dict[int, int] = dict(
+        session.execute(select(Station.area_id, func.count()).group_by(Station.area_id)).all()
+    )
+    children: dict[int | None, list[Area]] = {}
+    for area in areas.values():
+        parent = area.parent_id if area.parent_id in areas else None
+        children.setdefault(parent, []).append(area)
+    out: list[AreaNode] = []
+
+    def walk(parent: int | None, depth: int) -> int:
+        total = 0
+        for area in sorted(children.get(parent, []), key=lambda a: (a.level.rank, a.name)):
+            index = len(out)
+            out.append(AreaNode(area, depth, 0, own.get(area.id, 0)))
+            below = walk(area.id, depth + 1) + own.get(area.id, 0)
+            out[index] = AreaNode(area, depth, below, own.get(area.id, 0))
+            total += below
+        return total
+
+    walk(None, 0)
+    return out
+
+
 def create_area(session: Session, data: AreaCreate) -> Area:
     if session.scalar(select(Area.id).where(Area.code == data.code)) is not None:
         raise DuplicateKey("area", data.code)
@@ -147,6 +254,7 @@ def create_area(session: Session, data: AreaCreate) -> Area:
         name_folded=fold(data.name),
         level=data.level,
         parent_id=parent.id if parent else None,
+        stat_code=stat_code_for(session, data.level, data.stat_code),
     )
     session.add(area)
     _flush_unique(session, "area", data.code)
@@ -179,12 +287,17 @@ def update_area(session: Session, code: str, data: AreaUpdate) -> Area:
                 raise InvalidInput(
                     f"area {child.code!r} ({child.level.value}) would sit under a {level.value}",
                     field="level",
+                    message_vi=f"Địa bàn con {child.name} sẽ có cấp không thấp hơn địa bàn này",
                 )
         area.level = level
         area.parent_id = parent.id if parent else None
     if "name" in changes and changes["name"] is not None:
         area.name = changes["name"]
         area.name_folded = fold(area.name)
+    if "stat_code" in changes or "level" in changes:  # a new level: its code checked again
+        area.stat_code = stat_code_for(
+            session, area.level, changes.get("stat_code", area.stat_code), area_id=area.id
+        )
     session.flush()
     if area.level in (AreaLevel.WARD, AreaLevel.COMMUNE):
         _ensure_area_group(session, area)
@@ -373,13 +486,21 @@ def _members(
     for index, sid in enumerate(dict.fromkeys(sids)):
         station = session.scalar(select(Station).where(Station.sid == sid))
         if station is None:
-            raise InvalidInput(f"unknown station {sid!r}", field=("stations", index))
+            raise InvalidInput(
+                f"unknown station {sid!r}",
+                field=("stations", index),
+                message_vi=f"Không có trạm {sid}",
+            )
         stations.append(station)
     areas = []
     for index, code in enumerate(dict.fromkeys(codes)):
         area = session.scalar(select(Area).where(Area.code == code))
         if area is None:
-            raise InvalidInput(f"unknown area {code!r}", field=("areas", index))
+            raise InvalidInput(
+                f"unknown area {code!r}",
+                field=("areas", index),
+                message_vi=f"Không có địa bàn {code}",
+            )
         areas.append(area)
     return stations, areas
 

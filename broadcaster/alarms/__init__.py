@@ -3,8 +3,12 @@ acknowledged → cleared, history kept, flapping damped) and notifications (e-ma
 signed webhooks).
 
 - `rules`: the vocabulary (conditions, severities, Vietnamese titles, thresholds);
-- `service`: thresholds, evaluation and the lifecycle, subscriptions, queries;
+- `service`: thresholds, evaluation and the lifecycle, subscriptions, queries
+  (availability, disconnections, open alarms by station);
 - `notify`: the delivery thread (SMTP, webhook) the active worker runs;
-- `metrics`: the Prometheus exposition;
+- `queue`: one delivery queue per subscriber (digests, backoff, bounded);
 - `router`: the JSON API.
+
+The Prometheus exposition of alarm counts lives with the other metrics in
+`broadcaster.web.metrics`.
 """

@@ -8,6 +8,10 @@ A failed delivery is retried with exponential backoff and recorded as failed aft
 last attempt, never lost silently.  Deliveries of one subscription that are due together
 leave as one message (a digest).
 
+Each subscription (target) is a queue of its own: its sends run on a small thread pool,
+at most one at a time per target, so a webhook that hangs until its timeout holds back
+only its own later deliveries, never another technician's e-mail or webhook.
+
 Webhook requests carry ``X-Broadcaster-Timestamp`` (Unix seconds) and
 ``X-Broadcaster-Signature: sha256=<hex HMAC-SHA256 of "<timestamp>.<body>">`` keyed with
 the subscription's secret.
@@ -23,6 +27,7 @@ import smtplib
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Any
@@ -53,6 +58,7 @@ class NotifyConfig:
     settle_s: float = 10.0
     max_attempts: int = 6
     backoff_s: float = 30.0
+    concurrency: int = 8  # targets sent to at once
 
     @classmethod
     def from_settings(cls, settings: Settings) -> NotifyConfig:
@@ -132,6 +138,11 @@ class Notifier:
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, config.concurrency), thread_name_prefix="alarm-send"
+        )
+        self._lock = threading.Lock()
+        self._busy: set[int] = set()  # subscriptions with a send in flight
         self.sent = 0
         self.failed = 0
 
@@ -144,6 +155,7 @@ class Notifier:
         self._wake.set()
         if self._thread is not None:
             self._thread.join(self.config.timeout_s + 5)
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
     def wake(self) -> None:
         self._wake.set()
@@ -153,18 +165,43 @@ class Notifier:
             self._wake.wait(POLL_S)
             self._wake.clear()
             try:
-                self.run_once()
+                self.run_once(wait_s=0)
             except Exception:
                 log.exception("alarm notifications failed; retrying")
 
-    def run_once(self) -> int:
-        """Send what is due; return how many messages were sent."""
+    def in_flight(self) -> int:
+        """Targets with a send under way."""
+        with self._lock:
+            return len(self._busy)
+
+    def run_once(self, *, wait_s: float | None = None) -> int:
+        """Start sending what is due, one send per target at a time (a target with a
+        send still in flight is skipped: its deliveries wait for the next round); wait
+        up to ``wait_s`` for the sends (None: until they end) and return how many of
+        those that ended were sent."""
         with self.factory() as session:
             batch = queue.due(session, utcnow(), settle_s=self.config.settle_s)
-        sent = 0
+        started: list[Future[bool]] = []
         for out in batch:
             if self._stopping.is_set():
                 break
+            with self._lock:
+                if out.subscription_id in self._busy:
+                    continue
+                self._busy.add(out.subscription_id)
+            try:
+                started.append(self._pool.submit(self._deliver, out))
+            except RuntimeError:  # the pool is shut down: stopping
+                with self._lock:
+                    self._busy.discard(out.subscription_id)
+                break
+        if wait_s is None or wait_s > 0:
+            wait(started, timeout=wait_s)
+        return sum(1 for f in started if f.done() and not f.exception() and f.result())
+
+    def _deliver(self, out: queue.Outgoing) -> bool:
+        """Send one message and record its outcome (True: sent)."""
+        try:
             error = self._send(out)
             with self.factory() as session:
                 queue.record_outcome(
@@ -176,19 +213,25 @@ class Notifier:
                     backoff_s=self.config.backoff_s,
                 )
                 session.commit()
+        finally:
+            with self._lock:
+                self._busy.discard(out.subscription_id)
+            self._wake.set()  # this target's deliveries that waited can go now
+        with self._lock:
             if error is None:
-                sent += 1
                 self.sent += 1
             else:
                 self.failed += 1
-                log.warning(
-                    "alarm notification to %s %s failed (attempt %d): %s",
-                    out.channel.value,
-                    out.target,
-                    out.attempts + 1,
-                    error,
-                )
-        return sent
+        if error is None:
+            return True
+        log.warning(
+            "alarm notification to %s %s failed (attempt %d): %s",
+            out.channel.value,
+            out.target,
+            out.attempts + 1,
+            error,
+        )
+        return False
 
     def _send(self, out: queue.Outgoing) -> str | None:
         try:

@@ -3,12 +3,11 @@ stations' availability from their connection history."""
 
 from __future__ import annotations
 
-import csv
 import datetime as dt
-import io
 from typing import Annotated, Literal
+from zoneinfo import ZoneInfo
 
-from fastapi import APIRouter, Query, Response
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import JSONResponse
 
 from broadcaster.alarms import rules, service
@@ -27,8 +26,16 @@ from broadcaster.alarms.schemas import (
     ThresholdsRead,
 )
 from kernel.db import utcnow
-from kernel.dependencies import Audit, CurrentPrincipal, IdPath, PageDep, SessionDep, TimeRangeDep
-from kernel.errors import PermissionDeniedError
+from kernel.dependencies import (
+    Audit,
+    CurrentPrincipal,
+    IdPath,
+    PageDep,
+    SessionDep,
+    TimeRangeDep,
+    csv_response,
+)
+from kernel.errors import InvalidInput, PermissionDeniedError
 from kernel.security import Permission, Principal
 from stations import service as stations
 from stations.dependencies import StationDep
@@ -115,39 +122,70 @@ def put_station_thresholds(
 # --- availability ----------------------------------------------------------------------
 
 
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+
+def _tz(request: Request) -> ZoneInfo:
+    return ZoneInfo(request.app.state.settings.timezone)
+
+
 @router.get(
     "/availability",
     response_model=list[AvailabilityRead],
-    responses={200: {"content": {"text/csv": {"schema": {"type": "string"}}}}},
+    responses={
+        200: {
+            "content": {
+                "text/csv": {"schema": {"type": "string"}},
+                XLSX: {"schema": {"type": "string", "format": "binary"}},
+            }
+        }
+    },
 )
 def availability(
+    request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
     period: TimeRangeDep,
     by: Literal["station", "area"] = "station",
-    format_: Annotated[Literal["json", "csv"], Query(alias="format")] = "json",
+    format_: Annotated[Literal["json", "csv", "xlsx"], Query(alias="format")] = "json",
+    units: Annotated[
+        str, Query(pattern=r"^(today|then|\d{4}-\d{2}-\d{2})$", max_length=10)
+    ] = "today",
 ) -> Response:
     """Share of the period each station (or ward/commune, the mean of its stations) was
-    connected, from the connection history (default: the last 7 days)."""
+    connected, from the connection history (default: the last 7 days); JSON, or CSV and
+    XLSX with Vietnamese headers.
+
+    By ward/commune after a reorganisation: ``units=today`` (today's units), ``then``
+    (each part of the period read by the units of its time) or a date (the units of
+    that day: the old units before the change, the new ones after)."""
     principal.require(Permission.STATIONS_READ)
     until = period.until or utcnow()
     since = period.since or until - dt.timedelta(days=7)
-    found = service.availability(session, since, until, by=by, scope=principal.scope)
-    rows = [AvailabilityRead.model_validate(r, from_attributes=True) for r in found]
-    if format_ == "json":
-        return JSONResponse([r.model_dump() for r in rows])
-    out = io.StringIO()
-    out.write("\ufeff")  # Excel reads the diacritics
-    writer = csv.DictWriter(
-        out, fieldnames=list(AvailabilityRead.model_fields), lineterminator="\r\n"
+    chosen: str | dt.date = units
+    if units not in ("today", "then"):
+        try:
+            chosen = dt.date.fromisoformat(units)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"units: invalid date {units!r}", field="units", message_vi="Ngày không hợp lệ"
+            ) from exc
+    tz = _tz(request)
+    found = service.availability(
+        session, since, until, by=by, scope=principal.scope, units=chosen, tz=tz
     )
-    writer.writeheader()
-    writer.writerows(r.model_dump() for r in rows)
-    filename = f"availability-{by}-{since.date()}-{until.date()}.csv"
+    if format_ == "json":
+        rows = [AvailabilityRead.model_validate(r, from_attributes=True) for r in found]
+        return JSONResponse([r.model_dump() for r in rows])
+    name = f"ty-le-san-sang-{by}-{since.date()}-{until.date()}"
+    if format_ == "csv":
+        return csv_response(service.availability_csv(found, by=by), f"{name}.csv")
+    local = since.astimezone(tz), until.astimezone(tz)
+    title = f"Tỷ lệ sẵn sàng từ {local[0]:%d/%m/%Y %H:%M} đến {local[1]:%d/%m/%Y %H:%M}"
     return Response(
-        out.getvalue().encode(),
-        media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        service.availability_xlsx(found, by=by, title=title),
+        media_type=XLSX,
+        headers={"Content-Disposition": f'attachment; filename="{name}.xlsx"'},
     )
 
 
@@ -208,6 +246,7 @@ def delete_subscription(
 
 @router.get("")
 def list_alarms(
+    request: Request,
     session: SessionDep,
     principal: CurrentPrincipal,
     page: PageDep,
@@ -217,7 +256,9 @@ def list_alarms(
     """Alarms in the caller's areas: open ones first (critical first), newest first.
     ``state=open`` is raised or acknowledged; ``from``/``to`` bound the raise time."""
     principal.require(Permission.STATIONS_READ)
-    flt = service.AlarmFilter(**query.model_dump(), since=period.since, until=period.until)
+    flt = service.AlarmFilter(
+        **query.model_dump(), since=period.since, until=period.until, tz=_tz(request)
+    )
     rows, total = service.list_alarms(
         session, flt, scope=principal.scope, limit=page.limit, offset=page.offset
     )

@@ -22,10 +22,12 @@ from enum import StrEnum
 from typing import Any
 
 from kernel.errors import InvalidInput
+from stations.live import MAINS_LOST_FAULTS
 from stations.models import StationKind
 
 __all__ = [
     "CONDITION_TITLES_VI",
+    "COUNT_WINDOW_S",
     "EVENT_LABELS_VI",
     "NOT_HEARD_NOTE_VI",
     "RULES",
@@ -159,8 +161,8 @@ THRESHOLDS: dict[str, ThresholdSpec] = {
         _spec("battery_low_v", "Điện áp ắc quy yếu dưới", "V", 9, 14, 11.8, 11.8),
         _spec("storage_low_mb", "Bộ nhớ trống dưới", "MB", 1, 100_000, 200, 500),
         _spec("clock_offset_ms", "Đồng hồ lệch quá", "ms", 100, 600_000, 5_000, 2_000),
-        _spec("plan_behind_s", "Chưa áp dụng kế hoạch sau", "s", 60, 86_400, 1_800, 900),
-        _spec("media_missing_s", "Thiếu tệp âm thanh sau", "s", 60, 86_400, 1_800, 900),
+        _spec("plan_behind_s", "Chưa áp dụng kế hoạch sau", "s", 10, 86_400, 1_800, 900),
+        _spec("media_missing_s", "Thiếu tệp âm thanh sau", "s", 10, 86_400, 1_800, 900),
         _spec("plays_missed_per_hour", "Mục lịch bỏ lỡ trong 1 giờ từ", "mục", 1, 1000, 1, 1),
         _spec("unacked_per_hour", "Lệnh không xác nhận trong 1 giờ từ", "lệnh", 1, 1000, 1, 1),
         _spec("clear_hold_s", "Giữ cảnh báo sau khi hết lỗi", "s", 0, 3_600, 120, 120),
@@ -212,6 +214,20 @@ def check_consistent(effective: Mapping[str, float]) -> None:
         )
 
 
+#: The default window of the counted rules (reconnects, missed plays, unacknowledged
+#: commands): their thresholds are "per hour" (Settings.alarm_count_window_s).
+COUNT_WINDOW_S = 3600.0
+
+
+def window_vi(seconds: float) -> str:
+    """A counting window in words: ``1 giờ``, ``30 phút``, ``45 giây``."""
+    if seconds % 3600 == 0:
+        return f"{int(seconds // 3600)} giờ"
+    if seconds % 60 == 0:
+        return f"{int(seconds // 60)} phút"
+    return f"{seconds:g} giây"
+
+
 @dataclass(frozen=True, slots=True)
 class Observation:
     """What the server knows of one station now."""
@@ -232,6 +248,7 @@ class Observation:
     #: from dispatch, when the caller looked (None: not judged in this evaluation)
     plays_missed: int | None = None  # plays found missed in the last hour
     unacknowledged: int | None = None  # commands given up unacknowledged in the last hour
+    window_s: float = COUNT_WINDOW_S  # the window of the three counts above
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,14 +287,18 @@ def _flapping(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> F
     if obs.reconnects <= th["flap_reconnects_per_hour"]:
         return None
     return Finding(
-        Severity.WARNING, f"kết nối lại {obs.reconnects} lần trong 1 giờ", obs.reconnects
+        Severity.WARNING,
+        f"kết nối lại {obs.reconnects} lần trong {window_vi(obs.window_s)}",
+        obs.reconnects,
     )
 
 
 def _amp(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> Finding | None:
     temp = _number(obs.telemetry, "amp_temp_c")
     shown = f"{temp:.1f} °C" if temp is not None else "quá nhiệt"
-    if (temp is not None and temp >= th["amp_temp_critical_c"]) or "amp_overheat" in obs.faults:
+    if (temp is not None and temp >= th["amp_temp_critical_c"]) or _faulted(
+        obs, Condition.AMP_TEMPERATURE
+    ):
         return Finding(Severity.CRITICAL, f"bộ khuếch đại {shown}", temp)
     if temp is not None and temp >= th["amp_temp_warning_c"]:
         return Finding(Severity.WARNING, f"bộ khuếch đại {shown}", temp)
@@ -285,15 +306,29 @@ def _amp(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> Findin
 
 
 def _speaker(obs: Observation, _th: Mapping[str, float], _now: dt.datetime) -> Finding | None:
-    if (obs.telemetry or {}).get("speaker_ok") is False or "speaker_line" in obs.faults:
+    if (obs.telemetry or {}).get("speaker_ok") is False or _faulted(obs, Condition.SPEAKER_LINE):
         return Finding(Severity.CRITICAL, "đường dây loa hở mạch hoặc chập")
     return None
 
 
+#: the station faults (``fault.raised``) each condition reads, beside its telemetry: an
+#: open alarm of the condition says what the fault would (the overview says it once)
+CONDITION_FAULTS: dict[Condition, frozenset[str]] = {
+    Condition.SPEAKER_LINE: frozenset({"speaker_line"}),
+    Condition.AMP_TEMPERATURE: frozenset({"amp_overheat"}),
+    Condition.MAINS_LOST: MAINS_LOST_FAULTS,
+    Condition.STORAGE_LOW: frozenset({"storage_low"}),
+    Condition.CLOCK_OFFSET: frozenset({"clock_unsynced"}),
+}
+
+
+def _faulted(obs: Observation, condition: Condition) -> bool:
+    """Whether the station reports one of the condition's faults."""
+    return bool(obs.faults & CONDITION_FAULTS[condition])
+
+
 def _on_battery(obs: Observation) -> bool:
-    return (obs.telemetry or {}).get("on_battery") is True or bool(
-        obs.faults & {"on_battery", "power_lost"}
-    )
+    return (obs.telemetry or {}).get("on_battery") is True or _faulted(obs, Condition.MAINS_LOST)
 
 
 def _mains(obs: Observation, _th: Mapping[str, float], _now: dt.datetime) -> Finding | None:
@@ -313,7 +348,7 @@ def _battery(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> Fi
 
 def _storage(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> Finding | None:
     free = _number(obs.telemetry, "storage_free_mb")
-    if (free is not None and free < th["storage_low_mb"]) or "storage_low" in obs.faults:
+    if (free is not None and free < th["storage_low_mb"]) or _faulted(obs, Condition.STORAGE_LOW):
         shown = f"còn {free:.0f} MB trống" if free is not None else "bộ nhớ sắp đầy"
         return Finding(Severity.WARNING, shown, free)
     return None
@@ -323,7 +358,7 @@ def _clock(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> Find
     offset = _number(obs.telemetry, "clock_offset_ms")
     if offset is not None and abs(offset) > th["clock_offset_ms"]:
         return Finding(Severity.WARNING, f"lệch {offset / 1000:+.1f} giây", offset)
-    if "clock_unsynced" in obs.faults:
+    if _faulted(obs, Condition.CLOCK_OFFSET):
         return Finding(Severity.WARNING, "không đồng bộ được giờ (NTP)")
     return None
 
@@ -360,14 +395,20 @@ def _missed(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> Fin
     n = obs.plays_missed or 0
     if n < th["plays_missed_per_hour"]:
         return None
-    return Finding(Severity.WARNING, f"{n} mục lịch không phát trong 1 giờ qua", n)
+    return Finding(
+        Severity.WARNING, f"{n} mục lịch không phát trong {window_vi(obs.window_s)} qua", n
+    )
 
 
 def _unacked(obs: Observation, th: Mapping[str, float], _now: dt.datetime) -> Finding | None:
     n = obs.unacknowledged or 0
     if n < th["unacked_per_hour"]:
         return None
-    return Finding(Severity.WARNING, f"{n} lệnh không được xác nhận trong 1 giờ qua", n)
+    return Finding(
+        Severity.WARNING,
+        f"{n} lệnh không được xác nhận trong {window_vi(obs.window_s)} qua",
+        n,
+    )
 
 
 RULES: dict[Condition, Rule] = {

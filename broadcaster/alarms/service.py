@@ -17,13 +17,27 @@ Services flush; the caller (the worker's job, the ingest batch, a route) commits
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import secrets
 from collections import defaultdict
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
-from sqlalchemy import Select, String, and_, case, cast, delete, func, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    String,
+    and_,
+    case,
+    cast,
+    delete,
+    func,
+    or_,
+    select,
+    true,
+)
 from sqlalchemy.orm import Session
 
 from broadcaster.alarms import rules
@@ -37,11 +51,21 @@ from broadcaster.alarms.models import (
     DeliveryStatus,
 )
 from broadcaster.alarms.rules import Condition, Severity
+from broadcaster.reorg import service as reorg
+from kernel import spreadsheets
 from kernel.db import paginate
 from kernel.errors import ConflictError, InvalidInput, NotFoundError
 from stations import live
 from stations import service as stations
-from stations.models import Area, ConnectionCause, Station, StationKind, StationState
+from stations.models import (
+    Area,
+    AreaLevel,
+    ConnectionCause,
+    Station,
+    StationConnection,
+    StationKind,
+    StationState,
+)
 
 MAX_PENDING = 10_000
 
@@ -161,7 +185,8 @@ def set_station_thresholds(
 
 @dataclass(frozen=True, slots=True)
 class DispatchFacts:
-    """What dispatch knows of the last hour, per station id (the worker looks it up)."""
+    """What dispatch knows of the counting window (an hour by default), per station id
+    (the worker looks it up)."""
 
     plays_missed: Mapping[int, int]
     unacknowledged: Mapping[int, int]
@@ -343,11 +368,13 @@ def evaluate(
     due_only: bool = False,
     dispatch: DispatchFacts | None = None,
     max_pending: int = MAX_PENDING,
+    window_s: float = rules.COUNT_WINDOW_S,
 ) -> EvaluationResult:
     """Apply the rules to the given stations (default: every station; ``due_only``:
     those whose alarms may change with time alone, or that ``dispatch`` names); flush.
     The rules on missed plays and unacknowledged commands are judged only when
-    ``dispatch`` is given."""
+    ``dispatch`` is given; reconnects are counted over the last ``window_s`` (the
+    window ``dispatch`` counted in too)."""
     if station_ids is not None and not station_ids:
         return EvaluationResult(0)
     due = (dispatch.station_ids if dispatch else set()) if due_only else None
@@ -359,8 +386,8 @@ def evaluate(
     open_alarms = {(a.station_id, a.condition): a for a in session.scalars(open_query)}
     kinds = _kind_overrides(session)
     own = _station_overrides(session, None if station_ids is None else ids)
-    hour_ago = now - dt.timedelta(hours=1)
-    reconnects = live.reconnects_since(session, hour_ago, None if station_ids is None else ids)
+    since = now - dt.timedelta(seconds=window_s)
+    reconnects = live.reconnects_since(session, since, None if station_ids is None else ids)
     unvouched = {
         station_id
         for station_id, cause in live.last_causes(
@@ -387,6 +414,7 @@ def evaluate(
             offline_unvouched=row.id in unvouched,
             plays_missed=dispatch.plays_missed.get(row.id, 0) if dispatch else None,
             unacknowledged=dispatch.unacknowledged.get(row.id, 0) if dispatch else None,
+            window_s=window_s,
         )
         result = rules.evaluate(observation, thresholds, now)
         for condition in result.judged:
@@ -484,6 +512,49 @@ def open_severity_by_station(
     return worst
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAlarm:
+    """An open alarm as lists show it beside its station."""
+
+    condition: Condition
+    severity: Severity
+    detail: str
+    raised_at: dt.datetime
+
+    @property
+    def title_vi(self) -> str:
+        return rules.CONDITION_TITLES_VI[self.condition]
+
+    @property
+    def severity_vi(self) -> str:
+        return rules.SEVERITY_LABELS_VI[self.severity]
+
+
+def open_alarms_by_station(
+    session: Session, scope: Collection[int] | None, station_ids: Collection[int] | None = None
+) -> dict[int, list[OpenAlarm]]:
+    """The open alarms (raised or acknowledged) of every station in `scope` (or of
+    `station_ids`) that has one, in one query: most serious first, then oldest first."""
+    query = (
+        select(Alarm.station_id, Alarm.condition, Alarm.severity, Alarm.detail, Alarm.raised_at)
+        .join(Station, Station.id == Alarm.station_id)
+        .where(Alarm.open_key.is_not(None))
+        .order_by(Alarm.station_id, Alarm.raised_at, Alarm.id)
+    )
+    if scope is not None:
+        query = query.where(Station.area_id.in_(list(scope)))
+    if station_ids is not None:
+        query = query.where(Alarm.station_id.in_(list(station_ids)))
+    found: dict[int, list[OpenAlarm]] = {}
+    for station_id, condition, severity, detail, raised_at in session.execute(query):
+        found.setdefault(station_id, []).append(
+            OpenAlarm(Condition(condition), Severity(severity), detail or "", raised_at)
+        )
+    for alarms in found.values():
+        alarms.sort(key=lambda a: -a.severity.rank)  # stable: oldest first within a severity
+    return found
+
+
 def silencing_alarm(
     session: Session, station_id: int, start: dt.datetime, end: dt.datetime
 ) -> Alarm | None:
@@ -502,15 +573,45 @@ def silencing_alarm(
     return next((a for a in candidates if rules.silences(a.condition, a.severity)), None)
 
 
+#: the default zone of the unit history's local dates (the settings' `timezone`)
+LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
+
+
 @dataclass(frozen=True, slots=True)
 class AlarmFilter:
     state: str | None = None  # open (raised or acknowledged), raised, acknowledged, cleared
     severity: Severity | None = None
     condition: Condition | None = None
     sid: str | None = None
-    area: str | None = None  # an area code: that area and below
+    area: str | None = None  # an area code: that area and below (its units at the time)
     since: dt.datetime | None = None
     until: dt.datetime | None = None
+    tz: ZoneInfo = LOCAL  # the local dates of the unit history
+
+
+def _in_area_at_the_time(session: Session, code: str, tz: ZoneInfo) -> ColumnElement[bool]:
+    """Alarms of the stations under the area `code`, each counted for the ward/commune
+    its station belonged to when the alarm was raised (after a reorganisation, a former
+    unit still finds its alarms, and a new unit only those since the change)."""
+    area = stations.get_area(session, code)
+    area_ids = stations.subtree_ids(session, [area.id])
+    today = Station.area_id.in_(area_ids)
+    if area.level is AreaLevel.HAMLET:
+        return today  # hamlets keep their stations through a reorganisation
+    # the units that lay under it at the time (a dissolved city's wards and communes)
+    then = reorg.former_subtree(session, area_ids)
+    with_history, periods = reorg.UnitHistory(session).periods(then, tz)
+    if not with_history:
+        return today
+    at_the_time = [
+        and_(
+            Alarm.station_id == station_id,
+            Alarm.raised_at >= start if start is not None else true(),
+            Alarm.raised_at < end if end is not None else true(),
+        )
+        for station_id, start, end in periods
+    ]
+    return or_(and_(today, Alarm.station_id.not_in(with_history)), *at_the_time)
 
 
 def get_alarm(session: Session, alarm_id: int, scope: Collection[int] | None) -> Alarm:
@@ -537,8 +638,7 @@ def list_alarms(
     if scope is not None:
         query = query.where(Station.area_id.in_(list(scope)))
     if flt.area is not None:
-        area_ids = stations.subtree_ids(session, [stations.get_area(session, flt.area).id])
-        query = query.where(Station.area_id.in_(area_ids))
+        query = query.where(_in_area_at_the_time(session, flt.area, flt.tz))
     if flt.state == "open":
         query = query.where(Alarm.open_key.is_not(None))
     elif flt.state is not None:
@@ -606,11 +706,25 @@ def availability(
     since: dt.datetime,
     until: dt.datetime,
     *,
-    by: str,
+    by: Literal["station", "area"],
     scope: Collection[int] | None,
+    units: str | dt.date = "today",
+    tz: ZoneInfo = LOCAL,
 ) -> list[AvailabilityRow]:
     """Connected time over [since, until), per station or per ward/commune (the mean of
-    its stations), from the connection history; stations without one are left out."""
+    its stations), from the connection history; stations without one are left out.
+
+    By ward/commune after a reorganisation: ``units="today"`` (today's units), a date
+    (the units of that day) or ``"then"`` (the period cut at the changes' local
+    midnights, each part read by the units of its time)."""
+    history = reorg.UnitHistory(session) if by == "area" and units != "today" else None
+    if history is not None and units == "then":
+        cuts = [since, *history.changes(since, until, tz), until]
+        parts = [
+            availability(session, a, b, by=by, scope=scope, units=a.astimezone(tz).date(), tz=tz)
+            for a, b in itertools.pairwise(cuts)
+        ]
+        return _merge_parts(parts)
     online = live.online_seconds(session, since, until)
     period = (until - since).total_seconds()
     areas = {a.id: a for a in session.scalars(select(Area))}
@@ -621,7 +735,10 @@ def availability(
             continue
         key, name = station.sid, station.name
         if by == "area":
-            unit = _unit(areas, station.area_id)
+            unit_id = station.area_id
+            if history is not None and isinstance(units, dt.date):
+                unit_id = history.at(station.id, units) or station.area_id
+            unit = _unit(areas, unit_id)
             key, name = unit.code, unit.name
         grouped[key].append(online[station.id])
         names[key] = name
@@ -629,6 +746,143 @@ def availability(
         AvailabilityRow(key, names[key], len(values), round(sum(values), 1), period)
         for key, values in sorted(grouped.items())
     ]
+
+
+def disconnections(
+    session: Session,
+    since: dt.datetime,
+    until: dt.datetime,
+    *,
+    by: Literal["station", "area"],
+    scope: Collection[int] | None,
+    units: str | dt.date = "today",
+    tz: ZoneInfo = LOCAL,
+) -> dict[str, int]:
+    """Connections that ended within [since, until), keyed as `availability` keys its
+    rows (a sid, or a ward/commune code read by the same ``units``; with ``"then"`` each
+    by the unit of its local date)."""
+    history = reorg.UnitHistory(session) if by == "area" and units != "today" else None
+    ended = session.execute(
+        select(StationConnection.station_id, StationConnection.offline_at).where(
+            StationConnection.offline_at >= since, StationConnection.offline_at < until
+        )
+    ).all()
+    if not ended:
+        return {}
+    stations_ = {
+        s.id: s
+        for s in session.scalars(select(Station).where(Station.id.in_({i for i, _ in ended})))
+    }
+    areas = {a.id: a for a in session.scalars(select(Area))} if by == "area" else {}
+    counts: dict[str, int] = defaultdict(int)
+    for station_id, offline_at in ended:
+        station = stations_[station_id]
+        if offline_at is None or (scope is not None and station.area_id not in scope):
+            continue
+        if by == "station":
+            counts[station.sid] += 1
+            continue
+        unit_id = station.area_id
+        if history is not None:
+            day = units if isinstance(units, dt.date) else offline_at.astimezone(tz).date()
+            unit_id = history.at(station_id, day) or station.area_id
+        counts[_unit(areas, unit_id).code] += 1
+    return dict(counts)
+
+
+def _merge_parts(parts: list[list[AvailabilityRow]]) -> list[AvailabilityRow]:
+    """The rows of consecutive parts of a period as one row per key: connected time
+    summed over the time its stations were known (``period_s``: that time per station)."""
+    merged: dict[str, tuple[str, int, float, float]] = {}
+    for rows in parts:
+        for row in rows:
+            name, stations_, online, known = merged.get(row.key, (row.name, 0, 0.0, 0.0))
+            merged[row.key] = (
+                name,
+                max(stations_, row.stations),
+                online + row.online_s,
+                known + row.stations * row.period_s,
+            )
+    return [
+        AvailabilityRow(key, name, count, round(online, 1), known / count if count else 0.0)
+        for key, (name, count, online, known) in sorted(merged.items())
+    ]
+
+
+def _availability_table(
+    rows: Sequence[AvailabilityRow], by: Literal["station", "area"]
+) -> tuple[list[str], list[list[spreadsheets.Cell]]]:
+    unit = spreadsheets.UNIT_HEADERS[by]
+    headers = [
+        f"Mã {unit.lower()}",
+        unit,
+        "Số trạm",
+        "Thời gian kết nối (giờ)",
+        "Thời gian của kỳ (giờ)",
+        "Tỷ lệ sẵn sàng (%)",
+    ]
+    table: list[list[spreadsheets.Cell]] = [
+        [
+            r.key,
+            r.name,
+            r.stations,
+            round(r.online_s / 3600, 2),
+            round(r.period_s / 3600, 2),
+            round(r.availability * 100, 2) if r.availability is not None else None,
+        ]
+        for r in rows
+    ]
+    return headers, table
+
+
+def availability_csv(rows: Sequence[AvailabilityRow], *, by: Literal["station", "area"]) -> str:
+    """`availability` as CSV for Vietnamese Excel (Vietnamese headers, decimal comma)."""
+    headers, table = _availability_table(rows, by)
+    return spreadsheets.excel_csv(headers, table)
+
+
+def availability_xlsx(
+    rows: Sequence[AvailabilityRow], *, by: Literal["station", "area"], title: str
+) -> bytes:
+    """`availability` as an Excel workbook (hours and percentages as numbers)."""
+    headers, table = _availability_table(rows, by)
+    return spreadsheets.xlsx(
+        title=title,
+        sheet="Tỷ lệ sẵn sàng",
+        headers=headers,
+        rows=table,
+        formats={3: "0.00", 4: "0.00", 5: "0.00"},
+        widths=(24, 32, 10, 22, 22, 20),
+    )
+
+
+#: How far a ward/commune outline reaches beyond its outermost stations (degrees, ~300 m).
+OUTLINE_MARGIN_DEG = 0.003
+
+
+def unit_outlines(session: Session, located: Sequence[Station]) -> list[dict[str, Any]]:
+    """Outlines of the wards/communes of ``located`` stations (with coordinates) for the
+    map.  No administrative boundaries are available offline, so each is the convex hull
+    of its stations (shapely), widened by `OUTLINE_MARGIN_DEG` so that one or two
+    stations still make an area: ``{"code", "name", "stations", "ring": [[lat, lon]...]}``."""
+    from shapely import MultiPoint
+
+    areas = {a.id: a for a in session.scalars(select(Area))}
+    points: dict[int, list[tuple[float, float]]] = defaultdict(list)
+    for station in located:
+        if station.latitude is None or station.longitude is None:
+            continue
+        unit = _unit(areas, station.area_id)
+        points[unit.id].append((station.longitude, station.latitude))
+    outlines = []
+    for unit_id, found in points.items():
+        hull = MultiPoint(found).convex_hull.buffer(OUTLINE_MARGIN_DEG, quad_segs=4)
+        ring = [[round(lat, 5), round(lon, 5)] for lon, lat in hull.exterior.coords]
+        unit = areas[unit_id]
+        outlines.append(
+            {"code": unit.code, "name": unit.name, "stations": len(found), "ring": ring}
+        )
+    return sorted(outlines, key=lambda o: str(o["code"]))
 
 
 def _unit(areas: Mapping[int, Area], area_id: int) -> Area:

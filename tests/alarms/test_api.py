@@ -5,10 +5,12 @@ Vietnamese message when out of range), subscriptions scoped to the caller's area
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Iterator
 
 import pytest
 from fastapi.testclient import TestClient
+from openpyxl import load_workbook
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 from sqlalchemy import select
@@ -22,6 +24,8 @@ from stations import live
 from stations.models import Station
 from tests.alarms.helpers import birth, report
 from tests.api import make_user, ok
+
+XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 pytestmark = pytest.mark.usefixtures("tan_an")
 METRICS_TOKEN = "metrics-token-0123456789abcdef"
@@ -208,6 +212,38 @@ def test_availability_per_station_and_commune(
         "/api/v1/alarms/availability", params=period | {"format": "csv"}, headers=admin
     )
     assert csv_text.headers["content-type"].startswith("text/csv")
-    assert csv_text.text.splitlines()[0] == "\ufeffkey,name,stations,online_s,period_s,availability"
+    assert csv_text.text.splitlines() == [
+        "\ufeffMã trạm;Trạm;Số trạm;Thời gian kết nối (giờ);Thời gian của kỳ (giờ);"
+        "Tỷ lệ sẵn sàng (%)",
+        "lbn-cau-tre;Trạm truyền thanh Ấp Cầu Tre (Xã Lợi Bình Nhơn);1;6,00;24,00;25,00",
+        "lbn-ngai-loi-a;Trạm truyền thanh Ấp Ngãi Lợi A (Xã Lợi Bình Nhơn);1;12,00;24,00;50,00",
+    ]
+    for by, expected in (
+        ("station", [("lbn-cau-tre", 6.0, 25.0), ("lbn-ngai-loi-a", 12.0, 50.0)]),
+        ("area", [("xa-loi-binh-nhon", 18.0, 37.5)]),
+    ):
+        got = client.get(
+            "/api/v1/alarms/availability",
+            params=period | {"format": "xlsx", "by": by},
+            headers=admin,
+        )
+        assert got.status_code == 200, got.text
+        assert got.headers["content-type"] == XLSX
+        assert got.headers["content-disposition"].endswith('.xlsx"')
+        sheet = load_workbook(io.BytesIO(got.content)).active
+        assert sheet is not None
+        lines = list(sheet.iter_rows(values_only=True))
+        assert str(lines[0][0]).startswith("Tỷ lệ sẵn sàng từ 30/11/2026")
+        unit = "phường/xã" if by == "area" else "trạm"
+        assert lines[1] == (
+            f"Mã {unit}",
+            unit.capitalize() if by == "station" else "Phường/xã",
+            "Số trạm",
+            "Thời gian kết nối (giờ)",
+            "Thời gian của kỳ (giờ)",
+            "Tỷ lệ sẵn sàng (%)",
+        )
+        assert [(r[0], r[3], r[5]) for r in lines[2:]] == expected
+        assert sheet.cell(row=3, column=6).number_format == "0.00"
     tech = make_user(session_factory, "kt2", Role.TECHNICIAN, ["phuong-2"])
     assert ok(client.get("/api/v1/alarms/availability", params=period, headers=tech)) == []

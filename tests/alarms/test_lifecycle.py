@@ -229,6 +229,37 @@ def test_clock_plan_and_media(db: Session) -> None:
     assert behind.status is AlarmStatus.CLEARED
 
 
+def test_a_clock_set_back_clears_its_alarm(db: Session) -> None:
+    """The station's clock ran a minute fast; once set back its telemetry is dated
+    earlier than the last one, and is still the latest (received last)."""
+    sid = online(db, WARD_2)
+    service.set_station_thresholds(db, station(db, WARD_2), {"clear_hold_s": 0})
+    fast = T0 + dt.timedelta(seconds=60)
+    base = {"seq": 1, "uptime_s": 1, "volume": 70, "playing": None}
+    live.record_telemetry(
+        db,
+        [
+            live.TelemetryRow(
+                sid, fast, T0, 1, base | {"at": fast.isoformat(), "clock_offset_ms": 60_000.0}
+            )
+        ],
+    )
+    service.evaluate(db, T0, {sid})
+    assert [a.condition for a in open_alarms(db, sid)] == [Condition.CLOCK_OFFSET]
+    later = T0 + dt.timedelta(seconds=5)
+    live.record_telemetry(
+        db,
+        [
+            live.TelemetryRow(
+                sid, later, later, 2, base | {"at": later.isoformat(), "clock_offset_ms": 3.0}
+            )
+        ],
+    )
+    assert live.state_of(db, sid).telemetry["clock_offset_ms"] == 3.0
+    service.evaluate(db, later, {sid})
+    assert open_alarms(db, sid) == []
+
+
 def test_the_periodic_sweep_takes_only_stations_time_can_change(db: Session) -> None:
     quiet, hot, gone = online(db, WARD_2), online(db, COMMUNE), online(db, "p3-kp-1")
     telemetry(db, hot, T0, speaker_ok=False)
@@ -251,9 +282,9 @@ def test_connection_history_and_link_flapping(db: Session) -> None:
             live.record_death(db, sid, bdseq=n, received_at=at + dt.timedelta(seconds=30))
     history = list(db.scalars(select(StationConnection).where(StationConnection.station_id == sid)))
     assert [c.cause for c in history[:3]] == [
-        ConnectionCause.DEATH,
-        ConnectionCause.REPLACED,
-        ConnectionCause.DEATH,
+        ConnectionCause.WILL,
+        ConnectionCause.LINK,
+        ConnectionCause.WILL,
     ]
     now = T0 + dt.timedelta(minutes=41)
     service.evaluate(db, now, {sid})

@@ -22,11 +22,13 @@ from stations import tan_an
 from stations.models import Area, Station
 from stations.service import subtree_ids
 from tests.alarms.helpers import report
+from tests.support.loa import wait_until
 from tests.support.notify import SmtpSink, WebhookSink
 
 
 def config(smtp: SmtpSink, **kw: float) -> NotifyConfig:
-    return NotifyConfig(smtp_host="127.0.0.1", smtp_port=smtp.port, timeout_s=5, settle_s=0, **kw)
+    settings: dict[str, float] = {"timeout_s": 5} | kw
+    return NotifyConfig(smtp_host="127.0.0.1", smtp_port=smtp.port, settle_s=0, **settings)
 
 
 def statuses(factory: sessionmaker[Session]) -> list[tuple[str, int]]:
@@ -136,6 +138,45 @@ def test_a_hanging_webhook_times_out(seeded: sessionmaker[Session], smtp: SmtpSi
             assert "Timeout" in (delivery.last_error or "")
     finally:
         silent.close()
+
+
+def test_a_hanging_webhook_delays_no_other_delivery(
+    seeded: sessionmaker[Session], smtp: SmtpSink, hooks: WebhookSink
+) -> None:
+    """A real HTTP server that takes the request and never answers: the e-mail and the
+    other webhook go out meanwhile, alarm after alarm; the hanging target gets one
+    request at a time and its queued deliveries leave once it answers."""
+    with WebhookSink(hang=True) as hanging:
+        subscribe(seeded, Channel.WEBHOOK, hanging.url)
+        subscribe(seeded, Channel.EMAIL, "kythuat@example.vn")
+        subscribe(seeded, Channel.WEBHOOK, hooks.url)
+        notifier = Notifier(seeded, config(smtp, timeout_s=120))
+        notifier.start()
+        try:
+            report(seeded, ["p2-kp-1"], faults=["speaker_line"])
+            wait_until(lambda: hanging.hanging == 1, what="the webhook to hang")
+            wait_until(lambda: len(hooks.hooks) == 1, what="the other webhook")
+            wait_until(lambda: len(smtp.to("kythuat@example.vn")) == 1, what="the e-mail")
+            wait_until(
+                lambda: statuses(seeded) == [("pending", 0), ("sent", 1), ("sent", 1)],
+                what="the two sent, the hanging one pending",
+            )
+
+            report(seeded, ["p3-kp-1"], faults=["speaker_line"])  # while it still hangs
+            wait_until(lambda: len(hooks.hooks) == 2, what="the second webhook")
+            wait_until(lambda: len(smtp.to("kythuat@example.vn")) == 2, what="the e-mail")
+            assert len(hanging.hooks) == 1  # one request at a time to the hanging target
+            # the other sends end (their outcome recorded); only the hanging one is left
+            wait_until(lambda: notifier.in_flight() == 1, what="the other sends to end")
+            assert hanging.hanging == 1
+
+            hanging.release()
+            wait_until(lambda: len(hanging.hooks) == 2, what="the queued delivery")
+            wait_until(lambda: all(s == "sent" for s, _ in statuses(seeded)), what="all sent")
+        finally:
+            notifier.stop()
+    sids = [json.loads(h.body)["events"][0]["sid"] for h in hanging.hooks]
+    assert sids == ["p2-kp-1", "p3-kp-1"]
 
 
 def test_a_commune_wide_power_cut_is_one_digest(

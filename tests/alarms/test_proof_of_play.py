@@ -135,10 +135,12 @@ def test_a_play_during_a_speaker_fault_alarm_is_not_heard(
     assert [p["cmd_id"] for p in listed["items"]] == ["silent"]
     totals = client.get("/api/v1/playlog/totals?by=station", headers=admin).json()
     assert [(t["played"], t["not_heard"]) for t in totals] == [(1, 1)]
+    # airtime is what was heard: the silent play's minute is apart
+    assert [(t["minutes"], t["not_heard_minutes"]) for t in totals] == [(0.02, 0.02)]
     csv = client.get("/api/v1/playlog/totals?by=station&format=csv", headers=admin).text
     header, row = csv.lstrip("\ufeff").splitlines()[:2]
-    assert header.endswith(",Không phát,Không nghe được")
-    assert row.endswith(",1")
+    assert header.endswith(";Không phát;Không nghe được;Phút không nghe được")
+    assert row.endswith(";1;0,02")
     signed_in = client.post(
         "/dang-nhap",
         data={"username": "admin", "password": PASSWORD, "next": "/"},

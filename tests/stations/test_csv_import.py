@@ -124,7 +124,7 @@ def test_export_round_trips(client: TestClient, admin: dict[str, str]) -> None:
     assert exported.content.startswith(b"\xef\xbb\xbf")
     lines = exported.content.decode("utf-8-sig").splitlines()
     assert len(lines) == 8
-    assert lines[0].startswith("sid,name,kind,area_code")
+    assert lines[0].startswith("Mã trạm,Tên trạm,Loại trạm,Mã khu vực")  # Vietnamese headers
     report = ok(_post(client, admin, exported.content, dry_run=True))
     assert report == {
         "dry_run": True,

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import db
 from stations import live
+from stations.csvio import HEADERS_VI
 from stations.models import Station
 from tests.api import ok
 from tests.support.service import run_cli, service_env
@@ -57,10 +58,10 @@ def test_export_neutralises_spreadsheet_formulas_and_round_trips(
     ok(client.patch("/api/v1/stations/lbn-cau-tre", json=FORMULAS, headers=admin))
     exported = client.get("/api/v1/stations/export.csv", headers=admin)
     assert exported.status_code == 200
-    rows = {r["sid"]: r for r in csv.DictReader(io.StringIO(exported.text.lstrip("\ufeff")))}
+    rows = {r["Mã trạm"]: r for r in csv.DictReader(io.StringIO(exported.text.lstrip("\ufeff")))}
     row = rows["lbn-cau-tre"]
     for field, value in FORMULAS.items():
-        assert row[field] == "'" + value, field  # shown as text, never evaluated
+        assert row[HEADERS_VI[field]] == "'" + value, field  # shown as text, never evaluated
     # re-importing the export changes nothing
     report = ok(_import(client, admin, exported.content))
     assert report["errors"] == []

@@ -4,12 +4,14 @@ webhook endpoint, both on 127.0.0.1 in background threads, recording what they g
 ``SmtpSink().start()`` accepts mail (``refuse=True``: answers 550 to every message);
 ``.messages`` holds the parsed `EmailMessage` objects.  ``WebhookSink().start()``
 records each POST (headers and body); ``statuses`` is a queue of status codes to answer
-with first (then 200), for retry tests.
+with first (then 200), for retry tests; ``WebhookSink(hang=True)`` reads each request and
+then hangs without answering until ``release()`` (a webhook that never responds).
 """
 
 from __future__ import annotations
 
 import email
+import threading
 from dataclasses import dataclass
 from email.message import EmailMessage
 from email.policy import default
@@ -70,9 +72,13 @@ class Hook:
 class WebhookSink(LocalHTTPServer):
     """Records POSTed webhooks; answers with queued statuses first, then 200."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, hang: bool = False) -> None:
         self.hooks: list[Hook] = []
         self.statuses: list[int] = []
+        self.hanging = 0  # requests held without an answer right now
+        self._released = threading.Event()
+        if not hang:
+            self._released.set()
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -81,6 +87,10 @@ class WebhookSink(LocalHTTPServer):
                 body = self.rfile.read(length)
                 status = sink.statuses.pop(0) if sink.statuses else 200
                 sink.hooks.append(Hook(self.path, dict(self.headers.items()), body))
+                if not sink._released.is_set():
+                    sink.hanging += 1
+                    sink._released.wait(120)
+                    sink.hanging -= 1
                 self.send_response(status)
                 self.send_header("Content-Length", "2")
                 self.end_headers()
@@ -94,3 +104,11 @@ class WebhookSink(LocalHTTPServer):
     @property
     def url(self) -> str:
         return f"{self.base_url}/hook"
+
+    def release(self) -> None:
+        """Let held requests (and later ones) be answered."""
+        self._released.set()
+
+    def stop(self) -> None:
+        self.release()
+        super().stop()
