@@ -21,6 +21,7 @@ from broadcaster.console import console, err, load_settings
 from broadcaster.reorg import service
 from kernel.changes import Actor, commit_change
 from kernel.errors import DomainError
+from stations.models import ReorgStatus
 
 __all__ = ["areas_app"]
 
@@ -73,27 +74,36 @@ def reorganise(
                 effect = service.preview(session, plan, by=ACTOR.name or "cli")
                 session.rollback()
             else:
-                record, found = service.apply(session, plan, by=ACTOR.name or "cli")
-                effect = found.as_dict()
+                today = dt.datetime.now(load_settings().tz).date()
+                record, effect = service.submit(session, plan, by=ACTOR.name or "cli", today=today)
+                now = record.status is ReorgStatus.APPLIED
                 commit_change(
                     session,
                     ACTOR,
-                    "area.reorganise",
+                    "area.reorganise" if now else "area.reorganise.schedule",
                     "area_reorganisation",
                     [str(record.id)],
                     after=effect,
+                    plan=now,
                 )
         except DomainError as exc:
             session.rollback()
             raise _print_errors(exc) from exc
     console.print_json(json.dumps(effect, ensure_ascii=False))
-    verb = "Applied" if apply else "Preview only (nothing changed; add --apply)"
+    verb = "Preview only (nothing changed; add --apply)"
+    if apply:
+        verb = (
+            "Applied"
+            if day <= dt.datetime.now(load_settings().tz).date()
+            else (f"Scheduled for {day} (the worker applies it then; 'areas undo' cancels it)")
+        )
     console.print(f"[green]{verb}:[/green] {len(effect['stations'])} stations change unit.")
 
 
 @areas_app.command("undo")
 def undo(reorganisation: Annotated[int, typer.Argument(help="the reorganisation's id")]) -> None:
-    """Undo an applied reorganisation (only before its effective date)."""
+    """Undo an applied reorganisation, or cancel a scheduled one (only before its
+    effective date)."""
     settings = load_settings()
     with _session() as session:
         try:

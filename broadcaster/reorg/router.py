@@ -1,5 +1,6 @@
 """JSON API of administrative reorganisations (administrators, city-wide): list,
-preview, apply, undo (before the effective date)."""
+preview, apply (now, or scheduled for its effective date), undo or cancel (before the
+effective date)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from broadcaster.reorg import service
 from kernel.dependencies import Audit, CurrentPrincipal, IdPath, SessionDep
 from kernel.errors import PermissionDeniedError
 from kernel.security import Permission, Principal
-from stations.models import Reorganisation
+from stations.models import Reorganisation, ReorgStatus
 
 router = APIRouter(prefix="/api/v1/areas/reorganisations", tags=["areas"])
 
@@ -52,14 +53,34 @@ def preview(plan: service.Plan, session: SessionDep, principal: CurrentPrincipal
     return service.preview(session, plan, by=principal.username)
 
 
+def _today(request: Request) -> dt.date:
+    return dt.datetime.now(ZoneInfo(request.app.state.settings.timezone)).date()
+
+
 @router.post("", status_code=201)
 def apply(
-    plan: service.Plan, session: SessionDep, principal: CurrentPrincipal, audit: Audit
+    plan: service.Plan,
+    request: Request,
+    session: SessionDep,
+    principal: CurrentPrincipal,
+    audit: Audit,
 ) -> dict[str, Any]:
+    """Apply the plan now if its effective date has come, else schedule it (status
+    ``scheduled``: the active worker applies it when the date arrives, local midnight;
+    until then ``undo`` cancels it)."""
     _require_admin(principal)
-    record, effect = service.apply(session, plan, by=principal.username)
-    after = effect.as_dict()
-    audit.commit_change("area.reorganise", "area_reorganisation", [str(record.id)], after=after)
+    record, after = service.submit(session, plan, by=principal.username, today=_today(request))
+    action = (
+        "area.reorganise" if record.status is ReorgStatus.APPLIED else "area.reorganise.schedule"
+    )
+    # a scheduled plan changes nothing yet
+    audit.commit_change(
+        action,
+        "area_reorganisation",
+        [str(record.id)],
+        after=after,
+        plan=record.status is ReorgStatus.APPLIED,
+    )
     return _read(record) | {"effect": after}
 
 
@@ -72,7 +93,17 @@ def undo(
     audit: Audit,
 ) -> dict[str, Any]:
     _require_admin(principal)
-    today = dt.datetime.now(ZoneInfo(request.app.state.settings.timezone)).date()
-    record = service.undo(session, reorganisation_id, today=today)
-    audit.commit_change("area.reorganise.undo", "area_reorganisation", [str(record.id)])
+    scheduled = _status(session, reorganisation_id) is ReorgStatus.SCHEDULED
+    record = service.undo(session, reorganisation_id, today=_today(request))
+    audit.commit_change(
+        "area.reorganise.cancel" if scheduled else "area.reorganise.undo",
+        "area_reorganisation",
+        [str(record.id)],
+        plan=not scheduled,
+    )
     return _read(record)
+
+
+def _status(session: SessionDep, reorganisation_id: int) -> ReorgStatus | None:
+    found = service.get_plan(session, reorganisation_id)
+    return found.status if found is not None else None

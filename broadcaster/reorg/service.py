@@ -14,14 +14,17 @@ effective date.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from audio_library.models import MediaAsset
+from broadcaster.alarms.models import AlarmSubscription
 from broadcaster.auth.models import User, user_areas
 from kernel.approval import Approval
 from kernel.errors import InvalidInput
@@ -31,6 +34,7 @@ from schedules.models import (
     ScheduleRule,
     StreamSource,
     rule_areas,
+    rule_groups,
     rule_stations,
 )
 from stations import service as stations
@@ -49,12 +53,10 @@ from stations.models import (
 from stations.schemas import AreaCreate
 
 UNITS = (AreaLevel.WARD, AreaLevel.COMMUNE)
-OWNED: tuple[type[Group | Programme | StreamSource | ScheduleRule], ...] = (
-    Group,
-    Programme,
-    StreamSource,
-    ScheduleRule,
-)
+Owned = Group | Programme | StreamSource | ScheduleRule | MediaAsset
+#: what a unit owns, passed to its heir (media assets too: the new unit's operators and
+#: approvers reach them)
+OWNED: tuple[type[Owned], ...] = (Group, Programme, StreamSource, ScheduleRule, MediaAsset)
 
 
 class NewUnit(BaseModel):  # the registry checks code and name (`AreaCreate`)
@@ -106,20 +108,46 @@ class Effect:
     stations: dict[str, list[str | None]] = field(default_factory=dict)  # sid: [old, new]
     groups: list[str] = field(default_factory=list)
     accounts: list[str] = field(default_factory=list)
+    subscriptions: list[str] = field(default_factory=list)  # alarm subscriptions moved
     rules: list[str] = field(default_factory=list)
     owned: dict[str, list[str]] = field(default_factory=dict)  # kind: [names]
-    pending_approvals: list[str] = field(default_factory=list)
+    counts: dict[str, int] = field(default_factory=dict)  # kind: objects moved
+    # drafts the heir's approvers inherit: (kind, id, old unit) -> entry
+    pending: dict[tuple[str, int, str], dict[str, Any]] = field(default_factory=dict)
     retired: list[str] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
+
+    def waiting(
+        self, obj: ScheduleRule | MediaAsset, old: Area, new: Area | None, *, why: str
+    ) -> None:
+        """`obj`, waiting for approval, passes from `old` to `new`: ``owned`` (its owner
+        becomes `new`, whose approvers now decide) or ``target`` (a rule aimed at `old`
+        is carried over to the same stations, still waiting)."""
+        kind = obj.__tablename__
+        entry = self.pending.setdefault(
+            (kind, obj.id, old.code),
+            {
+                "kind": kind,
+                "id": obj.id,
+                "title": obj.title,
+                "old": old.code,
+                "new": new.code if new is not None else None,
+                "owned": False,
+                "target": False,
+            },
+        )
+        entry[why] = True
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "stations": self.stations,
             "groups": sorted(set(self.groups)),
             "accounts": sorted(set(self.accounts)),
+            "subscriptions": sorted(set(self.subscriptions)),
             "rules": sorted(set(self.rules)),
             "owned": {k: sorted(set(v)) for k, v in self.owned.items()},
-            "pending_approvals": sorted(set(self.pending_approvals)),
+            "counts": dict(sorted(self.counts.items())),
+            "pending_approvals": [self.pending[k] for k in sorted(self.pending)],
             "retired": self.retired,
             "created": self.created,
         }
@@ -128,9 +156,10 @@ class Effect:
 # --- checking ----------------------------------------------------------------------------
 
 
-def check(session: Session, plan: Plan) -> None:
+def check(session: Session, plan: Plan, *, exclude: int | None = None) -> None:
     """Refuse a plan that names unknown units, leaves a station without an area, makes a
-    cycle or overlaps another applied plan of the same date: every error listed."""
+    cycle or overlaps another applied or scheduled plan of the same date (other than
+    `exclude`, the scheduled record being applied): every error listed."""
     errors: list[tuple[str, str]] = []
     areas = {a.code: a for a in session.scalars(select(Area))}
     level = {code: a.level for code, a in areas.items()}
@@ -142,7 +171,8 @@ def check(session: Session, plan: Plan) -> None:
     overlap = session.scalar(
         select(Reorganisation.name).where(
             Reorganisation.effective == plan.effective,
-            Reorganisation.status == ReorgStatus.APPLIED,
+            Reorganisation.status.in_((ReorgStatus.APPLIED, ReorgStatus.SCHEDULED)),
+            Reorganisation.id != (exclude or 0),
         )
     )
     if overlap is not None:
@@ -162,18 +192,27 @@ def check(session: Session, plan: Plan) -> None:
             return False
         return True
 
+    def national(unit_level: AreaLevel, code: str | None, where: str) -> None:
+        """A province's or ward/commune's code must be in the national list."""
+        try:
+            stations.national_stat_code(unit_level, code)
+        except InvalidInput as exc:
+            errors.append((f"{where}: {exc}", exc.message_vi or str(exc)))
+
     for i, unit in enumerate(plan.create):
         if unit.code in level:
             errors.append((f"create[{i}]: {unit.code!r} exists", f"Đơn vị {unit.code} đã tồn tại"))
             continue
         if unit.parent is not None and not known(unit.parent, f"create[{i}].parent"):
             continue
+        national(unit.level, unit.stat_code, f"create[{i}]")
         level[unit.code] = unit.level
         parent[unit.code] = unit.parent
     for i, step in enumerate(plan.steps):
         where = f"steps[{i}]"
         if step.kind == "rename":
-            known(step.unit, where)
+            if known(step.unit, where) and step.stat_code:
+                national(level[step.unit or ""], step.stat_code, where)
             if not step.name:
                 errors.append((f"{where}: a new name is required", f"{where}: thiếu tên mới"))
             continue
@@ -270,19 +309,22 @@ def unit_of_station(session: Session) -> dict[int, int | None]:
     return out
 
 
-def apply(session: Session, plan: Plan, *, by: str) -> tuple[Reorganisation, Effect]:
-    """Check and apply `plan` (flushed, not committed); answer the record and its effect."""
-    check(session, plan)
+def apply(
+    session: Session, plan: Plan, *, by: str, record: Reorganisation | None = None
+) -> tuple[Reorganisation, Effect]:
+    """Check and apply `plan` now (flushed, not committed), into `record` when a scheduled
+    one comes due; answer the record and its effect."""
+    check(session, plan, exclude=record.id if record is not None else None)
     effect = Effect()
     before = unit_of_station(session)
-    reorg = Reorganisation(
+    reorg = record or Reorganisation(
         name=plan.name,
         effective=plan.effective,
-        status=ReorgStatus.APPLIED,
         plan=plan.model_dump(mode="json"),
-        undo={},
         created_by=by[:64],
     )
+    reorg.status = ReorgStatus.APPLIED
+    reorg.undo = {}
     session.add(reorg)
     session.flush()
     undo: dict[str, Any] = {"areas": {}, "stations": {}, "links": [], "owners": [], "groups": {}}
@@ -308,7 +350,9 @@ def apply(session: Session, plan: Plan, *, by: str) -> tuple[Reorganisation, Eff
             session,
             AreaCreate(code=unit.code, name=unit.name, level=unit.level, parent_code=unit.parent),
         )
-        created.stat_code = unit.stat_code
+        # checked against the national list; not against the units this plan retires,
+        # whose codes the new ones often take (Phường 1's 27694 is Phường Long An's)
+        created.stat_code = stations.national_stat_code(unit.level, unit.stat_code)
         created.valid_from = plan.effective
         effect.created.append(unit.code)
     undo["created"] = list(effect.created)
@@ -320,7 +364,7 @@ def apply(session: Session, plan: Plan, *, by: str) -> tuple[Reorganisation, Eff
             target.name = step.name or target.name
             target.name_folded = fold(target.name)
             if step.stat_code:
-                target.stat_code = step.stat_code
+                target.stat_code = stations.national_stat_code(target.level, step.stat_code)
             lineage(session, reorg, target, target, "rename")
         elif step.kind == "move":
             into = area(step.into or "")
@@ -426,16 +470,26 @@ def _retire(
                         [station_link.name, owner_col, owner, "station_id", station.id, "added"]
                     )
             if link is rule_areas:
-                effect.rules.append(str(owner))
+                rule = session.get_one(ScheduleRule, owner)
+                effect.rules.append(rule.key or rule.title or str(owner))
+                if rule.approval is Approval.DRAFT:
+                    effect.waiting(rule, source, into, why="target")
             else:
-                effect.groups.append(str(owner))
-    # the old unit's automatic group stays (same stations) but is no longer automatic
-    for group in session.scalars(
-        select(Group).where(Group.auto.is_(True), Group.gid == source.code)
+                effect.groups.append(session.get_one(Group, owner).gid)
+    # the old unit's automatic group stays (same stations) but is no longer automatic;
+    # draft rules aimed at it are carried over unchanged, still waiting for approval
+    for group in list(
+        session.scalars(select(Group).where(Group.auto.is_(True), Group.gid == source.code))
     ):
         undo["groups"][str(group.id)] = True
         group.auto = False
         effect.groups.append(group.gid)
+        for rule in session.scalars(
+            select(ScheduleRule)
+            .join(rule_groups, rule_groups.c.rule_id == ScheduleRule.id)
+            .where(rule_groups.c.group_id == group.id, ScheduleRule.approval == Approval.DRAFT)
+        ):
+            effect.waiting(rule, source, into, why="target")
     # accounts scoped to the old unit: scoped to the new one
     users = list(
         session.scalars(select(user_areas.c.user_id).where(user_areas.c.area_id == source.id))
@@ -459,9 +513,18 @@ def _retire(
                     ["user_areas", "user_id", user_id, "area_id", into.id, "added"]
                 )
         effect.accounts.append(session.get_one(User, user_id).username)
+    # technicians' alarm subscriptions for the old unit: for the new one (the same
+    # stations, so nobody stops being told); with no heir they stay on the old unit
+    if into is not None:
+        for subscription in session.scalars(
+            select(AlarmSubscription).where(AlarmSubscription.area_id == source.id)
+        ):
+            undo.setdefault("subscriptions", []).append([subscription.id, source.id])
+            subscription.area_id = into.id
+            effect.subscriptions.append(subscription.name)
     # objects owned by the old unit: owned by the new one
     for model in OWNED:
-        owned: list[Group | Programme | StreamSource | ScheduleRule] = list(
+        owned: list[Owned] = list(
             session.scalars(select(model).where(model.owner_area_id == source.id))
         )
         for obj in owned:
@@ -469,8 +532,9 @@ def _retire(
             undo["owners"].append([model.__tablename__, obj_id, source.id])
             label = getattr(obj, "title", None) or getattr(obj, "name", None) or str(obj_id)
             effect.owned.setdefault(model.__tablename__, []).append(str(label))
-            if isinstance(obj, ScheduleRule) and obj.approval is Approval.DRAFT:
-                effect.pending_approvals.append(obj.title)
+            effect.counts[model.__tablename__] = effect.counts.get(model.__tablename__, 0) + 1
+            if isinstance(obj, ScheduleRule | MediaAsset) and obj.approval is Approval.DRAFT:
+                effect.waiting(obj, source, into, why="owned")
         session.execute(
             update(model)
             .where(model.owner_area_id == source.id)
@@ -519,13 +583,83 @@ def _history(
 
 
 def preview(session: Session, plan: Plan, *, by: str) -> dict[str, Any]:
-    """What `apply` would do, without changing anything."""
+    """What `apply` would do on its effective date, without changing anything: the plans
+    scheduled before that date are applied first (a later plan may name their units)."""
     savepoint = session.begin_nested()
     try:
+        for earlier in scheduled(session, before=plan.effective):
+            try:
+                with session.begin_nested():
+                    apply(session, Plan.model_validate(earlier.plan), by=by, record=earlier)
+            except ReorgRefused:
+                pass  # it would fail on its own date; this plan is checked without it
         _, effect = apply(session, plan, by=by)
         return effect.as_dict()
     finally:
         savepoint.rollback()
+        session.expire_all()
+
+
+def scheduled(session: Session, *, before: dt.date | None = None) -> list[Reorganisation]:
+    """The plans waiting for their date (those dated before `before`), oldest date first."""
+    query = select(Reorganisation).where(Reorganisation.status == ReorgStatus.SCHEDULED)
+    if before is not None:
+        query = query.where(Reorganisation.effective < before)
+    return list(session.scalars(query.order_by(Reorganisation.effective, Reorganisation.id)))
+
+
+def submit(
+    session: Session, plan: Plan, *, by: str, today: dt.date
+) -> tuple[Reorganisation, dict[str, Any]]:
+    """Apply `plan` now if its effective date has come (`today`, local), else check it
+    (every error listed) and keep it scheduled for the worker to apply on that date."""
+    if plan.effective <= today:
+        applied, effect = apply(session, plan, by=by)
+        return applied, effect.as_dict()
+    moves = preview(session, plan, by=by)
+    record = Reorganisation(
+        name=plan.name,
+        effective=plan.effective,
+        status=ReorgStatus.SCHEDULED,
+        plan=plan.model_dump(mode="json"),
+        undo={"preview": moves},
+        created_by=by[:64],
+    )
+    session.add(record)
+    session.flush()
+    return record, moves
+
+
+@dataclass
+class Outcome:
+    """A scheduled plan that came due: applied (`effect`) or refused (`errors`)."""
+
+    record: Reorganisation
+    effect: dict[str, Any] | None = None
+    errors: list[tuple[str, str]] = field(default_factory=list)
+
+
+def apply_next_due(session: Session, *, today: dt.date) -> Outcome | None:
+    """Apply the oldest scheduled plan whose effective date is `today` or earlier, in a
+    savepoint (flushed; the caller commits and audits it); None when none is due.  A plan
+    the structure no longer allows is marked `FAILED` with its errors, nothing of it
+    applied.  Idempotent: an applied plan is no longer scheduled."""
+    due = scheduled(session, before=today + dt.timedelta(days=1))
+    if not due:
+        return None
+    record = due[0]
+    try:
+        with session.begin_nested():
+            _, effect = apply(
+                session, Plan.model_validate(record.plan), by=record.created_by, record=record
+            )
+    except ReorgRefused as exc:
+        session.expire_all()
+        record.status = ReorgStatus.FAILED
+        record.undo = {"errors": [list(e) for e in exc.errors]}
+        session.flush()
+        return Outcome(record, errors=exc.errors)
+    return Outcome(record, effect=effect.as_dict())
 
 
 # --- reading history ---------------------------------------------------------------------
@@ -549,9 +683,54 @@ class UnitHistory:
                 return area_id
         return self.today.get(station_id)
 
+    def changes(self, since: dt.datetime, until: dt.datetime, tz: ZoneInfo) -> list[dt.datetime]:
+        """The local midnights strictly inside [since, until) at which a station changed
+        unit (where a period spanning a reorganisation is cut to read it by the units of
+        each part's time)."""
+        days = {start for rows in self.rows.values() for start, _, _ in rows if start}
+        cuts = (dt.datetime.combine(day, dt.time(0), tz) for day in days)
+        return sorted(c for c in cuts if since < c < until)
+
+    def periods(
+        self, area_ids: Collection[int], tz: ZoneInfo
+    ) -> tuple[set[int], list[tuple[int, dt.datetime | None, dt.datetime | None]]]:
+        """The stations that have a unit history, and the periods (station id, from, to;
+        local midnights, None: open) in which one of `area_ids` was their unit."""
+        out: list[tuple[int, dt.datetime | None, dt.datetime | None]] = []
+        for station_id, rows in self.rows.items():
+            for start, end, area_id in rows:
+                if area_id in area_ids:
+                    out.append(
+                        (
+                            station_id,
+                            dt.datetime.combine(start, dt.time(0), tz) if start else None,
+                            dt.datetime.combine(end, dt.time(0), tz) if end else None,
+                        )
+                    )
+        return set(self.rows), out
+
     def as_of(self, day: dt.date) -> Callable[[int, dt.date], int | None]:
         """Every play read by the units of `day` (old units before a change, new after)."""
         return lambda station_id, _: self.at(station_id, day)
+
+
+def former_subtree(session: Session, area_ids: Collection[int]) -> set[int]:
+    """`area_ids` and the areas that lay below them before applied reorganisations
+    moved them away (a dissolved city's former wards, communes and hamlets)."""
+    moved: list[tuple[int, int]] = []  # (area, its parent before the move)
+    for undo_data in session.scalars(
+        select(Reorganisation.undo).where(Reorganisation.status == ReorgStatus.APPLIED)
+    ):
+        for area_id, old in (undo_data or {}).get("areas", {}).items():
+            if old.get("parent_id") is not None:
+                moved.append((int(area_id), int(old["parent_id"])))
+    found = set(area_ids)
+    while True:
+        more = {area for area, parent in moved if parent in found} - found
+        if not more:
+            return found
+        more = stations.subtree_ids(session, more) | more
+        found |= more
 
 
 def units_on(session: Session, day: dt.date) -> dict[int, int | None]:
@@ -562,6 +741,10 @@ def units_on(session: Session, day: dt.date) -> dict[int, int | None]:
 
 def list_plans(session: Session) -> list[Reorganisation]:
     return list(session.scalars(select(Reorganisation).order_by(Reorganisation.effective)))
+
+
+def get_plan(session: Session, reorg_id: int) -> Reorganisation | None:
+    return session.get(Reorganisation, reorg_id)
 
 
 def iter_codes(values: Iterable[str]) -> list[str]:
@@ -575,10 +758,15 @@ _MODELS = {m.__tablename__: m for m in OWNED}
 
 
 def undo(session: Session, reorg_id: int, *, today: dt.date) -> Reorganisation:
-    """Put everything back as it was before the plan (only before its effective date)."""
+    """Put everything back as it was before the plan (only before its effective date);
+    a scheduled plan is cancelled."""
     reorg = session.get(Reorganisation, reorg_id)
     if reorg is None:
         raise InvalidInput(f"unknown reorganisation {reorg_id}", message_vi="Không có phương án")
+    if reorg.status is ReorgStatus.SCHEDULED:  # not applied yet: cancelled
+        reorg.status = ReorgStatus.UNDONE
+        session.flush()
+        return reorg
     if reorg.status is not ReorgStatus.APPLIED or today >= reorg.effective:
         raise InvalidInput(
             "only an applied reorganisation can be undone, before its effective date",
@@ -591,6 +779,12 @@ def undo(session: Session, reorg_id: int, *, today: dt.date) -> Reorganisation:
             session.execute(delete(link).where(link.c[owner_col] == owner, link.c[col] == value))
         else:
             session.execute(insert(link).values({owner_col: owner, col: value}))
+    for subscription_id, area_id in data.get("subscriptions", []):
+        session.execute(
+            update(AlarmSubscription)
+            .where(AlarmSubscription.id == subscription_id)
+            .values(area_id=area_id)
+        )
     for table, obj_id, owner_area in data.get("owners", []):
         model = _MODELS[table]
         session.execute(update(model).where(model.id == obj_id).values(owner_area_id=owner_area))
@@ -644,13 +838,23 @@ def plan_from_csv(text: str, *, name: str, effective: dt.date) -> Plan:
     import io
 
     rows = list(csv.DictReader(io.StringIO(text.lstrip("\ufeff"))))
+    return plan_from_rows(rows, name=name, effective=effective)
+
+
+def plan_from_rows(
+    rows: Iterable[Mapping[str, str | None]], *, name: str, effective: dt.date, first: int = 2
+) -> Plan:
+    """The decision's rows (the spreadsheet's, or the dashboard form's), numbered from
+    `first` in the errors (a spreadsheet's first row is its header); blank rows skipped."""
     create: list[NewUnit] = []
     steps: list[Step] = []
     merges: dict[str, list[str]] = {}
     errors: list[tuple[str, str]] = []
-    for line, row in enumerate(rows, start=2):
+    for line, row in enumerate(rows, start=first):
         cell = {k: (row.get(k) or "").strip() for k in CSV_COLUMNS}
         action = cell["action"].lower()
+        if not any(cell.values()):
+            continue
         try:
             if action == "create":
                 create.append(
@@ -668,7 +872,7 @@ def plan_from_csv(text: str, *, name: str, effective: dt.date) -> Plan:
                 steps.append(
                     Step(
                         kind="move",
-                        hamlets=iter_codes(cell["hamlets"].split(";")),
+                        hamlets=iter_codes(cell["hamlets"].replace(",", ";").split(";")),
                         into=cell["new"],
                     )
                 )
@@ -684,5 +888,10 @@ def plan_from_csv(text: str, *, name: str, effective: dt.date) -> Plan:
             errors.append((f"line {line}: {exc}", f"Dòng {line}: dữ liệu không hợp lệ"))
     if errors:
         raise ReorgRefused(errors)
+    if not create and not merges and not steps:
+        raise ReorgRefused([("the decision has no rows", "Phương án chưa có dòng nào")])
     merge_steps = [Step(kind="merge", sources=src, into=into) for into, src in merges.items()]
-    return Plan(name=name, effective=effective, create=create, steps=merge_steps + steps)
+    try:
+        return Plan(name=name, effective=effective, create=create, steps=merge_steps + steps)
+    except ValueError as exc:  # the decision's name
+        raise ReorgRefused([(str(exc), "Tên phương án cần 1–200 ký tự")]) from exc

@@ -4,9 +4,14 @@ Names and national statistics codes of the new province and wards come from the
 `vietnam-provinces` package (the post-July-2025 list), not typed by hand.  The partial
 move of Xã Bình Thạnh (Thủ Thừa) into Phường Long An is left out: its hamlets are not in
 the registry.  The registry's Phường 2 is not named in the published lists of the 2025
-arrangement; it is merged here with the Phường 1 group (into Phường Long An): an earlier
-merger (Nghị quyết 1244/NQ-UBTVQH15, in force 1 December 2024) is reported to have merged
-it into Phường 1 - not verifiable offline.
+arrangement; it is merged here with the Phường 1 group (into Phường Long An).  What the
+package's own history says (checked offline from its releases on PyPI): vietnam-provinces
+0.4.3 (the list of 3 February 2021) has Thành phố Tân An (794) with 14 units, Phường 2
+among them (code 27688); 0.5.8 and 0.6.0 (the list of 4 January 2025) have 13, Phường 2
+gone and Phường 1 keeping its code 27694 - the code Phường Long An carries from July 2025.
+So Phường 2 ended between 2021 and January 2025, consistent with Nghị quyết
+1244/NQ-UBTVQH15 (in force 1 December 2024) merging it into Phường 1; the data does not
+name the unit it joined.
 """
 
 from __future__ import annotations

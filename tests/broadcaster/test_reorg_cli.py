@@ -1,11 +1,15 @@
-"""``broadcaster areas reorganise FILE``: preview, every error listed, apply, undo."""
+"""``broadcaster areas reorganise FILE``: preview, every error listed, schedule (a future
+date) or apply (a date that has come), cancel."""
 
 from __future__ import annotations
 
 import datetime as dt
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import pytest
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 from typer.testing import CliRunner
@@ -13,9 +17,13 @@ from typer.testing import CliRunner
 from broadcaster.cli import app
 from broadcaster.reorg import tan_an as tan_an_2025
 from broadcaster.settings import Settings
-from stations.models import Area, AreaLevel, Reorganisation, Station
+from schedules import seed
+from schedules.models import Programme
+from stations.models import Area, AreaLevel, Reorganisation, ReorgStatus, Station
+from tests.schedules.api_helpers import playlist
 
 runner = CliRunner()
+VN = ZoneInfo("Asia/Ho_Chi_Minh")
 HEADER = "action,old,new,name,level,parent,stat_code,hamlets\n"
 
 
@@ -51,7 +59,7 @@ def test_reorganise_from_a_spreadsheet(
     good = tmp_path / "decision.csv"
     good.write_text(
         HEADER
-        + "create,,phuong-moi,Phường Mới,ward,tan-an,99999,\n"
+        + "create,,phuong-moi,Phường Mới,ward,tan-an,27712,\n"
         + "merge,xa-binh-tam,phuong-moi,,,,,\n"
         + "merge,phuong-7,phuong-moi,,,,,\n"
         + "move,,phuong-moi,,,,,p1-kp-1;p1-kp-2\n",
@@ -64,24 +72,40 @@ def test_reorganise_from_a_spreadsheet(
     with session_factory() as session:
         assert session.scalar(select(func.count()).select_from(Reorganisation)) == 0
         assert session.scalar(select(Area.id).where(Area.code == "phuong-moi")) is None
-    applied = runner.invoke(
+    # a future date: checked and scheduled; nothing moves until the date
+    scheduled = runner.invoke(
         app, ["areas", "reorganise", str(good), "--effective", later, "--apply"]
     )
-    assert applied.exit_code == 0, applied.output
+    assert scheduled.exit_code == 0, scheduled.output
+    assert f"Scheduled for {later}" in scheduled.output
     with session_factory() as session:
-        assert _ward_of(session, "p1-kp-1") == "phuong-moi"
-        assert _ward_of(session, "bt-1") == "phuong-moi"
+        assert _ward_of(session, "p1-kp-1") == "phuong-1"
         record = session.scalar(select(Reorganisation))
         assert record is not None
+        assert record.status is ReorgStatus.SCHEDULED
         record_id = record.id
     again = runner.invoke(app, ["areas", "reorganise", str(good), "--effective", later, "--apply"])
     assert again.exit_code == 1  # the same date: refused
-    undone = runner.invoke(app, ["areas", "undo", str(record_id)])
-    assert undone.exit_code == 0, undone.output
+    assert "takes effect" in again.output
+    cancelled = runner.invoke(app, ["areas", "undo", str(record_id)])
+    assert cancelled.exit_code == 0, cancelled.output
     with session_factory() as session:
-        assert _ward_of(session, "p1-kp-1") == "phuong-1"
-        assert _ward_of(session, "bt-1") == "xa-binh-tam"
-        assert session.scalar(select(Area.id).where(Area.code == "phuong-moi")) is None
+        assert session.get_one(Reorganisation, record_id).status is ReorgStatus.UNDONE
+    # a date that has come: applied at once, and no longer undone
+    past = (dt.datetime.now(dt.UTC).date() - dt.timedelta(days=2)).isoformat()
+    applied = runner.invoke(app, ["areas", "reorganise", str(good), "--effective", past, "--apply"])
+    assert applied.exit_code == 0, applied.output
+    assert "Applied" in applied.output
+    with session_factory() as session:
+        assert _ward_of(session, "p1-kp-1") == "phuong-moi"
+        assert _ward_of(session, "bt-1") == "phuong-moi"
+        done = session.scalar(
+            select(Reorganisation.id).where(Reorganisation.status == ReorgStatus.APPLIED)
+        )
+    refused = runner.invoke(app, ["areas", "undo", str(done)])
+    assert refused.exit_code == 1, refused.output
+    with session_factory() as session:
+        assert _ward_of(session, "p1-kp-1") == "phuong-moi"
 
 
 @pytest.mark.usefixtures("tan_an")
@@ -95,3 +119,42 @@ def test_seed_as_of_builds_todays_structure(session_factory: sessionmaker[Sessio
     assert tops == {("tay-ninh", AreaLevel.PROVINCE)} | {
         (code, AreaLevel.WARD) for code in tan_an_2025.WARDS
     }
+
+
+@pytest.mark.usefixtures("tan_an")
+def test_seed_as_of_relays_national_province_then_each_ward(
+    session_factory: sessionmaker[Session], app: FastAPI, client: TestClient, admin: dict[str, str]
+) -> None:
+    """After the change the chain is national → province → ward/commune: every station's
+    morning and evening relays are VOV1, the province, then its own unit's programme (now
+    owned by its new ward); tomorrow's playlist is the old one without the city step."""
+    seed.load(session_factory, app.state.media_library)
+    day = dt.date(2026, 11, 26)
+    with session_factory() as session:
+        sids = list(session.scalars(select(Station.sid).order_by(Station.sid)))
+        old_unit = {sid: _ward_of(session, sid) for sid in sids}
+    before = {sid: playlist(client, admin, sid, day) for sid in sids}
+    assert tan_an_2025.load_as_of(session_factory, dt.date(2025, 7, 1))
+    with session_factory() as session:
+        new_unit = {sid: _ward_of(session, sid) for sid in sids}
+        owners = dict(
+            session.execute(
+                select(Programme.key, Area.code).join(Area, Area.id == Programme.owner_area_id)
+            ).all()
+        )
+    for sid in sids:
+        items = playlist(client, admin, sid, day)
+        for half in (lambda h: h < 12, lambda h: h >= 12):
+            chain = [
+                i["url"].rsplit("/", 1)[-1]
+                for i in items
+                if half(dt.datetime.fromisoformat(i["start_at"]).astimezone(VN).hour)
+            ]
+            assert chain == ["vov1.mp3", "long-an.mp3", f"{old_unit[sid]}.mp3"], sid
+        # the ward/commune step's programme belongs to the station's new ward
+        assert owners[f"tan-an:programme:{old_unit[sid]}"] == new_unit[sid]
+        expected = [i for i in before[sid] if not i["url"].endswith("/tan-an.mp3")]
+        assert len(expected) == len(before[sid]) - 2
+        assert [(i["start_at"], i["url"]) for i in items] == [
+            (i["start_at"], i["url"]) for i in expected
+        ]
