@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 
@@ -10,6 +12,7 @@ from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import HTMLResponse
+from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library import router as media_router
 from audio_library.service import MediaLibrary
@@ -21,8 +24,10 @@ from broadcaster.auth import router as auth_router
 from broadcaster.auth.dependencies import authenticate, header_authenticator
 from broadcaster.auth.usage import TokenUsage
 from broadcaster.broker import router as broker_router
-from broadcaster.dispatch import playlist_router
+from broadcaster.dispatch import attention, playlist_router
 from broadcaster.dispatch import router as dispatch_router
+from broadcaster.dispatch.progress_hub import ProgressHub
+from broadcaster.live import router as live_router
 from broadcaster.reorg import router as reorg_router
 from broadcaster.runtime import Role, Runtime
 from broadcaster.settings import Settings
@@ -31,8 +36,10 @@ from broadcaster.web.middleware import (
     BodyLimitMiddleware,
     RouteLimit,
     SecurityHeadersMiddleware,
+    tile_source,
 )
 from broadcaster.web.validation import storable_text
+from kernel.errors import DomainError
 from schedules import router as schedules_router
 from schedules import service as schedules_service
 from stations import router as stations_router
@@ -48,6 +55,17 @@ Authenticate with `POST /api/v1/auth/token` (form fields `username`, `password`)
 """
 
 
+def _make_attention_signal(factory: sessionmaker[Session], library: MediaLibrary) -> None:
+    """The emergencies' attention signal in the media library (made once; identical
+    bytes find the same asset later).  Without ffmpeg, emergencies go without it."""
+    try:
+        asset_id = attention.ensure_signal(factory, library)
+    except (DomainError, OSError) as exc:
+        log.warning("attention signal not made, emergencies play without it: %s", exc)
+        return
+    log.info("attention signal ready (media asset %s)", asset_id)
+
+
 def body_limits(settings: Settings, audio_settings: AudioSettings) -> list[RouteLimit]:
     """Routes whose bodies may exceed ``BROADCASTER_MAX_REQUEST_BYTES`` (every other
     route, JSON ones under ``/api/v1/media`` included, keeps that limit)."""
@@ -55,6 +73,34 @@ def body_limits(settings: Settings, audio_settings: AudioSettings) -> list[Route
         RouteLimit("POST", "/api/v1/media", audio_settings.max_upload_bytes + 64 * 1024),
         RouteLimit("POST", "/api/v1/stations/import", settings.max_import_bytes),
     ]
+
+
+class SpeechWarmUp:
+    """Warms the audio process pool in the background at start-up; `/readyz` shows it
+    (never as not ready: speech still works cold, only slower)."""
+
+    def __init__(self) -> None:
+        self.state = "not started"
+
+    def start(self, library: MediaLibrary) -> None:
+        threading.Thread(
+            target=self._run, args=(library,), name="speech-warm-up", daemon=True
+        ).start()
+
+    def _run(self, library: MediaLibrary) -> None:
+        self.state = "warming"
+        started = time.monotonic()
+        try:
+            library.warm()
+        except Exception as exc:  # speech then starts its processes on first use
+            log.warning("audio process pool warm-up failed: %s", exc)
+            self.state = f"cold ({type(exc).__name__})"
+            return
+        self.state = "warm"
+        log.info("audio process pool warm (%.1f s)", time.monotonic() - started)
+
+    def readiness(self) -> tuple[bool, dict[str, str]]:
+        return True, {"audio_pool": self.state}
 
 
 Authenticator = Callable[[Sequence[tuple[bytes, bytes]]], Awaitable[bool]]
@@ -98,15 +144,24 @@ def create_app(
             stations_service.ensure_builtin_groups(session)
         log.info("broadcaster ready (%s)", engine.url.render_as_string(hide_password=True))
         media_library.store.tmp_dir.mkdir(parents=True, exist_ok=True)
-        runtime = Runtime(settings, engine, sessionmaker, media_library, role)
+        if settings.emergency_attention:
+            _make_attention_signal(sessionmaker, media_library)
+        runtime = Runtime(
+            settings, engine, sessionmaker, media_library, role, on_progress=progress.notify
+        )
         app.state.runtime = runtime
         app.state.readiness["dispatch"] = runtime.readiness
         runtime.start()
         token_usage.start()
+        if role is not Role.WORKER and settings.speech_warm_up:
+            # the first spoken emergency must not start the audio processes (4 s cold)
+            speech.start(media_library)
         try:
             yield
         finally:
+            await live_router.relays_of(app).stop_all()
             token_usage.stop()
+            progress.stop()
             runtime.stop()
             media_library.shutdown()
             engine.dispose()
@@ -122,16 +177,21 @@ def create_app(
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessionmaker = sessionmaker
-    app.state.readiness = {}
+    speech = SpeechWarmUp()
+    app.state.readiness = {"speech": speech.readiness}
     app.state.media_library = media_library
     app.state.asset_usage = [schedules_service.asset_users]
     app.state.areas = stations_service.AREA_DIRECTORY
     app.state.authenticate = authenticate  # for routes that also accept signed links
     token_usage = TokenUsage(sessionmaker)
     app.state.token_usage = token_usage
+    # one per process: every open progress stream waits on it (broadcaster.dispatch.progress_hub)
+    progress = ProgressHub(sessionmaker, poll_s=settings.sse_poll_s)
+    app.state.progress_hub = progress
 
     errors.install(app)
-    app.add_middleware(SecurityHeadersMiddleware)
+    tiles = tile_source(settings.map_tile_url)
+    app.add_middleware(SecurityHeadersMiddleware, img_sources=[tiles] if tiles else [])
     app.add_middleware(
         BodyLimitMiddleware,
         max_bytes=settings.max_request_bytes,
@@ -168,6 +228,9 @@ def create_app(
     app.include_router(dispatch_router.router, dependencies=protected)
     app.include_router(playlist_router.router, dependencies=protected)
     app.include_router(alarms_router.router, dependencies=protected)
+    app.include_router(live_router.router, dependencies=protected)
+    # the microphone socket authenticates itself (cookie with same origin, or bearer)
+    app.include_router(live_router.socket_router)
     app.include_router(alerts_router.router, dependencies=protected)
     # CAP ingest: its own integration token
     app.include_router(alerts_router.public_router, dependencies=public)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster import db
 from broadcaster.broker.cli import mqtt_app, stations_credentials
 from broadcaster.console import console, err, fail, load_settings
+from broadcaster.live.cli import live_app
 from broadcaster.reorg.cli import areas_app
 from broadcaster.settings import Settings
 from firmware_bridge.simulator.cli import simulate
@@ -33,6 +34,7 @@ app.add_typer(stations_app, name="stations")
 app.add_typer(users_app, name="users")
 app.add_typer(mqtt_app, name="mqtt")
 app.add_typer(areas_app, name="areas")
+app.add_typer(live_app, name="live")
 stations_app.command("credentials")(stations_credentials)
 
 

@@ -6,9 +6,11 @@
    relay chain; a demo administrator and a demo approver with random passwords
    (``var/demo-credentials.txt``); an MQTT secret for every station
    (``var/station-credentials.json``);
-3. the service (API, dashboard and worker) on http://127.0.0.1:8000;
-4. the simulator for every station (`broadcaster simulate` in its own process);
-5. a short demo programme scheduled a minute after start on every station, so the
+3. Icecast2 for live paging under ``var/icecast`` (unless
+   ``BROADCASTER_LIVE_ICECAST_URL`` names one), on a free port near 18000;
+4. the service (API, dashboard and worker) on http://127.0.0.1:8000;
+5. the simulator for every station (`broadcaster simulate` in its own process);
+6. a short demo programme scheduled a minute after start on every station, so the
    stations play it and the play log fills within two minutes.
 
 Ctrl-C stops the simulator, the service and the broker.
@@ -33,6 +35,7 @@ from zoneinfo import ZoneInfo
 
 import httpx
 import uvicorn
+from pydantic import SecretStr
 from rich.console import Console
 from rich.table import Table
 from sqlalchemy import select
@@ -48,6 +51,8 @@ from broadcaster.auth.schemas import UserCreate
 from broadcaster.broker import bootstrap as broker_bootstrap
 from broadcaster.broker import provisioning
 from broadcaster.broker.service import dynsec_client, server_account, topics
+from broadcaster.live.icecast import IcecastServer, find_icecast
+from broadcaster.live.icecast import write_config as icecast_config
 from broadcaster.runtime import Role
 from broadcaster.settings import Settings
 from kernel.security import Role as UserRole
@@ -94,6 +99,7 @@ class Demo:
         self.base = f"http://{host}:{port}"
         self.children: list[subprocess.Popen[bytes]] = []
         self.settings = Settings(public_base_url=self.base)
+        self.streaming: IcecastServer | None = None
 
     # ------------------------------------------------------------------ broker
 
@@ -116,6 +122,25 @@ class Demo:
             update={"mqtt_url": result.mqtt_url, "mqtt_dynsec": True}
         )
         self.console.print(f"Mosquitto (dynamic security) on 127.0.0.1:{result.port}")
+
+    def icecast(self) -> None:
+        """Icecast2 for live paging (the dashboard's "Trực tiếp" page)."""
+        if self.settings.live_icecast_url is not None:
+            self.console.print("Using the configured Icecast for live paging.")
+            return
+        if find_icecast() is None:
+            self.console.print("Icecast2 is not installed: live paging is off.")
+            return
+        setup = icecast_config(VAR / "icecast", port=_free_port(18000))
+        try:
+            self.streaming = IcecastServer(setup).start()
+        except RuntimeError as exc:
+            self.console.print(f"Live paging is off: {exc}")
+            return
+        self.settings = self.settings.model_copy(
+            update={"live_icecast_url": SecretStr(setup.source_url)}
+        )
+        self.console.print(f"Icecast2 (live paging) on {setup.public_url}")
 
     # ------------------------------------------------------------------ data
 
@@ -273,6 +298,8 @@ class Demo:
         try:
             with self.console.status("Starting the broker…"):
                 self.broker()
+            with self.console.status("Starting Icecast for live paging…"):
+                self.icecast()
             with self.console.status("Preparing the database, Tân An and station accounts…"):
                 logins, count = self.prepare()
             with self.console.status("Starting the service…"):
@@ -311,6 +338,12 @@ class Demo:
                 f"on every station at {at:%H:%M:%S} (play log: {self.base}/api/v1/playlog)",
             )
             table.add_row("Broker", self.settings.mqtt_station_url)
+            table.add_row(
+                "Live paging",
+                f"{self.base}/truc-tiep"
+                if self.settings.live_icecast_url is not None
+                else "off (no Icecast)",
+            )
             self.console.print(table)
             self.console.print("Fire an emergency broadcast from another shell:")
             self.console.print(
@@ -358,6 +391,8 @@ class Demo:
                 time.sleep(5)
 
     def _stop_children(self) -> None:
+        if self.streaming is not None:
+            self.streaming.stop()
         for child in reversed(self.children):
             with contextlib.suppress(ProcessLookupError):
                 child.send_signal(signal.SIGTERM)

@@ -23,6 +23,9 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from firmware_bridge.errors import ConfigError
+from firmware_bridge.mqtt_url import MqttUrl
+
 DEFAULT_SECRET_KEY = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside development
 
 
@@ -47,6 +50,11 @@ class Settings(BaseSettings):
     """The broker URL stations are given (default: BROADCASTER_MQTT_URL without user)."""
     mqtt_ca_file: str | None = None
     """CA bundle for ``mqtts://`` brokers (default: the system's)."""
+    mqtt_nats_auth_file: Path | None = None
+    """Clustered broker (NATS Server's MQTT gateway): the ``authorization`` include file
+    the service writes with every station account; set, it replaces dynamic security."""
+    mqtt_nats_pid_files: str = ""
+    """Comma-separated PID files of the NATS nodes to reload after each change."""
     media_dir: Path = Path("./var/media")
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
@@ -60,6 +68,9 @@ class Settings(BaseSettings):
     """Bearer token of ``GET /metrics`` (Prometheus); unset: the endpoint answers 404."""
     alarm_eval_interval_s: float = Field(default=5.0, gt=0, le=300)
     """How often the worker re-evaluates every station (time-based alarm rules)."""
+    alarm_count_window_s: float = Field(default=3600.0, ge=10, le=86_400)
+    """The window in which reconnects (link flapping), missed plays and unacknowledged
+    commands are counted against their alarm thresholds (the thresholds' "per hour")."""
     alarm_settle_s: float = Field(default=10.0, ge=0, le=600)
     """How long a fresh notification waits so that alarms fired together form one digest."""
     alarm_smtp_host: str | None = None
@@ -71,10 +82,36 @@ class Settings(BaseSettings):
     alarm_notify_timeout_s: float = Field(default=10.0, gt=0, le=120)
     alarm_notify_max_attempts: int = Field(default=6, ge=1, le=50)
     alarm_notify_backoff_s: float = Field(default=30.0, ge=0.1, le=3600)
+    emergency_volume: int = Field(default=100, ge=0, le=100)
+    """Volume (%) every emergency plays at, whatever a station's own volume; the station
+    returns to its own volume afterwards (``play.volume`` is for that play only).  A
+    broadcast's own ``volume`` overrides it."""
+    emergency_attention: bool = False
+    """Precede every emergency with the attention signal (a tone chime the service
+    synthesises at start and keeps in the media library; `broadcaster.dispatch.attention`)."""
+    live_icecast_url: SecretStr | None = None
+    """Live paging: the Icecast server the service pushes operators' voices and relayed
+    streams to, with its source login (``http://source:PASSWORD@127.0.0.1:8010``);
+    unset: live paging is off (503).  ``broadcaster live icecast-config`` writes one."""
+    live_stream_base_url: str | None = None
+    """The Icecast address stations are given (default: the URL above without login)."""
+    live_max_s: int = Field(default=3600, ge=10, le=6 * 3600)
+    """Longest live session; stations stop by themselves at its end."""
+    live_idle_s: float = Field(default=3.0, gt=0, le=60)
+    """A microphone that sends no audio this long is gone: the session ends, stations stop."""
+    sse_keepalive_s: float = Field(default=15.0, gt=0, le=300)
+    """A progress stream idle this long sends a comment (proxies close silent streams)."""
+    sse_poll_s: float = Field(default=1.0, gt=0, le=60)
+    """How often the progress streams' hub reads changes another process committed
+    (this process's own worker and routes wake it at once)."""
+    speech_warm_up: bool = True
+    """Start and warm the audio process pool (espeak-ng voices, ffmpeg, numpy) at start,
+    so the first spoken emergency does not pay for it (the in-process test apps turn it
+    off; the service processes of end-to-end tests and benchmarks keep it)."""
     map_tile_url: str = ""
-    """Map tiles of the alarms page (``https://.../{z}/{x}/{y}.png``; the page's Content
-    Security Policy must allow its host); empty: no tiles, the stations on a plain
-    background."""
+    """Map tiles of the alarms page (``https://{s}.tile.example.org/{z}/{x}/{y}.png``; the
+    pages' Content Security Policy allows images from its origin); empty: no tiles, the
+    stations and the ward/commune outlines on a plain background."""
 
     @field_validator("timezone")
     @classmethod
@@ -88,7 +125,13 @@ class Settings(BaseSettings):
     @field_validator("mqtt_url")
     @classmethod
     def _mqtt_url(cls, value: str) -> str:
-        _url_of(value, {"mqtt", "mqtts"}, "BROADCASTER_MQTT_URL must look like mqtt://host:port")
+        try:
+            MqttUrl.parse(value)
+        except ConfigError as exc:
+            raise ValueError(
+                "BROADCASTER_MQTT_URL must look like mqtt://host:port (several brokers: "
+                f"mqtt://user:password@host1:port,host2:port): {exc}"
+            ) from None
         return value
 
     @field_validator("mqtt_public_url")
@@ -101,6 +144,47 @@ class Settings(BaseSettings):
         )
         if parts.username or parts.password:
             raise ValueError("BROADCASTER_MQTT_PUBLIC_URL must not carry credentials")
+        return value
+
+    @field_validator("live_icecast_url")
+    @classmethod
+    def _live_icecast_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            parts = _url_of(
+                value.get_secret_value(),
+                {"http"},
+                "BROADCASTER_LIVE_ICECAST_URL must look like http://source:password@host:port",
+            )
+            if not parts.password:
+                raise ValueError("BROADCASTER_LIVE_ICECAST_URL needs the source password")
+        return value
+
+    @field_validator("live_stream_base_url")
+    @classmethod
+    def _live_stream_base_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        parts = _url_of(
+            value, {"http", "https"}, "BROADCASTER_LIVE_STREAM_BASE_URL must be an http(s) URL"
+        )
+        if parts.username or parts.password:
+            raise ValueError("BROADCASTER_LIVE_STREAM_BASE_URL must not carry credentials")
+        return value.rstrip("/")
+
+    @field_validator("map_tile_url")
+    @classmethod
+    def _map_tile_url(cls, value: str) -> str:
+        value = value.strip()
+        if not value:
+            return value
+        parts = urlsplit(value.replace("{s}", "a"))
+        if parts.scheme not in {"http", "https"} or not parts.netloc or " " in value:
+            raise ValueError("BROADCASTER_MAP_TILE_URL must be an http(s) URL")
+        missing = [p for p in ("{z}", "{x}", "{y}") if p not in value]
+        if missing:
+            raise ValueError(
+                f"BROADCASTER_MAP_TILE_URL must contain {', '.join(missing)} (a tile template)"
+            )
         return value
 
     @field_validator("public_base_url")
@@ -129,6 +213,9 @@ class Settings(BaseSettings):
         """The broker URL handed to stations with their credentials (no user info)."""
         if self.mqtt_public_url:
             return self.mqtt_public_url
+        url = MqttUrl.parse(self.mqtt_url)
+        if url.clustered:
+            return url.without_credentials()
         parts = urlsplit(self.mqtt_url)
         netloc = parts.hostname or ""
         if ":" in netloc:
@@ -136,6 +223,11 @@ class Settings(BaseSettings):
         if parts.port:
             netloc += f":{parts.port}"
         return f"{parts.scheme}://{netloc}"
+
+    @property
+    def mqtt_nats_pids(self) -> list[Path]:
+        """The NATS nodes' PID files (``BROADCASTER_MQTT_NATS_PID_FILES``)."""
+        return [Path(p.strip()) for p in self.mqtt_nats_pid_files.split(",") if p.strip()]
 
 
 def _url_of(value: str, schemes: set[str], refusal: str) -> SplitResult:

@@ -27,7 +27,7 @@ import datetime as dt
 import re
 from typing import Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, Field
 
 MAX_INT32 = 2**31 - 1
 MAX_INT64 = 2**63 - 1
@@ -142,6 +142,20 @@ Int32 = Annotated[int, Field(ge=-MAX_INT32 - 1, le=MAX_INT32)]
 BoundedDatetime = Annotated[dt.datetime, AfterValidator(_in_range_datetime)]
 #: A calendar date within 2000..2099.
 BoundedDate = Annotated[dt.date, AfterValidator(_in_range_date)]
+
+PLAIN_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+
+
+def _plain_date(value: Any) -> Any:
+    """``2026-12-01`` stays a date (pydantic would read it as a naive midnight)."""
+    if isinstance(value, str) and PLAIN_DATE.fullmatch(value.strip()):
+        return dt.date.fromisoformat(value.strip())
+    return value
+
+
+#: A filter bound: a timestamp (``2026-12-01T05:00:00+07:00``) or a plain date
+#: (``2026-12-01``: the whole day, read in the site's time zone by the caller).
+DayOrInstant = Annotated[BoundedDatetime | BoundedDate, BeforeValidator(_plain_date)]
 
 
 def walk_problem(value: Any, *, path: str = "") -> str | None:

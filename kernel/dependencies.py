@@ -14,12 +14,13 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict, Unpack
+from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Path, Query, Request, Response
 from sqlalchemy.orm import Session, sessionmaker
 
 from kernel import audit
-from kernel.bounds import MAX_INT32, MAX_INT64, BoundedDatetime
+from kernel.bounds import MAX_INT32, MAX_INT64, DayOrInstant
 from kernel.changes import Actor, commit_change
 from kernel.db import READ_ONLY
 from kernel.errors import InvalidInput, Unauthenticated
@@ -34,9 +35,16 @@ def get_session(request: Request) -> Iterator[Session]:
     transaction on SQLite, so a page or a list never waits for the ingest's writes
     (WAL readers see the last commit at once)."""
     factory: sessionmaker[Session] = request.app.state.sessionmaker
-    session = factory()
     if request.method in SAFE_METHODS:
-        session.connection(execution_options={READ_ONLY: True})
+        # bound to a read-only view of the engine: the connection is taken when the
+        # first query runs (authentication), not here, so no request holds a pooled
+        # connection across one more hop to the threadpool (a burst of more requests
+        # than the pool holds - a hundred progress streams reconnecting - would wait
+        # for connections held by requests that wait for threads)
+        bind = factory.kw["bind"]
+        session = factory(bind=bind.execution_options(**{READ_ONLY: True}))
+    else:
+        session = factory()
     try:
         yield session
     except BaseException:
@@ -165,19 +173,61 @@ class TimeRange:
     until: dt.datetime | None
 
 
+DEFAULT_TZ = "Asia/Ho_Chi_Minh"
+
+
+def site_zone(request: Request) -> ZoneInfo:
+    """The site's time zone (the composition root's settings, when it has them)."""
+    settings = getattr(request.app.state, "settings", None)
+    return ZoneInfo(getattr(settings, "timezone", DEFAULT_TZ))
+
+
+def day_start(day: dt.date, zone: ZoneInfo) -> dt.datetime:
+    return dt.datetime.combine(day, dt.time(0), tzinfo=zone)
+
+
 def time_range(
-    since: Annotated[BoundedDatetime | None, Query(alias="from", description="inclusive")] = None,
-    until: Annotated[BoundedDatetime | None, Query(alias="to", description="exclusive")] = None,
+    request: Request,
+    since: Annotated[
+        DayOrInstant | None,
+        Query(
+            alias="from",
+            description="inclusive: a timestamp with its offset, or a plain date "
+            "(2026-12-01: from the start of that day, site time)",
+        ),
+    ] = None,
+    until: Annotated[
+        DayOrInstant | None,
+        Query(
+            alias="to",
+            description="exclusive timestamp, or a plain date (2026-12-31: up to the end "
+            "of that day, site time)",
+        ),
+    ] = None,
 ) -> TimeRange:
+    zone = site_zone(request)
+    bounds: dict[str, dt.datetime | None] = {}
     for name, value in (("from", since), ("to", until)):
-        if value is not None and value.tzinfo is None:
-            raise InvalidInput(
-                f"'{name}' needs a time zone offset (e.g. 2026-11-26T05:00:00+07:00)",
-                field=("query", name),
-            )
-    if since is not None and until is not None and until <= since:
-        raise InvalidInput("'to' must be after 'from'", field=("query", "to"))
-    return TimeRange(since=since, until=until)
+        if value is None or isinstance(value, dt.datetime):
+            if value is not None and value.tzinfo is None:
+                raise InvalidInput(
+                    f"'{name}' needs a time zone offset (e.g. 2026-11-26T05:00:00+07:00) "
+                    "or is a plain date (2026-11-26)",
+                    field=("query", name),
+                    message_vi=f"Thời điểm '{name}' cần có múi giờ (ví dụ "
+                    "2026-11-26T05:00:00+07:00) hoặc chỉ ghi ngày (2026-11-26)",
+                )
+            bounds[name] = value
+        else:  # a plain date: the whole day; 'to' includes the day it names
+            bounds[name] = day_start(value + dt.timedelta(days=1 if name == "to" else 0), zone)
+    start, end = bounds["from"], bounds["to"]
+    if start is not None and end is not None and end <= start:
+        raise InvalidInput(
+            "'to' must be after 'from'",
+            field=("query", "to"),
+            message_vi="Thời điểm kết thúc ('to') phải sau thời điểm bắt đầu ('from')",
+        )
+    return TimeRange(since=start, until=end)
 
 
 TimeRangeDep = Annotated[TimeRange, Depends(time_range)]

@@ -242,7 +242,11 @@ class _Context:
         by_id: dict[int, ProgrammeSpec] = {}
         for programme in programmes:
             if programme.id in by_id and by_id[programme.id] != programme:
-                raise InvalidInput(f"Programme {programme.id} given twice", field="programmes")
+                raise InvalidInput(
+                    f"Programme {programme.id} given twice",
+                    field="programmes",
+                    message_vi=f"Chương trình {programme.id} bị lặp",
+                )
             by_id[programme.id] = programme
         self.rules: dict[int, _Rule] = {}
         skipped: list[SkippedRule] = []
@@ -251,7 +255,11 @@ class _Context:
             if rule.id in seen:
                 if seen[rule.id] == rule:
                     continue
-                raise InvalidInput(f"Rule {rule.id} given twice", field="rules")
+                raise InvalidInput(
+                    f"Rule {rule.id} given twice",
+                    field="rules",
+                    message_vi=f"Lịch phát {rule.id} bị lặp",
+                )
             seen[rule.id] = rule
             found = by_id.get(rule.programme_id)
             try:
@@ -350,13 +358,12 @@ class _Context:
             new_start = None
             tolerance = loser.shift_tolerance_s
             reason = (
-                f"Rule {loser.id} ({loser.title}) at {when} dropped: rule {winner.id} "
-                f"({winner.title}) holds the time ({why}) and no free slot within "
-                f"{tolerance} s"
+                f"{_upper_first(_name(loser))} at {when} dropped: {_name(winner)} "
+                f"holds the time ({why}) and no free slot within {tolerance} s"
             )
             reason_vi = (
-                f"Lịch {loser.id} ({loser.title}) lúc {when} bị bỏ: lịch {winner.id} "
-                f"({winner.title}) đã chiếm giờ ({_why_vi(winner, loser)}) và không có "
+                f"{_upper_first(_name_vi(loser))} lúc {when} bị bỏ: {_name_vi(winner)} "
+                f"đã chiếm giờ ({_why_vi(winner, loser)}) và không có "
                 f"khoảng trống trong {tolerance} giây"
             )
         else:
@@ -364,12 +371,12 @@ class _Context:
             new_start = self.moment(placement.start_ms)
             moved = f"{new_start:%Y-%m-%d %H:%M:%S}"
             reason = (
-                f"Rule {loser.id} ({loser.title}) at {when} moved to {moved}: rule "
-                f"{winner.id} ({winner.title}) holds the time ({why})"
+                f"{_upper_first(_name(loser))} at {when} moved to {moved}: "
+                f"{_name(winner)} holds the time ({why})"
             )
             reason_vi = (
-                f"Lịch {loser.id} ({loser.title}) lúc {when} dời sang {moved}: lịch "
-                f"{winner.id} ({winner.title}) đã chiếm giờ ({_why_vi(winner, loser)})"
+                f"{_upper_first(_name_vi(loser))} lúc {when} dời sang {moved}: "
+                f"{_name_vi(winner)} đã chiếm giờ ({_why_vi(winner, loser)})"
             )
         return Conflict(
             station_id=_ANY_STATION,
@@ -382,6 +389,26 @@ class _Context:
             reason=reason,
             reason_vi=reason_vi,
         )
+
+
+DRAFT_RULE_ID = 0
+"""The id a preview gives the rule being drafted (not saved yet; saved rules start at 1)."""
+
+
+def _upper_first(text: str) -> str:
+    return text[:1].upper() + text[1:]
+
+
+def _name(spec: RuleSpec) -> str:
+    if spec.id == DRAFT_RULE_ID:
+        return f"the rule being drafted ({spec.title})"
+    return f"rule {spec.id} ({spec.title})"
+
+
+def _name_vi(spec: RuleSpec) -> str:
+    if spec.id == DRAFT_RULE_ID:
+        return f"quy tắc đang soạn ({spec.title})"
+    return f"lịch {spec.id} ({spec.title})"
 
 
 def _why(winner: RuleSpec, loser: RuleSpec) -> str:

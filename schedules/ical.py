@@ -18,11 +18,15 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import UTC, datetime
+from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
 
 from kernel.tiers import TIER_LABELS_VI, tier_of
 from schedules.plans import PlannedItem
+
+#: What a calendar application shows as the event's categories (Vietnamese, like the rest).
+KIND_LABELS_VI = {"file": "Tệp âm thanh", "relay": "Tiếp sóng"}
 
 PRODID = "-//broadcaster//loa v1 schedule//VI"
 UID_DOMAIN = "broadcaster"
@@ -71,6 +75,7 @@ def render_calendar(
     if description:
         calendar.add("x-wr-caldesc", description)
     stamp = generated_at.astimezone(UTC)
+    zone = ZoneInfo(timezone)
     for key in sorted(unique, key=lambda k: (k[1], k[0])):
         item = unique[key]
         event = Event()
@@ -79,12 +84,13 @@ def render_calendar(
         event.add("dtstart", item.start_at.astimezone(UTC))
         event.add("dtend", item.end_at.astimezone(UTC))
         event.add("summary", item.title)
-        event.add("categories", [tier_of(item.priority).value, item.kind])
+        event.add("categories", [TIER_LABELS_VI[tier_of(item.priority)], KIND_LABELS_VI[item.kind]])
         event.add("priority", ical_priority(item.priority))
         lines = [
             f"Lịch phát số {item.rule_id}, chương trình số {item.programme_id}",
             f"Mức: {TIER_LABELS_VI[tier_of(item.priority)]} (ưu tiên {item.priority})",
-            f"Lượt của lịch bắt đầu lúc {item.occurrence_start.isoformat()}",
+            "Lượt của lịch bắt đầu lúc "
+            + item.occurrence_start.astimezone(zone).strftime("%H:%M ngày %d/%m/%Y"),
         ]
         if item.shifted:
             lines.append("Đã dời muộn hơn vì trùng giờ với nội dung khác")

@@ -329,7 +329,8 @@ def list_rules(
 def create_rule(
     data: RuleCreate, session: SessionDep, principal: CurrentPrincipal, audit: Audit, tz: TzDep
 ) -> RuleRead:
-    """Create a rule (as a draft: it airs once an approver other than you approves it)."""
+    """Create a rule, waiting for approval (it airs once an approver other than you
+    approves it), or kept as your draft with ``submit: false``."""
     principal.require(Permission.SCHEDULES_WRITE)
     _require_tier(principal, data.tier)
     author = _new_author(session, principal, data.owner_area)
@@ -352,7 +353,9 @@ def update_rule(
     tz: TzDep,
 ) -> RuleRead:
     """Change a rule.  Changing what or when it plays sends an approved rule back to
-    draft; renaming it or switching it on/off does not."""
+    waiting for approval (or to your draft with ``submit: false``); renaming it or
+    switching it on/off does not.  ``submit`` moves a rule that is not approved (a
+    rejected one, once fixed) to waiting or back to your draft."""
     require_owner(principal, rule.owner_area_id, Permission.SCHEDULES_WRITE)
     _require_tier(principal, rule.tier, data.tier)
     before = reads.rule_snapshot(rule)
@@ -401,6 +404,27 @@ def _review(
         [str(rule.id)],
         before=before,
         after={"approval": rule.approval.value, "note": note, "assets_approved": assets},
+    )
+    return reads.rule_reads(session, [rule], tz)[0]
+
+
+@router.post("/schedules/rules/{rule_id}/submit", tags=["schedules"])
+def submit_rule(
+    rule: RuleDep, session: SessionDep, principal: CurrentPrincipal, audit: Audit, tz: TzDep
+) -> RuleRead:
+    """Send your draft rule (or a rejected one, once fixed) for approval; 409 if it
+    already waits or is approved."""
+    require_owner(principal, rule.owner_area_id, Permission.SCHEDULES_WRITE)
+    _require_tier(principal, rule.tier)
+    before = {"approval": rule.approval.value}
+    rules.submit_rule(session, rule)
+    audit.commit_change(  # it only joins the approval queue: nothing plays it yet
+        "schedule.submit",
+        "schedule_rule",
+        [str(rule.id)],
+        before=before,
+        after={"approval": rule.approval.value},
+        plan=False,
     )
     return reads.rule_reads(session, [rule], tz)[0]
 
@@ -483,18 +507,14 @@ def preview_rule(
 # --- calendars -------------------------------------------------------------------------
 
 
-def _station_calendar_path(sid: str) -> str:
-    return f"/api/v1/stations/{sid}/calendar.ics"
-
-
-def _area_calendar_path(code: str) -> str:
-    return f"/api/v1/areas/{code}/calendar.ics"
+_station_calendar_path = calendar_links.station_feed_path
+_area_calendar_path = calendar_links.area_feed_path
 
 
 def _link(library: LibraryDep, path: str, days: int, valid_days: int) -> CalendarLink:
-    expires = utcnow().replace(microsecond=0) + dt.timedelta(days=valid_days)
-    key = calendar_links.calendar_key(library.url_secret)
-    url = calendar_links.sign_calendar_url(library.public_base_url, path, days, expires, key)
+    url, expires = calendar_links.signed_feed(
+        library.url_secret, library.public_base_url, path, days, dt.timedelta(days=valid_days)
+    )
     return CalendarLink(url=url, expires_at=expires)
 
 

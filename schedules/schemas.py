@@ -25,6 +25,11 @@ Volume = Annotated[int, Field(ge=0, le=100)]
 DurationMs = Annotated[int, Field(ge=1, le=MAX_PROGRAMME_MS)]
 Voice = Literal["south", "north", "central"]
 RULE_TIER_HELP = "filler, normal, priority or emergency (live is for broadcasts, not rules)"
+RULE_SUBMIT_HELP = (
+    "true (default): send the rule for approval at once; false: keep it as your draft "
+    "(approval 'unsubmitted', never aired), sent later with "
+    "POST /api/v1/schedules/rules/{id}/submit"
+)
 
 
 class _Strict(BaseModel):
@@ -184,6 +189,7 @@ class RuleCreate(_Strict):
     shift_tolerance_s: Annotated[int, Field(ge=0, le=MAX_SHIFT_TOLERANCE_S)] = 0
     slot_s: Annotated[int, Field(ge=1, le=MAX_SHIFT_TOLERANCE_S)] | None = None
     enabled: bool = True
+    submit: bool = Field(default=True, description=RULE_SUBMIT_HELP)
 
 
 class RuleUpdate(_Strict):
@@ -197,6 +203,13 @@ class RuleUpdate(_Strict):
     shift_tolerance_s: Annotated[int, Field(ge=0, le=MAX_SHIFT_TOLERANCE_S)] | None = None
     slot_s: Annotated[int, Field(ge=1, le=MAX_SHIFT_TOLERANCE_S)] | None = None
     enabled: bool | None = None
+    submit: bool | None = Field(
+        default=None,
+        description="a rule not approved (or sent back by this change): true sends it for "
+        "approval (a rejected one, once fixed), false keeps it as your draft; left out: "
+        "its state changes only as before (an approved rule whose programme, times or "
+        "targets change waits for approval again)",
+    )
 
 
 class ReviewRequest(_Strict):

@@ -111,6 +111,7 @@ def make_settings(
         mqtt_url="mqtt://127.0.0.1:1",
         mqtt_dynsec=False,
         public_base_url=public_base_url,
+        speech_warm_up=False,  # no audio processes for every test app (tested apart)
     )
 
 

@@ -35,7 +35,10 @@ def _bearer(request: Request) -> str | None:
         return None
     scheme, _, value = header.partition(" ")
     if scheme.lower() != "bearer" or not value.strip():
-        raise Unauthenticated("malformed Authorization header; expected 'Bearer <token>'")
+        raise Unauthenticated(
+            "malformed Authorization header; expected 'Bearer <token>'",
+            message_vi="Tiêu đề Authorization không đúng dạng 'Bearer <mã>'",
+        )
     return value.strip()
 
 
@@ -73,7 +76,10 @@ def authenticate(request: Request, session: SessionDep) -> Principal:
             "invalid, expired or revoked token", message_vi="Phiên đăng nhập không hợp lệ"
         )
     if via_cookie and request.method not in SAFE_METHODS and not _same_origin(request):
-        raise PermissionDeniedError("cross-site request refused")
+        raise PermissionDeniedError(
+            "cross-site request refused",
+            message_vi="Yêu cầu từ trang khác bị từ chối",
+        )
     principal = service.principal_for(session, token.user, token)
     note_token_use(request, token)
     request.state.principal = principal

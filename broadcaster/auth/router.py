@@ -157,7 +157,7 @@ def revoke_token(
     if issued is None or (
         issued.user_id != principal.user_id and not principal.has(Permission.USERS_MANAGE)
     ):
-        raise NotFoundError(f"token {token_id} not found")
+        raise NotFoundError(f"token {token_id} not found", message_vi="Không tìm thấy mã truy cập")
     service.revoke(issued)
     audit.record("auth.token_revoke", "token", [str(token_id)])
     session.commit()

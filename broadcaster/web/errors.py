@@ -62,7 +62,11 @@ HTTP_MESSAGES_VI = {
     405: "Phương thức không được hỗ trợ",
     406: "Định dạng yêu cầu không được hỗ trợ",
     413: "Dữ liệu gửi lên quá lớn",
+    409: "Xung đột với dữ liệu hiện có",
     415: "Kiểu dữ liệu gửi lên không được hỗ trợ",
+    422: "Dữ liệu gửi lên không hợp lệ",
+    429: "Quá nhiều yêu cầu, hãy thử lại sau",
+    503: "Dịch vụ tạm thời không sẵn sàng, hãy thử lại sau",
 }
 
 
@@ -124,7 +128,10 @@ async def domain_error(request: Request, exc: Exception) -> JSONResponse:
         headers["Retry-After"] = str(exc.retry_after_s)
     if isinstance(exc, ServiceUnavailable) and exc.retry_after_s is not None:
         headers["Retry-After"] = str(exc.retry_after_s)
-    return problem(code, detail, code_for(exc), exc.message_vi, headers)
+    # every domain error raised with a request in view carries its own Vietnamese text;
+    # this is the net for one that does not (a person always reads Vietnamese)
+    message_vi = exc.message_vi or HTTP_MESSAGES_VI.get(code, "Yêu cầu không thực hiện được")
+    return problem(code, detail, code_for(exc), message_vi, headers)
 
 
 async def validation_error(request: Request, exc: Exception) -> JSONResponse:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -12,16 +13,34 @@ SECURITY_HEADERS = (
     (b"x-content-type-options", b"nosniff"),
     (b"referrer-policy", b"same-origin"),
 )
-HTML_HEADERS = (
-    (b"x-frame-options", b"DENY"),
-    (
-        b"content-security-policy",
-        b"default-src 'self'; img-src 'self' data: https://*.tile.openstreetmap.org; "
-        b"media-src 'self' blob: data:; "
-        b"style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; "
-        b"frame-ancestors 'none'; base-uri 'self'; form-action 'self'",
-    ),
-)
+
+
+def content_security_policy(img_sources: Sequence[str] = ()) -> bytes:
+    """The pages' Content Security Policy: everything from this site, images also from
+    ``img_sources`` (the map's tile server, `tile_source`)."""
+    images = " ".join(["'self'", "data:", *img_sources])
+    return (
+        f"default-src 'self'; img-src {images}; media-src 'self' blob: data:; "
+        "style-src 'self' 'unsafe-inline'; script-src 'self' 'unsafe-inline'; "
+        "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+    ).encode()
+
+
+def tile_source(tile_url: str) -> str | None:
+    """The CSP source of a map tile URL template (``https://{s}.tile.example.org/{z}/
+    {x}/{y}.png`` → ``https://*.tile.example.org``); None when no tiles are configured."""
+    if not tile_url:
+        return None
+    parts = urlsplit(tile_url.replace("{s}", "tiles-subdomain"))
+    host = (parts.netloc or "").replace("tiles-subdomain", "*")
+    return f"{parts.scheme}://{host}"
+
+
+def html_headers(img_sources: Sequence[str] = ()) -> tuple[tuple[bytes, bytes], ...]:
+    return (
+        (b"x-frame-options", b"DENY"),
+        (b"content-security-policy", content_security_policy(img_sources)),
+    )
 
 
 #: Largest body accepted before the sender is known: a login form is a few hundred bytes.
@@ -211,8 +230,12 @@ async def _unauthenticated(send: Send) -> None:
 
 
 class SecurityHeadersMiddleware:
-    def __init__(self, app: ASGIApp) -> None:
+    """Security headers on every response; the HTML ones (CSP) on pages, with images
+    also allowed from ``img_sources`` (the configured map tile server)."""
+
+    def __init__(self, app: ASGIApp, img_sources: Sequence[str] = ()) -> None:
         self.app = app
+        self.html_headers = html_headers(img_sources)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -226,7 +249,7 @@ class SecurityHeadersMiddleware:
                 extra = list(SECURITY_HEADERS)
                 content_type = next((v for k, v in headers if k.lower() == b"content-type"), b"")
                 if content_type.startswith(b"text/html"):
-                    extra.extend(HTML_HEADERS)
+                    extra.extend(self.html_headers)
                 headers.extend((k, v) for k, v in extra if k not in present)
                 message["headers"] = headers
             await send(message)

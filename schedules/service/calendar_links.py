@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import re
 
+from kernel.db import utcnow
 from schedules.exceptions import CalendarLinkExpired, CalendarLinkInvalid
 
 #: How long a signed calendar link stays valid by default.
@@ -59,3 +60,25 @@ def verify_calendar(
             "The calendar link has expired; ask for a new one",
             message_vi="Liên kết lịch đã hết hạn",
         )
+
+
+def station_feed_path(sid: str) -> str:
+    return f"/api/v1/stations/{sid}/calendar.ics"
+
+
+def area_feed_path(code: str) -> str:
+    return f"/api/v1/areas/{code}/calendar.ics"
+
+
+def signed_feed(
+    media_url_secret: bytes,
+    base_url: str,
+    path: str,
+    days: int = 7,
+    valid: dt.timedelta = CALENDAR_LINK_TTL,
+) -> tuple[str, dt.datetime]:
+    """A signed feed URL of `path` (the API's calendar link; the dashboard's "Đăng ký
+    lịch" button) and when it expires."""
+    expires = utcnow().replace(microsecond=0) + valid
+    url = sign_calendar_url(base_url, path, days, expires, calendar_key(media_url_secret))
+    return url, expires

@@ -5,17 +5,19 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date, tzinfo
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from kernel.approval import Approval
 from kernel.db import utcnow
-from kernel.errors import InvalidInput
+from kernel.errors import DomainError, InvalidInput
 from kernel.security import Principal
-from schedules.builder import MAX_PREVIEW_DAYS, build_days, preview
+from schedules.builder import DRAFT_RULE_ID, MAX_PREVIEW_DAYS, build_days, preview
 from schedules.models import ScheduleRule
 from schedules.plans import Conflict, PlannedItem
 from schedules.schemas import (
@@ -26,8 +28,9 @@ from schedules.schemas import (
     SkippedRuleRead,
 )
 from schedules.service.planning import plan_inputs
-from schedules.service.rules import check_body
+from schedules.service.rules import check_body, list_rules
 from schedules.service.scope import reaches_owner
+from schedules.service.targets import current_targets
 from stations import service as stations
 from stations.targets import TargetResolver
 
@@ -147,7 +150,7 @@ def preview_rule(
         session,
         data,
         principal=principal,
-        rule_id=replaces.id if replaces is not None else 0,
+        rule_id=replaces.id if replaces is not None else DRAFT_RULE_ID,
         created_at=replaces.created_at if replaces is not None else utcnow(),
         resolver=resolver,
     )
@@ -186,3 +189,100 @@ def preview_rule(
         suffered=_group_conflicts(result.suffered, titles, sids),
         caused=_group_conflicts(result.caused, titles, sids),
     )
+
+
+def rule_body(session: Session, rule: ScheduleRule) -> RuleCreate:
+    """A saved rule as the body that would create it (for previews of it)."""
+    return RuleCreate(
+        title=rule.title,
+        programme_id=rule.programme_id,
+        targets=current_targets(session, rule),
+        tier=rule.tier,
+        order=rule.order,
+        volume=rule.volume,
+        recurrence=rule.recurrence,
+        shift_tolerance_s=rule.shift_tolerance_s,
+        slot_s=rule.slot_s,
+    )
+
+
+@dataclass(frozen=True)
+class PendingBlock:
+    """Where a rule waiting for approval would play if it were approved now."""
+
+    rule_id: int
+    title: str
+    priority: int
+    start_at: dt.datetime
+    end_at: dt.datetime
+    shifted: bool
+    stations: int
+
+
+def pending_blocks(
+    session: Session,
+    *,
+    principal: Principal,
+    station_ids: Collection[int],
+    day_from: date,
+    day_to: date,
+    tz: tzinfo,
+    limit: int = 200,
+) -> list[PendingBlock]:
+    """The blocks the enabled rules waiting for approval (in the principal's scope) would
+    place on `station_ids` from `day_from` to `day_to`, each previewed against the plan
+    as it is (what approving that one rule would do).  A draft that cannot be previewed
+    (programme or targets no longer valid) is left out: approving it fails anyway."""
+    chosen = set(station_ids)
+    drafts, _ = list_rules(
+        session, scope=principal.scope, approval=Approval.DRAFT, enabled=True, limit=limit
+    )
+    if not drafts or not chosen:
+        return []
+    resolver = TargetResolver(session)
+    existing, programmes = plan_inputs(session, resolver=resolver)
+    out: list[PendingBlock] = []
+    for rule in drafts:
+        try:
+            checked = check_body(
+                session,
+                rule_body(session, rule),
+                principal=None,
+                rule_id=rule.id,
+                created_at=rule.created_at,
+                resolver=resolver,
+            )
+            if not chosen & checked.spec.station_ids:
+                continue
+            result = preview(
+                checked.spec,
+                checked.programme,
+                existing,
+                programmes.values(),
+                (day_from, day_to),
+                tz,
+            )
+        except DomainError:
+            continue
+        blocks: dict[tuple[dt.datetime, dt.datetime, bool], set[int]] = defaultdict(set)
+        for station_id, items in result.items.items():
+            if station_id not in chosen or not items:
+                continue
+            per: dict[dt.datetime, list[PlannedItem]] = defaultdict(list)
+            for item in items:
+                per[item.occurrence_start].append(item)
+            for block in per.values():
+                blocks[(block[0].start_at, block[-1].end_at, block[0].shifted)].add(station_id)
+        out.extend(
+            PendingBlock(
+                rule_id=rule.id,
+                title=rule.title,
+                priority=checked.spec.priority,
+                start_at=start,
+                end_at=end,
+                shifted=shifted,
+                stations=len(sids),
+            )
+            for (start, end, shifted), sids in blocks.items()
+        )
+    return out

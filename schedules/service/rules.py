@@ -1,9 +1,13 @@
 """Schedule rules: play a programme on targets when a recurrence fires.
 
-Approval: every saved rule starts as a ``draft``; an approver who is not its author
-approves it (and with it the text bulletins its programme generated, which were saved
-as drafts).  Editing what an approved rule plays (its programme, its times, its
-targets...) sends it back to ``draft``; renaming it or switching it on and off does not.
+Approval (`kernel.approval`): a saved rule waits for approval (``draft``), or is kept as
+its author's unsubmitted draft (``submit`` false) until `submit_rule` sends it; an
+approver who is not its author approves it (and with it the text bulletins its
+programme generated, which were saved waiting), never an unsubmitted draft.  Editing
+what an approved rule plays (its programme, its times, its targets...) sends it back to
+waiting (or to the author's draft, with ``submit`` false); renaming it or switching it on
+and off does not.  An edit with ``submit`` moves a rule that is not approved (a rejected
+one, once fixed) to waiting or back to the author's draft.
 A rule may have any tier but ``live`` (`schedules.models.RULE_TIERS`).
 """
 
@@ -22,9 +26,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from audio_library import service as media
-from kernel.approval import Approval
+from kernel.approval import Approval, on_save, require_submittable
 from kernel.db import paginate, utcnow
-from kernel.errors import InvalidInput, PermissionDeniedError
+from kernel.errors import ConflictError, InvalidInput, PermissionDeniedError
 from kernel.patch import patch_changes
 from kernel.security import Principal
 from kernel.text import contains, fold
@@ -121,6 +125,14 @@ def get_rule(session: Session, rule_id: int) -> ScheduleRule:
     if rule is None:
         raise RuleNotFound(rule_id)
     return rule
+
+
+def rule_titles(session: Session, rule_ids: Collection[int]) -> dict[int, str]:
+    """The titles of the given rules (what the calendar and playlist pages name them by)."""
+    if not rule_ids:
+        return {}
+    query = select(ScheduleRule.id, ScheduleRule.title).where(ScheduleRule.id.in_(list(rule_ids)))
+    return {rid: title for rid, title in session.execute(query)}
 
 
 def list_rules(
@@ -304,7 +316,8 @@ def create_rule(
     tz: tzinfo,
     key: str | None = None,
 ) -> ScheduleRule:
-    """Save a new rule as a draft (checked like `check_rule`)."""
+    """Save a new rule, waiting for approval or kept as the author's draft (``submit``),
+    checked like `check_rule`."""
     now = utcnow()
     checked = check_body(session, data, principal=principal, created_at=now)
     rule = ScheduleRule(
@@ -322,7 +335,7 @@ def create_rule(
         shift_tolerance_s=data.shift_tolerance_s,
         slot_s=data.slot_s,
         enabled=data.enabled,
-        approval=Approval.DRAFT,
+        approval=on_save(data.submit),
         created_by=author.name,
         created_by_id=author.user_id,
         created_at=now,
@@ -342,13 +355,15 @@ def update_rule(
     principal: Principal | None,
     tz: tzinfo,
 ) -> bool:
-    """Apply the changes; return True when an approved rule went back to draft."""
+    """Apply the changes; return True when an approved rule lost its approval."""
     changes = patch_changes(data, required=_REQUIRED_ON_UPDATE)
+    submit: bool | None = changes.pop("submit", None)
     if changes.keys() <= _HARMLESS_RULE_FIELDS:
         # renaming or switching on/off: nothing to re-check, the approval stands
         for name, value in changes.items():
             setattr(rule, name, value)
         rule.title_folded = fold(rule.title)
+        _resubmit(rule, submit)
         rule.updated_at = utcnow()
         session.flush()
         return False
@@ -376,8 +391,10 @@ def update_rule(
         changed.add("targets")
     reset = False
     if rule.approval is Approval.APPROVED and changed - _HARMLESS_RULE_FIELDS:
-        _to_draft(rule)
+        _to_draft(rule, on_save(submit is not False))
         reset = True
+    else:
+        _resubmit(rule, submit)
     rule.updated_at = utcnow()
     session.flush()
     return reset
@@ -388,12 +405,32 @@ def delete_rule(session: Session, rule: ScheduleRule) -> None:
     session.flush()
 
 
-def _to_draft(rule: ScheduleRule) -> None:
-    rule.approval = Approval.DRAFT
+def _to_draft(rule: ScheduleRule, approval: Approval = Approval.DRAFT) -> None:
+    """Back to waiting for approval (or to the author's draft), the last decision
+    forgotten (the audit log keeps it)."""
+    rule.approval = approval
     rule.approved_by = None
     rule.approved_by_id = None
     rule.approved_at = None
     rule.approval_note = None
+
+
+def _resubmit(rule: ScheduleRule, submit: bool | None) -> None:
+    """An edit's ``submit`` on a rule that is not approved: waiting (true) or the
+    author's draft (false).  An approved rule keeps its approval."""
+    if submit is None or rule.approval is Approval.APPROVED:
+        return
+    wanted = on_save(submit)
+    if rule.approval is not wanted:
+        _to_draft(rule, wanted)
+
+
+def submit_rule(session: Session, rule: ScheduleRule) -> None:
+    """Send an unsubmitted (or rejected, then fixed) rule for approval."""
+    require_submittable(rule.approval, what=f"schedule rule {rule.id}", what_vi="Lịch phát này")
+    _to_draft(rule)
+    rule.updated_at = utcnow()
+    session.flush()
 
 
 def reset_rules(session: Session, *, programme_ids: Collection[int]) -> list[int]:
@@ -422,8 +459,15 @@ def review_rule(
     """Approve or reject a rule; approving also approves the draft text bulletins its
     programme generated.  Returns the ids of the assets approved with it.
 
-    The approver is never the rule's author, nor the author of those bulletins.
+    The approver is never the rule's author, nor the author of those bulletins; an
+    unsubmitted draft is refused (its author has not sent it yet).
     """
+    if rule.approval is Approval.UNSUBMITTED:
+        raise ConflictError(
+            f"schedule rule {rule.id} is an unsubmitted draft; its author has not sent it "
+            "for approval",
+            message_vi="Lịch phát này còn là bản nháp, người tạo chưa gửi duyệt",
+        )
     if rule.created_by_id is not None and rule.created_by_id == approver.user_id:
         raise PermissionDeniedError(
             "the author of a schedule rule cannot approve or reject it",

@@ -55,3 +55,44 @@ def test_read_session_does_not_wait_for_a_writer_but_a_write_session_does(
             assert reader.scalars(select(Area.code)).all() == ["tan-an"]
     finally:
         engine.dispose()
+
+
+def test_a_writer_is_next_after_the_batch_being_written_not_starved(tmp_path: Path) -> None:
+    """An ingest-like writer commits short transactions back to back; another writer
+    (the operator's emergency) asking meanwhile writes right after the current one."""
+    engine = db.make_engine(f"sqlite:///{tmp_path}/turns.db")
+    factory = db.make_sessionmaker(engine)
+    with factory() as session:
+        session.execute(text("CREATE TABLE batches (n INTEGER)"))
+        session.commit()
+    committed: list[int] = []
+    asked, stop = threading.Event(), threading.Event()
+
+    def ingest() -> None:
+        n = 0
+        while not stop.is_set() and n < 200:
+            with factory() as session:
+                session.execute(text("INSERT INTO batches VALUES (:n)"), {"n": n})
+                time.sleep(0.02)  # a batch being written
+                session.commit()
+            committed.append(n)
+            n += 1
+
+    thread = threading.Thread(target=ingest)
+    thread.start()
+    try:
+        time.sleep(0.2)
+        with factory() as session:
+            before = len(committed)
+            asked.set()
+            session.execute(text("INSERT INTO batches VALUES (-1)"))
+            after = len(committed)
+            session.commit()
+        # at most the batch being written when it asked (and one finishing its commit)
+        assert after - before <= 2, f"{after - before} batches went first"
+    finally:
+        stop.set()
+        thread.join(30)
+        engine.dispose()
+    assert asked.is_set()
+    assert len(committed) > 5

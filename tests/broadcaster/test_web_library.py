@@ -49,6 +49,15 @@ def test_library_scope_queue_and_reason(
     assert "Chờ duyệt" in page.text
     assert "draft" not in re.sub(r'(class|value|data-[a-z-]+)="[^"]*"', "", page.text)
     assert "Họp dân" in client.get("/thu-vien?q=hop+dan").text  # no diacritics needed
+    # the composer offers every reading rate the API takes; the upload limit is the service's
+    rates = re.search(r'<select id="tts-rate">(.*?)</select>', page.text, re.S)
+    assert rates is not None
+    assert re.findall(r'value="(-?\d)"', rates.group(1)) == [str(r) for r in range(-3, 4)]
+    assert "tối đa 200 MB" in page.text
+    settings = client.app.state.media_library.settings  # type: ignore[attr-defined]
+    settings.max_upload_bytes = 50 * 1024 * 1024
+    assert 'data-max-mb="50"' in client.get("/thu-vien").text
+    settings.max_upload_bytes = 200 * 1024 * 1024
     assert "Họp dân" not in client.get("/thu-vien?state=approved").text
     assert client.get(f"/thu-vien/{mine['id']}").status_code == 200
     outside = client.get(f"/thu-vien/{other['id']}")

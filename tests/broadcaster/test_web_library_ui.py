@@ -271,3 +271,38 @@ def test_library_and_approval_journey(site: Site, size: tuple[int, int], tmp_pat
         assert record_title not in driver.page_source
         errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
         assert not errors, errors
+
+
+def _signed_in(driver: WebDriver, site: Site, username: str) -> None:
+    log_in(driver, site, username)
+    wait(driver, lambda d: d.title.startswith("Tổng quan"), what="the overview")
+
+
+def test_draft_saved_then_submitted(site: Site, tmp_path: Path) -> None:
+    """The "Lưu nháp" button keeps a spoken bulletin as the author's draft ("Nháp", out
+    of the approval queue); "Gửi duyệt" in the list sends it, then the approver sees it."""
+    title = "Bản nháp thông báo họp dân"
+    with chromium(tmp_path / "profile", DESKTOP) as driver:
+        _open(driver, site, "vanhanh", "Thư viện", "Thư viện âm thanh")
+        driver.find_element(By.ID, "tts-text").send_keys("Ấp Cầu Tre họp dân lúc 8 giờ sáng.")
+        driver.find_element(By.ID, "tts-title-input").send_keys(title)
+        driver.find_element(By.ID, "tts-keep").click()
+        _saved(driver, "tts-result")
+        assert "Đã lưu nháp" in _text(driver, "tts-result")
+        driver.get(site.base_url + "/thu-vien?state=unsubmitted")
+        row = driver.find_element(By.XPATH, f"//tr[.//a[normalize-space()='{title}']]")
+        assert "Nháp" in row.text
+        _check_page(driver, "thu-vien-nhap", "desktop")
+        _signed_in(driver, site, "duyettin")
+        driver.get(site.base_url + "/duyet")
+        assert title not in driver.page_source
+
+        _signed_in(driver, site, "vanhanh")
+        driver.get(site.base_url + "/thu-vien?state=unsubmitted")
+        row = driver.find_element(By.XPATH, f"//tr[.//a[normalize-space()='{title}']]")
+        row.find_element(By.CSS_SELECTOR, "button.lib-submit").click()
+        wait(driver, lambda d: "Đã gửi duyệt." in row.text, what="submitted")
+        assert "Chờ duyệt" in row.text
+        _signed_in(driver, site, "duyettin")
+        driver.get(site.base_url + "/duyet")
+        assert title in driver.page_source

@@ -313,10 +313,12 @@ def test_play_log_page_and_totals(
     assert csv.headers["content-type"].startswith("text/csv")
     assert "Xã Lợi Bình Nhơn" in csv.text
     assert "Phường 2" not in csv.text
+    # for Vietnamese Excel: BOM, ";" and the decimal comma
     assert csv.text.splitlines()[0] == (
-        "\ufeffNgày,Mã địa bàn,Tên,Số phút phát,Số lượt,Đã phát,Phát một phần,Không phát,"
-        "Không nghe được"
+        "\ufeffNgày;Mã địa bàn;Tên;Số phút phát;Số lượt;Đã phát;Phát một phần;Không phát;"
+        "Không nghe được;Phút không nghe được"
     )
+    assert f"{yesterday.isoformat()};xa-loi-binh-nhon;Xã Lợi Bình Nhơn;2,00;1;" in csv.text
 
 
 def test_logout_revokes_the_session(
@@ -412,3 +414,22 @@ def test_broadcast_page_follows_the_api_scope(
     assert "Thông báo của Phường 2" not in other.text
     assert "Thông báo của Phường 2" not in client.get("/phat-thanh").text
     assert client.get("/tong-quan.json").json()["broadcasts"] == []
+
+
+def test_unknown_url_keeps_the_navigation_for_a_signed_in_user(
+    client: TestClient, session_factory: sessionmaker[Session]
+) -> None:
+    anonymous = client.get("/khong-co-trang-nay")
+    assert anonymous.status_code == 404
+    assert "Không có trang này" in anonymous.text
+    assert 'class="main-nav"' not in anonymous.text
+    user(session_factory, "admin", Role.ADMIN, [])
+    login(client, "admin")
+    page = client.get("/khong-co-trang-nay")
+    assert page.status_code == 404
+    assert page.headers["content-type"].startswith("text/html")
+    assert 'class="main-nav"' in page.text
+    assert 'data-testid="username"' in page.text
+    api = client.get("/api/v1/khong-co")
+    assert api.status_code == 404
+    assert api.headers["content-type"] == "application/problem+json"

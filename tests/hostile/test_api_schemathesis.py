@@ -14,6 +14,7 @@ the Tân An registry, an approved asset and a schedule so that many ids exist.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import pathlib
 import tempfile
@@ -24,6 +25,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -39,12 +41,14 @@ from broadcaster import db
 from broadcaster.app import create_app
 from broadcaster.auth import service as auth
 from broadcaster.auth.models import TokenKind, User
+from broadcaster.live.icecast import find_icecast
 from broadcaster.runtime import Role as ProcessRole
 from broadcaster.settings import Settings
 from kernel.security import Role
 from stations import tan_an
 from tests.api import make_user
 from tests.conftest import DatabaseUnderTest, make_settings
+from tests.support.icecast import running_icecast
 from tests.support.live import start_server
 from tests.support.mosquitto import free_port
 
@@ -88,6 +92,10 @@ def service(
     url = _database.url_for_test(tmp)
     port = free_port()
     cfg = make_settings(url, tmp, f"http://127.0.0.1:{port}")
+    streaming = contextlib.ExitStack()
+    if find_icecast() is not None:  # live paging on a real Icecast, as deployed
+        icecast = streaming.enter_context(running_icecast(tmp / "icecast"))
+        cfg = cfg.model_copy(update={"live_icecast_url": SecretStr(icecast.source_url)})
     app = create_app(cfg, audio_settings=AudioSettings(), role=ProcessRole.API)
     server, thread = start_server(app, port)
     factory = app.state.sessionmaker
@@ -99,6 +107,7 @@ def service(
     finally:
         server.should_exit = True
         thread.join(10)
+        streaming.close()
         _ = pathlib.Path(tmp)
 
 

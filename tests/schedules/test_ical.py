@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, timedelta
 
 from icalendar import Calendar
 
 from kernel.tiers import Tier
 from schedules.builder import build_day, build_days
-from schedules.ical import ical_priority, render_calendar
+from schedules.ical import KIND_LABELS_VI, ical_priority, render_calendar
 from tests.schedules.factories import VN, daily, file_item, gap_item, programme, relay_item, rule
 
 DAY = date(2026, 11, 26)
@@ -45,13 +46,16 @@ def test_station_calendar_round_trip() -> None:
         assert int(event["PRIORITY"]) == ical_priority(item.priority)
         assert int(event["X-BROADCASTER-PRIORITY"]) == item.priority
         categories = [str(c) for c in event["CATEGORIES"].cats]
-        assert item.kind in categories
+        assert KIND_LABELS_VI[item.kind] in categories  # Vietnamese, not "file"/"relay"
     # Crossing midnight: the real end, in UTC.
     assert events[-2].decoded("DTEND") == datetime(2026, 11, 27, 0, 5, tzinfo=VN)
     assert events[-1].decoded("DTSTART") == datetime(2026, 11, 27, 0, 6, tzinfo=VN)
     assert b"DTSTART:20261125T220000Z" in data
     emergency = next(e for e in events if "Cảnh báo" in str(e["SUMMARY"]))
-    assert [str(c) for c in emergency["CATEGORIES"].cats] == ["emergency", "file"]
+    assert [str(c) for c in emergency["CATEGORIES"].cats] == ["Khẩn cấp", "Tệp âm thanh"]
+    assert re.search(
+        r"Lượt của lịch bắt đầu lúc \d\d:\d\d ngày \d\d/\d\d/2026", str(emergency["DESCRIPTION"])
+    )
     assert int(emergency["PRIORITY"]) == 1
 
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -42,7 +43,7 @@ from stations import service as stations_service
 from stations import tan_an
 from tests.api import PASSWORD
 from tests.support.loa import wait_until
-from tests.support.mosquitto import Mosquitto, find_mosquitto, free_port
+from tests.support.mosquitto import Mosquitto, find_mosquitto
 
 if TYPE_CHECKING:
     from selenium.webdriver.chrome.webdriver import WebDriver
@@ -89,14 +90,21 @@ def serve_site(
     *,
     simulate: str | None = "xa-loi-binh-nhon",
     seed: Callable[[Any], None] | None = None,
+    settings: dict[str, Any] | None = None,
 ) -> Iterator[Site]:
     """The whole service on a fresh broker, seeded with Tân An; the stations under the
     area code ``simulate`` online (``None``: no simulator).  ``seed(factory)`` adds
-    accounts and data before the stations start."""
+    accounts and data before the stations start; ``settings`` overrides service settings
+    (e.g. live paging's Icecast)."""
     database.reset()
     broker = Mosquitto(tmp / "broker").start()
-    port = free_port()
-    settings = Settings(
+    # bound here and handed to uvicorn: a port only found free could be taken by another
+    # test process (pytest-xdist) before the server binds it
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    port: int = listener.getsockname()[1]
+    service_settings = Settings(
         environment=Environment.TEST,
         database_url=database.url_for_test(tmp),
         media_dir=tmp / "media",
@@ -104,10 +112,10 @@ def serve_site(
         mqtt_url=broker.url,
         mqtt_dynsec=False,
         public_base_url=f"http://127.0.0.1:{port}",
-    )
-    app = create_app(settings, role=Role.ALL)
+    ).model_copy(update=settings or {})
+    app = create_app(service_settings, role=Role.ALL)
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
+    thread = threading.Thread(target=lambda: server.run(sockets=[listener]), daemon=True)
     thread.start()
     fleet: FleetThread | None = None
     try:
@@ -142,6 +150,7 @@ def serve_site(
             fleet.stop()
         server.should_exit = True
         thread.join(20)
+        listener.close()
         broker.stop()
 
 
@@ -195,20 +204,43 @@ def chromium(profile: Path, size: tuple[int, int] = DESKTOP) -> Iterator[WebDriv
         shutil.rmtree(profile, ignore_errors=True)
 
 
+#: What a page that is reloading answers for a node it just dropped: poll again.
+GONE_NODE = ("does not belong to the document", "No node with given id")
+
+
 def wait(driver: WebDriver, predicate: Any, timeout_s: float = 15, what: str = "") -> Any:
-    """Poll ``predicate(driver)`` until it is truthy (Selenium's explicit wait)."""
+    """Poll ``predicate(driver)`` until it is truthy (Selenium's explicit wait); a node
+    that went away with a reload (stale, or the inspector's "does not belong to the
+    document") is "not yet", not a failure."""
+    from selenium.common.exceptions import (
+        NoSuchElementException,
+        StaleElementReferenceException,
+        WebDriverException,
+    )
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(driver, timeout_s, poll_frequency=0.2).until(
-        lambda d: predicate(d), message=what
+    def check(d: WebDriver) -> Any:
+        try:
+            return predicate(d)
+        except WebDriverException as exc:
+            if any(text in (exc.msg or "") for text in GONE_NODE):
+                return False
+            raise
+
+    ignored = (NoSuchElementException, StaleElementReferenceException)
+    return WebDriverWait(driver, timeout_s, poll_frequency=0.2, ignored_exceptions=ignored).until(
+        check, message=what
     )
 
 
 def log_in(driver: WebDriver, site: Site, username: str, password: str = PASSWORD) -> None:
-    """Sign in through the sign-in page (cookies cleared first)."""
+    """Sign in through the sign-in page (cookies cleared first, once the page left open
+    is gone: a dashboard page would otherwise poll once more without its session and
+    log a 401 in the console; ``about:blank`` asks for no icon either)."""
     from selenium.webdriver.common.by import By
 
-    driver.delete_all_cookies()
+    driver.get("about:blank")
+    driver.execute_cdp_cmd("Network.clearBrowserCookies", {})
     driver.get(site.base_url + "/")
     wait(driver, lambda d: "/dang-nhap" in d.current_url, what="redirect to the login page")
     driver.find_element(By.ID, "username").send_keys(username)

@@ -25,11 +25,18 @@ from broadcaster import db
 from broadcaster.app import create_app
 from broadcaster.runtime import Role
 from broadcaster.settings import Settings
-from firmware_bridge.simulator import FaultSpec, FleetConfig, FleetThread, SimSettings, StationSpec
+from firmware_bridge.simulator import (
+    FaultSettings,
+    FaultSpec,
+    FleetConfig,
+    FleetThread,
+    SimSettings,
+    StationSpec,
+)
 from kernel.security import Role as UserRole
 from kernel.signals import plan_changed
 from stations import tan_an
-from tests.api import make_user
+from tests.api import PASSWORD, make_user
 from tests.support.loa import wait_until
 from tests.support.mosquitto import Mosquitto, free_port
 from tests.support.protocol import Recorder
@@ -55,6 +62,20 @@ class Live:
     def http(self) -> httpx.Client:
         return httpx.Client(base_url=self.base_url, headers=self.admin, timeout=30)
 
+    def page(self, path: str) -> str:
+        """A dashboard page (``path`` with its query) as the signed-in admin sees it."""
+        with httpx.Client(base_url=self.base_url, timeout=30) as http:
+            signed_in = http.post(
+                "/dang-nhap",
+                data={"username": "admin", "password": PASSWORD, "next": "/"},
+                headers={"Origin": self.base_url},
+                follow_redirects=False,
+            )
+            assert signed_in.status_code == 303, signed_in.text
+            page = http.get(path)
+        assert page.status_code == 200, page.text
+        return page.text
+
     def worker(self) -> Any:
         return wait_until(lambda: self.app.state.runtime.worker, what="active worker")
 
@@ -64,9 +85,13 @@ class Live:
         *,
         faults: Sequence[str] = (),
         seed: int | None = None,
+        fault_settings: FaultSettings | None = None,
         **settings: Any,
     ) -> FleetThread:
-        """Simulated stations (with fault injection); stopped by :meth:`stop`."""
+        """Simulated stations (with fault injection: ``faults`` are specs, timings in
+        ``fault_settings``); stopped by :meth:`stop`."""
+        if fault_settings is not None:
+            settings["faults"] = fault_settings
         config = FleetConfig(
             mqtt_url=self.broker.url,
             state_dir=self.tmp / f"sim-{len(self.fleets)}",

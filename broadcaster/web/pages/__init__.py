@@ -15,14 +15,20 @@ One module per area of the dashboard (Vietnamese paths, as operators say them):
 - `overview`: ``/`` and its refresh ``/tong-quan.json``;
 - `stations`: ``/tram``, ``/tram/{sid}``, the station list and one station in detail;
 - `broadcasts`: ``/phat-thanh``, ``/phat-thanh/{id}``, send a broadcast, follow one live;
+- `live`: ``/truc-tiep``, live paging from the microphone or a stream URL;
 - `playlog`: ``/nhat-ky``, the play log and its daily totals;
 - `alarms`: ``/canh-bao``, technician alarms (filters, acknowledge with a note);
 - `admin`: ``/quan-tri/...``, accounts, integration tokens and the audit log (city
   administrators only);
+- `areas`: ``/quan-tri/dia-ban``, ``/quan-tri/sap-xep``, the area tree editor and the
+  administrative reorganisation with its preview (city-wide administrators only);
 - `library`: ``/thu-vien``, ``/thu-vien/{id}``, ``/duyet``, the audio library and the
   approval queue;
 - unknown dashboard URLs: the Vietnamese 404 page (`unknown_url`; the API's stay
   ``application/problem+json``);
+- `schedules`: ``/lich`` (week calendar), ``/lich/chuong-trinh...`` (programmes),
+  ``/lich/quy-tac...`` (rules, conflicts, live preview), ``/tram/{sid}/lich-phat`` (a
+  station's playlist of any day);
 - `reports`: ``/bao-cao``, the monthly airtime minutes (chart, XLSX and CSV);
 - `shared`: templates, the signed-in account dependency, rendering, paging;
   `labels`: the Vietnamese words for the system's codes.
@@ -40,11 +46,14 @@ from broadcaster.web import errors
 from broadcaster.web.pages import (
     admin,
     alarms,
+    areas,
     broadcasts,
     library,
+    live,
     overview,
     playlog,
     reports,
+    schedules,
     signin,
     stations,
 )
@@ -53,13 +62,27 @@ from broadcaster.web.pages.shared import (
     STATIC_PREFIX,
     SignInRequired,
     error_page,
+    signed_in_account,
     to_sign_in,
 )
 
 __all__ = ["STATIC_DIR", "STATIC_PREFIX", "install", "router"]
 
 router = APIRouter(include_in_schema=False)
-for _area in (signin, overview, stations, broadcasts, playlog, reports, library, alarms, admin):
+for _area in (
+    signin,
+    overview,
+    schedules,  # before stations: /tram/{sid}/lich-phat
+    stations,
+    broadcasts,
+    live,
+    playlog,
+    reports,
+    library,
+    alarms,
+    admin,
+    areas,
+):
     router.include_router(_area.router)
 
 
@@ -78,7 +101,10 @@ async def unknown_url(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, StarletteHTTPException)
     if exc.status_code == 404 and is_page_path(request.url.path):
         return error_page(
-            request, None, 404, "Không có trang này. Kiểm tra lại địa chỉ hoặc về trang tổng quan."
+            request,
+            signed_in_account(request),
+            404,
+            "Không có trang này. Kiểm tra lại địa chỉ hoặc về trang tổng quan.",
         )
     return await errors.http_error(request, exc)
 

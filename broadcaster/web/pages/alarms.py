@@ -1,11 +1,13 @@
 """Alarms (``/canh-bao``): the technician's list of alarms, open ones first (critical
 first), with filters by severity, area and state, and the acknowledgement with a note
-(through the JSON API, `static/app.js`)."""
+(through the JSON API, `static/app.js`); the stations' availability over a period
+(``/canh-bao/ty-le-san-sang``) per ward/commune and per station, with its downloads."""
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
+from typing import Any, Literal
+from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
 from fastapi import APIRouter, Request, Response
@@ -14,14 +16,19 @@ from sqlalchemy.orm import Session
 
 from broadcaster.alarms import rules
 from broadcaster.alarms import service as alarms_service
+from broadcaster.web.pages.labels import UNIT_LABELS
 from broadcaster.web.pages.shared import (
     PAGE_SIZE,
     SignedIn,
     area_filter,
+    day_param,
+    local_midnight,
     page_number,
+    page_tz,
     pager,
     render,
 )
+from kernel.db import utcnow
 from kernel.dependencies import SessionDep
 from kernel.security import Permission, Principal
 from stations import live
@@ -99,8 +106,15 @@ def _map_state(station: Station, worst: dict[int, rules.Severity]) -> str:
     return "ok" if station.state is not None and station.state.online else "offline"
 
 
+#: Said under the map: where its ward/commune outlines come from.
+OUTLINES_NOTE = (
+    "Đường bao phường/xã được vẽ bao quanh vị trí các trạm (không có dữ liệu ranh giới hành chính)."
+)
+
+
 def station_map(session: Session, principal: Principal, tile_url: str) -> dict[str, Any]:
-    """The stations in the account's areas with coordinates, coloured by state."""
+    """The stations in the account's areas with coordinates, coloured by state, and the
+    outline of each ward/commune (`alarms_service.unit_outlines`)."""
     worst = alarms_service.open_severity_by_station(session, principal.scope)
     located = stations_service.all_stations(
         session, stations_service.station_query(session, scope=principal.scope)
@@ -116,7 +130,12 @@ def station_map(session: Session, principal: Principal, tile_url: str) -> dict[s
         for s in located
         if s.latitude is not None and s.longitude is not None
     ]
-    return {"tiles": tile_url, "stations": points, "labels": MAP_STATES}
+    return {
+        "tiles": tile_url,
+        "stations": points,
+        "labels": MAP_STATES,
+        "outlines": alarms_service.unit_outlines(session, located),
+    }
 
 
 @router.get("/canh-bao", response_class=HTMLResponse)
@@ -153,6 +172,7 @@ def alarms_page(
         {
             "account": account,
             "active": "alarms",
+            "alarms_tab": "list",
             "options": options,
             "filters": filters,
             "alarms": items,
@@ -166,5 +186,146 @@ def alarms_page(
             "note_vi": rules.note_vi,
             "map": station_map(session, principal, request.app.state.settings.map_tile_url),
             "MAP_STATES": MAP_STATES,
+            "OUTLINES_NOTE": OUTLINES_NOTE,
+        },
+    )
+
+
+# --- availability (``/canh-bao/ty-le-san-sang``) -----------------------------------------
+
+AVAILABILITY_PATH = "/canh-bao/ty-le-san-sang"
+#: The default period: the last 7 local days, today included (up to now).
+AVAILABILITY_DAYS = 7
+#: The longest period one view reads, and the earliest day it takes.
+MAX_AVAILABILITY_DAYS = 366
+EARLIEST_DAY = dt.date(2000, 1, 1)
+UNITS_NOTE = (
+    "Đơn vị tại thời điểm đó: nếu trong kỳ có sắp xếp đơn vị hành chính, phần trước ngày "
+    "hiệu lực được tính cho đơn vị cũ, phần sau cho đơn vị mới."
+)
+
+
+def _period(tu: str | None, den: str | None, today: dt.date) -> tuple[dt.date, dt.date, str | None]:
+    """The chosen days (first, last) and the Vietnamese error when they do not make a
+    period (then the defaults, the last `AVAILABILITY_DAYS` days, are shown)."""
+    default = (today - dt.timedelta(days=AVAILABILITY_DAYS - 1), today)
+    first, last = day_param(tu), day_param(den)
+    if (
+        (tu and first is None)
+        or (den and last is None)
+        or any(d is not None and d < EARLIEST_DAY for d in (first, last))
+    ):
+        return *default, "Ngày không hợp lệ: hãy chọn ngày theo lịch (ngày/tháng/năm)."
+    first = first or (last - dt.timedelta(days=AVAILABILITY_DAYS - 1) if last else default[0])
+    last = last or max(first, min(first + dt.timedelta(days=AVAILABILITY_DAYS - 1), today))
+    if last < first:
+        return *default, "Khoảng thời gian không hợp lệ: “Từ ngày” phải trước hoặc bằng “Đến ngày”."
+    if first > today:
+        return *default, "“Từ ngày” chưa đến: chưa có số liệu cho khoảng thời gian này."
+    if (last - first).days >= MAX_AVAILABILITY_DAYS:
+        too_long = f"Mỗi lần xem tối đa {MAX_AVAILABILITY_DAYS} ngày; hãy chọn khoảng ngắn hơn."
+        return *default, too_long
+    return first, last, None
+
+
+def _rows(
+    found: list[alarms_service.AvailabilityRow], ended: dict[str, int]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "key": r.key,
+            "name": r.name,
+            "stations": r.stations,
+            "percent": r.availability * 100 if r.availability is not None else None,
+            "online_s": r.online_s,
+            "offline_s": max(r.stations * r.period_s - r.online_s, 0.0),
+            "disconnections": ended.get(r.key, 0),
+        }
+        for r in found
+    ]
+
+
+def availability_context(
+    session: Session,
+    principal: Principal,
+    since: dt.datetime,
+    until: dt.datetime,
+    units: Literal["today", "then"],
+    tz: ZoneInfo,
+) -> dict[str, Any]:
+    """The availability tables of the account's areas over [since, until): per
+    ward/commune by ``units`` (by name) and per station (least available first), with
+    the whole's availability and the links to the same figures as CSV and XLSX."""
+    tables: dict[str, list[dict[str, Any]]] = {}
+    for by in ("area", "station"):
+        found = alarms_service.availability(
+            session, since, until, by=by, scope=principal.scope, units=units, tz=tz
+        )
+        ended = alarms_service.disconnections(
+            session, since, until, by=by, scope=principal.scope, units=units, tz=tz
+        )
+        tables[by] = _rows(found, ended)
+    tables["area"].sort(key=lambda r: (r["name"], r["key"]))
+    tables["station"].sort(key=lambda r: (r["percent"] or 0.0, r["key"]))
+    known = sum(r["online_s"] + r["offline_s"] for r in tables["station"])
+    online = sum(r["online_s"] for r in tables["station"])
+    params = {"from": since.isoformat(), "to": until.isoformat(), "units": units}
+    return {
+        "areas": tables["area"],
+        "stations": tables["station"],
+        "overall": online / known * 100 if known else None,
+        "disconnections": sum(r["disconnections"] for r in tables["station"]),
+        "downloads": {
+            f"{by}-{fmt}": "/api/v1/alarms/availability?"
+            + urlencode(params | {"by": by, "format": fmt})
+            for by in ("area", "station")
+            for fmt in ("xlsx", "csv")
+        },
+    }
+
+
+@router.get(AVAILABILITY_PATH, response_class=HTMLResponse)
+def availability_page(
+    request: Request,
+    session: SessionDep,
+    account: SignedIn,
+    tu: str | None = None,
+    den: str | None = None,
+    don_vi: str | None = None,
+) -> Response:
+    """The stations' availability over the chosen days (default: the last 7, today up
+    to now), in the account's areas.  Days that do not make a period are answered with
+    the Vietnamese reason beside the form and the default period's figures (a view, not
+    a failed request: 200); an unknown ``don_vi`` is read as today's units."""
+    principal = account.principal
+    tz = page_tz(request)
+    now = utcnow()
+    today = now.astimezone(tz).date()
+    first, last, error = _period(tu, den, today)
+    units: Literal["today", "then"] = "then" if don_vi == "then" else "today"
+    since = local_midnight(first, tz)
+    until = min(local_midnight(last + dt.timedelta(days=1), tz), now)
+    return render(
+        request,
+        "alarms_availability.html",
+        {
+            "account": account,
+            "active": "alarms",
+            "alarms_tab": "availability",
+            "error": error,
+            # what was typed stays in the form after an error; the figures are the default's
+            "filters": {
+                "tu": (tu or "")[:10] if error else first.isoformat(),
+                "den": (den or "")[:10] if error else last.isoformat(),
+                "don_vi": units,
+            },
+            "first": first,
+            "last": last,
+            "until": until,
+            "to_now": until == now,
+            "UNIT_CHOICES": UNIT_LABELS,
+            "UNITS_NOTE": UNITS_NOTE,
+            "default_days": AVAILABILITY_DAYS,
+            **availability_context(session, principal, since, until, units, tz),
         },
     )

@@ -14,10 +14,12 @@ from sqlalchemy.orm import Session
 
 from audio_library import service as media_service
 from audio_library.models import Approval, AssetStatus, MediaAsset
-from broadcaster.dispatch import reports
+from broadcaster.dispatch import emergency_report, reports
 from broadcaster.dispatch.models import BroadcastStatus
+from broadcaster.web.pages.labels import TARGET_LABELS, reason_label
 from broadcaster.web.pages.shared import (
     MAX_LIST,
+    Account,
     SignedIn,
     broadcast_summary,
     error_page,
@@ -28,6 +30,7 @@ from broadcaster.web.pages.shared import (
 from kernel.dependencies import SessionDep
 from kernel.errors import NotFoundError
 from kernel.security import Permission, Principal
+from kernel.tiers import Tier
 from stations import service as stations_service
 from stations.models import AreaLevel
 
@@ -128,17 +131,25 @@ def _broadcast_choices(session: Session, principal: Principal) -> dict[str, Any]
     }
 
 
+def broadcast_refused(request: Request, account: Account) -> Response | None:
+    """The 403 page for an account without the broadcast right (the broadcast form and
+    live paging), or None."""
+    if account.principal.has(Permission.BROADCAST_SEND):
+        return None
+    return error_page(
+        request,
+        account,
+        403,
+        "Tài khoản của bạn không có quyền phát thanh. "
+        "Liên hệ quản trị thành phố nếu cần được cấp quyền.",
+    )
+
+
 @router.get("/phat-thanh", response_class=HTMLResponse)
 def broadcast_page(request: Request, session: SessionDep, account: SignedIn) -> Response:
     principal = account.principal
-    if not principal.has(Permission.BROADCAST_SEND):
-        return error_page(
-            request,
-            account,
-            403,
-            "Tài khoản của bạn không có quyền phát thanh. "
-            "Liên hệ quản trị thành phố nếu cần được cấp quyền.",
-        )
+    if (refused := broadcast_refused(request, account)) is not None:
+        return refused
     return render(
         request,
         "broadcast.html",
@@ -159,18 +170,42 @@ def broadcast_view_page(
     principal = account.principal
     try:
         if not (broadcast_id.isdigit() and len(broadcast_id) < 12):
-            raise NotFoundError(f"broadcast {broadcast_id!r} not found")
+            raise NotFoundError(
+                f"broadcast {broadcast_id!r} not found", message_vi="Không tìm thấy lượt phát"
+            )
         broadcast = reports.broadcast_in_scope(session, principal, int(broadcast_id))
     except NotFoundError:
         return error_page(request, account, 404, "Không tìm thấy lượt phát này.")
+    tz = page_tz(request)
+    report = emergency_report.emergency_report(session, broadcast)
+    can_send = principal.has(Permission.BROADCAST_SEND) and (
+        broadcast.tier != Tier.EMERGENCY or principal.has(Permission.BROADCAST_EMERGENCY)
+    )
     return render(
         request,
         "broadcast_view.html",
         {
             "account": account,
             "active": "broadcast",
-            "broadcast": broadcast_summary(session, broadcast, page_tz(request)),
+            "broadcast": broadcast_summary(session, broadcast, tz),
             "can_stop": principal.has(Permission.BROADCAST_SEND)
             and broadcast.status is BroadcastStatus.ACTIVE,
+            "report": report,
+            "report_lead": emergency_report.report_lead(report, tz),
+            "missed": [
+                {
+                    "sid": s.sid,
+                    "name": s.name,
+                    "area": s.area,
+                    "status": TARGET_LABELS.get(s.status, s.status.value),
+                    "reason": reason_label(s.reason) or "—",
+                    "attempts": s.attempts,
+                }
+                for s in report.missed
+            ],
+            # "send again to those who missed it": the permission sending it needed
+            "can_resend": can_send
+            and broadcast.status is not BroadcastStatus.STOPPED
+            and bool(report.missed),
         },
     )

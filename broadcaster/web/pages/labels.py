@@ -1,12 +1,13 @@
 """The Vietnamese words the dashboard shows for the system's codes (roles, statuses,
-station kinds, area levels, faults, commands).  Tier labels come from `kernel.tiers`."""
+station kinds, area levels, faults, commands, why a connection ended).  Tier labels come
+from `kernel.tiers`."""
 
 from __future__ import annotations
 
 from broadcaster.dispatch.models import BroadcastStatus, PlayStatus, TargetStatus
 from kernel.security import Role
 from kernel.tiers import TIER_LABELS_VI
-from stations.models import AreaLevel, StationKind
+from stations.models import AreaLevel, ConnectionCause, ReorgStatus, StationKind
 
 ROLE_LABELS = {
     Role.ADMIN: "Quản trị thành phố",
@@ -52,6 +53,20 @@ LEVEL_LABELS = {
     AreaLevel.COMMUNE: "Xã",
     AreaLevel.HAMLET: "Ấp/khu phố",
 }
+REORG_LABELS = {
+    ReorgStatus.SCHEDULED: "Chờ đến ngày hiệu lực",
+    ReorgStatus.APPLIED: "Đã áp dụng",
+    ReorgStatus.UNDONE: "Đã hủy / hoàn tác",
+    ReorgStatus.FAILED: "Không áp dụng được",
+}
+#: the steps of a reorganisation decision (`broadcaster.reorg.service.CSV_COLUMNS`)
+REORG_ACTION_LABELS = {
+    "merge": "Nhập vào đơn vị mới",
+    "create": "Lập đơn vị mới",
+    "rename": "Đổi tên",
+    "move": "Chuyển ấp/khu phố",
+    "dissolve": "Giải thể cấp (đơn vị trực thuộc chuyển lên)",
+}
 FAULT_LABELS = {
     "power_lost": "Mất điện lưới",
     "on_battery": "Đang chạy pin",
@@ -61,6 +76,16 @@ FAULT_LABELS = {
     "clock_unsynced": "Đồng hồ chưa đồng bộ",
     "relay_down": "Mất nguồn tiếp sóng",
     "other": "Lỗi khác",
+}
+#: why a station's connection ended (`stations.models.ConnectionCause`)
+CONNECTION_CAUSE_LABELS = {
+    ConnectionCause.POWER: "Mất điện lưới",
+    ConnectionCause.LINK: "Đường truyền gián đoạn, trạm tự kết nối lại",
+    ConnectionCause.WILL: "Trạm ngắt kết nối (mất mạng, tắt hoặc khởi động lại)",
+    ConnectionCause.SERVER: "Máy chủ mất kết nối MQTT (không rõ tình trạng trạm)",
+    # recorded before causes were told apart
+    ConnectionCause.DEATH: "Trạm ngắt kết nối",
+    ConnectionCause.REPLACED: "Trạm kết nối lại",
 }
 COMMAND_LABELS = {
     "ping": "Kiểm tra kết nối",
@@ -81,6 +106,27 @@ REASON_LABELS = {
     "not_after passed": "quá hạn phát",
     "not_after passed before the start": "quá hạn trước giờ phát",
 }
+#: reasons stored with a name or a station's own detail after a fixed beginning: the
+#: beginning is said in Vietnamese, the rest kept (an operator's name, a station's text)
+REASON_PREFIX_LABELS = {
+    "stopped by the operator": "người vận hành đã dừng",
+    "stopped by ": "dừng bởi ",
+    "busy: ": "trạm đang phát nội dung ưu tiên bằng hoặc cao hơn: ",
+}
+
+
+def reason_label(reason: str | None) -> str:
+    """A stored reason in Vietnamese: a known reason, a known beginning, else as stored."""
+    if not reason:
+        return ""
+    if reason in REASON_LABELS:
+        return REASON_LABELS[reason]
+    for prefix, label in REASON_PREFIX_LABELS.items():
+        if reason.startswith(prefix):
+            return label + reason.removeprefix(prefix)
+    return reason
+
+
 VOICE_LABELS = {"south": "Giọng miền Nam", "north": "Giọng miền Bắc", "central": "Giọng miền Trung"}
 
 # --- administration (``/quan-tri``): audit actions and the kinds of object they touch ---
@@ -96,11 +142,21 @@ ACTION_LABELS = {
     "user.delete": "Xóa tài khoản",
     "broadcast.create": "Phát thanh",
     "broadcast.stop": "Dừng phát",
+    "broadcast.resend": "Gửi lại cho trạm bị lỡ",
+    "live.start": "Bắt đầu phát trực tiếp",
+    "live.end": "Kết thúc phát trực tiếp",
+    "station.credentials.rotate": "Cấp lại mật khẩu trạm",
+    "station.credentials.revoke": "Thu hồi mật khẩu trạm",
     "station.command": "Lệnh tới trạm",
     "station.import": "Nhập danh sách trạm",
     "station.seed": "Khởi tạo trạm",
     "area.create": "Tạo địa bàn",
     "area.update": "Sửa địa bàn",
+    "area.reorganise": "Sắp xếp đơn vị hành chính",
+    "area.reorganise.schedule": "Lên lịch sắp xếp đơn vị",
+    "area.reorganise.cancel": "Hủy lịch sắp xếp đơn vị",
+    "area.reorganise.undo": "Hoàn tác sắp xếp đơn vị",
+    "area.reorganise.failed": "Sắp xếp đơn vị không áp dụng được",
     "group.create": "Tạo nhóm trạm",
     "group.update": "Sửa nhóm trạm",
     "media.upload": "Tải lên âm thanh",
@@ -110,6 +166,8 @@ ACTION_LABELS = {
     "media.delete": "Xóa bản tin",
     "media.approve": "Duyệt bản tin",
     "media.reject": "Từ chối bản tin",
+    "media.submit": "Gửi duyệt bản tin",
+    "schedule.submit": "Gửi duyệt lịch phát",
     "schedule.approve": "Duyệt lịch phát",
     "schedule.reject": "Từ chối lịch phát",
     "schedule.delete": "Xóa lịch phát",
@@ -133,6 +191,7 @@ OBJECT_LABELS = {
     "broadcast": "Lượt phát",
     "station": "Trạm",
     "area": "Địa bàn",
+    "area_reorganisation": "Phương án sắp xếp",
     "group": "Nhóm trạm",
     "media": "Bản tin",
     "schedule": "Lịch phát",
@@ -141,4 +200,11 @@ OBJECT_LABELS = {
     "alert": "Cảnh báo",
     "alert_source": "Nguồn cảnh báo",
     "alarm": "Báo động",
+}
+
+#: How a period spanning an administrative reorganisation is read by ward/commune (the
+#: API's ``units``): by today's units, or by the unit each station belonged to then.
+UNIT_LABELS = {
+    "today": "Đơn vị hiện nay",
+    "then": "Đơn vị tại thời điểm đó",
 }

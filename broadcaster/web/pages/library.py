@@ -3,9 +3,10 @@
 
 The pages read through the media and schedule services (scoped to the account's areas;
 an asset outside them answers the 404 page).  What the browser changes — upload,
-recording, text to speech and its preview, edit, delete, approve, reject — goes through
-the JSON API with the session cookie (`static/library.js`), which enforces the same
-rules (an approver never approves their own work)."""
+recording, text to speech and its preview, saving as a draft (*Lưu nháp*) and submitting
+it (*Gửi duyệt*), edit, delete, approve, reject — goes through the JSON API with the
+session cookie (`static/library.js`), which enforces the same rules (an approver never
+approves their own work, nor a draft its author has not submitted)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,10 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from audio_library import service as media_service
-from audio_library.dependencies import get_library
+from audio_library.dependencies import LibraryDep, get_library
 from audio_library.models import CATEGORIES, AssetSource, AssetStatus, MediaAsset
 from audio_library.service import AssetNotFound, MediaLibrary
+from broadcaster.web.pages import schedules as schedule_pages
 from broadcaster.web.pages.shared import (
     PAGE_SIZE,
     Account,
@@ -32,7 +34,7 @@ from broadcaster.web.pages.shared import (
     render,
     templates,
 )
-from kernel.approval import APPROVAL_LABELS_VI, Approval
+from kernel.approval import APPROVAL_LABELS_VI, SUBMITTABLE, Approval
 from kernel.dependencies import SessionDep
 from kernel.security import Permission
 from schedules import reads as schedule_reads
@@ -41,7 +43,6 @@ from schedules.service import rules as rules_service
 router = APIRouter(include_in_schema=False)
 
 PREVIEW_TTL = dt.timedelta(hours=2)
-MAX_UPLOAD_MB = 200
 STATUS_LABELS = {
     AssetStatus.PROCESSING: "Đang xử lý",
     AssetStatus.FAILED: "Xử lý lỗi",
@@ -51,11 +52,9 @@ SOURCE_LABELS = {
     AssetSource.TTS: "Đọc từ văn bản",
     AssetSource.COMPOSED: "Ghép nối",
 }
-# the filter of the list: one choice per state an operator tells apart
-STATE_CHOICES = {
-    "draft": APPROVAL_LABELS_VI[Approval.DRAFT],
-    "approved": APPROVAL_LABELS_VI[Approval.APPROVED],
-    "rejected": APPROVAL_LABELS_VI[Approval.REJECTED],
+# the filter of the list: one choice per state an operator tells apart (the approval
+# states of a ready asset: draft, waiting, approved, rejected; then the processing ones)
+STATE_CHOICES = {a.value: label for a, label in APPROVAL_LABELS_VI.items()} | {
     "processing": STATUS_LABELS[AssetStatus.PROCESSING],
     "failed": STATUS_LABELS[AssetStatus.FAILED],
 }
@@ -88,6 +87,11 @@ class AssetRow:
     @property
     def state_label(self) -> str:
         return STATE_CHOICES[self.state]
+
+    @property
+    def submittable(self) -> bool:
+        """Ready, and its author's draft or rejected: it can be sent for approval."""
+        return self.asset.status is AssetStatus.READY and self.asset.approval in SUBMITTABLE
 
     @property
     def category_label(self) -> str:
@@ -136,6 +140,7 @@ def library_page(
     request: Request,
     session: SessionDep,
     account: SignedIn,
+    library: LibraryDep,
     q: str | None = None,
     category: str | None = None,
     state: str | None = None,
@@ -178,7 +183,8 @@ def library_page(
             "categories": CATEGORIES,
             "states": STATE_CHOICES,
             "can_write": principal.has(Permission.CONTENT_WRITE),
-            "max_upload_mb": MAX_UPLOAD_MB,
+            # what the service takes (BROADCASTER_AUDIO_MAX_UPLOAD_BYTES), in whole MB
+            "max_upload_mb": library.settings.max_upload_bytes // (1024 * 1024),
             **pager("/thu-vien", filters, page, total),
         },
     )
@@ -244,8 +250,13 @@ def approval_page(request: Request, session: SessionDep, account: SignedIn) -> R
         tz = page_tz(request)
         mine = {r.id for r in found if r.created_by_id == principal.user_id}
         rules = [
-            {"read": read, "mine": read.id in mine}
-            for read in schedule_reads.rule_reads(session, found, tz)
+            {
+                "read": read,
+                "mine": read.id in mine,
+                # what approving it would do to the plan (conflicts before approving)
+                "preview": schedule_pages.rule_conflicts(session, account, rule, tz),
+            }
+            for read, rule in zip(schedule_reads.rule_reads(session, found, tz), found, strict=True)
         ]
     return render(
         request,

@@ -1,9 +1,11 @@
-"""The overview (``/``): stations online per ward/commune, stations needing attention,
-what plays next, the last broadcasts; refreshed from ``/tong-quan.json``."""
+"""The overview (``/``): stations online per ward/commune, stations needing attention
+(offline, faults, behind their plan, open alarms), what plays next, the last broadcasts;
+refreshed from ``/tong-quan.json``."""
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -11,6 +13,9 @@ from fastapi import APIRouter, Request, Response, status
 from fastapi.responses import HTMLResponse, JSONResponse
 from sqlalchemy.orm import Session
 
+from broadcaster.alarms import service as alarms_service
+from broadcaster.alarms.rules import CONDITION_FAULTS, Condition
+from broadcaster.alarms.service import OpenAlarm
 from broadcaster.dispatch import reports
 from broadcaster.web import errors
 from broadcaster.web.pages.labels import FAULT_LABELS, LEVEL_LABELS, TIER_LABELS
@@ -32,22 +37,40 @@ from stations.models import Station, StationState
 router = APIRouter(include_in_schema=False)
 
 
-def attention_reasons(station: Station, state: StationState | None) -> list[str]:
-    """Why a station needs a look (offline, faults, plan not applied, media missing)."""
+def _alarm_reason(alarm: OpenAlarm) -> str:
+    detail = f" ({alarm.detail})" if alarm.detail else ""
+    return f"{alarm.severity_vi}: {alarm.title_vi}{detail}"
+
+
+def attention_reasons(
+    station: Station, state: StationState | None, alarms: Sequence[OpenAlarm] = ()
+) -> list[str]:
+    """Why a station needs a look (offline, faults, plan not applied, media missing, and
+    its open alarms, most serious first, with their Vietnamese titles).  An alarm that
+    repeats a reason already given (offline, plan, media) is not said twice, and a fault
+    an open alarm covers is said by the alarm."""
     reasons: list[str] = []
+    said: set[Condition] = set()
     if state is None or not state.online:
+        said.add(Condition.STATION_OFFLINE)
         if state is not None and state.offline_since is not None:
             reasons.append(f"Mất kết nối {ago(state.offline_since)}")
         else:
             reasons.append("Chưa từng kết nối")
+    covered = set().union(*(CONDITION_FAULTS.get(a.condition, frozenset()) for a in alarms))
     if state is not None:
-        reasons.extend(f"Lỗi: {FAULT_LABELS.get(f, f)}" for f in state.faults or [])
+        reasons.extend(
+            f"Lỗi: {FAULT_LABELS.get(f, f)}" for f in state.faults or [] if f not in covered
+        )
         published = state.desired_published_version or 0
         if published and state.applied_version != published:
             applied = state.applied_version if state.applied_version is not None else "—"
             reasons.append(f"Chưa áp dụng lịch mới (bản {applied}/{published})")
+            said.add(Condition.PLAN_BEHIND)
         if state.missing:
             reasons.append(f"Thiếu {len(state.missing)} tệp âm thanh")
+            said.add(Condition.MEDIA_MISSING)
+    reasons.extend(_alarm_reason(a) for a in alarms if a.condition not in said)
     return reasons
 
 
@@ -56,6 +79,7 @@ def overview_data(session: Session, principal: Principal, tz: ZoneInfo) -> dict[
     now = utcnow()
     areas = reports.all_areas(session)
     rows = reports.station_states(session, principal.scope)
+    open_alarms = alarms_service.open_alarms_by_station(session, principal.scope)
     units: dict[str, dict[str, Any]] = {}
     attention: list[dict[str, Any]] = []
     online_total = 0
@@ -77,7 +101,8 @@ def overview_data(session: Session, principal: Principal, tz: ZoneInfo) -> dict[
         if online:
             entry["online"] += 1
             online_total += 1
-        reasons = attention_reasons(station, state)
+        alarms = open_alarms.get(station.id, [])
+        reasons = attention_reasons(station, state, alarms)
         if reasons:
             attention.append(
                 {
@@ -86,6 +111,7 @@ def overview_data(session: Session, principal: Principal, tz: ZoneInfo) -> dict[
                     "area": station.area.name,
                     "online": online,
                     "reasons": reasons,
+                    "severity": max((a.severity.rank for a in alarms), default=-1),
                 }
             )
     unit_list = sorted(units.values(), key=lambda u: u["name"])
@@ -94,7 +120,10 @@ def overview_data(session: Session, principal: Principal, tz: ZoneInfo) -> dict[
         unit_row["percent"] = (
             math.floor(100 * unit_row["online"] / unit_row["total"]) if unit_row["total"] else 0
         )
-    attention.sort(key=lambda a: (a["online"], a["sid"]))
+    # offline first, then the most serious open alarm (the list shows the first 30)
+    attention.sort(key=lambda a: (a["online"], -a["severity"], a["sid"]))
+    for row in attention:
+        del row["severity"]
     upcoming = [
         {
             "title": title,

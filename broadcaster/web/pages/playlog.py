@@ -1,5 +1,6 @@
 """The play log (``/nhat-ky``): what was planned and played, with its daily totals per
-ward/commune and links to the totals as CSV (from the JSON API)."""
+ward/commune (minutes heard, and apart those reported during a speaker or amplifier
+fault) and links to the totals as CSV for Vietnamese Excel (from the JSON API)."""
 
 from __future__ import annotations
 
@@ -112,6 +113,7 @@ def playlog_page(
             "total": total,
             **pager("/nhat-ky", filters, page, total),
             "totals": totals,
+            "not_heard_header": reports.NOT_HEARD_MINUTES,
             "csv_area": "/api/v1/playlog/totals?" + urlencode({**csv_params, "by": "area"}),
             "csv_station": "/api/v1/playlog/totals?" + urlencode({**csv_params, "by": "station"}),
             "notes": notes,

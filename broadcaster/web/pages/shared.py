@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 from fastapi import Depends, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.alarms import service as alarms_service
 from broadcaster.auth import service as auth_service
@@ -34,7 +34,7 @@ from broadcaster.web.pages.labels import (
     TARGET_LABELS,
     TIER_LABELS,
 )
-from kernel.db import utcnow
+from kernel.db import READ_ONLY, utcnow
 from kernel.dependencies import SessionDep
 from kernel.security import Permission, Principal
 from kernel.tiers import tier_of
@@ -115,6 +115,7 @@ templates.env.filters["local"] = local
 templates.env.filters["duration"] = duration
 templates.env.filters["ago"] = ago
 templates.env.filters["so"] = number
+templates.env.filters["reason_vi"] = labels.reason_label
 _BY_VALUE = {
     "TARGET_LABELS": {s.value: label for s, label in TARGET_LABELS.items()},
     "PLAY_LABELS": {s.value: label for s, label in PLAY_LABELS.items()},
@@ -133,6 +134,7 @@ templates.env.globals.update(
             "command": COMMAND_LABELS,
             "tier": TIER_LABELS,
             "reason": labels.REASON_LABELS,
+            "reason_prefix": labels.REASON_PREFIX_LABELS,
         },
     }
 )
@@ -178,6 +180,17 @@ def current_account(request: Request, session: SessionDep) -> Account | None:
 
 
 MaybeAccount = Annotated[Account | None, Depends(current_account)]
+
+
+def signed_in_account(request: Request) -> Account | None:
+    """The account of the session cookie outside a route (the unknown-URL page, which
+    no dependency reaches): so a signed-in user keeps the navigation on the 404 page."""
+    if not request.cookies.get(COOKIE_NAME):
+        return None
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    with factory() as session:
+        session.connection(execution_options={READ_ONLY: True})
+        return current_account(request, session)
 
 
 class SignInRequired(Exception):
@@ -367,8 +380,7 @@ def pager(path: str, filters: Mapping[str, str], page: int, total: int) -> dict[
 
 
 def broadcast_summary(session: Session, broadcast: Broadcast, tz: ZoneInfo) -> dict[str, Any]:
-    play = reports.play_command(session, broadcast)
-    counts = reports.progress(session, [play.id] if play is not None else []).by_status
+    counts = reports.broadcast_progress(session, broadcast).by_status
     # the broadcast's own status, as the API gives it (the worker ends it once every
     # target is settled): never "done" while stations are still to be reached
     status_label = BROADCAST_LABELS.get(broadcast.status, broadcast.status.value)

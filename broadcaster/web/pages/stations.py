@@ -1,5 +1,5 @@
 """Stations (``/tram``, ``/tram/{sid}``): the list with its filters, one station in detail
-(state, telemetry, today's playlist, recent plays, commands)."""
+(state, telemetry, today's playlist, recent plays, commands, connection history)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,10 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
+from broadcaster.alarms import service as alarms_service
 from broadcaster.dispatch import reports
 from broadcaster.web.pages import alarms as station_alarms
+from broadcaster.web.pages.labels import CONNECTION_CAUSE_LABELS
 from broadcaster.web.pages.overview import attention_reasons
 from broadcaster.web.pages.shared import (
     PAGE_SIZE,
@@ -33,6 +35,7 @@ from kernel.security import Permission, Principal
 from kernel.tiers import Tier, tier_of
 from schedules import service as schedules_service
 from schedules.plans import PlannedItem
+from stations import live
 from stations import service as stations_service
 from stations.exceptions import StationNotFound
 from stations.models import Station, StationKind
@@ -99,7 +102,7 @@ def stations_page(
 
 @dataclass(frozen=True)
 class PlaylistRow:
-    """A planned item of today's playlist and what the play log says of it."""
+    """A planned item of a day's playlist and what the play log says of it."""
 
     item: PlannedItem
     status: str | None
@@ -109,10 +112,10 @@ class PlaylistRow:
         return tier_of(self.item.priority)
 
 
-def _today_playlist(
-    session: Session, station: Station, tz: ZoneInfo, now: dt.datetime
+def day_playlist(
+    session: Session, station: Station, day: dt.date, tz: ZoneInfo
 ) -> list[PlaylistRow]:
-    day = now.astimezone(tz).date()
+    """The station's planned items of the local `day`, with what the play log says."""
     plan = schedules_service.station_plans(session, [day], tz, {station.id})[0]
     items = plan.stations.get(station.id, ())
     statuses = reports.play_statuses(session, station.id, [i.item_id for i in items])
@@ -177,6 +180,35 @@ def _telemetry_rows(
     return rows
 
 
+#: how many of the latest connection intervals the station page lists
+CONNECTION_ROWS = 20
+
+
+@dataclass(frozen=True)
+class ConnectionRow:
+    """One connection interval as the station page lists it."""
+
+    online_at: dt.datetime
+    offline_at: dt.datetime | None
+    duration: str
+    cause: str
+
+
+def connection_rows(session: Session, station: Station, now: dt.datetime) -> list[ConnectionRow]:
+    """The station's latest connection intervals, newest first: online from/to, how long
+    (an open one: until now) and why it ended, in Vietnamese."""
+    intervals, _ = live.connections(session, station.id, limit=CONNECTION_ROWS)
+    return [
+        ConnectionRow(
+            online_at=c.online_at,
+            offline_at=c.offline_at,
+            duration=duration(((c.offline_at or now) - c.online_at).total_seconds() * 1000),
+            cause=CONNECTION_CAUSE_LABELS[c.cause] if c.cause else "Đang kết nối",
+        )
+        for c in intervals
+    ]
+
+
 @router.get("/tram/{sid}", response_class=HTMLResponse)
 def station_page(request: Request, session: SessionDep, account: SignedIn, sid: str) -> Response:
     principal = account.principal
@@ -188,12 +220,15 @@ def station_page(request: Request, session: SessionDep, account: SignedIn, sid: 
     now = utcnow()
     state = station.state
     playlist = (
-        _today_playlist(session, station, page_tz(request), now)
+        day_playlist(session, station, now.astimezone(page_tz(request)).date(), page_tz(request))
         if principal.has(Permission.SCHEDULES_READ)
         else []
     )
     commands, _ = reports.station_commands(session, station.id, limit=10, with_plays=False)
     can_command = principal.has(Permission.STATIONS_COMMAND) and principal.reaches(station.area_id)
+    open_alarms = alarms_service.open_alarms_by_station(session, None, [station.id]).get(
+        station.id, []
+    )
     return render(
         request,
         "station.html",
@@ -202,7 +237,8 @@ def station_page(request: Request, session: SessionDep, account: SignedIn, sid: 
             "active": "stations",
             "station": station,
             "state": state,
-            "reasons": attention_reasons(station, state) if station.enabled else [],
+            "reasons": attention_reasons(station, state, open_alarms) if station.enabled else [],
+            "connections": connection_rows(session, station, now),
             "telemetry": _telemetry_rows(session, station, state.telemetry if state else None),
             "playlist": playlist,
             "plays": reports.recent_plays(session, station.id, now),

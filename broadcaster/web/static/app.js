@@ -25,6 +25,16 @@
     return node;
   }
 
+  // a stored reason in Vietnamese (labels.reason_label: a known reason, a known beginning)
+  function reasonLabel(reason) {
+    const known = (LABELS.reason || {})[reason];
+    if (known) return known;
+    for (const [prefix, label] of Object.entries(LABELS.reason_prefix || {})) {
+      if (reason.startsWith(prefix)) return label + reason.slice(prefix.length);
+    }
+    return reason;
+  }
+
   function messageOf(data, status) {
     if (status === 401) return "Phiên đăng nhập đã hết hạn. Hãy tải lại trang và đăng nhập lại.";
     if (data && data.message_vi) {
@@ -191,7 +201,7 @@
       if (target.clock_offset_ms !== null && target.clock_offset_ms !== undefined) {
         text += " · lệch đồng hồ " + formatOffset(target.clock_offset_ms);
       }
-      if (target.reason) text += " (" + target.reason + ")";
+      if (target.reason) text += " (" + reasonLabel(target.reason) + ")";
       out.textContent = text;
       out.dataset.status = target.status || "";
       if (TERMINAL.has(target.status)) return;
@@ -288,7 +298,7 @@
 
     // a station not yet reached says so, with since when it is offline
     function note(row) {
-      if (!row.offline_since) return row.reason ? ((LABELS.reason || {})[row.reason] || row.reason) : "";
+      if (!row.offline_since) return row.reason ? reasonLabel(row.reason) : "";
       const since = new Date(row.offline_since).toLocaleString("vi-VN", {
         timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit",
       });
@@ -570,8 +580,9 @@
     });
   }
 
-  /* Alarms page: the stations on a Leaflet map, coloured by state; tiles only when a
-     tile URL is configured (otherwise a plain background with the positions). */
+  /* Alarms page: the stations on a Leaflet map, coloured by state, inside the outlines
+     of their wards/communes; tiles only when a tile URL is configured (otherwise a plain
+     background with the positions). */
   function initStationMap() {
     const data = $("#map-data");
     const box = $("#station-map");
@@ -579,6 +590,15 @@
     const map = JSON.parse(data.textContent);
     const view = window.L.map(box, { attributionControl: Boolean(map.tiles) });
     if (map.tiles) window.L.tileLayer(map.tiles, { maxZoom: 18 }).addTo(view);
+    (map.outlines || []).forEach((o) =>
+      window.L.polygon(o.ring, {
+        weight: 1.5,
+        fillOpacity: 0.06,
+        interactive: true,
+        className: "area-outline area-" + o.code,
+      })
+        .bindTooltip(o.name + " (" + o.stations + " trạm)")
+        .addTo(view));
     const markers = map.stations.map((s) =>
       window.L.circleMarker([s.lat, s.lon], {
         radius: 8,

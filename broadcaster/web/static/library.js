@@ -50,6 +50,16 @@
     return s < 60 ? s + " giây" : Math.floor(s / 60) + " phút " + String(s % 60).padStart(2, "0") + " giây";
   }
 
+  /* "Lưu nháp" (a button with data-draft) keeps the new asset as its author's draft. */
+  const asDraft = (event) => Boolean(event.submitter && event.submitter.dataset.draft);
+
+  function waiting(asset) {
+    if (asset.approval === "unsubmitted") return " Đã lưu nháp: chưa gửi duyệt; bấm “Gửi duyệt” khi sẵn sàng.";
+    if (asset.approval === "approved") return " Đã được duyệt.";
+    if (asset.approval === "rejected") return " Đã bị từ chối.";
+    return " Bản tin đang chờ duyệt.";
+  }
+
   /* What the operator learns once a file is in the library. */
   function saved(result, asset, again) {
     result.replaceChildren();
@@ -59,7 +69,7 @@
     link.textContent = asset.title;
     result.append(again ? "Tệp này đã có trong thư viện: " : "Đã lưu “", link,
       (again ? "" : "”") + " · " + seconds(asset.duration_ms) + " · độ lớn " + decimal(asset.loudness_before)
-      + " LUFS → " + decimal(asset.loudness_after) + " LUFS (đã chuẩn hóa). Bản tin đang chờ duyệt.");
+      + " LUFS → " + decimal(asset.loudness_after) + " LUFS (đã chuẩn hóa)." + waiting(asset));
   }
 
   function failed(result, err) {
@@ -127,7 +137,9 @@
       data.append("title", $("#up-title").value);
       data.append("category", $("#up-category").value);
       data.append("tags", $("#up-tags").value);
+      if (asDraft(event)) data.append("submit", "false");
       $("#up-submit").disabled = true;
+      $("#up-keep").disabled = true;
       result.className = "lib-result";
       result.textContent = "Đang tải lên và chuẩn hóa độ lớn…";
       try {
@@ -136,6 +148,7 @@
         failed(result, err);
       } finally {
         $("#up-submit").disabled = false;
+        $("#up-keep").disabled = false;
       }
     });
   }
@@ -148,6 +161,7 @@
     const start = $("#rec-start");
     const stop = $("#rec-stop");
     const save = $("#rec-save");
+    const draft = $("#rec-keep");
     const state = $("#rec-state");
     const level = $("#rec-level");
     const audio = $("#rec-audio");
@@ -193,6 +207,7 @@
       blob = null;
       audio.hidden = true;
       save.disabled = true;
+      draft.disabled = true;
       const chunks = [];
       recorder = new MediaRecorder(stream);
       recorder.addEventListener("dataavailable", (e) => { if (e.data.size) chunks.push(e.data); });
@@ -201,6 +216,7 @@
         audio.src = URL.createObjectURL(blob);
         audio.hidden = false;
         save.disabled = false;
+        draft.disabled = false;
         state.textContent = "Đã ghi xong. Nghe lại, ghi lại, hoặc lưu bản ghi.";
         start.textContent = "Ghi lại";
       });
@@ -230,7 +246,9 @@
       data.append("file", blob, "ghi-am." + ext);
       data.append("title", title);
       data.append("category", $("#rec-category").value);
+      if (asDraft(event)) data.append("submit", "false");
       save.disabled = true;
+      draft.disabled = true;
       result.className = "lib-result";
       result.textContent = "Đang lưu và chuẩn hóa độ lớn…";
       try {
@@ -238,6 +256,7 @@
       } catch (err) {
         failed(result, err);
         save.disabled = false;
+        draft.disabled = false;
       }
     });
   }
@@ -278,7 +297,9 @@
       const title = $("#tts-title-input").value.trim();
       if (title) body.title = title;
       body.category = $("#tts-category").value;
+      if (asDraft(event)) body.submit = false;
       $("#tts-save").disabled = true;
+      $("#tts-keep").disabled = true;
       result.className = "lib-result";
       result.textContent = "Đang lưu bản tin…";
       try {
@@ -287,6 +308,7 @@
         failed(result, err);
       } finally {
         $("#tts-save").disabled = false;
+        $("#tts-keep").disabled = false;
       }
     });
   }
@@ -301,12 +323,16 @@
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       const tags = $("#ed-tags").value.split(",").map((t) => t.trim()).filter(Boolean);
+      const body = { title: $("#ed-title").value.trim(), category: $("#ed-category").value, tags };
+      /* "Lưu và gửi duyệt" / "Lưu nháp": the state changes too (the page shows it anew) */
+      const choice = event.submitter && event.submitter.dataset.submitChoice;
+      if (choice) body.submit = choice === "true";
       try {
-        const asset = await api("PATCH", "/api/v1/media/" + id,
-          { title: $("#ed-title").value.trim(), category: $("#ed-category").value, tags });
+        const asset = await api("PATCH", "/api/v1/media/" + id, body);
         $("#asset-title").textContent = asset.title;
         result.className = "lib-result ok-text";
-        result.textContent = "Đã lưu thay đổi.";
+        result.textContent = "Đã lưu thay đổi." + (choice ? waiting(asset) : "");
+        if (choice) window.location.reload();
       } catch (err) {
         failed(result, err);
       }
@@ -326,6 +352,30 @@
         failed(result, err);
       }
     });
+  }
+
+  /* --- "Gửi duyệt": an author's draft (or a rejected asset) sent for approval -------------- */
+
+  function initSubmit() {
+    for (const button of $$("[data-submit]")) {
+      button.addEventListener("click", async () => {
+        const result = button.id === "asset-submit" ? $("#asset-submit-result") : button.nextElementSibling;
+        button.disabled = true;
+        try {
+          await api("POST", "/api/v1/media/" + button.dataset.submit + "/submit", {});
+          if (button.id === "asset-submit") { window.location.reload(); return; }
+          const badge = button.parentElement.querySelector(".badge");
+          badge.className = "badge lib-draft";
+          badge.textContent = "Chờ duyệt";
+          button.hidden = true;
+          result.className = "lib-result small ok-text";
+          result.textContent = "Đã gửi duyệt.";
+        } catch (err) {
+          failed(result, err);
+          button.disabled = false;
+        }
+      });
+    }
   }
 
   /* --- the approval queue ------------------------------------------------------------------ */
@@ -365,6 +415,7 @@
     initRecorder();
     initSpeech();
     initEdit();
+    initSubmit();
     initQueue();
   });
 })();
