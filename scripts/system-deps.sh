@@ -10,6 +10,11 @@ command -v ffprobe >/dev/null 2>&1 || need+=(ffmpeg)
 command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mosquitto)
 command -v mosquitto_ctrl >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+# the load balancer in front of API replicas (replicated-service tests, deploy/haproxy)
+command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || need+=(haproxy)
+command -v icecast2 >/dev/null 2>&1 || need+=(icecast2)  # live paging (broadcaster.live)
+# the clustered broker (NATS Server: MQTT gateway + JetStream) of tests/broadcaster/test_broker_nats.py
+command -v nats-server >/dev/null 2>&1 || [ -x /usr/sbin/nats-server ] || need+=(nats-server)
 if [ "${1:-}" = "--with-browser" ]; then
   { command -v chromium && command -v chromedriver; } >/dev/null 2>&1 || need+=(chromium chromium-driver)
 fi
