@@ -38,7 +38,6 @@ from broadcaster.dispatch.schemas import (
     StationCommandCreate,
     TotalRow,
 )
-from broadcaster.reorg import service as reorg
 from kernel.db import commit_retrying, utcnow
 from kernel.dependencies import (
     Audit,
@@ -72,7 +71,10 @@ def _wake(request: Request) -> None:
         hub.notify()
 
 
-def _day(value: str) -> dt.date:
+def _units(value: str) -> reports.Units:
+    """A report's ``units`` parameter: ``today``, ``then`` or a date."""
+    if value in ("today", "then"):
+        return "today" if value == "today" else "then"
     try:
         return dt.date.fromisoformat(value)
     except ValueError as exc:
@@ -429,10 +431,7 @@ def playlog_totals(
         since=window.since or now - dt.timedelta(days=7),
         until=window.until or now + dt.timedelta(days=1),
     )
-    unit_at = None
-    if units != "today":
-        history = reorg.UnitHistory(session)
-        unit_at = history.at if units == "then" else history.as_of(_day(units))
+    unit_at = reports.unit_reader(session, _units(units))
     rows = reports.play_totals(session, query, _tz(request), by=by, unit_at=unit_at)
     if format_ == "csv":
         return csv_response(reports.totals_csv(rows, by=by), f"playlog-totals-{by}.csv")
@@ -480,9 +479,7 @@ def report_minutes(
     tz = _tz(request)
     start, end = reports.report_window(since, until, tz, today=utcnow().astimezone(tz).date())
     query = reports.play_query(session, principal.scope, area=area, since=start, until=end)
-    chosen: reports.Units = (
-        "today" if units == "today" else "then" if units == "then" else _day(units)
-    )
+    chosen = _units(units)
     rows = reports.broadcast_minutes(session, query, by=by, units=chosen, tz=tz)
     name = f"bao-cao-phut-phat-{by}-{start.astimezone(tz):%Y%m%d}"
     if format_ == "csv":

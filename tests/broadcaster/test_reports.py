@@ -292,3 +292,16 @@ def test_the_minutes_report_reads_by_old_or_new_units(
     assert "units=then" in link.group(1)
     today_page = client.get("/bao-cao?thang=2025-06")
     assert old_name not in today_page.text.split('id="report-units"')[1].split("</table>")[0]
+
+    # the play log's daily totals follow the same choice, and so does its CSV link
+    log = client.get("/nhat-ky?tu=2025-06-30&den=2025-06-30&don_vi=then")
+    assert '<option value="then" selected>Đơn vị tại thời điểm đó</option>' in log.text
+    assert old_name in log.text.split('id="totals"')[1].split("</table>")[0]
+    csv_link = re.search(r'href="([^"]+)" id="csv-area"', log.text)
+    assert csv_link is not None
+    assert "units=then" in csv_link.group(1)
+    log_today = client.get("/nhat-ky?tu=2025-06-30&den=2025-06-30")
+    assert old_name not in log_today.text.split('id="totals"')[1].split("</table>")[0]
+    today_link = re.search(r'href="([^"]+)" id="csv-area"', log_today.text)
+    assert today_link is not None
+    assert "units=" not in today_link.group(1)

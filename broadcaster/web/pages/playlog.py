@@ -1,10 +1,12 @@
 """The play log (``/nhat-ky``): what was planned and played, with its daily totals per
 ward/commune (minutes heard, and apart those reported during a speaker or amplifier
-fault) and links to the totals as CSV for Vietnamese Excel (from the JSON API)."""
+fault) and links to the totals as CSV for Vietnamese Excel (from the JSON API).  After a
+reorganisation the totals read today's wards/communes or those of each play's time."""
 
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
@@ -12,6 +14,7 @@ from fastapi.responses import HTMLResponse
 
 from broadcaster.dispatch import reports
 from broadcaster.dispatch.models import PlayStatus
+from broadcaster.web.pages.labels import UNIT_LABELS
 from broadcaster.web.pages.shared import (
     PAGE_SIZE,
     SignedIn,
@@ -44,6 +47,7 @@ def playlog_page(
     trang_thai: str | None = None,
     nguon: str | None = None,
     trang: str | None = None,
+    don_vi: str | None = None,
 ) -> Response:
     """The filters are declared (so every request's text is checked as storable) and
     read leniently: a value that does not fit is left out or corrected, never an error."""
@@ -66,6 +70,7 @@ def playlog_page(
     station = station_in_scope(session, principal, sid) if sid else None
     play_status = PlayStatus(trang_thai) if trang_thai in {s.value for s in PlayStatus} else None
     source = nguon if nguon in ("schedule", "broadcast") else None
+    units: Literal["today", "then"] = "then" if don_vi == "then" else "today"
     if sid and station is None:
         notes.append(f"Không tìm thấy trạm {sid} trong địa bàn của bạn.")
     # an unknown or unreachable station matches nothing (its sid pattern is checked above)
@@ -96,11 +101,18 @@ def playlog_page(
         "dia_ban": area_code or "",
         "trang_thai": play_status.value if play_status else "",
         "nguon": source or "",
+        "don_vi": units,
     }
     csv_params = {"from": since.isoformat(), "to": until.isoformat(), "format": "csv"}
     if area_code:
         csv_params["area"] = area_code
-    totals = sorted(reports.play_totals(session, totals_query, tz), key=lambda r: (r.date, r.name))
+    if units != "today":
+        csv_params["units"] = units
+    unit_at = reports.unit_reader(session, units)
+    totals = sorted(
+        reports.play_totals(session, totals_query, tz, unit_at=unit_at),
+        key=lambda r: (r.date, r.name),
+    )
     return render(
         request,
         "playlog.html",
@@ -118,5 +130,6 @@ def playlog_page(
             "csv_station": "/api/v1/playlog/totals?" + urlencode({**csv_params, "by": "station"}),
             "notes": notes,
             "statuses": list(PlayStatus),
+            "unit_choices": UNIT_LABELS.items(),
         },
     )
