@@ -20,7 +20,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -195,16 +195,29 @@ def look_up(session: Session, targets: TargetNames, *, field: str = "targets") -
     )
 
 
+class Reached(NamedTuple):
+    """A station a broadcast's names reach: its id, sid and area (a plain row, not the
+    ORM entity: a city-wide emergency reads thousands of them on its way out)."""
+
+    id: int
+    sid: str
+    area_id: int
+
+
 def resolve(
     session: Session, targets: TargetNames, *, field: str = "targets", enabled_only: bool = True
-) -> list[Station]:
+) -> list[Reached]:
     """Every station the names reach, each once, ordered by sid."""
     rows = look_up(session, targets, field=field)
     ids = TargetResolver(session, enabled_only=enabled_only).resolve(*rows.ids())
     if not ids:
         return []
-    query = select(Station).where(Station.id.in_(ids)).order_by(Station.sid)
-    return list(session.scalars(query))
+    query = (
+        select(Station.id, Station.sid, Station.area_id)
+        .where(Station.id.in_(ids))
+        .order_by(Station.sid)
+    )
+    return [Reached(*row) for row in session.execute(query)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -53,7 +53,7 @@ EMERGENCY_VOLUME = 100
 
 @dataclass(frozen=True)
 class Plan:
-    stations: list[Station]
+    stations: list[targets.Reached]
     route: Route
     groups: list[str]
     direct: set[int]

@@ -26,9 +26,9 @@ import secrets
 import time
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.dispatch.models import (
@@ -52,6 +52,9 @@ TRANSIT_GRACE = dt.timedelta(seconds=2)
 FINAL_ACK_GRACE = dt.timedelta(seconds=60)
 MAX_LEAD = dt.timedelta(seconds=60)
 # targets still waiting for a final ack: a republished copy reaches them
+#: A command's target rows, one per station: Core executemany (no ORM bulk path).
+_INSERT_TARGET = insert(cast(Table, CommandTarget.__table__))
+
 OPEN = (TargetStatus.PENDING, TargetStatus.SENT, TargetStatus.RECEIVED, TargetStatus.IN_PROGRESS)
 
 
@@ -95,7 +98,7 @@ def create(
     session.flush()
     direct = set(direct_ids) if route is Route.GROUPS else set(station_ids)
     session.execute(
-        insert(CommandTarget),
+        _INSERT_TARGET,
         [
             {
                 "command_id": command.id,

@@ -80,6 +80,8 @@ _INSERT_EVENT = (
     sqlite.insert(_EVENTS).on_conflict_do_nothing(),
     postgresql.insert(_EVENTS).on_conflict_do_nothing(),
 )
+#: A broadcast's planned plays, one row per station: Core executemany (no ORM bulk path).
+_INSERT_PLAY = insert(cast(Table, Play.__table__))
 
 
 def play_for(session: Session, event: EventIn) -> Play | None:
@@ -295,7 +297,7 @@ def record_broadcast(
         for station_id in station_ids
     ]
     if rows:
-        session.execute(insert(Play), rows)
+        session.execute(_INSERT_PLAY, rows)
 
 
 def mark_missed(session: Session, now: dt.datetime) -> int:
