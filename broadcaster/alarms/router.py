@@ -197,7 +197,7 @@ def list_subscriptions(session: SessionDep, principal: CurrentPrincipal) -> list
     principal.require(Permission.STATIONS_READ)
     return [
         SubscriptionRead.model_validate(s)
-        for s in service.list_subscriptions(session, principal.scope)
+        for s in service.list_subscriptions(session, principal.scope, city_wide=principal.city_wide)
     ]
 
 
@@ -234,7 +234,9 @@ def delete_subscription(
     subscription_id: IdPath, session: SessionDep, principal: CurrentPrincipal, audit: Audit
 ) -> None:
     principal.require(Permission.STATIONS_WRITE)
-    sub = service.get_subscription(session, subscription_id, principal.scope)
+    sub = service.get_subscription(
+        session, subscription_id, principal.scope, city_wide=principal.city_wide
+    )
     service.delete_subscription(session, sub)
     audit.commit_change(
         "alarm_subscription.delete", "alarm_subscription", [str(subscription_id)], plan=False

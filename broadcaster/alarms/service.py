@@ -938,18 +938,33 @@ def create_subscription(
     return subscription
 
 
-def list_subscriptions(session: Session, scope: Collection[int] | None) -> list[AlarmSubscription]:
+def list_subscriptions(
+    session: Session, scope: Collection[int] | None, *, city_wide: bool = False
+) -> list[AlarmSubscription]:
+    """The subscriptions of the areas in `scope` (None: all); a `city_wide` account
+    (one assigned the whole city) also sees those for every station (no area)."""
     query = select(AlarmSubscription).order_by(AlarmSubscription.id)
     if scope is not None:
-        query = query.where(AlarmSubscription.area_id.in_(list(scope)))
+        in_scope = AlarmSubscription.area_id.in_(list(scope))
+        query = query.where(
+            in_scope | AlarmSubscription.area_id.is_(None) if city_wide else in_scope
+        )
     return list(session.scalars(query))
 
 
 def get_subscription(
-    session: Session, sub_id: int, scope: Collection[int] | None
+    session: Session, sub_id: int, scope: Collection[int] | None, *, city_wide: bool = False
 ) -> AlarmSubscription:
+    """One subscription the account may see (`list_subscriptions`), else not found."""
     subscription = session.get(AlarmSubscription, sub_id)
-    if subscription is None or (scope is not None and subscription.area_id not in scope):
+    if subscription is None:
+        raise SubscriptionNotFound(sub_id)
+    visible = (
+        scope is None
+        or subscription.area_id in scope
+        or (city_wide and subscription.area_id is None)
+    )
+    if not visible:
         raise SubscriptionNotFound(sub_id)
     return subscription
 

@@ -148,6 +148,18 @@ def test_subscriptions_are_scoped(
         client.delete(f"/api/v1/alarms/subscriptions/{made['id']}", headers=tech).status_code == 204
     )
 
+    # a city-level technician (not an administrator) sees, and may remove, the city-wide
+    # subscriptions it can make; a ward's technician still sees none of them
+    city_tech = make_user(session_factory, "kt-tp", Role.TECHNICIAN, ["tan-an"])
+    mine = ok(client.post("/api/v1/alarms/subscriptions", json=city, headers=city_tech), 201)
+    seen = {s["id"] for s in ok(client.get("/api/v1/alarms/subscriptions", headers=city_tech))}
+    assert {mine["id"], created["id"]} <= seen
+    assert not ok(client.get("/api/v1/alarms/subscriptions", headers=tech))
+    assert (
+        client.delete(f"/api/v1/alarms/subscriptions/{mine['id']}", headers=city_tech).status_code
+        == 204
+    )
+
 
 @pytest.fixture
 def metrics_client(settings: Settings) -> Iterator[TestClient]:
