@@ -38,7 +38,9 @@
   function messageOf(data, status) {
     if (status === 401) return "Phiên đăng nhập đã hết hạn. Hãy tải lại trang và đăng nhập lại.";
     if (data && data.message_vi) {
-      if (Array.isArray(data.detail) && data.detail.length) {
+      // a specific Vietnamese message says it all; only the generic "invalid data" of a
+      // request the framework refused is followed by which fields (the API's own words)
+      if (data.code === "validation_error" && Array.isArray(data.detail) && data.detail.length) {
         return data.message_vi + ": " + data.detail.map((d) => d.msg).join("; ");
       }
       return data.message_vi;
