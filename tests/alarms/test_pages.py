@@ -138,7 +138,7 @@ def table_rows(html: str, table_id: str) -> list[list[str]]:
     found = re.search(rf'<table[^>]*id="{table_id}".*?<tbody>(.*?)</tbody>', html, re.S)
     assert found is not None, table_id
     rows = []
-    for row in re.findall(r"<tr>(.*?)</tr>", found.group(1), re.S):
+    for row in re.findall(r"<tr[^>]*>(.*?)</tr>", found.group(1), re.S):
         cells = re.findall(r"<td[^>]*>(.*?)</td>", row, re.S)
         text = (html_text.unescape(re.sub(r"<[^>]+>", " ", c)) for c in cells)
         rows.append([" ".join(t.split()) for t in text])
@@ -275,3 +275,137 @@ def test_availability_view_asks_to_sign_in(client: TestClient) -> None:
     got = client.get(AVAILABILITY + "?tu=2026-11-01", follow_redirects=False)
     assert got.status_code == 303
     assert got.headers["location"].startswith("/dang-nhap?next=")
+
+
+# --- the alarm settings (``/canh-bao/thiet-lap``) and a station's own thresholds ----------
+
+SETTINGS = "/canh-bao/thiet-lap"
+
+
+def _subscription(client: TestClient, headers: dict[str, str], **body: Any) -> dict[str, Any]:
+    made = client.post("/api/v1/alarms/subscriptions", json=body, headers=headers)
+    assert made.status_code == 201, made.text
+    data: dict[str, Any] = made.json()
+    return data
+
+
+def test_alarm_settings_show_the_areas_subscriptions_and_the_thresholds(
+    client: TestClient, tan_an: None, session_factory: sessionmaker[Session]
+) -> None:
+    """A ward's technician sees the subscriptions of the ward (not another commune's),
+    in Vietnamese, may add one for the ward only (not the whole city), and sees the
+    thresholds per station kind read-only; the city administrator sees every
+    subscription and edits the thresholds; both see the station's own thresholds, which
+    the ward's operator (no stations-write) may not change."""
+    admin = make_user(session_factory, "quantri", Role.ADMIN)
+    make_user(session_factory, "kt2", Role.TECHNICIAN, [WARD_2])
+    make_user(session_factory, "vh2", Role.OPERATOR, [WARD_2])
+    _subscription(
+        client,
+        admin,
+        name="Tổ kỹ thuật phường 2",
+        channel="email",
+        target="kythuat.p2@tanan.gov.vn",
+        area_code=WARD_2,
+        min_severity="critical",
+    )
+    _subscription(
+        client,
+        admin,
+        name="Webhook xã Lợi Bình Nhơn",
+        channel="webhook",
+        target="https://xa.example.vn/hook",
+        area_code=COMMUNE,
+    )
+    _subscription(
+        client, admin, name="Trực ban thành phố", channel="email", target="tb@tanan.gov.vn"
+    )
+    put = client.put(
+        "/api/v1/alarms/thresholds/kinds/hamlet",
+        json={"thresholds": {"offline_after_s": 900}},
+        headers=admin,
+    )
+    assert put.status_code == 200, put.text
+    put = client.put(
+        f"/api/v1/alarms/thresholds/stations/{HOT}",
+        json={"thresholds": {"storage_low_mb": 750}},
+        headers=admin,
+    )
+    assert put.status_code == 200, put.text
+
+    sign_in(client, "kt2")
+    page = client.get(SETTINGS)
+    assert page.status_code == 200
+    text = page.text
+    assert "<title>Thiết lập cảnh báo" in text
+    assert 'id="tab-settings" aria-current="page"' in text
+    assert 'id="tab-alarms" aria-current' not in text
+    rows = table_rows(text, "subscriptions-table")
+    assert len(rows) == 1, rows  # not the commune's, not the city's
+    name, channel, target, area, severity, state, action = rows[0]
+    assert name.startswith("Tổ kỹ thuật phường 2 tạo lúc ")
+    assert (channel, target, area, severity, state, action) == (
+        "Thư điện tử (e-mail)",
+        "kythuat.p2@tanan.gov.vn",
+        "Phường 2",
+        "Nghiêm trọng",
+        "Đang bật",
+        "Xóa",
+    )
+    assert "Webhook xã Lợi Bình Nhơn" not in text
+    # a ward account adds subscriptions of its ward only
+    assert 'id="subscription-form"' in text
+    assert f'<option value="{WARD_2}">' in text
+    assert '<option value="">' not in text
+    assert f'<option value="{COMMUNE}">' not in text
+    # thresholds: read-only for a ward account, with labels, units, ranges, values
+    assert 'id="thresholds-read-only"' in text
+    assert 'id="th-hamlet-offline_after_s"' not in text
+    hamlet = table_rows(text, "thresholds-table-hamlet")
+    assert hamlet[0] == ["Mất kết nối quá (s) từ 10 đến 86400 s", "600", "900", "900"]
+    smart = table_rows(text, "thresholds-table-smart")
+    assert smart[0] == ["Mất kết nối quá (s) từ 10 đến 86400 s", "300", "—", "300"]
+    assert ["Điện áp ắc quy yếu dưới (V) từ 9 đến 14 V", "11.8", "—", "11.8"] in smart
+
+    # the station page: its own thresholds, editable by the ward's technician
+    station = client.get(f"/tram/{HOT}")
+    assert station.status_code == 200
+    assert "Ngưỡng cảnh báo riêng của trạm" in station.text
+    assert f'data-threshold-station="{HOT}"' in station.text
+    assert 'id="sth-storage_low_mb"' in station.text
+    own = {r[0].split(" (")[0]: r[1:] for r in table_rows(station.text, "station-thresholds-table")}
+    assert own["Mất kết nối quá"] == ["", "900"]  # the hamlet kind's override
+    assert own["Bộ nhớ trống dưới"] == ["", "750"]  # its own (in the input's value)
+    assert 'id="sth-storage_low_mb" name="storage_low_mb" type="number"' in station.text
+    assert 'value="750"' in station.text
+
+    sign_in(client, "vh2")  # an operator: may read, not change
+    station = client.get(f"/tram/{HOT}")
+    assert "Ngưỡng cảnh báo riêng của trạm" in station.text
+    assert "data-threshold-station" not in station.text
+    own = {r[0].split(" (")[0]: r[1:] for r in table_rows(station.text, "station-thresholds-table")}
+    assert own["Bộ nhớ trống dưới"] == ["750", "750"]
+    page = client.get(SETTINGS)
+    assert 'id="subscription-form"' not in page.text
+    assert 'id="subscriptions-read-only"' in page.text
+    assert "data-delete-subscription" not in page.text
+
+    sign_in(client, "quantri")  # the city administrator: everything, editable
+    page = client.get(SETTINGS)
+    rows = table_rows(page.text, "subscriptions-table")
+    assert [r[3] for r in rows] == ["Phường 2", "Xã Lợi Bình Nhơn", "Toàn thành phố"]
+    assert [r[1] for r in rows][1] == "Webhook (gọi URL)"
+    assert '<option value="">Toàn thành phố</option>' in page.text
+    assert 'id="thresholds-read-only"' not in page.text
+    assert 'data-threshold-kind="hamlet"' in page.text
+    assert (
+        'id="th-hamlet-offline_after_s" name="offline_after_s" type="number" step="any" '
+        'min="10" max="86400" inputmode="decimal" value="900"'
+    ) in page.text
+    assert 'id="th-smart-offline_after_s" name="offline_after_s"' in page.text
+
+
+def test_alarm_settings_ask_to_sign_in(client: TestClient) -> None:
+    got = client.get(SETTINGS, follow_redirects=False)
+    assert got.status_code == 303
+    assert got.headers["location"] == "/dang-nhap?next=%2Fcanh-bao%2Fthiet-lap"

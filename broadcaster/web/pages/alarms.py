@@ -1,7 +1,10 @@
 """Alarms (``/canh-bao``): the technician's list of alarms, open ones first (critical
 first), with filters by severity, area and state, and the acknowledgement with a note
 (through the JSON API, `static/app.js`); the stations' availability over a period
-(``/canh-bao/ty-le-san-sang``) per ward/commune and per station, with its downloads."""
+(``/canh-bao/ty-le-san-sang``) per ward/commune and per station, with its downloads; the
+alarm settings (``/canh-bao/thiet-lap``): who is notified (subscriptions) and the
+thresholds per station kind, and on the station page its own thresholds.  Writes go
+through the JSON API from `static/alarm_settings.js`."""
 
 from __future__ import annotations
 
@@ -16,11 +19,12 @@ from sqlalchemy.orm import Session
 
 from broadcaster.alarms import rules
 from broadcaster.alarms import service as alarms_service
-from broadcaster.web.pages.labels import UNIT_LABELS
+from broadcaster.web.pages.labels import CHANNEL_LABELS, KIND_LABELS, UNIT_LABELS
 from broadcaster.web.pages.shared import (
     PAGE_SIZE,
     SignedIn,
     area_filter,
+    area_options,
     day_param,
     local_midnight,
     page_number,
@@ -54,6 +58,33 @@ CHART_FIELDS: tuple[tuple[str, str, str], ...] = (
 CHART_DAYS = 3
 
 
+def threshold_specs() -> list[dict[str, Any]]:
+    """Every configurable threshold: key, Vietnamese label, unit and allowed range."""
+    return [
+        {
+            "key": s.key,
+            "label": s.label_vi,
+            "unit": s.unit,
+            "minimum": s.minimum,
+            "maximum": s.maximum,
+        }
+        for s in rules.THRESHOLDS.values()
+    ]
+
+
+def station_thresholds_context(
+    session: Session, principal: Principal, station: Station
+) -> dict[str, Any]:
+    """The station's own thresholds: effective values, its overrides, and whether the
+    account may change them (stations-write in the station's area, as the API asks)."""
+    return {
+        "own_thresholds": alarms_service.station_thresholds(session, station),
+        "THRESHOLD_SPECS": threshold_specs(),
+        "can_edit_thresholds": principal.has(Permission.STATIONS_WRITE)
+        and principal.reaches(station.area_id),
+    }
+
+
 def station_context(
     session: Session, principal: Principal, station: Station, tz: ZoneInfo, now: dt.datetime
 ) -> dict[str, Any]:
@@ -72,6 +103,7 @@ def station_context(
         since=now - dt.timedelta(days=CHART_DAYS),
     )
     return {
+        **station_thresholds_context(session, principal, station),
         "alarm_history": history,
         "ALARM_TITLES": {c.value: t for c, t in rules.CONDITION_TITLES_VI.items()},
         "ALARM_SEVERITIES": {s.value: label for s, label in rules.SEVERITY_LABELS_VI.items()},
@@ -327,5 +359,44 @@ def availability_page(
             "UNITS_NOTE": UNITS_NOTE,
             "default_days": AVAILABILITY_DAYS,
             **availability_context(session, principal, since, until, units, tz),
+        },
+    )
+
+
+# --- settings (``/canh-bao/thiet-lap``) ---------------------------------------------------
+
+SETTINGS_PATH = "/canh-bao/thiet-lap"
+#: A subscription without an area: every area of the city.
+ALL_AREAS = "Toàn thành phố"
+
+
+@router.get(SETTINGS_PATH, response_class=HTMLResponse)
+def settings_page(request: Request, session: SessionDep, account: SignedIn) -> Response:
+    """The account's alarm subscriptions (those of its areas, as the API lists them) with
+    the form to add one, and the thresholds per station kind, editable by a city-wide
+    account that may change stations (read-only for the others)."""
+    principal = account.principal
+    can_write = principal.has(Permission.STATIONS_WRITE)
+    return render(
+        request,
+        "alarms_settings.html",
+        {
+            "account": account,
+            "active": "alarms",
+            "alarms_tab": "settings",
+            "subscriptions": alarms_service.list_subscriptions(
+                session, principal.scope, city_wide=principal.city_wide
+            ),
+            "can_subscribe": can_write,
+            "can_all_areas": principal.city_wide,
+            "area_options": area_options(session, principal),
+            "ALL_AREAS": ALL_AREAS,
+            "CHANNEL_LABELS": {c.value: label for c, label in CHANNEL_LABELS.items()},
+            "SEVERITY_LABELS": {s.value: label for s, label in rules.SEVERITY_LABELS_VI.items()},
+            "default_severity": rules.Severity.WARNING.value,
+            "THRESHOLD_SPECS": threshold_specs(),
+            "kinds": alarms_service.kind_thresholds(session),
+            "KIND_NAMES": {k.value: label for k, label in KIND_LABELS.items()},
+            "can_edit_kinds": can_write and principal.city_wide,
         },
     )

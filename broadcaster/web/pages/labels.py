@@ -1,9 +1,11 @@
 """The Vietnamese words the dashboard shows for the system's codes (roles, statuses,
-station kinds, area levels, faults, commands, why a connection ended).  Tier labels come
-from `kernel.tiers`."""
+station kinds, area levels, faults, commands, why a connection ended, alarm notification
+channels).  Tier labels come from `kernel.tiers`, alarm severities and conditions from
+`broadcaster.alarms.rules`."""
 
 from __future__ import annotations
 
+from broadcaster.alarms.models import Channel
 from broadcaster.dispatch.models import BroadcastStatus, PlayStatus, TargetStatus
 from kernel.security import Role
 from kernel.tiers import TIER_LABELS_VI
@@ -45,6 +47,8 @@ BROADCAST_LABELS = {
     BroadcastStatus.STOPPED: "Đã dừng",
     BroadcastStatus.FINISHED: "Đã kết thúc",
 }
+#: how an alarm subscription is notified (`broadcaster.alarms.models.Channel`)
+CHANNEL_LABELS = {Channel.EMAIL: "Thư điện tử (e-mail)", Channel.WEBHOOK: "Webhook (gọi URL)"}
 KIND_LABELS = {StationKind.HAMLET: "Trạm ấp/khu phố", StationKind.SMART: "Cụm loa thông minh"}
 LEVEL_LABELS = {
     AreaLevel.PROVINCE: "Tỉnh",
