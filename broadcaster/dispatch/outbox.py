@@ -183,6 +183,18 @@ def mark_published(
     session.execute(
         update(CommandTarget).where(*waiting).values(status=TargetStatus.SENT, updated_at=now)
     )
+    if command.type == "ping":
+        # a fast station's answer can be stored before this record of the publish: its
+        # clock offset is worked out now that the send time is known
+        answered = session.scalars(
+            select(CommandTarget).where(
+                CommandTarget.command_id == command.id,
+                CommandTarget.station_time.is_not(None),
+                CommandTarget.clock_offset_ms.is_(None),
+            )
+        )
+        for target in answered:
+            _measure_clock(command, target, target.received_at or target.updated_at)
 
 
 def redeliver_on_birth(session: Session, station_id: int, now: dt.datetime) -> int:
@@ -327,13 +339,19 @@ def apply_ack(
         target.received_at = target.received_at or received_at
     if station_time is not None:
         target.station_time = station_time
-        if command.type == "ping" and command.published_at is not None:
-            # the station's clock against the midpoint of our send and receive times
-            midpoint = command.published_at + (received_at - command.published_at) / 2
-            target.clock_offset_ms = (station_time - midpoint).total_seconds() * 1000
+        _measure_clock(command, target, received_at)
     if new.terminal and command.type == "play":
         _settle_play(session, station_id, command, new, reason, at)
     return "ok"
+
+
+def _measure_clock(command: Command, target: CommandTarget, received_at: dt.datetime) -> None:
+    """A ping's answer: the station's clock against the midpoint of our send and receive
+    times (once both are known: `mark_published` finishes it when the answer came first)."""
+    if command.type != "ping" or command.published_at is None or target.station_time is None:
+        return
+    midpoint = command.published_at + (received_at - command.published_at) / 2
+    target.clock_offset_ms = (target.station_time - midpoint).total_seconds() * 1000
 
 
 def _settle_play(

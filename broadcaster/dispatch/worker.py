@@ -268,19 +268,22 @@ class Worker:
         emergency would wait for the write lock behind it), then record it as sent."""
         count = 0
         for out in outgoing:
+            sent_at = utcnow()  # when it left (a ping's clock offset is measured from it)
             if not self._publish(out):
                 continue
             with self.factory() as session:
-                commit_retrying(session, functools.partial(self._mark_published, session, out))
+                commit_retrying(
+                    session, functools.partial(self._mark_published, session, out, sent_at)
+                )
             count += 1
         return count
 
     @staticmethod
-    def _mark_published(session: Session, out: Outgoing) -> None:
+    def _mark_published(session: Session, out: Outgoing, sent_at: dt.datetime) -> None:
         command = session.get(Command, out.command_id)
         if command is not None:
             outbox.mark_published(
-                session, command, utcnow(), only_sids=out.sids if out.late else None
+                session, command, sent_at, only_sids=out.sids if out.late else None
             )
 
     def publish_pending(self) -> int:
