@@ -9,7 +9,7 @@ import datetime as dt
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -39,6 +39,54 @@ def _print_errors(exc: DomainError) -> typer.Exit:
     return typer.Exit(1)
 
 
+def _print_move_reach(effect: dict[str, Any]) -> None:
+    """The rules and accounts whose reach the plan's hamlet moves change (`service.MoveReach`),
+    or a sentence that none does."""
+    rules, accounts = effect.get("rule_reach", []), effect.get("account_scopes", [])
+    if not rules and not accounts:
+        console.print(
+            "Moving the hamlets changes no schedule rule's reach and no account's scope "
+            "(không lịch phát, tài khoản nào thay đổi phạm vi)."
+        )
+        return
+    if rules:
+        table = Table(
+            "rule",
+            "programme",
+            "no longer reaches",
+            "newly reaches",
+            title="Lịch phát thay đổi phạm vi (Không còn phát tới / Sẽ phát thêm tới)",
+        )
+        for rule in rules:
+            table.add_row(
+                escape(f"{rule['title']} (#{rule['id']})"),
+                escape(rule["programme"]),
+                escape(", ".join(rule["lost"])),
+                escape(", ".join(rule["gained"])),
+            )
+        console.print(table)
+    else:
+        console.print("No schedule rule's reach changes (không lịch phát nào thay đổi phạm vi).")
+    if accounts:
+        table = Table(
+            "account",
+            "role",
+            "no longer in scope",
+            "newly in scope",
+            title="Tài khoản thay đổi phạm vi quản lý",
+        )
+        for account in accounts:
+            table.add_row(
+                escape(account["username"]),
+                escape(account["role"]),
+                escape(", ".join(account["lost"])),
+                escape(", ".join(account["gained"])),
+            )
+        console.print(table)
+    else:
+        console.print("No account's scope changes (không tài khoản nào thay đổi phạm vi quản lý).")
+
+
 @contextlib.contextmanager
 def _session() -> Iterator[Session]:
     """A session on the migrated database; the engine is disposed afterwards."""
@@ -60,7 +108,8 @@ def reorganise(
     apply: Annotated[bool, typer.Option("--apply", help="apply (default: preview only)")] = False,
 ) -> None:
     """Preview (or with --apply, apply) the decision in FILE: every error listed, or what
-    moves (stations, groups, accounts' scopes, rules, owned objects, pending approvals)."""
+    moves (stations, groups, accounts' scopes, rules, owned objects, pending approvals;
+    for hamlets moved, the rules and accounts whose stations change)."""
     try:
         day = dt.date.fromisoformat(effective)
     except ValueError as exc:
@@ -90,6 +139,8 @@ def reorganise(
             session.rollback()
             raise _print_errors(exc) from exc
     console.print_json(json.dumps(effect, ensure_ascii=False))
+    if any(step.kind == "move" for step in plan.steps):
+        _print_move_reach(effect)
     verb = "Preview only (nothing changed; add --apply)"
     if apply:
         verb = (

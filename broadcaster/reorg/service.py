@@ -20,7 +20,7 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from audio_library.models import MediaAsset
@@ -28,6 +28,7 @@ from broadcaster.alarms.models import AlarmSubscription
 from broadcaster.auth.models import User, user_areas
 from kernel.approval import Approval
 from kernel.errors import InvalidInput
+from kernel.security import Role
 from kernel.text import fold
 from schedules.models import (
     Programme,
@@ -37,6 +38,7 @@ from schedules.models import (
     rule_groups,
     rule_stations,
 )
+from schedules.service.targets import target_ids
 from stations import service as stations
 from stations.models import (
     Area,
@@ -51,6 +53,7 @@ from stations.models import (
     group_stations,
 )
 from stations.schemas import AreaCreate
+from stations.targets import TargetResolver
 
 UNITS = (AreaLevel.WARD, AreaLevel.COMMUNE)
 Owned = Group | Programme | StreamSource | ScheduleRule | MediaAsset
@@ -116,6 +119,10 @@ class Effect:
     pending: dict[tuple[str, int, str], dict[str, Any]] = field(default_factory=dict)
     retired: list[str] = field(default_factory=list)
     created: list[str] = field(default_factory=list)
+    # what the move steps change in the reach of current rules and accounts' scopes
+    # (`MoveReach`): one entry each, with the sids no longer reached and newly reached
+    rule_reach: list[dict[str, Any]] = field(default_factory=list)
+    account_scopes: list[dict[str, Any]] = field(default_factory=list)
 
     def waiting(
         self, obj: ScheduleRule | MediaAsset, old: Area, new: Area | None, *, why: str
@@ -150,6 +157,8 @@ class Effect:
             "pending_approvals": [self.pending[k] for k in sorted(self.pending)],
             "retired": self.retired,
             "created": self.created,
+            "rule_reach": self.rule_reach,
+            "account_scopes": self.account_scopes,
         }
 
 
@@ -357,7 +366,11 @@ def apply(
         effect.created.append(unit.code)
     undo["created"] = list(effect.created)
 
+    moving = any(step.kind == "move" for step in plan.steps)
+    moves = MoveReach(session, plan) if moving else None
     for step in plan.steps:
+        if moves is not None and step.kind == "move":
+            moves.before()
         if step.kind == "rename":
             target = area(step.unit or "")
             remember(target)
@@ -379,6 +392,8 @@ def apply(
             for code in sources:
                 _retire(session, reorg, area(code), heir, step.kind, effect, undo, remember)
         session.flush()
+        if moves is not None and step.kind == "move":
+            moves.after()
 
     for rule in session.scalars(
         select(ScheduleRule).where(ScheduleRule.key.in_(plan.end_rules), ScheduleRule.enabled)
@@ -398,9 +413,123 @@ def apply(
             names.get(new) if new else None,
         ]
         _history(session, reorg, station_id, old, new, plan.effective, undo)
+    if moves is not None:
+        moves.record(effect, sids)
     reorg.undo = undo
     session.flush()
     return reorg, effect
+
+
+Reach = dict[int, frozenset[int]]  # rule or account id: station ids
+
+
+class MoveReach:
+    """What the plan's move steps change in who reaches which stations.
+
+    A hamlet that moves takes its stations from one ward/commune to another: a rule that
+    targets the old unit (by area, or through a group listing it, such as its automatic
+    group) no longer reaches them and one targeting the new unit starts to; an account
+    scoped to the old unit loses them and one scoped to the new unit gains them.  Each
+    move step is bracketed (`before`, `after`): the targets are resolved by the one
+    target rule (`stations.targets.TargetResolver`) on either side of the step, inside
+    the caller's transaction (the preview's savepoint), and only the differences the
+    moves make are kept (not those of the merges, whose targets are carried over).
+
+    The rules that count are the **current** ones: enabled, not among the rules the plan
+    ends (``end_rules``) and not over before the plan's effective date (``ends_on`` empty
+    or on/after it), whatever their approval state (a rule waiting for approval reaches
+    the new stations once approved).  A rule reaches enabled stations only, as when the
+    plans are built.  The accounts that count are those with a scope (every role but
+    administrator, whose scope is everything): a scope holds every station, enabled or
+    not, in the account's areas and below them.
+    """
+
+    def __init__(self, session: Session, plan: Plan) -> None:
+        self.session = session
+        ended = set(plan.end_rules)
+        self.rules = {
+            rule.id: rule
+            for rule in session.scalars(
+                select(ScheduleRule)
+                .where(
+                    ScheduleRule.enabled.is_(True),
+                    or_(ScheduleRule.ends_on.is_(None), ScheduleRule.ends_on >= plan.effective),
+                )
+                .order_by(ScheduleRule.id)
+            )
+            if rule.key is None or rule.key not in ended
+        }
+        self.users = {
+            user.id: user for user in session.scalars(select(User).where(User.role != Role.ADMIN))
+        }
+        # the reach before the first move, and as the moves alone leave it
+        self.first: tuple[Reach, Reach] = ({}, {})
+        self.now: tuple[Reach, Reach] = ({}, {})
+        self._before: tuple[Reach, Reach] = ({}, {})
+
+    def _reach(self) -> tuple[Reach, Reach]:
+        """Each current rule's stations and each account's scope, now."""
+        self.session.flush()
+        targets = target_ids(self.session, list(self.rules))
+        resolver = TargetResolver(self.session)
+        resolver.load_groups({g for t in targets.values() for g in t[1]})
+        rules = {rid: resolver.resolve(*targets[rid]) for rid in self.rules}
+        areas: dict[int, list[int]] = {uid: [] for uid in self.users}
+        for uid, area_id in self.session.execute(
+            select(user_areas.c.user_id, user_areas.c.area_id)
+        ):
+            if uid in areas:
+                areas[uid].append(area_id)
+        scope = TargetResolver(self.session, enabled_only=False)
+        return rules, {uid: scope.resolve((), (), ids) for uid, ids in areas.items()}
+
+    def before(self) -> None:
+        """Called just before a move step."""
+        self._before = self._reach()
+        for first, now, seen in zip(self.first, self.now, self._before, strict=True):
+            for key, ids in seen.items():
+                first.setdefault(key, ids)
+                now.setdefault(key, ids)
+
+    def after(self) -> None:
+        """Called just after it: what it took away and added, on top of earlier moves."""
+        for now, old, new in zip(self.now, self._before, self._reach(), strict=True):
+            for key, ids in old.items():
+                now[key] = (now[key] - (ids - new[key])) | (new[key] - ids)
+
+    def record(self, effect: Effect, sids: Mapping[int, str]) -> None:
+        """The rules and accounts whose reach the moves change, into `effect`."""
+
+        def diff(key: int, which: int) -> tuple[list[str], list[str]] | None:
+            old, new = self.first[which][key], self.now[which][key]
+            if old == new:
+                return None
+            return sorted(sids[i] for i in old - new), sorted(sids[i] for i in new - old)
+
+        for rid, rule in self.rules.items():
+            if (change := diff(rid, 0)) is not None:
+                effect.rule_reach.append(
+                    {
+                        "id": rid,
+                        "rule": rule.key or rule.title or str(rid),
+                        "title": rule.title,
+                        "programme": rule.programme.title,
+                        "lost": change[0],
+                        "gained": change[1],
+                    }
+                )
+        for uid, user in self.users.items():
+            if (change := diff(uid, 1)) is not None:
+                effect.account_scopes.append(
+                    {
+                        "username": user.username,
+                        "role": user.role.value,
+                        "lost": change[0],
+                        "gained": change[1],
+                    }
+                )
+        effect.rule_reach.sort(key=lambda r: (r["rule"], r["id"]))
+        effect.account_scopes.sort(key=lambda a: a["username"])
 
 
 def lineage(session: Session, reorg: Reorganisation, old: Area, new: Area, kind: str) -> None:

@@ -22,7 +22,12 @@ from pydantic import ValidationError
 from sqlalchemy.orm import Session
 
 from broadcaster.reorg import service as reorg
-from broadcaster.web.pages.labels import LEVEL_LABELS, REORG_ACTION_LABELS, REORG_LABELS
+from broadcaster.web.pages.labels import (
+    LEVEL_LABELS,
+    REORG_ACTION_LABELS,
+    REORG_LABELS,
+    ROLE_LABELS,
+)
 from broadcaster.web.pages.shared import (
     Account,
     SignedIn,
@@ -328,6 +333,9 @@ def _reorg_page(
             "plan_json": plan.model_dump_json() if plan is not None else "",
             "plan_rows": _plan_rows(plan) if plan is not None else [],
             "preview": preview,
+            # a hamlet moves: which rules and accounts' scopes reach other stations
+            "moves": plan is not None and any(step.kind == "move" for step in plan.steps),
+            "role_labels": {role.value: label for role, label in ROLE_LABELS.items()},
             "future": plan is not None and plan.effective > today,
             "errors": errors or [],
             "form": {"name": "", "effective": "", **form, "rows": rows},
