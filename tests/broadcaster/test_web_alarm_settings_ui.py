@@ -70,6 +70,17 @@ def _subscription_row(driver: WebDriver, name: str) -> Any:
     return found[0] if found else None
 
 
+def _shown(driver: WebDriver, element_id: str, what: str) -> Any:
+    """The element, once it is displayed."""
+    return web.wait(
+        driver,
+        lambda d: (
+            d.find_element(By.ID, element_id).is_displayed() and d.find_element(By.ID, element_id)
+        ),
+        what=what,
+    )
+
+
 def _dialog_open(driver: WebDriver) -> bool:
     return driver.find_element(By.ID, "confirm-dialog").get_attribute("open") is not None
 
@@ -119,14 +130,7 @@ def test_admin_manages_subscriptions_and_thresholds(
         _type(driver, "sub-target", f"https://truc-ban.example.vn/hook/{suffix}")
         Select(driver.find_element(By.ID, "sub-area")).select_by_value("")
         _click(driver, "create-subscription")
-        box = web.wait(
-            driver,
-            lambda d: (
-                d.find_element(By.ID, "webhook-secret").is_displayed()
-                and d.find_element(By.ID, "webhook-secret")
-            ),
-            what="the webhook's key",
-        )
+        box = _shown(driver, "webhook-secret", "the webhook's key")
         assert "chỉ hiển thị một lần" in box.text
         shown = driver.find_element(By.ID, "webhook-secret-value").text
         stored = _subscription(site, hook_name)
@@ -182,14 +186,7 @@ def test_admin_manages_subscriptions_and_thresholds(
         # out of range: the API's Vietnamese message beside the form, nothing saved
         _type(driver, field, "5")
         _click(driver, "save-thresholds-hamlet")
-        error = web.wait(
-            driver,
-            lambda d: (
-                d.find_element(By.ID, "thresholds-error-hamlet").is_displayed()
-                and d.find_element(By.ID, "thresholds-error-hamlet")
-            ),
-            what="the refusal",
-        )
+        error = _shown(driver, "thresholds-error-hamlet", "the refusal")
         assert "Mất kết nối quá phải nằm trong khoảng 10–86400 s" in error.text
         assert error.get_attribute("role") == "alert"
         assert driver.find_element(By.ID, field).get_attribute("aria-invalid") == "true"
