@@ -236,7 +236,8 @@ def wait(driver: WebDriver, predicate: Any, timeout_s: float = 15, what: str = "
 def log_in(driver: WebDriver, site: Site, username: str, password: str = PASSWORD) -> None:
     """Sign in through the sign-in page (cookies cleared first, once the page left open
     is gone: a dashboard page would otherwise poll once more without its session and
-    log a 401 in the console; ``about:blank`` asks for no icon either)."""
+    log a 401 in the console; ``about:blank`` asks for no icon either), and wait for
+    its answer: the next page, or the sign-in page with its error."""
     from selenium.webdriver.common.by import By
 
     driver.get("about:blank")
@@ -246,6 +247,13 @@ def log_in(driver: WebDriver, site: Site, username: str, password: str = PASSWOR
     driver.find_element(By.ID, "username").send_keys(username)
     driver.find_element(By.ID, "password").send_keys(password)
     driver.find_element(By.ID, "login-submit").click()
+    # the form's answer, before the caller navigates on (a page asked for while the
+    # sign-in is still in flight is redirected to the sign-in page: no session yet)
+    wait(
+        driver,
+        lambda d: "/dang-nhap" not in d.current_url or d.find_elements(By.ID, "login-error"),
+        what="the sign-in's answer",
+    )
 
 
 def screenshot(driver: WebDriver, name: str) -> Path:
