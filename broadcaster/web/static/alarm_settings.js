@@ -93,7 +93,7 @@
   function localTime(iso) {
     const parts = {};
     new Intl.DateTimeFormat("en-GB", {
-      timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit",
+      timeZone: ui().tz, hour: "2-digit", minute: "2-digit",
       day: "2-digit", month: "2-digit", year: "numeric", hourCycle: "h23",
     }).formatToParts(new Date(iso)).forEach((p) => { parts[p.type] = p.value; });
     return parts.hour + ":" + parts.minute + " " + parts.day + "/" + parts.month + "/" + parts.year;

@@ -9,6 +9,8 @@
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
   const TERMINAL = new Set(["SUCCEEDED", "FAILED", "REJECTED", "EXPIRED", "STOPPED"]);
   let LABELS = { target: {}, play: {}, command: {}, tier: {} };
+  /* the service's time zone (BROADCASTER_TIMEZONE), which the pages' times are read in */
+  const TZ = (document.body && document.body.dataset.tz) || "Asia/Ho_Chi_Minh";
 
   function el(tag, props, ...children) {
     const node = document.createElement(tag);
@@ -302,7 +304,7 @@
     function note(row) {
       if (!row.offline_since) return row.reason ? reasonLabel(row.reason) : "";
       const since = new Date(row.offline_since).toLocaleString("vi-VN", {
-        timeZone: "Asia/Ho_Chi_Minh", hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit",
+        timeZone: TZ, hour: "2-digit", minute: "2-digit", day: "2-digit", month: "2-digit",
       });
       return "Chưa đến được (mất kết nối từ " + since + "); sẽ gửi lại khi trạm kết nối";
     }
@@ -618,7 +620,7 @@
   }
 
   /* --- shared with the other page scripts (library.js) ------------------------------ */
-  window.broadcasterUi = { api, confirmDialog, messageOf };
+  window.broadcasterUi = { api, confirmDialog, messageOf, tz: TZ };
 
   document.addEventListener("DOMContentLoaded", () => {
     const labels = $("#labels");
