@@ -38,6 +38,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster.alarms import queue
 from broadcaster.alarms.models import Channel
 from broadcaster.alarms.rules import EVENT_LABELS_VI
+from broadcaster.db import read_session
 from broadcaster.settings import Settings
 from kernel.db import utcnow
 
@@ -199,20 +200,38 @@ class Notifier:
             wait(started, timeout=wait_s)
         return sum(1 for f in started if f.done() and not f.exception() and f.result())
 
-    def _deliver(self, out: queue.Outgoing) -> bool:
-        """Send one message and record its outcome (True: sent)."""
+    def _deliver(self, due: queue.Outgoing) -> bool:
+        """Send one message and record its outcome (True: sent).  This target's previous
+        send has recorded its outcome (one send per target at a time): what it settled is
+        left out, so nothing goes twice."""
+        out = due
         try:
+            with read_session(self.factory) as session:
+                left = queue.still_pending(session, due, utcnow())
+            if left is None:
+                return False
+            out = left
             error = self._send(out)
-            with self.factory() as session:
-                queue.record_outcome(
-                    session,
-                    out.delivery_ids,
-                    error=error,
-                    now=utcnow(),
-                    max_attempts=self.config.max_attempts,
-                    backoff_s=self.config.backoff_s,
+            try:
+                with self.factory() as session:
+                    queue.record_outcome(
+                        session,
+                        out.delivery_ids,
+                        error=error,
+                        now=utcnow(),
+                        max_attempts=self.config.max_attempts,
+                        backoff_s=self.config.backoff_s,
+                    )
+                    session.commit()
+            except Exception:
+                # the deliveries stay pending and go again: said, not lost in the future
+                log.exception(
+                    "alarm notification to %s %s: its outcome (%s) was not recorded",
+                    out.channel.value,
+                    out.target,
+                    "sent" if error is None else "failed",
                 )
-                session.commit()
+                raise
         finally:
             with self._lock:
                 self._busy.discard(out.subscription_id)

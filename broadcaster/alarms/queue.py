@@ -2,7 +2,8 @@
 
 `service` fills it (one pending `AlarmDelivery` per matching subscription, in the
 transaction that raised, escalated or cleared the alarm); here the due deliveries are
-grouped per subscription (`due`) and each send's outcome recorded (`record_outcome`).
+grouped per subscription (`due`), checked again just before the send (`still_pending`)
+and each send's outcome recorded (`record_outcome`).
 Services flush; the notifier commits.
 """
 
@@ -11,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -64,6 +65,30 @@ def due(session: Session, now: dt.datetime, *, settle_s: float, limit: int = 500
         )
         for sub_id, items in grouped.items()
     ]
+
+
+def still_pending(session: Session, out: Outgoing, now: dt.datetime) -> Outgoing | None:
+    """`out` without the deliveries settled or put off (a failed attempt's backoff)
+    since it was read (None: nothing left).
+
+    The notifier reads what is due while an earlier send to the same target may be
+    recording its outcome: read again once that send is over, those deliveries would go
+    twice (a technician mailed the same alarm twice)."""
+    pending = set(
+        session.scalars(
+            select(AlarmDelivery.id).where(
+                AlarmDelivery.id.in_(list(out.delivery_ids)),
+                AlarmDelivery.status == DeliveryStatus.PENDING,
+                AlarmDelivery.next_attempt_at <= now,
+            )
+        )
+    )
+    if len(pending) == len(out.delivery_ids):
+        return out
+    if not pending:
+        return None
+    kept = [(i, e) for i, e in zip(out.delivery_ids, out.events, strict=True) if i in pending]
+    return replace(out, delivery_ids=tuple(i for i, _ in kept), events=tuple(e for _, e in kept))
 
 
 def record_outcome(

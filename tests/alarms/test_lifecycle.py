@@ -208,6 +208,24 @@ def test_deliveries_follow_area_and_severity_and_the_queue_is_bounded(db: Sessio
     due = queue.due(db, T0 + dt.timedelta(seconds=1), settle_s=0)
     assert [(o.subscription_id, len(o.events)) for o in due] == [(to_ward.id, 2)]
 
+    # read while an earlier send to the same target was still recording its outcome:
+    # checked again before the send, what that send settled (or put off) does not go twice
+    (stale,) = due
+    later = T0 + dt.timedelta(seconds=2)
+    assert queue.still_pending(db, stale, later) == stale
+    queue.record_outcome(
+        db, stale.delivery_ids[:1], error=None, now=later, max_attempts=3, backoff_s=30
+    )
+    left = queue.still_pending(db, stale, later)
+    assert left is not None
+    assert left.delivery_ids == stale.delivery_ids[1:]
+    assert left.events == stale.events[1:]
+    queue.record_outcome(
+        db, stale.delivery_ids[1:], error="timed out", now=later, max_attempts=3, backoff_s=30
+    )
+    assert queue.still_pending(db, stale, later) is None  # the other one waits its backoff
+    assert queue.still_pending(db, stale, later + dt.timedelta(seconds=31)) is not None
+
 
 def test_clock_plan_and_media(db: Session) -> None:
     sid = online(db, WARD_2)  # hamlet: clock 5 s, plan and media 30 min
