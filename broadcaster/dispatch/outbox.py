@@ -194,7 +194,7 @@ def mark_published(
             )
         )
         for target in answered:
-            _measure_clock(command, target, target.received_at or target.updated_at)
+            _measure_clock(command, target)
 
 
 def redeliver_on_birth(session: Session, station_id: int, now: dt.datetime) -> int:
@@ -339,19 +339,30 @@ def apply_ack(
         target.received_at = target.received_at or received_at
     if station_time is not None:
         target.station_time = station_time
-        _measure_clock(command, target, received_at)
+        _measure_clock(command, target)
     if new.terminal and command.type == "play":
         _settle_play(session, station_id, command, new, reason, at)
     return "ok"
 
 
-def _measure_clock(command: Command, target: CommandTarget, received_at: dt.datetime) -> None:
-    """A ping's answer: the station's clock against the midpoint of our send and receive
-    times (once both are known: `mark_published` finishes it when the answer came first)."""
+def clock_offset_ms(command: Command, target: CommandTarget) -> float | None:
+    """A ping's answer: the station's clock against the midpoint of our send time and the
+    time its answer came (``updated_at``: set by each acknowledgement applied), or None
+    while either is unknown."""
     if command.type != "ping" or command.published_at is None or target.station_time is None:
-        return
-    midpoint = command.published_at + (received_at - command.published_at) / 2
-    target.clock_offset_ms = (target.station_time - midpoint).total_seconds() * 1000
+        return None
+    midpoint = command.published_at + (target.updated_at - command.published_at) / 2
+    return (target.station_time - midpoint).total_seconds() * 1000
+
+
+def _measure_clock(command: Command, target: CommandTarget) -> None:
+    """Store the offset once both times are known: `apply_ack` when the send was recorded
+    first, `mark_published` when the answer came first.  (Two transactions in flight at
+    once on PostgreSQL can each miss the other's write: `reports.command_read` works it
+    out on reading then.)"""
+    offset = clock_offset_ms(command, target)
+    if offset is not None:
+        target.clock_offset_ms = offset
 
 
 def _settle_play(

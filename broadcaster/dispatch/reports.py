@@ -306,6 +306,10 @@ def command_read(command: Command, target: CommandTarget | None) -> CommandRead:
         if target
         else dict.fromkeys(TARGET_FIELDS) | {"status": "-"}
     )
+    if target is not None and target.clock_offset_ms is None:
+        # the answer and the record of the send were stored by transactions that ran
+        # at once (PostgreSQL): neither saw the other's time
+        at_station["clock_offset_ms"] = outbox.clock_offset_ms(command, target)
     return CommandRead.model_validate(columns_of(command, CommandRead.model_fields) | at_station)
 
 

@@ -10,7 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.dispatch import outbox
+from broadcaster.dispatch import outbox, reports
 from broadcaster.dispatch.models import CommandTarget
 from stations.models import Station
 
@@ -76,3 +76,24 @@ def test_the_clock_offset_whichever_is_stored_first(
         session.commit()
         offset = _offset(session, cmd_id)
     assert offset == pytest.approx(1500.0)
+
+
+@pytest.mark.usefixtures("tan_an")
+def test_the_clock_offset_when_neither_transaction_saw_the_other(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """On PostgreSQL the answer and the record of the send can be stored by two
+    transactions at once, each without the other's time: none is stored, and the
+    command's reading works it out."""
+    with session_factory() as session:
+        cmd_id, station_id = _ping(session)
+        session.commit()
+        assert _answer(session, cmd_id, station_id) == "ok"  # the send not recorded yet
+        command = outbox.find(session, cmd_id)
+        assert command is not None
+        command.published_at = SENT  # recorded by a transaction that missed the answer
+        session.commit()
+        assert _offset(session, cmd_id) is None
+        target = reports.command_target(session, command)
+        read = reports.command_read(command, target)
+    assert read.clock_offset_ms == pytest.approx(1500.0)
