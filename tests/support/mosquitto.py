@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
+import re
 import shutil
 import signal
 import socket
@@ -61,12 +63,64 @@ def requires_mosquitto() -> Any:
     return pytest.mark.skipif(find_mosquitto() is None, reason="mosquitto is not installed")
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel gives outgoing connections (and ``bind(0)``)."""
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
+def _port_slice() -> range:
+    """The ports this test process hands out: below the kernel's ephemeral range (so
+    no client connection of any process can take one between choosing and binding),
+    one slice per pytest-xdist worker (so two workers never choose the same one)."""
+    low_ephemeral, _ = _ephemeral_range()
+    low, high = 10_000, low_ephemeral
+    if high - low < 2_000:  # an unusual kernel setting: no room below it
+        return range(0)
+    workers = max(1, int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1") or 1))
+    index = int(re.sub(r"\D", "", os.environ.get("PYTEST_XDIST_WORKER", "")) or 0)
+    size = (high - low) // workers
+    start = low + (index % workers) * size
+    return range(start, start + size)
+
+
+_next_port: list[int] = []
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
 def free_port() -> int:
-    """A TCP port that was free a moment ago on 127.0.0.1."""
+    """A TCP port free on 127.0.0.1 and likely to stay free until a server binds it.
+
+    A port from ``bind(0)`` is one of the kernel's ephemeral ports, which any process's
+    next outgoing connection (to PostgreSQL, to a broker) may take before the server
+    binds it: seen in CI as "address already in use".  Ports are therefore taken in
+    turn from a slice below the ephemeral range (:func:`_port_slice`), never twice in
+    one process, starting at a random place so processes outside pytest-xdist rarely
+    meet; each is checked free before it is handed out."""
+    ports = _port_slice()
+    if ports:
+        if not _next_port:
+            _next_port.append(random.randrange(len(ports)))
+        for _ in range(len(ports)):
+            port = ports[_next_port[0] % len(ports)]
+            _next_port[0] += 1
+            if _bindable(port):
+                return port
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
+        chosen: int = sock.getsockname()[1]
+        return chosen
 
 
 class Mosquitto:
