@@ -25,6 +25,7 @@ from broadcaster.alarms.schemas import (
     ThresholdSpecRead,
     ThresholdsRead,
 )
+from broadcaster.reorg import service as reorg
 from kernel.db import utcnow
 from kernel.dependencies import (
     Audit,
@@ -35,7 +36,7 @@ from kernel.dependencies import (
     TimeRangeDep,
     csv_response,
 )
-from kernel.errors import InvalidInput, PermissionDeniedError
+from kernel.errors import PermissionDeniedError
 from kernel.security import Permission, Principal
 from stations import service as stations
 from stations.dependencies import StationDep
@@ -162,14 +163,7 @@ def availability(
     principal.require(Permission.STATIONS_READ)
     until = period.until or utcnow()
     since = period.since or until - dt.timedelta(days=7)
-    chosen: str | dt.date = units
-    if units not in ("today", "then"):
-        try:
-            chosen = dt.date.fromisoformat(units)
-        except ValueError as exc:
-            raise InvalidInput(
-                f"units: invalid date {units!r}", field="units", message_vi="Ngày không hợp lệ"
-            ) from exc
+    chosen = reorg.parse_units(units)
     tz = _tz(request)
     found = service.availability(
         session, since, until, by=by, scope=principal.scope, units=chosen, tz=tz

@@ -708,7 +708,7 @@ def availability(
     *,
     by: Literal["station", "area"],
     scope: Collection[int] | None,
-    units: str | dt.date = "today",
+    units: reorg.Units = "today",
     tz: ZoneInfo = LOCAL,
 ) -> list[AvailabilityRow]:
     """Connected time over [since, until), per station or per ward/commune (the mean of
@@ -755,7 +755,7 @@ def disconnections(
     *,
     by: Literal["station", "area"],
     scope: Collection[int] | None,
-    units: str | dt.date = "today",
+    units: reorg.Units = "today",
     tz: ZoneInfo = LOCAL,
 ) -> dict[str, int]:
     """Connections that ended within [since, until), keyed as `availability` keys its

@@ -90,9 +90,7 @@ Ts = TypeVarTuple("Ts")
 OTHER_UNIT = ("-", "Khác")
 """Key and name of the totals row for stations in no ward/commune."""
 
-Units = Literal["today", "then"] | dt.date
-"""Which units a report by ward/commune reads after a reorganisation: today's, the unit
-each play belonged to at its time (``then``), or the units of one day."""
+Units = reorg.Units
 
 UnitAt = Callable[[int, dt.date], int | None]
 

@@ -38,6 +38,7 @@ from broadcaster.dispatch.schemas import (
     StationCommandCreate,
     TotalRow,
 )
+from broadcaster.reorg import service as reorg
 from kernel.db import commit_retrying, utcnow
 from kernel.dependencies import (
     Audit,
@@ -49,7 +50,7 @@ from kernel.dependencies import (
     csv_response,
     get_principal,
 )
-from kernel.errors import InvalidInput, NotFoundError
+from kernel.errors import NotFoundError
 from kernel.security import Permission
 from stations.dependencies import StationDep
 from stations.schemas import CODE_PATTERN, SID_PATTERN, ListOf
@@ -69,18 +70,6 @@ def _wake(request: Request) -> None:
     hub: progress_hub.ProgressHub | None = getattr(request.app.state, "progress_hub", None)
     if hub is not None:
         hub.notify()
-
-
-def _units(value: str) -> reports.Units:
-    """A report's ``units`` parameter: ``today``, ``then`` or a date."""
-    if value in ("today", "then"):
-        return "today" if value == "today" else "then"
-    try:
-        return dt.date.fromisoformat(value)
-    except ValueError as exc:
-        raise InvalidInput(
-            f"invalid date {value!r}", field="units", message_vi="Ngày không hợp lệ"
-        ) from exc
 
 
 def _tz(request: Request) -> ZoneInfo:
@@ -431,7 +420,7 @@ def playlog_totals(
         since=window.since or now - dt.timedelta(days=7),
         until=window.until or now + dt.timedelta(days=1),
     )
-    unit_at = reports.unit_reader(session, _units(units))
+    unit_at = reports.unit_reader(session, reorg.parse_units(units))
     rows = reports.play_totals(session, query, _tz(request), by=by, unit_at=unit_at)
     if format_ == "csv":
         return csv_response(reports.totals_csv(rows, by=by), f"playlog-totals-{by}.csv")
@@ -479,7 +468,7 @@ def report_minutes(
     tz = _tz(request)
     start, end = reports.report_window(since, until, tz, today=utcnow().astimezone(tz).date())
     query = reports.play_query(session, principal.scope, area=area, since=start, until=end)
-    chosen = _units(units)
+    chosen = reorg.parse_units(units)
     rows = reports.broadcast_minutes(session, query, by=by, units=chosen, tz=tz)
     name = f"bao-cao-phut-phat-{by}-{start.astimezone(tz):%Y%m%d}"
     if format_ == "csv":

@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, Field
@@ -792,6 +792,32 @@ def apply_next_due(session: Session, *, today: dt.date) -> Outcome | None:
 
 
 # --- reading history ---------------------------------------------------------------------
+
+
+Units = Literal["today", "then"] | dt.date
+"""Which units a figure by ward/commune reads after a reorganisation: today's, the unit
+each station belonged to at the time (``then``), or the units of one day."""
+
+
+def parse_units(value: str) -> Units:
+    """An API's ``units`` parameter: ``today``, ``then`` or a date (YYYY-MM-DD)."""
+    if value == "today":
+        return "today"
+    if value == "then":
+        return "then"
+    try:
+        return dt.date.fromisoformat(value)
+    except ValueError as exc:
+        raise InvalidInput(
+            f"units: invalid date {value!r}",
+            field=("query", "units"),
+            message_vi="Ngày không hợp lệ",
+        ) from exc
+
+
+def unit_choice(value: str | None) -> Literal["today", "then"]:
+    """A page's ``don_vi`` choice, read leniently: anything but ``then`` is today's."""
+    return "then" if value == "then" else "today"
 
 
 class UnitHistory:

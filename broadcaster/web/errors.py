@@ -112,13 +112,18 @@ def problem(
     )
 
 
+_PLACES = ("body", "query", "path", "header", "cookie")
+
+
 async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     code = status_for(exc)
     headers: dict[str, str] = {}
     detail: Any
     if isinstance(exc, InvalidInput):
-        loc = ["body", *exc.loc] if exc.loc else ["body"]
+        # FastAPI's own places ("query", "path"...) stand as given; a bare field is the body's
+        given = list(exc.loc)
+        loc = given if given and given[0] in _PLACES else ["body", *given]
         detail = [{"loc": loc, "msg": exc.message, "type": "invalid"}]
     else:
         detail = exc.message

@@ -538,3 +538,22 @@ def test_statistics_codes_through_the_area_api(
             ),
         )
     ok(client.patch(f"{url}/phuong-tan-khanh", json={"stat_code": "27715"}, headers=admin))
+
+
+@pytest.mark.usefixtures("tan_an")
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/api/v1/playlog/totals?by=area",
+        "/api/v1/reports/minutes?by=area",
+        "/api/v1/alarms/availability?by=area",
+    ],
+)
+def test_units_of_an_impossible_day_are_refused_in_vietnamese(
+    client: TestClient, admin: dict[str, str], path: str
+) -> None:
+    answer = client.get(f"{path}&units=2025-02-30", headers=admin)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["message_vi"] == "Ngày không hợp lệ"
+    assert answer.json()["detail"][0]["loc"] == ["query", "units"]
+    assert client.get(f"{path}&units=2025-02-28", headers=admin).status_code == 200

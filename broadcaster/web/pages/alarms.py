@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster.alarms import rules
 from broadcaster.alarms import service as alarms_service
+from broadcaster.reorg import service as reorg
 from broadcaster.web.pages.labels import CHANNEL_LABELS, KIND_LABELS, UNIT_LABELS
 from broadcaster.web.pages.shared import (
     PAGE_SIZE,
@@ -334,7 +335,7 @@ def availability_page(
     now = utcnow()
     today = now.astimezone(tz).date()
     first, last, error = _period(tu, den, today)
-    units: Literal["today", "then"] = "then" if don_vi == "then" else "today"
+    units = reorg.unit_choice(don_vi)
     since = local_midnight(first, tz)
     until = min(local_midnight(last + dt.timedelta(days=1), tz), now)
     return render(

@@ -6,7 +6,6 @@ reorganisation the totals read today's wards/communes or those of each play's ti
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request, Response
@@ -14,6 +13,7 @@ from fastapi.responses import HTMLResponse
 
 from broadcaster.dispatch import reports
 from broadcaster.dispatch.models import PlayStatus
+from broadcaster.reorg import service as reorg
 from broadcaster.web.pages.labels import UNIT_LABELS
 from broadcaster.web.pages.shared import (
     PAGE_SIZE,
@@ -70,7 +70,7 @@ def playlog_page(
     station = station_in_scope(session, principal, sid) if sid else None
     play_status = PlayStatus(trang_thai) if trang_thai in {s.value for s in PlayStatus} else None
     source = nguon if nguon in ("schedule", "broadcast") else None
-    units: Literal["today", "then"] = "then" if don_vi == "then" else "today"
+    units = reorg.unit_choice(don_vi)
     if sid and station is None:
         notes.append(f"Không tìm thấy trạm {sid} trong địa bàn của bạn.")
     # an unknown or unreachable station matches nothing (its sid pattern is checked above)

@@ -17,6 +17,7 @@ from fastapi.responses import HTMLResponse
 
 from broadcaster.dispatch import reports
 from broadcaster.dispatch.schemas import MinutesRow
+from broadcaster.reorg import service as reorg
 from broadcaster.web.pages.labels import UNIT_LABELS
 from broadcaster.web.pages.shared import SignedIn, area_options, page_tz, render, templates
 from kernel.db import utcnow
@@ -133,7 +134,7 @@ def reports_page(
     options = area_options(session, account.principal)
     area_code = dia_ban if dia_ban in {o.code for o in options} else None
     by: Literal["station", "area"] = "station" if theo == "station" else "area"
-    unit_choice: Literal["today", "then"] = "then" if asked.don_vi == "then" else "today"
+    unit_choice = reorg.unit_choice(asked.don_vi)
     query = reports.play_query(
         session, account.principal.scope, area=area_code, since=since, until=until
     )
