@@ -18,12 +18,12 @@ answering `InvalidInput` on the first unknown one.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import Boolean, ColumnElement, Table, insert, literal, select
+from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from kernel.errors import InvalidInput
 from stations.models import ALL_GROUP, Area, Group, Station, group_areas, group_stations
@@ -33,6 +33,7 @@ __all__ = [
     "TargetNames",
     "TargetResolver",
     "TargetRows",
+    "insert_per_station",
     "look_up",
     "names",
     "resolve",
@@ -263,3 +264,41 @@ def station_groups(session: Session) -> dict[int, list[str]]:
         for station_id in resolver.group(group_id):
             result[station_id].append(gid)
     return result
+
+
+#: Station ids bound in one statement of `insert_per_station` (within SQLite's 32,766 and
+#: PostgreSQL's 65,535 parameters).
+IDS_PER_STATEMENT = 5_000
+
+
+def insert_per_station(
+    session: Session,
+    table: Table,
+    station_ids: Iterable[int],
+    values: Mapping[str, Any],
+    *,
+    flag: tuple[str, Collection[int]] | None = None,
+) -> None:
+    """One row of ``table`` per station of ``station_ids`` that exists (each once): its id
+    in ``station_id``, the same ``values`` in every row, and (``flag=(column, ids)``) that
+    column true for the stations in ``ids``.
+
+    ``INSERT ... SELECT`` from the stations: the values are bound (and converted to the
+    column types) once per statement, not once per row as an executemany does; for a
+    city-wide emergency that conversion (timestamps above all) was most of the API call.
+    """
+    ids = list(dict.fromkeys(station_ids))
+    names = [*values, "station_id"]
+    if flag is not None:
+        names.append(flag[0])
+    for start in range(0, len(ids), IDS_PER_STATEMENT):
+        chunk = ids[start : start + IDS_PER_STATEMENT]
+        columns: list[ColumnElement[Any] | InstrumentedAttribute[int]] = [
+            literal(value, table.c[name].type) for name, value in values.items()
+        ]
+        columns.append(Station.id)
+        if flag is not None:
+            flagged = [i for i in chunk if i in flag[1]]
+            columns.append(Station.id.in_(flagged) if flagged else literal(False, Boolean))
+        query = select(*columns).where(Station.id.in_(chunk))
+        session.execute(insert(table).from_select(names, query))

@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, insert, or_, select, update
+from sqlalchemy import Table, and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.dispatch.models import (
@@ -45,6 +45,7 @@ from broadcaster.dispatch.models import (
 from firmware_bridge.messages import PlayBody
 from kernel.db import utcnow
 from stations.models import Station
+from stations.targets import insert_per_station
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +53,7 @@ TRANSIT_GRACE = dt.timedelta(seconds=2)
 FINAL_ACK_GRACE = dt.timedelta(seconds=60)
 MAX_LEAD = dt.timedelta(seconds=60)
 # targets still waiting for a final ack: a republished copy reaches them
-#: A command's target rows, one per station: Core executemany (no ORM bulk path).
-_INSERT_TARGET = insert(cast(Table, CommandTarget.__table__))
+_TARGETS = cast(Table, CommandTarget.__table__)
 
 OPEN = (TargetStatus.PENDING, TargetStatus.SENT, TargetStatus.RECEIVED, TargetStatus.IN_PROGRESS)
 
@@ -97,18 +97,12 @@ def create(
     session.add(command)
     session.flush()
     direct = set(direct_ids) if route is Route.GROUPS else set(station_ids)
-    session.execute(
-        _INSERT_TARGET,
-        [
-            {
-                "command_id": command.id,
-                "station_id": sid,
-                "status": TargetStatus.PENDING.value,
-                "direct": sid in direct,
-                "updated_at": now,
-            }
-            for sid in dict.fromkeys(station_ids)
-        ],
+    insert_per_station(
+        session,
+        _TARGETS,
+        station_ids,
+        {"command_id": command.id, "status": TargetStatus.PENDING, "updated_at": now},
+        flag=("direct", direct),
     )
     return command
 

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from broadcaster.alarms import service as alarms
 from broadcaster.dispatch.models import Play, PlayStatus, StationEvent
+from stations.targets import insert_per_station
 
 PLAYED_SHARE = 0.9
 MISSED_GRACE = dt.timedelta(minutes=2)
@@ -80,8 +81,7 @@ _INSERT_EVENT = (
     sqlite.insert(_EVENTS).on_conflict_do_nothing(),
     postgresql.insert(_EVENTS).on_conflict_do_nothing(),
 )
-#: A broadcast's planned plays, one row per station: Core executemany (no ORM bulk path).
-_INSERT_PLAY = insert(cast(Table, Play.__table__))
+_PLAYS = cast(Table, Play.__table__)
 
 
 def play_for(session: Session, event: EventIn) -> Play | None:
@@ -278,10 +278,11 @@ def record_broadcast(
     expected_ms: int,
     now: dt.datetime,
 ) -> None:
-    end = start + dt.timedelta(milliseconds=expected_ms)
-    rows = [
+    insert_per_station(
+        session,
+        _PLAYS,
+        station_ids,
         {
-            "station_id": station_id,
             "source": "broadcast",
             "cmd_id": cmd_id,
             "broadcast_id": broadcast_id,
@@ -289,15 +290,12 @@ def record_broadcast(
             "kind": kind,
             "priority": priority,
             "planned_start": start,
-            "planned_end": end,
+            "planned_end": start + dt.timedelta(milliseconds=expected_ms),
             "expected_ms": expected_ms,
-            "status": PlayStatus.PLANNED.value,
+            "status": PlayStatus.PLANNED,
             "updated_at": now,
-        }
-        for station_id in station_ids
-    ]
-    if rows:
-        session.execute(_INSERT_PLAY, rows)
+        },
+    )
 
 
 def mark_missed(session: Session, now: dt.datetime) -> int:
