@@ -18,6 +18,8 @@ For each size N (default 108, 1,000 and 10,000):
 2. ``--rounds`` emergency broadcasts ``{"targets": {"areas": ["tan-an"]}, "content":
    {"asset_id": <fallback>}, "tier": "emergency"}`` (one publish on ``grp/all/cmd``),
    each measured from just before the API call:
+   - ``published_broker_s``: until the first copy of the command crossed the broker
+     (a subscriber on the group and station command topics): the service's share;
    - ``received_all_broker_s``: until a subscriber on ``st/+/ack`` saw N RECEIVED acks
      (every station has it);
    - ``received_all_stored_s``: until the service had committed N targets at RECEIVED
@@ -196,12 +198,14 @@ def station_processes(pids: dict[str, int]) -> int:
 
 
 class AckWatch:
-    """Records RECEIVED and SUCCEEDED acks and play.started events crossing the broker."""
+    """Records RECEIVED and SUCCEEDED acks and play.started events crossing the broker,
+    and when the first copy of each command did (on a group or a station topic)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.received: list[tuple[str, str, float, str]] = []  # cmd_id, sid, seen, station at
         self.succeeded: list[tuple[str, str]] = []  # cmd_id, sid
         self.started: list[tuple[str, str, str]] = []  # cmd_id, sid, station at
+        self.commands: dict[str, float] = {}  # cmd_id -> first seen
         self._subscribed = threading.Event()
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id="bench-ackwatch", protocol=mqtt.MQTTv311
@@ -210,7 +214,14 @@ class AckWatch:
         client.on_message = self._on_message
         client.on_subscribe = lambda *_a: self._subscribed.set()
         client.connect(host, port, keepalive=60)
-        client.subscribe([("loa/v1/st/+/ack", 1), ("loa/v1/st/+/event", 1)])
+        client.subscribe(
+            [
+                ("loa/v1/st/+/ack", 1),
+                ("loa/v1/st/+/event", 1),
+                ("loa/v1/grp/+/cmd", 1),
+                ("loa/v1/st/+/cmd", 1),
+            ]
+        )
         client.loop_start()
         if not self._subscribed.wait(10):
             raise TimeoutError("ack watcher did not subscribe")
@@ -219,7 +230,11 @@ class AckWatch:
     def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
         seen = now()
         payload = msg.payload
-        if msg.topic.endswith("/ack"):
+        if msg.topic.endswith("/cmd"):
+            cmd_id = json.loads(payload).get("cmd_id")
+            if isinstance(cmd_id, str):
+                self.commands.setdefault(cmd_id, seen)
+        elif msg.topic.endswith("/ack"):
             if b'"RECEIVED"' in payload:
                 data = json.loads(payload)
                 self.received.append((data["cmd_id"], msg.topic.split("/")[3], seen, data["at"]))
@@ -681,7 +696,9 @@ def received_figures(
     received = watch.received_for(cmd_id)
     seen = [s - t0 for _, s, _ in received]
     took = [ts(at) for _, _, at in received]
+    published = watch.commands.get(cmd_id)
     return {
+        "published_broker_s": round(published - t0, 3) if published is not None else None,
         "received_broker": len({sid for sid, _, _ in received}),
         "received_first_broker_s": round(min(seen), 3) if seen else None,
         "received_all_broker_s": round(max(seen), 3) if broker_all is not None else None,
@@ -869,6 +886,8 @@ def summarise(result: dict[str, Any]) -> None:
         "start_offset_p50_s": median_of(rounds, "start_offset_p50_s"),
         "start_offset_p95_s": median_of(rounds, "start_offset_p95_s"),
         "api_call_s": median_of(rounds, "api_call_s"),
+        "published_broker_s": median_of(rounds, "published_broker_s"),
+        "received_first_broker_s": median_of(rounds, "received_first_broker_s"),
     }
     result["summary"] = {
         "median_of_rounds": figures,

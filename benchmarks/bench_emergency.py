@@ -91,7 +91,14 @@ def emergency_round(
 def summarise(result: dict[str, Any]) -> None:
     rounds = result.get("rounds") or []
     base = bb.median_of((result.get("baseline") or {}).get("rounds") or [], "all_replies_s")
-    keys = ("api_call_s", "received_all_broker_s", "received_all_stored_s")
+    keys = (
+        "api_call_s",
+        "published_broker_s",
+        "received_first_broker_s",
+        "received_all_broker_s",
+        "received_all_stored_s",
+        "delivery_spread_s",
+    )
     figures = {key: bb.median_of(rounds, key) for key in keys}
     first = {f"first_{key}": rounds[0].get(key) for key in keys} if rounds else {}
     target = round(1.0 + 2 * base, 3) if isinstance(base, int | float) else None
