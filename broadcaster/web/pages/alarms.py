@@ -59,20 +59,6 @@ CHART_FIELDS: tuple[tuple[str, str, str], ...] = (
 CHART_DAYS = 3
 
 
-def threshold_specs() -> list[dict[str, Any]]:
-    """Every configurable threshold: key, Vietnamese label, unit and allowed range."""
-    return [
-        {
-            "key": s.key,
-            "label": s.label_vi,
-            "unit": s.unit,
-            "minimum": s.minimum,
-            "maximum": s.maximum,
-        }
-        for s in rules.THRESHOLDS.values()
-    ]
-
-
 def station_thresholds_context(
     session: Session, principal: Principal, station: Station
 ) -> dict[str, Any]:
@@ -80,7 +66,7 @@ def station_thresholds_context(
     account may change them (stations-write in the station's area, as the API asks)."""
     return {
         "own_thresholds": alarms_service.station_thresholds(session, station),
-        "THRESHOLD_SPECS": threshold_specs(),
+        "THRESHOLD_SPECS": list(rules.THRESHOLDS.values()),
         "can_edit_thresholds": principal.has(Permission.STATIONS_WRITE)
         and principal.reaches(station.area_id),
     }
@@ -395,7 +381,7 @@ def settings_page(request: Request, session: SessionDep, account: SignedIn) -> R
             "CHANNEL_LABELS": {c.value: label for c, label in CHANNEL_LABELS.items()},
             "SEVERITY_LABELS": {s.value: label for s, label in rules.SEVERITY_LABELS_VI.items()},
             "default_severity": rules.Severity.WARNING.value,
-            "THRESHOLD_SPECS": threshold_specs(),
+            "THRESHOLD_SPECS": list(rules.THRESHOLDS.values()),
             "kinds": alarms_service.kind_thresholds(session),
             "KIND_NAMES": {k.value: label for k, label in KIND_LABELS.items()},
             "can_edit_kinds": can_write and principal.city_wide,
