@@ -429,36 +429,45 @@ RoundFn = Callable[..., dict[str, Any]]
 PROFILE_HZ = 20
 
 
-def start_profiler(directory: Path | None, pid: int, n: int) -> ChildProcess | None:
-    """``--profile DIR``: py-spy samples the service (every thread, `PROFILE_HZ`) over the
-    rounds into ``DIR/service-N.txt`` (collapsed stacks: speedscope or flamegraph.pl
-    draw them; ``benchmarks/profile_top.py`` lists the top functions)."""
+def start_profiler(directory: Path | None, pids: dict[str, int], n: int) -> list[ChildProcess]:
+    """``--profile DIR``: py-spy samples the service and each simulator process running
+    stations (every thread, `PROFILE_HZ`) over the rounds into ``DIR/service-N.txt`` and
+    ``DIR/simulator-K-N.txt`` (collapsed stacks: speedscope or flamegraph.pl draw them;
+    ``benchmarks/profile_top.py`` lists the top functions)."""
     if directory is None:
-        return None
+        return []
     import shutil
 
     binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     directory.mkdir(parents=True, exist_ok=True)
-    out = directory / f"service-{n}.txt"
-    profiler = ChildProcess(
-        [
-            *(binary, "record", "--pid", str(pid), "--rate", str(PROFILE_HZ), "--format", "raw"),
-            *("--output", str(out), "--nonblocking"),
-        ],
-        log_path=directory / f"py-spy-{n}.log",
-    ).start()
+    profilers = []
+    for name, pid in pids.items():
+        if name != "service" and not name[len("simulator-") :].isdigit():
+            continue  # the broker, the simulator's parent, multiprocessing's tracker
+        out = directory / f"{name}-{n}.txt"
+        profilers.append(
+            ChildProcess(
+                [
+                    *(binary, "record", "--pid", str(pid), "--rate", str(PROFILE_HZ)),
+                    *("--format", "raw", "--output", str(out), "--nonblocking"),
+                ],
+                log_path=directory / f"py-spy-{name}-{n}.log",
+            ).start()
+        )
     time.sleep(1.0)  # attached before the first round
-    return profiler
+    return profilers
 
 
-def stop_profiler(profiler: ChildProcess | None, result: dict[str, Any]) -> None:
-    if profiler is None:
-        return
-    profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-    with contextlib.suppress(Exception):
-        profiler.wait(60)
-    profiler.stop()
-    result["profile"] = str(profiler.log_path.with_name(f"service-{result['stations']}.txt"))
+def stop_profiler(profilers: list[ChildProcess], result: dict[str, Any]) -> None:
+    for profiler in profilers:
+        profiler.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    for profiler in profilers:
+        with contextlib.suppress(Exception):
+            profiler.wait(60)
+        profiler.stop()
+    if profilers:
+        directory = profilers[0].log_path.parent
+        result["profile"] = sorted(str(p) for p in directory.glob(f"*-{result['stations']}.txt"))
 
 
 def run_size(
@@ -567,7 +576,7 @@ def measure_service(
         ) as http:
             stored = StoredCounts(workdir / "broadcaster.db")
             pids = rig_pids(service.pid, broker.pid, sim.pid)
-            profiler = start_profiler(getattr(args, "profile", None), service.pid, n)
+            profiler = start_profiler(getattr(args, "profile", None), pids, n)
             for index in range(args.rounds):
                 cpu = CpuWatch(pids)
                 one = round_fn(http, watch, stored, service.pid, n, fallback, index, args.lead_s)
