@@ -80,17 +80,19 @@ WARM_UP_PATH = "/.well-known/broadcaster-warm-up"
 """Matched by no route (404): asked for once at start-up, in process."""
 
 
-async def warm_routes(app: FastAPI) -> None:
+async def warm_routes(app: FastAPI) -> int:
     """Ask the app, in process, for a path no route matches: looking for it builds what
     routing builds on first use (FastAPI 0.165 prepares each included router's routes, its
     dependency graphs, the first time a request reaches that router: about 100 ms for
-    ours, which the first emergency of a fresh service would otherwise pay)."""
+    ours, which the first emergency of a fresh service would otherwise pay).  Returns
+    the answer's status: 404 unless a route took the path (then routing stopped there)."""
     started = time.monotonic()
     transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 0))
     async with httpx.AsyncClient(transport=transport, base_url="http://warm-up") as client:
         status = (await client.get(WARM_UP_PATH)).status_code
     took_ms = 1000 * (time.monotonic() - started)
     log.info("routes prepared (%.0f ms, warm-up answered %d)", took_ms, status)
+    return status
 
 
 class SpeechWarmUp:
@@ -171,7 +173,8 @@ def create_app(
         app.state.readiness["dispatch"] = runtime.readiness
         runtime.start()
         token_usage.start()
-        await warm_routes(app)
+        if settings.route_warm_up:
+            await warm_routes(app)
         if role is not Role.WORKER and settings.speech_warm_up:
             # the first spoken emergency must not start the audio processes (4 s cold)
             speech.start(media_library)

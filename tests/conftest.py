@@ -112,6 +112,7 @@ def make_settings(
         mqtt_dynsec=False,
         public_base_url=public_base_url,
         speech_warm_up=False,  # no audio processes for every test app (tested apart)
+        route_warm_up=False,  # 0.2-0.5 s per test app (tested apart)
     )
 
 
