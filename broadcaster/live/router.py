@@ -33,7 +33,7 @@ from broadcaster.auth.dependencies import COOKIE_NAME
 from broadcaster.db import read_session
 from broadcaster.live.service import Icecast, LiveStart, RelayStart
 from broadcaster.live.sessions import Encoder, LiveRun, Relays
-from broadcaster.web.errors import code_for, status_for
+from broadcaster.web.errors import code_for, loc_of, status_for
 from kernel.dependencies import CurrentPrincipal, SessionDep
 from kernel.errors import DomainError, InvalidInput, PermissionDeniedError, Unauthenticated
 from kernel.security import Principal
@@ -139,7 +139,7 @@ def _principal_of(websocket: WebSocket) -> Principal:
 def _problem(exc: DomainError) -> dict[str, Any]:
     detail: Any = exc.message
     if isinstance(exc, InvalidInput):
-        detail = [{"loc": ["body", *exc.loc], "msg": exc.message, "type": "invalid"}]
+        detail = [{"loc": loc_of(exc), "msg": exc.message, "type": "invalid"}]
     body: dict[str, Any] = {
         "type": "error",
         "title": "live session refused",

@@ -115,16 +115,20 @@ def problem(
 _PLACES = ("body", "query", "path", "header", "cookie")
 
 
+def loc_of(exc: InvalidInput) -> list[str | int]:
+    """Where the refused value was, as FastAPI writes it: a place FastAPI knows
+    (``query``, ``path``...) stands as given; a bare field is the body's."""
+    given = list(exc.loc)
+    return given if given and given[0] in _PLACES else ["body", *given]
+
+
 async def domain_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, DomainError)
     code = status_for(exc)
     headers: dict[str, str] = {}
     detail: Any
     if isinstance(exc, InvalidInput):
-        # FastAPI's own places ("query", "path"...) stand as given; a bare field is the body's
-        given = list(exc.loc)
-        loc = given if given and given[0] in _PLACES else ["body", *given]
-        detail = [{"loc": loc, "msg": exc.message, "type": "invalid"}]
+        detail = [{"loc": loc_of(exc), "msg": exc.message, "type": "invalid"}]
     else:
         detail = exc.message
     if isinstance(exc, Unauthenticated):
