@@ -299,6 +299,9 @@ def insert_per_station(
         columns.append(Station.id)
         if flag is not None:
             flagged = [i for i in chunk if i in flag[1]]
-            columns.append(Station.id.in_(flagged) if flagged else literal(False, Boolean))
+            if len(flagged) == len(chunk):  # every row (a command sent to each station)
+                columns.append(literal(True, Boolean))
+            else:
+                columns.append(Station.id.in_(flagged) if flagged else literal(False, Boolean))
         query = select(*columns).where(Station.id.in_(chunk))
         session.execute(insert(table).from_select(names, query))

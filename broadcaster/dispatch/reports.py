@@ -49,7 +49,6 @@ __all__ = [
     "NOT_HEARD_MINUTES",
     "OTHER_UNIT",
     "UnitAt",
-    "Units",
     "all_areas",
     "broadcast_in_scope",
     "broadcast_minutes",
@@ -90,8 +89,6 @@ Ts = TypeVarTuple("Ts")
 OTHER_UNIT = ("-", "Khác")
 """Key and name of the totals row for stations in no ward/commune."""
 
-Units = reorg.Units
-
 UnitAt = Callable[[int, dt.date], int | None]
 
 
@@ -111,7 +108,7 @@ def unit_of(areas: dict[int, Area], area_id: int | None) -> Area | None:
     return cursor
 
 
-def unit_reader(session: Session, units: Units) -> UnitAt | None:
+def unit_reader(session: Session, units: reorg.Units) -> UnitAt | None:
     """(station id, local day) → the ward/commune id a play counts for under `units`
     (None for today's units: the station's area today)."""
     if units == "today":
@@ -635,7 +632,7 @@ def broadcast_minutes(
     query: Select[Play, str, str, str],
     *,
     by: Literal["station", "area"] = "area",
-    units: Units = "today",
+    units: reorg.Units = "today",
     tz: ZoneInfo | None = None,
 ) -> list[MinutesRow]:
     """Airtime minutes heard (what the stations reported playing: the sum of

@@ -54,11 +54,27 @@ def test_rows_for_each_existing_station_once(
             expected_ms=60_000,
             now=NOW,
         )
+        to_each = outbox.create(  # a command sent to each station: every target direct
+            session,
+            type="ping",
+            body={},
+            station_ids=asked,
+            not_after=NOW + dt.timedelta(minutes=5),
+            created_by="test",
+            now=NOW,
+        )
         session.commit()
     with session_factory() as session:
-        rows = list(session.scalars(select(CommandTarget)))
+        each = list(
+            session.scalars(select(CommandTarget).where(CommandTarget.command_id == to_each.id))
+        )
+        rows = list(
+            session.scalars(select(CommandTarget).where(CommandTarget.command_id == command.id))
+        )
         plays = list(session.scalars(select(Play)))
     assert sorted(r.station_id for r in rows) == ids
+    assert sorted(r.station_id for r in each) == ids
+    assert all(r.direct for r in each)
     assert {r.station_id for r in rows if r.direct} == {ids[1], ids[7]}
     assert {(r.command_id, r.status, r.updated_at) for r in rows} == {
         (command.id, TargetStatus.PENDING, NOW)
