@@ -189,9 +189,14 @@ def rig_pids(service_pid: int, broker_pid: int, sim_pid: int) -> dict[str, int]:
     return pids
 
 
+def runs_stations(name: str) -> bool:
+    """Whether the ``rig_pids`` entry ``name`` is a simulator process running stations."""
+    return name[len("simulator-") :].isdigit()
+
+
 def station_processes(pids: dict[str, int]) -> int:
     """How many of ``rig_pids`` are simulator processes running stations."""
-    return sum(name[len("simulator-") :].isdigit() for name in pids)
+    return sum(runs_stations(name) for name in pids)
 
 
 # ----------------------------------------------------------------------------- subscriber
@@ -442,7 +447,7 @@ def start_profiler(directory: Path | None, pids: dict[str, int], n: int) -> list
     directory.mkdir(parents=True, exist_ok=True)
     profilers = []
     for name, pid in pids.items():
-        if name != "service" and not name[len("simulator-") :].isdigit():
+        if name != "service" and not runs_stations(name):
             continue  # the broker, the simulator's parent, multiprocessing's tracker
         out = directory / f"{name}-{n}.txt"
         profilers.append(
