@@ -44,6 +44,7 @@ __all__ = [
     "FILLER",
     "LIVE",
     "MAX_PAYLOAD_BYTES",
+    "MEDIA_FOLLOWS",
     "NORMAL",
     "PRIORITY",
     "SMART_CAPABILITIES",
@@ -61,6 +62,8 @@ __all__ = [
     "EventType",
     "FaultKind",
     "Media",
+    "MediaBody",
+    "MediaFollows",
     "Message",
     "MessageKind",
     "PlayBody",
@@ -123,7 +126,7 @@ def new_id(prefix: str) -> str:
 Timestamp = Annotated[AwareDatetime, PlainSerializer(format_timestamp, return_type=str)]
 
 AckStatus = Literal["RECEIVED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED", "EXPIRED"]
-CommandType = Literal["play", "stop", "volume", "ping", "rebirth", "sync", "reboot"]
+CommandType = Literal["play", "stop", "volume", "ping", "rebirth", "sync", "reboot", "media"]
 EventType = Literal[
     "play.started",
     "play.finished",
@@ -146,7 +149,16 @@ FaultKind = Literal[
     "other",
 ]
 Capability = Literal[
-    "file", "relay", "sync_start", "fm", "telemetry_power", "telemetry_amp", "telemetry_speaker"
+    "file",
+    "relay",
+    "sync_start",
+    "fm",
+    "telemetry_power",
+    "telemetry_amp",
+    "telemetry_speaker",
+    # proposal 0005: a ``play`` may come before its audio (``media_follows``), the audio
+    # then comes in a ``media`` command
+    "media_follows",
 ]
 #: What a smart speaker controller (and the simulator) announces in its birth.
 SMART_CAPABILITIES: tuple[Capability, ...] = (
@@ -157,6 +169,9 @@ SMART_CAPABILITIES: tuple[Capability, ...] = (
     "telemetry_amp",
     "telemetry_speaker",
 )
+#: Proposal 0005: what a station that takes a ``play`` before its audio adds to its birth
+#: (not announced by default: today's firmware contract does not have it).
+MEDIA_FOLLOWS: Capability = "media_follows"
 
 
 class _Model(BaseModel):
@@ -279,8 +294,15 @@ class Reported(Message):
         return frozenset({"desired_version"})
 
 
+class MediaFollows(_Model):
+    """Proposal 0005: the play's audio comes later, in a ``media`` command, by ``ready_by``."""
+
+    ready_by: Timestamp
+
+
 class PlayBody(_Model):
-    """Body of a ``play`` command: exactly one of ``media`` or ``stream``."""
+    """Body of a ``play`` command: exactly one of ``media``, ``stream`` or (proposal 0005,
+    to stations that announce ``media_follows``) ``media_follows``."""
 
     priority: int
     title: str | None = None
@@ -293,6 +315,15 @@ class PlayBody(_Model):
     #: proposal 0003: an attention signal played once before the content, at the same
     #: priority and volume (stations that do not know it ignore it)
     attention: Media | None = None
+    media_follows: MediaFollows | None = None
+
+
+class MediaBody(_Model):
+    """Body of a ``media`` command (proposal 0005): the audio of the ``play`` ``for`` names,
+    sent before it existed (``media_follows``)."""
+
+    for_: str = Field(alias="for")
+    media: Media
 
 
 class StopBody(_Model):
@@ -312,9 +343,14 @@ class EmptyBody(_Model):
     """Body of ``ping``, ``rebirth``, ``sync`` and ``reboot`` (fields ignored)."""
 
 
-CommandBody: TypeAlias = PlayBody | StopBody | VolumeBody | EmptyBody
+CommandBody: TypeAlias = PlayBody | StopBody | VolumeBody | MediaBody | EmptyBody
 
-_BODY_TYPES: dict[str, type[_Model]] = {"play": PlayBody, "stop": StopBody, "volume": VolumeBody}
+_BODY_TYPES: dict[str, type[_Model]] = {
+    "play": PlayBody,
+    "stop": StopBody,
+    "volume": VolumeBody,
+    "media": MediaBody,
+}
 
 
 class Command(Message):

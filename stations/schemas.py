@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from typing import Annotated, Any, Generic, TypeVar
+from typing import Annotated, Any, Generic, TypeVar, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from firmware_bridge.messages import Capability
 from stations.models import AreaLevel, ConnectionCause, StationKind
 
 SID_PATTERN = r"^[a-z0-9][a-z0-9-]{0,63}$"
@@ -23,15 +24,8 @@ Volume = Annotated[int, Field(ge=0, le=100)]
 # `vietnam-provinces` list by the service), or the site's own code of a hamlet
 StatCode = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
 
-CAPABILITIES = (
-    "file",
-    "relay",
-    "sync_start",
-    "fm",
-    "telemetry_power",
-    "telemetry_amp",
-    "telemetry_speaker",
-)
+#: what a station can announce (the ``loa/v1`` vocabulary, kept once in firmware_bridge)
+CAPABILITIES: tuple[str, ...] = get_args(Capability)
 
 T = TypeVar("T")
 

@@ -128,27 +128,63 @@ def test_vendored_schemas_are_byte_identical_to_shared() -> None:
         assert (SHARED_SCHEMAS / name).read_bytes() == (VENDORED_SCHEMAS / name).read_bytes(), name
 
 
-#: optional fields the vendored schemas add ahead of the shared contract, each from a
-#: proposal in docs/protocol-proposals: (file, path to the properties object, field)
-PROPOSED = {
+_PLAY_BODY = ("allOf", 0, "then", "properties", "body")
+
+#: what the vendored schemas add ahead of the shared contract, each from a proposal in
+#: docs/protocol-proposals: (file, path to an object or a list, the key or item added).
+#: Each only widens what is valid (an optional field, an enum value, a ``oneOf`` branch,
+#: the rules of a new command type), so whatever the shared contract accepts stays valid.
+PROPOSED: dict[str, list[tuple[tuple[str | int, ...], object]]] = {
     "command.json": [
         # 0003-emergency-volume-and-attention-signal.md: play.attention
-        (("allOf", 0, "then", "properties", "body", "properties"), "attention"),
+        ((*_PLAY_BODY, "properties"), "attention"),
+        # 0005-spoken-play-before-its-audio.md: play.media_follows instead of media ...
+        ((*_PLAY_BODY, "properties"), "media_follows"),
+        ((*_PLAY_BODY, "oneOf"), {"required": ["media_follows"]}),
+        # ... and the media command that brings the audio
+        (("properties", "type", "enum"), "media"),
+        (
+            ("allOf",),
+            {
+                "if": {"properties": {"type": {"const": "media"}}},
+                "then": {
+                    "properties": {
+                        "body": {
+                            "type": "object",
+                            "required": ["for", "media"],
+                            "properties": {
+                                "for": {"$ref": "common.json#/$defs/id"},
+                                "media": {"$ref": "common.json#/$defs/media"},
+                            },
+                        }
+                    }
+                },
+            },
+        ),
+    ],
+    "station-state.json": [
+        # 0005: the capability that announces it
+        (("properties", "capabilities", "items", "enum"), "media_follows"),
     ],
 }
 
 
-def test_vendored_schemas_differ_from_shared_only_by_proposed_optional_fields() -> None:
+def test_vendored_schemas_differ_from_shared_only_by_proposed_additions() -> None:
     if not SHARED_SCHEMAS.is_dir():
         pytest.skip("../shared/protocol/schemas is not present")
     for name, additions in PROPOSED.items():
         vendored = json.loads((VENDORED_SCHEMAS / name).read_bytes())
-        for path, field in additions:
+        for path, added in additions:
             node = vendored
             for step in path:
                 node = node[step]
-            assert field in node, (name, field)
-            del node[field]
+            if isinstance(node, list):
+                assert added in node, (name, path, added)
+                node.remove(added)
+            else:
+                assert isinstance(added, str)
+                assert added in node, (name, path, added)
+                del node[added]
         assert vendored == json.loads((SHARED_SCHEMAS / name).read_bytes()), name
 
 
