@@ -26,7 +26,8 @@ from rich.logging import RichHandler
 from rich.table import Table
 
 from firmware_bridge.errors import ConfigError
-from firmware_bridge.simulator.config import StationSpec
+from firmware_bridge.messages import MEDIA_FOLLOWS, SMART_CAPABILITIES
+from firmware_bridge.simulator.config import SimSettings, StationSpec
 from firmware_bridge.simulator.faults import FaultSpec
 from firmware_bridge.simulator.fleet import Fleet, FleetConfig, FleetSummary
 from firmware_bridge.simulator.processes import ProcessFleet, default_processes, stop_on_signals
@@ -89,6 +90,13 @@ def simulate(
             help="Run the stations in this many processes, each a slice (default: one per core).",
         ),
     ] = None,
+    media_follows: Annotated[
+        bool,
+        typer.Option(
+            help="Announce proposal 0005 (a spoken emergency's play may come before its "
+            "audio, which follows in a 'media' command); off: today's loa/v1 firmware.",
+        ),
+    ] = False,
     live: Annotated[bool, typer.Option(help="Show the live summary (off when not a TTY).")] = True,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "WARNING",
 ) -> None:
@@ -109,6 +117,11 @@ def simulate(
             topic_prefix=topic_prefix,
             speed=speed,
             seed=seed,
+            settings=SimSettings(
+                capabilities=(*SMART_CAPABILITIES, MEDIA_FOLLOWS)
+                if media_follows
+                else SMART_CAPABILITIES
+            ),
         )
         count = min(processes or default_processes(), len(specs))
         fleet: Fleet | ProcessFleet

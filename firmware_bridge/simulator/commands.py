@@ -7,6 +7,17 @@ priority is ``REJECTED`` with reason ``busy`` (also when its ``start_at`` arrive
 The last ack of each command (up to `MAX_ACKS`) is kept, so a repeated ``cmd_id`` gets
 it again instead of running twice.
 
+Proposal 0005 (capability ``media_follows``): a ``play`` may come before its audio,
+with ``media_follows: {"ready_by": ...}`` instead of ``media``. At ``start_at`` it
+begins as any play (``IN_PROGRESS``, ``play.started``), plays its attention signal if
+any, then waits for the audio, which comes in a ``media`` command (``for`` the play's
+``cmd_id``). A ``media`` command is acked ``RECEIVED`` and ``IN_PROGRESS`` (its download
+starts), then ``SUCCEEDED`` once its file is downloaded and verified (``FAILED`` if
+not). One that comes before its play, or for
+a play that no longer waits, is kept (the last `MAX_FOLLOWED_MEDIA`) so that a later
+play takes it at once. Without its audio by ``ready_by`` + `MEDIA_FOLLOWS_GRACE_S` the
+play fails, reason ``media never came``.
+
 `CommandHandling` is a part of `Station`: it uses the station's connection, spool,
 player and flash, declared below for the type checker.
 """
@@ -36,6 +47,7 @@ from firmware_bridge.messages import (
     EmptyBody,
     EventType,
     Media,
+    MediaBody,
     PlayBody,
     Reported,
     StationState,
@@ -54,7 +66,14 @@ from firmware_bridge.simulator.player import ActivePlay, Outcome, Player, PlayRe
 from firmware_bridge.simulator.store import SpoolKind, StationStore
 from firmware_bridge.topics import Topics
 
-__all__ = ["MAX_ACKS", "CommandHandling", "clip"]
+__all__ = [
+    "MAX_ACKS",
+    "MAX_FOLLOWED_MEDIA",
+    "MEDIA_FOLLOWS_GRACE_S",
+    "MEDIA_NEVER_CAME",
+    "CommandHandling",
+    "clip",
+]
 
 log = logging.getLogger(__name__)
 
@@ -63,6 +82,12 @@ _TIMESTAMP = TypeAdapter(AwareDatetime)
 #: How many commands' last acks a station remembers.
 MAX_ACKS = 1000
 _MAX_REASON = 500
+#: proposal 0005: how long past ``ready_by`` a play waits for its ``media`` command
+MEDIA_FOLLOWS_GRACE_S = 10.0
+#: how many ``media`` commands' media a station keeps for plays not waiting for them
+MAX_FOLLOWED_MEDIA = 32
+#: the reason a play that waited for its media in vain fails with
+MEDIA_NEVER_CAME = "media never came"
 
 
 def clip(reason: str | None) -> str | None:
@@ -97,6 +122,8 @@ class CommandHandling:
         _ack_status: dict[str, str]
         _pending_plays: dict[str, tuple[PlayRecord, asyncio.Task[Any]]]
         _command_media: dict[str, set[str]]
+        _followed_media: OrderedDict[str, Media]
+        _media_waiters: dict[str, asyncio.Future[Media]]
 
         def _send(self, kind: SpoolKind, payload: bytes) -> None: ...
         def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]: ...
@@ -138,6 +165,8 @@ class CommandHandling:
             self._cmd_stop(cmd, body)
         elif cmd.type == "volume" and isinstance(body, VolumeBody):
             self._cmd_volume(cmd, body)
+        elif cmd.type == "media" and isinstance(body, MediaBody):
+            self._cmd_media(cmd, body)
         elif isinstance(body, EmptyBody):
             self._ack(cmd.cmd_id, "RECEIVED")
             self._ack(cmd.cmd_id, "IN_PROGRESS")
@@ -221,7 +250,7 @@ class CommandHandling:
             priority=body.priority,
             cmd_id=cmd.cmd_id,
             title=body.title,
-            source="file" if body.media is not None else "stream",
+            source="stream" if body.stream is not None else "file",
             volume=body.volume if body.volume is not None else self._volume,
             scheduled_at=body.start_at or self.clock.now(),
         )
@@ -244,7 +273,10 @@ class CommandHandling:
             media = body.media
             fallback = body.stream.fallback if body.stream is not None else None
             attention = body.attention
-            self._command_media[cmd.cmd_id] = {m.sha256 for m in (media, fallback, attention) if m}
+            followed = self._followed_media.get(cmd.cmd_id) if body.media_follows else None
+            self._command_media[cmd.cmd_id] = {
+                m.sha256 for m in (media, fallback, attention, followed) if m
+            }
             missing = media is not None and not self.store.has_media(media.sha256, media.bytes)
             if missing and media is not None and not await self._fetch(media, cmd_id=cmd.cmd_id):
                 self._fail_command(cmd, record, "media download failed", "failed")
@@ -303,11 +335,22 @@ class CommandHandling:
             ms = ms if ms is not None else (attention.duration_ms or 0)
             active.record.attention_ms = ms
             await self.clock.sleep_until(self.clock.now() + timedelta(milliseconds=ms))
+        media = body.media
+        if media is None and body.media_follows is not None:
+            cmd_id = active.record.cmd_id or ""
+            media = await self._await_followed_media(cmd_id, body.media_follows.ready_by)
+            if media is None:
+                return "failed", MEDIA_NEVER_CAME
+            self._command_media.setdefault(cmd_id, set()).add(media.sha256)
+            # evicted from the cache since it came (a desired-state sync): fetch it again
+            missing = not self.store.has_media(media.sha256, media.bytes)
+            if missing and not await self._fetch(media, cmd_id=cmd_id):
+                return "failed", "media download failed"
         now = self.clock.now()
         repeat = body.repeat or 1
         default = timedelta(seconds=self._settings.default_play_s)
-        if body.media is not None:
-            duration_ms = await asyncio.to_thread(self._duration_ms, body.media)
+        if media is not None:
+            duration_ms = await asyncio.to_thread(self._duration_ms, media)
             one = timedelta(milliseconds=duration_ms) if duration_ms is not None else default
             end = now + one * repeat
             if body.until is not None:
@@ -358,6 +401,56 @@ class CommandHandling:
         return await self._play_fallback(
             fallback, end, active, item_id=item_id, cmd_id=cmd_id, repeat=repeat, reason=reason
         )
+
+    async def _await_followed_media(self, cmd_id: str, ready_by: datetime) -> Media | None:
+        """Proposal 0005: the media of play ``cmd_id``, once its ``media`` command has
+        brought it (at once if it came early); None if not by ``ready_by`` + the grace.
+        Cancelled with the play (a ``stop``, a preemption, a reboot)."""
+        media = self._followed_media.pop(cmd_id, None)
+        if media is not None:
+            return media
+        waiter: asyncio.Future[Media] = asyncio.get_running_loop().create_future()
+        self._media_waiters[cmd_id] = waiter
+        deadline = ready_by + timedelta(seconds=MEDIA_FOLLOWS_GRACE_S)
+        try:
+            left = self.clock.real_seconds((deadline - self.clock.now()).total_seconds())
+            async with asyncio.timeout(max(left, 0.0)):
+                return await waiter
+        except TimeoutError:
+            return None
+        finally:
+            if self._media_waiters.get(cmd_id) is waiter:
+                del self._media_waiters[cmd_id]
+
+    def _cmd_media(self, cmd: Command, body: MediaBody) -> None:
+        self._ack(cmd.cmd_id, "RECEIVED")
+        self._ack(cmd.cmd_id, "IN_PROGRESS")  # the download starts
+        self._spawn(self._run_media_command(cmd, body))
+
+    async def _run_media_command(self, cmd: Command, body: MediaBody) -> None:
+        """Proposal 0005: download and verify the media of the play ``body.for_`` names,
+        then hand it to that play (or keep it for a play still to come)."""
+        media = body.media
+        self._command_media[cmd.cmd_id] = {media.sha256}
+        stored = self.store.has_media(media.sha256, media.bytes)
+        if not stored and not await self._fetch(media, cmd_id=cmd.cmd_id):
+            self._ack(cmd.cmd_id, "FAILED", reason="media download failed")
+            return
+        self._hand_followed_media(body.for_, media)
+        self._ack(cmd.cmd_id, "SUCCEEDED")
+
+    def _hand_followed_media(self, play_id: str, media: Media) -> None:
+        if play_id in self._command_media:  # the play is pending or on air: keep its file
+            self._command_media[play_id].add(media.sha256)
+        waiter = self._media_waiters.get(play_id)
+        if waiter is not None and not waiter.done():
+            waiter.set_result(media)
+            return
+        # it came first (redelivery order), or for a play not waiting (any more): keep it
+        self._followed_media[play_id] = media
+        self._followed_media.move_to_end(play_id)
+        while len(self._followed_media) > MAX_FOLLOWED_MEDIA:
+            self._followed_media.popitem(last=False)
 
     def _cmd_stop(self, cmd: Command, body: StopBody) -> None:
         self._ack(cmd.cmd_id, "RECEIVED")

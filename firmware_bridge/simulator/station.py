@@ -118,6 +118,10 @@ class Station(CommandHandling):
         self._handled: set[str] = set()
         self._pending_plays: dict[str, tuple[PlayRecord, asyncio.Task[Any]]] = {}
         self._command_media: dict[str, set[str]] = {}
+        # proposal 0005: media of ``media`` commands not yet taken by their play, and
+        # the plays waiting for theirs
+        self._followed_media: OrderedDict[str, Media] = OrderedDict()
+        self._media_waiters: dict[str, asyncio.Future[Media]] = {}
         self._spool_seq = 0
         self._pending: deque[SpoolEntry] = deque()
         self._inflight: dict[int, SpoolEntry] = {}

@@ -45,7 +45,7 @@ from tests.support.live import Live, start_live
 from tests.support.loa import FleetFactory, Inbox, RawPublisher, SimRig, make_bridge, wait_until
 from tests.support.media_server import MediaServer
 from tests.support.mosquitto import Mosquitto
-from tests.support.protocol import Recorder
+from tests.support.protocol import VENDORED_SCHEMAS, Recorder, SchemaValidator
 from tests.support.service import Deployment, deploy
 
 CLOCK_AT = "TESTS_CLOCK_AT"
@@ -94,6 +94,14 @@ def recording(rec: Recorder) -> Iterator[Recorder]:
     yield rec
     rec.stop()
     rec.assert_all_valid()
+
+
+def recording_proposals(broker: Mosquitto) -> Iterator[Recorder]:
+    """`recording` on ``broker``, against the vendored schemas: ``loa/v1`` plus the
+    proposals the service and simulator implement (docs/protocol-proposals), for tests of
+    stations that announce them (a module overrides its recorder fixture with it)."""
+    validator = SchemaValidator(VENDORED_SCHEMAS)
+    yield from recording(Recorder(broker.host, broker.port, validator=validator))
 
 
 @pytest.fixture
