@@ -376,6 +376,12 @@ def speak(library: MediaLibrary, *, text: str, voice: str, rate: int) -> Renditi
         ) from exc
 
 
+def check_text(library: MediaLibrary, text: str) -> str:
+    """The text `speak` would read (stripped), or `InvalidInput` as `speak` would raise it:
+    to refuse bad text before anything else is done with it."""
+    return validate_text(text, max_chars=library.settings.tts_max_chars)
+
+
 @dataclass(frozen=True, slots=True)
 class SpeechPreview:
     """A bulletin read aloud for listening before it is saved (nothing is stored)."""

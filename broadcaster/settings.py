@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     emergency_attention: bool = False
     """Precede every emergency with the attention signal (a tone chime the service
     synthesises at start and keeps in the media library; `broadcaster.dispatch.attention`)."""
+    emergency_speech_follows: bool = True
+    """Send a spoken emergency before its speech exists when every target station takes
+    it (``media_follows``, proposal 0005): stations have it, and sound the attention
+    signal, while the text is spoken; the audio follows in a ``media`` command."""
     live_icecast_url: SecretStr | None = None
     """Live paging: the Icecast server the service pushes operators' voices and relayed
     streams to, with its source login (``http://source:PASSWORD@127.0.0.1:8010``);

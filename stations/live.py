@@ -43,6 +43,30 @@ def load_states(session: Session, station_ids: Sequence[int]) -> dict[int, Stati
     return {row.station_id: row for row in rows}
 
 
+def all_announce(session: Session, station_ids: Sequence[int], capability: str) -> bool:
+    """Whether every one of the stations announced ``capability`` in its last birth (a
+    station never born announced nothing)."""
+    ids = list(dict.fromkeys(station_ids))
+    if not ids:
+        return False
+    seen = 0
+    for start in range(0, len(ids), _IDS_PER_QUERY):
+        rows = session.execute(
+            select(StationState.capabilities).where(
+                StationState.station_id.in_(ids[start : start + _IDS_PER_QUERY])
+            )
+        )
+        for (capabilities,) in rows:
+            if capability not in (capabilities or ()):
+                return False
+            seen += 1
+    return seen == len(ids)
+
+
+#: ids in one IN list (within SQLite's and PostgreSQL's parameter limits)
+_IDS_PER_QUERY = 5_000
+
+
 def state_of(session: Session, station_id: int) -> StationState:
     """The station's state row, created on first use.
 

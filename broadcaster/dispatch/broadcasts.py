@@ -13,6 +13,7 @@ ahead (default 2 s) that each station waits for on its own NTP-synced clock.
 from __future__ import annotations
 
 import datetime as dt
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -36,12 +37,20 @@ from broadcaster.dispatch.models import (
     TargetStatus,
 )
 from broadcaster.dispatch.schemas import BroadcastCreate
-from firmware_bridge.messages import Media, PlayBody, Stream
+from firmware_bridge.messages import (
+    MEDIA_FOLLOWS,
+    Media,
+    MediaBody,
+    MediaFollows,
+    PlayBody,
+    Stream,
+)
 from kernel.db import utcnow
 from kernel.errors import ConflictError, InvalidInput, PermissionDeniedError
 from kernel.security import Permission, Principal
 from kernel.tiers import Tier
 from schedules.models import StreamSource
+from stations import live as stations_live
 from stations import service as stations
 from stations import targets
 from stations.models import ALL_GROUP, Area, Group, Station, StationState
@@ -302,24 +311,8 @@ def create(
     the stream of a live paging session (`broadcaster.live`, content ``live_session``),
     already on air.
     """
-    if data.tier is Tier.EMERGENCY and data.volume is None:
-        data = data.model_copy(update={"volume": emergency_volume})
-    check_permission(principal, data)
     fixed_now = now is not None
-    now = now or utcnow()
-    start_at = data.start_at or now + dt.timedelta(seconds=data.lead_s)
-    if start_at < now - dt.timedelta(seconds=5):
-        raise InvalidInput(
-            "start_at is in the past",
-            field="start_at",
-            message_vi="Thời điểm bắt đầu đã qua",
-        )
-    if data.until is not None and data.until <= start_at:
-        raise InvalidInput(
-            "until must be after the start",
-            field="until",
-            message_vi="Thời điểm kết thúc phải sau thời điểm bắt đầu",
-        )
+    data, now, start_at = _prepare(data, principal, now=now, emergency_volume=emergency_volume)
     if (data.content.live_session is None) != (live is None):
         raise InvalidInput(
             "a live session is started at /api/v1/live/audio (microphone) or "
@@ -354,6 +347,184 @@ def create(
         )
 
 
+def _prepare(
+    data: BroadcastCreate,
+    principal: Principal,
+    *,
+    now: dt.datetime | None,
+    emergency_volume: int,
+) -> tuple[BroadcastCreate, dt.datetime, dt.datetime]:
+    """The checked request (an emergency's forced volume filled in), now, and the start."""
+    if data.tier is Tier.EMERGENCY and data.volume is None:
+        data = data.model_copy(update={"volume": emergency_volume})
+    check_permission(principal, data)
+    now = now or utcnow()
+    start_at = data.start_at or now + dt.timedelta(seconds=data.lead_s)
+    if start_at < now - dt.timedelta(seconds=5):
+        raise InvalidInput(
+            "start_at is in the past",
+            field="start_at",
+            message_vi="Thời điểm bắt đầu đã qua",
+        )
+    if data.until is not None and data.until <= start_at:
+        raise InvalidInput(
+            "until must be after the start",
+            field="until",
+            message_vi="Thời điểm kết thúc phải sau thời điểm bắt đầu",
+        )
+    return data, now, start_at
+
+
+# --- a spoken emergency sent before its audio (proposal 0005) ----------------------------
+
+
+class SpeechPace:
+    """How long speaking a text takes on this machine, learned from each spoken emergency
+    (per process): it sets when a play sent before its audio may expect the audio
+    (``media_follows.ready_by``), with a margin of `MARGIN` for a busy machine."""
+
+    MARGIN = 2.0
+    #: start-up cost of one synthesis (process hand-off, encoding), seconds
+    BASE_S = 0.3
+    #: seconds per character before anything is measured: several times what the 2-core
+    #: test machine measures (about 0.001-0.002), so the first guess is on the safe side
+    FIRST_S_PER_CHAR = 0.01
+    #: the audio's length before it exists: a calm announcer's four syllables a second
+    MS_PER_WORD = 250
+
+    def __init__(self) -> None:
+        self._s_per_char = self.FIRST_S_PER_CHAR
+
+    def ready_in(self, text: str) -> dt.timedelta:
+        seconds = self.MARGIN * (self.BASE_S + len(text) * self._s_per_char)
+        return dt.timedelta(seconds=max(seconds, 1.0))
+
+    def learn(self, text: str, seconds: float) -> None:
+        observed = max(seconds - self.BASE_S, 0.0) / max(len(text), 1)
+        self._s_per_char = 0.5 * self._s_per_char + 0.5 * observed
+
+    def spoken_ms(self, text: str) -> int:
+        return len(text.split()) * self.MS_PER_WORD
+
+
+SPEECH_PACE = SpeechPace()
+
+
+@dataclass(frozen=True)
+class SpeechToFollow:
+    """A spoken emergency stored and sent before its audio (`create_before_speech`): what
+    `follow_with_speech` needs to speak it and send the audio after the play."""
+
+    broadcast_id: int
+    command_id: int
+    data: BroadcastCreate
+    principal: Principal
+    start_at: dt.datetime
+
+
+def speech_can_follow(session: Session, data: BroadcastCreate, principal: Principal) -> bool:
+    """Whether ``data`` is a spoken emergency whose stations all take a play before its
+    audio (they announced ``media_follows``): then `create_before_speech` sends it at
+    once (in the same transaction: nothing is spoken in between)."""
+    if data.content.text is None or data.tier is not Tier.EMERGENCY:
+        return False
+    plan = targets_of(session, data, principal)
+    return stations_live.all_announce(session, [s.id for s in plan.stations], MEDIA_FOLLOWS)
+
+
+def create_before_speech(
+    session: Session,
+    library: media.MediaLibrary,
+    data: BroadcastCreate,
+    principal: Principal,
+    *,
+    now: dt.datetime | None = None,
+    emergency_volume: int = EMERGENCY_VOLUME,
+    attention: bool = False,
+) -> tuple[Broadcast, Command, SpeechToFollow]:
+    """Store a spoken emergency and its play before the text is spoken (flushes; the
+    caller commits and publishes, then calls `follow_with_speech`).  The play carries
+    ``media_follows`` (proposal 0005) instead of its audio: its stations acknowledge it,
+    sound the attention signal at the start, and play the audio when it comes.  Only for
+    a broadcast `speech_can_follow` accepted."""
+    data, now, start_at = _prepare(data, principal, now=now, emergency_volume=emergency_volume)
+    text = data.content.text
+    assert text is not None, "a spoken emergency"
+    try:
+        media.check_text(library, text)
+    except InvalidInput as exc:
+        raise InvalidInput(
+            exc.message, field=("content", "text", *exc.loc[1:]), message_vi=exc.message_vi
+        ) from exc
+    broadcast, command = _store(
+        session,
+        library,
+        data,
+        principal,
+        now=now,
+        start_at=start_at,
+        speech=None,
+        attention=attention,
+        follows=MediaFollows(ready_by=now + SPEECH_PACE.ready_in(text)),
+    )
+    return broadcast, command, SpeechToFollow(broadcast.id, command.id, data, principal, start_at)
+
+
+def follow_with_speech(
+    session: Session, library: media.MediaLibrary, following: SpeechToFollow
+) -> Broadcast:
+    """Speak the text of a broadcast `create_before_speech` sent, keep it as the
+    broadcast's asset, give the play its audio (stations reached from now on get the
+    whole play) and send the audio to the play's stations in a ``media`` command (flushes;
+    the caller commits and publishes).  Call it holding no transaction.  If the text
+    cannot be spoken, the broadcast is stopped (its stations stop waiting) and the error
+    goes on, for the caller to commit the stop and answer it."""
+    data, principal = following.data, following.principal
+    started = time.monotonic()
+    try:
+        speech = speak_text(library, data)
+    except InvalidInput:
+        broadcast = session.get(Broadcast, following.broadcast_id)
+        if broadcast is not None and broadcast.status is BroadcastStatus.ACTIVE:
+            stop(session, broadcast, principal)
+        raise
+    assert speech is not None
+    assert data.content.text is not None
+    SPEECH_PACE.learn(data.content.text, time.monotonic() - started)
+    with media.saving_speech(session, library, [speech]):
+        broadcast = session.get(Broadcast, following.broadcast_id)
+        play = session.get(Command, following.command_id)
+        assert broadcast is not None, "stored by create_before_speech"
+        assert play is not None, "stored by create_before_speech"
+        content = resolve_content(
+            session, library, data, principal, start_at=following.start_at, speech=speech
+        )
+        assert content.asset is not None
+        assert content.media is not None
+        broadcast.asset_id = content.asset.id
+        if broadcast.status is BroadcastStatus.STOPPED or play.done:
+            return broadcast
+        body = PlayBody.model_validate(play.body)
+        signal_ms = (body.attention.duration_ms or 0) if body.attention is not None else 0
+        expected_ms = content.expected_ms + signal_ms
+        whole = body.model_copy(update={"media": content.media, "media_follows": None})
+        play.body = whole.model_dump(mode="json", by_alias=True)
+        play.deadline = max(
+            play.not_after,
+            _deadline(following.start_at, play.not_after, play.issued_at, expected_ms),
+        )
+        playlog.expect(session, play.cmd_id, start=following.start_at, expected_ms=expected_ms)
+        outbox.follow_up(
+            session,
+            play,
+            type="media",
+            body=MediaBody(for_=play.cmd_id, media=content.media).model_dump(
+                mode="json", by_alias=True
+            ),
+        )
+    return broadcast
+
+
 def _store(
     session: Session,
     library: media.MediaLibrary,
@@ -365,9 +536,17 @@ def _store(
     speech: media.Rendition | None,
     attention: bool = False,
     live: Stream | None = None,
+    follows: MediaFollows | None = None,
 ) -> tuple[Broadcast, Command]:
     plan = targets_of(session, data, principal)
-    if live is not None:
+    if follows is not None:
+        assert data.content.text is not None
+        expected = SPEECH_PACE.spoken_ms(data.content.text) * data.repeat
+        if data.until is not None:
+            expected = min(expected, int((data.until - start_at).total_seconds() * 1000))
+        title = data.title or "Phát khẩn cấp"
+        content = Content(title=title, kind="file", expected_ms=max(expected, 0), asset=None)
+    elif live is not None:
         assert data.until is not None, "a live session has an end"
         expected = int((data.until - start_at).total_seconds() * 1000)
         title = data.title or "Phát trực tiếp"
@@ -397,6 +576,7 @@ def _store(
         volume=data.volume,
         repeat=data.repeat if data.repeat > 1 else None,
         attention=signal_media,
+        media_follows=follows,
     )
     broadcast = Broadcast(
         title=content.title[:300],
@@ -430,9 +610,7 @@ def _store(
         groups=plan.groups,
         direct_ids=plan.direct,
         not_after=not_after,
-        # a station reached late (up to not_after) starts a lead time later and plays it all
-        deadline=max(start_at, not_after + (start_at - now))
-        + dt.timedelta(milliseconds=content.expected_ms),
+        deadline=_deadline(start_at, not_after, now, content.expected_ms),
         created_by=principal.username,
         broadcast_id=broadcast.id,
         priority=priority,
@@ -451,6 +629,15 @@ def _store(
         now=now,
     )
     return broadcast, command
+
+
+def _deadline(
+    start_at: dt.datetime, not_after: dt.datetime, now: dt.datetime, expected_ms: int
+) -> dt.datetime:
+    """When a play sent ``now`` is over everywhere: a station reached late (up to
+    ``not_after``) starts a lead time later and plays it all."""
+    lead = start_at - now
+    return max(start_at, not_after + lead) + dt.timedelta(milliseconds=expected_ms)
 
 
 def commands_of(session: Session, broadcast: Broadcast) -> list[Command]:

@@ -239,6 +239,29 @@ def late_deliveries(session: Session, now: dt.datetime) -> list[tuple[Command, l
     return list(out.values())
 
 
+def follow_up(session: Session, command: Command, *, type: str, body: dict[str, Any]) -> Command:
+    """A command to the stations of ``command``, by the same route and valid as long
+    (e.g. the audio of a play sent before the audio existed)."""
+    rows = session.execute(
+        select(CommandTarget.station_id, CommandTarget.direct).where(
+            CommandTarget.command_id == command.id
+        )
+    ).all()
+    return create(
+        session,
+        type=type,
+        body=body,
+        station_ids=[station_id for station_id, _ in rows],
+        route=command.route,
+        groups=command.groups,
+        direct_ids=[station_id for station_id, direct in rows if direct],
+        not_after=command.not_after,
+        created_by=command.created_by,
+        broadcast_id=command.broadcast_id,
+        priority=command.priority,
+    )
+
+
 def late_body(command: Command, now: dt.datetime) -> dict[str, Any]:
     """A play's body for a station reached late: it starts the usual lead time from now
     (the lead the broadcast was sent with) and plays from the start."""

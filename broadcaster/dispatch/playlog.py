@@ -265,6 +265,19 @@ def _plan_station(
     return new_rows
 
 
+def expect(session: Session, cmd_id: str, *, start: dt.datetime, expected_ms: int) -> None:
+    """The plays of a command last ``expected_ms`` from ``start`` after all (a spoken
+    emergency's plays were planned before the speech existed)."""
+    session.execute(
+        update(Play)
+        .where(Play.cmd_id == cmd_id)
+        .values(
+            expected_ms=expected_ms,
+            planned_end=start + dt.timedelta(milliseconds=expected_ms),
+        )
+    )
+
+
 def record_broadcast(
     session: Session,
     *,

@@ -50,7 +50,7 @@ from kernel.dependencies import (
     csv_response,
     get_principal,
 )
-from kernel.errors import NotFoundError
+from kernel.errors import InvalidInput, NotFoundError
 from kernel.security import Permission
 from stations.dependencies import StationDep
 from stations.schemas import CODE_PATTERN, SID_PATTERN, ListOf
@@ -91,16 +91,34 @@ def create_broadcast(
     """Broadcast now (or at `start_at`) to stations, groups and areas.
 
     Emergency broadcasts need the emergency permission; the sender's permission then
-    stands in for approval (recorded), and text is spoken on the spot.
+    stands in for approval (recorded), and text is spoken on the spot.  When every
+    target station takes a play before its audio (``media_follows``, proposal 0005), the
+    play is sent before the speech and its audio follows; the answer comes after both.
     """
-    broadcast, command = broadcasts.create(
-        session,
-        library,
-        data,
-        principal,
-        emergency_volume=request.app.state.settings.emergency_volume,
-        attention=request.app.state.settings.emergency_attention,
+    settings = request.app.state.settings
+    following = None
+    follows = settings.emergency_speech_follows and broadcasts.speech_can_follow(
+        session, data, principal
     )
+    if follows:  # stored in the transaction that found it could be: one write turn
+        broadcast, command, following = broadcasts.create_before_speech(
+            session,
+            library,
+            data,
+            principal,
+            emergency_volume=settings.emergency_volume,
+            attention=settings.emergency_attention,
+        )
+    else:
+        session.rollback()  # end the reads (sign-in): nothing waits on the speech
+        broadcast, command = broadcasts.create(
+            session,
+            library,
+            data,
+            principal,
+            emergency_volume=settings.emergency_volume,
+            attention=settings.emergency_attention,
+        )
     audit.record(
         "broadcast.create",
         "broadcast",
@@ -118,6 +136,17 @@ def create_broadcast(
     answer = reports.broadcast_read(session, broadcast, with_stations=False)
     session.commit()
     _wake(request)
+    if following is not None:
+        # the play is out; its audio follows (if the text cannot be spoken, the stop of
+        # the broadcast is committed and the error answered)
+        try:
+            broadcasts.follow_with_speech(session, library, following)
+        except InvalidInput:
+            session.commit()
+            _wake(request)
+            raise
+        session.commit()
+        _wake(request)
     return answer
 
 

@@ -98,6 +98,8 @@ COMMAND_LABELS = {
     "reboot": "Khởi động lại",
     "stop": "Dừng phát",
     "rebirth": "Báo lại trạng thái",
+    # proposal 0005: the spoken audio of an emergency sent before it existed
+    "media": "Gửi âm thanh bản tin khẩn",
 }
 REASON_LABELS = {
     "no play event from the station": "trạm không báo đã phát",
@@ -108,6 +110,9 @@ REASON_LABELS = {
     ),
     "not received before not_after": "trạm không nhận lệnh trước khi hết hạn",
     "not_after passed": "quá hạn phát",
+    # proposal 0005: a play sent before its audio, whose audio did not come in time
+    "media never came": "trạm không nhận được âm thanh của bản tin",
+    "failed: media never came": "trạm không nhận được âm thanh của bản tin",
     "not_after passed before the start": "quá hạn trước giờ phát",
 }
 #: reasons stored with a name or a station's own detail after a fixed beginning: the

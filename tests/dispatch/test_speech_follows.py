@@ -1,0 +1,194 @@
+"""A spoken emergency sent before its speech exists (proposal 0005, ``media_follows``):
+real broker, the service over HTTP, simulated stations that announce the capability."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+
+import pytest
+from sqlalchemy import select
+
+from broadcaster.dispatch.models import Play
+from firmware_bridge.messages import SMART_CAPABILITIES
+from tests.support.fixtures import recording_proposals
+from tests.support.live import Live, send_broadcast
+from tests.support.loa import wait_until
+from tests.support.mosquitto import Mosquitto
+from tests.support.protocol import Recorder
+
+FOLLOWS = (*SMART_CAPABILITIES, "media_follows")
+TEXT = "Cảnh báo lũ. Người dân di chuyển đến nơi an toàn."
+
+
+@pytest.fixture
+def persistent_recorder(persistent_broker: Mosquitto) -> Iterator[Recorder]:
+    """Every message checked against the contract with the proposals this service and
+    simulator implement (the vendored schemas: ``loa/v1`` plus proposals 0001-0005)."""
+    yield from recording_proposals(persistent_broker)
+
+
+def _applied(live: Live, sids: list[str]) -> bool:
+    return all((live.fleets[0].station(sid).desired_version or 0) >= 1 for sid in sids)
+
+
+def _rows(live: Live, broadcast_id: int) -> dict[str, dict[str, object]]:
+    with live.http() as http:
+        found = http.get(f"/api/v1/broadcasts/{broadcast_id}").json()["stations"]
+    return {r["sid"]: r for r in found}
+
+
+def test_the_play_leaves_before_the_speech_and_the_audio_follows(live: Live) -> None:
+    """Stations that announce ``media_follows`` get the play at once, then a ``media``
+    command with the spoken audio, and play it; a station reached later (offline at send
+    time) gets the whole play, audio included."""
+    sids = sorted(s for s in live.seed() if s.startswith("lbn-"))[:3]
+    first, second, late = sids
+    fleet = live.fleet(sids, protocol="5", session_expiry_s=0, will_delay_s=0, capabilities=FOLLOWS)
+    wait_until(lambda: _applied(live, sids), timeout_s=60, what="applied")
+    fleet.kill(late, "abort")
+    with live.http() as http:
+        wait_until(
+            lambda: not http.get(f"/api/v1/stations/{late}").json()["online"],
+            timeout_s=60,
+            what="offline",
+        )
+        made = send_broadcast(
+            http,
+            {
+                "targets": {"stations": sids},
+                "content": {"text": TEXT},
+                "tier": "emergency",
+                "expires_in_s": 60,
+            },
+        )
+    broadcast_id, cmd_id = made["id"], made["cmd_id"]
+    assert made["status"] == "active"
+    for sid in (first, second):
+        wait_until(
+            lambda sid=sid: _rows(live, broadcast_id)[sid]["status"] == "SUCCEEDED",
+            timeout_s=30,
+            what=f"{sid} played",
+        )
+        assert _rows(live, broadcast_id)[sid]["play_status"] == "played"
+        assert any(p.cmd_id == cmd_id and p.started_at for p in fleet.station(sid).plays)
+
+    commands = live.recorder.select("command")
+    plays = [r for r in commands if r.data["cmd_id"] == cmd_id]
+    audio = [r for r in commands if r.data["type"] == "media"]
+    # the play went out without its audio, announcing that it follows ...
+    assert plays
+    assert all("media" not in r.data["body"] for r in plays)
+    assert all("ready_by" in r.data["body"]["media_follows"] for r in plays)
+    # ... and one media command for it came after, to the same stations
+    assert len({r.data["cmd_id"] for r in audio}) == 1
+    assert {r.data["body"]["for"] for r in audio} == {cmd_id}
+    assert min(r.at for r in audio) > max(r.at for r in plays)
+    assert {r.sid for r in audio} >= {first, second}
+    media = audio[0].data["body"]["media"]
+    assert media["sha256"]
+    assert media["bytes"] > 0
+
+    # the plays were planned before the audio existed: now they last what it lasts
+    with live.factory() as session:
+        expected = set(session.scalars(select(Play.expected_ms).where(Play.cmd_id == cmd_id)))
+    assert expected == {media["duration_ms"]}
+
+    # the station that was offline gets the whole play when it comes back
+    fleet.restart(late)
+    wait_until(
+        lambda: _rows(live, broadcast_id)[late]["status"] == "SUCCEEDED",
+        timeout_s=30,
+        what="played late",
+    )
+    copies = [
+        r for r in live.recorder.select("command") if r.data["cmd_id"] == cmd_id and r.sid == late
+    ]
+    assert copies, "a copy of the play to the station that came back"
+    assert copies[-1].data["body"]["media"] == media
+    assert "media_follows" not in copies[-1].data["body"]
+    with live.http() as http:
+        read = http.get(f"/api/v1/broadcasts/{broadcast_id}").json()
+    assert read["progress"]["succeeded"] == 3
+
+
+def test_a_station_without_the_capability_gets_the_whole_play(live: Live) -> None:
+    """One target that does not announce ``media_follows``: the broadcast is sent as
+    before, once its speech exists, with the audio in the play and no media command."""
+    sids = sorted(s for s in live.seed() if s.startswith("lbn-"))[:2]
+    fleet = live.fleet(sids[:1], capabilities=FOLLOWS)
+    today = live.fleet(sids[1:])
+    wait_until(
+        lambda: all(
+            (f.station(s).desired_version or 0) >= 1
+            for f, s in ((fleet, sids[0]), (today, sids[1]))
+        ),
+        timeout_s=60,
+        what="applied",
+    )
+    with live.http() as http:
+        made = send_broadcast(
+            http,
+            {"targets": {"stations": sids}, "content": {"text": TEXT}, "tier": "emergency"},
+        )
+    cmd_id = made["cmd_id"]
+    wait_until(
+        lambda: all(r["status"] == "SUCCEEDED" for r in _rows(live, made["id"]).values()),
+        timeout_s=30,
+        what="played",
+    )
+    plays = [r for r in live.recorder.select("command") if r.data["cmd_id"] == cmd_id]
+    assert plays
+    assert all(r.data["body"]["media"]["sha256"] for r in plays)
+    assert all("media_follows" not in r.data["body"] for r in plays)
+    assert not [r for r in live.recorder.select("command") if r.data["type"] == "media"]
+    assert any(p.cmd_id == cmd_id for p in fleet.station(sids[0]).plays)
+
+
+@pytest.fixture
+def no_speech_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The service configured with a text-to-speech engine that does not exist (the
+    speech fails after the text was checked, as when espeak-ng breaks)."""
+    monkeypatch.setenv("BROADCASTER_AUDIO_TTS_ENGINE", "khong-co")
+
+
+def test_speech_that_fails_after_the_play_left_stops_the_broadcast(
+    no_speech_engine: None, live: Live
+) -> None:
+    """The play is out before the speech; when the speech then fails, the sender is told
+    why (422, in Vietnamese), the broadcast is stopped (not left waiting) and its
+    stations stop waiting for the audio."""
+    sids = sorted(s for s in live.seed() if s.startswith("lbn-"))[:2]
+    fleet = live.fleet(sids, capabilities=FOLLOWS)
+    wait_until(lambda: _applied(live, sids), timeout_s=60, what="applied")
+    with live.http() as http:
+        answer = http.post(
+            "/api/v1/broadcasts",
+            json={"targets": {"stations": sids}, "content": {"text": TEXT}, "tier": "emergency"},
+        )
+        assert answer.status_code == 422, answer.text
+        error = answer.json()
+        assert error["message_vi"] == "Không có bộ đọc văn bản này"
+        made = http.get("/api/v1/broadcasts").json()["items"][0]
+    assert made["status"] == "stopped"
+    assert made["stopped_by"] == "admin"
+    plays = [r for r in live.recorder.select("command") if r.data["cmd_id"] == made["cmd_id"]]
+    assert plays
+    assert all("media_follows" in r.data["body"] for r in plays)
+    assert not [r for r in live.recorder.select("command") if r.data["type"] == "media"]
+    # shown as stopped by the operator, never as failed
+    wait_until(
+        lambda: all(
+            r["status"] == "STOPPED" and r["play_status"] == "cancelled"
+            for r in _rows(live, made["id"]).values()
+        ),
+        timeout_s=30,
+        what="every station's copy stopped",
+    )
+    start_at = dt.datetime.fromisoformat(made["start_at"])
+    wait_until(lambda: fleet.now() > start_at + dt.timedelta(seconds=1), timeout_s=30, what="start")
+    for sid in sids:  # nothing started at start_at to wait for the audio on air
+        assert fleet.station(sid).playing is None
+        assert not [
+            p for p in fleet.station(sid).plays if p.cmd_id == made["cmd_id"] and p.started_at
+        ]
