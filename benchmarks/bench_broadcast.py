@@ -164,6 +164,29 @@ class CpuWatch:
         return out
 
 
+#: ``settle``: the service is quiet once it uses less than this share of a core ...
+SETTLED_CPU_PERCENT = 15.0
+#: ... over this many seconds in a row
+SETTLED_FOR_S = 2.0
+
+
+def settle(pid: int, max_s: float) -> float | None:
+    """Wait until the service is quiet (the previous round's acks, events and downloads
+    stored), at most ``max_s`` seconds; how long that took, or None if it never was."""
+    started = time.monotonic()
+    quiet_since: float | None = None
+    while time.monotonic() - started < max_s:
+        watch = ProcWatch(pid)
+        time.sleep(0.5)
+        if watch.read()["cpu_percent"] < SETTLED_CPU_PERCENT:
+            quiet_since = quiet_since or time.monotonic() - 0.5
+            if time.monotonic() - quiet_since >= SETTLED_FOR_S:
+                return round(time.monotonic() - started, 1)
+        else:
+            quiet_since = None
+    return None
+
+
 def _cpu_or_none(pid: int) -> float | None:
     try:
         return cpu_seconds(pid)
@@ -523,6 +546,7 @@ def measure_service(
             *("--stations", str(n), "--mqtt-url", broker.url),
             *("--state-dir", str(workdir / "sim"), "--no-live", "--seed", "1"),
             *("--processes", str(args.sim_processes)),
+            *(("--media-follows",) if getattr(args, "media_follows", False) else ()),
         ),
         log_path=workdir / "simulator.log",
     )
@@ -586,8 +610,10 @@ def measure_service(
                 cpu = CpuWatch(pids)
                 one = round_fn(http, watch, stored, service.pid, n, fallback, index, args.lead_s)
                 one["cpu_by_process"] = cpu.read()
-                rounds.append(one)
                 time.sleep(2)
+                if getattr(args, "settle_s", 0):
+                    one["settle_s"] = settle(service.pid, args.settle_s)
+                rounds.append(one)
             stop_profiler(profiler, result)
             stored.close()
         result["rounds"] = rounds
@@ -977,6 +1003,8 @@ def rounds_main(
     *,
     default_sizes: str,
     before_size: Callable[[], None] | None = None,
+    media_follows: bool = False,
+    settle_s: float = 0.0,
 ) -> int:
     """The command line of a benchmark that replaces the broadcast round (bench_cap,
     bench_emergency): the same rig, options and report, its own rounds and summary."""
@@ -988,12 +1016,27 @@ def rounds_main(
     parser.add_argument("--setup-timeout-s", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
     parser.add_argument("--sim-processes", type=int, default=os.cpu_count() or 1)
+    parser.add_argument(
+        "--settle-s",
+        type=float,
+        default=settle_s,
+        help="after each round, wait (at most this long) until the service is quiet, so "
+        "each round measures a settled service (0: the next round 2 s after the last)",
+    )
+    parser.add_argument(
+        "--media-follows",
+        action=argparse.BooleanOptionalAction,
+        default=media_follows,
+        help="the simulated stations announce proposal 0005 (a play before its audio)",
+    )
     args = parser.parse_args()
     report: dict[str, Any] = {
         "benchmark": name,
         "cpu_count": os.cpu_count(),
         "rounds_per_size": args.rounds,
         "simulator_processes": args.sim_processes,
+        "stations_media_follows": args.media_follows,
+        "settle_max_s": args.settle_s,
         "runs": [],
     }
 

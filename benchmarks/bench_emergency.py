@@ -16,9 +16,18 @@ with a different text (no cached speech), measured from just before the POST:
 - ``received_all_stored_s``: until the service had committed N targets at RECEIVED+;
 - ``target_s``: 1 s plus twice the bare loop (the issue's target) and ``met``.
 
-Each round's broadcast is stopped before the next.
+The stations announce proposal 0005 (``media_follows``), so the service sends the play
+at once and its audio in a ``media`` command once spoken: ``api_call_s`` still includes
+the speech, the RECEIVED figures do not.  ``--no-media-follows``: stations of today's
+``loa/v1``, which get the play only once it is spoken (the figures before proposal 0005).
+
+Each round's broadcast is stopped before the next, and the next waits until the service
+is quiet again (``--settle-s``, at most 60 s; each round's ``settle_s``), so each round
+is one emergency on a settled service; ``--settle-s 0``: the next round 2 s after the
+last is stopped (the service still storing that round's acks, events and downloads).
 
     python benchmarks/bench_emergency.py --out FILE.json [--sizes 108,1000] [--rounds 3]
+        [--no-media-follows] [--settle-s 0]
 """
 
 from __future__ import annotations
@@ -122,7 +131,13 @@ def summarise(result: dict[str, Any]) -> None:
 
 def main() -> int:
     return bb.rounds_main(
-        __doc__, "emergency", emergency_round, summarise, default_sizes="108,1000"
+        __doc__,
+        "emergency",
+        emergency_round,
+        summarise,
+        default_sizes="108,1000",
+        media_follows=True,
+        settle_s=60.0,
     )
 
 

@@ -100,25 +100,17 @@ def create_broadcast(
     follows = settings.emergency_speech_follows and broadcasts.speech_can_follow(
         session, data, principal
     )
+    sound = {
+        "emergency_volume": settings.emergency_volume,
+        "attention": settings.emergency_attention,
+    }
     if follows:  # stored in the transaction that found it could be: one write turn
         broadcast, command, following = broadcasts.create_before_speech(
-            session,
-            library,
-            data,
-            principal,
-            emergency_volume=settings.emergency_volume,
-            attention=settings.emergency_attention,
+            session, library, data, principal, **sound
         )
     else:
         session.rollback()  # end the reads (sign-in): nothing waits on the speech
-        broadcast, command = broadcasts.create(
-            session,
-            library,
-            data,
-            principal,
-            emergency_volume=settings.emergency_volume,
-            attention=settings.emergency_attention,
-        )
+        broadcast, command = broadcasts.create(session, library, data, principal, **sound)
     audit.record(
         "broadcast.create",
         "broadcast",
