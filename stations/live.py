@@ -31,6 +31,7 @@ from stations.models import (
     StationState,
     TelemetrySample,
 )
+from stations.targets import IDS_PER_STATEMENT
 
 
 def load_states(session: Session, station_ids: Sequence[int]) -> dict[int, StationState]:
@@ -50,10 +51,10 @@ def all_announce(session: Session, station_ids: Sequence[int], capability: str) 
     if not ids:
         return False
     seen = 0
-    for start in range(0, len(ids), _IDS_PER_QUERY):
+    for start in range(0, len(ids), IDS_PER_STATEMENT):
         rows = session.execute(
             select(StationState.capabilities).where(
-                StationState.station_id.in_(ids[start : start + _IDS_PER_QUERY])
+                StationState.station_id.in_(ids[start : start + IDS_PER_STATEMENT])
             )
         )
         for (capabilities,) in rows:
@@ -61,10 +62,6 @@ def all_announce(session: Session, station_ids: Sequence[int], capability: str) 
                 return False
             seen += 1
     return seen == len(ids)
-
-
-#: ids in one IN list (within SQLite's and PostgreSQL's parameter limits)
-_IDS_PER_QUERY = 5_000
 
 
 def state_of(session: Session, station_id: int) -> StationState:
