@@ -150,6 +150,7 @@ class CpuWatch:
         self.pids = dict(pids)
         self._cpu = {name: _cpu_or_none(pid) for name, pid in self.pids.items()}
         self._t = time.monotonic()
+        self.marked: dict[str, Any] | None = None  # the last read
 
     def read(self) -> dict[str, Any]:
         wall = max(time.monotonic() - self._t, 1e-6)
@@ -161,6 +162,7 @@ class CpuWatch:
                 continue
             used = after - before
             out[name] = {"cpu_s": round(used, 2), "cpu_percent": round(100 * used / wall, 1)}
+        self.marked = out
         return out
 
 
@@ -452,6 +454,9 @@ def wait_staged(database_url: str, sids: set[str], timeout_s: float) -> int:
 
 
 RoundFn = Callable[..., dict[str, Any]]
+#: the rig's processes (service, broker, simulator processes) while rounds run, so a
+#: round can record who used the CPU between its API call and the last RECEIVED
+RIG_PIDS: dict[str, int] = {}
 
 #: py-spy's sampling rate: 100 Hz falls behind on a loaded 2-core machine
 PROFILE_HZ = 20
@@ -605,6 +610,8 @@ def measure_service(
         ) as http:
             stored = StoredCounts(workdir / "broadcaster.db")
             pids = rig_pids(service.pid, broker.pid, sim.pid)
+            RIG_PIDS.clear()
+            RIG_PIDS.update(pids)
             profiler = start_profiler(getattr(args, "profile", None), pids, n)
             for index in range(args.rounds):
                 cpu = CpuWatch(pids)
@@ -644,6 +651,7 @@ def broadcast_round(
 ) -> dict[str, Any]:
     bridge_before = bridge_stats(http)
     server = ProcWatch(server_pid)
+    window = CpuWatch(RIG_PIDS)
     t0 = now()
     response = http.post(
         "/api/v1/broadcasts",
@@ -671,7 +679,8 @@ def broadcast_round(
     stream = ProgressStream(http, made["id"], n, t0)
     # RECEIVED: crossing the broker (acks seen) and committed by the service (its database);
     # give up on either when it has not moved for STALL_S (messages the service dropped)
-    broker_all, stored_all = wait_received(watch, stored, cmd_id, n, t0)
+    broker_all, stored_all = wait_received(watch, stored, cmd_id, n, t0, on_broker_all=window.read)
+    out["cpu_until_received_all_broker"] = window.marked
     out["server_until_stored"] = server.read()
     out.update(received_figures(watch, cmd_id, t0, broker_all))
     out["received_stored"] = stored.answered(cmd_id)
@@ -705,10 +714,16 @@ def broadcast_round(
 
 
 def wait_received(
-    watch: AckWatch, stored: StoredCounts, cmd_id: str, n: int, t0: float
+    watch: AckWatch,
+    stored: StoredCounts,
+    cmd_id: str,
+    n: int,
+    t0: float,
+    on_broker_all: Callable[[], object] | None = None,
 ) -> tuple[float | None, float | None]:
     """Seconds from `t0` until N RECEIVED crossed the broker, and until the service had
-    stored them; either is None when its count stopped moving for STALL_S."""
+    stored them; either is None when its count stopped moving for STALL_S.
+    ``on_broker_all`` is called as soon as the broker's count is complete."""
     broker_all = stored_all = None
     deadline = time.monotonic() + 240
     last_counts, moved = (-1, -1), time.monotonic()
@@ -720,6 +735,8 @@ def wait_received(
             break
         if broker_all is None and counts[0] >= n:
             broker_all = now() - t0
+            if on_broker_all is not None:
+                on_broker_all()
         if stored_all is None and counts[1] >= n:
             stored_all = now() - t0
         time.sleep(0.05)
@@ -976,6 +993,13 @@ def main() -> int:
         metavar="DIR",
         help="sample the service with py-spy over the rounds (collapsed stacks in DIR)",
     )
+    parser.add_argument(
+        "--settle-s",
+        type=float,
+        default=0.0,
+        help="after each round, wait (at most this long) until the service is quiet, so "
+        "each round measures a settled service (0: the next round 2 s after the last)",
+    )
     parser.add_argument("--bare-fleet", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-ready", type=Path, help=argparse.SUPPRESS)
@@ -990,6 +1014,7 @@ def main() -> int:
         "broker_config": BROKER_LIMITS,
         "rounds_per_size": args.rounds,
         "simulator_processes": args.sim_processes,
+        "settle_max_s": args.settle_s,
         "runs": [],
     }
     return run_report(report, args, lambda size, path: run_size(size, args, path))

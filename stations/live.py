@@ -16,11 +16,11 @@ transaction per batch of messages.  Rules (PROTOCOL.md, "Connection"):
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, func, insert, or_, select, update
+from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -324,6 +324,39 @@ def record_reported(
 def touch(session: Session, station_id: int, received_at: dt.datetime) -> None:
     state = state_of(session, station_id)
     state.last_seen = max(filter(None, (state.last_seen, received_at)))
+
+
+def touch_many(session: Session, seen: Mapping[int, dt.datetime]) -> None:
+    """`touch` for many stations: one ``UPDATE`` for all (executemany) of the rows that
+    exist, `state_of` for a station that has none yet.  For stations whose state row no
+    ORM object of this session holds (the statement writes behind the identity map)."""
+    if not seen:
+        return
+    ids = sorted(seen)
+    have: set[int] = set()
+    for first in range(0, len(ids), IDS_PER_STATEMENT):
+        have.update(
+            session.scalars(
+                select(StationState.station_id).where(
+                    StationState.station_id.in_(ids[first : first + IDS_PER_STATEMENT])
+                )
+            )
+        )
+    for station_id in ids:
+        if station_id not in have:
+            touch(session, station_id, seen[station_id])
+    table = cast(Table, StationState.__table__)
+    rows = [{"b_station": i, "b_seen": seen[i]} for i in ids if i in have]
+    if rows:
+        session.execute(
+            update(table)
+            .where(
+                table.c.station_id == bindparam("b_station"),
+                or_(table.c.last_seen.is_(None), table.c.last_seen < bindparam("b_seen")),
+            )
+            .values(last_seen=bindparam("b_seen")),
+            rows,
+        )
 
 
 def record_fault(session: Session, station_id: int, fault: str, *, raised: bool) -> None:

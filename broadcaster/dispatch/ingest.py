@@ -23,6 +23,7 @@ if valid.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import threading
@@ -166,32 +167,51 @@ class Ingestor:
         late = False
         with _retry_later_on_busy_database(), self._factory() as session:
             telemetry: list[tuple[Inbound, live.TelemetryRow]] = []
+            #: stations whose alarm rules may now judge differently (not an ack's or a
+            #: play event's: neither changes what the rules look at)
             touched: set[int] = set()
-            # The session's identity map holds objects weakly: a station's state row,
-            # clean again after each message's savepoint, would be dropped and selected
-            # anew for every message of a burst.  Hold each one for the batch.
-            # The rows a batch needs are read up front, one statement per kind: every
-            # state row of its stations and every command and target its acks name.
-            # Applying an ack is then Python work on those rows, flushed with the
-            # batch (no statement and no savepoint per acknowledgement).
             station_ids = {
                 inbound.sid: station_id
                 for inbound in batch
                 if (station_id := self._station_id(session, inbound.sid)) is not None
             }
+            # A station that sent only acknowledgements in this batch (every station
+            # during a broadcast) takes the batched path: its acks applied with one
+            # read and one UPDATE for the batch (`outbox.apply_acks`), its last_seen
+            # with one more (`live.touch_many`), no ORM object.  Any other message of a
+            # station sends all of its batch through the path below, in order.
+            others = {
+                inbound.sid
+                for inbound in batch
+                if not isinstance(inbound.message, Ack) or inbound.retained
+            }
+            fast: list[Inbound] = []
+            slow: list[Inbound] = []
+            for inbound in batch:
+                sid = inbound.sid
+                (fast if sid in station_ids and sid not in others else slow).append(inbound)
+            if fast:
+                acked.extend(self._acks_batched(session, fast, station_ids))
+            # The session's identity map holds objects weakly: a station's state row,
+            # clean again after each message's savepoint, would be dropped and selected
+            # anew for every message of a burst.  Hold each one for the batch.
+            # The rows a batch needs are read up front, one statement per kind: every
+            # state row of its stations and every command and target its acks name.
             held: dict[int, object] = dict(
-                live.load_states(session, sorted(set(station_ids.values())))
+                live.load_states(
+                    session, sorted({station_ids[i.sid] for i in slow if i.sid in station_ids})
+                )
             )
             acks = outbox.load_ack_targets(
                 session,
                 (
                     (inbound.message.cmd_id, station_ids[inbound.sid])
-                    for inbound in batch
+                    for inbound in slow
                     if isinstance(inbound.message, Ack) and inbound.sid in station_ids
                 ),
             )
             yielded = time.monotonic()
-            for inbound in batch:
+            for inbound in slow:
                 # A burst is pure Python work between short SQLite calls: offer the GIL
                 # to a waiting API thread every YIELD_EVERY_S of it (it would otherwise
                 # wait for the 5 ms switch interval on every return from I/O).  Not after
@@ -205,7 +225,8 @@ class Ingestor:
                 if station_id is None:
                     self._unknown(inbound)
                     continue
-                touched.add(station_id)
+                if _judged(inbound):
+                    touched.add(station_id)
                 problem = unstorable(inbound)
                 if problem is not None:
                     self._quarantine_inbound(session, inbound, "range", problem)
@@ -215,21 +236,9 @@ class Ingestor:
                     continue
                 if station_id not in held:
                     held[station_id] = live.state_of(session, station_id)
-                try:
-                    if isinstance(inbound.message, Ack):
-                        # assignments to loaded rows after every check: nothing to undo
-                        outcome = self._ack(session, station_id, inbound, inbound.message, acks)
-                    else:
-                        with session.begin_nested():
-                            outcome = self._apply(session, station_id, inbound)
-                except Exception as exc:
-                    if _transient(exc):
-                        raise
-                    self._count("errors")
-                    log.exception("could not store %s from %s", inbound.kind.value, inbound.sid)
-                    self._quarantine_inbound(session, inbound, "store", _reason(exc))
+                outcome = self._one(session, station_id, inbound, acks)
+                if outcome is None:
                     continue
-                self._count(outcome)
                 if outcome == "birth_late":
                     late = True
                     self._count("birth")
@@ -245,6 +254,87 @@ class Ingestor:
         if self._on_ack is not None:
             for cmd_id in dict.fromkeys(acked):
                 self._on_ack(cmd_id)
+
+    def _one(
+        self,
+        session: Session,
+        station_id: int,
+        inbound: Inbound,
+        acks: outbox.AckTargets | None,
+    ) -> str | None:
+        """Store one message in its own savepoint (an ack needs none: its changes are
+        assignments to loaded rows after every check); a message that cannot be stored
+        is quarantined (None)."""
+        try:
+            if isinstance(inbound.message, Ack):
+                outcome = self._ack(session, station_id, inbound, inbound.message, acks)
+            else:
+                with session.begin_nested():
+                    outcome = self._apply(session, station_id, inbound)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            self._count("errors")
+            log.exception("could not store %s from %s", inbound.kind.value, inbound.sid)
+            self._quarantine_inbound(session, inbound, "store", _reason(exc))
+            return None
+        self._count(outcome)
+        return outcome
+
+    def _acks_batched(
+        self, session: Session, batch: list[Inbound], station_ids: dict[str, int]
+    ) -> list[str]:
+        """The acknowledgements of stations that sent nothing else in the batch: one
+        read and one UPDATE (`outbox.apply_acks`), last_seen with one more statement;
+        the cmd_ids of the acks applied.  Should the batched statements fail, each ack
+        is stored alone, so a bad one is quarantined and loses no other."""
+        storable: list[tuple[Inbound, Ack]] = []
+        for inbound in batch:
+            problem = unstorable(inbound)
+            if problem is not None:
+                self._quarantine_inbound(session, inbound, "range", problem)
+            else:
+                storable.append((inbound, inbound.message))  # type: ignore[arg-type]
+        if not storable:
+            return []
+        seen: dict[int, dt.datetime] = {}
+        items = []
+        for inbound, ack in storable:
+            station_id = station_ids[inbound.sid]
+            seen[station_id] = max(inbound.received_at, seen.get(station_id, inbound.received_at))
+            items.append(
+                outbox.AckIn(
+                    station_id=station_id,
+                    cmd_id=ack.cmd_id,
+                    status=ack.status,
+                    at=ack.at,
+                    received_at=inbound.received_at,
+                    reason=ack.reason,
+                    station_time=ack.station_time,
+                )
+            )
+        try:
+            with session.begin_nested():
+                results = outbox.apply_acks(session, items)
+                live.touch_many(session, seen)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            log.exception("batched acknowledgements failed; storing them one by one")
+            acked = []
+            for inbound, ack in storable:
+                station_id = station_ids[inbound.sid]
+                live.state_of(session, station_id)
+                if self._one(session, station_id, inbound, None) == "ack":
+                    acked.append(ack.cmd_id)
+            return acked
+        acked = []
+        for (inbound, ack), result in zip(storable, results, strict=True):
+            outcome = self._ack_outcome(inbound, ack, result)
+            self._count(outcome)
+            if outcome == "ack":
+                acked.append(ack.cmd_id)
+        return acked
 
     def _telemetry(self, session: Session, rows: list[tuple[Inbound, live.TelemetryRow]]) -> None:
         """One batched insert; if it fails, row by row, quarantining the bad ones."""
@@ -343,6 +433,11 @@ class Ingestor:
             station_time=message.station_time,
             loaded=loaded,
         )
+        return self._ack_outcome(inbound, message, result)
+
+    @staticmethod
+    def _ack_outcome(inbound: Inbound, message: Ack, result: str) -> str:
+        """The counter an acknowledgement's `outbox.apply_ack` result counts in."""
         if result in ("unknown_command", "not_target"):
             log.info(
                 "ack %s for %s from %s: %s", message.status, message.cmd_id, inbound.sid, result
@@ -385,6 +480,16 @@ class Ingestor:
         if event.type in ("fault.raised", "fault.cleared") and event.fault:
             live.record_fault(session, station_id, event.fault, raised=event.type == "fault.raised")
         return "event"
+
+
+def _judged(inbound: Inbound) -> bool:
+    """Whether the message may change what the alarm rules judge (`alarms.evaluate`
+    reads the station's connection, telemetry, faults and desired/applied state): not an
+    acknowledgement, nor a play event."""
+    message = inbound.message
+    if isinstance(message, Ack):
+        return False
+    return not isinstance(message, Event) or message.type.startswith("fault.")
 
 
 def _reason(exc: BaseException) -> str:

@@ -28,7 +28,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
-from sqlalchemy import Table, and_, func, or_, select, update
+from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from broadcaster.dispatch.models import (
@@ -45,7 +45,7 @@ from broadcaster.dispatch.models import (
 from firmware_bridge.messages import PlayBody
 from kernel.db import utcnow
 from stations.models import Station
-from stations.targets import insert_per_station
+from stations.targets import IDS_PER_STATEMENT, insert_per_station
 
 log = logging.getLogger(__name__)
 
@@ -359,6 +359,138 @@ def apply_ack(
         _measure_clock(command, target)
     if new.terminal and command.type == "play":
         _settle_play(session, station_id, command, new, reason, at)
+    return "ok"
+
+
+@dataclass(frozen=True, slots=True)
+class AckIn:
+    """One acknowledgement to apply (`apply_acks`)."""
+
+    station_id: int
+    cmd_id: str
+    status: str
+    at: dt.datetime
+    received_at: dt.datetime
+    reason: str | None = None
+    station_time: dt.datetime | None = None
+
+
+#: terminal statuses whose play command has a play row to settle (`_settle_play`)
+_SETTLES_PLAY = frozenset({TargetStatus.REJECTED, TargetStatus.EXPIRED, TargetStatus.FAILED})
+
+
+def apply_acks(session: Session, acks: Sequence[AckIn]) -> list[str]:
+    """Apply a batch of acknowledgements as `apply_ack` would one by one, in order, and
+    return each one's result ("ok", "stale", "unknown_command", "not_target").
+
+    The commands and targets are read with one statement each (plain columns, no ORM
+    objects) and every changed target is written with one ``UPDATE`` for the batch
+    (executemany by primary key).  A target that needs more than its own row (a ping's
+    answer, which measures the clock; a play that ended without playing, which settles
+    its play row) takes `apply_ack` for all of its acknowledgements in the batch.
+
+    Call it only for targets no ORM object of this session has loaded: the statement
+    writes the rows behind the identity map's back."""
+    results = ["unknown_command"] * len(acks)
+    if not acks:
+        return results
+    targets = _TARGETS
+    commands: dict[str, tuple[int, str]] = {
+        cmd_id: (command_id, ctype)
+        for command_id, cmd_id, ctype in session.execute(
+            select(Command.id, Command.cmd_id, Command.type).where(
+                Command.cmd_id.in_(sorted({a.cmd_id for a in acks}))
+            )
+        )
+    }
+    if not commands:
+        return results
+    command_ids = sorted({command_id for command_id, _ in commands.values()})
+    station_ids = sorted({a.station_id for a in acks})
+    # (command id, station id) -> [target id, status, received_at, reason, changed]
+    rows: dict[tuple[int, int], list[Any]] = {}
+    for first in range(0, len(station_ids), IDS_PER_STATEMENT):
+        for tid, command_id, station_id, status, received_at, reason in session.execute(
+            select(
+                targets.c.id,
+                targets.c.command_id,
+                targets.c.station_id,
+                targets.c.status,
+                targets.c.received_at,
+                targets.c.reason,
+            ).where(
+                targets.c.command_id.in_(command_ids),
+                targets.c.station_id.in_(station_ids[first : first + IDS_PER_STATEMENT]),
+            )
+        ):
+            rows[(command_id, station_id)] = [tid, TargetStatus(status), received_at, reason, False]
+    slow: set[tuple[int, int]] = set()
+    for ack in acks:
+        known = commands.get(ack.cmd_id)
+        if known is not None and (known[0], ack.station_id) in rows:
+            new = TargetStatus(ack.status)
+            if ack.station_time is not None or (known[1] == "play" and new in _SETTLES_PLAY):
+                slow.add((known[0], ack.station_id))
+    for index, ack in enumerate(acks):
+        known = commands.get(ack.cmd_id)
+        if known is None:
+            continue
+        key = (known[0], ack.station_id)
+        row = rows.get(key)
+        if row is None:
+            results[index] = "not_target"
+        elif key in slow:
+            results[index] = apply_ack(
+                session,
+                station_id=ack.station_id,
+                cmd_id=ack.cmd_id,
+                status=ack.status,
+                at=ack.at,
+                received_at=ack.received_at,
+                reason=ack.reason,
+                station_time=ack.station_time,
+            )
+        else:
+            results[index] = _advance(row, TargetStatus(ack.status), ack)
+    changed = [
+        {
+            "b_id": tid,
+            "b_status": status,
+            "b_received_at": received_at,
+            "b_reason": reason,
+            "b_updated_at": updated_at,
+        }
+        for tid, status, received_at, reason, updated_at in rows.values()
+        if updated_at is not False
+    ]
+    if changed:
+        session.execute(
+            update(targets)
+            .where(targets.c.id == bindparam("b_id"))
+            .values(
+                status=bindparam("b_status"),
+                received_at=bindparam("b_received_at"),
+                reason=bindparam("b_reason"),
+                updated_at=bindparam("b_updated_at"),
+            ),
+            changed,
+        )
+    return results
+
+
+def _advance(row: list[Any], new: TargetStatus, ack: AckIn) -> str:
+    """`apply_ack`'s rules on a target row read by `apply_acks` ([id, status,
+    received_at, reason, updated_at or False while unchanged])."""
+    current: TargetStatus = row[1]
+    if current.terminal or new.rank < current.rank:
+        return "stale"
+    if new is current and not new.terminal:
+        return "stale"
+    row[1] = new
+    row[3] = ack.reason[:500] if ack.reason else row[3]
+    row[4] = ack.received_at
+    if new is TargetStatus.RECEIVED or row[2] is None:
+        row[2] = row[2] or ack.received_at
     return "ok"
 
 

@@ -1,0 +1,201 @@
+"""Acknowledgements stored in batches (`outbox.apply_acks`, the ingest's path for
+stations that sent nothing else in a batch) end exactly where `outbox.apply_ack`, one
+by one, ends: same results, same rows, whatever the order, repeats and stale acks."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
+
+from broadcaster import db
+from broadcaster.dispatch import outbox
+from broadcaster.dispatch.ingest import Ingestor
+from broadcaster.dispatch.models import CommandTarget, DeadLetter
+from firmware_bridge.client import Inbound
+from firmware_bridge.messages import Ack, Event
+from firmware_bridge.topics import TopicKind, Topics
+from stations import live, tan_an
+from stations.models import Station, StationState
+
+TOPICS = Topics()
+STATUSES = ["RECEIVED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED", "EXPIRED"]
+
+
+@pytest.fixture
+def fleet(session_factory: sessionmaker[Session]) -> list[tuple[int, str]]:
+    """The Tân An stations, each with a state row (as after its birth)."""
+    with db.session_scope(session_factory) as session:
+        tan_an.load(session)
+    with db.session_scope(session_factory) as session:
+        stations = [(int(i), str(s)) for i, s in session.execute(select(Station.id, Station.sid))]
+        for station_id, _ in stations:
+            live.state_of(session, station_id)
+    return sorted(stations)
+
+
+def _commands(
+    session_factory: sessionmaker[Session], station_ids: list[int]
+) -> dict[str, list[int]]:
+    """A play to every station, a stop to half of them, a ping to a few: cmd_id -> ids."""
+    now = dt.datetime.now(dt.UTC)
+    made: dict[str, list[int]] = {}
+    with db.session_scope(session_factory) as session:
+        for ctype, ids in (
+            ("play", station_ids),
+            ("stop", station_ids[::2]),
+            ("ping", station_ids[:5]),
+        ):
+            command = outbox.create(
+                session,
+                type=ctype,
+                body={},
+                station_ids=ids,
+                not_after=now + dt.timedelta(hours=1),
+                created_by="test",
+                now=now,
+            )
+            made[command.cmd_id] = ids
+    return made
+
+
+def _targets(session: Session) -> list[tuple[object, ...]]:
+    return sorted(
+        tuple(row)
+        for row in session.execute(
+            select(
+                CommandTarget.command_id,
+                CommandTarget.station_id,
+                CommandTarget.status,
+                CommandTarget.reason,
+                CommandTarget.received_at,
+                CommandTarget.updated_at,
+                CommandTarget.station_time,
+                CommandTarget.clock_offset_ms,
+            )
+        )
+    )
+
+
+def _random_acks(
+    rng: random.Random, commands: dict[str, list[int]], all_ids: list[int]
+) -> list[outbox.AckIn]:
+    base = dt.datetime(2026, 12, 2, 5, 0, tzinfo=dt.UTC)
+    acks = []
+    for n in range(rng.randint(50, 400)):
+        cmd_id = rng.choice([*commands, "c-unknown"])
+        ids = commands.get(cmd_id, all_ids)
+        station_id = rng.choice(ids) if rng.random() < 0.95 else rng.choice(all_ids)
+        status = rng.choice(STATUSES)
+        ping = cmd_id in commands and commands[cmd_id] == all_ids[:5]
+        acks.append(
+            outbox.AckIn(
+                station_id=station_id,
+                cmd_id=cmd_id,
+                status=status,
+                at=base + dt.timedelta(milliseconds=n),
+                received_at=base + dt.timedelta(milliseconds=n, microseconds=500),
+                reason=rng.choice([None, "amp", "busy: b-1 at priority 9"]),
+                station_time=base if ping and status == "SUCCEEDED" else None,
+            )
+        )
+    return acks
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_a_batch_ends_where_acks_applied_one_by_one_end(
+    session_factory: sessionmaker[Session], fleet: list[tuple[int, str]], seed: int
+) -> None:
+    all_ids = [i for i, _ in fleet][:40]
+    commands = _commands(session_factory, all_ids)
+    acks = _random_acks(random.Random(seed), commands, all_ids)
+    kw = ("station_id", "cmd_id", "status", "at", "received_at", "reason", "station_time")
+    with session_factory() as session:
+        one_by_one = [outbox.apply_ack(session, **{k: getattr(a, k) for k in kw}) for a in acks]
+        session.flush()
+        expected = _targets(session)
+        session.rollback()
+    with session_factory() as session:
+        batched = outbox.apply_acks(session, acks)
+        session.flush()
+        got = _targets(session)
+        session.rollback()
+    assert batched == one_by_one
+    assert got == expected
+    assert {"ok", "stale", "unknown_command", "not_target"} >= set(batched)
+    assert "ok" in batched  # the sequences exercise both
+    assert "stale" in batched
+
+
+def _ack(sid: str, cmd_id: str, status: str, at: dt.datetime) -> Inbound:
+    return Inbound(
+        sid=sid,
+        kind=TopicKind.ACK,
+        message=Ack(cmd_id=cmd_id, status=status, at=at),  # type: ignore[arg-type]
+        topic=TOPICS.ack(sid),
+        received_at=at,
+    )
+
+
+def test_ingest_batches_acks_and_keeps_each_station_in_order(
+    session_factory: sessionmaker[Session], fleet: list[tuple[int, str]]
+) -> None:
+    """Stations that sent only acks take the batched path; a station that also sent an
+    event in the batch keeps the path in order; a bad ack is quarantined alone;
+    last_seen moves forward; the acked cmd_ids are announced once."""
+    ids = [i for i, _ in fleet][:30]
+    sids = dict(fleet)
+    commands = _commands(session_factory, ids)
+    play = next(c for c, targets in commands.items() if targets == ids)
+    announced: list[str] = []
+    ingest = Ingestor(session_factory, on_ack=announced.append)
+    now = dt.datetime.now(dt.UTC)
+    batch = [_ack(sids[i], play, "RECEIVED", now) for i in ids]
+    batch += [_ack(sids[i], play, "IN_PROGRESS", now + dt.timedelta(seconds=1)) for i in ids]
+    mixed = sids[ids[0]]
+    batch.append(
+        Inbound(
+            sid=mixed,
+            kind=TopicKind.EVENT,
+            message=Event(event_id="e-1", type="fault.raised", at=now, fault="amp_overheat"),
+            topic=TOPICS.event(mixed),
+            received_at=now,
+        )
+    )
+    # a value no column can hold (a timestamp in year 9999 is fine for the model)
+    bad = _ack(sids[ids[1]], play, "SUCCEEDED", dt.datetime(9999, 1, 1, tzinfo=dt.UTC))
+    batch.append(bad)
+    batch.append(_ack(sids[ids[2]], "c-unknown", "RECEIVED", now))
+    ingest(batch)
+    stats = ingest.stats()
+    assert stats["ack"] == 2 * len(ids)
+    assert stats["ack_unknown_command"] == 1
+    assert stats["event"] == 1
+    assert announced == [play]
+    with session_factory() as session:
+        rows = session.execute(
+            select(CommandTarget.status, CommandTarget.received_at).where(
+                CommandTarget.command.has(cmd_id=play)
+            )
+        ).all()
+        assert len(rows) == len(ids)
+        assert {str(status) for status, _ in rows} == {"IN_PROGRESS"}
+        assert {received for _, received in rows} == {now}
+        seen = dict(session.execute(select(StationState.station_id, StationState.last_seen)).all())
+        assert all(seen[i] is not None and seen[i] >= now for i in ids)
+        assert session.get(StationState, ids[0]).faults == ["amp_overheat"]  # type: ignore[union-attr]
+        letters = session.scalars(select(DeadLetter)).all()
+        assert [(d.sid, d.category) for d in letters] == [(sids[ids[1]], "range")]
+    # stale and repeated acks in a later batch change nothing and are counted stale
+    ingest([_ack(sids[i], play, "RECEIVED", now + dt.timedelta(seconds=2)) for i in ids])
+    assert ingest.stats()["ack_stale"] == len(ids)
+    with session_factory() as session:
+        assert {
+            str(s)
+            for s in session.scalars(
+                select(CommandTarget.status).where(CommandTarget.command.has(cmd_id=play))
+            )
+        } == {"IN_PROGRESS"}
