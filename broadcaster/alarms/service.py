@@ -66,6 +66,7 @@ from stations.models import (
     StationKind,
     StationState,
 )
+from stations.targets import IDS_PER_STATEMENT
 
 MAX_PENDING = 10_000
 
@@ -560,17 +561,43 @@ def silencing_alarm(
 ) -> Alarm | None:
     """An alarm of the station that kept the loudspeakers silent at some time between
     `start` and `end` (speaker line, amplifier overheat: `rules.silences`), if any."""
-    candidates = session.scalars(
-        select(Alarm)
-        .where(
-            Alarm.station_id == station_id,
-            Alarm.condition.in_([Condition.SPEAKER_LINE, Condition.AMP_TEMPERATURE]),
-            Alarm.raised_at <= end,
-            or_(Alarm.cleared_at.is_(None), Alarm.cleared_at >= start),
-        )
-        .order_by(Alarm.raised_at)
+    return silenced_between(silencing_alarms(session, [station_id]).get(station_id, []), start, end)
+
+
+#: the conditions an alarm that silences the loudspeakers has (`rules.silences`)
+_SILENCING = [Condition.SPEAKER_LINE, Condition.AMP_TEMPERATURE]
+
+
+def silencing_alarms(session: Session, station_ids: Collection[int]) -> dict[int, list[Alarm]]:
+    """Every alarm that silences the loudspeakers of each of the stations, oldest first
+    (one statement): what `silencing_alarm` asks for one play, for a batch of plays
+    (`silenced_between` picks among them)."""
+    found: dict[int, list[Alarm]] = {}
+    ids = sorted(set(station_ids))
+    for first in range(0, len(ids), IDS_PER_STATEMENT):
+        for alarm in session.scalars(
+            select(Alarm)
+            .where(
+                Alarm.station_id.in_(ids[first : first + IDS_PER_STATEMENT]),
+                Alarm.condition.in_(_SILENCING),
+            )
+            .order_by(Alarm.raised_at)
+        ):
+            if rules.silences(alarm.condition, alarm.severity):
+                found.setdefault(alarm.station_id, []).append(alarm)
+    return found
+
+
+def silenced_between(alarms: Sequence[Alarm], start: dt.datetime, end: dt.datetime) -> Alarm | None:
+    """The first of a station's `silencing_alarms` that was open between start and end."""
+    return next(
+        (
+            a
+            for a in alarms
+            if a.raised_at <= end and (a.cleared_at is None or a.cleared_at >= start)
+        ),
+        None,
     )
-    return next((a for a in candidates if rules.silences(a.condition, a.severity)), None)
 
 
 #: the default zone of the unit history's local dates (the settings' `timezone`)

@@ -175,23 +175,21 @@ class Ingestor:
                 for inbound in batch
                 if (station_id := self._station_id(session, inbound.sid)) is not None
             }
-            # A station that sent only acknowledgements in this batch (every station
-            # during a broadcast) takes the batched path: its acks applied with one
-            # read and one UPDATE for the batch (`outbox.apply_acks`), its last_seen
-            # with one more (`live.touch_many`), no ORM object.  Any other message of a
-            # station sends all of its batch through the path below, in order.
-            others = {
-                inbound.sid
-                for inbound in batch
-                if not isinstance(inbound.message, Ack) or inbound.retained
-            }
+            # A station that sent only acknowledgements and play events in this batch
+            # (every station during a broadcast) takes the batched path: its acks
+            # applied with one read and one UPDATE for the batch (`outbox.apply_acks`),
+            # its events stored with one INSERT and their plays read with one SELECT
+            # (`playlog.record_events`), its last_seen with one more statement
+            # (`live.touch_many`).  Any other message of a station (a birth, a fault
+            # event...) sends all of its batch through the path below, in order.
+            others = {inbound.sid for inbound in batch if not _batchable(inbound)}
             fast: list[Inbound] = []
             slow: list[Inbound] = []
             for inbound in batch:
                 sid = inbound.sid
                 (fast if sid in station_ids and sid not in others else slow).append(inbound)
             if fast:
-                acked.extend(self._acks_batched(session, fast, station_ids))
+                acked.extend(self._batched(session, fast, station_ids))
             # The session's identity map holds objects weakly: a station's state row,
             # clean again after each message's savepoint, would be dropped and selected
             # anew for every message of a burst.  Hold each one for the batch.
@@ -281,59 +279,62 @@ class Ingestor:
         self._count(outcome)
         return outcome
 
-    def _acks_batched(
+    def _batched(
         self, session: Session, batch: list[Inbound], station_ids: dict[str, int]
     ) -> list[str]:
-        """The acknowledgements of stations that sent nothing else in the batch: one
-        read and one UPDATE (`outbox.apply_acks`), last_seen with one more statement;
-        the cmd_ids of the acks applied.  Should the batched statements fail, each ack
-        is stored alone, so a bad one is quarantined and loses no other."""
-        storable: list[tuple[Inbound, Ack]] = []
+        """The acknowledgements and play events of stations that sent nothing else in
+        the batch, each kind with a few statements for all (`outbox.apply_acks`,
+        `playlog.record_events`, `live.touch_many`); the cmd_ids of the acks applied.
+        Should the batched statements fail, each message is stored alone, so a bad one
+        is quarantined and loses no other."""
+        storable: list[Inbound] = []
         for inbound in batch:
             problem = unstorable(inbound)
             if problem is not None:
                 self._quarantine_inbound(session, inbound, "range", problem)
             else:
-                storable.append((inbound, inbound.message))  # type: ignore[arg-type]
+                storable.append(inbound)
         if not storable:
             return []
         seen: dict[int, dt.datetime] = {}
-        items = []
-        for inbound, ack in storable:
+        acks: list[tuple[Inbound, Ack]] = []
+        events: list[tuple[Inbound, playlog.EventIn]] = []
+        for inbound in storable:
             station_id = station_ids[inbound.sid]
             seen[station_id] = max(inbound.received_at, seen.get(station_id, inbound.received_at))
-            items.append(
-                outbox.AckIn(
-                    station_id=station_id,
-                    cmd_id=ack.cmd_id,
-                    status=ack.status,
-                    at=ack.at,
-                    received_at=inbound.received_at,
-                    reason=ack.reason,
-                    station_time=ack.station_time,
-                )
-            )
+            if isinstance(inbound.message, Ack):
+                acks.append((inbound, inbound.message))
+            elif isinstance(inbound.message, Event):
+                events.append((inbound, _event_in(station_id, inbound, inbound.message)))
         try:
             with session.begin_nested():
-                results = outbox.apply_acks(session, items)
+                results = outbox.apply_acks(
+                    session, [_ack_in(station_ids[i.sid], i, ack) for i, ack in acks]
+                )
+                outcomes = playlog.record_events(session, [event for _, event in events])
                 live.touch_many(session, seen)
         except Exception as exc:
             if _transient(exc):
                 raise
-            log.exception("batched acknowledgements failed; storing them one by one")
+            log.exception("a batch of acknowledgements and events failed; storing each alone")
             acked = []
-            for inbound, ack in storable:
+            for inbound in storable:
                 station_id = station_ids[inbound.sid]
                 live.state_of(session, station_id)
-                if self._one(session, station_id, inbound, None) == "ack":
-                    acked.append(ack.cmd_id)
+                outcome = self._one(session, station_id, inbound, None)
+                if outcome == "ack" and isinstance(inbound.message, Ack):
+                    acked.append(inbound.message.cmd_id)
             return acked
         acked = []
-        for (inbound, ack), result in zip(storable, results, strict=True):
+        for (inbound, ack), result in zip(acks, results, strict=True):
             outcome = self._ack_outcome(inbound, ack, result)
             self._count(outcome)
             if outcome == "ack":
                 acked.append(ack.cmd_id)
+        for (inbound, event), outcome in zip(events, outcomes, strict=True):
+            if outcome == "event_unknown_item":
+                _log_unknown_item(inbound, event)
+            self._count(outcome)
         return acked
 
     def _telemetry(self, session: Session, rows: list[tuple[Inbound, live.TelemetryRow]]) -> None:
@@ -422,15 +423,16 @@ class Ingestor:
     ) -> str:
         if not inbound.retained:
             live.touch(session, station_id, inbound.received_at)
+        item = _ack_in(station_id, inbound, message)
         result = outbox.apply_ack(
             session,
             station_id=station_id,
-            cmd_id=message.cmd_id,
-            status=message.status,
-            at=message.at,
-            received_at=inbound.received_at,
-            reason=message.reason,
-            station_time=message.station_time,
+            cmd_id=item.cmd_id,
+            status=item.status,
+            at=item.at,
+            received_at=item.received_at,
+            reason=item.reason,
+            station_time=item.station_time,
             loaded=loaded,
         )
         return self._ack_outcome(inbound, message, result)
@@ -446,31 +448,13 @@ class Ingestor:
         return "ack" if result == "ok" else "ack_stale"
 
     def _event(self, session: Session, station_id: int, inbound: Inbound, message: Event) -> str:
-        event = playlog.EventIn(
-            station_id=station_id,
-            event_id=message.event_id,
-            type=message.type,
-            at=message.at,
-            received_at=inbound.received_at,
-            item_id=message.item_id,
-            cmd_id=message.cmd_id,
-            desired_version=message.desired_version,
-            position_ms=message.position_ms,
-            reason=message.reason,
-            fault=message.fault,
-            sha256=message.sha256,
-        )
+        event = _event_in(station_id, inbound, message)
         live.touch(session, station_id, inbound.received_at)
         play = None
         if event.item_id is not None or event.cmd_id is not None:
             play = playlog.play_for(session, event)
             if play is None:
-                log.info(
-                    "event %s from %s names an unknown item/command (%s)",
-                    event.type,
-                    inbound.sid,
-                    event.item_id or event.cmd_id,
-                )
+                _log_unknown_item(inbound, event)
                 return "event_unknown_item"
         if not playlog.store_event(session, event):
             return "event_duplicate"
@@ -480,6 +464,54 @@ class Ingestor:
         if event.type in ("fault.raised", "fault.cleared") and event.fault:
             live.record_fault(session, station_id, event.fault, raised=event.type == "fault.raised")
         return "event"
+
+
+def _batchable(inbound: Inbound) -> bool:
+    """An acknowledgement or a play event (not retained): `Ingestor._batched` takes it."""
+    message = inbound.message
+    if inbound.retained:
+        return False
+    return isinstance(message, Ack) or (
+        isinstance(message, Event) and not message.type.startswith("fault.")
+    )
+
+
+def _ack_in(station_id: int, inbound: Inbound, message: Ack) -> outbox.AckIn:
+    return outbox.AckIn(
+        station_id=station_id,
+        cmd_id=message.cmd_id,
+        status=message.status,
+        at=message.at,
+        received_at=inbound.received_at,
+        reason=message.reason,
+        station_time=message.station_time,
+    )
+
+
+def _event_in(station_id: int, inbound: Inbound, message: Event) -> playlog.EventIn:
+    return playlog.EventIn(
+        station_id=station_id,
+        event_id=message.event_id,
+        type=message.type,
+        at=message.at,
+        received_at=inbound.received_at,
+        item_id=message.item_id,
+        cmd_id=message.cmd_id,
+        desired_version=message.desired_version,
+        position_ms=message.position_ms,
+        reason=message.reason,
+        fault=message.fault,
+        sha256=message.sha256,
+    )
+
+
+def _log_unknown_item(inbound: Inbound, event: playlog.EventIn) -> None:
+    log.info(
+        "event %s from %s names an unknown item/command (%s)",
+        event.type,
+        inbound.sid,
+        event.item_id or event.cmd_id,
+    )
 
 
 def _judged(inbound: Inbound) -> bool:

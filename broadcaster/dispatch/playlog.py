@@ -24,13 +24,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from broadcaster.alarms import service as alarms
+from broadcaster.alarms.models import Alarm
 from broadcaster.dispatch.models import Play, PlayStatus, StationEvent
-from stations.targets import insert_per_station
+from stations.targets import IDS_PER_STATEMENT, insert_per_station
 
 PLAYED_SHARE = 0.9
 MISSED_GRACE = dt.timedelta(minutes=2)
@@ -54,32 +55,23 @@ class EventIn:
 
 
 def store_event(session: Session, event: EventIn) -> bool:
-    """Insert the event unless this station already sent that `event_id`; True if new."""
-    values: dict[str, Any] = {
-        "station_id": event.station_id,
-        "event_id": event.event_id,
-        "type": event.type,
-        "at": event.at,
-        "received_at": event.received_at,
-        "item_id": event.item_id,
-        "cmd_id": event.cmd_id,
-        "desired_version": event.desired_version,
-        "position_ms": event.position_ms,
-        "reason": event.reason[:500] if event.reason else None,
-        "fault": event.fault,
-        "sha256": event.sha256,
-    }
+    """Insert the event unless this station already sent that `event_id`; True if new.
+
+    The statement says which row went in (``RETURNING``): its rowcount does not (-1 on
+    PostgreSQL through psycopg, where every duplicate was taken for a new event)."""
     dialect = session.get_bind().dialect.name
-    result = session.execute(_INSERT_EVENT[dialect == "postgresql"], values)
-    return bool(getattr(result, "rowcount", 0))
+    return (
+        session.execute(_INSERT_EVENTS[dialect == "postgresql"], _event_row(event)).first()
+        is not None
+    )
 
 
 #: The event insert, built once (a burst stores thousands): a Core statement on the
-#: table with the values as parameters, [sqlite, postgresql].
+#: table with the values as parameters, [sqlite, postgresql], saying which rows went in.
 _EVENTS = cast(Table, StationEvent.__table__)
-_INSERT_EVENT = (
-    sqlite.insert(_EVENTS).on_conflict_do_nothing(),
-    postgresql.insert(_EVENTS).on_conflict_do_nothing(),
+_INSERT_EVENTS = tuple(
+    statement.on_conflict_do_nothing().returning(_EVENTS.c.station_id, _EVENTS.c.event_id)
+    for statement in (sqlite.insert(_EVENTS), postgresql.insert(_EVENTS))
 )
 _PLAYS = cast(Table, Play.__table__)
 
@@ -133,12 +125,110 @@ def reconcile_hearing(session: Session, play: Play) -> None:
     (speaker line, amplifier overheat) between its start and end is `not_heard`."""
     if play.status not in (PlayStatus.PLAYED, PlayStatus.PARTIAL):
         return
+    _reconcile(play, alarms.silencing_alarms(session, [play.station_id]).get(play.station_id, []))
+
+
+def _reconcile(play: Play, silencing: Sequence[Alarm]) -> None:
+    """`reconcile_hearing` against the station's `alarms.silencing_alarms`."""
+    if play.status not in (PlayStatus.PLAYED, PlayStatus.PARTIAL):
+        return
     start = play.started_at or play.planned_start
     end = play.ended_at or play.planned_end
-    alarm = alarms.silencing_alarm(session, play.station_id, start, end)
-    if alarm is not None:
+    if alarms.silenced_between(silencing, start, end) is not None:
         play.status = PlayStatus.NOT_HEARD
         play.reason = NOT_HEARD_REASON
+
+
+def record_events(session: Session, events: Sequence[EventIn]) -> list[str]:
+    """Store a batch of events and move their plays on, as `play_for`, `store_event`,
+    `apply_event` and `reconcile_hearing` would one by one, in order; each event's
+    outcome: "event", "event_duplicate" or "event_unknown_item" (names an item or
+    command this station has no play for: not stored).
+
+    One statement reads the plays, one the stations' silencing alarms, and one
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING`` stores every new event (an event id
+    the station sent before, or twice in the batch, is a duplicate).  Not for fault
+    events: they change the station's alarms (`live.record_fault`)."""
+    outcomes = ["event_unknown_item"] * len(events)
+    if not events:
+        return outcomes
+    station_ids = sorted({e.station_id for e in events})
+    items = sorted({e.item_id for e in events if e.item_id is not None})
+    cmds = sorted({e.cmd_id for e in events if e.item_id is None and e.cmd_id is not None})
+    by_item: dict[tuple[int, str], Play] = {}
+    by_cmd: dict[tuple[int, str], Play] = {}
+    for first in range(0, len(station_ids), IDS_PER_STATEMENT) if items or cmds else ():
+        named = []
+        if items:
+            named.append(Play.item_id.in_(items))
+        if cmds:
+            named.append(Play.cmd_id.in_(cmds))
+        for found in session.scalars(
+            select(Play).where(
+                Play.station_id.in_(station_ids[first : first + IDS_PER_STATEMENT]), or_(*named)
+            )
+        ):
+            if found.item_id is not None:
+                by_item[(found.station_id, found.item_id)] = found
+            if found.cmd_id is not None:
+                by_cmd[(found.station_id, found.cmd_id)] = found
+    plays: list[Play | None] = []
+    rows: dict[tuple[int, str], dict[str, Any]] = {}
+    for index, event in enumerate(events):
+        assert not event.type.startswith("fault."), "fault events take store_event"
+        play = None
+        if event.item_id is not None:
+            play = by_item.get((event.station_id, event.item_id))
+        elif event.cmd_id is not None:
+            play = by_cmd.get((event.station_id, event.cmd_id))
+        plays.append(play)
+        if play is None and (event.item_id is not None or event.cmd_id is not None):
+            continue
+        outcomes[index] = "event_duplicate"
+        rows.setdefault((event.station_id, event.event_id), _event_row(event))
+    stored: set[tuple[int, str]] = set()
+    if rows:
+        dialect = session.get_bind().dialect.name
+        stored = {
+            (int(station_id), str(event_id))
+            for station_id, event_id in session.execute(
+                _INSERT_EVENTS[dialect == "postgresql"], list(rows.values())
+            )
+        }
+    silencing: dict[int, list[Alarm]] | None = None
+    for index, (event, target) in enumerate(zip(events, plays, strict=True)):
+        if outcomes[index] == "event_unknown_item":
+            continue
+        key = (event.station_id, event.event_id)
+        if key not in stored:
+            continue  # stored before, or an earlier copy in this batch was
+        stored.discard(key)
+        outcomes[index] = "event"
+        if target is None:
+            continue
+        apply_event(target, event)
+        if target.status in (PlayStatus.PLAYED, PlayStatus.PARTIAL):
+            if silencing is None:
+                silencing = alarms.silencing_alarms(session, station_ids)
+            _reconcile(target, silencing.get(target.station_id, []))
+    return outcomes
+
+
+def _event_row(event: EventIn) -> dict[str, Any]:
+    return {
+        "station_id": event.station_id,
+        "event_id": event.event_id,
+        "type": event.type,
+        "at": event.at,
+        "received_at": event.received_at,
+        "item_id": event.item_id,
+        "cmd_id": event.cmd_id,
+        "desired_version": event.desired_version,
+        "position_ms": event.position_ms,
+        "reason": event.reason[:500] if event.reason else None,
+        "fault": event.fault,
+        "sha256": event.sha256,
+    }
 
 
 def _played_ms(play: Play, event: EventIn) -> int:

@@ -12,9 +12,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import db
-from broadcaster.dispatch import outbox
+from broadcaster.alarms.models import Alarm, AlarmStatus
+from broadcaster.alarms.rules import Condition, Severity
+from broadcaster.dispatch import outbox, playlog
 from broadcaster.dispatch.ingest import Ingestor
-from broadcaster.dispatch.models import CommandTarget, DeadLetter
+from broadcaster.dispatch.models import CommandTarget, DeadLetter, Play, PlayStatus, StationEvent
 from firmware_bridge.client import Inbound
 from firmware_bridge.messages import Ack, Event
 from firmware_bridge.topics import TopicKind, Topics
@@ -169,11 +171,24 @@ def test_ingest_batches_acks_and_keeps_each_station_in_order(
     bad = _ack(sids[ids[1]], play, "SUCCEEDED", dt.datetime(9999, 1, 1, tzinfo=dt.UTC))
     batch.append(bad)
     batch.append(_ack(sids[ids[2]], "c-unknown", "RECEIVED", now))
+    # play events of an acks-only station: batched too, a repeat counted once
+    started = Event(event_id="e-2", type="play.started", at=now, cmd_id=play)
+    for _ in range(2):
+        batch.append(
+            Inbound(
+                sid=sids[ids[3]],
+                kind=TopicKind.EVENT,
+                message=started,
+                topic=TOPICS.event(sids[ids[3]]),
+                received_at=now,
+            )
+        )
     ingest(batch)
     stats = ingest.stats()
     assert stats["ack"] == 2 * len(ids)
     assert stats["ack_unknown_command"] == 1
-    assert stats["event"] == 1
+    assert stats["event"] == 1  # the fault event; the play has no play row here:
+    assert stats["event_unknown_item"] == 2  # not stored, said so
     assert announced == [play]
     with session_factory() as session:
         rows = session.execute(
@@ -199,3 +214,150 @@ def test_ingest_batches_acks_and_keeps_each_station_in_order(
                 select(CommandTarget.status).where(CommandTarget.command.has(cmd_id=play))
             )
         } == {"IN_PROGRESS"}
+
+
+EVENT_TYPES = [
+    "play.started",
+    "play.finished",
+    "play.failed",
+    "play.preempted",
+    "play.skipped",
+    "relay.fallback",
+    "media.corrupt",
+]
+
+
+def _plays_and_alarm(session_factory: sessionmaker[Session], ids: list[int]) -> None:
+    """A broadcast play and a schedule item at each station; a speaker-line alarm on
+    the first station during the first half hour (its plays then are not heard)."""
+    base = dt.datetime(2026, 12, 2, 5, 0, tzinfo=dt.UTC)
+    with db.session_scope(session_factory) as session:
+        for station_id in ids:
+            for source, key in (("broadcast", {"cmd_id": "b-1"}), ("schedule", {"item_id": "i-1"})):
+                session.add(
+                    Play(
+                        station_id=station_id,
+                        source=source,
+                        title="Bản tin",
+                        kind="file",
+                        priority=3,
+                        planned_start=base,
+                        planned_end=base + dt.timedelta(minutes=5),
+                        expected_ms=300_000,
+                        status=PlayStatus.PLANNED,
+                        updated_at=base,
+                        **key,
+                    )
+                )
+        session.add(
+            Alarm(
+                station_id=ids[0],
+                condition=Condition.SPEAKER_LINE,
+                severity=Severity.CRITICAL,
+                status=AlarmStatus.CLEARED,
+                raised_at=base - dt.timedelta(minutes=1),
+                last_seen_at=base,
+                cleared_at=base + dt.timedelta(minutes=30),
+            )
+        )
+
+
+def _random_events(rng: random.Random, ids: list[int]) -> list[playlog.EventIn]:
+    base = dt.datetime(2026, 12, 2, 5, 0, tzinfo=dt.UTC)
+    events = []
+    for n in range(rng.randint(50, 300)):
+        named = rng.choice([{"cmd_id": "b-1"}, {"item_id": "i-1"}, {"item_id": "i-9"}, {}])
+        at = base + dt.timedelta(seconds=rng.randint(0, 600))
+        events.append(
+            playlog.EventIn(
+                station_id=rng.choice(ids),
+                event_id=f"e-{rng.randint(0, 120)}",  # repeats: duplicates, in and across
+                type=rng.choice(EVENT_TYPES),
+                at=at,
+                received_at=at + dt.timedelta(milliseconds=n),
+                position_ms=rng.choice([None, 0, 120_000, 299_000]),
+                reason=rng.choice([None, "amp hot"]),
+                **named,
+            )
+        )
+    finished = base + dt.timedelta(minutes=6)
+    events.append(
+        playlog.EventIn(
+            station_id=ids[0],
+            event_id="e-last",
+            type="play.finished",
+            at=finished,
+            received_at=finished,
+            cmd_id="b-1",
+            position_ms=300_000,
+        )
+    )
+    return events
+
+
+def _plays(session: Session) -> list[tuple[object, ...]]:
+    return sorted(
+        (
+            tuple(row)
+            for row in session.execute(
+                select(
+                    Play.station_id,
+                    Play.item_id,
+                    Play.cmd_id,
+                    Play.status,
+                    Play.started_at,
+                    Play.ended_at,
+                    Play.played_ms,
+                    Play.reason,
+                    Play.updated_at,
+                )
+            )
+        ),
+        key=repr,
+    )
+
+
+def _events(session: Session) -> list[tuple[object, ...]]:
+    return sorted(
+        tuple(row)
+        for row in session.execute(
+            select(StationEvent.station_id, StationEvent.event_id, StationEvent.type)
+        )
+    )
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_a_batch_of_events_ends_where_events_stored_one_by_one_end(
+    session_factory: sessionmaker[Session], fleet: list[tuple[int, str]], seed: int
+) -> None:
+    ids = [i for i, _ in fleet][:6]
+    _plays_and_alarm(session_factory, ids)
+    events = _random_events(random.Random(seed), ids)
+    with session_factory() as session:
+        one_by_one = []
+        for event in events:  # what Ingestor._event does for each
+            play = playlog.play_for(session, event)
+            if play is None and (event.item_id or event.cmd_id):
+                one_by_one.append("event_unknown_item")
+                continue
+            if not playlog.store_event(session, event):
+                one_by_one.append("event_duplicate")
+                continue
+            if play is not None:
+                playlog.apply_event(play, event)
+                playlog.reconcile_hearing(session, play)
+            one_by_one.append("event")
+        session.flush()
+        expected_plays, expected_events = _plays(session), _events(session)
+        session.rollback()
+    with session_factory() as session:
+        batched = playlog.record_events(session, events)
+        session.flush()
+        got_plays, got_events = _plays(session), _events(session)
+        session.rollback()
+    assert batched == one_by_one
+    assert got_events == expected_events
+    assert got_plays == expected_plays
+    assert {"event", "event_duplicate", "event_unknown_item"} == set(batched)
+    # the last event: the first station's broadcast played in full, under its alarm
+    assert (ids[0], None, "b-1", PlayStatus.NOT_HEARD) in {row[:4] for row in got_plays}
