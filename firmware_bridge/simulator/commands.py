@@ -327,11 +327,18 @@ class CommandHandling:
         else:
             self._ack(cmd_id, "FAILED", reason=f"{record.outcome}: {record.reason}")
 
+    async def _media_ms(self, media: Media) -> int | None:
+        """The media's length: as its message says (no thread for that: a city-wide
+        play starts thousands at once), else probed from the cached file off the loop."""
+        if media.duration_ms is not None:
+            return media.duration_ms
+        return await asyncio.to_thread(self._duration_ms, media)
+
     async def _run_command_play(self, body: PlayBody, active: ActivePlay) -> RunResult:
         attention = body.attention
         if attention is not None and self.store.has_media(attention.sha256, attention.bytes):
             # proposal 0003: the signal once, at the play's volume, then the content
-            ms = await asyncio.to_thread(self._duration_ms, attention)
+            ms = await self._media_ms(attention)
             ms = ms if ms is not None else (attention.duration_ms or 0)
             active.record.attention_ms = ms
             await self.clock.sleep_until(self.clock.now() + timedelta(milliseconds=ms))
@@ -350,7 +357,7 @@ class CommandHandling:
         repeat = body.repeat or 1
         default = timedelta(seconds=self._settings.default_play_s)
         if media is not None:
-            duration_ms = await asyncio.to_thread(self._duration_ms, media)
+            duration_ms = await self._media_ms(media)
             one = timedelta(milliseconds=duration_ms) if duration_ms is not None else default
             end = now + one * repeat
             if body.until is not None:
