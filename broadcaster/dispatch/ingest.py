@@ -8,7 +8,9 @@ returned, so storing it is the last step before the station may forget it:
   a dead letter, with the reason;
 - each message is applied inside a savepoint, telemetry included (one batched insert,
   then row by row if that fails), so one station's bad message never rolls back
-  another's;
+  another's; the acknowledgements and play events of stations that sent nothing else
+  in the batch (a broadcast's thousands) are applied with a few statements for all, in
+  one savepoint, and one by one if that fails (`Ingestor._batched`);
 - a busy or unreachable database (SQLite locked by another process, PostgreSQL
   failing over) raises `RetryLater`: the bridge offers the same batch again with
   backoff, unacknowledged meanwhile, so nothing is dropped;
