@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+from typing import get_args
 
 import pytest
 from sqlalchemy import select
@@ -18,13 +19,13 @@ from broadcaster.dispatch import outbox, playlog
 from broadcaster.dispatch.ingest import Ingestor
 from broadcaster.dispatch.models import CommandTarget, DeadLetter, Play, PlayStatus, StationEvent
 from firmware_bridge.client import Inbound
-from firmware_bridge.messages import Ack, Event
+from firmware_bridge.messages import Ack, AckStatus, Event, EventType
 from firmware_bridge.topics import TopicKind, Topics
 from stations import live, tan_an
 from stations.models import Station, StationState
 
 TOPICS = Topics()
-STATUSES = ["RECEIVED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED", "EXPIRED"]
+STATUSES = list(get_args(AckStatus))
 
 
 @pytest.fixture
@@ -216,15 +217,8 @@ def test_ingest_batches_acks_and_keeps_each_station_in_order(
         } == {"IN_PROGRESS"}
 
 
-EVENT_TYPES = [
-    "play.started",
-    "play.finished",
-    "play.failed",
-    "play.preempted",
-    "play.skipped",
-    "relay.fallback",
-    "media.corrupt",
-]
+#: every event type but the fault ones (they take the one-by-one path)
+EVENT_TYPES = [t for t in get_args(EventType) if not t.startswith("fault.")]
 
 
 def _plays_and_alarm(session_factory: sessionmaker[Session], ids: list[int]) -> None:
