@@ -425,18 +425,7 @@ class Ingestor:
     ) -> str:
         if not inbound.retained:
             live.touch(session, station_id, inbound.received_at)
-        item = _ack_in(station_id, inbound, message)
-        result = outbox.apply_ack(
-            session,
-            station_id=station_id,
-            cmd_id=item.cmd_id,
-            status=item.status,
-            at=item.at,
-            received_at=item.received_at,
-            reason=item.reason,
-            station_time=item.station_time,
-            loaded=loaded,
-        )
+        result = outbox.apply_ack_in(session, _ack_in(station_id, inbound, message), loaded)
         return self._ack_outcome(inbound, message, result)
 
     @staticmethod

@@ -375,6 +375,21 @@ class AckIn:
     station_time: dt.datetime | None = None
 
 
+def apply_ack_in(session: Session, ack: AckIn, loaded: AckTargets | None = None) -> str:
+    """`apply_ack` of one `AckIn`."""
+    return apply_ack(
+        session,
+        station_id=ack.station_id,
+        cmd_id=ack.cmd_id,
+        status=ack.status,
+        at=ack.at,
+        received_at=ack.received_at,
+        reason=ack.reason,
+        station_time=ack.station_time,
+        loaded=loaded,
+    )
+
+
 #: terminal statuses whose play command has a play row to settle (`_settle_play`)
 _SETTLES_PLAY = frozenset({TargetStatus.REJECTED, TargetStatus.EXPIRED, TargetStatus.FAILED})
 
@@ -440,16 +455,7 @@ def apply_acks(session: Session, acks: Sequence[AckIn]) -> list[str]:
         if row is None:
             results[index] = "not_target"
         elif key in slow:
-            results[index] = apply_ack(
-                session,
-                station_id=ack.station_id,
-                cmd_id=ack.cmd_id,
-                status=ack.status,
-                at=ack.at,
-                received_at=ack.received_at,
-                reason=ack.reason,
-                station_time=ack.station_time,
-            )
+            results[index] = apply_ack_in(session, ack)
         else:
             results[index] = _advance(row, TargetStatus(ack.status), ack)
     changed = [
