@@ -155,6 +155,18 @@ def _role_json(rolename: str, role: dict[str, Any]) -> dict[str, Any]:
     return {"rolename": rolename, "textname": role.get("textname"), "acls": role["acls"]}
 
 
+def _runs_nats(pid: int) -> bool:
+    """Whether process ``pid`` is a ``nats-server`` (its command line in ``/proc``; on a
+    system without ``/proc`` the PID file is trusted)."""
+    if not Path("/proc/self").exists():
+        return True
+    try:
+        program = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[0]
+    except OSError:
+        return False
+    return program.rsplit(b"/", 1)[-1].startswith(b"nats-server")
+
+
 class NatsAuth:
     """The :class:`.dynsec.Dynsec` interface over a NATS authorization include file."""
 
@@ -248,6 +260,13 @@ class NatsAuth:
                 os.kill(pid, 0)
             except (OSError, ValueError) as exc:
                 log.warning("NATS node of %s is not running: %s", pid_file, exc)
+                continue
+            if not _runs_nats(pid):
+                # a node that died without removing its PID file: the number may be
+                # another process's now, which a SIGHUP would stop
+                log.warning(
+                    "NATS node of %s is not running: process %d is not nats-server", pid_file, pid
+                )
                 continue
             pids.append(pid)
         if self.pid_files and not pids:

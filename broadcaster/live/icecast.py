@@ -11,8 +11,10 @@ configuration drops to the ``icecast2`` account the Debian package creates.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import grp
+import http.client
 import os
 import pwd
 import secrets
@@ -25,7 +27,7 @@ from pathlib import Path
 from typing import IO
 from xml.sax.saxutils import escape
 
-__all__ = ["IcecastServer", "IcecastSetup", "find_icecast", "write_config"]
+__all__ = ["IcecastServer", "IcecastSetup", "PortTaken", "find_icecast", "write_config"]
 
 #: The Debian package's unprivileged account, used when started as root.
 DEBIAN_USER = ("icecast2", "icecast")
@@ -139,6 +141,24 @@ def _answers(host: str, port: int) -> bool:
         return sock.connect_ex((host, port)) == 0
 
 
+def _is_ours(setup: IcecastSetup) -> bool:
+    """Whether the server answering on the setup's port knows its admin password (another
+    Icecast, or any other server, does not)."""
+    token = base64.b64encode(f"admin:{setup.admin_password}".encode()).decode()
+    connection = http.client.HTTPConnection(setup.host, setup.port, timeout=2.0)
+    try:
+        connection.request("GET", "/admin/stats", headers={"Authorization": f"Basic {token}"})
+        return connection.getresponse().status == 200
+    except (OSError, http.client.HTTPException):
+        return False
+    finally:
+        connection.close()
+
+
+class PortTaken(RuntimeError):
+    """Another server answers on the configured port (Icecast could not bind it)."""
+
+
 class IcecastServer:
     """Icecast as a child process on the configuration ``setup``."""
 
@@ -160,11 +180,20 @@ class IcecastServer:
             stdin=subprocess.DEVNULL,
         )
         deadline = time.monotonic() + timeout_s
-        while not _answers(self.setup.host, self.setup.port):
+        host, port = self.setup.host, self.setup.port
+        while not _answers(host, port):
             if self._child.poll() is not None or time.monotonic() > deadline:
                 self.stop()
                 raise RuntimeError(f"Icecast did not start; see {self._log_path}")
             time.sleep(0.05)
+        # something answers: ours, unless another server held the port and Icecast, not
+        # able to bind it, is exiting (it would be found gone only at the first stream)
+        if not _is_ours(self.setup):
+            self.stop()
+            raise PortTaken(
+                f"port {port} on {host} is taken by another server; "
+                f"Icecast did not start, see {self._log_path}"
+            )
         return self
 
     @property

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import secrets
 import socket
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from broadcaster.broker import dynsec as ds
 from broadcaster.broker import provisioning as prov
 from broadcaster.broker import service as service_module
 from broadcaster.broker.dynsec import Acl, AclType
+from broadcaster.broker.exceptions import BrokerUnavailable
 from broadcaster.broker.nats_auth import NatsAuth, render_authorization, topic_subject
 from broadcaster.broker.service import init_nats_auth
 from broadcaster.settings import Settings
@@ -180,6 +182,21 @@ def test_rendered_users_always_carry_permissions() -> None:
     (user,) = json.loads(text.split("authorization ", 1)[1])["users"]
     assert user["permissions"] == {"publish": {"deny": [">"]}, "subscribe": {"deny": [">"]}}
     assert user["allowed_connection_types"] == ["MQTT"]
+
+
+def test_a_stale_pid_file_naming_another_process_is_not_signalled(tmp_path: Path) -> None:
+    """A node killed without removing its PID file: its number may belong to another
+    process by now, which a reload's SIGHUP would stop."""
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        stale = tmp_path / "n1.pid"
+        stale.write_text(f"{other.pid}\n")
+        with pytest.raises(BrokerUnavailable, match="no NATS node runs"):
+            NatsAuth(tmp_path / "auth.conf", [stale]).reload()
+        assert other.poll() is None, "the other process was not signalled"
+    finally:
+        other.kill()
+        other.wait()
 
 
 def test_station_accounts_and_topic_permissions_hold_on_the_cluster(

@@ -29,7 +29,15 @@ def persistent_recorder(persistent_broker: Mosquitto) -> Iterator[Recorder]:
 
 
 def _applied(live: Live, sids: list[str]) -> bool:
-    return all((live.fleets[0].station(sid).desired_version or 0) >= 1 for sid in sids)
+    """The stations applied their plan and the service has stored their births with the
+    capabilities they announced (a station applies the retained plan before the service
+    may have read its birth: until then the service cannot know it takes
+    ``media_follows``)."""
+    if not all((live.fleets[0].station(sid).desired_version or 0) >= 1 for sid in sids):
+        return False
+    with live.http() as http:
+        states = [http.get(f"/api/v1/stations/{sid}/state").json() for sid in sids]
+    return all(s["online"] and "media_follows" in s["capabilities"] for s in states)
 
 
 def _rows(live: Live, broadcast_id: int) -> dict[str, dict[str, object]]:

@@ -17,7 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.live.icecast import IcecastServer, IcecastSetup, find_icecast, write_config
+from broadcaster.live.icecast import (
+    IcecastServer,
+    IcecastSetup,
+    PortTaken,
+    find_icecast,
+    write_config,
+)
 from tests.support.mosquitto import free_port
 
 requires_icecast = pytest.mark.skipif(
@@ -36,9 +42,16 @@ WEBM = [
 
 @contextlib.contextmanager
 def running_icecast(directory: Path) -> Iterator[IcecastSetup]:
-    """Icecast on a free port under ``directory`` for the duration of the block."""
-    setup = write_config(directory, port=free_port())
-    server = IcecastServer(setup).start()
+    """Icecast on a free port under ``directory`` for the duration of the block (on
+    another port if a server outside this test run took the chosen one first)."""
+    for attempt in range(3):
+        setup = write_config(directory, port=free_port())
+        try:
+            server = IcecastServer(setup).start()
+            break
+        except PortTaken:
+            if attempt == 2:
+                raise
     try:
         yield setup
     finally:
