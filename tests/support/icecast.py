@@ -55,7 +55,11 @@ def running_icecast(directory: Path) -> Iterator[IcecastSetup]:
     try:
         yield setup
     finally:
+        died = not server.running
         server.stop()
+    if died:  # after the block: a test that failed on it shows why too
+        log = (directory / "icecast.log").read_text(encoding="utf-8", errors="replace")
+        raise RuntimeError(f"Icecast on port {setup.port} exited during the block:\n{log[-3000:]}")
 
 
 def pcm_frame(seconds: float, *, tone_hz: float | None, t0: float = 0.0) -> bytes:
