@@ -32,7 +32,7 @@ import re
 from collections import OrderedDict
 from collections.abc import Coroutine
 from datetime import datetime, timedelta
-from functools import partial
+from functools import lru_cache, partial
 from typing import TYPE_CHECKING, Any, get_args
 
 from pydantic import AwareDatetime, TypeAdapter, ValidationError
@@ -48,6 +48,7 @@ from firmware_bridge.messages import (
     EventType,
     Media,
     MediaBody,
+    Message,
     PlayBody,
     Reported,
     StationState,
@@ -76,6 +77,17 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+@lru_cache(maxsize=64)
+def _parse_command(payload: bytes) -> Message:
+    """A command parsed once per process for all the stations that receive the same
+    bytes: a group command reaches every station a simulator process runs, and each
+    real station would parse it on its own processor, in parallel, not one after the
+    other on this one.  The models are frozen, so stations share them safely; a payload
+    that does not parse raises each time (errors are not cached)."""
+    return parse_message(MessageKind.COMMAND, payload)
+
 
 _ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:-]{0,127}$")
 _TIMESTAMP = TypeAdapter(AwareDatetime)
@@ -142,7 +154,7 @@ class CommandHandling:
             return  # a hung command handler: nothing acknowledged, nothing played
         now = self.clock.now()
         try:
-            message = parse_message(MessageKind.COMMAND, payload)
+            message = _parse_command(payload)
         except ProtocolError as exc:
             self._on_invalid_command(payload, exc, now)
             return

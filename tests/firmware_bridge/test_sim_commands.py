@@ -185,3 +185,42 @@ def test_a_play_never_starts_after_not_after_even_when_accepted(
     assert sim.recorder.select("event", "st-1") == []
     [record] = fleet.station("st-1").plays
     assert record.outcome == "expired"
+
+
+def test_one_group_command_is_handled_by_every_station_of_a_process(
+    broker: Mosquitto,
+    recorder: Recorder,
+    media: MediaServer,
+    make_fleet: FleetFactory,
+    raw: RawPublisher,
+) -> None:
+    """A group command reaches every station of a simulator process as the same bytes
+    (parsed once per process): each station still acks it, plays it and keeps its own
+    record, and a broken group command is refused by each, with its own reason."""
+    recorder.expect_invalid(lambda r: r.topic == TOPICS.group_cmd("all"))
+    sids = ["st-1", "st-2", "st-3"]
+    fleet = make_fleet(broker, sids)
+    recorder.wait_for("station-state", where=lambda d: d["online"], count=3)
+    clip = media.add(os.urandom(1000), duration_ms=300)
+    cmd = Command.new("play", PlayBody(priority=EMERGENCY, media=clip), ttl_s=60)
+    raw.publish(TOPICS.group_cmd("all"), dump_message(cmd))
+    for sid in sids:
+        assert statuses(recorder, sid, cmd.cmd_id, 3) == ["RECEIVED", "IN_PROGRESS", "SUCCEEDED"]
+        [record] = [p for p in fleet.station(sid).plays if p.cmd_id == cmd.cmd_id]
+        assert record.outcome == "finished"
+        assert record.started_at is not None
+    assert len({id(fleet.station(sid).plays[-1]) for sid in sids}) == 3
+    now = fleet.now()
+    broken = {
+        "cmd_id": "c-broken-group",
+        "type": "volume",
+        "issued_at": format_timestamp(now),
+        "not_after": format_timestamp(now + timedelta(seconds=30)),
+        "body": {"level": 200},
+    }
+    for _ in range(2):  # the same bad bytes twice: refused again, not remembered as good
+        raw.publish(TOPICS.group_cmd("all"), json.dumps(broken).encode())
+    for sid in sids:
+        found = acks(recorder, sid, "c-broken-group", 2)
+        assert [a["status"] for a in found] == ["REJECTED", "REJECTED"]
+        assert "200 is greater than the maximum of 100" in found[0]["reason"]
