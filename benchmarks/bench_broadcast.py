@@ -462,11 +462,16 @@ RIG_PIDS: dict[str, int] = {}
 PROFILE_HZ = 20
 
 
-def start_profiler(directory: Path | None, pids: dict[str, int], n: int) -> list[ChildProcess]:
+def start_profiler(
+    directory: Path | None, pids: dict[str, int], n: int, hz: int = PROFILE_HZ
+) -> list[ChildProcess]:
     """``--profile DIR``: py-spy samples the service and each simulator process running
-    stations (every thread, `PROFILE_HZ`) over the rounds into ``DIR/service-N.txt`` and
-    ``DIR/simulator-K-N.txt`` (collapsed stacks: speedscope or flamegraph.pl draw them;
-    ``benchmarks/profile_top.py`` lists the top functions)."""
+    stations (every thread, ``hz`` a second: ``--profile-hz``, default `PROFILE_HZ`) over
+    the rounds into ``DIR/service-N.txt`` and ``DIR/simulator-K-N.txt`` (collapsed
+    stacks: speedscope or flamegraph.pl draw them; ``benchmarks/profile_top.py`` lists
+    the top functions).  py-spy counts a thread that waits for a core as busy in the
+    frame it was preempted in (often right after a system call): when the rig's
+    processes outnumber the cores, read self times beside the CPU figures."""
     if directory is None:
         return []
     import shutil
@@ -481,7 +486,7 @@ def start_profiler(directory: Path | None, pids: dict[str, int], n: int) -> list
         profilers.append(
             ChildProcess(
                 [
-                    *(binary, "record", "--pid", str(pid), "--rate", str(PROFILE_HZ)),
+                    *(binary, "record", "--pid", str(pid), "--rate", str(hz)),
                     *("--format", "raw", "--output", str(out), "--nonblocking"),
                 ],
                 log_path=directory / f"py-spy-{name}-{n}.log",
@@ -612,7 +617,9 @@ def measure_service(
             pids = rig_pids(service.pid, broker.pid, sim.pid)
             RIG_PIDS.clear()
             RIG_PIDS.update(pids)
-            profiler = start_profiler(getattr(args, "profile", None), pids, n)
+            profiler = start_profiler(
+                getattr(args, "profile", None), pids, n, getattr(args, "profile_hz", PROFILE_HZ)
+            )
             for index in range(args.rounds):
                 cpu = CpuWatch(pids)
                 one = round_fn(http, watch, stored, service.pid, n, fallback, index, args.lead_s)
@@ -992,6 +999,13 @@ def main() -> int:
         type=Path,
         metavar="DIR",
         help="sample the service with py-spy over the rounds (collapsed stacks in DIR)",
+    )
+    parser.add_argument(
+        "--profile-hz",
+        type=int,
+        default=PROFILE_HZ,
+        help=f"py-spy's sampling rate (default {PROFILE_HZ}: more falls behind under load; "
+        "on a quiet machine 200 sees a 1,000-station round's command handling)",
     )
     parser.add_argument(
         "--settle-s",
