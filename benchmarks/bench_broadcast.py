@@ -462,6 +462,18 @@ RIG_PIDS: dict[str, int] = {}
 PROFILE_HZ = 20
 
 
+def renice_threads(pid: int, nice: int) -> int:
+    """``--service-nice N``: every thread of process ``pid`` at niceness ``N`` (on Linux a
+    niceness is a thread's, not a process's; threads started later inherit their
+    creator's).  Returns how many threads were set."""
+    done = 0
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        with contextlib.suppress(OSError):
+            os.setpriority(os.PRIO_PROCESS, int(task.name), nice)
+            done += 1
+    return done
+
+
 def start_profiler(
     directory: Path | None, pids: dict[str, int], n: int, hz: int = PROFILE_HZ
 ) -> list[ChildProcess]:
@@ -617,6 +629,8 @@ def measure_service(
             pids = rig_pids(service.pid, broker.pid, sim.pid)
             RIG_PIDS.clear()
             RIG_PIDS.update(pids)
+            if getattr(args, "service_nice", 0):
+                result["service_nice"] = renice_threads(service.pid, args.service_nice)
             profiler = start_profiler(
                 getattr(args, "profile", None), pids, n, getattr(args, "profile_hz", PROFILE_HZ)
             )
@@ -1006,6 +1020,14 @@ def main() -> int:
         default=PROFILE_HZ,
         help=f"py-spy's sampling rate (default {PROFILE_HZ}: more falls behind under load; "
         "on a quiet machine 200 sees a 1,000-station round's command handling)",
+    )
+    parser.add_argument(
+        "--service-nice",
+        type=int,
+        default=0,
+        help="run the service's threads at this niceness during the rounds (e.g. 10: the "
+        "simulated stations and the broker, which in the field run on their own hardware, "
+        "get the shared cores first; the service still has them whenever they wait)",
     )
     parser.add_argument(
         "--settle-s",
