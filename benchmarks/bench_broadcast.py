@@ -631,6 +631,14 @@ def measure_service(
             RIG_PIDS.update(pids)
             if getattr(args, "service_nice", 0):
                 result["service_nice"] = renice_threads(service.pid, args.service_nice)
+            if getattr(args, "settle_s", 0):
+                # what the stations and the service still do after staging is not the
+                # broadcast's
+                result["settled_before_rounds_s"] = {
+                    name: settle(pid, args.settle_s)
+                    for name, pid in pids.items()
+                    if name == "service" or runs_stations(name)
+                }
             profiler = start_profiler(
                 getattr(args, "profile", None), pids, n, getattr(args, "profile_hz", PROFILE_HZ)
             )
@@ -1033,8 +1041,9 @@ def main() -> int:
         "--settle-s",
         type=float,
         default=0.0,
-        help="after each round, wait (at most this long) until the service is quiet, so "
-        "each round measures a settled service (0: the next round 2 s after the last)",
+        help="before the first round, wait (at most this long) until the service and each "
+        "simulator process are quiet, and after each round until the service is, so each "
+        "round measures a settled rig (0: the next round 2 s after the last)",
     )
     parser.add_argument("--bare-fleet", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)
@@ -1081,8 +1090,9 @@ def rounds_main(
         "--settle-s",
         type=float,
         default=settle_s,
-        help="after each round, wait (at most this long) until the service is quiet, so "
-        "each round measures a settled service (0: the next round 2 s after the last)",
+        help="before the first round, wait (at most this long) until the service and each "
+        "simulator process are quiet, and after each round until the service is, so each "
+        "round measures a settled rig (0: the next round 2 s after the last)",
     )
     parser.add_argument(
         "--media-follows",
