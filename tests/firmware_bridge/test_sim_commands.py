@@ -204,12 +204,14 @@ def test_one_group_command_is_handled_by_every_station_of_a_process(
     clip = media.add(os.urandom(1000), duration_ms=300)
     cmd = Command.new("play", PlayBody(priority=EMERGENCY, media=clip), ttl_s=60)
     raw.publish(TOPICS.group_cmd("all"), dump_message(cmd))
+    records = []
     for sid in sids:
         assert statuses(recorder, sid, cmd.cmd_id, 3) == ["RECEIVED", "IN_PROGRESS", "SUCCEEDED"]
         [record] = [p for p in fleet.station(sid).plays if p.cmd_id == cmd.cmd_id]
         assert record.outcome == "finished"
         assert record.started_at is not None
-    assert len({id(fleet.station(sid).plays[-1]) for sid in sids}) == 3
+        records.append(record)
+    assert len({id(r) for r in records}) == 3  # one record each, not one shared
     now = fleet.now()
     broken = {
         "cmd_id": "c-broken-group",
