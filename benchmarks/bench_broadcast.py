@@ -458,6 +458,13 @@ RoundFn = Callable[..., dict[str, Any]]
 #: round can record who used the CPU between its API call and the last RECEIVED
 RIG_PIDS: dict[str, int] = {}
 
+#: ``--settle-s`` of this benchmark and of those built on it (`rounds_main`)
+SETTLE_HELP = (
+    "before the first round, wait (at most this long) until the service and each "
+    "simulator process are quiet, and after each round until the service is, so each "
+    "round measures a settled rig (0: the next round 2 s after the last)"
+)
+
 #: py-spy's sampling rate: 100 Hz falls behind on a loaded 2-core machine
 PROFILE_HZ = 20
 
@@ -1041,9 +1048,7 @@ def main() -> int:
         "--settle-s",
         type=float,
         default=0.0,
-        help="before the first round, wait (at most this long) until the service and each "
-        "simulator process are quiet, and after each round until the service is, so each "
-        "round measures a settled rig (0: the next round 2 s after the last)",
+        help=SETTLE_HELP,
     )
     parser.add_argument("--bare-fleet", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)
@@ -1090,9 +1095,7 @@ def rounds_main(
         "--settle-s",
         type=float,
         default=settle_s,
-        help="before the first round, wait (at most this long) until the service and each "
-        "simulator process are quiet, and after each round until the service is, so each "
-        "round measures a settled rig (0: the next round 2 s after the last)",
+        help=SETTLE_HELP,
     )
     parser.add_argument(
         "--media-follows",
