@@ -30,6 +30,7 @@ from firmware_bridge.messages import MEDIA_FOLLOWS, SMART_CAPABILITIES
 from firmware_bridge.simulator.config import SimSettings, StationSpec
 from firmware_bridge.simulator.faults import FaultSpec
 from firmware_bridge.simulator.fleet import Fleet, FleetConfig, FleetSummary
+from firmware_bridge.simulator.heap import station_heap
 from firmware_bridge.simulator.processes import ProcessFleet, default_processes, stop_on_signals
 from firmware_bridge.simulator.sources import (
     generated_stations,
@@ -167,26 +168,35 @@ async def _run(
     if duration is not None:
         loop.call_later(duration, stop.set)
     await fleet.start()
+    # a process fleet's children run their stations (and their heaps) themselves
+    heap = station_heap() if isinstance(fleet, Fleet) else contextlib.nullcontext()
     try:
-        if show:
-            with Live(_table(fleet.summary()), console=console, refresh_per_second=2) as view:
-                while not stop.is_set():
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(stop.wait(), 1.0)
-                    view.update(_table(fleet.summary()))
-        else:
-            last = None
-            while not stop.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), 10.0)
-                summary = fleet.summary()
-                if summary != last:
-                    console.print(_line(summary))
-                    last = summary
+        async with heap:
+            await _show(fleet, console, stop, show=show)
     finally:
         console.print("stopping: publishing deaths and disconnecting...")
         await fleet.stop()
         console.print(_line(fleet.summary()))
+
+
+async def _show(
+    fleet: Fleet | ProcessFleet, console: Console, stop: asyncio.Event, *, show: bool
+) -> None:
+    if show:
+        with Live(_table(fleet.summary()), console=console, refresh_per_second=2) as view:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), 1.0)
+                view.update(_table(fleet.summary()))
+    else:
+        last = None
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), 10.0)
+            summary = fleet.summary()
+            if summary != last:
+                console.print(_line(summary))
+                last = summary
 
 
 def _line(s: FleetSummary) -> str:

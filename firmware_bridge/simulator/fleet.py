@@ -39,6 +39,11 @@ __all__ = ["Fleet", "FleetConfig", "FleetSummary", "FleetThread", "run_fleet"]
 
 log = logging.getLogger(__name__)
 
+#: stations ticked between two looks at the network (`Fleet.tick_all`): a tick writes
+#: what each station changed, about 0.1 ms a station, and 500 in one go held every other
+#: station's messages back for 20-60 ms, in the middle of a broadcast
+TICK_SLICE = 32
+
 T = TypeVar("T")
 
 
@@ -229,11 +234,19 @@ class Fleet:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(1.0)
-            for station in self._stations.values():
-                try:
-                    station.tick()
-                except Exception:
-                    log.exception("%s: tick failed", station.sid)
+            await self.tick_all()
+
+    async def tick_all(self) -> None:
+        """One tick of every station (keep-alive, what it changed written to its flash),
+        `TICK_SLICE` stations at a time: the loop reads the network in between, so the
+        others' messages are not held back until the last station is written."""
+        for index, station in enumerate(list(self._stations.values()), 1):
+            try:
+                station.tick()
+            except Exception:
+                log.exception("%s: tick failed", station.sid)
+            if index % TICK_SLICE == 0:
+                await asyncio.sleep(0)
 
     async def _power_cycles(self, sid: str, rng: random.Random) -> None:
         settings = self.config.settings.faults

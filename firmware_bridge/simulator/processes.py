@@ -28,6 +28,7 @@ from typing import Any
 from firmware_bridge.simulator.config import StationSpec
 from firmware_bridge.simulator.faults import FaultSpec
 from firmware_bridge.simulator.fleet import Fleet, FleetConfig, FleetSummary
+from firmware_bridge.simulator.heap import station_heap
 
 __all__ = ["ProcessFleet", "combine", "default_processes", "split", "stop_on_signals"]
 
@@ -208,13 +209,14 @@ async def _child_run(index: int, fleet: Fleet, stop: Any, reports: Any) -> None:
     await fleet.start()
     last: FleetSummary | None = None
     try:
-        while not signalled.is_set() and not stop.is_set():
-            summary = fleet.summary()
-            if summary != last:
-                reports.put((index, summary))
-                last = summary
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signalled.wait(), _REPORT_EVERY_S)
+        async with station_heap():
+            while not signalled.is_set() and not stop.is_set():
+                summary = fleet.summary()
+                if summary != last:
+                    reports.put((index, summary))
+                    last = summary
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(signalled.wait(), _REPORT_EVERY_S)
     finally:
         await fleet.stop()
         reports.put((index, fleet.summary()))

@@ -16,7 +16,8 @@ out at once, about 0.25 ms each: a thousand stations in one simulator process sp
 of their CPU there, which a benchmark then counted against the service.)  The spool is
 appended to on every new message and rewritten in place when acknowledged messages are
 pruned; a torn rewrite can only resend a message, which the server ignores by its id.
-A ``state.json`` from before the slots is still read.
+A ``state.json`` from before the slots is still read. The files exist, empty, from the
+moment the station's store is opened (an empty slot is passed over like a torn one).
 """
 
 from __future__ import annotations
@@ -99,6 +100,16 @@ class StationStore:
         self._state_seq: int | None = None
         self._desired_path = root / "desired.json"
         self._spool_path = root / "spool.jsonl"
+        self._format()
+
+    def _format(self) -> None:
+        """Create the spool and the two state slots, empty, where they are missing (what
+        is there is kept): a station's flash is laid out before its first message, as
+        firmware lays out its partitions. Creating a file costs a journalled directory
+        change; a city-wide broadcast once made a thousand stations pay it at the same
+        moment, each with its first ack."""
+        for path in (self._spool_path, *self._state_slots):
+            os.close(os.open(path, os.O_WRONLY | os.O_CREAT, 0o644))
 
     # ------------------------------------------------------------- state + desired
 

@@ -55,3 +55,22 @@ def test_the_spool_is_pruned_in_place_and_appended_to_again(tmp_path: Path) -> N
     assert store.load_spool() == []
     store.append_spool(SpoolEntry(3, "ack", b'{"n": 3}'))
     assert store.load_spool() == [("ack", b'{"n": 3}')]
+
+
+def test_a_new_store_lays_out_its_files_and_an_old_one_keeps_them(tmp_path: Path) -> None:
+    root = tmp_path / "st"
+    store = StationStore(root)
+    # the first ack of a station's life appends to a spool that exists (no file created
+    # then, for a thousand stations at once)
+    assert sorted(p.name for p in root.iterdir() if p.is_file()) == [
+        "spool.jsonl",
+        "state.0",
+        "state.1",
+    ]
+    assert store.load_state() == PersistedState()  # empty slots: factory new
+    assert store.load_spool() == []
+    store.save_state(PersistedState(last_bdseq=5, volume=30))
+    store.append_spool(SpoolEntry(1, "ack", b'{"n": 1}'))
+    reopened = StationStore(root)
+    assert reopened.load_state() == PersistedState(last_bdseq=5, volume=30)
+    assert reopened.load_spool() == [("ack", b'{"n": 1}')]
