@@ -78,7 +78,10 @@ def serve(
     _configure_logging(log_level)
     settings = load_settings()
     uvicorn.run(
-        create_app(settings, role=chosen), host=host, port=port, log_level=log_level.lower()
+        create_app(settings, role=chosen, freeze_heap=True),
+        host=host,
+        port=port,
+        log_level=log_level.lower(),
     )
 
 

@@ -67,6 +67,7 @@ def command_seen(recorder: Recorder, cmd_id: str) -> bool:
 def test_restart_with_a_poison_message_waiting_is_ready_and_dispatching(stack: Stack) -> None:
     stack.service.start()
     stack.service.wait_ready(worker="active")
+    assert "start-up heap frozen" in stack.service.output()  # `broadcaster serve` does
     stack.service.stop()  # the service is away; its broker session keeps what comes
     evil = RawPublisher(stack.broker, client_id=f"st-{EVIL}")
     good = RawPublisher(stack.broker, client_id=f"st-{GOOD}")
