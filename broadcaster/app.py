@@ -103,9 +103,10 @@ def freeze_start_up_heap() -> int:
     mappers, schemas, routes). Every full collection of CPython's cyclic collector
     looked at all of them: 200-300 ms during which no other Python thread ran, at the
     collector's moment, in the middle of an emergency's fan-out as well
-    (``bench_broadcast.py``, 1,000 stations). Frozen, they are skipped: a full collection then took 10-60 ms. An object
-    frozen here is still freed when its last reference goes; only a reference cycle among
-    them would stay (nothing made at start-up is meant to die)."""
+    (``bench_broadcast.py``, 1,000 stations). Frozen, they are skipped: a full
+    collection then took 10-60 ms. An object frozen here is still freed when its last
+    reference goes; only a reference cycle among them would stay (nothing made at
+    start-up is meant to die)."""
     started = time.monotonic()
     gc.collect()
     gc.freeze()
