@@ -75,6 +75,7 @@ import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
+from firmware_bridge import paho_loop  # noqa: E402
 from tests.support.loa import poll  # noqa: E402
 from tests.support.process import (  # noqa: E402
     ChildProcess,
@@ -286,8 +287,7 @@ class AckWatch:
         return [(sid, at) for c, sid, at in list(self.started) if c == cmd_id]
 
     def stop(self) -> None:
-        self._client.disconnect()
-        self._client.loop_stop()
+        paho_loop.close(self._client)
 
 
 class StoredCounts:
@@ -904,8 +904,7 @@ def bare_baseline(broker: Any, n: int, rounds: int, workdir: Path) -> dict[str, 
         out["bare_fleet"] = memory(fleet.pid)
     finally:
         with contextlib.suppress(Exception):
-            client.disconnect()
-            client.loop_stop()
+            paho_loop.close(client)
         fleet.stop(120)
     return out
 

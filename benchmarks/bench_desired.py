@@ -38,6 +38,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from bench_broadcast import BROKER_LIMITS, fill_registry, run_report  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from firmware_bridge import paho_loop  # noqa: E402
 from tests.support.loa import poll  # noqa: E402
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -93,8 +94,7 @@ def bare_retained(host: str, port: int, n: int, size: int) -> dict[str, Any]:
         took = time.monotonic() - t
         acked = sum(info.is_published() for info in infos)
     finally:
-        client.disconnect()
-        client.loop_stop()
+        paho_loop.close(client)
     return {"messages": n, "payload_bytes": size, "acked": acked, "total_s": round(took, 2)}
 
 

@@ -40,6 +40,7 @@ from sqlalchemy import func, select  # noqa: E402
 
 from broadcaster import db  # noqa: E402
 from broadcaster.dispatch.models import StationEvent  # noqa: E402
+from firmware_bridge import paho_loop  # noqa: E402
 from firmware_bridge.messages import Event, dump_message, utcnow  # noqa: E402
 from firmware_bridge.topics import Topics  # noqa: E402
 from kernel.security import Role  # noqa: E402
@@ -113,8 +114,7 @@ def publish_burst(broker: Mosquitto, count: int, tag: str) -> float:
     for info in infos:
         info.wait_for_publish(120)
     took = time.perf_counter() - started
-    client.disconnect()
-    client.loop_stop()
+    paho_loop.close(client)
     return took
 
 
@@ -230,8 +230,7 @@ def main() -> int:
             }
             print(json.dumps(result["restart_with_poison"]), flush=True)
             for client in (poison, watcher):
-                client.disconnect()
-                client.loop_stop()
+                paho_loop.close(client)
         finally:
             service.stop()
             broker.stop()

@@ -33,6 +33,7 @@ sys.path.insert(0, str(ROOT))
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from firmware_bridge import paho_loop  # noqa: E402
 from tests.support.loa import poll  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
 from tests.support.process import (  # noqa: E402
@@ -69,8 +70,7 @@ class StateWatcher:
             return len(self.online), len(self.dead)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        paho_loop.close(self.client)
 
 
 def main() -> int:

@@ -45,6 +45,7 @@ import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
+from firmware_bridge import paho_loop  # noqa: E402
 from tests.support.service import ServiceProcess, run_cli  # noqa: E402
 
 
@@ -147,8 +148,7 @@ class Acker:
     def stop(self) -> None:
         self._stopping.set()
         self._thread.join(10)
-        self._client.loop_stop()
-        self._client.disconnect()
+        paho_loop.close(self._client)
 
 
 def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:

@@ -57,6 +57,7 @@ from broadcaster import db  # noqa: E402
 from broadcaster.auth import service as auth  # noqa: E402
 from broadcaster.auth.models import TokenKind  # noqa: E402
 from broadcaster.auth.schemas import UserCreate  # noqa: E402
+from firmware_bridge import paho_loop  # noqa: E402
 from firmware_bridge.messages import Telemetry, dump_message  # noqa: E402
 from kernel.security import Role  # noqa: E402
 from stations.models import Area, Station, TelemetrySample  # noqa: E402
@@ -95,8 +96,7 @@ class BirthWatcher:
             return sorted(at for at in self.births.values() if at >= started)
 
     def stop(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        paho_loop.close(self.client)
 
 
 # ---------------------------------------------------------------------------- flood
@@ -152,8 +152,7 @@ def flood(host: str, port: int, sids: list[str], rate: float, seconds: float, re
     duration = time.monotonic() - started
     # let paho write what it has queued (bounded)
     poll(lambda: written >= sent, timeout_s=30, every_s=0.05)
-    client.disconnect()
-    client.loop_stop()
+    paho_loop.close(client)
     result.put({"queued": sent, "written": written, "seconds": duration, "started": started})
 
 

@@ -75,6 +75,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from firmware_bridge import paho_loop
 from firmware_bridge.bridge_state import (
     BridgeConfig,
     BridgeHealth,
@@ -206,8 +207,7 @@ class Bridge:
                 payload = dump_message(ServerState(online=False, at=utcnow()))
                 info = client.publish(self.topics.server_state(), payload, qos=1, retain=True)
                 _wait_published(info, timeout_s)
-            client.disconnect()
-            client.loop_stop()
+            paho_loop.close(client)
         with self._lock:
             self._connected = False
         for thread in self._threads:
@@ -235,7 +235,7 @@ class Bridge:
                 loop_alive=self._started
                 and not self._stopping.is_set()
                 and client is not None
-                and _loop_alive(client),
+                and paho_loop.loop_alive(client),
                 connected=self._connected,
                 last_message_at=self._last_message_at,
                 loop_restarts=self._counters.loop_restarts,
@@ -404,7 +404,7 @@ class Bridge:
                     continue
                 with self._lock:
                     client = self._client
-                if client is not None and not _loop_alive(client):
+                if client is not None and not paho_loop.loop_alive(client):
                     with self._lock:
                         self._counters.loop_restarts += 1
                     self._replace_client("the MQTT network loop stopped; restarting it")
@@ -422,9 +422,7 @@ class Bridge:
             self._generation += 1  # nothing received on the old connection is acked
         if old is not None:
             with contextlib.suppress(Exception):
-                old.disconnect()
-            with contextlib.suppress(Exception):
-                old.loop_stop()
+                paho_loop.close(old)
             with contextlib.suppress(Exception):
                 sock = old.socket()
                 if sock is not None:
@@ -655,16 +653,6 @@ class Bridge:
             client.ack(mid, qos)
             with self._lock:
                 self._counters.acked += 1
-
-
-def _loop_alive(client: mqtt.Client) -> bool:
-    """Is paho's network thread (``loop_start``) still running?
-
-    paho keeps the thread in a private attribute and has no public accessor; a thread
-    killed by an exception escaping a callback leaves it set but dead.
-    """
-    thread = getattr(client, "_thread", None)
-    return isinstance(thread, threading.Thread) and thread.is_alive()
 
 
 def _safe_topic(message: mqtt.MQTTMessage) -> str:

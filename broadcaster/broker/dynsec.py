@@ -41,6 +41,7 @@ from broadcaster.broker.exceptions import (
     BrokerUnavailable,
     DynsecCommandError,
 )
+from firmware_bridge import paho_loop
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.mqtt_url import MqttUrl
 
@@ -404,10 +405,7 @@ class DynsecClient:
             client, self._client = self._client, None
             if client is None:
                 return
-            try:
-                client.disconnect()
-            finally:
-                client.loop_stop()
+            paho_loop.close(client)
             with self._cond:
                 self._connected = self._subscribed = False
 
@@ -442,8 +440,7 @@ class DynsecClient:
             self._wait_ready(self.timeout_s)
         except BaseException:
             self._client = None
-            client.disconnect()
-            client.loop_stop()
+            paho_loop.close(client)
             raise
 
     def _ready(self) -> bool:
@@ -651,6 +648,5 @@ def anonymous_allowed(
         if not done.wait(timeout_s):
             raise BrokerUnavailable(f"the MQTT broker at {parsed.redacted()} did not answer")
     finally:
-        client.disconnect()
-        client.loop_stop()
+        paho_loop.close(client)
     return outcome[0]

@@ -38,6 +38,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from sqlalchemy import select
 
 from broadcaster.dispatch.models import Command
+from firmware_bridge import paho_loop
 from tests.support.live import Live, send_broadcast
 from tests.support.loa import wait_until
 from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
@@ -78,8 +79,7 @@ def _drop_server_session(broker: Mosquitto) -> None:
     try:
         wait_until(client.is_connected, timeout_s=10, what="connected as srv-main")
     finally:
-        client.disconnect()
-        client.loop_stop()
+        paho_loop.close(client)
 
 
 # ------------------------------------------------------------------ SIGKILL mid-broadcast

@@ -26,6 +26,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 from broadcaster.broker import dynsec as ds
 from broadcaster.broker.bootstrap import BootstrapResult, bootstrap
 from broadcaster.broker.dynsec import Acl, AclType, DynsecClient
+from firmware_bridge import paho_loop
 from firmware_bridge.mqtt_url import MqttUrl
 from firmware_bridge.topics import Topics
 from tests.support.mosquitto import Mosquitto
@@ -207,8 +208,7 @@ class Peer:
         return found[-1]
 
     def close(self) -> None:
-        self.client.disconnect()
-        self.client.loop_stop()
+        paho_loop.close(self.client)
 
     # --- callbacks ---------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from firmware_bridge import paho_loop
 from firmware_bridge.client import Bridge, BridgeConfig, Inbound
 from firmware_bridge.messages import Config, Desired, PlaylistItem, Window
 from firmware_bridge.simulator import FaultSpec, FleetConfig, FleetThread, SimSettings, StationSpec
@@ -192,8 +193,7 @@ class RawPublisher:
 
     def stop(self) -> None:
         """Disconnect."""
-        self._client.disconnect()
-        self._client.loop_stop()
+        paho_loop.close(self._client)
 
 
 @dataclass

@@ -25,6 +25,8 @@ from paho.mqtt.enums import CallbackAPIVersion
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from firmware_bridge import paho_loop
+
 __all__ = ["Recorded", "Recorder", "SchemaValidator", "schema_dir"]
 
 SHARED_SCHEMAS = Path(__file__).resolve().parents[3] / "shared/protocol/schemas"
@@ -166,8 +168,7 @@ class Recorder:
 
     def stop(self) -> None:
         """Disconnect."""
-        self._client.disconnect()
-        self._client.loop_stop()
+        paho_loop.close(self._client)
 
     def _on_connect(self, client: mqtt.Client, *args: Any) -> None:
         client.subscribe(f"{self.prefix}/#", qos=1)
