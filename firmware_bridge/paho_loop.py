@@ -6,8 +6,8 @@ stopped through :func:`close` or :func:`stop_loop`, never by ``Client.loop_stop`
 ``Client.loop_stop`` reads ``self._thread`` twice: once to check it is set, once to
 join it. The network thread clears that attribute as it ends. After ``disconnect()``
 it ends at once, so it can clear it between the two reads, and ``loop_stop`` raises
-``AttributeError: 'NoneType' object has no attribute 'join'`` (paho-mqtt issue #872,
-open in 2.1). :func:`stop_loop` reads the thread once, asks paho to stop it, and joins
+``AttributeError: 'NoneType' object has no attribute 'join'`` (paho-mqtt issue #872;
+2.1 and 2.2 have it). :func:`stop_loop` reads the thread once, asks paho to stop it, and joins
 what it read.
 """
 
