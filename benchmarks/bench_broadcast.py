@@ -41,7 +41,10 @@ For each size N (default 108, 1,000 and 10,000):
    arrives. ``baseline_all_replies_s``: from one QoS 1 publish until all N replies came
    back; ``baseline_delivery_spread_s``: max - min of the clients' receipt times.
 
-Each figure is reported beside its baseline with the ratio. What a size could not do
+Each figure is reported beside its baseline with the ratio.  The report's ``machine`` and
+``machine_after`` say what the run ran on (``benchmarks/machine.py``: CPU and clock, load,
+the machine's CPU shares over the run with steal, installed versions), so runs on
+different days can be told apart. What a size could not do
 (a stage timed out) is recorded in ``error`` and the run goes on with the next size.
 
     python benchmarks/bench_broadcast.py --out FILE.json [--sizes 108,1000,10000]
@@ -73,6 +76,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
+from machine import cpu_shares, cpu_times, describe_machine  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
 from firmware_bridge import paho_loop  # noqa: E402
@@ -145,11 +149,13 @@ class ProcWatch:
 class CpuWatch:
     """CPU seconds each named process used between construction and :meth:`read` (who
     was saturated: the service, the broker or a simulator process). A process that has
-    exited by then reads as null."""
+    exited by then reads as null. ``machine``: how the whole machine's CPU time went
+    meanwhile (``idle``, ``steal``: a neighbour on the host had the cores)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = dict(pids)
         self._cpu = {name: _cpu_or_none(pid) for name, pid in self.pids.items()}
+        self._machine = cpu_times()
         self._t = time.monotonic()
         self.marked: dict[str, Any] | None = None  # the last read
 
@@ -163,6 +169,7 @@ class CpuWatch:
                 continue
             used = after - before
             out[name] = {"cpu_s": round(used, 2), "cpu_percent": round(100 * used / wall, 1)}
+        out["machine"] = cpu_shares(self._machine, cpu_times())
         self.marked = out
         return out
 
@@ -1128,7 +1135,9 @@ def run_report(
     args: argparse.Namespace,
     run_one: Callable[[int, Path], dict[str, Any]],
 ) -> int:
-    """Run every size of ``--sizes`` into ``report["runs"]``; print and write the JSON."""
+    """Run every size of ``--sizes`` into ``report["runs"]``; print and write the JSON
+    (with what it ran on: CPU, clock, load, versions, before and after)."""
+    report["machine"] = describe_machine()
     with workspace(args.keep) as tmp:
         for size in (int(s) for s in args.sizes.split(",")):
             started = time.monotonic()
@@ -1137,6 +1146,13 @@ def run_report(
             run["wall_s"] = round(time.monotonic() - started, 1)
             report["runs"].append(run)
             print(json.dumps(run.get("summary"), indent=2), file=sys.stderr, flush=True)
+    after = describe_machine()
+    report["machine_after"] = {
+        "loadavg": after["loadavg"],
+        "cpu_mhz": after["cpu"]["mhz"],
+        # steal > 0: the hypervisor ran someone else on these cores during the run
+        "cpu_shares_during_run": cpu_shares(report["machine"]["cpu_times_s"], after["cpu_times_s"]),
+    }
     text = json.dumps(report, indent=2, ensure_ascii=False)
     print(text)
     if args.out:
