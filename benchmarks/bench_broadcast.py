@@ -76,7 +76,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
-from machine import cpu_shares, cpu_times, describe_machine  # noqa: E402
+from machine import cpu_shares, cpu_state, cpu_times, describe_machine  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 
 from firmware_bridge import paho_loop  # noqa: E402
@@ -1146,10 +1146,10 @@ def run_report(
             run["wall_s"] = round(time.monotonic() - started, 1)
             report["runs"].append(run)
             print(json.dumps(run.get("summary"), indent=2), file=sys.stderr, flush=True)
-    after = describe_machine()
+    after = cpu_state()
     report["machine_after"] = {
         "loadavg": after["loadavg"],
-        "cpu_mhz": after["cpu"]["mhz"],
+        "cpu_mhz": after["cpu_mhz"],
         # steal > 0: the hypervisor ran someone else on these cores during the run
         "cpu_shares_during_run": cpu_shares(report["machine"]["cpu_times_s"], after["cpu_times_s"]),
     }

@@ -37,7 +37,6 @@ import datetime as dt
 import json
 import multiprocessing
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -50,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 
 import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
+from machine import mosquitto_version  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
 
@@ -318,10 +318,7 @@ def main() -> int:
         "stations": n,
         "cpu_count": os.cpu_count(),
         "database": "sqlite",
-        "mqtt": "mosquitto "
-        + subprocess.run(["mosquitto", "-h"], capture_output=True, text=True, check=False)
-        .stdout.split("\n")[0]
-        .removeprefix("mosquitto version "),
+        "mqtt": f"mosquitto {mosquitto_version() or ''}",
     }
 
     with tempfile.TemporaryDirectory(prefix="bench-ingest-") as name:

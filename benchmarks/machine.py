@@ -16,6 +16,10 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from tests.support.process import cpu_seconds
+
 #: the distributions whose speed the rigs depend on (the MQTT stack, validation, the
 #: web stack, the databases)
 PACKAGES = (
@@ -50,7 +54,8 @@ def _cpuinfo() -> dict[str, Any]:
     return {"model": model, "mhz": mhz}
 
 
-def _mosquitto() -> str | None:
+def mosquitto_version() -> str | None:
+    """The installed Mosquitto's version (``mosquitto -h``), None without one."""
     try:
         out = subprocess.run(
             ["mosquitto", "-h"], capture_output=True, text=True, check=False, timeout=5
@@ -64,18 +69,15 @@ def _mosquitto() -> str | None:
 def _busiest_processes(limit: int = 5) -> list[dict[str, Any]]:
     """The processes that used the most CPU since they started (other tenants of the
     machine: a busy neighbour shows here)."""
-    ticks = os.sysconf("SC_CLK_TCK")
     rows: list[dict[str, Any]] = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        try:
-            stat = (entry / "stat").read_text()
+        try:  # a process may end while we look
+            name = (entry / "comm").read_text().strip()
+            cpu_s = cpu_seconds(int(entry.name))
         except OSError:
             continue
-        name = stat[stat.index("(") + 1 : stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2 :].split()
-        cpu_s = (int(fields[11]) + int(fields[12])) / ticks
         rows.append({"pid": int(entry.name), "name": name, "cpu_s": round(cpu_s, 1)})
     rows.sort(key=lambda row: row["cpu_s"], reverse=True)
     return rows[:limit]
@@ -104,6 +106,15 @@ def cpu_shares(before: dict[str, float], after: dict[str, float]) -> dict[str, f
     return {name: round(value / total, 3) for name, value in spent.items()}
 
 
+def cpu_state() -> dict[str, Any]:
+    """What moves during a run: load average, core clocks, the machine's CPU times."""
+    return {
+        "loadavg": [round(x, 2) for x in os.getloadavg()],
+        "cpu_mhz": _cpuinfo()["mhz"],
+        "cpu_times_s": cpu_times(),
+    }
+
+
 def describe_machine() -> dict[str, Any]:
     """The machine, its load and the installed versions, as JSON-ready values."""
     versions: dict[str, str | None] = {}
@@ -116,12 +127,11 @@ def describe_machine() -> dict[str, Any]:
         "python": sys.version.split()[0],
         "kernel": platform.release(),
         "cpu_count": os.cpu_count(),
-        "cpu": _cpuinfo(),
-        "loadavg": [round(x, 2) for x in os.getloadavg()],
-        "mosquitto": _mosquitto(),
+        "cpu_model": _cpuinfo()["model"],
+        "mosquitto": mosquitto_version(),
         "packages": versions,
         "busiest_processes": _busiest_processes(),
-        "cpu_times_s": cpu_times(),
+        **cpu_state(),
     }
 
 
