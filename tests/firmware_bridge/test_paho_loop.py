@@ -2,9 +2,13 @@
 
 ``Client.loop_stop`` reads ``self._thread`` to check it, then again to join it; the
 thread clears it as it ends (paho-mqtt #872). CI hit this once in a test teardown. The
-race is made certain here: the first time ``loop_stop`` reads the attribute, the read
-waits until the real network thread has really ended (on its own, after a real
-DISCONNECT) before handing the value back.
+race is made certain here, from both sides:
+
+- the network thread, ending on its own after a real DISCONNECT, holds off clearing the
+  attribute until ``loop_stop`` has read it once (else it can end before ``loop_stop``
+  is called at all, and there is no race to show: CI saw that too);
+- that first read waits until the thread has really ended before handing back the
+  value it read.
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ class RacingClient(mqtt.Client):
     def __init__(self, client_id: str) -> None:
         self.__dict__["_racing_thread"] = None
         self.__dict__["_raced"] = False
+        self.__dict__["_first_read"] = threading.Event()
         super().__init__(CallbackAPIVersion.VERSION2, client_id=client_id)
 
     @property  # type: ignore[override]
@@ -38,11 +43,16 @@ class RacingClient(mqtt.Client):
         caller = sys._getframe(1).f_code.co_name
         if caller == "loop_stop" and not self.__dict__["_raced"] and value is not None:
             self.__dict__["_raced"] = True
+            self.__dict__["_first_read"].set()
             value.join(10)  # the thread ends now, and clears the attribute as it goes
         return value
 
     @_thread.setter
     def _thread(self, value: Any) -> None:
+        current = self.__dict__["_racing_thread"]
+        if value is None and current is threading.current_thread():
+            # the network thread is ending: not before loop_stop's first read
+            self.__dict__["_first_read"].wait(10)
         self.__dict__["_racing_thread"] = value
 
 
