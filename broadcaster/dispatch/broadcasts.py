@@ -656,10 +656,16 @@ def stop(session: Session, broadcast: Broadcast, principal: Principal) -> Comman
             message_vi="Lượt phát này đã kết thúc",
         )
     now = utcnow()
-    plays = [c for c in commands_of(session, broadcast) if c.type == "play"]
+    commands = commands_of(session, broadcast)
+    plays = [c for c in commands if c.type == "play"]
     # the original play and any "send again" still running
     running = [p for p in plays if not p.done] or plays[:1]
     stops = [_stop_play(session, p, principal, now) for p in running]
+    # the audio that followed a play (proposal 0005) is not sent again either (after a
+    # reconnect, `outbox.unacknowledged`): nothing will play it
+    for follow in commands:
+        if follow.type == "media" and not follow.done:
+            outbox.stop_targets(session, follow, reason=f"stopped by {principal.username}", now=now)
     broadcast.status = BroadcastStatus.STOPPED
     broadcast.stopped_at = now
     broadcast.stopped_by = principal.username

@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import select
 
-from broadcaster.dispatch.models import Play
+from broadcaster.dispatch import outbox
+from broadcaster.dispatch.models import Command, CommandTarget, Play, TargetStatus
 from firmware_bridge.messages import SMART_CAPABILITIES
+from firmware_bridge.simulator import FleetThread
+from kernel.db import utcnow
+from stations.models import Station
 from tests.support.fixtures import recording_proposals
 from tests.support.live import Live, send_broadcast
 from tests.support.loa import wait_until
@@ -46,18 +51,18 @@ def _rows(live: Live, broadcast_id: int) -> dict[str, dict[str, object]]:
     return {r["sid"]: r for r in found}
 
 
-def test_the_play_leaves_before_the_speech_and_the_audio_follows(live: Live) -> None:
-    """Stations that announce ``media_follows`` get the play at once, then a ``media``
-    command with the spoken audio, and play it; a station reached later (offline at send
-    time) gets the whole play, audio included."""
+def _spoken_with_one_offline(
+    live: Live, *, expires_in_s: int
+) -> tuple[list[str], FleetThread, dict[str, Any]]:
+    """Three stations that announce ``media_follows``, the last one offline (its session
+    gone with it), and a spoken emergency sent to the three: (sids, fleet, broadcast)."""
     sids = sorted(s for s in live.seed() if s.startswith("lbn-"))[:3]
-    first, second, late = sids
     fleet = live.fleet(sids, protocol="5", session_expiry_s=0, will_delay_s=0, capabilities=FOLLOWS)
     wait_until(lambda: _applied(live, sids), timeout_s=60, what="applied")
-    fleet.kill(late, "abort")
+    fleet.kill(sids[-1], "abort")
     with live.http() as http:
         wait_until(
-            lambda: not http.get(f"/api/v1/stations/{late}").json()["online"],
+            lambda: not http.get(f"/api/v1/stations/{sids[-1]}").json()["online"],
             timeout_s=60,
             what="offline",
         )
@@ -67,9 +72,18 @@ def test_the_play_leaves_before_the_speech_and_the_audio_follows(live: Live) -> 
                 "targets": {"stations": sids},
                 "content": {"text": TEXT},
                 "tier": "emergency",
-                "expires_in_s": 60,
+                "expires_in_s": expires_in_s,
             },
         )
+    return sids, fleet, made
+
+
+def test_the_play_leaves_before_the_speech_and_the_audio_follows(live: Live) -> None:
+    """Stations that announce ``media_follows`` get the play at once, then a ``media``
+    command with the spoken audio, and play it; a station reached later (offline at send
+    time) gets the whole play, audio included."""
+    sids, fleet, made = _spoken_with_one_offline(live, expires_in_s=60)
+    first, second, late = sids
     broadcast_id, cmd_id = made["id"], made["cmd_id"]
     assert made["status"] == "active"
     for sid in (first, second):
@@ -200,3 +214,35 @@ def test_speech_that_fails_after_the_play_left_stops_the_broadcast(
         assert not [
             p for p in fleet.station(sid).plays if p.cmd_id == made["cmd_id"] and p.started_at
         ]
+
+
+def test_stopping_the_broadcast_ends_the_audio_that_followed(live: Live) -> None:
+    """The audio went out in its ``media`` command, then the operator stops the
+    broadcast: the media command ends too (the offline station's copy STOPPED), so it is
+    not sent again after a reconnect to the broker (`outbox.unacknowledged`)."""
+    sids, _fleet, made = _spoken_with_one_offline(live, expires_in_s=600)
+    late = sids[-1]
+    with live.http() as http:
+        wait_until(
+            lambda: [r for r in live.recorder.select("command") if r.data["type"] == "media"],
+            timeout_s=30,
+            what="the audio sent",
+        )
+        stopped = http.post(f"/api/v1/broadcasts/{made['id']}/stop")
+        assert stopped.status_code == 200, stopped.text
+
+    with live.factory() as session:
+        audio = session.scalars(
+            select(Command).where(Command.broadcast_id == made["id"], Command.type == "media")
+        ).one()
+        assert audio.done
+        by_station = dict(
+            session.execute(
+                select(Station.sid, CommandTarget.status)
+                .join(CommandTarget, CommandTarget.station_id == Station.id)
+                .where(CommandTarget.command_id == audio.id)
+            ).all()
+        )
+        assert by_station[late] is TargetStatus.STOPPED
+        assert not set(by_station.values()) & set(outbox.OPEN)
+        assert audio.id not in {c.id for c in outbox.unacknowledged(session, utcnow())}
