@@ -224,7 +224,11 @@ def test_stopping_the_broadcast_ends_the_audio_that_followed(live: Live) -> None
     late = sids[-1]
     with live.http() as http:
         wait_until(
-            lambda: [r for r in live.recorder.select("command") if r.data["type"] == "media"],
+            lambda: [
+                r
+                for r in live.recorder.select("command")
+                if r.data["type"] == "media" and r.data["body"]["for"] == made["cmd_id"]
+            ],
             timeout_s=30,
             what="the audio sent",
         )
