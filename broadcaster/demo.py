@@ -51,8 +51,7 @@ from broadcaster.auth.schemas import UserCreate
 from broadcaster.broker import bootstrap as broker_bootstrap
 from broadcaster.broker import provisioning
 from broadcaster.broker.service import dynsec_client, server_account, topics
-from broadcaster.live.icecast import IcecastServer, find_icecast
-from broadcaster.live.icecast import write_config as icecast_config
+from broadcaster.live.icecast import IcecastServer, find_icecast, start_on_a_free_port
 from broadcaster.runtime import Role
 from broadcaster.settings import Settings
 from kernel.security import Role as UserRole
@@ -131,9 +130,8 @@ class Demo:
         if find_icecast() is None:
             self.console.print("Icecast2 is not installed: live paging is off.")
             return
-        setup = icecast_config(VAR / "icecast", port=_free_port(18000))
-        try:
-            self.streaming = IcecastServer(setup).start()
+        try:  # near 18000; on the next free port if another server takes the one chosen
+            self.streaming, setup = start_on_a_free_port(VAR / "icecast", lambda: _free_port(18000))
         except RuntimeError as exc:
             self.console.print(f"Live paging is off: {exc}")
             return

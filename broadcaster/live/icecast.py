@@ -22,12 +22,20 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 from xml.sax.saxutils import escape
 
-__all__ = ["IcecastServer", "IcecastSetup", "PortTaken", "find_icecast", "write_config"]
+__all__ = [
+    "IcecastServer",
+    "IcecastSetup",
+    "PortTaken",
+    "find_icecast",
+    "start_on_a_free_port",
+    "write_config",
+]
 
 #: The Debian package's unprivileged account, used when started as root.
 DEBIAN_USER = ("icecast2", "icecast")
@@ -213,3 +221,19 @@ class IcecastServer:
             with contextlib.suppress(OSError):
                 self._log.close()
             self._log = None
+
+
+def start_on_a_free_port(
+    directory: Path, choose_port: Callable[[], int], *, attempts: int = 3
+) -> tuple[IcecastServer, IcecastSetup]:
+    """Icecast configured under ``directory`` on a port ``choose_port`` finds free,
+    started; if another server takes that port first (`PortTaken`), again on the next
+    port it finds, at most ``attempts`` times (the last refusal is raised)."""
+    for attempt in range(1, attempts + 1):
+        setup = write_config(directory, port=choose_port())
+        try:
+            return IcecastServer(setup).start(), setup
+        except PortTaken:
+            if attempt == attempts:
+                raise
+    raise ValueError("attempts must be at least 1")

@@ -17,13 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from broadcaster.live.icecast import (
-    IcecastServer,
-    IcecastSetup,
-    PortTaken,
-    find_icecast,
-    write_config,
-)
+from broadcaster.live.icecast import IcecastSetup, find_icecast, start_on_a_free_port
 from tests.support.mosquitto import free_port
 
 requires_icecast = pytest.mark.skipif(
@@ -44,14 +38,7 @@ WEBM = [
 def running_icecast(directory: Path) -> Iterator[IcecastSetup]:
     """Icecast on a free port under ``directory`` for the duration of the block (on
     another port if a server outside this test run took the chosen one first)."""
-    for attempt in range(3):
-        setup = write_config(directory, port=free_port())
-        try:
-            server = IcecastServer(setup).start()
-            break
-        except PortTaken:
-            if attempt == 2:
-                raise
+    server, setup = start_on_a_free_port(directory, free_port)
     try:
         yield setup
     finally:
