@@ -12,9 +12,12 @@ station) from a pre-authorised source, measured from just before the POST:
 - ``received_all_broker_s``: until a subscriber on ``st/+/ack`` saw N RECEIVED acks;
 - ``received_all_stored_s``: until the service had committed N targets at RECEIVED+.
 
-Each round's broadcast is stopped before the next.
+Each round's broadcast is stopped before the next.  ``--media-follows``: the stations
+announce proposal 0005, so the alert's play leaves before its speech and its audio
+follows (``api_call_s`` still includes the speech, the RECEIVED figures do not).
 
     python benchmarks/bench_cap.py --out FILE.json [--sizes 108] [--rounds 3]
+        [--media-follows]
 """
 
 from __future__ import annotations

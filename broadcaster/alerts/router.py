@@ -27,7 +27,7 @@ from broadcaster.db import read_session
 from kernel import audit as audit_log
 from kernel.db import commit_retrying
 from kernel.dependencies import Audit, CurrentPrincipal, IdPath, PageDep, SessionDep, client_ip
-from kernel.errors import DomainError
+from kernel.errors import DomainError, InvalidInput
 from kernel.security import Permission
 from stations.schemas import ListOf
 
@@ -69,17 +69,27 @@ def _wake(request: Request) -> None:
 def _air(
     request: Request, session: Session, library: MediaLibrary, plan: service.AirPlan
 ) -> int | None:
-    """Air an approved alert (audio first, holding no transaction); commits."""
+    """Air an approved alert; commits.  A spoken emergency whose stations take a play
+    before its audio is sent at once and its speech follows (`service.air_before_speech`);
+    any other is spoken or its audio processed first, holding no transaction."""
     factory: sessionmaker[Session] = request.app.state.sessionmaker
+    settings = request.app.state.settings
+    sound = {
+        "emergency_volume": settings.emergency_volume,
+        "attention": settings.emergency_attention,
+    }
+    following = None
     try:
-        broadcast = service.air(
-            session,
-            factory,
-            library,
-            plan,
-            emergency_volume=request.app.state.settings.emergency_volume,
-            attention=request.app.state.settings.emergency_attention,
+        aired = (
+            service.air_before_speech(session, library, plan, **sound)
+            if settings.emergency_speech_follows
+            else None
         )
+        if aired is not None:
+            broadcast, following = aired
+        else:
+            session.rollback()  # end the reads: nothing waits on the speech
+            broadcast = service.air(session, factory, library, plan, **sound)
     except DomainError as exc:
         session.rollback()
         service.air_failed(session, plan.alert_id, exc)
@@ -97,6 +107,17 @@ def _air(
     )
     session.commit()
     _wake(request)
+    if following is not None:
+        # the play is out; its audio follows (if the text cannot be spoken, the stop of
+        # the broadcast and the alert waiting again are committed and the error answered)
+        try:
+            service.follow_with_speech(session, library, plan, following)
+        except InvalidInput:
+            session.commit()
+            _wake(request)
+            raise
+        session.commit()
+        _wake(request)
     return broadcast.id
 
 

@@ -21,6 +21,11 @@ the instruction read by the Vietnamese text-to-speech, become a bulletin (approv
 the source's pre-authorisation or the approver), broadcast to the matched stations at
 the mapped tier and repeat.  Services flush; the router commits.  `air` speaks
 before touching the database, so call it holding no transaction.
+
+A spoken emergency alert whose stations all take a play before its audio
+(``media_follows``, proposal 0005) is not held back by its speech: `air_before_speech`
+sends the play at once and `follow_with_speech` sends the audio after it, as the
+broadcast API does for an operator's spoken emergency.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from lxml import etree
+from pydantic import ValidationError
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -554,6 +560,14 @@ def reject(session: Session, alert_id: int, principal: Principal) -> Alert:
     return alert
 
 
+#: the tags of an alert's audio in the media library
+_TAGS = ("cap", "canh-bao")
+
+
+def _author(plan: AirPlan) -> media.Author:
+    return media.Author(name=f"cap:{plan.source_id}")
+
+
 def air(
     session: Session,
     factory: sessionmaker[Session],
@@ -565,7 +579,7 @@ def air(
 ) -> Broadcast:
     """Broadcast the alert's audio resource, or speak it first (flushes; call it holding
     no transaction: the audio is processed or spoken before any query)."""
-    author = media.Author(name=f"cap:{plan.source_id}")
+    author = _author(plan)
     if plan.audio is not None:
         upload = library.store.receive_upload(
             io.BytesIO(plan.audio), max_bytes=library.settings.max_upload_bytes
@@ -577,7 +591,7 @@ def air(
             filename=f"cap-{plan.alert_id}",
             title=plan.title[:200],
             category="canh-bao",
-            tags=["cap", "canh-bao"],
+            tags=list(_TAGS),
             author=author,
         )
         return _broadcast(
@@ -599,10 +613,48 @@ def air(
             rate=0,
             title=plan.title[:200],
             category="canh-bao",
-            tags=["cap", "canh-bao"],
+            tags=list(_TAGS),
             author=author,
         )
         return _broadcast(session, library, plan, asset, emergency_volume, attention)
+
+
+def _airable(session: Session, plan: AirPlan) -> tuple[AlertSource, Alert]:
+    """The alert's source and the alert, if it may still air (held, its source kept)."""
+    source = session.get(AlertSource, plan.source_id)
+    alert = get_alert(session, plan.alert_id)
+    if source is None or alert.outcome is not AlertOutcome.HELD:
+        raise ConflictError(
+            f"alert {plan.alert_id} can no longer air",
+            message_vi="Bản tin cảnh báo này không còn phát được",
+        )
+    return source, alert
+
+
+def _sender_of(plan: AirPlan, source: AlertSource) -> str:
+    """Who stands in for the approval of the alert's audio."""
+    return plan.approved_by[:64] or source_principal(source).username
+
+
+def _approval_reason(alert: Alert, source: AlertSource) -> str:
+    return f"CAP: cảnh báo {alert.identifier} từ nguồn {source.name}"
+
+
+def _request(plan: AirPlan, content: BroadcastContent) -> BroadcastCreate:
+    return BroadcastCreate(
+        targets=BroadcastTargets(stations=plan.sids),
+        content=content,
+        tier=plan.tier,
+        title=plan.title[:300],
+        repeat=plan.repeat,
+        expires_in_s=plan.expires_in_s,
+    )
+
+
+def _aired(session: Session, alert: Alert, broadcast: Broadcast) -> None:
+    alert.outcome = AlertOutcome.AIRED
+    alert.broadcast_id = broadcast.id
+    session.flush()
 
 
 def _broadcast(
@@ -613,40 +665,86 @@ def _broadcast(
     emergency_volume: int,
     attention: bool,
 ) -> Broadcast:
-    source = session.get(AlertSource, plan.source_id)
-    alert = get_alert(session, plan.alert_id)
-    if source is None or alert.outcome is not AlertOutcome.HELD:
-        raise ConflictError(
-            f"alert {plan.alert_id} can no longer air",
-            message_vi="Bản tin cảnh báo này không còn phát được",
-        )
-    principal = source_principal(source)
+    source, alert = _airable(session, plan)
     media.approve_for_broadcast(
         session,
         asset,
-        sender=plan.approved_by[:64] or principal.username,
-        reason=f"CAP: cảnh báo {alert.identifier} từ nguồn {source.name}",
-    )
-    data = BroadcastCreate(
-        targets=BroadcastTargets(stations=plan.sids),
-        content=BroadcastContent(asset_id=asset.id),
-        tier=plan.tier,
-        title=plan.title[:300],
-        repeat=plan.repeat,
-        expires_in_s=plan.expires_in_s,
+        sender=_sender_of(plan, source),
+        reason=_approval_reason(alert, source),
     )
     broadcast, _command = broadcasts.create(
+        session,
+        library,
+        _request(plan, BroadcastContent(asset_id=asset.id)),
+        source_principal(source),
+        emergency_volume=emergency_volume,
+        attention=attention,
+    )
+    _aired(session, alert, broadcast)
+    return broadcast
+
+
+def air_before_speech(
+    session: Session,
+    library: media.MediaLibrary,
+    plan: AirPlan,
+    *,
+    emergency_volume: int = broadcasts.EMERGENCY_VOLUME,
+    attention: bool = False,
+) -> tuple[Broadcast, broadcasts.SpeechToFollow] | None:
+    """Air a spoken emergency alert before its text is spoken, when every matched
+    station takes a play before its audio (``media_follows``, proposal 0005), as the
+    broadcast API does (`broadcasts.create_before_speech`); else None: `air` it.
+    Flushes; the caller commits and publishes the play, then calls `follow_with_speech`
+    (the speech is filed as the source's, like `air`'s)."""
+    if plan.audio is not None or plan.tier is not Tier.EMERGENCY:
+        return None
+    source, alert = _airable(session, plan)
+    principal = source_principal(source)
+    try:
+        data = _request(plan, BroadcastContent(text=plan.text, voice=VOICE, rate=0))
+    except ValidationError:
+        return None  # longer than a broadcast's text may be: `air` speaks it whole
+    if not broadcasts.speech_can_follow(session, data, principal):
+        return None
+    broadcast, _command, following = broadcasts.create_before_speech(
         session,
         library,
         data,
         principal,
         emergency_volume=emergency_volume,
         attention=attention,
+        filing=broadcasts.SpeechFiling(
+            title=plan.title[:200],
+            tags=_TAGS,
+            author=_author(plan),
+            approved_by=_sender_of(plan, source),
+            approval_reason=_approval_reason(alert, source),
+        ),
     )
-    alert.outcome = AlertOutcome.AIRED
-    alert.broadcast_id = broadcast.id
-    session.flush()
-    return broadcast
+    _aired(session, alert, broadcast)
+    return broadcast, following
+
+
+def follow_with_speech(
+    session: Session,
+    library: media.MediaLibrary,
+    plan: AirPlan,
+    following: broadcasts.SpeechToFollow,
+) -> Broadcast:
+    """Speak the alert `air_before_speech` aired and send its audio (flushes; call it
+    holding no transaction; the caller commits and publishes).  If the text cannot be
+    spoken, its broadcast is stopped and the alert waits again, with the reason, for an
+    approver to retry (as when `air` fails); the error goes on, for the caller to commit
+    that and answer it."""
+    try:
+        return broadcasts.follow_with_speech(session, library, following)
+    except InvalidInput as exc:
+        alert = get_alert(session, plan.alert_id)
+        alert.outcome = AlertOutcome.HELD
+        alert.broadcast_id = None
+        air_failed(session, plan.alert_id, exc)
+        raise
 
 
 def air_failed(session: Session, alert_id: int, error: DomainError) -> None:

@@ -169,6 +169,19 @@ def speak_text(library: media.MediaLibrary, data: BroadcastCreate) -> media.Rend
         ) from exc
 
 
+@dataclass(frozen=True)
+class SpeechFiling:
+    """How the audio of a spoken emergency is filed in the media library and who stands
+    in for its approval; unset fields: the sender's (`resolve_content`).  A CAP alert
+    files its speech as the alert source's (`broadcaster.alerts.service`)."""
+
+    title: str | None = None
+    tags: tuple[str, ...] = ("khan-cap",)
+    author: media.Author | None = None
+    approved_by: str | None = None
+    approval_reason: str | None = None
+
+
 def resolve_content(
     session: Session,
     library: media.MediaLibrary,
@@ -177,10 +190,13 @@ def resolve_content(
     *,
     start_at: dt.datetime,
     speech: media.Rendition | None = None,
+    filing: SpeechFiling | None = None,
 ) -> Content:
-    """What the broadcast plays (``speech``: its text, already spoken by `speak_text`)."""
+    """What the broadcast plays (``speech``: its text, already spoken by `speak_text`,
+    filed as ``filing`` says)."""
     emergency = data.tier is Tier.EMERGENCY
     content = data.content
+    filing = filing or SpeechFiling()
     if content.text is not None:
         assert speech is not None, "speak the text first (speak_text)"
         asset = media.add_speech(
@@ -190,10 +206,11 @@ def resolve_content(
             text=content.text,
             voice=content.voice,
             rate=content.rate,
-            title=data.title or "Phát khẩn cấp",
+            title=filing.title or data.title or "Phát khẩn cấp",
             category="canh-bao",
-            tags=["khan-cap"],
-            author=media.Author(name=principal.username, user_id=principal.user_id),
+            tags=list(filing.tags),
+            author=filing.author
+            or media.Author(name=principal.username, user_id=principal.user_id),
         )
     elif content.asset_id is not None:
         field = ("content", "asset_id")
@@ -217,8 +234,9 @@ def resolve_content(
         media.approve_for_broadcast(
             session,
             asset,
-            sender=principal.username,
-            reason=f"khẩn cấp: quyền phát của {principal.username} thay cho phê duyệt",
+            sender=filing.approved_by or principal.username,
+            reason=filing.approval_reason
+            or f"khẩn cấp: quyền phát của {principal.username} thay cho phê duyệt",
         )
     repeat = data.repeat
     expected = (asset.duration_ms or 0) * repeat
@@ -420,6 +438,7 @@ class SpeechToFollow:
     data: BroadcastCreate
     principal: Principal
     start_at: dt.datetime
+    filing: SpeechFiling | None = None
 
 
 def speech_can_follow(session: Session, data: BroadcastCreate, principal: Principal) -> bool:
@@ -441,12 +460,14 @@ def create_before_speech(
     now: dt.datetime | None = None,
     emergency_volume: int = EMERGENCY_VOLUME,
     attention: bool = False,
+    filing: SpeechFiling | None = None,
 ) -> tuple[Broadcast, Command, SpeechToFollow]:
     """Store a spoken emergency and its play before the text is spoken (flushes; the
-    caller commits and publishes, then calls `follow_with_speech`).  The play carries
-    ``media_follows`` (proposal 0005) instead of its audio: its stations acknowledge it,
-    sound the attention signal at the start, and play the audio when it comes.  Only for
-    a broadcast `speech_can_follow` accepted."""
+    caller commits and publishes, then calls `follow_with_speech`, which files the
+    speech as ``filing`` says).  The play carries ``media_follows`` (proposal 0005)
+    instead of its audio: its stations acknowledge it, sound the attention signal at the
+    start, and play the audio when it comes.  Only for a broadcast `speech_can_follow`
+    accepted."""
     data, now, start_at = _prepare(data, principal, now=now, emergency_volume=emergency_volume)
     text = data.content.text
     assert text is not None, "a spoken emergency"
@@ -467,7 +488,8 @@ def create_before_speech(
         attention=attention,
         follows=MediaFollows(ready_by=now + SPEECH_PACE.ready_in(text)),
     )
-    return broadcast, command, SpeechToFollow(broadcast.id, command.id, data, principal, start_at)
+    following = SpeechToFollow(broadcast.id, command.id, data, principal, start_at, filing)
+    return broadcast, command, following
 
 
 def follow_with_speech(
@@ -497,7 +519,13 @@ def follow_with_speech(
         assert broadcast is not None, "stored by create_before_speech"
         assert play is not None, "stored by create_before_speech"
         content = resolve_content(
-            session, library, data, principal, start_at=following.start_at, speech=speech
+            session,
+            library,
+            data,
+            principal,
+            start_at=following.start_at,
+            speech=speech,
+            filing=following.filing,
         )
         assert content.asset is not None
         assert content.media is not None

@@ -7,15 +7,19 @@ import datetime as dt
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 from sqlalchemy import select
 
+from audio_library.models import MediaAsset
 from broadcaster.dispatch import outbox
-from broadcaster.dispatch.models import Command, CommandTarget, Play, TargetStatus
+from broadcaster.dispatch.models import Broadcast, Command, CommandTarget, Play, TargetStatus
 from firmware_bridge.messages import SMART_CAPABILITIES
 from firmware_bridge.simulator import FleetThread
 from kernel.db import utcnow
+from stations import tan_an
 from stations.models import Station
+from tests.alerts.capdocs import box_polygon, flood_alert, inside
 from tests.support.fixtures import recording_proposals
 from tests.support.live import Live, send_broadcast
 from tests.support.loa import wait_until
@@ -250,3 +254,107 @@ def test_stopping_the_broadcast_ends_the_audio_that_followed(live: Live) -> None
         assert by_station[late] is TargetStatus.STOPPED
         assert not set(by_station.values()) & set(outbox.OPEN)
         assert audio.id not in {c.id for c in outbox.unacknowledged(session, utcnow())}
+
+
+def _cap_source(http: httpx.Client, *, auto_air: bool) -> dict[str, str]:
+    """The headers of a new alert source's CAP requests."""
+    source = http.post("/api/v1/alert-sources", json={"name": "PCTT", "auto_air": auto_air})
+    assert source.status_code == 201, source.text
+    return {"X-Alert-Token": source.json()["token"], "Content-Type": "application/cap+xml"}
+
+
+def _around(live: Live, count: int) -> tuple[str, list[str]]:
+    """A CAP polygon around the first ``count`` hamlet stations (and every station inside
+    it), and those stations, started announcing ``media_follows``: a CAP alert to the
+    polygon is a spoken emergency whose stations all take a play before its audio."""
+    live.seed()
+    chosen = sorted((s for s in tan_an.stations() if s.sid.startswith("lbn-")), key=lambda s: s.sid)
+    lats = [s.latitude for s in chosen[:count]]
+    lons = [s.longitude for s in chosen[:count]]
+    box = (min(lats) - 1e-4, min(lons) - 1e-4, max(lats) + 1e-4, max(lons) + 1e-4)
+    sids = sorted(s.sid for s in tan_an.stations() if inside(box, s.latitude, s.longitude))
+    live.fleet(sids, capabilities=FOLLOWS)
+    wait_until(lambda: _applied(live, sids), timeout_s=60, what="applied")
+    return box_polygon(box), sids
+
+
+def test_an_approved_cap_alert_leaves_before_its_speech(live: Live) -> None:
+    """A spoken emergency CAP alert, approved, to stations that all take a play before
+    its audio: the play is sent at once (``media_follows``) and the spoken audio follows,
+    as for an operator's spoken emergency; the audio is filed as the alert's, its
+    approval the approver's."""
+    polygon, sids = _around(live, 2)
+    with live.http() as http:
+        headers = _cap_source(http, auto_air=False)
+        sent = http.post(
+            "/api/v1/alerts/cap",
+            content=flood_alert("LA-LU-THEO-SAU", polygon=polygon, risk_level=5),
+            headers=headers,
+        )
+        assert sent.status_code == 202, sent.text
+        assert sent.json()["outcome"] == "held"
+        approved = http.post(f"/api/v1/alerts/{sent.json()['alert_id']}/approve")
+        assert approved.status_code == 200, approved.text
+        alert = approved.json()
+        assert alert["outcome"] == "aired"
+        broadcast_id = alert["broadcast_id"]
+        cmd_id = http.get(f"/api/v1/broadcasts/{broadcast_id}").json()["cmd_id"]
+    wait_until(
+        lambda: all(r["status"] == "SUCCEEDED" for r in _rows(live, broadcast_id).values()),
+        timeout_s=30,
+        what="every station played the alert",
+    )
+    assert set(_rows(live, broadcast_id)) == set(sids)
+    commands = live.recorder.select("command")
+    plays = [r for r in commands if r.data["cmd_id"] == cmd_id]
+    audio = [r for r in commands if r.data["type"] == "media" and r.data["body"]["for"] == cmd_id]
+    assert plays
+    assert all("media" not in r.data["body"] for r in plays)
+    assert all("ready_by" in r.data["body"]["media_follows"] for r in plays)
+    assert audio
+    assert min(r.at for r in audio) > max(r.at for r in plays)
+    assert {r.sid for r in audio} == set(sids)
+    with live.factory() as session:
+        broadcast = session.get(Broadcast, broadcast_id)
+        assert broadcast is not None
+        asset = session.get(MediaAsset, broadcast.asset_id)
+        assert asset is not None
+        assert (asset.category, set(asset.tags)) == ("canh-bao", {"cap", "canh-bao"})
+        assert asset.title == "Cảnh báo lũ trên sông Vàm Cỏ Tây"
+        assert asset.created_by.startswith("cap:")
+        assert asset.approved_by == "admin"
+        assert asset.approval_note is not None
+        assert asset.approval_note.startswith("CAP: cảnh báo LA-LU-THEO-SAU")
+        assert asset.recipe is not None
+        assert "Người dân vùng trũng" in asset.recipe["text"]
+
+
+def test_a_cap_alert_whose_speech_fails_after_the_play_left_waits_again(
+    no_speech_engine: None, live: Live
+) -> None:
+    """The alert's play is out before its speech; when the speech then fails, the source
+    is told why (422, in Vietnamese), the broadcast is stopped and the alert waits again
+    with the reason, for an approver to air it once the speech works."""
+    polygon, sids = _around(live, 1)
+    with live.http() as http:
+        sent = http.post(
+            "/api/v1/alerts/cap",
+            content=flood_alert("LA-LU-KHONG-DOC", polygon=polygon, risk_level=5),
+            headers=_cap_source(http, auto_air=True),
+        )
+        assert sent.status_code == 422, sent.text
+        assert sent.json()["message_vi"] == "Không có bộ đọc văn bản này"
+        alert = http.get("/api/v1/alerts").json()["items"][0]
+        made = http.get("/api/v1/broadcasts").json()["items"][0]
+    assert alert["outcome"] == "held"
+    assert alert["broadcast_id"] is None
+    assert alert["reason_vi"] == "Không có bộ đọc văn bản này"
+    assert made["status"] == "stopped"
+    plays = [r for r in live.recorder.select("command") if r.data["cmd_id"] == made["cmd_id"]]
+    assert {r.sid for r in plays} == set(sids)
+    assert all("media_follows" in r.data["body"] for r in plays)
+    wait_until(
+        lambda: all(r["status"] == "STOPPED" for r in _rows(live, made["id"]).values()),
+        timeout_s=30,
+        what="every station's copy stopped",
+    )
