@@ -4,7 +4,8 @@
 threads - MQTT, scheduler - that must not be forked), created on first use, or at
 start-up by `warm` (the service does it, so the first spoken emergency does not wait
 for the pool's processes, their imports and espeak-ng's voice data: 4 s cold against
-1.3 s warm measured for a 9-s bulletin on a loaded 2-core machine).  The jobs
+1.3 s warm measured for a 9-s bulletin on a loaded 2-core machine).  Its processes end
+with the service, however it ends (`end_with_parent`).  The jobs
 are top-level functions taking and returning picklable values.  Callers block on the
 result from a worker thread (FastAPI runs sync endpoints in its threadpool), so the
 event loop and the request thread do no audio work.
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import multiprocessing
 import os
+import select
 import threading
 import time
 from collections.abc import Sequence
@@ -27,6 +29,47 @@ from audio_library.pipeline import ProcessingOptions, ProcessResult, process_fil
 from audio_library.settings import AudioSettings
 from audio_library.tts.base import get_engine
 from audio_library.tts.synth import synthesize_to_file
+
+#: how often a worker looks for its service where the kernel cannot tell it (no pidfd)
+PARENT_POLL_S = 2.0
+
+
+def end_with_parent(parent: int) -> None:
+    """Pool initializer: end this worker as soon as the process that made the pool
+    (``parent``, the service) is gone, however it ended (``SIGKILL`` too).
+
+    Nothing else would end it: a worker blocks reading its call queue, whose write end it
+    holds itself (a `multiprocessing` queue is sent to the worker whole), and it holds
+    the write end of the forkserver's liveness pipe, so the forkserver (its parent, not
+    the service) never sees the service go either.  Once the workers are gone the
+    forkserver and the resource tracker end by themselves.  A daemon thread waits on a
+    pidfd of the service (Linux 5.3+), or polls it every `PARENT_POLL_S`."""
+
+    def gone() -> bool:
+        try:
+            os.kill(parent, 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:
+            pass  # it is there, run by someone else
+        return False
+
+    try:
+        handle: int | None = os.pidfd_open(parent)
+    except ProcessLookupError:
+        os._exit(0)  # gone before this worker started
+    except (AttributeError, OSError):
+        handle = None
+
+    def watch() -> None:
+        if handle is not None:
+            select.select([handle], [], [])
+        else:
+            while not gone():
+                time.sleep(PARENT_POLL_S)
+        os._exit(0)
+
+    threading.Thread(target=watch, name="end-with-parent", daemon=True).start()
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +161,8 @@ class MediaProcessor:
                 self._pool = ProcessPoolExecutor(
                     max_workers=self._workers,
                     mp_context=multiprocessing.get_context("forkserver"),
+                    initializer=end_with_parent,
+                    initargs=(os.getpid(),),
                 )
             return self._pool
 

@@ -3,13 +3,17 @@ emergency does not pay for the pool's processes, their imports and espeak-ng's v
 
 from __future__ import annotations
 
+import contextlib
+import os
 import pathlib
+import signal
 
 from fastapi.testclient import TestClient
 
 from broadcaster.app import create_app
 from broadcaster.settings import Settings
 from tests.support.loa import wait_until
+from tests.support.process import ChildProcess, child_pids, python_argv
 
 
 def _pool_pids(app: object) -> set[int]:
@@ -40,3 +44,48 @@ def test_without_warm_up_nothing_starts(settings: Settings) -> None:
     with TestClient(app) as client:
         assert client.get("/readyz").json()["checks"]["speech"]["audio_pool"] == "not started"
         assert _pool_pids(app) == set()
+
+
+#: a service in miniature: its audio pool, warmed, then nothing until it is killed
+_POOL_OWNER = """
+import pathlib, sys, tempfile, time
+from audio_library.processing import MediaProcessor
+from audio_library.settings import AudioSettings
+processor = MediaProcessor(AudioSettings(), workers=2)
+processor.warm(pathlib.Path(tempfile.mkdtemp()))
+print("warm", flush=True)
+time.sleep(600)
+"""
+
+
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie left for an init that does not reap is gone)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+def test_the_audio_processes_end_when_the_service_is_killed(tmp_path: pathlib.Path) -> None:
+    """A service killed outright (``SIGKILL``, the OOM killer) leaves no audio process
+    behind: its pool workers, the forkserver and the resource tracker end by themselves."""
+    owner = ChildProcess(python_argv("-c", _POOL_OWNER), log_path=tmp_path / "owner.log")
+    owner.start()
+    left: list[int] = []
+    try:
+        owner.wait_for_output("warm", timeout_s=120)
+        left = child_pids(owner.pid)
+        # the forkserver, its two workers and the resource tracker
+        assert len(left) == 4, owner.log_tail()
+        owner.kill()
+        wait_until(
+            lambda: not any(_running(pid) for pid in left),
+            timeout_s=30,
+            what="every audio process ended with the service",
+        )
+    finally:
+        owner.kill()
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
