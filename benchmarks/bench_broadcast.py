@@ -78,6 +78,7 @@ import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from machine import cpu_shares, cpu_state, cpu_times, describe_machine  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
+from profile_top import SAMPLING_HZ_FILE  # noqa: E402
 
 from firmware_bridge import paho_loop  # noqa: E402
 from tests.support.loa import poll  # noqa: E402
@@ -504,6 +505,7 @@ def start_profiler(
 
     binary = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / SAMPLING_HZ_FILE).write_text(f"{hz}\n")  # for profile_top.py
     profilers = []
     for name, pid in pids.items():
         if name != "service" and not runs_stations(name):

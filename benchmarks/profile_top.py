@@ -6,7 +6,9 @@
 Prints, for each function (``name (file)``), its inclusive share (stacks it is on) and
 self share (stacks it tops) of the samples; ``--under NAME`` keeps only the stacks that
 pass through a frame whose name contains NAME (one thread's work: the ack path is
-``Ingestor.__call__``, the outbox publisher ``publish_pending``).
+``Ingestor.__call__``, the outbox publisher ``publish_pending``).  The sampling rate, for
+the duration line, is the one the benchmark wrote beside the profile (``sampling-hz``:
+its ``--profile-hz``), else ``--hz`` (default 20, the benchmark's default).
 """
 
 from __future__ import annotations
@@ -27,6 +29,18 @@ def frame_name(frame: str) -> str:
     if not found:
         return frame
     return f"{name} ({Path(where.rstrip(')')).name})"
+
+
+#: written by ``bench_broadcast.py --profile DIR`` beside its profiles
+SAMPLING_HZ_FILE = "sampling-hz"
+
+
+def sampling_hz(profile: Path, default: float = 20.0) -> float:
+    """The rate ``profile`` was sampled at, as its benchmark wrote it beside it."""
+    try:
+        return float((profile.parent / SAMPLING_HZ_FILE).read_text().strip())
+    except (OSError, ValueError):
+        return default
 
 
 def top(path: Path, under: str | None, limit: int, hz: float = 20.0) -> str:
@@ -64,9 +78,11 @@ def main() -> int:
     parser.add_argument("profile", type=Path)
     parser.add_argument("--under", help="only stacks through a frame containing this")
     parser.add_argument("--top", type=int, default=25)
-    parser.add_argument("--hz", type=float, default=20.0, help="the sampling rate")
+    parser.add_argument(
+        "--hz", type=float, help="the sampling rate (default: the benchmark's, else 20)"
+    )
     args = parser.parse_args()
-    sys.stdout.write(top(args.profile, args.under, args.top, args.hz))
+    sys.stdout.write(top(args.profile, args.under, args.top, args.hz or sampling_hz(args.profile)))
     return 0
 
 
