@@ -24,10 +24,11 @@ from broadcaster.alerts.schemas import (
 )
 from broadcaster.alerts.vocabulary import AlertOutcome
 from broadcaster.db import read_session
+from broadcaster.dispatch.wake import commit_following, wake
 from kernel import audit as audit_log
 from kernel.db import commit_retrying
 from kernel.dependencies import Audit, CurrentPrincipal, IdPath, PageDep, SessionDep, client_ip
-from kernel.errors import DomainError, InvalidInput
+from kernel.errors import DomainError
 from kernel.security import Permission
 from stations.schemas import ListOf
 
@@ -61,9 +62,7 @@ def token_authenticator(
 
 
 def _wake(request: Request) -> None:
-    runtime = getattr(request.app.state, "runtime", None)
-    if runtime is not None:
-        runtime.wake()
+    wake(request.app)
 
 
 def _air(
@@ -110,14 +109,11 @@ def _air(
     if following is not None:
         # the play is out; its audio follows (if the text cannot be spoken, the stop of
         # the broadcast and the alert waiting again are committed and the error answered)
-        try:
-            service.follow_with_speech(session, library, plan, following)
-        except InvalidInput:
-            session.commit()
-            _wake(request)
-            raise
-        session.commit()
-        _wake(request)
+        commit_following(
+            request.app,
+            session,
+            lambda: service.follow_with_speech(session, library, plan, following),
+        )
     return broadcast.id
 
 

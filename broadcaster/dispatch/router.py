@@ -38,6 +38,7 @@ from broadcaster.dispatch.schemas import (
     StationCommandCreate,
     TotalRow,
 )
+from broadcaster.dispatch.wake import commit_following, wake
 from broadcaster.reorg import service as reorg
 from kernel.db import commit_retrying, utcnow
 from kernel.dependencies import (
@@ -50,7 +51,7 @@ from kernel.dependencies import (
     csv_response,
     get_principal,
 )
-from kernel.errors import InvalidInput, NotFoundError
+from kernel.errors import NotFoundError
 from kernel.security import Permission
 from stations.dependencies import StationDep
 from stations.schemas import CODE_PATTERN, SID_PATTERN, ListOf
@@ -64,12 +65,7 @@ SSE_RETRY_MS = 2000
 
 def _wake(request: Request) -> None:
     """Publish what the request stored now, and refresh the progress streams."""
-    runtime = getattr(request.app.state, "runtime", None)
-    if runtime is not None:
-        runtime.wake()
-    hub: progress_hub.ProgressHub | None = getattr(request.app.state, "progress_hub", None)
-    if hub is not None:
-        hub.notify()
+    wake(request.app)
 
 
 def _tz(request: Request) -> ZoneInfo:
@@ -131,14 +127,11 @@ def create_broadcast(
     if following is not None:
         # the play is out; its audio follows (if the text cannot be spoken, the stop of
         # the broadcast is committed and the error answered)
-        try:
-            broadcasts.follow_with_speech(session, library, following)
-        except InvalidInput:
-            session.commit()
-            _wake(request)
-            raise
-        session.commit()
-        _wake(request)
+        commit_following(
+            request.app,
+            session,
+            lambda: broadcasts.follow_with_speech(session, library, following),
+        )
     return answer
 
 

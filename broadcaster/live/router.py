@@ -31,6 +31,7 @@ from audio_library.dependencies import LibraryDep
 from broadcaster.auth import service as auth_service
 from broadcaster.auth.dependencies import COOKIE_NAME
 from broadcaster.db import read_session
+from broadcaster.dispatch.wake import wake
 from broadcaster.live.service import Icecast, LiveStart, RelayStart
 from broadcaster.live.sessions import Encoder, LiveRun, Relays
 from broadcaster.web.errors import code_for, loc_of, status_for
@@ -46,12 +47,6 @@ socket_router = APIRouter(prefix="/api/v1/live")
 #: How long the browser may take to send its first audio (microphone permission).
 FIRST_AUDIO_S = 20.0
 MAX_FRAME = 256 * 1024
-
-
-def _wake(app: Any) -> None:
-    runtime = getattr(app.state, "runtime", None)
-    if runtime is not None:
-        runtime.wake()
 
 
 def relays_of(app: Any) -> Relays:
@@ -70,7 +65,7 @@ def _run(app: Any, library: Any, principal: Principal, data: LiveStart) -> LiveR
         principal=principal,
         data=data,
         max_s=data.max_s or settings.live_max_s,
-        wake=lambda: _wake(app),
+        wake=lambda: wake(app),
     )
 
 

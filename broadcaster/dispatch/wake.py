@@ -1,0 +1,39 @@
+"""After a boundary (a route, a live session's task) commits commands or a change of a
+broadcast: publish them now and refresh the broadcasts' progress streams.  The one
+place every router that stores commands does it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from kernel.errors import InvalidInput
+
+
+def wake(app: Any) -> None:
+    """Publish what was just committed now (the outbox publisher), and refresh the
+    progress streams (otherwise each refreshes on its next poll)."""
+    runtime = getattr(app.state, "runtime", None)
+    if runtime is not None:
+        runtime.wake()
+    hub = getattr(app.state, "progress_hub", None)
+    if hub is not None:
+        hub.notify()
+
+
+def commit_following(app: Any, session: Session, follow: Callable[[], object]) -> None:
+    """Run ``follow`` (a spoken emergency's speech and audio, once its play was
+    committed and published: `broadcasts.follow_with_speech`) and commit and publish
+    what it stored.  When the text cannot be spoken (`InvalidInput`), what ``follow``
+    stored on its way out (the broadcast's stop) is committed and published too, then
+    the error goes on for the route to answer."""
+    try:
+        follow()
+    except InvalidInput:
+        session.commit()
+        wake(app)
+        raise
+    session.commit()
+    wake(app)
