@@ -13,6 +13,12 @@ bare SQL loop that stores the same statuses, in the same run (issue 14 item 2).
    ``UPDATE command_targets SET status, updated_at WHERE command_id AND station_id``
    per batch, one commit per batch, on the same database.
 
+4. A reconnect storm (the broker restarted): every station's birth handed to the same
+   ingest in batches of ``--batch`` (``births``), beside a bare loop that stores the same
+   connections (``births_baseline``: per batch one executemany UPDATE of the stations'
+   state rows and one executemany INSERT of their connection rows, one commit).  No
+   broadcast is in flight, so no station has a play to take again.
+
 This is the part of "API call -> every station's ack stored" that is the service's own
 (no broker, no simulator), so it can be compared across code versions on a busy
 machine: ``cpu_s`` is the process's CPU time, which other jobs do not inflate much.
@@ -43,12 +49,15 @@ from broadcaster.dispatch import outbox  # noqa: E402
 from broadcaster.dispatch.ingest import Ingestor  # noqa: E402
 from broadcaster.dispatch.models import CommandTarget, TargetStatus  # noqa: E402
 from firmware_bridge.inbound import Inbound  # noqa: E402
-from firmware_bridge.messages import Ack  # noqa: E402
+from firmware_bridge.messages import Ack, StationState  # noqa: E402
 from firmware_bridge.topics import TopicKind, Topics  # noqa: E402
 from stations import live  # noqa: E402
-from stations.models import Station  # noqa: E402
+from stations.models import Station, StationConnection  # noqa: E402
+from stations.models import StationState as StateRow  # noqa: E402
 
 STATUSES = ("RECEIVED", "IN_PROGRESS", "SUCCEEDED")
+#: the connection number of the storm's births (the bare loop's are 0)
+BDSEQ = 7
 
 
 def prepare(database_url: str, n: int, workdir: Path) -> tuple[list[tuple[int, str]], str, int]:
@@ -130,6 +139,33 @@ def through_ingest(
                 .where(CommandTarget.status == TargetStatus.SUCCEEDED)
             )
         out["succeeded"] = int(done or 0)
+        now = dt.datetime.now(dt.UTC)
+        births = [
+            Inbound(
+                sid=sid,
+                kind=TopicKind.STATE,
+                message=StationState(
+                    online=True, bdseq=BDSEQ, at=now, firmware="bench", model="bench"
+                ),
+                topic=topics.state(sid),
+                received_at=now,
+            )
+            for _, sid in stations
+        ]
+        wall, cpu = time.perf_counter(), time.process_time()
+        for first in range(0, len(births), batch):
+            ingest(births[first : first + batch])
+        out["births"] = {
+            "wall_s": round(time.perf_counter() - wall, 3),
+            "cpu_s": round(time.process_time() - cpu, 3),
+        }
+        with factory() as session:
+            out["online"] = int(
+                session.scalar(
+                    select(func.count()).select_from(StateRow).where(StateRow.bdseq == BDSEQ)
+                )
+                or 0
+            )
         out["counters"] = ingest.stats()
     finally:
         engine.dispose()
@@ -170,14 +206,56 @@ def bare_loop(
     }
 
 
+def bare_births(database_url: str, stations: list[tuple[int, str]], batch: int) -> dict[str, Any]:
+    """The stations' births stored by a bare loop: per batch, one executemany UPDATE of
+    their state rows and one executemany INSERT of a connection row each, one commit."""
+    engine = db.make_engine(database_url)
+    states = StateRow.__table__
+    connections = StationConnection.__table__
+    set_online = (
+        update(states)
+        .where(states.c.station_id == bindparam("b_station"))
+        .values(
+            online=True,
+            bdseq=bindparam("b_bdseq"),
+            online_since=bindparam("b_now"),
+            offline_since=None,
+            last_seen=bindparam("b_now"),
+            firmware="bench",
+            model="bench",
+        )
+    )
+    now = dt.datetime.now(dt.UTC)
+    wall, cpu = time.perf_counter(), time.process_time()
+    try:
+        for first in range(0, len(stations), batch):
+            part = stations[first : first + batch]
+            with engine.begin() as conn:
+                conn.execute(
+                    set_online, [{"b_station": i, "b_bdseq": 0, "b_now": now} for i, _ in part]
+                )
+                conn.execute(
+                    connections.insert(),
+                    [{"station_id": i, "bdseq": 0, "online_at": now} for i, _ in part],
+                )
+    finally:
+        engine.dispose()
+    return {
+        "wall_s": round(time.perf_counter() - wall, 3),
+        "cpu_s": round(time.process_time() - cpu, 3),
+    }
+
+
 def run_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     workdir.mkdir(parents=True, exist_ok=True)
     url = args.database_url or f"sqlite:///{workdir}/broadcaster.db"
     stations, cmd_id, command_id = prepare(url, n, workdir)
     # the baseline first, on the PENDING targets, leaving them PENDING for the service
     baseline = bare_loop(url, stations, command_id, args.batch)
+    births_baseline = bare_births(url, stations, args.batch)
     service = through_ingest(url, stations, cmd_id, args.batch)
     assert service["succeeded"] == len(stations), service
+    assert service["online"] == len(stations), service
     return {
         "stations": len(stations),
         "loadavg": [round(x, 2) for x in os.getloadavg()],
@@ -186,6 +264,11 @@ def run_size(n: int, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
         "ratio_wall": round(service["total_wall_s"] / max(baseline["total_wall_s"], 1e-3), 1),
         "ratio_cpu": round(service["total_cpu_s"] / max(baseline["total_cpu_s"], 1e-3), 1),
         "acks_per_s": round(3 * len(stations) / max(service["total_wall_s"], 1e-3)),
+        "births_baseline": births_baseline,
+        "ratio_births_wall": round(
+            service["births"]["wall_s"] / max(births_baseline["wall_s"], 1e-3), 1
+        ),
+        "births_per_s": round(len(stations) / max(service["births"]["wall_s"], 1e-3)),
     }
 
 

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, aliased
 
 from stations.models import (
     ConnectionCause,
@@ -122,9 +122,13 @@ def record_birth(
     model: str | None,
     capabilities: Sequence[str],
     held_version: int | None,
+    connections: Connections | None = None,
 ) -> None:
+    """``connections``: the stations' latest intervals read for a batch of births
+    (`last_connections`), kept current here; without it, this station's is read."""
     state = state_of(session, station_id)
-    _connected(session, station_id, bdseq, received_at, ending_cause(state, ConnectionCause.LINK))
+    cause = ending_cause(state, ConnectionCause.LINK)
+    _connected(session, station_id, bdseq, received_at, cause, connections)
     if not state.online:
         state.online_since = received_at
     state.online = True
@@ -204,20 +208,60 @@ def _last_connection(session: Session, station_id: int) -> StationConnection | N
     )
 
 
+#: station id -> its latest connection interval (None: it never connected)
+Connections = dict[int, StationConnection | None]
+
+
+def last_connections(session: Session, station_ids: Sequence[int]) -> Connections:
+    """`_last_connection` of many stations, one statement per `IDS_PER_STATEMENT` (a
+    reconnect storm's batch of births reads them all at once).  Keep the result while
+    working: the session holds its rows only weakly."""
+    ids = sorted(set(station_ids))
+    out: Connections = dict.fromkeys(ids)
+    later = aliased(StationConnection)
+    latest = (
+        select(later.id)
+        .where(later.station_id == StationConnection.station_id)
+        .order_by(later.online_at.desc(), later.id.desc())
+        .limit(1)
+        .scalar_subquery()
+    )
+    for first in range(0, len(ids), IDS_PER_STATEMENT):
+        part = ids[first : first + IDS_PER_STATEMENT]
+        for row in session.scalars(
+            select(StationConnection).where(
+                StationConnection.station_id.in_(part), StationConnection.id == latest
+            )
+        ):
+            out[row.station_id] = row
+    return out
+
+
 def _connected(
-    session: Session, station_id: int, bdseq: int, at: dt.datetime, replaced: ConnectionCause
+    session: Session,
+    station_id: int,
+    bdseq: int,
+    at: dt.datetime,
+    replaced: ConnectionCause,
+    connections: Connections | None = None,
 ) -> None:
     """A birth: a new connection interval, unless it repeats the current one (a retained
     birth delivered again; after the server lost the broker it reopens that interval).
     An open interval it follows is closed with the cause ``replaced``."""
-    last = _last_connection(session, station_id)
+    if connections is not None and station_id in connections:
+        last = connections[station_id]
+    else:
+        last = _last_connection(session, station_id)
     if last is not None and last.bdseq == bdseq:
         if last.cause is ConnectionCause.SERVER:
             last.offline_at, last.cause = None, None
         return
     if last is not None and last.offline_at is None:
         last.offline_at, last.cause = at, replaced
-    session.add(StationConnection(station_id=station_id, bdseq=bdseq, online_at=at))
+    opened = StationConnection(station_id=station_id, bdseq=bdseq, online_at=at)
+    session.add(opened)
+    if connections is not None:
+        connections[station_id] = opened
 
 
 def _disconnected(

@@ -177,21 +177,25 @@ class Ingestor:
                 for inbound in batch
                 if (station_id := self._station_id(session, inbound.sid)) is not None
             }
-            # A station that sent only acknowledgements and play events in this batch
-            # (every station during a broadcast) takes the batched path: its acks
-            # applied with one read and one UPDATE for the batch (`outbox.apply_acks`),
-            # its events stored with one INSERT and their plays read with one SELECT
-            # (`playlog.record_events`), its last_seen with one more statement
-            # (`live.touch_many`).  Any other message of a station (a birth, a fault
-            # event...) sends all of its batch through the path below, in order.
+            # A station that sent only births, acknowledgements and play events in this
+            # batch (every station during a broadcast, or after a broker restart) takes
+            # the batched path: its births applied to rows read at once with one flush
+            # for the batch, its acks applied with one read and one UPDATE
+            # (`outbox.apply_acks`), its events stored with one INSERT and their plays
+            # read with one SELECT (`playlog.record_events`), its last_seen with one
+            # more statement (`live.touch_many`).  Any other message of a station (a
+            # death, a fault event...) sends all of its batch through the path below,
+            # in order.
             others = {inbound.sid for inbound in batch if not _batchable(inbound)}
             fast: list[Inbound] = []
             slow: list[Inbound] = []
             for inbound in batch:
                 sid = inbound.sid
                 (fast if sid in station_ids and sid not in others else slow).append(inbound)
+            #: the stations whose birth was stored, and when it arrived
+            born: dict[int, dt.datetime] = {}
             if fast:
-                acked.extend(self._batched(session, fast, station_ids))
+                acked.extend(self._batched(session, fast, station_ids, born, touched))
             # The session's identity map holds objects weakly: a station's state row,
             # clean again after each message's savepoint, would be dropped and selected
             # anew for every message of a burst.  Hold each one for the batch.
@@ -239,11 +243,12 @@ class Ingestor:
                 outcome = self._one(session, station_id, inbound, acks)
                 if outcome is None:
                     continue
-                if outcome == "birth_late":
-                    late = True
-                    self._count("birth")
+                if outcome == "birth":
+                    born[station_id] = inbound.received_at
                 if outcome == "ack" and isinstance(inbound.message, Ack):
                     acked.append(inbound.message.cmd_id)
+            if born:
+                late = self._redeliver(session, born)
             if telemetry:
                 self._telemetry(session, telemetry)
             if self._after_batch is not None and touched:
@@ -282,13 +287,20 @@ class Ingestor:
         return outcome
 
     def _batched(
-        self, session: Session, batch: list[Inbound], station_ids: dict[str, int]
+        self,
+        session: Session,
+        batch: list[Inbound],
+        station_ids: dict[str, int],
+        born: dict[int, dt.datetime],
+        touched: set[int],
     ) -> list[str]:
-        """The acknowledgements and play events of stations that sent nothing else in
-        the batch, each kind with a few statements for all (`outbox.apply_acks`,
-        `playlog.record_events`, `live.touch_many`); the cmd_ids of the acks applied.
-        Should the batched statements fail, each message is stored alone, so a bad one
-        is quarantined and loses no other."""
+        """The births, acknowledgements and play events of stations that sent nothing
+        else in the batch, each kind with a few statements for all (`live.record_birth`
+        on rows read at once by `live.load_states` and `live.last_connections`, one
+        flush; `outbox.apply_acks`, `playlog.record_events`, `live.touch_many`); the
+        cmd_ids of the acks applied.  The stations born go in ``born``, with those whose
+        alarm rules may judge anew in ``touched``.  Should the batched statements fail,
+        each message is stored alone, so a bad one is quarantined and loses no other."""
         storable: list[Inbound] = []
         for inbound in batch:
             problem = unstorable(inbound)
@@ -299,17 +311,32 @@ class Ingestor:
         if not storable:
             return []
         seen: dict[int, dt.datetime] = {}
+        births: list[tuple[Inbound, int, StationState]] = []
         acks: list[tuple[Inbound, Ack]] = []
         events: list[tuple[Inbound, playlog.EventIn]] = []
         for inbound in storable:
             station_id = station_ids[inbound.sid]
             seen[station_id] = max(inbound.received_at, seen.get(station_id, inbound.received_at))
-            if isinstance(inbound.message, Ack):
+            if isinstance(inbound.message, StationState):
+                births.append((inbound, station_id, inbound.message))
+            elif isinstance(inbound.message, Ack):
                 acks.append((inbound, inbound.message))
             elif isinstance(inbound.message, Event):
                 events.append((inbound, _event_in(station_id, inbound, inbound.message)))
+        # held for the batch: the session keeps its rows only weakly
+        states = live.load_states(session, [station_id for _, station_id, _ in births])
+        connections = live.last_connections(session, [station_id for _, station_id, _ in births])
         try:
             with session.begin_nested():
+                for inbound, station_id, birth in births:
+                    _record_birth(session, station_id, inbound, birth, connections)
+                    states[station_id] = live.state_of(session, station_id)
+                for station_id in dict.fromkeys(station_id for _, station_id, _ in births):
+                    # its birth moved last_seen; an ack of the batch may be later
+                    state, latest = states[station_id], seen.pop(station_id)
+                    if state.last_seen is None or state.last_seen < latest:
+                        state.last_seen = latest
+                session.flush()
                 results = outbox.apply_acks(
                     session, [_ack_in(station_ids[i.sid], i, ack) for i, ack in acks]
                 )
@@ -318,15 +345,22 @@ class Ingestor:
         except Exception as exc:
             if _transient(exc):
                 raise
-            log.exception("a batch of acknowledgements and events failed; storing each alone")
+            log.exception("a batch of births, acks and events failed; storing each alone")
             acked = []
             for inbound in storable:
                 station_id = station_ids[inbound.sid]
                 live.state_of(session, station_id)
                 outcome = self._one(session, station_id, inbound, None)
+                if outcome == "birth":
+                    born[station_id] = inbound.received_at
+                    touched.add(station_id)
                 if outcome == "ack" and isinstance(inbound.message, Ack):
                     acked.append(inbound.message.cmd_id)
             return acked
+        for inbound, station_id, _ in births:
+            born[station_id] = inbound.received_at
+            touched.add(station_id)
+        self._count("birth", len(births))
         acked = []
         for (inbound, ack), result in zip(acks, results, strict=True):
             outcome = self._ack_outcome(inbound, ack, result)
@@ -338,6 +372,24 @@ class Ingestor:
                 _log_unknown_item(inbound, event)
             self._count(outcome)
         return acked
+
+    def _redeliver(self, session: Session, born: dict[int, dt.datetime]) -> bool:
+        """The still-valid broadcast plays the stations born in this batch missed while
+        offline go to them now, for the whole batch at once (`outbox.redeliver_on_births`);
+        whether any has something to take.  Should it fail, the births stay stored and the
+        stations get those plays at their next birth."""
+        try:
+            with session.begin_nested():
+                late = outbox.redeliver_on_births(session, born)
+        except Exception as exc:
+            if _transient(exc):
+                raise
+            self._count("errors")
+            log.exception("could not send the missed broadcasts to %d stations", len(born))
+            return False
+        if late:
+            self._count("birth_late", len(late))
+        return bool(late)
 
     def _telemetry(self, session: Session, rows: list[tuple[Inbound, live.TelemetryRow]]) -> None:
         """One batched insert; if it fails, row by row, quarantining the bad ones."""
@@ -382,19 +434,9 @@ class Ingestor:
         now = inbound.received_at
         if isinstance(message, StationState):
             if message.online:
-                live.record_birth(
-                    session,
-                    station_id,
-                    bdseq=message.bdseq,
-                    received_at=now,
-                    firmware=message.firmware,
-                    model=message.model,
-                    capabilities=list(message.capabilities or []),
-                    held_version=message.desired_version,
-                )
-                # still-valid broadcasts it missed while offline go to it now
-                if outbox.redeliver_on_birth(session, station_id, now):
-                    return "birth_late"
+                _record_birth(session, station_id, inbound, message)
+                # still-valid broadcasts it missed while offline go to it once the
+                # batch's messages are stored (`_redeliver`)
                 return "birth"
             applied = live.record_death(session, station_id, bdseq=message.bdseq, received_at=now)
             return "death" if applied else "stale_death"
@@ -457,9 +499,32 @@ class Ingestor:
         return "event"
 
 
+def _record_birth(
+    session: Session,
+    station_id: int,
+    inbound: Inbound,
+    message: StationState,
+    connections: live.Connections | None = None,
+) -> None:
+    live.record_birth(
+        session,
+        station_id,
+        bdseq=message.bdseq,
+        received_at=inbound.received_at,
+        firmware=message.firmware,
+        model=message.model,
+        capabilities=list(message.capabilities or []),
+        held_version=message.desired_version,
+        connections=connections,
+    )
+
+
 def _batchable(inbound: Inbound) -> bool:
-    """An acknowledgement or a play event (not retained): `Ingestor._batched` takes it."""
+    """A birth (retained or not), an acknowledgement or a play event (not retained):
+    `Ingestor._batched` takes it."""
     message = inbound.message
+    if isinstance(message, StationState):
+        return message.online
     if inbound.retained:
         return False
     return isinstance(message, Ack) or (

@@ -24,7 +24,7 @@ import datetime as dt
 import logging
 import secrets
 import time
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, cast
 
@@ -191,31 +191,48 @@ def mark_published(
             _measure_clock(command, target)
 
 
-def redeliver_on_birth(session: Session, station_id: int, now: dt.datetime) -> int:
-    """A station came (back) online: every still-valid broadcast play it has not received
-    goes to it again, directly (its target back to PENDING; the publisher sends it with
-    a fresh `start_at`, see `late_body`).  Returns the number of commands to send."""
-    valid = select(Command.id).where(
-        Command.type == "play",
-        Command.broadcast_id.is_not(None),
-        Command.published_at.is_not(None),
-        Command.done.is_(False),
-        Command.not_after > now + TRANSIT_GRACE,
-    )
-    return len(
-        list(
-            session.scalars(
-                update(CommandTarget)
-                .where(
-                    CommandTarget.station_id == station_id,
-                    CommandTarget.command_id.in_(valid),
-                    CommandTarget.status == TargetStatus.SENT,
-                )
-                .values(status=TargetStatus.PENDING, direct=True, updated_at=now)
-                .returning(CommandTarget.command_id)
-            )
+def redeliver_on_births(session: Session, births: Mapping[int, dt.datetime]) -> set[int]:
+    """Stations came (back) online (station id -> when its birth arrived): every
+    still-valid broadcast play each has not received goes to it again, directly (its
+    target back to PENDING; the publisher sends it with a fresh `start_at`, see
+    `late_body`).  A whole batch of births (a reconnect storm after a broker restart is
+    hundreds per batch) costs one read of the valid plays and one UPDATE per play, not a
+    statement per birth.  Returns the stations that have something to take."""
+    if not births:
+        return set()
+    earliest = min(births.values())
+    plays = session.execute(
+        select(Command.id, Command.not_after).where(
+            Command.type == "play",
+            Command.broadcast_id.is_not(None),
+            Command.published_at.is_not(None),
+            Command.done.is_(False),
+            Command.not_after > earliest + TRANSIT_GRACE,
         )
-    )
+    ).all()
+    late: set[int] = set()
+    for command_id, not_after in plays:
+        # valid when each station's birth arrived, as if it were stored alone
+        born = {s: at for s, at in births.items() if not_after > at + TRANSIT_GRACE}
+        for first in range(0, len(born), IDS_PER_STATEMENT):
+            station_ids = list(born)[first : first + IDS_PER_STATEMENT]
+            late.update(
+                session.scalars(
+                    update(CommandTarget)
+                    .where(
+                        CommandTarget.command_id == command_id,
+                        CommandTarget.station_id.in_(station_ids),
+                        CommandTarget.status == TargetStatus.SENT,
+                    )
+                    .values(
+                        status=TargetStatus.PENDING,
+                        direct=True,
+                        updated_at=max(born[s] for s in station_ids),
+                    )
+                    .returning(CommandTarget.station_id)
+                )
+            )
+    return late
 
 
 def late_deliveries(session: Session, now: dt.datetime) -> list[tuple[Command, list[str]]]:

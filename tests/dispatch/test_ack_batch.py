@@ -9,7 +9,7 @@ import random
 from typing import get_args
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import db
@@ -19,10 +19,11 @@ from broadcaster.dispatch import outbox, playlog
 from broadcaster.dispatch.ingest import Ingestor
 from broadcaster.dispatch.models import CommandTarget, DeadLetter, Play, PlayStatus, StationEvent
 from firmware_bridge.client import Inbound
-from firmware_bridge.messages import Ack, AckStatus, Event, EventType
+from firmware_bridge.messages import Ack, AckStatus, Event, EventType, StationState
 from firmware_bridge.topics import TopicKind, Topics
 from stations import live, tan_an
-from stations.models import Station, StationState
+from stations.models import Station, StationConnection
+from stations.models import StationState as StateRow
 
 TOPICS = Topics()
 STATUSES = list(get_args(AckStatus))
@@ -200,9 +201,9 @@ def test_ingest_batches_acks_and_keeps_each_station_in_order(
         assert len(rows) == len(ids)
         assert {str(status) for status, _ in rows} == {"IN_PROGRESS"}
         assert {received for _, received in rows} == {now}
-        seen = dict(session.execute(select(StationState.station_id, StationState.last_seen)).all())
+        seen = dict(session.execute(select(StateRow.station_id, StateRow.last_seen)).all())
         assert all(seen[i] is not None and seen[i] >= now for i in ids)
-        assert session.get(StationState, ids[0]).faults == ["amp_overheat"]  # type: ignore[union-attr]
+        assert session.get(StateRow, ids[0]).faults == ["amp_overheat"]  # type: ignore[union-attr]
         letters = session.scalars(select(DeadLetter)).all()
         assert [(d.sid, d.category) for d in letters] == [(sids[ids[1]], "range")]
     # stale and repeated acks in a later batch change nothing and are counted stale
@@ -355,3 +356,132 @@ def test_a_batch_of_events_ends_where_events_stored_one_by_one_end(
     assert {"event", "event_duplicate", "event_unknown_item"} == set(batched)
     # the last event: the first station's broadcast played in full, under its alarm
     assert (ids[0], None, "b-1", PlayStatus.NOT_HEARD) in {row[:4] for row in got_plays}
+
+
+def _connection_messages(rng: random.Random, sids: list[str]) -> list[Inbound]:
+    """Births (a new connection, or the same one again: a retained birth delivered
+    twice), deaths (current or stale) and acks of an unknown command, in time order."""
+    at = dt.datetime.now(dt.UTC)
+    bdseq = dict.fromkeys(sids, 0)
+    out: list[Inbound] = []
+    for _ in range(600):
+        sid = rng.choice(sids[: len(sids) // 2] if rng.random() < 0.5 else sids)
+        at += dt.timedelta(milliseconds=rng.randint(1, 40))
+        roll = rng.random()
+        if roll < 0.1:
+            out.append(_ack(sid, "unknown-command", "RECEIVED", at))
+            continue
+        if roll < 0.7:
+            bdseq[sid] += rng.random() < 0.7
+            message = StationState(
+                online=True,
+                bdseq=bdseq[sid],
+                at=at,
+                firmware=f"1.{bdseq[sid]}",
+                model="sim",
+                capabilities=["file"] if bdseq[sid] % 2 else ["file", "relay"],
+                desired_version=bdseq[sid],
+            )
+        else:
+            message = StationState(online=False, bdseq=bdseq[sid] - (rng.random() < 0.2), at=at)
+        out.append(
+            Inbound(
+                sid=sid,
+                kind=TopicKind.STATE,
+                message=message,
+                topic=TOPICS.state(sid),
+                received_at=at,
+                retained=rng.random() < 0.2,
+            )
+        )
+    return out
+
+
+def _connections(session: Session) -> tuple[list[tuple[object, ...]], list[tuple[object, ...]]]:
+    states = session.execute(
+        select(
+            StateRow.station_id,
+            StateRow.online,
+            StateRow.bdseq,
+            StateRow.online_since,
+            StateRow.offline_since,
+            StateRow.last_seen,
+            StateRow.firmware,
+            StateRow.capabilities,
+            StateRow.held_version,
+        ).order_by(StateRow.station_id)
+    )
+    intervals = session.execute(
+        select(
+            StationConnection.station_id,
+            StationConnection.bdseq,
+            StationConnection.online_at,
+            StationConnection.offline_at,
+            StationConnection.cause,
+        ).order_by(StationConnection.station_id, StationConnection.id)
+    )
+    return [tuple(row) for row in states], [tuple(row) for row in intervals]
+
+
+def _fresh_connections(session_factory: sessionmaker[Session], ids: list[int]) -> None:
+    with db.session_scope(session_factory) as session:
+        session.execute(delete(StationConnection))
+        session.execute(delete(StateRow))
+        for station_id in ids:
+            live.state_of(session, station_id)
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_a_storm_of_births_in_batches_ends_where_births_stored_one_by_one_end(
+    session_factory: sessionmaker[Session], fleet: list[tuple[int, str]], seed: int
+) -> None:
+    """A reconnect storm: stations whose batch holds only births (and acks) take the
+    batched path (`live.last_connections`, one flush), the others the path in order;
+    whatever the batch sizes, states and connection intervals end where
+    `live.record_birth` / `record_death` / `touch` one message at a time end."""
+    rng = random.Random(seed)
+    ids = [i for i, _ in fleet][:40]
+    sid_of = dict(fleet)
+    messages = _connection_messages(rng, [sid_of[i] for i in ids])
+    id_of = {sid: i for i, sid in sid_of.items()}
+
+    _fresh_connections(session_factory, ids)
+    with db.session_scope(session_factory) as session:
+        for inbound in messages:
+            station_id, message = id_of[inbound.sid], inbound.message
+            if isinstance(message, StationState) and message.online:
+                live.record_birth(
+                    session,
+                    station_id,
+                    bdseq=message.bdseq,
+                    received_at=inbound.received_at,
+                    firmware=message.firmware,
+                    model=message.model,
+                    capabilities=list(message.capabilities or []),
+                    held_version=message.desired_version,
+                )
+            elif isinstance(message, StationState):
+                live.record_death(
+                    session, station_id, bdseq=message.bdseq, received_at=inbound.received_at
+                )
+            elif not inbound.retained:
+                live.touch(session, station_id, inbound.received_at)
+            session.flush()
+    with session_factory() as session:
+        expected = _connections(session)
+
+    _fresh_connections(session_factory, ids)
+    ingest = Ingestor(session_factory)
+    first = 0
+    while first < len(messages):
+        size = rng.choice([1, 7, 50, 200])
+        ingest(messages[first : first + size])
+        first += size
+    with session_factory() as session:
+        assert _connections(session) == expected
+        assert session.scalars(select(DeadLetter)).all() == []
+    counters = ingest.stats()
+    assert counters["birth"] == sum(
+        isinstance(m.message, StationState) and m.message.online for m in messages
+    )
+    assert counters.get("errors", 0) == 0
