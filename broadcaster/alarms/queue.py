@@ -35,18 +35,23 @@ class Outgoing:
 
 
 def due(session: Session, now: dt.datetime, *, settle_s: float, limit: int = 500) -> list[Outgoing]:
-    """Pending deliveries that are due, grouped per subscription.  A fresh delivery
-    waits ``settle_s`` so that alarms fired together (a commune-wide power cut) leave
-    in one message."""
+    """Pending deliveries that are due, grouped per subscription.  A subscription's
+    deliveries wait until its oldest has waited ``settle_s``; then every pending one of
+    it leaves together, so alarms fired together (a commune-wide power cut, whose
+    stations' reports arrive over seconds) leave in one message whenever the notifier
+    looks (Alertmanager's ``group_wait``)."""
     settled = now - dt.timedelta(seconds=settle_s)
+    sendable = (
+        AlarmDelivery.status == DeliveryStatus.PENDING,
+        AlarmDelivery.next_attempt_at <= now,
+    )
+    ready = select(AlarmDelivery.subscription_id).where(
+        *sendable, AlarmDelivery.created_at <= settled
+    )
     rows = session.execute(
         select(AlarmDelivery, AlarmSubscription)
         .join(AlarmSubscription, AlarmSubscription.id == AlarmDelivery.subscription_id)
-        .where(
-            AlarmDelivery.status == DeliveryStatus.PENDING,
-            AlarmDelivery.next_attempt_at <= now,
-            AlarmDelivery.created_at <= settled,
-        )
+        .where(*sendable, AlarmDelivery.subscription_id.in_(ready))
         .order_by(AlarmDelivery.id)
         .limit(limit)
     ).all()

@@ -227,6 +227,24 @@ def test_deliveries_follow_area_and_severity_and_the_queue_is_bounded(db: Sessio
     assert queue.still_pending(db, stale, later + dt.timedelta(seconds=31)) is not None
 
 
+def test_alarms_fired_over_a_few_seconds_leave_in_one_digest(db: Session) -> None:
+    """A subscription's deliveries wait until its oldest has settled, then all of its
+    pending ones leave together (the reports of a commune-wide power cut arrive over
+    seconds: a notifier round between two of them must not split the digest)."""
+    ward_2 = station(db, WARD_2).area.parent_id
+    to_ward = subscribe(db, "kt2@example.vn", ward_2, Severity.WARNING)
+    sid = online(db, WARD_2)
+    telemetry(db, sid, T0, storage_free_mb=10.0)
+    service.evaluate(db, T0, {sid})
+    later = T0 + dt.timedelta(seconds=3)
+    telemetry(db, sid, later, speaker_ok=False)
+    service.evaluate(db, later, {sid})
+    assert queue.due(db, T0 + dt.timedelta(seconds=4), settle_s=5) == []
+    (out,) = queue.due(db, T0 + dt.timedelta(seconds=5), settle_s=5)
+    assert out.subscription_id == to_ward.id
+    assert [e["title_vi"] for e in out.events] == ["Bộ nhớ trạm sắp đầy", "Lỗi đường dây loa"]
+
+
 def test_clock_plan_and_media(db: Session) -> None:
     sid = online(db, WARD_2)  # hamlet: clock 5 s, plan and media 30 min
     telemetry(db, sid, T0, clock_offset_ms=-7200.0)
