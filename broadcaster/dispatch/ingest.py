@@ -177,15 +177,15 @@ class Ingestor:
                 for inbound in batch
                 if (station_id := self._station_id(session, inbound.sid)) is not None
             }
-            # A station that sent only births, acknowledgements and play events in this
-            # batch (every station during a broadcast, or after a broker restart) takes
-            # the batched path: its births applied to rows read at once with one flush
-            # for the batch, its acks applied with one read and one UPDATE
-            # (`outbox.apply_acks`), its events stored with one INSERT and their plays
-            # read with one SELECT (`playlog.record_events`), its last_seen with one
-            # more statement (`live.touch_many`).  Any other message of a station (a
-            # death, a fault event...) sends all of its batch through the path below,
-            # in order.
+            # A station that sent only births, reported states, acknowledgements and
+            # play events in this batch (every station during a broadcast, or starting
+            # up after a broker restart) takes the batched path: its births and reports
+            # applied to rows read at once with one flush for the batch, its acks
+            # applied with one read and one UPDATE (`outbox.apply_acks`), its events
+            # stored with one INSERT and their plays read with one SELECT
+            # (`playlog.record_events`), its last_seen with one more statement
+            # (`live.touch_many`).  Any other message of a station (a death, a fault
+            # event...) sends all of its batch through the path below, in order.
             others = {inbound.sid for inbound in batch if not _batchable(inbound)}
             fast: list[Inbound] = []
             slow: list[Inbound] = []
@@ -294,13 +294,14 @@ class Ingestor:
         born: dict[int, dt.datetime],
         touched: set[int],
     ) -> list[str]:
-        """The births, acknowledgements and play events of stations that sent nothing
-        else in the batch, each kind with a few statements for all (`live.record_birth`
-        on rows read at once by `live.load_states` and `live.last_connections`, one
-        flush; `outbox.apply_acks`, `playlog.record_events`, `live.touch_many`); the
-        cmd_ids of the acks applied.  The stations born go in ``born``, with those whose
-        alarm rules may judge anew in ``touched``.  Should the batched statements fail,
-        each message is stored alone, so a bad one is quarantined and loses no other."""
+        """The births, reported states, acknowledgements and play events of stations that
+        sent nothing else in the batch, each kind with a few statements for all
+        (`live.record_birth`, `live.record_reported` on rows read at once by
+        `live.load_states` and `live.last_connections`, one flush; `outbox.apply_acks`,
+        `playlog.record_events`, `live.touch_many`); the cmd_ids of the acks applied.
+        The stations born go in ``born``, with those whose alarm rules may judge anew in
+        ``touched``.  Should the batched statements fail, each message is stored alone,
+        so a bad one is quarantined and loses no other."""
         storable: list[Inbound] = []
         for inbound in batch:
             problem = unstorable(inbound)
@@ -311,28 +312,33 @@ class Ingestor:
         if not storable:
             return []
         seen: dict[int, dt.datetime] = {}
-        births: list[tuple[Inbound, int, StationState]] = []
+        #: births and reported states, in the order they came
+        states_in: list[tuple[Inbound, int]] = []
         acks: list[tuple[Inbound, Ack]] = []
         events: list[tuple[Inbound, playlog.EventIn]] = []
         for inbound in storable:
             station_id = station_ids[inbound.sid]
             seen[station_id] = max(inbound.received_at, seen.get(station_id, inbound.received_at))
-            if isinstance(inbound.message, StationState):
-                births.append((inbound, station_id, inbound.message))
+            if isinstance(inbound.message, StationState | Reported):
+                states_in.append((inbound, station_id))
             elif isinstance(inbound.message, Ack):
                 acks.append((inbound, inbound.message))
             elif isinstance(inbound.message, Event):
                 events.append((inbound, _event_in(station_id, inbound, inbound.message)))
+        births = [(i, sid_id) for i, sid_id in states_in if isinstance(i.message, StationState)]
         # held for the batch: the session keeps its rows only weakly
-        states = live.load_states(session, [station_id for _, station_id, _ in births])
-        connections = live.last_connections(session, [station_id for _, station_id, _ in births])
+        states = live.load_states(session, [station_id for _, station_id in states_in])
+        connections = live.last_connections(session, [station_id for _, station_id in births])
         try:
             with session.begin_nested():
-                for inbound, station_id, birth in births:
-                    _record_birth(session, station_id, inbound, birth, connections)
+                for inbound, station_id in states_in:
+                    if isinstance(inbound.message, StationState):
+                        _record_birth(session, station_id, inbound, inbound.message, connections)
+                    elif isinstance(inbound.message, Reported):
+                        _record_reported(session, station_id, inbound, inbound.message)
                     states[station_id] = live.state_of(session, station_id)
-                for station_id in dict.fromkeys(station_id for _, station_id, _ in births):
-                    # its birth moved last_seen; an ack of the batch may be later
+                for station_id in dict.fromkeys(station_id for _, station_id in states_in):
+                    # its birth or report moved last_seen; an ack of the batch may be later
                     state, latest = states[station_id], seen.pop(station_id)
                     if state.last_seen is None or state.last_seen < latest:
                         state.last_seen = latest
@@ -353,14 +359,16 @@ class Ingestor:
                 outcome = self._one(session, station_id, inbound, None)
                 if outcome == "birth":
                     born[station_id] = inbound.received_at
+                if outcome in ("birth", "reported"):
                     touched.add(station_id)
                 if outcome == "ack" and isinstance(inbound.message, Ack):
                     acked.append(inbound.message.cmd_id)
             return acked
-        for inbound, station_id, _ in births:
+        for inbound, station_id in births:
             born[station_id] = inbound.received_at
-            touched.add(station_id)
+        touched.update(station_id for _, station_id in states_in)
         self._count("birth", len(births))
+        self._count("reported", len(states_in) - len(births))
         acked = []
         for (inbound, ack), result in zip(acks, results, strict=True):
             outcome = self._ack_outcome(inbound, ack, result)
@@ -441,15 +449,7 @@ class Ingestor:
             applied = live.record_death(session, station_id, bdseq=message.bdseq, received_at=now)
             return "death" if applied else "stale_death"
         if isinstance(message, Reported):
-            live.record_reported(
-                session,
-                station_id,
-                applied_version=message.desired_version,
-                missing=message.missing,
-                received_at=now,
-                cache_bytes=message.cache_bytes,
-                volume=message.volume,
-            )
+            _record_reported(session, station_id, inbound, message)
             return "reported"
         if isinstance(message, Ack):
             return self._ack(session, station_id, inbound, message, None)
@@ -519,12 +519,28 @@ def _record_birth(
     )
 
 
+def _record_reported(
+    session: Session, station_id: int, inbound: Inbound, message: Reported
+) -> None:
+    live.record_reported(
+        session,
+        station_id,
+        applied_version=message.desired_version,
+        missing=message.missing,
+        received_at=inbound.received_at,
+        cache_bytes=message.cache_bytes,
+        volume=message.volume,
+    )
+
+
 def _batchable(inbound: Inbound) -> bool:
-    """A birth (retained or not), an acknowledgement or a play event (not retained):
-    `Ingestor._batched` takes it."""
+    """A birth or a reported state (retained or not), an acknowledgement or a play event
+    (not retained): `Ingestor._batched` takes it."""
     message = inbound.message
     if isinstance(message, StationState):
         return message.online
+    if isinstance(message, Reported):
+        return True
     if inbound.retained:
         return False
     return isinstance(message, Ack) or (

@@ -19,7 +19,7 @@ from broadcaster.dispatch import outbox, playlog
 from broadcaster.dispatch.ingest import Ingestor
 from broadcaster.dispatch.models import CommandTarget, DeadLetter, Play, PlayStatus, StationEvent
 from firmware_bridge.client import Inbound
-from firmware_bridge.messages import Ack, AckStatus, Event, EventType, StationState
+from firmware_bridge.messages import Ack, AckStatus, Event, EventType, Reported, StationState
 from firmware_bridge.topics import TopicKind, Topics
 from stations import live, tan_an
 from stations.models import Station, StationConnection
@@ -360,7 +360,8 @@ def test_a_batch_of_events_ends_where_events_stored_one_by_one_end(
 
 def _connection_messages(rng: random.Random, sids: list[str]) -> list[Inbound]:
     """Births (a new connection, or the same one again: a retained birth delivered
-    twice), deaths (current or stale) and acks of an unknown command, in time order."""
+    twice), reported states, deaths (current or stale) and acks of an unknown command,
+    in time order."""
     at = dt.datetime.now(dt.UTC)
     bdseq = dict.fromkeys(sids, 0)
     out: list[Inbound] = []
@@ -382,6 +383,25 @@ def _connection_messages(rng: random.Random, sids: list[str]) -> list[Inbound]:
                 capabilities=["file"] if bdseq[sid] % 2 else ["file", "relay"],
                 desired_version=bdseq[sid],
             )
+        elif roll < 0.85:
+            report = Reported(
+                desired_version=rng.choice([None, 1, 2]),
+                at=at,
+                missing=rng.sample(["b" * 64, "c" * 64, "a" * 64], rng.randint(0, 2)),
+                cache_bytes=rng.randint(0, 10**6),
+                volume=rng.choice([None, 40, 80]),
+            )
+            out.append(
+                Inbound(
+                    sid=sid,
+                    kind=TopicKind.REPORTED,
+                    message=report,
+                    topic=TOPICS.reported(sid),
+                    received_at=at,
+                    retained=rng.random() < 0.3,
+                )
+            )
+            continue
         else:
             message = StationState(online=False, bdseq=bdseq[sid] - (rng.random() < 0.2), at=at)
         out.append(
@@ -409,6 +429,11 @@ def _connections(session: Session) -> tuple[list[tuple[object, ...]], list[tuple
             StateRow.firmware,
             StateRow.capabilities,
             StateRow.held_version,
+            StateRow.applied_version,
+            StateRow.missing,
+            StateRow.reported_at,
+            StateRow.cache_bytes,
+            StateRow.volume,
         ).order_by(StateRow.station_id)
     )
     intervals = session.execute(
@@ -435,10 +460,10 @@ def _fresh_connections(session_factory: sessionmaker[Session], ids: list[int]) -
 def test_a_storm_of_births_in_batches_ends_where_births_stored_one_by_one_end(
     session_factory: sessionmaker[Session], fleet: list[tuple[int, str]], seed: int
 ) -> None:
-    """A reconnect storm: stations whose batch holds only births (and acks) take the
-    batched path (`live.last_connections`, one flush), the others the path in order;
+    """A reconnect storm: stations whose batch holds only births, reports (and acks)
+    take the batched path (`live.last_connections`, one flush), the others the path in order;
     whatever the batch sizes, states and connection intervals end where
-    `live.record_birth` / `record_death` / `touch` one message at a time end."""
+    `live.record_birth` / `record_reported` / `record_death` / `touch` one message at a time end."""
     rng = random.Random(seed)
     ids = [i for i, _ in fleet][:40]
     sid_of = dict(fleet)
@@ -459,6 +484,16 @@ def test_a_storm_of_births_in_batches_ends_where_births_stored_one_by_one_end(
                     model=message.model,
                     capabilities=list(message.capabilities or []),
                     held_version=message.desired_version,
+                )
+            elif isinstance(message, Reported):
+                live.record_reported(
+                    session,
+                    station_id,
+                    applied_version=message.desired_version,
+                    missing=message.missing,
+                    received_at=inbound.received_at,
+                    cache_bytes=message.cache_bytes,
+                    volume=message.volume,
                 )
             elif isinstance(message, StationState):
                 live.record_death(
