@@ -103,6 +103,8 @@ class Ingestor:
             return dict(self.counters)
 
     def _count(self, key: str, n: int = 1) -> None:
+        if not n:
+            return
         with self._lock:
             self.counters[key] += n
 
@@ -395,8 +397,7 @@ class Ingestor:
             self._count("errors")
             log.exception("could not send the missed broadcasts to %d stations", len(born))
             return False
-        if late:
-            self._count("birth_late", len(late))
+        self._count("birth_late", len(late))
         return bool(late)
 
     def _telemetry(self, session: Session, rows: list[tuple[Inbound, live.TelemetryRow]]) -> None:
