@@ -8,9 +8,10 @@ returned, so storing it is the last step before the station may forget it:
   a dead letter, with the reason;
 - each message is applied inside a savepoint, telemetry included (one batched insert,
   then row by row if that fails), so one station's bad message never rolls back
-  another's; the acknowledgements and play events of stations that sent nothing else
-  in the batch (a broadcast's thousands) are applied with a few statements for all, in
-  one savepoint, and one by one if that fails (`Ingestor._batched`);
+  another's; the births, reported states, telemetry, acknowledgements and play events
+  of stations that sent nothing else in the batch (a broadcast's thousands, a reconnect
+  storm) are applied with a few statements for all, in one savepoint, and one by one if
+  that fails (`Ingestor._batched`);
 - a busy or unreachable database (SQLite locked by another process, PostgreSQL
   failing over) raises `RetryLater`: the bridge offers the same batch again with
   backoff, unacknowledged meanwhile, so nothing is dropped;
@@ -179,10 +180,11 @@ class Ingestor:
                 for inbound in batch
                 if (station_id := self._station_id(session, inbound.sid)) is not None
             }
-            # A station that sent only births, reported states, acknowledgements and
-            # play events in this batch (every station during a broadcast, or starting
-            # up after a broker restart) takes the batched path: its births and reports
-            # applied to rows read at once with one flush for the batch, its acks
+            # A station that sent only births, reported states, telemetry,
+            # acknowledgements and play events in this batch (every station during a
+            # broadcast, or starting up after a broker restart) takes the batched path:
+            # its births and reports applied to rows read at once with one flush for
+            # the batch, its telemetry with the batch's (one INSERT), its acks
             # applied with one read and one UPDATE (`outbox.apply_acks`), its events
             # stored with one INSERT and their plays read with one SELECT
             # (`playlog.record_events`), its last_seen with one more statement
@@ -197,7 +199,7 @@ class Ingestor:
             #: the stations whose birth was stored, and when it arrived
             born: dict[int, dt.datetime] = {}
             if fast:
-                acked.extend(self._batched(session, fast, station_ids, born, touched))
+                acked.extend(self._batched(session, fast, station_ids, born, touched, telemetry))
             # The session's identity map holds objects weakly: a station's state row,
             # clean again after each message's savepoint, would be dropped and selected
             # anew for every message of a burst.  Hold each one for the batch.
@@ -295,6 +297,7 @@ class Ingestor:
         station_ids: dict[str, int],
         born: dict[int, dt.datetime],
         touched: set[int],
+        telemetry: list[tuple[Inbound, live.TelemetryRow]],
     ) -> list[str]:
         """The births, reported states, acknowledgements and play events of stations that
         sent nothing else in the batch, each kind with a few statements for all
@@ -302,8 +305,10 @@ class Ingestor:
         `live.load_states` and `live.last_connections`, one flush; `outbox.apply_acks`,
         `playlog.record_events`, `live.touch_many`); the cmd_ids of the acks applied.
         The stations born go in ``born``, with those whose alarm rules may judge anew in
-        ``touched``.  Should the batched statements fail, each message is stored alone,
-        so a bad one is quarantined and loses no other."""
+        ``touched``; telemetry goes in ``telemetry``, stored after the batch's other
+        messages as on the path in order (`_telemetry`).  Should the batched statements
+        fail, each message is stored alone, so a bad one is quarantined and loses no
+        other."""
         storable: list[Inbound] = []
         for inbound in batch:
             problem = unstorable(inbound)
@@ -320,6 +325,10 @@ class Ingestor:
         events: list[tuple[Inbound, playlog.EventIn]] = []
         for inbound in storable:
             station_id = station_ids[inbound.sid]
+            if isinstance(inbound.message, Telemetry):  # it moves last_seen itself
+                telemetry.append((inbound, _telemetry_row(station_id, inbound)))
+                touched.add(station_id)
+                continue
             seen[station_id] = max(inbound.received_at, seen.get(station_id, inbound.received_at))
             if isinstance(inbound.message, StationState | Reported):
                 states_in.append((inbound, station_id))
@@ -327,6 +336,8 @@ class Ingestor:
                 acks.append((inbound, inbound.message))
             elif isinstance(inbound.message, Event):
                 events.append((inbound, _event_in(station_id, inbound, inbound.message)))
+        if not seen:
+            return []
         births = [(i, sid_id) for i, sid_id in states_in if isinstance(i.message, StationState)]
         # held for the batch: the session keeps its rows only weakly
         states = live.load_states(session, [station_id for _, station_id in states_in])
@@ -356,6 +367,8 @@ class Ingestor:
             log.exception("a batch of births, acks and events failed; storing each alone")
             acked = []
             for inbound in storable:
+                if isinstance(inbound.message, Telemetry):
+                    continue  # in ``telemetry`` already
                 station_id = station_ids[inbound.sid]
                 live.state_of(session, station_id)
                 outcome = self._one(session, station_id, inbound, None)
@@ -535,12 +548,12 @@ def _record_reported(
 
 
 def _batchable(inbound: Inbound) -> bool:
-    """A birth or a reported state (retained or not), an acknowledgement or a play event
-    (not retained): `Ingestor._batched` takes it."""
+    """A birth, a reported state or telemetry (retained or not), an acknowledgement or a
+    play event (not retained): `Ingestor._batched` takes it."""
     message = inbound.message
     if isinstance(message, StationState):
         return message.online
-    if isinstance(message, Reported):
+    if isinstance(message, Reported | Telemetry):
         return True
     if inbound.retained:
         return False

@@ -19,7 +19,15 @@ from broadcaster.dispatch import outbox, playlog
 from broadcaster.dispatch.ingest import Ingestor
 from broadcaster.dispatch.models import CommandTarget, DeadLetter, Play, PlayStatus, StationEvent
 from firmware_bridge.client import Inbound
-from firmware_bridge.messages import Ack, AckStatus, Event, EventType, Reported, StationState
+from firmware_bridge.messages import (
+    Ack,
+    AckStatus,
+    Event,
+    EventType,
+    Reported,
+    StationState,
+    Telemetry,
+)
 from firmware_bridge.topics import TopicKind, Topics
 from stations import live, tan_an
 from stations.models import Station, StationConnection
@@ -360,8 +368,8 @@ def test_a_batch_of_events_ends_where_events_stored_one_by_one_end(
 
 def _connection_messages(rng: random.Random, sids: list[str]) -> list[Inbound]:
     """Births (a new connection, or the same one again: a retained birth delivered
-    twice), reported states, deaths (current or stale) and acks of an unknown command,
-    in time order."""
+    twice), reported states, telemetry, deaths (current or stale) and acks of an unknown
+    command, in time order."""
     at = dt.datetime.now(dt.UTC)
     bdseq = dict.fromkeys(sids, 0)
     out: list[Inbound] = []
@@ -371,6 +379,27 @@ def _connection_messages(rng: random.Random, sids: list[str]) -> list[Inbound]:
         roll = rng.random()
         if roll < 0.1:
             out.append(_ack(sid, "unknown-command", "RECEIVED", at))
+            continue
+        if roll < 0.25:
+            sample = Telemetry(
+                seq=len(out),
+                at=at,
+                uptime_s=len(out),
+                volume=rng.choice([40, 60, 80]),
+                playing=None,
+                # no on_battery: both paths store a batch's telemetry after its other
+                # messages, so it would set the cause of a connection one message late
+                rssi_dbm=-float(rng.randint(50, 90)),
+            )
+            out.append(
+                Inbound(
+                    sid=sid,
+                    kind=TopicKind.TELEMETRY,
+                    message=sample,
+                    topic=TOPICS.telemetry(sid),
+                    received_at=at,
+                )
+            )
             continue
         if roll < 0.7:
             bdseq[sid] += rng.random() < 0.7
@@ -389,7 +418,7 @@ def _connection_messages(rng: random.Random, sids: list[str]) -> list[Inbound]:
                 at=at,
                 missing=rng.sample(["b" * 64, "c" * 64, "a" * 64], rng.randint(0, 2)),
                 cache_bytes=rng.randint(0, 10**6),
-                volume=rng.choice([None, 40, 80]),
+                volume=None,  # telemetry sets it (stored after a batch's other messages)
             )
             out.append(
                 Inbound(
@@ -434,6 +463,8 @@ def _connections(session: Session) -> tuple[list[tuple[object, ...]], list[tuple
             StateRow.reported_at,
             StateRow.cache_bytes,
             StateRow.volume,
+            StateRow.telemetry,
+            StateRow.telemetry_at,
         ).order_by(StateRow.station_id)
     )
     intervals = session.execute(
@@ -460,10 +491,11 @@ def _fresh_connections(session_factory: sessionmaker[Session], ids: list[int]) -
 def test_a_storm_of_births_in_batches_ends_where_births_stored_one_by_one_end(
     session_factory: sessionmaker[Session], fleet: list[tuple[int, str]], seed: int
 ) -> None:
-    """A reconnect storm: stations whose batch holds only births, reports (and acks)
-    take the batched path (`live.last_connections`, one flush), the others the path in order;
+    """A reconnect storm: stations whose batch holds only births, reports, telemetry
+    (and acks) take the batched path (`live.last_connections`, one flush), the others the path in order;
     whatever the batch sizes, states and connection intervals end where
-    `live.record_birth` / `record_reported` / `record_death` / `touch` one message at a time end."""
+    `live.record_birth` / `record_reported` / `record_telemetry` / `record_death` /
+    `touch` one message at a time end."""
     rng = random.Random(seed)
     ids = [i for i, _ in fleet][:40]
     sid_of = dict(fleet)
@@ -485,6 +517,16 @@ def test_a_storm_of_births_in_batches_ends_where_births_stored_one_by_one_end(
                     capabilities=list(message.capabilities or []),
                     held_version=message.desired_version,
                 )
+            elif isinstance(message, Telemetry):
+                data = message.model_dump(mode="json", exclude_none=True)
+                row = live.TelemetryRow(
+                    station_id=station_id,
+                    at=message.at,
+                    received_at=inbound.received_at,
+                    seq=message.seq,
+                    data=data,
+                )
+                live.record_telemetry(session, [row])
             elif isinstance(message, Reported):
                 live.record_reported(
                     session,
