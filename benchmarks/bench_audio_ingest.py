@@ -38,6 +38,7 @@ import numpy as np  # noqa: E402
 
 from audio_library.pipeline import ProcessingOptions, process_file  # noqa: E402
 from tests.support.audio import ebur128  # noqa: E402
+from tests.support.process import stop_children_on_sigterm  # noqa: E402
 
 RATE = 44100
 
@@ -117,6 +118,7 @@ def loudness(path: Path) -> dict[str, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_children_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--out", type=Path, help="also write the JSON report here")

@@ -88,6 +88,7 @@ from tests.support.process import (  # noqa: E402
     cpu_seconds,
     memory_mb,
     python_argv,
+    stop_children_on_sigterm,
 )
 
 BROKER_LIMITS = [
@@ -1018,6 +1019,7 @@ def workspace(keep: bool) -> Iterator[Path]:
 
 
 def main() -> int:
+    stop_children_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--sizes", default="108,1000,10000")

@@ -35,6 +35,7 @@ import bench_broadcast as bb  # noqa: E402
 import httpx  # noqa: E402
 
 from tests.alerts.capdocs import flood_alert  # noqa: E402
+from tests.support.process import stop_children_on_sigterm  # noqa: E402
 
 _source: dict[str, str] = {}
 
@@ -99,6 +100,7 @@ def summarise(result: dict[str, Any]) -> None:
 
 
 def main() -> int:
+    stop_children_on_sigterm()
     return bb.rounds_main(
         __doc__, "cap", cap_round, summarise, default_sizes="108", before_size=_source.clear
     )

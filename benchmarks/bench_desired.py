@@ -40,6 +40,7 @@ from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from firmware_bridge import paho_loop  # noqa: E402
 from tests.support.loa import poll  # noqa: E402
+from tests.support.process import stop_children_on_sigterm  # noqa: E402
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 PROFILE = False
@@ -166,6 +167,7 @@ def run_size(n: int, workdir: Path) -> dict[str, Any]:
 
 
 def main() -> int:
+    stop_children_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--sizes", default="1000,10000")

@@ -43,6 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_broadcast as bb  # noqa: E402
 import httpx  # noqa: E402
 
+from tests.support.process import stop_children_on_sigterm  # noqa: E402
+
 TEXTS = [
     "Cảnh báo triều cường: nước dâng cao tại các phường ven sông lúc 17 giờ hôm nay. "
     "Bà con di chuyển tài sản lên cao, không đi qua vùng ngập.",
@@ -130,6 +132,7 @@ def summarise(result: dict[str, Any]) -> None:
 
 
 def main() -> int:
+    stop_children_on_sigterm()
     return bb.rounds_main(
         __doc__,
         "emergency",

@@ -47,6 +47,7 @@ from kernel.security import Role  # noqa: E402
 from stations import tan_an  # noqa: E402
 from tests.api import make_user  # noqa: E402
 from tests.support.mosquitto import Mosquitto  # noqa: E402
+from tests.support.process import stop_children_on_sigterm  # noqa: E402
 from tests.support.service import ServiceProcess  # noqa: E402
 
 T = Topics()
@@ -135,6 +136,7 @@ def load_average() -> float:
 
 
 def main() -> int:
+    stop_children_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--events", type=int, default=10_000)
     parser.add_argument("--rounds", type=int, default=2)

@@ -64,6 +64,7 @@ from tests.support.icecast import (  # noqa: E402
     running_icecast,
 )
 from tests.support.mosquitto import Mosquitto, free_port  # noqa: E402
+from tests.support.process import stop_children_on_sigterm  # noqa: E402
 from tests.support.service import ServiceProcess, run_cli, service_env  # noqa: E402
 
 MP3 = ["-c:a", "libmp3lame", "-b:a", "64k", "-ac", "1", "-ar", "44100", "-flush_packets", "1"]
@@ -250,6 +251,7 @@ def _cmd_id(base_url: str, headers: dict[str, str], broadcast_id: int) -> str:
 
 
 def main() -> int:
+    stop_children_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path)
     parser.add_argument(

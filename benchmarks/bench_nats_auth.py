@@ -54,7 +54,11 @@ from broadcaster.broker.provisioning import (  # noqa: E402
 )
 from firmware_bridge.topics import Topics  # noqa: E402
 from tests.support.nats_cluster import NatsCluster  # noqa: E402
-from tests.support.process import cpu_seconds, memory_mb  # noqa: E402
+from tests.support.process import (  # noqa: E402
+    cpu_seconds,
+    memory_mb,
+    stop_children_on_sigterm,
+)
 
 T = Topics()
 
@@ -165,6 +169,7 @@ def run_size(size: int, connects: int) -> dict[str, Any]:
 
 
 def main() -> None:
+    stop_children_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--connects", type=int, default=50)

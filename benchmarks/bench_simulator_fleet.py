@@ -41,6 +41,7 @@ from tests.support.process import (  # noqa: E402
     cpu_seconds,
     memory_mb,
     python_argv,
+    stop_children_on_sigterm,
 )
 
 
@@ -74,6 +75,7 @@ class StateWatcher:
 
 
 def main() -> int:
+    stop_children_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stations", type=int, default=1000)
     parser.add_argument("--steady-s", type=float, default=20.0)

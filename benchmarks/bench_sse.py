@@ -46,6 +46,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from firmware_bridge import paho_loop  # noqa: E402
+from tests.support.process import stop_children_on_sigterm  # noqa: E402
 from tests.support.service import ServiceProcess, run_cli  # noqa: E402
 
 
@@ -222,6 +223,7 @@ def run(args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
 
 
 def main() -> int:
+    stop_children_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--out", type=Path)
     parser.add_argument("--streams", type=int, default=100)

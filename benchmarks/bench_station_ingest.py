@@ -68,6 +68,7 @@ from tests.support.process import (  # noqa: E402
     ProcessGroup,
     cpu_seconds,
     memory_mb,
+    stop_children_on_sigterm,
 )
 from tests.support.service import serve_on_a_free_port, service_env  # noqa: E402
 
@@ -306,6 +307,7 @@ class Bench:
 
 
 def main() -> int:
+    stop_children_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--stations", type=int, default=1000)
     parser.add_argument("--steady-s", type=float, default=20.0)

@@ -30,11 +30,24 @@ __all__ = [
     "cpu_seconds",
     "memory_mb",
     "python_argv",
+    "stop_children_on_sigterm",
 ]
 
 ROOT = Path(__file__).resolve().parents[2]
 _ENTRY = "from broadcaster.cli import main; main()"
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+def stop_children_on_sigterm() -> None:
+    """SIGTERM ends this process the way Ctrl-C does: a `SystemExit` raised through every
+    ``finally`` and context manager, so a benchmark stopped with ``kill`` still stops
+    the brokers, services and simulators it started (by default the signal ended it at
+    once and left them running)."""
+
+    def end(signum: int, _frame: object) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, end)
 
 
 def cpu_seconds(pid: int) -> float:
