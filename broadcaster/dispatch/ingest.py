@@ -12,6 +12,9 @@ returned, so storing it is the last step before the station may forget it:
   of stations that sent nothing else in the batch (a broadcast's thousands, a reconnect
   storm) are applied with a few statements for all, in one savepoint, and one by one if
   that fails (`Ingestor._batched`);
+- a station's telemetry is stored before its next message that reads it (a birth or a
+  death: was the station on battery, so did the last connection end with the mains? a
+  report: the volume), the rest of a batch's telemetry with one insert at its end;
 - a busy or unreachable database (SQLite locked by another process, PostgreSQL
   failing over) raises `RetryLater`: the bridge offers the same batch again with
   backoff, unacknowledged meanwhile, so nothing is dropped;
@@ -189,8 +192,12 @@ class Ingestor:
             # stored with one INSERT and their plays read with one SELECT
             # (`playlog.record_events`), its last_seen with one more statement
             # (`live.touch_many`).  Any other message of a station (a death, a fault
-            # event...) sends all of its batch through the path below, in order.
+            # event...) sends all of its batch through the path below, in order; so does
+            # telemetry before a birth or report of its station (the batched path stores
+            # telemetry after the batch's other messages: a birth would not see the
+            # ``on_battery`` that came before it, nor a report the volume).
             others = {inbound.sid for inbound in batch if not _batchable(inbound)}
+            others.update(_telemetry_then_state(batch))
             fast: list[Inbound] = []
             slow: list[Inbound] = []
             for inbound in batch:
@@ -218,6 +225,9 @@ class Ingestor:
                     if isinstance(inbound.message, Ack) and inbound.sid in station_ids
                 ),
             )
+            #: the telemetry of the path in order not stored yet, by station: stored
+            #: before the station's next message that is not an ack, else with the batch's
+            waiting: dict[int, list[tuple[Inbound, live.TelemetryRow]]] = {}
             yielded = time.monotonic()
             for inbound in slow:
                 # A burst is pure Python work between short SQLite calls: offer the GIL
@@ -240,10 +250,15 @@ class Ingestor:
                     self._quarantine_inbound(session, inbound, "range", problem)
                     continue
                 if isinstance(inbound.message, Telemetry):
-                    telemetry.append((inbound, _telemetry_row(station_id, inbound)))
+                    row = _telemetry_row(station_id, inbound)
+                    waiting.setdefault(station_id, []).append((inbound, row))
                     continue
                 if station_id not in held:
                     held[station_id] = live.state_of(session, station_id)
+                if not isinstance(inbound.message, Ack) and station_id in waiting:
+                    # what it reported before this message is what this message reads
+                    # (mains lost, the cause of a connection's end; the volume)
+                    self._telemetry(session, waiting.pop(station_id))
                 outcome = self._one(session, station_id, inbound, acks)
                 if outcome is None:
                     continue
@@ -251,6 +266,8 @@ class Ingestor:
                     born[station_id] = inbound.received_at
                 if outcome == "ack" and isinstance(inbound.message, Ack):
                     acked.append(inbound.message.cmd_id)
+            for rows in waiting.values():
+                telemetry.extend(rows)
             if born:
                 late = self._redeliver(session, born)
             if telemetry:
@@ -306,7 +323,8 @@ class Ingestor:
         `playlog.record_events`, `live.touch_many`); the cmd_ids of the acks applied.
         The stations born go in ``born``, with those whose alarm rules may judge anew in
         ``touched``; telemetry goes in ``telemetry``, stored after the batch's other
-        messages as on the path in order (`_telemetry`).  Should the batched statements
+        messages (`_telemetry`: none of them reads it, as a station whose telemetry came
+        before its birth or report takes the path in order).  Should the batched statements
         fail, each message is stored alone, so a bad one is quarantined and loses no
         other."""
         storable: list[Inbound] = []
@@ -545,6 +563,18 @@ def _record_reported(
         cache_bytes=message.cache_bytes,
         volume=message.volume,
     )
+
+
+def _telemetry_then_state(batch: list[Inbound]) -> set[str]:
+    """The stations whose batch holds telemetry followed by a birth or a report."""
+    reported: set[str] = set()
+    found: set[str] = set()
+    for inbound in batch:
+        if isinstance(inbound.message, Telemetry):
+            reported.add(inbound.sid)
+        elif inbound.sid in reported and isinstance(inbound.message, StationState | Reported):
+            found.add(inbound.sid)
+    return found
 
 
 def _batchable(inbound: Inbound) -> bool:

@@ -30,7 +30,7 @@ from firmware_bridge.messages import (
 )
 from firmware_bridge.topics import TopicKind, Topics
 from stations import live, tan_an
-from stations.models import Station, StationConnection
+from stations.models import ConnectionCause, Station, StationConnection
 from stations.models import StationState as StateRow
 
 TOPICS = Topics()
@@ -387,8 +387,9 @@ def _connection_messages(rng: random.Random, sids: list[str]) -> list[Inbound]:
                 uptime_s=len(out),
                 volume=rng.choice([40, 60, 80]),
                 playing=None,
-                # no on_battery: both paths store a batch's telemetry after its other
-                # messages, so it would set the cause of a connection one message late
+                # mains lost: the cause of the connection's end, if a death or a new
+                # birth follows (before it in the same batch or not)
+                on_battery=rng.choice([None, False, True]),
                 rssi_dbm=-float(rng.randint(50, 90)),
             )
             out.append(
@@ -418,7 +419,7 @@ def _connection_messages(rng: random.Random, sids: list[str]) -> list[Inbound]:
                 at=at,
                 missing=rng.sample(["b" * 64, "c" * 64, "a" * 64], rng.randint(0, 2)),
                 cache_bytes=rng.randint(0, 10**6),
-                volume=None,  # telemetry sets it (stored after a batch's other messages)
+                volume=rng.choice([None, 30, 50]),  # telemetry sets it too: the last wins
             )
             out.append(
                 Inbound(
@@ -562,3 +563,68 @@ def test_a_storm_of_births_in_batches_ends_where_births_stored_one_by_one_end(
         isinstance(m.message, StationState) and m.message.online for m in messages
     )
     assert counters.get("errors", 0) == 0
+
+
+def _inbound(sid: str, kind: TopicKind, message: object, at: dt.datetime) -> Inbound:
+    topic = {
+        TopicKind.STATE: TOPICS.state(sid),
+        TopicKind.TELEMETRY: TOPICS.telemetry(sid),
+    }[kind]
+    return Inbound(sid=sid, kind=kind, message=message, topic=topic, received_at=at)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("then", ["death", "reconnect"])
+def test_mains_lost_just_before_a_connection_ends_in_the_same_batch_is_the_cause(
+    session_factory: sessionmaker[Session], fleet: list[tuple[int, str]], then: str
+) -> None:
+    """A power cut under load: the station's last telemetry (on battery) and its death,
+    or its reconnect, reach the ingest in one batch beside other stations' births; the
+    connection still ends with the mains (``power``), not the will or the link."""
+    (cut, sid), *rest = fleet[:6]
+    at = dt.datetime.now(dt.UTC)
+    _fresh_connections(session_factory, [i for i, _ in fleet[:6]])
+    ingest = Ingestor(session_factory)
+    ingest(
+        [
+            _inbound(
+                s, TopicKind.STATE, StationState(online=True, bdseq=1, at=at, capabilities=[]), at
+            )
+            for _, s in fleet[:6]
+        ]
+    )
+    later = at + dt.timedelta(seconds=30)
+    sample = Telemetry(seq=1, at=later, uptime_s=30, volume=60, playing=None, on_battery=True)
+    ending = (
+        StationState(online=False, bdseq=1, at=later)
+        if then == "death"
+        else StationState(online=True, bdseq=2, at=later, capabilities=[])
+    )
+    ingest(
+        [
+            _inbound(sid, TopicKind.TELEMETRY, sample, later),
+            *(
+                _inbound(
+                    s,
+                    TopicKind.STATE,
+                    StationState(online=True, bdseq=2, at=later, capabilities=[]),
+                    later,
+                )
+                for _, s in rest
+            ),
+            _inbound(sid, TopicKind.STATE, ending, later + dt.timedelta(milliseconds=5)),
+        ]
+    )
+    with session_factory() as session:
+        ended = session.scalars(
+            select(StationConnection.cause).where(
+                StationConnection.station_id == cut, StationConnection.offline_at.is_not(None)
+            )
+        ).all()
+        others = session.scalars(
+            select(StationConnection.cause).where(
+                StationConnection.station_id.in_([i for i, _ in rest]),
+                StationConnection.offline_at.is_not(None),
+            )
+        ).all()
+    assert ended == [ConnectionCause.POWER]
+    assert others == [ConnectionCause.LINK] * len(rest)
