@@ -705,13 +705,15 @@ def air_before_speech(
         data = _request(plan, BroadcastContent(text=plan.text, voice=VOICE, rate=0))
     except ValidationError:
         return None  # longer than a broadcast's text may be: `air` speaks it whole
-    if not broadcasts.speech_can_follow(session, data, principal):
+    targets = broadcasts.targets_if_speech_can_follow(session, data, principal)
+    if targets is None:
         return None
     broadcast, _command, following = broadcasts.create_before_speech(
         session,
         library,
         data,
         principal,
+        targets,
         emergency_volume=emergency_volume,
         attention=attention,
         filing=broadcasts.SpeechFiling(

@@ -441,14 +441,19 @@ class SpeechToFollow:
     filing: SpeechFiling | None = None
 
 
-def speech_can_follow(session: Session, data: BroadcastCreate, principal: Principal) -> bool:
-    """Whether ``data`` is a spoken emergency whose stations all take a play before its
-    audio (they announced ``media_follows``): then `create_before_speech` sends it at
-    once (in the same transaction: nothing is spoken in between)."""
+def targets_if_speech_can_follow(
+    session: Session, data: BroadcastCreate, principal: Principal
+) -> Plan | None:
+    """The stations of ``data`` if it is a spoken emergency whose stations all take a
+    play before its audio (they announced ``media_follows``), else None: then
+    `create_before_speech` sends it at once to them (in the same transaction: nothing is
+    spoken in between, and the targets are not resolved a second time)."""
     if data.content.text is None or data.tier is not Tier.EMERGENCY:
-        return False
+        return None
     plan = targets_of(session, data, principal)
-    return stations_live.all_announce(session, [s.id for s in plan.stations], MEDIA_FOLLOWS)
+    if not stations_live.all_announce(session, [s.id for s in plan.stations], MEDIA_FOLLOWS):
+        return None
+    return plan
 
 
 def create_before_speech(
@@ -456,6 +461,7 @@ def create_before_speech(
     library: media.MediaLibrary,
     data: BroadcastCreate,
     principal: Principal,
+    plan: Plan,
     *,
     now: dt.datetime | None = None,
     emergency_volume: int = EMERGENCY_VOLUME,
@@ -466,8 +472,8 @@ def create_before_speech(
     caller commits and publishes, then calls `follow_with_speech`, which files the
     speech as ``filing`` says).  The play carries ``media_follows`` (proposal 0005)
     instead of its audio: its stations acknowledge it, sound the attention signal at the
-    start, and play the audio when it comes.  Only for a broadcast `speech_can_follow`
-    accepted."""
+    start, and play the audio when it comes.  Only for a broadcast `targets_if_speech_can_follow`
+    accepted, with the ``plan`` it gave."""
     data, now, start_at = _prepare(data, principal, now=now, emergency_volume=emergency_volume)
     text = data.content.text
     assert text is not None, "a spoken emergency"
@@ -487,6 +493,7 @@ def create_before_speech(
         speech=None,
         attention=attention,
         follows=MediaFollows(ready_by=now + SPEECH_PACE.ready_in(text)),
+        plan=plan,
     )
     following = SpeechToFollow(broadcast.id, command.id, data, principal, start_at, filing)
     return broadcast, command, following
@@ -565,8 +572,11 @@ def _store(
     attention: bool = False,
     live: Stream | None = None,
     follows: MediaFollows | None = None,
+    plan: Plan | None = None,
 ) -> tuple[Broadcast, Command]:
-    plan = targets_of(session, data, principal)
+    """``plan``: the targets, when the caller resolved them in this transaction."""
+    if plan is None:
+        plan = targets_of(session, data, principal)
     if follows is not None:
         assert data.content.text is not None
         expected = SPEECH_PACE.spoken_ms(data.content.text) * data.repeat

@@ -93,16 +93,18 @@ def create_broadcast(
     """
     settings = request.app.state.settings
     following = None
-    follows = settings.emergency_speech_follows and broadcasts.speech_can_follow(
-        session, data, principal
+    follows = (
+        broadcasts.targets_if_speech_can_follow(session, data, principal)
+        if settings.emergency_speech_follows
+        else None
     )
     sound = {
         "emergency_volume": settings.emergency_volume,
         "attention": settings.emergency_attention,
     }
-    if follows:  # stored in the transaction that found it could be: one write turn
+    if follows is not None:  # stored in the transaction that found it could be
         broadcast, command, following = broadcasts.create_before_speech(
-            session, library, data, principal, **sound
+            session, library, data, principal, follows, **sound
         )
     else:
         session.rollback()  # end the reads (sign-in): nothing waits on the speech
