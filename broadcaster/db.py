@@ -21,7 +21,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
 from alembic import command
-from kernel.db import READ_ONLY
+from kernel.db import READ_ONLY, WRITE_FIRST
 
 ALEMBIC_DIR = Path(__file__).resolve().parent.parent / "alembic"
 
@@ -61,22 +61,33 @@ class WriteTurns:
     seconds for the write lock (4 s in the spoken-emergency benchmark at 1,000 stations).
     Writers take a turn here before ``BEGIN IMMEDIATE``, in the order they asked, and
     give it back when their transaction ends, so the emergency is next after the batch
-    being written.  Read-only sessions take no turn.  PostgreSQL needs none (row locks).
+    being written.  A writer someone waits on (``first``: an API request) goes before the
+    background writers already waiting (the ingest's next batch, a worker's job), after
+    the other ``first`` ones.  Read-only sessions take no turn.  PostgreSQL needs none
+    (row locks).
     """
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
         self._waiting: deque[object] = deque()
+        #: how many of the first waiting are ``first`` writers
+        self._first = 0
         self._held = False
 
-    def take(self) -> bool:
+    def take(self, *, first: bool = False) -> bool:
         """Wait for this caller's turn; False when it gave up (see WRITE_TURN_TIMEOUT_S)."""
         me = object()
         with self._changed:
-            self._waiting.append(me)
+            if first:
+                self._waiting.insert(self._first, me)
+                self._first += 1
+            else:
+                self._waiting.append(me)
             got = self._changed.wait_for(
                 lambda: not self._held and self._waiting[0] is me, timeout=WRITE_TURN_TIMEOUT_S
             )
+            if first:
+                self._first -= 1
             if not got:
                 self._waiting.remove(me)
                 self._changed.notify_all()
@@ -105,10 +116,11 @@ def _sqlite_begin(turns: WriteTurns, connection: Any) -> None:
     deferred: in WAL mode a reader sees the last commit at once and never waits for
     the writer (a dashboard following a broadcast while thousands of acks are stored).
     """
-    if connection.get_execution_options().get(READ_ONLY):
+    options = connection.get_execution_options()
+    if options.get(READ_ONLY):
         connection.exec_driver_sql("BEGIN")
         return
-    if turns.take():
+    if turns.take(first=bool(options.get(WRITE_FIRST))):
         connection.info[_TURN] = turns
     else:
         log.warning("no write turn after %.0f s; waiting on SQLite itself", WRITE_TURN_TIMEOUT_S)

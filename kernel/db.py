@@ -42,6 +42,11 @@ NAMING_CONVENTION = {
 #: transaction (no write lock), so it never queues behind a writer (see `broadcaster.db`).
 READ_ONLY = "broadcaster_read_only"
 
+#: Execution option of a session a person is waiting on (an API request that writes: an
+#: operator's emergency above all): on SQLite its write turn comes before those of the
+#: background writers (the ack ingest, the workers) asking at the same time.
+WRITE_FIRST = "broadcaster_write_first"
+
 
 def utcnow() -> dt.datetime:
     """The current time, timezone aware, in UTC."""

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from kernel import audit
 from kernel.bounds import MAX_INT32, MAX_INT64, DayOrInstant
 from kernel.changes import Actor, commit_change
-from kernel.db import READ_ONLY
+from kernel.db import READ_ONLY, WRITE_FIRST
 from kernel.errors import InvalidInput, Unauthenticated
 from kernel.ownership import AreaDirectory
 from kernel.security import Principal
@@ -35,16 +35,17 @@ def get_session(request: Request) -> Iterator[Session]:
     transaction on SQLite, so a page or a list never waits for the ingest's writes
     (WAL readers see the last commit at once)."""
     factory: sessionmaker[Session] = request.app.state.sessionmaker
+    bind = factory.kw["bind"]
     if request.method in SAFE_METHODS:
         # bound to a read-only view of the engine: the connection is taken when the
         # first query runs (authentication), not here, so no request holds a pooled
         # connection across one more hop to the threadpool (a burst of more requests
         # than the pool holds - a hundred progress streams reconnecting - would wait
         # for connections held by requests that wait for threads)
-        bind = factory.kw["bind"]
         session = factory(bind=bind.execution_options(**{READ_ONLY: True}))
     else:
-        session = factory()
+        # a person waits on it: its write goes before the ingest's next batch (SQLite)
+        session = factory(bind=bind.execution_options(**{WRITE_FIRST: True}))
     try:
         yield session
     except BaseException:

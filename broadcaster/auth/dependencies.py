@@ -63,6 +63,20 @@ def set_session_cookie(request: Request, response: Response, plaintext: str) -> 
 
 
 def authenticate(request: Request, session: SessionDep) -> Principal:
+    """The principal of the request's token or session cookie.
+
+    A request that writes reads its sign-in in a short read-only session of its own: on
+    SQLite the request's write transaction (and its write turn, `broadcaster.db`) then
+    begins only when the route writes, so an emergency waits for the write lock once,
+    not once to sign in and again to store the broadcast."""
+    if request.method in SAFE_METHODS:
+        return _authenticate(request, session)
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    with read_session(factory) as reader:
+        return _authenticate(request, reader)
+
+
+def _authenticate(request: Request, session: Session) -> Principal:
     token_text = _bearer(request)
     via_cookie = False
     if token_text is None:

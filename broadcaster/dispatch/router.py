@@ -107,7 +107,7 @@ def create_broadcast(
             session, library, data, principal, follows, **sound
         )
     else:
-        session.rollback()  # end the reads (sign-in): nothing waits on the speech
+        session.rollback()  # end the reads (the speech check): nothing waits on the speech
         broadcast, command = broadcasts.create(session, library, data, principal, **sound)
     audit.record(
         "broadcast.create",

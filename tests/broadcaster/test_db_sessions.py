@@ -96,3 +96,68 @@ def test_a_writer_is_next_after_the_batch_being_written_not_starved(tmp_path: Pa
         engine.dispose()
     assert asked.is_set()
     assert len(committed) > 5
+
+
+def _queued(turns: db.WriteTurns, n: int) -> None:
+    deadline = time.monotonic() + 10
+    while len(turns._waiting) < n:  # the queue is what is under test
+        assert time.monotonic() < deadline, "the writer never queued"
+        time.sleep(0.005)
+
+
+def test_a_writer_someone_waits_on_goes_before_the_background_writers_waiting() -> None:
+    """The ingest holds the turn and its next batch waits; an operator's request asks
+    after it, yet writes next; two requests keep their order between them."""
+    turns = db.WriteTurns()
+    assert turns.take()  # the batch being written
+    order: list[str] = []
+
+    def writer(name: str, first: bool) -> threading.Thread:
+        def run() -> None:
+            assert turns.take(first=first)
+            order.append(name)
+            turns.give_back()
+
+        thread = threading.Thread(target=run)
+        thread.start()
+        return thread
+
+    threads = [writer("next batch", False)]
+    _queued(turns, 1)
+    threads.append(writer("emergency", True))
+    _queued(turns, 2)
+    threads.append(writer("operator edit", True))
+    _queued(turns, 3)
+    threads.append(writer("worker job", False))
+    _queued(turns, 4)
+    turns.give_back()
+    for thread in threads:
+        thread.join(10)
+    assert order == ["emergency", "operator edit", "next batch", "worker job"]
+
+
+def test_an_api_request_that_writes_asks_for_its_turn_first(tmp_path: Path) -> None:
+    """The request's session (`kernel.dependencies.get_session`): a write is marked to go
+    first, a read only reads."""
+    from starlette.requests import Request
+
+    from kernel.db import READ_ONLY, WRITE_FIRST
+    from kernel.dependencies import get_session
+
+    engine = db.make_engine(f"sqlite:///{tmp_path}/first.db")
+    factory = db.make_sessionmaker(engine)
+
+    class App:
+        class state:  # the shape of app.state
+            sessionmaker = factory
+
+    try:
+        for method, option in (("POST", WRITE_FIRST), ("DELETE", WRITE_FIRST), ("GET", READ_ONLY)):
+            request = Request({"type": "http", "method": method, "app": App, "headers": []})
+            sessions = get_session(request)
+            session = next(sessions)
+            options = session.connection().get_execution_options()
+            assert options.get(option) is True, method
+            sessions.close()
+    finally:
+        engine.dispose()

@@ -35,7 +35,7 @@ from broadcaster.web.pages.labels import (
     TIER_LABELS,
 )
 from kernel.db import READ_ONLY, utcnow
-from kernel.dependencies import SessionDep
+from kernel.dependencies import SAFE_METHODS, SessionDep
 from kernel.security import Permission, Principal
 from kernel.tiers import tier_of
 from stations.models import Area, AreaLevel
@@ -159,7 +159,26 @@ class Account:
 
 
 def current_account(request: Request, session: SessionDep) -> Account | None:
-    """The account of the session cookie, or None (no cookie, expired, revoked)."""
+    """The account of the session cookie, or None (no cookie, expired, revoked).
+
+    A form that writes reads the account in a short read-only session of its own, as
+    the API's sign-in does (`broadcaster.auth.dependencies.authenticate`): the page's
+    write transaction, and on SQLite its write turn, begins only when it writes."""
+    if request.method in SAFE_METHODS:
+        return _account(request, session)
+    return _read_account(request)
+
+
+def _read_account(request: Request) -> Account | None:
+    if not request.cookies.get(COOKIE_NAME):
+        return None
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    with factory() as session:
+        session.connection(execution_options={READ_ONLY: True})
+        return _account(request, session)
+
+
+def _account(request: Request, session: Session) -> Account | None:
     token_text = request.cookies.get(COOKIE_NAME)
     if not token_text:
         return None
@@ -185,12 +204,7 @@ MaybeAccount = Annotated[Account | None, Depends(current_account)]
 def signed_in_account(request: Request) -> Account | None:
     """The account of the session cookie outside a route (the unknown-URL page, which
     no dependency reaches): so a signed-in user keeps the navigation on the 404 page."""
-    if not request.cookies.get(COOKIE_NAME):
-        return None
-    factory: sessionmaker[Session] = request.app.state.sessionmaker
-    with factory() as session:
-        session.connection(execution_options={READ_ONLY: True})
-        return current_account(request, session)
+    return _read_account(request)
 
 
 class SignInRequired(Exception):
