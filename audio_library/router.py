@@ -2,6 +2,7 @@
 
 import base64
 import datetime as dt
+import stat
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
@@ -444,17 +445,27 @@ def delete_media(
 
 @public_router.head("/media/{name}", include_in_schema=False)
 @public_router.get("/media/{name}")
-def download(
+async def download(
     name: str,
     request: Request,
-    library: LibraryDep,
     exp: str | None = None,
     sig: str | None = None,
 ) -> Response:
-    """A signed station download (no login): HEAD, Range (206), ETag/If-None-Match."""
+    """A signed station download (no login): HEAD, Range (206), ETag/If-None-Match.
+
+    On the event loop, not in the thread pool: a thousand stations fetching an
+    emergency's audio at once would otherwise hold the pool's threads (two hops each:
+    the library dependency and the route), and the operator's next request, the next
+    emergency among them, would queue behind them for a thread.  Its work here is a
+    signature check and one ``stat`` of a file the service just wrote."""
+    library: service.MediaLibrary = request.app.state.media_library
     ref = verify(f"/media/{name}", exp, sig, library.url_secret, dt.datetime.now(dt.UTC))
     path = library.store.path_for("rendition", ref.sha256, ref.ext)
-    if not path.is_file():
+    try:
+        found = path.stat()
+    except OSError:
+        found = None
+    if found is None or not stat.S_ISREG(found.st_mode):
         raise MediaNotFound(f"no media {ref.sha256}", message_vi="Không tìm thấy tệp âm thanh")
     etag = f'"{ref.sha256}"'
     cache = "private, max-age=86400, immutable"
@@ -464,4 +475,9 @@ def download(
     mime = {"mp3": "audio/mpeg", "m4a": "audio/mp4", "opus": "audio/ogg"}.get(
         ref.ext, "application/octet-stream"
     )
-    return FileResponse(path, media_type=mime, headers={"ETag": etag, "Cache-Control": cache})
+    return FileResponse(
+        path,
+        media_type=mime,
+        headers={"ETag": etag, "Cache-Control": cache},
+        stat_result=found,  # no second stat in the thread pool
+    )
