@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster.alarms import service as alarms_service
 from broadcaster.auth import service as auth_service
 from broadcaster.auth.dependencies import COOKIE_NAME, note_token_use
+from broadcaster.db import read_session
 from broadcaster.dispatch import reports
 from broadcaster.dispatch.models import Broadcast, TargetStatus
 from broadcaster.web.pages import labels
@@ -34,7 +35,7 @@ from broadcaster.web.pages.labels import (
     TARGET_LABELS,
     TIER_LABELS,
 )
-from kernel.db import READ_ONLY, utcnow
+from kernel.db import utcnow
 from kernel.dependencies import SAFE_METHODS, SessionDep
 from kernel.security import Permission, Principal
 from kernel.tiers import tier_of
@@ -173,8 +174,7 @@ def _read_account(request: Request) -> Account | None:
     if not request.cookies.get(COOKIE_NAME):
         return None
     factory: sessionmaker[Session] = request.app.state.sessionmaker
-    with factory() as session:
-        session.connection(execution_options={READ_ONLY: True})
+    with read_session(factory) as session:
         return _account(request, session)
 
 
