@@ -160,28 +160,69 @@ DayOrInstant = Annotated[BoundedDatetime | BoundedDate, BeforeValidator(_plain_d
 
 def walk_problem(value: Any, *, path: str = "") -> str | None:
     """The first integer or timestamp out of range, or string that cannot be stored,
-    inside ``value`` (models, dicts, lists)."""
-    if isinstance(value, BaseModel):  # its fields as they are (not serialised)
-        value = dict(value)
-    if isinstance(value, bool):
+    inside ``value`` (models, dicts, lists), as ``"where: why"``.
+
+    Every station message goes through here before it is stored, so the walk itself
+    builds nothing: the place (``at``, ``data.volume``, ``items[2].start``) is put together
+    only for the value that has a problem."""
+    found = _walk(value)
+    if found is None:
         return None
-    if isinstance(value, str):
+    steps, problem = found
+    where = path + "".join(reversed(steps))
+    if not path and where.startswith("."):
+        where = where[1:]
+    return f"{where or 'value'}: {problem}"
+
+
+def _walk(value: Any) -> tuple[list[str], str] | None:
+    """`walk_problem`'s walk: the steps to the value with a problem, innermost first,
+    and the problem; None when there is none."""
+    kind = type(value)
+    if kind is str:
         problem = text_problem(value)
-        return f"{path or 'value'}: {problem}" if problem else None
-    if isinstance(value, int):
+        return ([], problem) if problem else None
+    if kind is bool or value is None:
+        return None
+    if kind is int:
         problem = int_problem(value)
-        return f"{path or 'value'}: {problem}" if problem else None
-    if isinstance(value, dt.datetime):
+        return ([], problem) if problem else None
+    if kind is dt.datetime:
+        # the common case without a conversion: an aware timestamp inside the bounds
+        # (comparing aware timestamps does not overflow; converting one may)
+        if value.tzinfo is not None and EARLIEST <= value < LATEST:
+            return None
         problem = datetime_problem(value)
-        return f"{path or 'value'}: {problem}" if problem else None
+        return ([], problem) if problem else None
+    if isinstance(value, BaseModel):
+        # its fields as they are (not serialised): what ``dict(model)`` gives, without
+        # the cost of iterating a model
+        extra = value.__pydantic_extra__
+        value = {**value.__dict__, **extra} if extra else value.__dict__
+    elif not isinstance(value, dict | list | tuple):
+        # subclasses (an enum that is a str, a bool or int subclass...) take the checks
+        # by isinstance, in the order above
+        if isinstance(value, bool):
+            return None
+        if isinstance(value, str):
+            problem = text_problem(value)
+        elif isinstance(value, int):
+            problem = int_problem(value)
+        elif isinstance(value, dt.datetime):
+            problem = datetime_problem(value)
+        else:
+            return None
+        return ([], problem) if problem else None
     if isinstance(value, dict):
         for key, item in value.items():
-            found = walk_problem(item, path=f"{path}.{key}" if path else str(key))
+            found = _walk(item)
             if found:
+                found[0].append(f".{key}")
                 return found
     if isinstance(value, list | tuple):
         for index, item in enumerate(value):
-            found = walk_problem(item, path=f"{path}[{index}]")
+            found = _walk(item)
             if found:
+                found[0].append(f"[{index}]")
                 return found
     return None
