@@ -14,6 +14,7 @@ import datetime as dt
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, TypedDict, Unpack
+from weakref import WeakKeyDictionary
 from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Path, Query, Request, Response
@@ -58,10 +59,30 @@ def get_session(request: Request) -> Iterator[Session]:
 SessionDep = Annotated[Session, Depends(get_session)]
 
 
+#: `writes_first` of each factory, made once
+_WRITES_FIRST: WeakKeyDictionary[sessionmaker[Session], sessionmaker[Session]] = WeakKeyDictionary()
+
+
+def writes_first(factory: sessionmaker[Session]) -> sessionmaker[Session]:
+    """``factory`` whose sessions' writes go before the background writers waiting
+    (SQLite: the ingest's next batch, a worker's job), as the request's own session's
+    do: for the short sessions of long work a person waits on (an upload's or a CAP
+    alert's audio, stored while a city-wide broadcast's acks come in)."""
+    first = _WRITES_FIRST.get(factory)
+    if first is None:
+        bind = factory.kw["bind"]
+        first = sessionmaker(
+            **{**factory.kw, "bind": bind.execution_options(**{WRITE_FIRST: True})}
+        )
+        _WRITES_FIRST[factory] = first
+    return first
+
+
 def get_session_factory(request: Request) -> sessionmaker[Session]:
-    """For long work (ingest, speech) that opens its own short sessions."""
+    """For long work (ingest, speech) that opens its own short sessions; a request that
+    writes gets `writes_first` of it."""
     factory: sessionmaker[Session] = request.app.state.sessionmaker
-    return factory
+    return factory if request.method in SAFE_METHODS else writes_first(factory)
 
 
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]

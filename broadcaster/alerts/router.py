@@ -27,7 +27,15 @@ from broadcaster.db import read_session
 from broadcaster.dispatch.wake import commit_following, wake
 from kernel import audit as audit_log
 from kernel.db import commit_retrying
-from kernel.dependencies import Audit, CurrentPrincipal, IdPath, PageDep, SessionDep, client_ip
+from kernel.dependencies import (
+    Audit,
+    CurrentPrincipal,
+    IdPath,
+    PageDep,
+    SessionDep,
+    client_ip,
+    writes_first,
+)
 from kernel.errors import DomainError
 from kernel.security import Permission
 from stations.schemas import ListOf
@@ -71,7 +79,8 @@ def _air(
     """Air an approved alert; commits.  A spoken emergency whose stations take a play
     before its audio is sent at once and its speech follows (`service.air_before_speech`);
     any other is spoken or its audio processed first, holding no transaction."""
-    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    # its audio's rows are written as the operator's are, before the ingest's next batch
+    factory = writes_first(request.app.state.sessionmaker)
     settings = request.app.state.settings
     sound = {
         "emergency_volume": settings.emergency_volume,

@@ -137,12 +137,12 @@ def test_a_writer_someone_waits_on_goes_before_the_background_writers_waiting() 
 
 
 def test_an_api_request_that_writes_asks_for_its_turn_first(tmp_path: Path) -> None:
-    """The request's session (`kernel.dependencies.get_session`): a write is marked to go
-    first, a read only reads."""
+    """The request's session (`kernel.dependencies.get_session`) and the factory of its
+    long work (`get_session_factory`): a write is marked to go first, a read only reads."""
     from starlette.requests import Request
 
     from kernel.db import READ_ONLY, WRITE_FIRST
-    from kernel.dependencies import get_session
+    from kernel.dependencies import get_session, get_session_factory
 
     engine = db.make_engine(f"sqlite:///{tmp_path}/first.db")
     factory = db.make_sessionmaker(engine)
@@ -159,5 +159,13 @@ def test_an_api_request_that_writes_asks_for_its_turn_first(tmp_path: Path) -> N
             options = session.connection().get_execution_options()
             assert options.get(option) is True, method
             sessions.close()
+            # the factory long work (an upload's audio) opens its own sessions from
+            long_work = get_session_factory(request)
+            with long_work() as session:
+                options = session.connection().get_execution_options()
+                assert bool(options.get(WRITE_FIRST)) is (method != "GET"), method
+                assert session.expire_on_commit is False  # the factory's own settings kept
+        post = Request({"type": "http", "method": "POST", "app": App, "headers": []})
+        assert get_session_factory(post) is get_session_factory(post)  # made once
     finally:
         engine.dispose()
