@@ -198,15 +198,27 @@
   async function followCommand(cmdId, type, out) {
     const deadline = Date.now() + 30000;
     const name = LABELS.command[type] || type;
+    // A ping's answer can be stored before the record of its send (the outbox records a
+    // command as sent after the broker took it; a station answers within milliseconds):
+    // the clock offset needs both, so a ping answered before its send is on record is
+    // read again, briefly, before it is shown as done.
+    let offsetReads = 10;
     while (Date.now() < deadline) {
       const data = await api("GET", "/api/v1/commands/" + encodeURIComponent(cmdId));
       const target = data.stations[0] || {};
+      const hasOffset = target.clock_offset_ms !== null && target.clock_offset_ms !== undefined;
       let text = name + ": " + (LABELS.target[target.status] || target.status);
-      if (target.clock_offset_ms !== null && target.clock_offset_ms !== undefined) {
-        text += " · lệch đồng hồ " + formatOffset(target.clock_offset_ms);
-      }
+      if (hasOffset) text += " · lệch đồng hồ " + formatOffset(target.clock_offset_ms);
       if (target.reason) text += " (" + reasonLabel(target.reason) + ")";
       out.textContent = text;
+      const sendUnrecorded = !data.command || !data.command.published_at;
+      const offsetComing =
+        type === "ping" && target.status === "SUCCEEDED" && !hasOffset && sendUnrecorded;
+      if (offsetComing && offsetReads > 0) {
+        offsetReads -= 1;
+        await sleep(300);
+        continue;
+      }
       out.dataset.status = target.status || "";
       if (TERMINAL.has(target.status)) return;
       await sleep(1000);
