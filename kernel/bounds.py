@@ -178,41 +178,25 @@ def walk_problem(value: Any, *, path: str = "") -> str | None:
 def _walk(value: Any) -> tuple[list[str], str] | None:
     """`walk_problem`'s walk: the steps to the value with a problem, innermost first,
     and the problem; None when there is none."""
-    kind = type(value)
-    if kind is str:
-        problem = text_problem(value)
-        return ([], problem) if problem else None
-    if kind is bool or value is None:
+    if isinstance(value, bool) or value is None:
         return None
-    if kind is int:
-        problem = int_problem(value)
-        return ([], problem) if problem else None
-    if kind is dt.datetime:
-        # the common case without a conversion: an aware timestamp inside the bounds
-        # (comparing aware timestamps does not overflow; converting one may)
-        if value.tzinfo is not None and EARLIEST <= value < LATEST:
+    if isinstance(value, str | int | dt.datetime):
+        if isinstance(value, str):
+            problem = text_problem(value)
+        elif isinstance(value, int):
+            problem = int_problem(value)
+        elif value.tzinfo is not None and EARLIEST <= value < LATEST:
+            # the common case without a conversion: an aware timestamp inside the bounds
+            # (comparing aware timestamps does not overflow; converting one may)
             return None
-        problem = datetime_problem(value)
+        else:
+            problem = datetime_problem(value)
         return ([], problem) if problem else None
     if isinstance(value, BaseModel):
         # its fields as they are (not serialised): what ``dict(model)`` gives, without
         # the cost of iterating a model
         extra = value.__pydantic_extra__
         value = {**value.__dict__, **extra} if extra else value.__dict__
-    elif not isinstance(value, dict | list | tuple):
-        # subclasses (an enum that is a str, a bool or int subclass...) take the checks
-        # by isinstance, in the order above
-        if isinstance(value, bool):
-            return None
-        if isinstance(value, str):
-            problem = text_problem(value)
-        elif isinstance(value, int):
-            problem = int_problem(value)
-        elif isinstance(value, dt.datetime):
-            problem = datetime_problem(value)
-        else:
-            return None
-        return ([], problem) if problem else None
     if isinstance(value, dict):
         for key, item in value.items():
             found = _walk(item)
