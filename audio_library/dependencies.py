@@ -11,9 +11,14 @@ from audio_library.service import AssetNotFound, MediaLibrary, get_asset
 from kernel.dependencies import CurrentPrincipal, IdPath, SessionDep
 
 
-def get_library(request: Request) -> MediaLibrary:
+def library_of(request: Request) -> MediaLibrary:
     library: MediaLibrary = request.app.state.media_library
     return library
+
+
+async def get_library(request: Request) -> MediaLibrary:
+    """On the event loop: it only reads the app's state (no hop to the thread pool)."""
+    return library_of(request)
 
 
 LibraryDep = Annotated[MediaLibrary, Depends(get_library)]

@@ -88,8 +88,9 @@ def get_session_factory(request: Request) -> sessionmaker[Session]:
 SessionFactoryDep = Annotated[sessionmaker[Session], Depends(get_session_factory)]
 
 
-def get_areas(request: Request) -> AreaDirectory:
-    """The registry's area codes (``app.state.areas``, set by the composition root)."""
+async def get_areas(request: Request) -> AreaDirectory:
+    """The registry's area codes (``app.state.areas``, set by the composition root);
+    ``async`` like `get_principal` below."""
     areas: AreaDirectory = request.app.state.areas
     return areas
 
@@ -97,11 +98,21 @@ def get_areas(request: Request) -> AreaDirectory:
 AreasDep = Annotated[AreaDirectory, Depends(get_areas)]
 
 
-def get_principal(request: Request) -> Principal:
+def principal_of(request: Request) -> Principal:
+    """The principal authentication put on the request (401 without one)."""
     principal = getattr(request.state, "principal", None)
     if not isinstance(principal, Principal):
         raise Unauthenticated("authentication required", message_vi="Cần đăng nhập")
     return principal
+
+
+# The dependencies that only read the request or build a small object are ``async``: FastAPI
+# runs them on the event loop, where a plain ``def`` costs a hop to the thread pool and back
+# (every request that sends a broadcast resolves several of them before its route runs).
+
+
+async def get_principal(request: Request) -> Principal:
+    return principal_of(request)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -157,7 +168,9 @@ class AuditTrail:
         )
 
 
-def get_audit(request: Request, session: SessionDep, principal: CurrentPrincipal) -> AuditTrail:
+async def get_audit(
+    request: Request, session: SessionDep, principal: CurrentPrincipal
+) -> AuditTrail:
     return AuditTrail(session, principal, client_ip(request))
 
 

@@ -49,7 +49,7 @@ from kernel.dependencies import (
     SessionDep,
     TimeRangeDep,
     csv_response,
-    get_principal,
+    principal_of,
 )
 from kernel.errors import NotFoundError
 from kernel.security import Permission
@@ -170,7 +170,7 @@ async def _first_progress(
     hundred dashboards reconnect at once (each waits for a thread with a connection
     checked out, the threads wait for connections)."""
     try:
-        principal = get_principal(request)
+        principal = principal_of(request)
         broadcast = reports.broadcast_in_scope(session, principal, broadcast_id)
         return progress_hub.snapshot(session, broadcast)
     finally:

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from audio_library import service as media_service
-from audio_library.dependencies import LibraryDep, get_library
+from audio_library.dependencies import LibraryDep, library_of
 from audio_library.models import CATEGORIES, AssetSource, AssetStatus, MediaAsset
 from audio_library.service import AssetNotFound, MediaLibrary
 from broadcaster.web.pages import schedules as schedule_pages
@@ -169,7 +169,7 @@ def library_page(
         limit=PAGE_SIZE,
         offset=(page - 1) * PAGE_SIZE,
     )
-    library = get_library(request)
+    library = library_of(request)
     filters = {"q": search or "", "category": category_code or "", "state": state_code or ""}
     return render(
         request,
@@ -211,7 +211,7 @@ def asset_page(request: Request, session: SessionDep, account: SignedIn, asset_i
         {
             "account": account,
             "active": "library",
-            "row": _row(get_library(request), account, asset),
+            "row": _row(library_of(request), account, asset),
             "categories": CATEGORIES,
             "can_edit": owner_ok and principal.has(Permission.CONTENT_WRITE),
         },
@@ -229,7 +229,7 @@ def approval_page(request: Request, session: SessionDep, account: SignedIn) -> R
         return error_page(
             request, account, 403, "Tài khoản của bạn không có quyền duyệt nội dung và lịch phát."
         )
-    library = get_library(request)
+    library = library_of(request)
     assets: list[AssetRow] = []
     asset_total = 0
     if can_assets:

@@ -23,7 +23,7 @@ from fastapi.responses import HTMLResponse
 from sqlalchemy.orm import Session
 
 from audio_library import service as media_service
-from audio_library.dependencies import get_library
+from audio_library.dependencies import library_of
 from audio_library.models import AssetStatus
 from broadcaster.web.pages.labels import TIER_LABELS, VOICE_LABELS
 from broadcaster.web.pages.shared import (
@@ -260,7 +260,7 @@ def calendar_page(
     here = f"tram={station.sid}" if station else f"khu_vuc={area_code}"
     if not show_pending:
         here += "&cho_duyet=0"
-    library = get_library(request)
+    library = library_of(request)
     ical, ical_expires = calendar_links.signed_feed(
         library.url_secret,
         library.public_base_url,
