@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from enum import StrEnum
 from typing import Any
 
@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from audio_library.service import MediaLibrary, recover_interrupted
 from broadcaster.broker import service as broker
 from broadcaster.dispatch.leader import POLL_S, LeaderLock, lock_for
+from broadcaster.dispatch.outbox import Outgoing
 from broadcaster.dispatch.worker import Worker
 from broadcaster.settings import Environment, Settings
 from kernel.errors import DomainError
@@ -153,11 +154,11 @@ class Runtime:
         if self._lock is not None:
             self._lock.release()
 
-    def wake(self) -> None:
+    def wake(self, ready: Iterable[Outgoing] = ()) -> None:
         with self._state_lock:
             worker = self.worker
         if worker is not None:
-            worker.wake()
+            worker.wake(ready)
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         with self._state_lock:

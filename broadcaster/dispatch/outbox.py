@@ -42,6 +42,7 @@ from broadcaster.dispatch.models import (
     Route,
     TargetStatus,
 )
+from firmware_bridge.messages import Command as CommandMessage
 from firmware_bridge.messages import PlayBody
 from kernel.db import utcnow
 from stations.models import Station
@@ -153,6 +154,38 @@ def recipients(session: Session, command: Command) -> tuple[list[str], list[str]
     )
     sids = [r[0] for r in rows]
     return (list(command.groups) if command.route is Route.GROUPS else []), sids
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """A command read for publishing (the publisher holds no transaction meanwhile)."""
+
+    command_id: int
+    groups: list[str]
+    sids: list[str]
+    message: CommandMessage
+    late: bool = False
+
+
+def outgoing(session: Session, command: Command, late: list[str] | None = None) -> Outgoing:
+    """What to publish for the command: to its groups and direct stations, or (``late``)
+    only to those stations, reached late, with a fresh start (`late_body`)."""
+    if late is None:
+        groups, sids = recipients(session, command)
+        body = command.body
+    else:
+        groups, sids = [], late
+        body = late_body(command, utcnow())
+    message = CommandMessage.model_validate(
+        {
+            "cmd_id": command.cmd_id,
+            "type": command.type,
+            "issued_at": command.issued_at,
+            "not_after": command.not_after,
+            "body": body,
+        }
+    )
+    return Outgoing(command.id, groups, sids, message, late=late is not None)
 
 
 def mark_published(

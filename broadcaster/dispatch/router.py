@@ -121,11 +121,13 @@ def create_broadcast(
             "approval_note": broadcast.approval_note,
         },
     )
-    # the answer is read before the commit: after it, a read would open a new transaction
-    # (on SQLite: wait for a write turn behind the ack ingest) while the command is out
+    # the command for the publisher and the answer are read before the commit: after it,
+    # a read would open a new transaction (on SQLite: wait for a write turn behind the
+    # ack ingest) while the command is out
+    ready = outbox.outgoing(session, command)
     answer = reports.broadcast_read(session, broadcast, with_stations=False)
     session.commit()
-    _wake(request)
+    wake(request.app, ready=[ready])
     if following is not None:
         # the play is out; its audio follows (if the text cannot be spoken, the stop of
         # the broadcast is committed and the error answered)

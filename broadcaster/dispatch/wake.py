@@ -4,20 +4,22 @@ place every router that stores commands does it."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy.orm import Session
 
+from broadcaster.dispatch.outbox import Outgoing
 from kernel.errors import InvalidInput
 
 
-def wake(app: Any) -> None:
-    """Publish what was just committed now (the outbox publisher), and refresh the
-    progress streams (otherwise each refreshes on its next poll)."""
+def wake(app: Any, ready: Iterable[Outgoing] = ()) -> None:
+    """Publish what was just committed now (the outbox publisher; ``ready``: commands
+    read for it before the commit, `outbox.outgoing`, sent without another read), and
+    refresh the progress streams (otherwise each refreshes on its next poll)."""
     runtime = getattr(app.state, "runtime", None)
     if runtime is not None:
-        runtime.wake()
+        runtime.wake(ready)
     hub = getattr(app.state, "progress_hub", None)
     if hub is not None:
         hub.notify()

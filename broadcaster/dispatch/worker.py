@@ -22,8 +22,8 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -42,7 +42,6 @@ from broadcaster.dispatch.models import Command
 from broadcaster.reorg import jobs as reorg_jobs
 from broadcaster.settings import Settings
 from firmware_bridge.client import Bridge, BridgeConfig
-from firmware_bridge.messages import Command as CommandMessage
 from kernel import signals
 from kernel.db import commit_retrying, utcnow
 from stations import live
@@ -51,23 +50,20 @@ from stations.models import Station, StationState
 log = logging.getLogger(__name__)
 
 PUBLISH_POLL_S = 0.25
+#: commands handed over by requests and not yet taken (more wait in the outbox table)
+READY_MAX = 1000
+#: a hand-over older than this (the broker was away) is left to the outbox's read, which
+#: skips what expired or was stopped meanwhile
+READY_FRESH_S = 2.0
+#: how many of the commands it sent the publisher remembers, so that one it has already
+#: read from the outbox and sent is not sent again when its hand-over comes after
+SENT_MEMORY = 1000
 PLAN_DEBOUNCE = dt.timedelta(seconds=1.5)
 PLAN_MAX_WAIT = dt.timedelta(seconds=10)
 SYNC_EVERY = dt.timedelta(minutes=5)
 #: After this long without the broker, stations are shown offline (their wills cannot
 #: reach us); a shorter blip changes nothing.
 BROKER_DOWN_GRACE_S = 10.0
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    """A command read for publishing (the publisher holds no transaction meanwhile)."""
-
-    command_id: int
-    groups: list[str]
-    sids: list[str]
-    message: CommandMessage
-    late: bool = False
 
 
 class Worker:
@@ -108,6 +104,8 @@ class Worker:
         # a job still running at its next tick is skipped on purpose (coalesced)
         logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
         self._wake = threading.Event()
+        self._ready: deque[tuple[float, outbox.Outgoing]] = deque(maxlen=READY_MAX)
+        self._sent: OrderedDict[int, None] = OrderedDict()
         self._stopping = threading.Event()
         self._rebuild_lock = threading.Lock()
         self._publisher: threading.Thread | None = None
@@ -154,8 +152,16 @@ class Worker:
             rebuilder.join(60)  # it uses the bridge and the database: let it finish
         self.bridge.stop()
 
-    def wake(self) -> None:
-        """Publish stored commands now (called after an API request commits one)."""
+    def wake(self, ready: Iterable[outbox.Outgoing] = ()) -> None:
+        """Publish stored commands now (called after an API request commits one).
+
+        ``ready``: what the request read for publishing before it committed; the
+        publisher sends it without reading it again (an emergency's way out).  Only
+        committed commands: one dropped here (more than `READY_MAX` waiting, or older
+        than `READY_FRESH_S`) or not sent is still in the outbox, and the next read
+        sends it."""
+        handed = time.monotonic()
+        self._ready.extend((handed, out) for out in ready)
         self._wake.set()
 
     # ------------------------------------------------------------------ outbox
@@ -229,30 +235,7 @@ class Worker:
             except Exception:
                 log.exception("rebuilding desired states after reconnecting failed")
 
-    def _outgoing(
-        self, session: Session, command: Command, late: list[str] | None = None
-    ) -> Outgoing:
-        """What to publish for the command: to its groups and direct stations, or
-        (``late``) only to those stations, reached late, with a fresh start
-        (`outbox.late_body`)."""
-        if late is None:
-            groups, sids = outbox.recipients(session, command)
-            body = command.body
-        else:
-            groups, sids = [], late
-            body = outbox.late_body(command, utcnow())
-        message = CommandMessage.model_validate(
-            {
-                "cmd_id": command.cmd_id,
-                "type": command.type,
-                "issued_at": command.issued_at,
-                "not_after": command.not_after,
-                "body": body,
-            }
-        )
-        return Outgoing(command.id, groups, sids, message, late=late is not None)
-
-    def _publish(self, out: Outgoing) -> bool:
+    def _publish(self, out: outbox.Outgoing) -> bool:
         ok = all(
             self.bridge.publish_command_to_group(gid, out.message, wait_s=5.0) for gid in out.groups
         )
@@ -262,7 +245,7 @@ class Worker:
             ok = ok and len(acked) == len(topics)
         return ok
 
-    def _send_all(self, outgoing: list[Outgoing]) -> int:
+    def _send_all(self, outgoing: list[outbox.Outgoing]) -> int:
         """Publish each command, holding no transaction (on SQLite a write transaction
         held across the broker's acknowledgement would stop the ack ingest, and an
         emergency would wait for the write lock behind it), then record it as sent."""
@@ -275,26 +258,42 @@ class Worker:
                 commit_retrying(
                     session, functools.partial(self._mark_published, session, out, sent_at)
                 )
+            if not out.late:
+                self._sent[out.command_id] = None
+                while len(self._sent) > SENT_MEMORY:
+                    self._sent.popitem(last=False)
             count += 1
         return count
 
     @staticmethod
-    def _mark_published(session: Session, out: Outgoing, sent_at: dt.datetime) -> None:
+    def _mark_published(session: Session, out: outbox.Outgoing, sent_at: dt.datetime) -> None:
         command = session.get(Command, out.command_id)
         if command is not None:
             outbox.mark_published(
                 session, command, sent_at, only_sids=out.sids if out.late else None
             )
 
+    def _take_ready(self) -> list[outbox.Outgoing]:
+        """The commands handed over since the last pass, less those already sent and
+        those too old to trust without reading them again."""
+        taken = []
+        fresh_from = time.monotonic() - READY_FRESH_S
+        while self._ready:
+            handed, out = self._ready.popleft()
+            if handed >= fresh_from and out.command_id not in self._sent:
+                taken.append(out)
+        return taken
+
     def publish_pending(self) -> int:
+        count = self._send_all(self._take_ready())
         with read_session(self.factory) as reader:
-            pending = [self._outgoing(reader, c) for c in outbox.to_publish(reader, utcnow())]
-        count = self._send_all(pending)
+            pending = [outbox.outgoing(reader, c) for c in outbox.to_publish(reader, utcnow())]
+        count += self._send_all(pending)
         with read_session(self.factory) as reader:
             late = []
             for command, sids in outbox.late_deliveries(reader, utcnow()):
                 log.info("sending %s to %d station(s) back online", command.cmd_id, len(sids))
-                late.append(self._outgoing(reader, command, late=sids))
+                late.append(outbox.outgoing(reader, command, late=sids))
         return count + self._send_all(late)
 
     def _republish_unacknowledged(self) -> None:
@@ -304,7 +303,7 @@ class Worker:
                 if command.published_at is None:
                     continue  # publish_pending sends it
                 log.info("republishing %s (%s) after (re)connecting", command.cmd_id, command.type)
-                again.append(self._outgoing(reader, command))
+                again.append(outbox.outgoing(reader, command))
         self._send_all(again)
 
     # ------------------------------------------------------------------ desired state

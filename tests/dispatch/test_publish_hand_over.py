@@ -1,0 +1,106 @@
+"""A broadcast's request hands its committed command to the outbox publisher, which sends
+it without reading the outbox again (issue 14: "the emergency publish must not wait
+behind anything that is not needed to make it durable"), and never twice.
+
+The whole service (``live``: app + worker over HTTP, a real Mosquitto whose every
+message is recorded and schema-checked) with Tân An in the registry.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import time
+from collections import Counter
+
+import pytest
+
+from broadcaster.db import read_session
+from broadcaster.dispatch import outbox, worker
+from tests.support.live import Live, send_broadcast
+from tests.support.loa import wait_until
+from tests.support.mosquitto import requires_mosquitto
+
+pytestmark = requires_mosquitto()
+
+
+def _copies(live: Live, cmd_id: str) -> Counter[str]:
+    """How many copies of the command crossed the broker, per topic (its group's and,
+    for a station not yet known to hold the current plan, its own)."""
+    found = live.recorder.select("command", where=lambda d: d.get("cmd_id") == cmd_id)
+    return Counter(r.topic for r in found)
+
+
+def _published_at(live: Live, cmd_id: str) -> dt.datetime | None:
+    with read_session(live.factory) as reader:
+        command = outbox.find(reader, cmd_id)
+        return command.published_at if command is not None else None
+
+
+def _emergency(live: Live, title: str) -> dict[str, object]:
+    bulletin = live.approved_tts("Cảnh báo khẩn: triều cường.")
+    with live.http() as http:
+        return send_broadcast(
+            http,
+            {
+                "targets": {"areas": ["tan-an"]},
+                "content": {"asset_id": bulletin},
+                "tier": "emergency",
+                "title": title,
+            },
+        )
+
+
+def test_the_handed_over_command_is_sent_without_reading_the_outbox(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    live.seed()
+    live.worker()
+    # the publisher's own read of the outbox finds nothing: only the hand-over can send it
+    monkeypatch.setattr(outbox, "to_publish", lambda session, now: [])
+    made = _emergency(live, "Khẩn cấp giao thẳng")
+    cmd_id = str(made["cmd_id"])
+    live.recorder.wait_for("command", where=lambda d: d.get("cmd_id") == cmd_id, timeout_s=10)
+    # recorded as sent, as the outbox does (after the broker took it)
+    wait_until(lambda: _published_at(live, cmd_id), what="the send recorded")
+    time.sleep(1.0)  # several publisher passes
+    copies = _copies(live, cmd_id)
+    assert copies
+    assert set(copies.values()) == {1}, copies
+
+
+def test_a_hand_over_of_a_command_already_sent_sends_nothing(live: Live) -> None:
+    live.seed()
+    worker = live.worker()
+    made = _emergency(live, "Khẩn cấp một lần")
+    cmd_id = str(made["cmd_id"])
+    live.recorder.wait_for("command", where=lambda d: d.get("cmd_id") == cmd_id, timeout_s=10)
+    # the outbox's read sent it first; its hand-over comes after (a request that committed
+    # just before the publisher's read): it must not go out again
+    wait_until(lambda: _published_at(live, cmd_id), what="the send recorded")
+    with read_session(live.factory) as reader:
+        command = outbox.find(reader, cmd_id)
+        assert command is not None
+        again = outbox.outgoing(reader, command)
+    worker.wake([again])
+    time.sleep(1.0)  # several publisher passes
+    copies = _copies(live, cmd_id)
+    assert copies
+    assert set(copies.values()) == {1}, copies
+
+
+def test_a_stale_hand_over_is_left_to_the_outbox_read(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A hand-over that waited (the broker was away) may have expired or been stopped
+    since: only the outbox's read, which checks, sends it."""
+    live.seed()
+    live.worker()
+    monkeypatch.setattr(worker, "READY_FRESH_S", -1.0)  # every hand-over is stale
+    monkeypatch.setattr(outbox, "to_publish", lambda session, now: [])
+    made = _emergency(live, "Khẩn cấp giao muộn")
+    time.sleep(1.5)  # several publisher passes
+    assert not _copies(live, str(made["cmd_id"]))
+    monkeypatch.undo()  # the outbox's read finds it
+    live.recorder.wait_for(
+        "command", where=lambda d: d.get("cmd_id") == made["cmd_id"], timeout_s=10
+    )
