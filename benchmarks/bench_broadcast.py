@@ -28,7 +28,9 @@ For each size N (default 108, 1,000 and 10,000):
    - ``received_all_api_stream_s``: until the broadcast's server-sent progress stream
      (the dashboard's view, ``GET /api/v1/broadcasts/{id}/events``) said so;
    - ``delivery_spread_s``: max - min of the stations' own RECEIVED ``at`` (when each
-     station took the command);
+     station took the command); ``received_first_station_s`` and
+     ``received_last_station_s``: the first and the last of those, from the API call
+     (the simulated stations' clocks are this machine's);
    - ``start_spread_s``: max - min of the stations' ``play.started`` ``at`` (seen on the
      broker), and the p50/p95/max offset of those starts from the requested
      ``start_at`` (lead time ``--lead-s``);
@@ -808,6 +810,10 @@ def received_figures(
         "received_p50_s": pct(seen, 50),
         "received_p95_s": pct(seen, 95),
         "delivery_spread_s": round(max(took) - min(took), 3) if took else None,
+        # by the stations' own clocks (this machine's): when the first and the last
+        # station took the command, before their acks crossed the broker
+        "received_first_station_s": round(min(took) - t0, 4) if took else None,
+        "received_last_station_s": round(max(took) - t0, 4) if took else None,
     }
 
 
