@@ -103,6 +103,13 @@ class Settings(BaseSettings):
     """Longest live session; stations stop by themselves at its end."""
     live_idle_s: float = Field(default=3.0, gt=0, le=60)
     """A microphone that sends no audio this long is gone: the session ends, stations stop."""
+    ingest_nice: int = Field(default=10, ge=0, le=19)
+    """How much lower than the rest of the service the thread that stores what stations
+    send runs (its niceness is raised by this much; Linux).  When every core is busy, the
+    broker beside the service, the API and the outbox publisher get them first: an
+    emergency goes out and its acks come back sooner, and the storing catches up as soon
+    as a core is free (nothing is lost: a message is acknowledged to the broker only once
+    stored).  0 runs it like the rest."""
     sse_keepalive_s: float = Field(default=15.0, gt=0, le=300)
     """A progress stream idle this long sends a comment (proxies close silent streams)."""
     sse_poll_s: float = Field(default=1.0, gt=0, le=60)

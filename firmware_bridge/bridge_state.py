@@ -33,6 +33,10 @@ class BridgeConfig:
     retry_min_s: float = 0.05  # backoff of a batch the handler could not take (RetryLater)
     retry_max_s: float = 5.0
     supervise_every_s: float = 0.2
+    #: how much lower than the rest of the process the consumer thread (the one that
+    #: hands batches to the handler) runs: its niceness is raised by this much (Linux
+    #: threads have their own; 0 leaves it, elsewhere it is ignored)
+    consumer_nice: int = 0
 
     @property
     def client_id(self) -> str:

@@ -10,7 +10,9 @@ handled (see :mod:`firmware_bridge.client` for the whole design).
 from __future__ import annotations
 
 import logging
+import os
 import queue
+import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -164,6 +166,20 @@ class QueuedItem:
         )
 
 
+def lower_thread_priority(by: int) -> None:
+    """Raise the calling thread's niceness by ``by`` (at most to 19), so that the
+    machine's other work gets the cores first when they are all busy.  Linux keeps a
+    niceness per thread; elsewhere, or with ``by`` 0, nothing changes.  Lowering a
+    priority needs no privilege; a failure is logged, never raised."""
+    if by <= 0 or not sys.platform.startswith("linux"):
+        return
+    tid = threading.get_native_id()
+    try:
+        os.setpriority(os.PRIO_PROCESS, tid, min(19, os.getpriority(os.PRIO_PROCESS, tid) + by))
+    except OSError as exc:
+        log.warning("could not lower the priority of thread %d: %s", tid, exc)
+
+
 class InboundQueue:
     """The queue between paho's thread and the handlers, and its consumer.
 
@@ -241,6 +257,7 @@ class InboundQueue:
         """Hand queued messages to the handlers in batches (whatever has queued up, at
         most ``batch_max``), then acknowledge them, in the order they came.  Runs until
         the bridge stops."""
+        lower_thread_priority(self.config.consumer_nice)
         while True:
             try:
                 batch = [self._queue.get(timeout=0.2)]

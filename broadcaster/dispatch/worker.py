@@ -96,6 +96,7 @@ class Worker:
                 url=settings.mqtt_url,
                 instance=settings.mqtt_instance,
                 topic_prefix=settings.mqtt_topic_prefix,
+                consumer_nice=settings.ingest_nice,
             ),
             self.ingestor,
             on_rejected=self.ingestor.rejected,

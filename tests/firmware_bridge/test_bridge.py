@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import textwrap
 import threading
 import time
@@ -344,3 +346,30 @@ def test_falls_back_to_mqtt_311_when_v5_is_refused(broker: Mosquitto, recorder: 
 def test_recorded_payloads_are_json(recorder: Recorder, bridge: Bridge) -> None:
     record: Recorded = recorder.wait_for("server-state")[0]
     assert json.loads(record.payload)["online"] is True
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="a niceness per thread: Linux")
+@pytest.mark.parametrize("by", [0, 7])
+def test_the_consumer_thread_runs_at_the_niceness_it_is_given(broker: Mosquitto, by: int) -> None:
+    """``consumer_nice``: the thread that stores what stations send yields the cores to
+    the rest of the machine (the service sets it from ``BROADCASTER_INGEST_NICE``)."""
+    own = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    bridge = make_bridge(broker, Inbox(), instance=f"nice{by}", consumer_nice=by)
+    bridge.start()
+    try:
+        consumer = wait_until(
+            lambda: next(
+                (t for t in threading.enumerate() if t.name == f"srv-nice{by}-consumer"), None
+            ),
+            what="the consumer thread",
+        )
+        assert consumer.native_id is not None
+        wanted = min(19, own + by)
+        assert wait_until(
+            lambda: os.getpriority(os.PRIO_PROCESS, consumer.native_id) == wanted,
+            what=f"the consumer at niceness {wanted}",
+        )
+        # the rest of the process is where it was
+        assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == own
+    finally:
+        bridge.stop()
