@@ -154,6 +154,12 @@ class Runtime:
         if self._lock is not None:
             self._lock.release()
 
+    @property
+    def publishing(self) -> bool:
+        """Is the outbox publisher in this process (its worker the active one)?"""
+        with self._state_lock:
+            return self.worker is not None
+
     def wake(self, ready: Iterable[Outgoing] = ()) -> None:
         with self._state_lock:
             worker = self.worker

@@ -38,7 +38,7 @@ from broadcaster.dispatch.schemas import (
     StationCommandCreate,
     TotalRow,
 )
-from broadcaster.dispatch.wake import commit_following, wake
+from broadcaster.dispatch.wake import commit_following, ready_to_send, wake
 from broadcaster.reorg import service as reorg
 from kernel.db import commit_retrying, utcnow
 from kernel.dependencies import (
@@ -124,10 +124,10 @@ def create_broadcast(
     # the command for the publisher and the answer are read before the commit: after it,
     # a read would open a new transaction (on SQLite: wait for a write turn behind the
     # ack ingest) while the command is out
-    ready = outbox.outgoing(session, command)
+    ready = ready_to_send(request.app, session, command)
     answer = reports.broadcast_read(session, broadcast, with_stations=False)
     session.commit()
-    wake(request.app, ready=[ready])
+    wake(request.app, ready=ready)
     if following is not None:
         # the play is out; its audio follows (if the text cannot be spoken, the stop of
         # the broadcast is committed and the error answered)

@@ -9,8 +9,21 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
+from broadcaster.dispatch import outbox
+from broadcaster.dispatch.models import Command
 from broadcaster.dispatch.outbox import Outgoing
 from kernel.errors import InvalidInput
+
+
+def ready_to_send(app: Any, session: Session, command: Command) -> list[Outgoing]:
+    """What to hand the outbox publisher with the wake-up, read (`outbox.outgoing`) in
+    the transaction that stores ``command``; nothing when the publisher is not in this
+    process (an API replica, a standby worker): the active worker's own read sends it,
+    and the read here would be thrown away."""
+    runtime = getattr(app.state, "runtime", None)
+    if runtime is None or not runtime.publishing:
+        return []
+    return [outbox.outgoing(session, command)]
 
 
 def wake(app: Any, ready: Iterable[Outgoing] = ()) -> None:

@@ -13,9 +13,13 @@ import time
 from collections import Counter
 
 import pytest
+from fastapi.testclient import TestClient
 
+from broadcaster.app import create_app
 from broadcaster.db import read_session
 from broadcaster.dispatch import outbox, worker
+from broadcaster.dispatch.wake import ready_to_send
+from broadcaster.runtime import Role
 from tests.support.live import Live, send_broadcast
 from tests.support.loa import wait_until
 from tests.support.mosquitto import requires_mosquitto
@@ -104,3 +108,18 @@ def test_a_stale_hand_over_is_left_to_the_outbox_read(
     live.recorder.wait_for(
         "command", where=lambda d: d.get("cmd_id") == made["cmd_id"], timeout_s=10
     )
+
+
+def test_only_the_process_that_publishes_reads_the_command_for_its_publisher(live: Live) -> None:
+    """An API replica (``--role api``) has no publisher: its request reads nothing more
+    for one (the active worker's own read of the outbox sends the command)."""
+    live.seed()
+    live.worker()
+    made = _emergency(live, "Khẩn cấp ở bản sao")
+    replica = create_app(live.settings, role=Role.API)
+    with TestClient(replica), read_session(live.factory) as reader:
+        command = outbox.find(reader, str(made["cmd_id"]))
+        assert command is not None
+        assert ready_to_send(replica, reader, command) == []
+        handed = ready_to_send(live.app, reader, command)
+    assert [out.command_id for out in handed] == [command.id]
