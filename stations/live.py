@@ -218,6 +218,8 @@ def last_connections(session: Session, station_ids: Sequence[int]) -> Connection
     working: the session holds its rows only weakly."""
     ids = sorted(set(station_ids))
     out: Connections = dict.fromkeys(ids)
+    if not ids:  # a batch without births (every broadcast's acks): no statement to build
+        return out
     later = aliased(StationConnection)
     latest = (
         select(later.id)
