@@ -9,15 +9,18 @@ For each size N (default 108, 1,000 and 10,000):
    the city's hamlets; ``broadcaster serve --role all`` as a child process (dynsec off);
    ``python -m firmware_bridge.simulator --processes P`` with the N stations as other
    child processes (P slices, default one per core, so the simulator is not the
-   bottleneck; its CPU is not the server's). The CPU seconds of every process of the rig
+   bottleneck; its CPU is not the server's), keeping their "flash" (spool, state, media
+   cache) on the RAM file system (``--sim-flash ram``, the default: in the field each
+   station writes its own flash, not the service's disk; ``disk`` puts it in the work
+   directory beside the service's database). The CPU seconds of every process of the rig
    (service, broker, each simulator process) are recorded during staging
    (``cpu_during_staging``) and over each round (``cpu_by_process``), so a reader can
    see who was saturated. Setup waits until every station applied its desired
    state and holds the fallback media (so it is subscribed to its groups and plays from
    its cache), as the service sees it.
-2. ``--rounds`` emergency broadcasts ``{"targets": {"areas": ["tan-an"]}, "content":
-   {"asset_id": <fallback>}, "tier": "emergency"}`` (one publish on ``grp/all/cmd``),
-   each measured from just before the API call:
+2. ``--warmup-rounds`` (default 1) then ``--rounds`` emergency broadcasts ``{"targets":
+   {"areas": ["tan-an"]}, "content": {"asset_id": <fallback>}, "tier": "emergency"}``
+   (one publish on ``grp/all/cmd``), each measured from just before the API call:
    - ``published_broker_s``: until the first copy of the command crossed the broker
      (a subscriber on the group and station command topics): the service's share;
    - ``received_all_broker_s``: until a subscriber on ``st/+/ack`` saw N RECEIVED acks
@@ -36,12 +39,15 @@ For each size N (default 108, 1,000 and 10,000):
      ``start_at`` (lead time ``--lead-s``);
    - the server process's CPU (100 = one core) and RSS, and its MQTT bridge counters
      (``dropped``: inbound messages lost on a full hand-off queue).
-   A count that stops moving for ``STALL_S`` ends its wait (recorded as null).
+   A count that stops moving for ``STALL_S`` ends its wait (recorded as null).  The
+   warm-up rounds are reported apart (``warmup_rounds``) and left out of the medians: a
+   service process's first broadcast compiles its SQL statements.
 3. The simulator and the service stop; a separate process opens N bare MQTT clients
    (paho on asyncio, the stations' own client stack, no protocol logic) subscribed to
    one group topic; each replies at QoS 1 on its own topic when the group message
-   arrives. ``baseline_all_replies_s``: from one QoS 1 publish until all N replies came
-   back; ``baseline_delivery_spread_s``: max - min of the clients' receipt times.
+   arrives, after as many warm-up rounds. ``baseline_all_replies_s``: from one QoS 1
+   publish until all N replies came back; ``baseline_delivery_spread_s``: max - min of
+   the clients' receipt times.
 
 Each figure is reported beside its baseline with the ratio.  The report's ``machine`` and
 ``machine_after`` say what the run ran on (``benchmarks/machine.py``: CPU and clock, load,
@@ -59,6 +65,7 @@ import asyncio
 import contextlib
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import statistics
@@ -555,7 +562,9 @@ def run_size(
     try:
         measure_service(n, args, workdir, broker, result, round_fn or broadcast_round)
         try:
-            result["baseline"] = bare_baseline(broker, n, args.rounds, workdir)
+            result["baseline"] = bare_baseline(
+                broker, n, args.rounds, workdir, warmups=warmup_rounds(args)
+            )
         except Exception as exc:
             result["baseline"] = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
@@ -581,11 +590,13 @@ def measure_service(
         database_url=database_url, mqtt_url=broker.url, workdir=workdir
     )
     env = service.env
+    sim_state = stations_flash(workdir, n, getattr(args, "sim_flash", None))
+    result["simulator_state_dir"] = {"path": str(sim_state), "filesystem": filesystem_of(sim_state)}
     sim = ChildProcess(
         python_argv(
             *("-m", "firmware_bridge.simulator", "--csv", str(workdir / "stations.csv")),
             *("--stations", str(n), "--mqtt-url", broker.url),
-            *("--state-dir", str(workdir / "sim"), "--no-live", "--seed", "1"),
+            *("--state-dir", str(sim_state), "--no-live", "--seed", "1"),
             *("--processes", str(args.sim_processes)),
             *(("--media-follows",) if getattr(args, "media_follows", False) else ()),
         ),
@@ -661,14 +672,19 @@ def measure_service(
             profiler = start_profiler(
                 getattr(args, "profile", None), pids, n, getattr(args, "profile_hz", PROFILE_HZ)
             )
-            for index in range(args.rounds):
+            warmups = warmup_rounds(args)
+            for index in range(warmups + args.rounds):
                 cpu = CpuWatch(pids)
                 one = round_fn(http, watch, stored, service.pid, n, fallback, index, args.lead_s)
                 one["cpu_by_process"] = cpu.read()
                 time.sleep(2)
                 if getattr(args, "settle_s", 0):
                     one["settle_s"] = settle(service.pid, args.settle_s)
-                rounds.append(one)
+                if index < warmups:
+                    one["warmup"] = True
+                    result.setdefault("warmup_rounds", []).append(one)
+                else:
+                    rounds.append(one)
             stop_profiler(profiler, result)
             stored.close()
         result["rounds"] = rounds
@@ -682,6 +698,8 @@ def measure_service(
             watch.stop()
         sim.stop(180)
         service.stop()
+        if not sim_state.is_relative_to(workdir) and not getattr(args, "keep", False):
+            shutil.rmtree(sim_state, ignore_errors=True)
         if "error" in result:
             result["service_log_tail"] = service.log_tail(30)
             result["simulator_log_tail"] = sim.output()[-2000:]
@@ -853,8 +871,11 @@ def wait_moving(value: Callable[[], int], target: int, timeout_s: float) -> bool
 # ----------------------------------------------------------------------------- baseline
 
 
-def bare_baseline(broker: Any, n: int, rounds: int, workdir: Path) -> dict[str, Any]:
-    """One QoS 1 publish to a group topic, a QoS 1 reply from each of N bare clients."""
+def bare_baseline(
+    broker: Any, n: int, rounds: int, workdir: Path, warmups: int = 0
+) -> dict[str, Any]:
+    """One QoS 1 publish to a group topic, a QoS 1 reply from each of N bare clients
+    (``warmups`` rounds first, reported apart, as the service's are)."""
     ready = workdir / "bare.ready"
     fleet = ChildProcess(
         python_argv(
@@ -893,7 +914,7 @@ def bare_baseline(broker: Any, n: int, rounds: int, workdir: Path) -> dict[str, 
         client.loop_start()
         time.sleep(1)
         results = []
-        for index in range(rounds):
+        for index in range(warmups + rounds):
             with lock:
                 replies.clear()
                 current[0] = index + 1
@@ -916,7 +937,7 @@ def bare_baseline(broker: Any, n: int, rounds: int, workdir: Path) -> dict[str, 
                 }
             )
             time.sleep(1)
-        out["rounds"] = results
+        out["warmup_rounds"], out["rounds"] = results[:warmups], results[warmups:]
         out["bare_fleet"] = memory(fleet.pid)
     finally:
         with contextlib.suppress(Exception):
@@ -1013,6 +1034,61 @@ def summarise(result: dict[str, Any]) -> None:
     }
 
 
+def warmup_rounds(args: argparse.Namespace) -> int:
+    return max(0, int(getattr(args, "warmup_rounds", 0) or 0))
+
+
+WARMUP_HELP = (
+    "rounds run first and reported apart (warmup_rounds), out of the medians: a service "
+    "process's first broadcast compiles its SQL statements (about 10-15 ms more at 108 "
+    "stations), the simulators' first command is their first too; the bare loop gets as "
+    "many (default 1)"
+)
+
+#: the simulated stations' "flash" (``--sim-flash``): ``ram`` keeps it on a RAM
+#: filesystem when the machine has one with room, ``disk`` in the work directory
+SIM_FLASH = ("ram", "disk")
+SIM_FLASH_HELP = (
+    "where the simulated stations keep their flash (spool, state, media cache): 'ram' "
+    "(default) on /dev/shm when it has room, else the work directory; 'disk' in the work "
+    "directory, whose file system and journal the service's database shares. In the "
+    "field each station writes its own flash; on the rig, thousands of stations' small "
+    "writes on the service's disk are load the field does not put there"
+)
+#: room asked of the RAM filesystem per station (its media cache, spool and state)
+SIM_FLASH_BYTES_PER_STATION = 256 * 1024
+RAM_FS = Path("/dev/shm")
+
+
+def stations_flash(workdir: Path, n: int, flash: str | None) -> Path:
+    """The simulator's ``--state-dir``: on the RAM filesystem for ``ram`` when there is
+    room for ``n`` stations (else, as for ``disk``, in the work directory)."""
+    if flash == "ram" and RAM_FS.is_dir():
+        with contextlib.suppress(OSError):
+            if shutil.disk_usage(RAM_FS).free > n * SIM_FLASH_BYTES_PER_STATION:
+                return Path(tempfile.mkdtemp(prefix=f"bench-sim-{n}-", dir=RAM_FS))
+    return workdir / "sim"
+
+
+def filesystem_of(path: Path) -> str | None:
+    """The file system type ``path`` is on (Linux: the longest mount point above it)."""
+    try:
+        mounts = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return None
+    best, kind = "", None
+    resolved = str(path.resolve())
+    for line in mounts:
+        fields = line.split()
+        if len(fields) < 3:
+            continue
+        point = fields[1]
+        inside = resolved == point or resolved.startswith(point.rstrip("/") + "/")
+        if inside and len(point) > len(best):
+            best, kind = point, fields[2]
+    return kind
+
+
 @contextlib.contextmanager
 def workspace(keep: bool) -> Iterator[Path]:
     if keep:
@@ -1066,6 +1142,7 @@ def main() -> int:
         default=0.0,
         help=SETTLE_HELP,
     )
+    add_rig_options(parser)
     parser.add_argument("--bare-fleet", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--bare-ready", type=Path, help=argparse.SUPPRESS)
@@ -1079,11 +1156,19 @@ def main() -> int:
         "cpu_count": os.cpu_count(),
         "broker_config": BROKER_LIMITS,
         "rounds_per_size": args.rounds,
+        "warmup_rounds_per_size": warmup_rounds(args),
+        "simulator_flash": args.sim_flash,
         "simulator_processes": args.sim_processes,
         "settle_max_s": args.settle_s,
         "runs": [],
     }
     return run_report(report, args, lambda size, path: run_size(size, args, path))
+
+
+def add_rig_options(parser: argparse.ArgumentParser) -> None:
+    """The options every benchmark on this rig takes: warm-up rounds, the stations' flash."""
+    parser.add_argument("--warmup-rounds", type=int, default=1, help=WARMUP_HELP)
+    parser.add_argument("--sim-flash", choices=SIM_FLASH, default="ram", help=SIM_FLASH_HELP)
 
 
 def rounds_main(
@@ -1113,6 +1198,7 @@ def rounds_main(
         default=settle_s,
         help=SETTLE_HELP,
     )
+    add_rig_options(parser)
     parser.add_argument(
         "--media-follows",
         action=argparse.BooleanOptionalAction,
@@ -1124,6 +1210,8 @@ def rounds_main(
         "benchmark": name,
         "cpu_count": os.cpu_count(),
         "rounds_per_size": args.rounds,
+        "warmup_rounds_per_size": warmup_rounds(args),
+        "simulator_flash": args.sim_flash,
         "simulator_processes": args.sim_processes,
         "stations_media_follows": args.media_follows,
         "settle_max_s": args.settle_s,
