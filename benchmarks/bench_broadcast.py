@@ -1040,9 +1040,9 @@ def warmup_rounds(args: argparse.Namespace) -> int:
 
 WARMUP_HELP = (
     "rounds run first and reported apart (warmup_rounds), out of the medians: a service "
-    "process's first broadcast compiles its SQL statements (about 10-15 ms more at 108 "
-    "stations), the simulators' first command is their first too; the bare loop gets as "
-    "many (default 1)"
+    "process's first broadcast compiles its SQL statements (its API call took 20-30 ms "
+    "longer at 108 stations), the simulators' first command is their first too; the "
+    "bare loop gets as many (default 1)"
 )
 
 #: the simulated stations' "flash" (``--sim-flash``): ``disk`` in the work directory,
