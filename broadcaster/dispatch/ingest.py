@@ -101,6 +101,8 @@ class Ingestor:
         self._lock = threading.Lock()
         self._throttle = throttle or deadletters.Throttle()
         self.counters: Counter[str] = Counter()
+        #: this thread's tally of the transaction being written (`_counted`)
+        self._tally = threading.local()
 
     def stats(self) -> dict[str, int]:
         with self._lock:
@@ -109,8 +111,26 @@ class Ingestor:
     def _count(self, key: str, n: int = 1) -> None:
         if not n:
             return
+        pending: Counter[str] | None = getattr(self._tally, "pending", None)
+        if pending is not None:
+            pending[key] += n
+            return
         with self._lock:
             self.counters[key] += n
+
+    @contextmanager
+    def _counted(self) -> Iterator[None]:
+        """Count what the enclosed transaction stores only once it has committed: a
+        reader who sees a count sees the rows behind it, and a batch that is rolled back
+        and offered again (`RetryLater`) is not counted twice."""
+        pending: Counter[str] = Counter()
+        self._tally.pending = pending
+        try:
+            yield
+        finally:
+            self._tally.pending = None
+        with self._lock:
+            self.counters.update(pending)
 
     def _station_id(self, session: Session, sid: str) -> int | None:
         station_id = self._sids.get(sid)
@@ -136,7 +156,7 @@ class Ingestor:
             )
             for r in batch
         ]
-        with _retry_later_on_busy_database(), self._factory() as session:
+        with self._counted(), _retry_later_on_busy_database(), self._factory() as session:
             self._quarantine(session, letters)
             session.commit()
 
@@ -173,7 +193,7 @@ class Ingestor:
     def __call__(self, batch: list[Inbound]) -> None:
         acked: list[str] = []
         late = False
-        with _retry_later_on_busy_database(), self._factory() as session:
+        with self._counted(), _retry_later_on_busy_database(), self._factory() as session:
             telemetry: list[tuple[Inbound, live.TelemetryRow]] = []
             #: stations whose alarm rules may now judge differently (not an ack's or a
             #: play event's: neither changes what the rules look at)

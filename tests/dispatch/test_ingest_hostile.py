@@ -273,3 +273,46 @@ def test_a_burst_reads_a_stations_state_once_per_batch(
     ]
     assert len(state_reads) <= 1, len(state_reads)
     assert count(session_factory, StationEvent) == 201
+
+
+def test_what_a_batch_stored_is_counted_once_it_has_committed(
+    session_factory: sessionmaker[Session], stations: list[str]
+) -> None:
+    """The ingest's counts (``/dispatch/status``) follow the commit: a reader who sees a
+    message counted sees it stored (CI once read a death's count and then the station
+    still online), and a batch rolled back and offered again is counted once."""
+    from sqlalchemy.exc import OperationalError
+
+    first = [True]
+    seen_in_transaction: list[dict[str, int]] = []
+
+    class FailsFirstCommit:
+        kw = session_factory.kw
+
+        def __call__(self) -> Session:
+            session = session_factory()
+            if first[0]:
+                first[0] = False
+
+                def commit() -> None:
+                    raise OperationalError("COMMIT", {}, Exception("database is locked"))
+
+                session.commit = commit  # type: ignore[method-assign]
+            return session
+
+    ingest = Ingestor(
+        FailsFirstCommit(),  # type: ignore[arg-type]
+        after_batch=lambda session, touched: seen_in_transaction.append(ingest.stats()),
+    )
+    batch = [inbound(GOOD, TopicKind.EVENT, fault_event(i)) for i in range(3)]
+    with pytest.raises(RetryLater):
+        ingest(batch)
+    assert ingest.stats() == {}
+    assert count(session_factory, StationEvent) == 0
+
+    ingest(batch)  # the bridge offers it again
+    assert count(session_factory, StationEvent) == 3
+    assert seen_in_transaction == [{}, {}]  # nothing counted before a commit
+    stats = ingest.stats()
+    assert sum(stats.values()) == 3, stats
+    assert stats.get("errors", 0) == 0
