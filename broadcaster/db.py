@@ -1,6 +1,8 @@
 """Database engine, sessions and migrations.
 
-SQLite (the default) runs with WAL, foreign keys on and a busy timeout; PostgreSQL
+SQLite (the default) runs with WAL, foreign keys on and a busy timeout, and its
+write-ahead log is checkpointed by a thread of the engine's own, not by whichever
+transaction commits (`WalCheckpointer`); PostgreSQL
 (``postgresql://`` or ``postgresql+psycopg://``) through psycopg 3.  Migrations are
 Alembic's, applied by ``broadcaster db upgrade`` and at service start-up.
 """
@@ -9,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -32,6 +35,12 @@ log = logging.getLogger(__name__)
 #: inside its first must not wait for itself for good.
 WRITE_TURN_TIMEOUT_S = 30.0
 
+#: How often the checkpointer copies what was committed since its last pass from the
+#: write-ahead log into the database file.
+CHECKPOINT_EVERY_S = 1.0
+#: A write-ahead log that grew past this in a burst is cut back to it when it restarts.
+WAL_SIZE_LIMIT = 64 * 1024 * 1024
+
 
 def normalise_url(url: str) -> str:
     """Pick the psycopg 3 driver for plain ``postgresql://`` URLs."""
@@ -49,7 +58,109 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA busy_timeout=30000")
+    # the engine's checkpointer does it (`WalCheckpointer`)
+    cursor.execute("PRAGMA wal_autocheckpoint=0")
+    cursor.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT}")
     cursor.close()
+
+
+class WalCheckpointer:
+    """Copies the write-ahead log into the database file off every writer's path.
+
+    SQLite's automatic checkpoint runs inside the commit that takes the log past 1,000
+    pages, whichever it is: an operator's emergency to 1,000 stations, committed after
+    rounds of acks had filled the log, took 20–23 ms to commit instead of 1.5–3 ms (the
+    checkpoint syncs the database file).  Connections here turn it off; this thread runs
+    a PASSIVE checkpoint every CHECKPOINT_EVERY_S when something was committed since its
+    last pass.  A passive checkpoint waits for nobody: readers and writers carry on, and
+    what a reader still needs is copied on a later pass.  The thread starts with the
+    engine's first connection, stops when the engine is disposed (and starts again if it
+    is used after), and ends by itself once the engine is gone.  A failed pass is logged
+    and tried again on the next; the last connection to close checkpoints what is left.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = weakref.ref(engine)
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._dirty = False
+        self._failing = False
+        #: passes run, for tests and diagnostics
+        self.checkpoints = 0
+
+    def committed(self) -> None:
+        self._dirty = True
+
+    def ensure_running(self) -> None:
+        with self._lock:
+            if self._thread is not None and self._thread.is_alive():
+                return
+            self._stop = threading.Event()
+            self._thread = threading.Thread(
+                target=self._run, args=(self._stop,), name="sqlite-checkpoint", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stop.set()
+            thread, self._thread = self._thread, None
+        if thread is not None and thread is not threading.current_thread():
+            thread.join(CHECKPOINT_EVERY_S + 30)
+
+    @property
+    def running(self) -> bool:
+        thread = self._thread
+        return thread is not None and thread.is_alive()
+
+    def _run(self, stop: threading.Event) -> None:
+        while not stop.wait(CHECKPOINT_EVERY_S):
+            engine = self._engine()
+            if engine is None:
+                return
+            if not self._dirty:
+                del engine
+                continue
+            self._dirty = False  # a commit from now on is copied on the next pass
+            try:
+                frames, copied = self.checkpoint(engine)
+                if copied < frames:
+                    self._dirty = True  # a reader still needed the rest
+            except Exception as exc:
+                self._dirty = True
+                if not self._failing:
+                    log.warning(
+                        "SQLite checkpoint failed (tried again in %.0f s): %s",
+                        CHECKPOINT_EVERY_S,
+                        exc,
+                    )
+                self._failing = True
+            else:
+                self._failing = False
+            del engine
+
+    def checkpoint(self, engine: Engine) -> tuple[int, int]:
+        """One passive checkpoint: (frames in the log, frames now in the database)."""
+        raw = engine.raw_connection()
+        try:
+            cursor = raw.driver_connection.cursor()  # type: ignore[union-attr]
+            try:
+                _busy, frames, copied = cursor.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            finally:
+                cursor.close()
+        finally:
+            raw.close()
+        self.checkpoints += 1
+        return int(frames), int(copied)
+
+
+_CHECKPOINTERS: weakref.WeakKeyDictionary[Engine, WalCheckpointer] = weakref.WeakKeyDictionary()
+
+
+def wal_checkpointer(engine: Engine) -> WalCheckpointer | None:
+    """The checkpointer of a SQLite file database's engine (None for any other)."""
+    return _CHECKPOINTERS.get(engine)
 
 
 class WriteTurns:
@@ -153,6 +264,12 @@ def make_engine(url: str) -> Engine:
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         turns = WriteTurns()
+        if parsed.database and parsed.database != ":memory:":
+            checkpointer = WalCheckpointer(engine)
+            _CHECKPOINTERS[engine] = checkpointer
+            event.listen(engine, "connect", lambda *_: checkpointer.ensure_running())
+            event.listen(engine, "commit", lambda *_: checkpointer.committed())
+            event.listen(engine, "engine_disposed", lambda *_: checkpointer.stop())
 
         def begin(connection: Any) -> None:
             _sqlite_begin(turns, connection)

@@ -1,15 +1,20 @@
-"""SQLite transactions: writers queue for the write lock; a read-only session does not."""
+"""SQLite transactions: writers queue for the write lock; a read-only session does not;
+the write-ahead log is checkpointed by the engine's thread, never inside a commit."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 import threading
 import time
 from pathlib import Path
 
-from sqlalchemy import select, text
+import pytest
+from sqlalchemy import Engine, select, text
 
 from broadcaster import db
 from stations.models import Area
+from tests.support.loa import wait_until
 
 
 def test_read_session_does_not_wait_for_a_writer_but_a_write_session_does(
@@ -169,3 +174,74 @@ def test_an_api_request_that_writes_asks_for_its_turn_first(tmp_path: Path) -> N
         assert get_session_factory(post) is get_session_factory(post)  # made once
     finally:
         engine.dispose()
+
+
+def _write_past_the_autocheckpoint(engine: Engine, rows: int = 3000) -> None:
+    """About 3,000 pages of the log: SQLite's automatic checkpoint would run at 1,000."""
+    with engine.begin() as connection:
+        connection.exec_driver_sql("CREATE TABLE IF NOT EXISTS bulk (n INTEGER, filler BLOB)")
+        connection.exec_driver_sql(
+            "WITH RECURSIVE s(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM s WHERE n < ?)"
+            " INSERT INTO bulk SELECT n, randomblob(4000) FROM s",
+            (rows,),
+        )
+
+
+def _rows_in_the_database_file(path: Path, tmp_path: Path) -> int:
+    """The rows of ``bulk`` in the database file alone (a copy without its log)."""
+    copy = tmp_path / "file-only.db"
+    for leftover in (copy, tmp_path / "file-only.db-wal", tmp_path / "file-only.db-shm"):
+        leftover.unlink(missing_ok=True)
+    shutil.copyfile(path, copy)
+    connection = sqlite3.connect(copy)
+    try:
+        return int(connection.execute("SELECT count(*) FROM bulk").fetchone()[0])
+    except sqlite3.OperationalError:  # no such table: not copied yet
+        return 0
+    except sqlite3.DatabaseError:  # copied in the middle of a checkpoint
+        return -1
+    finally:
+        connection.close()
+
+
+def test_a_commit_never_runs_the_checkpoint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A commit that takes the log far past 1,000 pages returns without copying it into
+    the database file (an emergency's commit took 20-23 ms when it was the one)."""
+    monkeypatch.setattr(db, "CHECKPOINT_EVERY_S", 3600.0)  # the thread stays asleep
+    path = tmp_path / "commits.db"
+    engine = db.make_engine(f"sqlite:///{path}")
+    try:
+        _write_past_the_autocheckpoint(engine)
+        assert (tmp_path / "commits.db-wal").stat().st_size > 1000 * 4096
+        assert _rows_in_the_database_file(path, tmp_path) == 0
+    finally:
+        engine.dispose()
+    # the last connection to close checkpoints what is left
+    assert _rows_in_the_database_file(path, tmp_path) == 3000
+
+
+def test_the_engines_thread_checkpoints_what_was_committed(tmp_path: Path) -> None:
+    path = tmp_path / "thread.db"
+    engine = db.make_engine(f"sqlite:///{path}")
+    checkpointer = db.wal_checkpointer(engine)
+    assert checkpointer is not None
+    try:
+        _write_past_the_autocheckpoint(engine)
+        assert checkpointer.running
+        # the pool keeps its connections open: only the thread can have copied the rows
+        wait_until(
+            lambda: (
+                checkpointer.checkpoints >= 1 and _rows_in_the_database_file(path, tmp_path) == 3000
+            ),
+            timeout_s=30,
+            what="the log checkpointed into the database file",
+        )
+        time.sleep(1.5 * db.CHECKPOINT_EVERY_S)  # a pass under way ends
+        passes = checkpointer.checkpoints
+        time.sleep(3 * db.CHECKPOINT_EVERY_S)
+        assert checkpointer.checkpoints == passes  # nothing committed since: no pass
+    finally:
+        engine.dispose()
+    assert not checkpointer.running  # stopped with the engine
