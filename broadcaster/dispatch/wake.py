@@ -11,11 +11,10 @@ from sqlalchemy.orm import Session
 
 from broadcaster.dispatch import outbox
 from broadcaster.dispatch.models import Command
-from broadcaster.dispatch.outbox import Outgoing
 from kernel.errors import InvalidInput
 
 
-def ready_to_send(app: Any, session: Session, command: Command) -> list[Outgoing]:
+def ready_to_send(app: Any, session: Session, command: Command) -> list[outbox.Outgoing]:
     """What to hand the outbox publisher with the wake-up, read (`outbox.outgoing`) in
     the transaction that stores ``command``; nothing when the publisher is not in this
     process (an API replica, a standby worker): the active worker's own read sends it,
@@ -26,7 +25,7 @@ def ready_to_send(app: Any, session: Session, command: Command) -> list[Outgoing
     return [outbox.outgoing(session, command)]
 
 
-def wake(app: Any, ready: Iterable[Outgoing] = ()) -> None:
+def wake(app: Any, ready: Iterable[outbox.Outgoing] = ()) -> None:
     """Publish what was just committed now (the outbox publisher; ``ready``: commands
     read for it before the commit, `outbox.outgoing`, sent without another read), and
     refresh the progress streams (otherwise each refreshes on its next poll)."""
