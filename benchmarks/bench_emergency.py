@@ -111,7 +111,12 @@ def summarise(result: dict[str, Any]) -> None:
         "delivery_spread_s",
     )
     figures = {key: bb.median_of(rounds, key) for key in keys}
-    first = {f"first_{key}": rounds[0].get(key) for key in keys} if rounds else {}
+    # the service's first spoken emergency: the warm-up round when there is one (it is
+    # left out of the medians, not out of this figure)
+    every = (result.get("warmup_rounds") or []) + rounds
+    first = {f"first_{key}": every[0].get(key) for key in keys} if every else {}
+    if every:
+        first["round"] = every[0].get("round")
     target = round(1.0 + 2 * base, 3) if isinstance(base, int | float) else None
     first_all = first.get("first_received_all_broker_s")
     result["summary"] = {
