@@ -115,30 +115,32 @@ class WalCheckpointer:
         return thread is not None and thread.is_alive()
 
     def _run(self, stop: threading.Event) -> None:
-        while not stop.wait(CHECKPOINT_EVERY_S):
-            engine = self._engine()
-            if engine is None:
-                return
-            if not self._dirty:
-                del engine
-                continue
-            self._dirty = False  # a commit from now on is copied on the next pass
-            try:
-                frames, copied = self.checkpoint(engine)
-                if copied < frames:
-                    self._dirty = True  # a reader still needed the rest
-            except Exception as exc:
-                self._dirty = True
-                if not self._failing:
-                    log.warning(
-                        "SQLite checkpoint failed (tried again in %.0f s): %s",
-                        CHECKPOINT_EVERY_S,
-                        exc,
-                    )
-                self._failing = True
-            else:
-                self._failing = False
-            del engine
+        while not stop.wait(CHECKPOINT_EVERY_S) and self._pass():
+            pass
+
+    def _pass(self) -> bool:
+        """Checkpoint if something was committed since the last pass; False once the
+        engine is gone (the engine is held only while a pass runs)."""
+        engine = self._engine()
+        if engine is None:
+            return False
+        if not self._dirty:
+            return True
+        self._dirty = False  # a commit from now on is copied on the next pass
+        try:
+            frames, copied = self.checkpoint(engine)
+        except Exception as exc:
+            self._dirty = True
+            if not self._failing:
+                log.warning(
+                    "SQLite checkpoint failed (tried again in %.0f s): %s", CHECKPOINT_EVERY_S, exc
+                )
+            self._failing = True
+            return True
+        self._failing = False
+        if copied < frames:
+            self._dirty = True  # a reader still needed the rest
+        return True
 
     def checkpoint(self, engine: Engine) -> tuple[int, int]:
         """One passive checkpoint: (frames in the log, frames now in the database)."""
