@@ -23,7 +23,8 @@ from broadcaster import db
 from broadcaster.alarms import router as alarms_router
 from broadcaster.alerts import router as alerts_router
 from broadcaster.auth import router as auth_router
-from broadcaster.auth.dependencies import authenticate, header_authenticator
+from broadcaster.auth.dependencies import authenticate, header_authenticator, require_sign_in
+from broadcaster.auth.signin_cache import SignInCache
 from broadcaster.auth.usage import TokenUsage
 from broadcaster.broker import router as broker_router
 from broadcaster.dispatch import attention, playlist_router
@@ -237,6 +238,7 @@ def create_app(
     app.state.authenticate = authenticate  # for routes that also accept signed links
     token_usage = TokenUsage(sessionmaker)
     app.state.token_usage = token_usage
+    app.state.signin_cache = SignInCache(settings.auth_cache_s)
     # one per process: every open progress stream waits on it (broadcaster.dispatch.progress_hub)
     progress = ProgressHub(sessionmaker, poll_s=settings.sse_poll_s)
     app.state.progress_hub = progress
@@ -267,7 +269,7 @@ def create_app(
     # every string a request carries must be storable (no NUL): checked once, after
     # authentication, for every router (broadcaster.web.validation)
     public = [Depends(storable_text)]
-    protected = [Depends(authenticate), *public]
+    protected = [Depends(require_sign_in), *public]
     app.include_router(auth_router.public_router, dependencies=public)
     app.include_router(auth_router.router, dependencies=protected)
     # before the registry's /api/v1/areas/{code}

@@ -110,6 +110,12 @@ class Settings(BaseSettings):
     emergency goes out and its acks come back sooner, and the storing catches up as soon
     as a core is free (nothing is lost: a message is acknowledged to the broker only once
     stored).  0 runs it like the rest."""
+    auth_cache_s: float = Field(default=5.0, ge=0, le=60)
+    """How long a process remembers what a token signed in as, so a request with it
+    skips the database on its way to the route (`broadcaster.auth.signin_cache`).  A
+    sign-out, a revoked token or a changed account takes effect at once in the process
+    that made the change and within this many seconds in the others (API replicas, the
+    CLI).  0: every request reads its sign-in."""
     sse_keepalive_s: float = Field(default=15.0, gt=0, le=300)
     """A progress stream idle this long sends a comment (proxies close silent streams)."""
     sse_poll_s: float = Field(default=1.0, gt=0, le=60)

@@ -18,9 +18,11 @@ from sqlalchemy.orm import Session, sessionmaker
 from starlette.requests import cookie_parser
 
 from broadcaster.auth import service
-from broadcaster.auth.models import Token, User
-from broadcaster.auth.usage import TokenUsage
+from broadcaster.auth.models import User
+from broadcaster.auth.signin_cache import SignIn, SignInCache
+from broadcaster.auth.usage import TokenUsage, UsedToken
 from broadcaster.db import read_session
+from kernel.db import utcnow
 from kernel.dependencies import CurrentPrincipal, IdPath, SessionDep
 from kernel.errors import PermissionDeniedError, Unauthenticated
 from kernel.security import Permission, Principal
@@ -63,20 +65,36 @@ def set_session_cookie(request: Request, response: Response, plaintext: str) -> 
 
 
 def authenticate(request: Request, session: SessionDep) -> Principal:
-    """The principal of the request's token or session cookie.
+    """The principal of the request's token or session cookie (for callers that hold a
+    session: ``app.state.authenticate``; the protected routes use `require_sign_in`).
 
     A request that writes reads its sign-in in a short read-only session of its own: on
     SQLite the request's write transaction (and its write turn, `broadcaster.db`) then
     begins only when the route writes, so an emergency waits for the write lock once,
     not once to sign in and again to store the broadcast."""
-    if request.method in SAFE_METHODS:
-        return _authenticate(request, session)
-    factory: sessionmaker[Session] = request.app.state.sessionmaker
-    with read_session(factory) as reader:
-        return _authenticate(request, reader)
+    token_text, via_cookie = _credentials(request)
+    sign_in = _cached(request, token_text)
+    if sign_in is None:
+        if request.method in SAFE_METHODS:
+            sign_in = _resolve(request, session, token_text)
+        else:
+            sign_in = _read_sign_in(request, token_text)
+    return _admit(request, sign_in, via_cookie)
 
 
-def _authenticate(request: Request, session: Session) -> Principal:
+async def require_sign_in(request: Request) -> Principal:
+    """The dependency of every protected route: `authenticate`, on the event loop when
+    the token signed in moments ago (`SignInCache`: no query, no hop to the thread
+    pool before the route), else reading the database in the thread pool."""
+    token_text, via_cookie = _credentials(request)
+    sign_in = _cached(request, token_text)
+    if sign_in is None:
+        sign_in = await run_in_threadpool(_read_sign_in, request, token_text)
+    return _admit(request, sign_in, via_cookie)
+
+
+def _credentials(request: Request) -> tuple[str, bool]:
+    """The token the request carries, and whether it came in the session cookie."""
     token_text = _bearer(request)
     via_cookie = False
     if token_text is None:
@@ -84,23 +102,57 @@ def _authenticate(request: Request, session: Session) -> Principal:
         via_cookie = token_text is not None
     if not token_text:
         raise Unauthenticated("authentication required", message_vi="Cần đăng nhập")
+    return token_text, via_cookie
+
+
+def _cache(request: Request) -> SignInCache | None:
+    return getattr(request.app.state, "signin_cache", None)
+
+
+def _cached(request: Request, token_text: str) -> SignIn | None:
+    cache = _cache(request)
+    if cache is None:
+        return None
+    return cache.get(service.hash_token(token_text), utcnow())
+
+
+def _read_sign_in(request: Request, token_text: str) -> SignIn:
+    factory: sessionmaker[Session] = request.app.state.sessionmaker
+    with read_session(factory) as reader:
+        return _resolve(request, reader, token_text)
+
+
+def _resolve(request: Request, session: Session, token_text: str) -> SignIn:
+    cache = _cache(request)
+    generation = cache.generation() if cache is not None else 0
     token = service.resolve_token(session, token_text)
     if token is None:
         raise Unauthenticated(
             "invalid, expired or revoked token", message_vi="Phiên đăng nhập không hợp lệ"
         )
+    sign_in = SignIn(
+        principal=service.principal_for(session, token.user, token),
+        token_id=token.id,
+        last_used_at=token.last_used_at,
+        expires_at=token.expires_at,
+    )
+    if cache is not None:
+        cache.put(token.token_hash, sign_in, generation)
+    return sign_in
+
+
+def _admit(request: Request, sign_in: SignIn, via_cookie: bool) -> Principal:
     if via_cookie and request.method not in SAFE_METHODS and not _same_origin(request):
         raise PermissionDeniedError(
             "cross-site request refused",
             message_vi="Yêu cầu từ trang khác bị từ chối",
         )
-    principal = service.principal_for(session, token.user, token)
-    note_token_use(request, token)
-    request.state.principal = principal
-    return principal
+    note_token_use(request, sign_in)
+    request.state.principal = sign_in.principal
+    return sign_in.principal
 
 
-def note_token_use(request: Request, token: Token) -> None:
+def note_token_use(request: Request, token: UsedToken) -> None:
     """Record, in the background, that ``token`` was used (authentication writes nothing)."""
     usage: TokenUsage | None = getattr(request.app.state, "token_usage", None)
     if usage is not None:

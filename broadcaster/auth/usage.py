@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import threading
+from typing import Protocol
 
 from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,6 +27,15 @@ RESOLUTION = dt.timedelta(minutes=1)
 FLUSH_EVERY_S = 15.0
 
 
+class UsedToken(Protocol):
+    """A token as authentication saw it (the row, or a cached sign-in)."""
+
+    @property
+    def id(self) -> int: ...
+    @property
+    def last_used_at(self) -> dt.datetime | None: ...
+
+
 class TokenUsage:
     """Pending ``last_used_at`` updates, flushed by a background thread."""
 
@@ -36,7 +46,7 @@ class TokenUsage:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
-    def note(self, token: Token, now: dt.datetime | None = None) -> None:
+    def note(self, token: UsedToken, now: dt.datetime | None = None) -> None:
         """Remember that ``token`` was used now (if its stored time is over a minute old)."""
         now = now or utcnow()
         if token.last_used_at is not None and now - token.last_used_at < RESOLUTION:
