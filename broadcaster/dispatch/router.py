@@ -15,6 +15,7 @@ from fastapi.responses import JSONResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from audio_library.dependencies import LibraryDep
+from broadcaster.db import read_session
 from broadcaster.dispatch import (
     broadcasts,
     deadletters,
@@ -121,13 +122,14 @@ def create_broadcast(
             "approval_note": broadcast.approval_note,
         },
     )
-    # the command for the publisher and the answer are read before the commit: after it,
-    # a read would open a new transaction (on SQLite: wait for a write turn behind the
-    # ack ingest) while the command is out
+    # the command for the publisher is read before the commit (after it, a read on this
+    # session would open a new transaction: on SQLite, wait for a write turn behind the
+    # ack ingest); the answer is read once the command is out, in a read-only session
     ready = ready_to_send(request.app, session, command)
-    answer = reports.broadcast_read(session, broadcast, with_stations=False)
     session.commit()
     wake(request.app, ready=ready)
+    with read_session(request.app.state.sessionmaker) as reader:
+        answer = reports.broadcast_read(reader, broadcast, with_stations=False)
     if following is not None:
         # the play is out; its audio follows (if the text cannot be spoken, the stop of
         # the broadcast is committed and the error answered)
