@@ -78,6 +78,7 @@ __all__ = [
     "Telemetry",
     "VolumeBody",
     "Window",
+    "dump_ack",
     "dump_message",
     "format_timestamp",
     "new_id",
@@ -560,12 +561,35 @@ def parse_message(kind: MessageKind, payload: bytes) -> Message:
 
 def dump_message(message: Message) -> bytes:
     """Serialise ``message`` to compact UTF-8 JSON, validated against its schema."""
-    document = message.model_dump(mode="json", by_alias=True)
-    validate_payload(message.KIND, document)
+    return _encode(message.KIND, message.model_dump(mode="json", by_alias=True))
+
+
+def dump_ack(
+    cmd_id: str,
+    status: AckStatus,
+    at: datetime,
+    *,
+    reason: str | None = None,
+    station_time: datetime | None = None,
+) -> bytes:
+    """``dump_message(Ack(...))`` without building the model: the same bytes, checked
+    against the same schema.  A station sends one per step of every command (a simulated
+    fleet thousands per broadcast, in the window the broadcast is measured in), and the
+    model's serialisation is most of an ack's cost."""
+    document: dict[str, Any] = {"cmd_id": cmd_id, "status": status, "at": format_timestamp(at)}
+    if reason is not None:
+        document["reason"] = reason
+    if station_time is not None:
+        document["station_time"] = format_timestamp(station_time)
+    return _encode(MessageKind.ACK, document)
+
+
+def _encode(kind: MessageKind, document: dict[str, Any]) -> bytes:
+    validate_payload(kind, document)
     payload = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
     if len(payload) > MAX_PAYLOAD_BYTES:
         raise ProtocolError(
-            f"{message.KIND.value}: payload too large ({len(payload)} bytes)", category="oversize"
+            f"{kind.value}: payload too large ({len(payload)} bytes)", category="oversize"
         )
     return payload
 

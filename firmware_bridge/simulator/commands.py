@@ -39,7 +39,6 @@ from pydantic import AwareDatetime, TypeAdapter, ValidationError
 
 from firmware_bridge.errors import ProtocolError
 from firmware_bridge.messages import (
-    Ack,
     AckStatus,
     Command,
     CommandType,
@@ -54,6 +53,7 @@ from firmware_bridge.messages import (
     StationState,
     StopBody,
     VolumeBody,
+    dump_ack,
     dump_message,
     parse_message,
 )
@@ -229,14 +229,8 @@ class CommandHandling:
         reason: str | None = None,
         station_time: datetime | None = None,
     ) -> None:
-        payload = dump_message(
-            Ack(
-                cmd_id=cmd_id,
-                status=status,
-                at=self.clock.now(),
-                reason=clip(reason),
-                station_time=station_time,
-            )
+        payload = dump_ack(
+            cmd_id, status, self.clock.now(), reason=clip(reason), station_time=station_time
         )
         self._acks[cmd_id] = payload
         self._acks.move_to_end(cmd_id)

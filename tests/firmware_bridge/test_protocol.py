@@ -28,6 +28,7 @@ from firmware_bridge.messages import (
     StopBody,
     Telemetry,
     VolumeBody,
+    dump_ack,
     dump_message,
     parse_message,
 )
@@ -338,6 +339,34 @@ def test_dump_refuses_schema_invalid_messages() -> None:
         dump_message(Event(event_id="e-1", type="play.started", at=NOW))  # no item/cmd id
     with pytest.raises(ProtocolError, match="telemetry: seq"):
         dump_message(Telemetry(seq=-1, at=NOW, uptime_s=0, volume=1, playing=None))
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"cmd_id": "c-1", "status": "RECEIVED"},
+        {"cmd_id": "c-3f9a0c1d2e4b5a69", "status": "IN_PROGRESS"},
+        {"cmd_id": "c-1", "status": "SUCCEEDED", "station_time": NOW + timedelta(seconds=3)},
+        {"cmd_id": "c-1", "status": "REJECTED", "reason": 'busy: Bản tin "khẩn" at 9'},
+        {"cmd_id": "c-1", "status": "EXPIRED", "reason": "", "station_time": NOW},
+    ],
+)
+def test_dump_ack_is_dump_message_of_an_ack(fields: dict[str, object]) -> None:
+    """The simulator's fast ack writer: byte for byte what the model writes."""
+    at = datetime(2026, 11, 26, 7, 0, 1, 123456, timezone(timedelta(hours=7)))
+    expected = dump_message(Ack(at=at, **fields))  # type: ignore[arg-type]
+    assert dump_ack(at=at, **fields) == expected  # type: ignore[arg-type]
+
+
+def test_dump_ack_refuses_what_the_model_refuses() -> None:
+    with pytest.raises(ProtocolError, match="ack: cmd_id"):
+        dump_ack("bad id with spaces", "RECEIVED", NOW)
+    with pytest.raises(ProtocolError, match="ack: status"):
+        dump_ack("c-1", "DONE", NOW)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="timezone"):
+        dump_ack("c-1", "RECEIVED", datetime(2026, 11, 26, 5, 0))
+    with pytest.raises(ProtocolError, match="ack: reason"):  # over the schema's length
+        dump_ack("c-1", "FAILED", NOW, reason="x" * MAX_PAYLOAD_BYTES)
 
 
 def test_schema_errors_lists_every_violation() -> None:
