@@ -37,6 +37,7 @@ __all__ = [
     "look_up",
     "names",
     "resolve",
+    "resolve_names",
     "station_groups",
 ]
 
@@ -80,19 +81,29 @@ class TargetResolver:
     target sets share one frozenset.
     """
 
-    def __init__(self, session: Session, *, enabled_only: bool = True) -> None:
+    def __init__(
+        self, session: Session, *, enabled_only: bool = True, with_sids: bool = False
+    ) -> None:
         self.session = session
         self.by_area: dict[int, list[int]] = defaultdict(list)
         self.area_of: dict[int, int] = {}
-        query = select(Station.id, Station.area_id)
+        #: each station's sid (``with_sids``: what a broadcast's targets are sent and
+        #: answered by, read with the rest instead of once more by id)
+        self.sid_of: dict[int, str] = {}
+        query = select(Station.id, Station.area_id, Station.sid if with_sids else literal(""))
         if enabled_only:
             query = query.where(Station.enabled.is_(True))
-        for station_id, area_id in session.execute(query):
+        for station_id, area_id, sid in session.execute(query):
             self.by_area[area_id].append(station_id)
             self.area_of[station_id] = area_id
+            if with_sids:
+                self.sid_of[station_id] = sid
         self.stations = frozenset(self.area_of)
         self.children: dict[int, list[int]] = defaultdict(list)
+        #: every area's parent (None: a root, the whole city)
+        self.parent_of: dict[int, int | None] = {}
         for area_id, parent_id in session.execute(select(Area.id, Area.parent_id)):
+            self.parent_of[area_id] = parent_id
             if parent_id is not None:
                 self.children[parent_id].append(area_id)
         self._areas: dict[int, frozenset[int]] = {}
@@ -205,20 +216,38 @@ class Reached(NamedTuple):
     area_id: int
 
 
+class Resolution(NamedTuple):
+    """What `resolve_names` found: the stations, the rows the names stand for, and the
+    resolver (the area tree) it used."""
+
+    stations: list[Reached]
+    rows: TargetRows
+    resolver: TargetResolver
+
+
+def resolve_names(
+    session: Session, targets: TargetNames, *, field: str = "targets", enabled_only: bool = True
+) -> Resolution:
+    """`resolve`, with what it read on the way (a broadcast's route needs the areas)."""
+    rows = look_up(session, targets, field=field)
+    resolver = TargetResolver(session, enabled_only=enabled_only, with_sids=True)
+    ids = resolver.resolve(*rows.ids())
+    reached = sorted(
+        (Reached(i, resolver.sid_of[i], resolver.area_of[i]) for i in ids), key=_by_sid
+    )
+    return Resolution(reached, rows, resolver)
+
+
+def _by_sid(station: Reached) -> str:
+    return station.sid
+
+
 def resolve(
     session: Session, targets: TargetNames, *, field: str = "targets", enabled_only: bool = True
 ) -> list[Reached]:
-    """Every station the names reach, each once, ordered by sid."""
-    rows = look_up(session, targets, field=field)
-    ids = TargetResolver(session, enabled_only=enabled_only).resolve(*rows.ids())
-    if not ids:
-        return []
-    query = (
-        select(Station.id, Station.sid, Station.area_id)
-        .where(Station.id.in_(ids))
-        .order_by(Station.sid)
-    )
-    return [Reached(*row) for row in session.execute(query)]
+    """Every station the names reach, each once, ordered by sid (code point order, the
+    same on every database)."""
+    return resolve_names(session, targets, field=field, enabled_only=enabled_only).stations
 
 
 @dataclass(frozen=True, slots=True)

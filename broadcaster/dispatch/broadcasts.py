@@ -53,7 +53,7 @@ from schedules.models import StreamSource
 from stations import live as stations_live
 from stations import service as stations
 from stations import targets
-from stations.models import ALL_GROUP, Area, Group, Station, StationState
+from stations.models import ALL_GROUP, Group, Station, StationState
 
 STREAM_DEFAULT_MS = 60_000
 #: the emergency tier's forced volume unless configured (``BROADCASTER_EMERGENCY_VOLUME``)
@@ -73,7 +73,8 @@ def plan_route(session: Session, data: BroadcastCreate) -> Plan:
     named = targets.TargetNames(
         stations=data.targets.stations, groups=data.targets.groups, areas=data.targets.areas
     )
-    resolved = targets.resolve(session, named)
+    resolution = targets.resolve_names(session, named)
+    resolved = resolution.stations
     if not resolved:
         raise InvalidInput(
             "the targets name no enabled station",
@@ -82,15 +83,12 @@ def plan_route(session: Session, data: BroadcastCreate) -> Plan:
         )
     gids: list[str] = list(data.targets.groups)
     whole_groups = not data.targets.stations
-    for code in data.targets.areas:
-        area = session.scalar(select(Area).where(Area.code == code))
-        if area is not None and area.parent_id is None:
-            gids.append(ALL_GROUP)
+    for area_id, _code in resolution.rows.areas:
+        if resolution.resolver.parent_of.get(area_id, -1) is None:
+            gids.append(ALL_GROUP)  # a root area: the whole city
             continue
         group = session.scalar(
-            select(Group).where(
-                Group.auto.is_(True), Group.owner_area_id == (area.id if area else -1)
-            )
+            select(Group).where(Group.auto.is_(True), Group.owner_area_id == area_id)
         )
         if group is None:
             whole_groups = False
@@ -101,15 +99,13 @@ def plan_route(session: Session, data: BroadcastCreate) -> Plan:
     if ALL_GROUP in gids:
         gids = [ALL_GROUP]
     ids = [s.id for s in resolved]
-    in_sync = set(
-        session.scalars(
-            select(StationState.station_id).where(
-                StationState.station_id.in_(ids),
-                StationState.desired_published_version > 0,
-                StationState.applied_version == StationState.desired_published_version,
-            )
-        )
+    in_sync_query = select(StationState.station_id).where(
+        StationState.desired_published_version > 0,
+        StationState.applied_version == StationState.desired_published_version,
     )
+    if gids != [ALL_GROUP]:  # the whole fleet: no list of thousands of ids to bind
+        in_sync_query = in_sync_query.where(StationState.station_id.in_(ids))
+    in_sync = set(session.scalars(in_sync_query))
     return Plan(resolved, Route.GROUPS, sorted(set(gids)), {i for i in ids if i not in in_sync})
 
 
