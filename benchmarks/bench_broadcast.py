@@ -95,6 +95,7 @@ from tests.support.process import (  # noqa: E402
     ChildProcess,
     child_pids,
     cpu_seconds,
+    cpu_seconds_fine,
     memory_mb,
     python_argv,
     stop_children_on_sigterm,
@@ -159,12 +160,14 @@ class ProcWatch:
 
 class CpuWatch:
     """CPU seconds each named process used between construction and :meth:`read` (who
-    was saturated: the service, the broker or a simulator process). A process that has
+    was saturated: the service, the broker, a simulator process or the benchmark itself,
+    whose watchers read every ack), to the tenth of a millisecond (the scheduler's
+    per-thread run time: a 108-station window lasts about 50 ms). A process that has
     exited by then reads as null. ``machine``: how the whole machine's CPU time went
     meanwhile (``idle``, ``steal``: a neighbour on the host had the cores)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = dict(pids)
+        self.pids = {**pids, "benchmark": os.getpid()}
         self._cpu = {name: _cpu_or_none(pid) for name, pid in self.pids.items()}
         self._machine = cpu_times()
         self._t = time.monotonic()
@@ -179,7 +182,7 @@ class CpuWatch:
                 out[name] = None
                 continue
             used = after - before
-            out[name] = {"cpu_s": round(used, 2), "cpu_percent": round(100 * used / wall, 1)}
+            out[name] = {"cpu_s": round(used, 4), "cpu_percent": round(100 * used / wall, 1)}
         out["machine"] = cpu_shares(self._machine, cpu_times())
         self.marked = out
         return out
@@ -210,7 +213,7 @@ def settle(pid: int, max_s: float) -> float | None:
 
 def _cpu_or_none(pid: int) -> float | None:
     try:
-        return cpu_seconds(pid)
+        return cpu_seconds_fine(pid)
     except OSError:
         return None
 
