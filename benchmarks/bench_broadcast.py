@@ -158,16 +158,23 @@ class ProcWatch:
         return out
 
 
+#: `CpuWatch` reads a window shorter than this from the threads' own run times
+FINE_WINDOW_S = 1.0
+
+
 class CpuWatch:
     """CPU seconds each named process used between construction and :meth:`read` (who
     was saturated: the service, the broker, a simulator process or the benchmark itself,
-    whose watchers read every ack), to the tenth of a millisecond (the scheduler's
-    per-thread run time: a 108-station window lasts about 50 ms). A process that has
-    exited by then reads as null. ``machine``: how the whole machine's CPU time went
-    meanwhile (``idle``, ``steal``: a neighbour on the host had the cores)."""
+    whose watchers read every ack). A window under `FINE_WINDOW_S` (a 108-station round's
+    lasts about 50 ms) is read to the tenth of a millisecond from the scheduler's
+    per-thread run times; a longer one from the process's ticks of 10 ms, which also
+    count the threads that ended meanwhile (a thread pool's idle workers do). A process
+    that has exited by then reads as null. ``machine``: how the whole machine's CPU time
+    went meanwhile (``idle``, ``steal``: a neighbour on the host had the cores)."""
 
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = {**pids, "benchmark": os.getpid()}
+        self._fine = {name: _cpu_or_none(pid, fine=True) for name, pid in self.pids.items()}
         self._cpu = {name: _cpu_or_none(pid) for name, pid in self.pids.items()}
         self._machine = cpu_times()
         self._t = time.monotonic()
@@ -182,6 +189,9 @@ class CpuWatch:
                 out[name] = None
                 continue
             used = after - before
+            fine_before, fine_after = self._fine[name], _cpu_or_none(pid, fine=True)
+            if wall < FINE_WINDOW_S and fine_before is not None and fine_after is not None:
+                used = max(fine_after - fine_before, 0.0)
             out[name] = {"cpu_s": round(used, 4), "cpu_percent": round(100 * used / wall, 1)}
         out["machine"] = cpu_shares(self._machine, cpu_times())
         self.marked = out
@@ -211,9 +221,9 @@ def settle(pid: int, max_s: float) -> float | None:
     return None
 
 
-def _cpu_or_none(pid: int) -> float | None:
+def _cpu_or_none(pid: int, *, fine: bool = False) -> float | None:
     try:
-        return cpu_seconds_fine(pid)
+        return cpu_seconds_fine(pid) if fine else cpu_seconds(pid)
     except OSError:
         return None
 

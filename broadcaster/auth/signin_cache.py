@@ -10,13 +10,13 @@ seconds (``BROADCASTER_AUTH_CACHE_S``, 5 by default; 0 turns it off).
 What can change a sign-in takes effect at once in this process: a commit that changed
 a user, a token, a user's areas or the area tree (signing out, revoking a token,
 deactivating an account, changing a role, the emergency permission or the areas, a
-reorganisation) empties every cache of the process (`_watch`, on SQLAlchemy's session
-events, whatever the path: API, page, CLI, import).  In another process (a second API
-replica, a CLI command) it takes effect within ``ttl_s``.  A token's expiry is checked
-on every hit.  A new token or account (a login) changes no cached sign-in, nor does
-a change of what does not decide who may do what: a token's ``last_used_at``, a user's
-failed-login count, lock-out and ``updated_at``.  Raw SQL text is not watched: nothing
-in the service writes these tables that way.
+reorganisation) empties every cache of the process (the session event listeners at the
+end of this module: whatever the path, API, page, CLI code or import).  In another
+process (a second API replica, a CLI command) it takes effect within ``ttl_s``.  A
+token's expiry is checked on every hit.  A new token or account (a login) changes no
+cached sign-in, nor does a change of what does not decide who may do what: a token's
+``last_used_at``, a user's failed-login count, lock-out and ``updated_at``.  Raw SQL
+text is not watched: nothing in the service writes these tables that way.
 """
 
 from __future__ import annotations
