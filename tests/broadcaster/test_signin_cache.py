@@ -49,6 +49,7 @@ def _user(factory: sessionmaker[Session], username: str) -> int:
 def test_a_token_used_moments_ago_is_not_read_again(
     client: TestClient, app: FastAPI, engine: Engine, session_factory: sessionmaker[Session]
 ) -> None:
+    app.state.signin_cache = SignInCache(ttl_s=60)  # no expiry on a slow machine either
     headers = make_user(session_factory, "oper", Role.OPERATOR)
     with token_reads(app.state.engine) as reads:
         assert ok(client.get("/api/v1/auth/me", headers=headers))["username"] == "oper"
@@ -128,6 +129,7 @@ def test_logins_leave_the_cache_alone(
     client: TestClient, app: FastAPI, session_factory: sessionmaker[Session]
 ) -> None:
     """A new token and a failed login (a user's count of them) change no sign-in."""
+    app.state.signin_cache = SignInCache(ttl_s=60)
     headers = make_user(session_factory, "oper", Role.OPERATOR)
     make_user(session_factory, "other", Role.VIEWER)
     ok(client.get("/api/v1/auth/me", headers=headers))
