@@ -47,7 +47,7 @@ def _user(factory: sessionmaker[Session], username: str) -> int:
 
 
 def test_a_token_used_moments_ago_is_not_read_again(
-    client: TestClient, app: FastAPI, engine: Engine, session_factory: sessionmaker[Session]
+    client: TestClient, app: FastAPI, session_factory: sessionmaker[Session]
 ) -> None:
     app.state.signin_cache = SignInCache(ttl_s=60)  # no expiry on a slow machine either
     headers = make_user(session_factory, "oper", Role.OPERATOR)
@@ -161,7 +161,7 @@ def test_another_process_s_change_takes_effect_within_the_time_to_live(
 
 
 def test_no_cache_reads_every_time(
-    client: TestClient, app: FastAPI, engine: Engine, session_factory: sessionmaker[Session]
+    client: TestClient, app: FastAPI, session_factory: sessionmaker[Session]
 ) -> None:
     app.state.signin_cache = SignInCache(ttl_s=0)
     headers = make_user(session_factory, "oper", Role.OPERATOR)
