@@ -16,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import select
+import signal
 import threading
 import time
 from collections.abc import Sequence
@@ -36,7 +37,10 @@ PARENT_POLL_S = 2.0
 
 def end_with_parent(parent: int) -> None:
     """Pool initializer: end this worker as soon as the process that made the pool
-    (``parent``, the service) is gone, however it ended (``SIGKILL`` too).
+    (``parent``, the service) is gone, however it ended (``SIGKILL`` too), and leave
+    Ctrl-C to the service: a terminal sends ``SIGINT`` to its whole foreground process
+    group, the workers too, and the service shuts its pool down itself (a worker hit by
+    it would print a ``KeyboardInterrupt`` traceback in the middle of that).
 
     Nothing else would end it: a worker blocks reading its call queue, whose write end it
     holds itself (a `multiprocessing` queue is sent to the worker whole), and it holds
@@ -44,6 +48,8 @@ def end_with_parent(parent: int) -> None:
     the service) never sees the service go either.  Once the workers are gone the
     forkserver and the resource tracker end by themselves.  A daemon thread waits on a
     pidfd of the service (Linux 5.3+), or polls it every `PARENT_POLL_S`."""
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     def gone() -> bool:
         try:

@@ -89,3 +89,50 @@ def test_the_audio_processes_end_when_the_service_is_killed(tmp_path: pathlib.Pa
         for pid in left:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+#: the same, in a process group of its own (a terminal's foreground job), stopped by
+#: Ctrl-C as the service is: it shuts its pool down itself
+_POOL_OWNER_INTERRUPTED = """
+import os, pathlib, sys, tempfile, time
+os.setpgid(0, 0)
+from audio_library.processing import MediaProcessor
+from audio_library.settings import AudioSettings
+processor = MediaProcessor(AudioSettings(), workers=2)
+processor.warm(pathlib.Path(tempfile.mkdtemp()))
+print("warm", flush=True)
+try:
+    time.sleep(600)
+except KeyboardInterrupt:
+    processor.shutdown()
+    print("stopped", flush=True)
+"""
+
+
+def test_ctrl_c_stops_the_audio_processes_quietly(tmp_path: pathlib.Path) -> None:
+    """Ctrl-C in the terminal (``SIGINT`` to the whole foreground process group, the
+    pool's workers with it: `make demo`) leaves the stopping to the service: no worker
+    prints a ``KeyboardInterrupt`` traceback, and every audio process ends."""
+    owner = ChildProcess(
+        python_argv("-c", _POOL_OWNER_INTERRUPTED), log_path=tmp_path / "owner.log"
+    )
+    owner.start()
+    left: list[int] = []
+    try:
+        owner.wait_for_output("warm", timeout_s=120)
+        left = child_pids(owner.pid)
+        assert len(left) == 4, owner.log_tail()
+        os.killpg(owner.pid, signal.SIGINT)
+        owner.wait_for_output("stopped", timeout_s=60)
+        wait_until(
+            lambda: not any(_running(pid) for pid in left),
+            timeout_s=30,
+            what="every audio process ended with the service",
+        )
+        assert "KeyboardInterrupt" not in owner.log_tail(200), owner.log_tail(200)
+        assert "Traceback" not in owner.log_tail(200), owner.log_tail(200)
+    finally:
+        owner.kill()
+        for pid in left:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
