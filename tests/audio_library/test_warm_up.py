@@ -7,6 +7,7 @@ import contextlib
 import os
 import pathlib
 import signal
+from collections.abc import Iterator
 
 from fastapi.testclient import TestClient
 
@@ -46,54 +47,10 @@ def test_without_warm_up_nothing_starts(settings: Settings) -> None:
         assert _pool_pids(app) == set()
 
 
-#: a service in miniature: its audio pool, warmed, then nothing until it is killed
+#: a service in miniature, the foreground job of a terminal (a process group of its
+#: own): its audio pool, warmed, then nothing until it is killed or stopped by Ctrl-C,
+#: when it shuts its pool down itself, as the service does
 _POOL_OWNER = """
-import pathlib, sys, tempfile, time
-from audio_library.processing import MediaProcessor
-from audio_library.settings import AudioSettings
-processor = MediaProcessor(AudioSettings(), workers=2)
-processor.warm(pathlib.Path(tempfile.mkdtemp()))
-print("warm", flush=True)
-time.sleep(600)
-"""
-
-
-def _running(pid: int) -> bool:
-    """Whether ``pid`` runs (a zombie left for an init that does not reap is gone)."""
-    try:
-        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def test_the_audio_processes_end_when_the_service_is_killed(tmp_path: pathlib.Path) -> None:
-    """A service killed outright (``SIGKILL``, the OOM killer) leaves no audio process
-    behind: its pool workers, the forkserver and the resource tracker end by themselves."""
-    owner = ChildProcess(python_argv("-c", _POOL_OWNER), log_path=tmp_path / "owner.log")
-    owner.start()
-    left: list[int] = []
-    try:
-        owner.wait_for_output("warm", timeout_s=120)
-        left = child_pids(owner.pid)
-        # the forkserver, its two workers and the resource tracker
-        assert len(left) == 4, owner.log_tail()
-        owner.kill()
-        wait_until(
-            lambda: not any(_running(pid) for pid in left),
-            timeout_s=30,
-            what="every audio process ended with the service",
-        )
-    finally:
-        owner.kill()
-        for pid in left:
-            with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-
-
-#: the same, in a process group of its own (a terminal's foreground job), stopped by
-#: Ctrl-C as the service is: it shuts its pool down itself
-_POOL_OWNER_INTERRUPTED = """
 import os, pathlib, sys, tempfile, time
 os.setpgid(0, 0)
 from audio_library.processing import MediaProcessor
@@ -109,30 +66,53 @@ except KeyboardInterrupt:
 """
 
 
-def test_ctrl_c_stops_the_audio_processes_quietly(tmp_path: pathlib.Path) -> None:
-    """Ctrl-C in the terminal (``SIGINT`` to the whole foreground process group, the
-    pool's workers with it: `make demo`) leaves the stopping to the service: no worker
-    prints a ``KeyboardInterrupt`` traceback, and every audio process ends."""
-    owner = ChildProcess(
-        python_argv("-c", _POOL_OWNER_INTERRUPTED), log_path=tmp_path / "owner.log"
-    )
+def _running(pid: int) -> bool:
+    """Whether ``pid`` runs (a zombie left for an init that does not reap is gone)."""
+    try:
+        stat = pathlib.Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@contextlib.contextmanager
+def _pool_owner(tmp_path: pathlib.Path) -> Iterator[ChildProcess]:
+    """`_POOL_OWNER` started and warmed; afterwards, every audio process it had ended
+    (waited for, then killed whatever is left)."""
+    owner = ChildProcess(python_argv("-c", _POOL_OWNER), log_path=tmp_path / "owner.log")
     owner.start()
     left: list[int] = []
     try:
         owner.wait_for_output("warm", timeout_s=120)
         left = child_pids(owner.pid)
+        # the forkserver, its two workers and the resource tracker
         assert len(left) == 4, owner.log_tail()
-        os.killpg(owner.pid, signal.SIGINT)
-        owner.wait_for_output("stopped", timeout_s=60)
+        yield owner
         wait_until(
             lambda: not any(_running(pid) for pid in left),
             timeout_s=30,
             what="every audio process ended with the service",
         )
-        assert "KeyboardInterrupt" not in owner.log_tail(200), owner.log_tail(200)
-        assert "Traceback" not in owner.log_tail(200), owner.log_tail(200)
     finally:
         owner.kill()
         for pid in left:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_the_audio_processes_end_when_the_service_is_killed(tmp_path: pathlib.Path) -> None:
+    """A service killed outright (``SIGKILL``, the OOM killer) leaves no audio process
+    behind: its pool workers, the forkserver and the resource tracker end by themselves."""
+    with _pool_owner(tmp_path) as owner:
+        owner.kill()
+
+
+def test_ctrl_c_stops_the_audio_processes_quietly(tmp_path: pathlib.Path) -> None:
+    """Ctrl-C in the terminal (``SIGINT`` to the whole foreground process group, the
+    pool's workers with it: `make demo`) leaves the stopping to the service: no worker
+    prints a ``KeyboardInterrupt`` traceback, and every audio process ends."""
+    with _pool_owner(tmp_path) as owner:
+        os.killpg(owner.pid, signal.SIGINT)
+        owner.wait_for_output("stopped", timeout_s=60)
+    assert "KeyboardInterrupt" not in owner.log_tail(200), owner.log_tail(200)
+    assert "Traceback" not in owner.log_tail(200), owner.log_tail(200)
