@@ -183,15 +183,14 @@ class CpuWatch:
     def read(self) -> dict[str, Any]:
         wall = max(time.monotonic() - self._t, 1e-6)
         out: dict[str, Any] = {"wall_s": round(wall, 2)}
+        fine = wall < FINE_WINDOW_S
         for name, pid in self.pids.items():
-            before, after = self._cpu[name], _cpu_or_none(pid)
+            before = (self._fine if fine else self._cpu)[name]
+            after = _cpu_or_none(pid, fine=fine)
             if before is None or after is None:
                 out[name] = None
                 continue
-            used = after - before
-            fine_before, fine_after = self._fine[name], _cpu_or_none(pid, fine=True)
-            if wall < FINE_WINDOW_S and fine_before is not None and fine_after is not None:
-                used = max(fine_after - fine_before, 0.0)
+            used = max(after - before, 0.0)
             out[name] = {"cpu_s": round(used, 4), "cpu_percent": round(100 * used / wall, 1)}
         out["machine"] = cpu_shares(self._machine, cpu_times())
         self.marked = out
