@@ -132,7 +132,7 @@ def _resolve(request: Request, session: Session, token_text: str) -> SignIn:
         )
     sign_in = SignIn(
         principal=service.principal_for(session, token.user, token),
-        token_id=token.id,
+        id=token.id,
         last_used_at=token.last_used_at,
         expires_at=token.expires_at,
     )

@@ -56,13 +56,9 @@ class SignIn:
     """What a token resolved to: the principal, and what `TokenUsage` needs of the token."""
 
     principal: Principal
-    token_id: int
+    id: int  # the token's (`broadcaster.auth.usage.UsedToken`)
     last_used_at: dt.datetime | None
     expires_at: dt.datetime | None
-
-    @property
-    def id(self) -> int:  # `broadcaster.auth.usage.UsedToken`
-        return self.token_id
 
 
 class SignInCache:

@@ -181,7 +181,7 @@ def _sign_in(expires_at: dt.datetime | None = None) -> SignIn:
         area_codes=frozenset(),
         scope=frozenset(),
     )
-    return SignIn(principal, token_id=1, last_used_at=None, expires_at=expires_at)
+    return SignIn(principal, id=1, last_used_at=None, expires_at=expires_at)
 
 
 def test_a_read_that_raced_an_invalidation_is_not_kept() -> None:
