@@ -338,7 +338,8 @@ class AckTargets:
 
 
 def load_ack_targets(session: Session, pairs: Iterable[tuple[str, int]]) -> AckTargets:
-    """The commands and (command, station) targets of ``pairs`` of (cmd_id, station id)."""
+    """The commands and (command, station) targets of ``pairs`` of (cmd_id, station id),
+    the targets locked until the transaction ends (`apply_acks` says why)."""
     wanted = set(pairs)
     loaded = AckTargets()
     if not wanted:
@@ -351,10 +352,13 @@ def load_ack_targets(session: Session, pairs: Iterable[tuple[str, int]]) -> AckT
     by_id = {command.id: command.cmd_id for command in loaded.commands.values()}
     station_ids = sorted({station_id for _, station_id in wanted})
     rows = session.scalars(
-        select(CommandTarget).where(
+        select(CommandTarget)
+        .where(
             CommandTarget.command_id.in_(sorted(by_id)),
             CommandTarget.station_id.in_(station_ids),
         )
+        .order_by(CommandTarget.id)
+        .with_for_update()
     )
     for target in rows:
         if (by_id[target.command_id], target.station_id) in wanted:
@@ -388,9 +392,9 @@ def apply_ack(
         if command is None:
             return "unknown_command"
         target = session.scalar(
-            select(CommandTarget).where(
-                CommandTarget.command_id == command.id, CommandTarget.station_id == station_id
-            )
+            select(CommandTarget)
+            .where(CommandTarget.command_id == command.id, CommandTarget.station_id == station_id)
+            .with_for_update()
         )
     if target is None:
         return "not_target"
@@ -455,7 +459,12 @@ def apply_acks(session: Session, acks: Sequence[AckIn]) -> list[str]:
     its play row) takes `apply_ack` for all of its acknowledgements in the batch.
 
     Call it only for targets no ORM object of this session has loaded: the statement
-    writes the rows behind the identity map's back."""
+    writes the rows behind the identity map's back.
+
+    The targets are read ``FOR UPDATE`` (PostgreSQL; SQLite has one writer and ignores
+    it), in id order: a stop or an expiry committed while the batch was being stored is
+    what the batch reads and judges its acks against, instead of a status it then
+    overwrites (read committed would let an IN_PROGRESS undo a STOPPED)."""
     results = ["unknown_command"] * len(acks)
     if not acks:
         return results
@@ -483,10 +492,13 @@ def apply_acks(session: Session, acks: Sequence[AckIn]) -> list[str]:
                 targets.c.status,
                 targets.c.received_at,
                 targets.c.reason,
-            ).where(
+            )
+            .where(
                 targets.c.command_id.in_(command_ids),
                 targets.c.station_id.in_(station_ids[first : first + IDS_PER_STATEMENT]),
             )
+            .order_by(targets.c.id)
+            .with_for_update()
         ):
             rows[(command_id, station_id)] = [tid, TargetStatus(status), received_at, reason, False]
     slow: set[tuple[int, int]] = set()

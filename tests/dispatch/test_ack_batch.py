@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import datetime as dt
 import random
+import threading
+import time
 from typing import get_args
 
 import pytest
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import db
@@ -17,8 +19,17 @@ from broadcaster.alarms.models import Alarm, AlarmStatus
 from broadcaster.alarms.rules import Condition, Severity
 from broadcaster.dispatch import outbox, playlog
 from broadcaster.dispatch.ingest import Ingestor
-from broadcaster.dispatch.models import CommandTarget, DeadLetter, Play, PlayStatus, StationEvent
+from broadcaster.dispatch.models import (
+    Command,
+    CommandTarget,
+    DeadLetter,
+    Play,
+    PlayStatus,
+    StationEvent,
+    TargetStatus,
+)
 from firmware_bridge.client import Inbound
+from firmware_bridge.errors import RetryLater
 from firmware_bridge.messages import (
     Ack,
     AckStatus,
@@ -32,6 +43,7 @@ from firmware_bridge.topics import TopicKind, Topics
 from stations import live, tan_an
 from stations.models import ConnectionCause, Station, StationConnection
 from stations.models import StationState as StateRow
+from tests.support.loa import wait_until
 
 TOPICS = Topics()
 STATUSES = list(get_args(AckStatus))
@@ -569,6 +581,8 @@ def _inbound(sid: str, kind: TopicKind, message: object, at: dt.datetime) -> Inb
     topic = {
         TopicKind.STATE: TOPICS.state(sid),
         TopicKind.TELEMETRY: TOPICS.telemetry(sid),
+        TopicKind.ACK: TOPICS.ack(sid),
+        TopicKind.EVENT: TOPICS.event(sid),
     }[kind]
     return Inbound(sid=sid, kind=kind, message=message, topic=topic, received_at=at)  # type: ignore[arg-type]
 
@@ -628,3 +642,82 @@ def test_mains_lost_just_before_a_connection_ends_in_the_same_batch_is_the_cause
         ).all()
     assert ended == [ConnectionCause.POWER]
     assert others == [ConnectionCause.LINK] * len(rest)
+
+
+def _blocked_on_a_row_lock(factory: sessionmaker[Session]) -> bool:
+    """PostgreSQL: a statement on the command targets waits for another transaction's row
+    lock (read from another connection)."""
+    with factory() as session:
+        waiting = session.scalar(
+            text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND wait_event_type = 'Lock' AND query LIKE '%command_targets%'"
+            )
+        )
+    return bool(waiting)
+
+
+@pytest.mark.parametrize("path", ["batched", "in order"])
+def test_an_ack_never_undoes_a_stop_committed_while_it_was_being_stored(
+    session_factory: sessionmaker[Session], fleet: list[tuple[int, str]], path: str
+) -> None:
+    """An operator stops a broadcast while a station's IN_PROGRESS is being stored: the
+    target ends STOPPED, whichever transaction the database lets through first.
+
+    PostgreSQL (read committed) once let the ack's transaction read the target before the
+    stop committed and write its own status over the stop after (a lost update: a stopped
+    copy left open, seen as a flaky `test_speech_follows` under load).  The ack's read now
+    locks the rows it will write (``FOR UPDATE``), so it waits for the stop and reads
+    STOPPED; SQLite has one writer, and a write on a snapshot older than the last commit
+    is refused (the bridge offers the batch again, `RetryLater`)."""
+    station_id, sid = fleet[0]
+    commands = _commands(session_factory, [station_id])
+    cmd_id = next(iter(commands))  # the play
+    ingest = Ingestor(session_factory)
+    at = dt.datetime.now(dt.UTC)
+    ingest([_inbound(sid, TopicKind.ACK, Ack(cmd_id=cmd_id, status="RECEIVED", at=at), at)])
+    later = at + dt.timedelta(seconds=1)
+    batch = [
+        _inbound(sid, TopicKind.ACK, Ack(cmd_id=cmd_id, status="IN_PROGRESS", at=later), later)
+    ]
+    if path == "in order":  # a fault event of the station sends its whole batch in order
+        fault = Event(event_id=f"{sid}.1.1", type="fault.raised", at=later, fault="storage_low")
+        batch.append(_inbound(sid, TopicKind.EVENT, fault, later))
+    postgres = session_factory.kw["bind"].dialect.name == "postgresql"
+    outcome: list[BaseException] = []
+
+    def store() -> None:
+        for _ in range(200):
+            try:
+                ingest(batch)
+                return
+            except RetryLater:  # what the bridge does with it
+                time.sleep(0.05)
+            except BaseException as exc:
+                outcome.append(exc)
+                return
+
+    stopper = session_factory()
+    try:
+        command = stopper.scalars(select(Command).where(Command.cmd_id == cmd_id)).one()
+        outbox.stop_targets(stopper, command, reason="stopped by admin", now=later)
+        stopper.flush()  # the stop holds its row locks (SQLite: the write lock) ...
+        storing = threading.Thread(target=store)
+        storing.start()
+        if postgres:  # ... until the ack's transaction waits for them
+            wait_until(lambda: _blocked_on_a_row_lock(session_factory), timeout_s=30)
+        else:
+            time.sleep(0.3)
+        stopper.commit()
+    finally:
+        stopper.close()
+    storing.join(30)
+    assert not storing.is_alive()
+    assert not outcome, outcome
+    with session_factory() as session:
+        status = session.scalar(
+            select(CommandTarget.status).where(
+                CommandTarget.command_id == command.id, CommandTarget.station_id == station_id
+            )
+        )
+    assert status is TargetStatus.STOPPED
