@@ -13,7 +13,9 @@
 6. a short demo programme scheduled a minute after start on every station, so the
    stations play it and the play log fills within two minutes.
 
-Ctrl-C stops the simulator, the service and the broker.
+Ctrl-C stops the service, then the simulator, then the broker (they run in their own
+process groups, so the terminal's Ctrl-C reaches the demo alone and the service's bridge
+disconnects from a broker that is still there).
 """
 
 from __future__ import annotations
@@ -113,7 +115,11 @@ class Demo:
         if result.port != port and not _wait_port(result.port, 0.2):
             port = result.port
         log = open(directory / "mosquitto.stdout", "ab")  # noqa: SIM115 - lives with the child
-        child = subprocess.Popen([mosquitto, "-c", str(result.config_path)], stdout=log, stderr=log)
+        # its own process group: a terminal's Ctrl-C reaches the demo alone, which stops
+        # the service (its bridge disconnects cleanly), then the stations, then the broker
+        child = subprocess.Popen(
+            [mosquitto, "-c", str(result.config_path)], stdout=log, stderr=log, process_group=0
+        )
         self.children.append(child)
         if not _wait_port(result.port, 10):
             raise SystemExit(f"Mosquitto did not start; see {directory / 'mosquitto.log'}")
@@ -252,7 +258,9 @@ class Demo:
             command += ["--credentials", str(creds)]
         log = open(VAR / "simulator.log", "ab")  # noqa: SIM115 - lives with the child
         env = {**os.environ, "BROADCASTER_MQTT_URL": station_url}
-        self.children.append(subprocess.Popen(command, stdout=log, stderr=log, env=env))
+        self.children.append(
+            subprocess.Popen(command, stdout=log, stderr=log, env=env, process_group=0)
+        )
 
     def demo_programme(
         self, http: httpx.Client, admin: dict[str, str], approver: dict[str, str]
