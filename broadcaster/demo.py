@@ -301,6 +301,7 @@ class Demo:
     def run(self) -> None:
         VAR.mkdir(exist_ok=True)
         signal.signal(signal.SIGTERM, _interrupt)  # stop the children on SIGTERM too
+        service: tuple[uvicorn.Server, threading.Thread] | None = None
         try:
             with self.console.status("Starting the broker…"):
                 self.broker()
@@ -309,9 +310,13 @@ class Demo:
             with self.console.status("Preparing the database, Tân An and station accounts…"):
                 logins, count = self.prepare()
             with self.console.status("Starting the service…"):
-                server, thread = self.serve()
-            self._show(server, thread, logins, count)
+                service = self.serve()
+            self._show(service[1], logins, count)
         finally:
+            if service is not None:  # first, while the broker is still there
+                server, thread = service
+                server.should_exit = True
+                thread.join(15)
             self._stop_children()
 
     def _login(self, http: httpx.Client, name: str, password: str) -> dict[str, str]:
@@ -319,9 +324,7 @@ class Demo:
         token.raise_for_status()
         return {"Authorization": f"Bearer {token.json()['access_token']}"}
 
-    def _show(
-        self, server: uvicorn.Server, thread: threading.Thread, logins: dict[str, str], count: int
-    ) -> None:
+    def _show(self, thread: threading.Thread, logins: dict[str, str], count: int) -> None:
         with httpx.Client(base_url=self.base, timeout=60) as http:
             admin = self._login(http, ADMIN, logins[ADMIN])
             approver = self._login(http, APPROVER, logins[APPROVER])
@@ -360,8 +363,6 @@ class Demo:
             )
             self.console.print("Press Ctrl-C to stop.")
             self._follow(http, admin, thread)
-        server.should_exit = True
-        thread.join(15)
 
     def _wait_online(
         self, http: httpx.Client, headers: dict[str, str], count: int, timeout_s: float
