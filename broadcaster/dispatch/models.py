@@ -219,7 +219,9 @@ class Play(Base):
     __tablename__ = "plays"
     __table_args__ = (
         UniqueConstraint("station_id", "item_id", name="uq_plays_station_item"),
-        UniqueConstraint("station_id", "cmd_id", name="uq_plays_station_cmd"),
+        # command first: a broadcast's plays are one run of the index, not a page per
+        # station (migration 0022)
+        UniqueConstraint("cmd_id", "station_id", name="uq_plays_cmd_station"),
         Index("ix_plays_planned_start", "planned_start"),
         Index("ix_plays_status_end", "status", "planned_end"),
     )
