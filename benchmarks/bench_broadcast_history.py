@@ -27,6 +27,7 @@ Ratios: ``ratio_history_vs_fresh_KEY``, each history figure over the same key's 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -98,10 +99,8 @@ def main() -> int:
     args = parser.parse_args()
 
     from fastapi.testclient import TestClient
-    from sqlalchemy import func, select
 
     from broadcaster.app import create_app
-    from broadcaster.dispatch.models import Play
     from broadcaster.runtime import Role
     from broadcaster.settings import Settings
 
@@ -127,27 +126,9 @@ def main() -> int:
         }
         headers = {"Authorization": f"Bearer {token}"}
 
-        def phase(
-            name: str, url: str, path: Path, calls: int, warmup: int, *, timed: bool = True
-        ) -> None:
-            settings = Settings(database_url=url)
-            # migrate=False: the database stays at its revision (the key before 0022)
-            with TestClient(create_app(settings, role=Role.API, migrate=False)) as client:
-
-                def post() -> None:
-                    client.post("/api/v1/broadcasts", json=body, headers=headers).raise_for_status()
-
-                if timed:
-                    report[name] = measure(post, path, calls, warmup)
-                    print(name, json.dumps(report[name]), file=sys.stderr, flush=True)
-                else:
-                    for _ in range(calls):
-                        post()
-
         report["stations"] = len(sids)
-        bare = sqlite3.connect(str(database), isolation_level=None)
-        bare.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-        bare.close()
+        with contextlib.closing(sqlite3.connect(str(database), isolation_level=None)) as bare:
+            bare.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
         # the same registry twice: one database taken back to the key before 0022 while
         # its plays table is still small, so each grows its own history
         before = work / "before-0022.db"
@@ -158,18 +139,23 @@ def main() -> int:
         finally:
             engine.dispose()
         for key, path in (("command_first", database), ("station_first", before)):
-            fresh_url = f"sqlite:///{path}"
-            phase(f"fresh_{key}", fresh_url, path, args.calls, args.warmup)
-            started = time.perf_counter()
-            phase("history", fresh_url, path, args.history, 0, timed=False)
-            report[f"history_stored_s_{key}"] = round(time.perf_counter() - started, 1)
-            phase(f"history_{key}", fresh_url, path, args.calls, args.warmup)
-            engine = db.make_engine(fresh_url)
-            try:
-                with engine.connect() as connection:
-                    report[f"plays_{key}"] = connection.scalar(select(func.count(Play.id)))
-            finally:
-                engine.dispose()
+            settings = Settings(database_url=f"sqlite:///{path}")
+            # migrate=False: the copy stays at its revision (the key before 0022)
+            with TestClient(create_app(settings, role=Role.API, migrate=False)) as client:
+
+                def post() -> None:
+                    client.post("/api/v1/broadcasts", json=body, headers=headers).raise_for_status()
+
+                report[f"fresh_{key}"] = measure(post, path, args.calls, args.warmup)
+                started = time.perf_counter()
+                for _ in range(args.history):
+                    post()
+                report[f"history_stored_s_{key}"] = round(time.perf_counter() - started, 1)
+                report[f"history_{key}"] = measure(post, path, args.calls, args.warmup)
+            with contextlib.closing(sqlite3.connect(str(path))) as bare:
+                report[f"plays_{key}"] = bare.execute("SELECT count(*) FROM plays").fetchone()[0]
+            for name in (f"fresh_{key}", f"history_{key}"):
+                print(name, json.dumps(report[name]), file=sys.stderr, flush=True)
     for key in ("command_first", "station_first"):
         fresh, aged = report[f"fresh_{key}"], report[f"history_{key}"]
         report[f"ratio_history_vs_fresh_{key}"] = {
