@@ -66,6 +66,13 @@ __all__ = ["FleetContext", "SimSettings", "Station", "StationSpec", "StationStat
 
 log = logging.getLogger(__name__)
 
+
+def _item_ids(desired: Desired | None) -> frozenset[str]:
+    """The ids of a desired playlist's items (what a station's handled items are kept
+    against: worked out once per desired, not at every write of the state)."""
+    return frozenset(i.item_id for i in desired.playlist) if desired is not None else frozenset()
+
+
 _BDSEQ_MOD = 2**31
 _DEFAULT_TELEMETRY_S = 60
 
@@ -116,6 +123,7 @@ class Station(CommandHandling):
         self._acks: OrderedDict[str, bytes] = OrderedDict()
         self._ack_status: dict[str, str] = {}
         self._handled: set[str] = set()
+        self._current_items: frozenset[str] = frozenset()  # the desired playlist's item ids
         self._pending_plays: dict[str, tuple[PlayRecord, asyncio.Task[Any]]] = {}
         self._command_media: dict[str, set[str]] = {}
         # proposal 0005: media of ``media`` commands not yet taken by their play, and
@@ -169,6 +177,7 @@ class Station(CommandHandling):
             clock_unsynced=Fault.CLOCK in self.faults,
         )
         self._desired = self._load_desired()
+        self._current_items = _item_ids(self._desired)
         self._applied_version = self._desired.version if self._desired else None
         self._groups = set(self._desired.config.groups) if self._desired else set()
         if self._desired is not None:
@@ -508,11 +517,10 @@ class Station(CommandHandling):
 
     def _save_state(self) -> None:
         self._state_dirty = False
-        current = {i.item_id for i in self._desired.playlist} if self._desired else set()
         state = PersistedState(
             last_bdseq=self._bdseq,
             volume=self._volume,
-            handled_items=sorted(self._handled & current),
+            handled_items=sorted(self._handled & self._current_items),
             acks={k: v.decode("utf-8") for k, v in self._acks.items()},
         )
         self.store.save_state(state)
@@ -562,6 +570,7 @@ class Station(CommandHandling):
             log.debug("%s: desired v%d ignored (holding v%d)", self.sid, desired.version, held)
             return
         self._desired = desired
+        self._current_items = _item_ids(desired)
         self.store.save_desired(payload)
         self._volume = desired.config.volume
         self._state_dirty = True
