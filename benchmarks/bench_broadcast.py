@@ -52,7 +52,9 @@ For each size N (default 108, 1,000 and 10,000):
 Each figure is reported beside its baseline with the ratio.  The report's ``machine`` and
 ``machine_after`` say what the run ran on (``benchmarks/machine.py``: CPU and clock, load,
 the machine's CPU shares over the run with steal, installed versions), so runs on
-different days can be told apart. What a size could not do
+different days can be told apart; each size's ``chain_on_air`` gives the city's time at
+its start and end and the seeded relay chain every station plays then, if any (runs in
+those hours preempt a relay each round: read them apart). What a size could not do
 (a stage timed out) is recorded in ``error`` and the run goes on with the next size.
 
     python benchmarks/bench_broadcast.py --out FILE.json [--sizes 108,1000,10000]
@@ -79,6 +81,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -567,6 +570,7 @@ def run_size(
     result: dict[str, Any] = {
         "stations": n,
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+        "chain_on_air": {"start": chain_on_air()},
         "setup_s": {},
     }
     workdir.mkdir(parents=True, exist_ok=True)
@@ -581,8 +585,26 @@ def run_size(
             result["baseline"] = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
         broker.stop()
+    result["chain_on_air"]["end"] = chain_on_air()
     summarise(result)
     return result
+
+
+def chain_on_air() -> dict[str, Any]:
+    """The city's time, and the seeded daily relay chain every station plays then, if any
+    (05:00-06:15 and 17:00-18:15: `schedules.seed.CHAINS`).  While one is on air each
+    round's emergency preempts a relay at every station (more work for the stations and
+    the service than idle stations: the bare clients are idle), so runs at those hours
+    are not comparable with runs outside them."""
+    from broadcaster.settings import Settings
+    from schedules.seed import CHAINS
+
+    local = datetime.now(ZoneInfo(Settings.model_fields["timezone"].default))
+    on_air = [chain.name for chain in CHAINS if chain.on_air(local.time())]
+    return {
+        "city_time": local.isoformat(timespec="seconds"),
+        "chain": on_air[0] if on_air else None,
+    }
 
 
 def measure_service(

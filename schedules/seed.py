@@ -33,7 +33,7 @@ for ``broadcaster seed tan-an`` and the demo.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import tzinfo
+from datetime import time, tzinfo
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -61,6 +61,8 @@ FALLBACK_TEXT = "Chương trình tiếp sóng tạm thời gián đoạn, xin qu
 FALLBACK_TITLE = "Thông báo tạm gián đoạn tiếp sóng"
 STREAM_BASE = "http://stream.tanan.example"
 MINUTE_MS = 60_000
+#: each ward/commune's own programme in a chain, the chain's last piece
+COMMUNE_MINUTES = 15
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,13 @@ class Chain:
     provincial: str
     city: str
     commune: str
+
+    def on_air(self, at: time) -> bool:
+        """Whether the chain plays at ``at`` (the city's time of day): from its national
+        piece to the end of the communes' own programmes."""
+        hours, minutes = map(int, self.commune.split(":"))
+        end = divmod(hours * 60 + minutes + COMMUNE_MINUTES, 60)  # the same day: 06:15, 18:15
+        return time.fromisoformat(self.national) <= at < time(*end)
 
 
 CHAINS = (
@@ -250,7 +259,7 @@ def _load_chain(
             f"tan-an:programme:{unit.code}",
             f"Chương trình của {unit.name}",
             stream,
-            15,
+            COMMUNE_MINUTES,
             areas[unit.code],
         )
     for chain in CHAINS:
