@@ -83,10 +83,13 @@ def test_chain_on_all_108_stations(
     assert len(fallbacks) == 1  # one spoken fallback shared by every source
     # a chain is on air exactly while a relay of the built plan plays (the broadcast
     # benchmark reads this to say whether its rounds preempted a relay)
-    spans = [(dt.time.fromisoformat(i["start_at"][11:19]), i["end_at"][11:19]) for i in items]
+    spans = [
+        (dt.time.fromisoformat(i["start_at"][11:19]), dt.time.fromisoformat(i["end_at"][11:19]))
+        for i in items
+    ]
     for minute in range(24 * 60):
         at = dt.time(*divmod(minute, 60))
-        playing = any(start <= at < dt.time.fromisoformat(end) for start, end in spans)
+        playing = any(start <= at < end for start, end in spans)
         assert any(chain.on_air(at) for chain in seed.CHAINS) == playing, at
 
     # seeded as approved by "system", recorded
