@@ -33,7 +33,10 @@ For each size N (default 108, 1,000 and 10,000):
    - ``delivery_spread_s``: max - min of the stations' own RECEIVED ``at`` (when each
      station took the command); ``received_first_station_s`` and
      ``received_last_station_s``: the first and the last of those, from the API call
-     (the simulated stations' clocks are this machine's);
+     (the simulated stations' clocks are this machine's); ``ack_egress_p50_s`` and
+     ``ack_egress_max_s``: from a station's own RECEIVED ``at`` to its ack crossing the
+     broker (an ack waits in its simulator process while the commands the other
+     stations of the process read in the same turn of its event loop are handled);
    - ``start_spread_s``: max - min of the stations' ``play.started`` ``at`` (seen on the
      broker), and the p50/p95/max offset of those starts from the requested
      ``start_at`` (lead time ``--lead-s``);
@@ -47,7 +50,9 @@ For each size N (default 108, 1,000 and 10,000):
    one group topic; each replies at QoS 1 on its own topic when the group message
    arrives, after as many warm-up rounds. ``baseline_all_replies_s``: from one QoS 1
    publish until all N replies came back; ``baseline_delivery_spread_s``: max - min of
-   the clients' receipt times.
+   the clients' receipt times; ``baseline_reply_egress_p50_s``/``_max_s``: from a
+   client's reply time to the reply reaching the publisher (the stations'
+   ``ack_egress``).
 
 Each figure is reported beside its baseline with the ratio.  The report's ``machine`` and
 ``machine_after`` say what the run ran on (``benchmarks/machine.py``: CPU and clock, load,
@@ -853,6 +858,7 @@ def received_figures(
     received = watch.received_for(cmd_id)
     seen = [s - t0 for _, s, _ in received]
     took = [ts(at) for _, _, at in received]
+    egress = [s - ts(at) for _, s, at in received]
     published = watch.commands.get(cmd_id)
     return {
         "published_broker_s": round(published - t0, 3) if published is not None else None,
@@ -866,6 +872,11 @@ def received_figures(
         # station took the command, before their acks crossed the broker
         "received_first_station_s": round(min(took) - t0, 4) if took else None,
         "received_last_station_s": round(max(took) - t0, 4) if took else None,
+        # from a station's own RECEIVED time to its ack crossing the broker: how long
+        # the ack waited in its simulator process (behind the other stations' commands
+        # read in the same turn of the event loop) and in the broker
+        "ack_egress_p50_s": pct(egress, 50),
+        "ack_egress_max_s": round(max(egress), 4) if egress else None,
     }
 
 
@@ -959,6 +970,7 @@ def bare_baseline(
                 got = dict(replies)
             seen = [s - t0 for s, _ in got.values()]
             took = [c for _, c in got.values()]
+            egress = [s - c for s, c in got.values()]
             results.append(
                 {
                     "round": index + 1,
@@ -968,6 +980,9 @@ def bare_baseline(
                     "reply_p50_s": pct(seen, 50),
                     "reply_p95_s": pct(seen, 95),
                     "delivery_spread_s": round(max(took) - min(took), 3) if took else None,
+                    # from a client's own reply time to the reply reaching the publisher
+                    "reply_egress_p50_s": pct(egress, 50),
+                    "reply_egress_max_s": round(max(egress), 4) if egress else None,
                 }
             )
             time.sleep(1)
@@ -1051,11 +1066,15 @@ def summarise(result: dict[str, Any]) -> None:
         "api_call_s": median_of(rounds, "api_call_s"),
         "published_broker_s": median_of(rounds, "published_broker_s"),
         "received_first_broker_s": median_of(rounds, "received_first_broker_s"),
+        "ack_egress_p50_s": median_of(rounds, "ack_egress_p50_s"),
+        "ack_egress_max_s": median_of(rounds, "ack_egress_max_s"),
     }
     result["summary"] = {
         "median_of_rounds": figures,
         "baseline_all_replies_s": base_all,
         "baseline_delivery_spread_s": base_spread,
+        "baseline_reply_egress_p50_s": median_of(base_rounds, "reply_egress_p50_s"),
+        "baseline_reply_egress_max_s": median_of(base_rounds, "reply_egress_max_s"),
         "ratio_received_all_broker_vs_baseline": ratio(figures["received_all_broker_s"], base_all),
         "ratio_received_all_stored_vs_baseline": ratio(figures["received_all_stored_s"], base_all),
         "ratio_received_all_api_stream_vs_baseline": ratio(
