@@ -858,7 +858,7 @@ def received_figures(
     received = watch.received_for(cmd_id)
     seen = [s - t0 for _, s, _ in received]
     took = [ts(at) for _, _, at in received]
-    egress = [s - ts(at) for _, s, at in received]
+    egress = [s - at for (_, s, _), at in zip(received, took, strict=True)]
     published = watch.commands.get(cmd_id)
     return {
         "published_broker_s": round(published - t0, 3) if published is not None else None,
