@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     DateTime,
     Enum,
     MetaData,
     Select,
     TypeDecorator,
+    any_,
+    bindparam,
     func,
     inspect,
     select,
@@ -97,6 +100,22 @@ class Base(DeclarativeBase):
 
 M = TypeVar("M")
 T = TypeVar("T")
+
+
+def among(session: Session, column: Any, ids: Collection[int]) -> ColumnElement[bool]:
+    """``column IN ids`` for a list of integer ids that may be long (the stations of a
+    province-wide broadcast, a batch of acks).
+
+    On PostgreSQL the list is one bound array (``column = ANY(%(ids)s::INTEGER[])``): an
+    ``IN`` list is one placeholder per id, and psycopg converts a statement with more than
+    50 parameters afresh on each execution, in Python, placeholder by placeholder (with
+    SQLAlchemy rendering each one before it): for a city-wide emergency to 10,000 stations
+    that was over half of the API call.  Elsewhere (SQLite has no arrays) it is ``IN``.
+    """
+    if session.get_bind().dialect.name == "postgresql":
+        array = bindparam(None, list(ids), type_=postgresql.ARRAY(column.type))
+        return cast(ColumnElement[bool], column == any_(array))
+    return cast(ColumnElement[bool], column.in_(list(ids)))
 
 
 def release(session: Session) -> None:

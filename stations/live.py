@@ -24,6 +24,7 @@ from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, upda
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
+from kernel.db import among
 from stations.models import (
     ConnectionCause,
     Station,
@@ -40,7 +41,9 @@ def load_states(session: Session, station_ids: Sequence[int]) -> dict[int, Stati
     once per station)."""
     if not station_ids:
         return {}
-    rows = session.scalars(select(StationState).where(StationState.station_id.in_(station_ids)))
+    rows = session.scalars(
+        select(StationState).where(among(session, StationState.station_id, station_ids))
+    )
     return {row.station_id: row for row in rows}
 
 
@@ -54,7 +57,7 @@ def all_announce(session: Session, station_ids: Sequence[int], capability: str) 
     for start in range(0, len(ids), IDS_PER_STATEMENT):
         rows = session.execute(
             select(StationState.capabilities).where(
-                StationState.station_id.in_(ids[start : start + IDS_PER_STATEMENT])
+                among(session, StationState.station_id, ids[start : start + IDS_PER_STATEMENT])
             )
         )
         for (capabilities,) in rows:
@@ -232,7 +235,7 @@ def last_connections(session: Session, station_ids: Sequence[int]) -> Connection
         part = ids[first : first + IDS_PER_STATEMENT]
         for row in session.scalars(
             select(StationConnection).where(
-                StationConnection.station_id.in_(part), StationConnection.id == latest
+                among(session, StationConnection.station_id, part), StationConnection.id == latest
             )
         ):
             out[row.station_id] = row
@@ -293,7 +296,7 @@ def last_causes(session: Session, station_ids: Iterable[int]) -> dict[int, Conne
     """How each station's latest connection ended (None: still open, or no history)."""
     latest = (
         select(func.max(StationConnection.id))
-        .where(StationConnection.station_id.in_(list(station_ids)))
+        .where(among(session, StationConnection.station_id, list(station_ids)))
         .group_by(StationConnection.station_id)
     )
     rows = session.execute(
@@ -314,7 +317,7 @@ def reconnects_since(
         .group_by(StationConnection.station_id)
     )
     if station_ids is not None:
-        query = query.where(StationConnection.station_id.in_(list(station_ids)))
+        query = query.where(among(session, StationConnection.station_id, list(station_ids)))
     return {station_id: int(n) for station_id, n in session.execute(query)}
 
 
@@ -384,7 +387,7 @@ def touch_many(session: Session, seen: Mapping[int, dt.datetime]) -> None:
         have.update(
             session.scalars(
                 select(StationState.station_id).where(
-                    StationState.station_id.in_(ids[first : first + IDS_PER_STATEMENT])
+                    among(session, StationState.station_id, ids[first : first + IDS_PER_STATEMENT])
                 )
             )
         )
@@ -453,7 +456,7 @@ def record_telemetry(session: Session, rows: Iterable[TelemetryRow]) -> int:
     states = {
         state.station_id: state
         for state in session.scalars(
-            select(StationState).where(StationState.station_id.in_(list(latest)))
+            select(StationState).where(among(session, StationState.station_id, latest))
         )
     }
     with session.no_autoflush:

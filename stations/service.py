@@ -15,7 +15,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 from vietnam_provinces import Province, ProvinceCode, Ward, WardCode
 
-from kernel.db import paginate
+from kernel.db import among, paginate
 from kernel.errors import InvalidInput
 from kernel.ownership import AreaDirectory
 from kernel.patch import apply_changes, patch_changes
@@ -395,7 +395,7 @@ def station_query(
     if sids is not None:
         query = query.where(Station.sid.in_(sids))
     if ids is not None:
-        query = query.where(Station.id.in_(list(ids)))
+        query = query.where(among(session, Station.id, ids))
     if q:
         query = query.where(
             or_(
@@ -596,7 +596,7 @@ def station_sids(session: Session, ids: Collection[int] | None = None) -> dict[i
     """Station sids by id (every station, or those of `ids`)."""
     query = select(Station.id, Station.sid)
     if ids is not None:
-        query = query.where(Station.id.in_(list(ids)))
+        query = query.where(among(session, Station.id, ids))
     return {i: s for i, s in session.execute(query)}
 
 

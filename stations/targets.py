@@ -25,6 +25,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import Boolean, ColumnElement, Table, insert, literal, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
+from kernel.db import among
 from kernel.errors import InvalidInput
 from stations.models import ALL_GROUP, Area, Group, Station, group_areas, group_stations
 
@@ -331,6 +332,8 @@ def insert_per_station(
             if len(flagged) == len(chunk):  # every row (a command sent to each station)
                 columns.append(literal(True, Boolean))
             else:
-                columns.append(Station.id.in_(flagged) if flagged else literal(False, Boolean))
-        query = select(*columns).where(Station.id.in_(chunk))
+                columns.append(
+                    among(session, Station.id, flagged) if flagged else literal(False, Boolean)
+                )
+        query = select(*columns).where(among(session, Station.id, chunk))
         session.execute(insert(table).from_select(names, query))

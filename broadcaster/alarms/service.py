@@ -53,7 +53,7 @@ from broadcaster.alarms.models import (
 from broadcaster.alarms.rules import Condition, Severity
 from broadcaster.reorg import service as reorg
 from kernel import spreadsheets
-from kernel.db import paginate
+from kernel.db import among, paginate
 from kernel.errors import ConflictError, InvalidInput, NotFoundError
 from stations import live
 from stations import service as stations
@@ -101,7 +101,7 @@ def _station_overrides(
 ) -> dict[int, dict[str, float]]:
     query = select(AlarmThreshold).where(AlarmThreshold.station_id.is_not(None))
     if station_ids is not None:
-        query = query.where(AlarmThreshold.station_id.in_(list(station_ids)))
+        query = query.where(among(session, AlarmThreshold.station_id, station_ids))
     found: dict[int, dict[str, float]] = defaultdict(dict)
     for row in session.scalars(query):
         assert row.station_id is not None
@@ -578,7 +578,7 @@ def silencing_alarms(session: Session, station_ids: Collection[int]) -> dict[int
         for alarm in session.scalars(
             select(Alarm)
             .where(
-                Alarm.station_id.in_(ids[first : first + IDS_PER_STATEMENT]),
+                among(session, Alarm.station_id, ids[first : first + IDS_PER_STATEMENT]),
                 Alarm.condition.in_(_SILENCING),
             )
             .order_by(Alarm.raised_at)

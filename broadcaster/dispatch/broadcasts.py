@@ -45,7 +45,7 @@ from firmware_bridge.messages import (
     PlayBody,
     Stream,
 )
-from kernel.db import utcnow
+from kernel.db import among, utcnow
 from kernel.errors import ConflictError, InvalidInput, PermissionDeniedError
 from kernel.security import Permission, Principal
 from kernel.tiers import Tier
@@ -104,7 +104,7 @@ def plan_route(session: Session, data: BroadcastCreate) -> Plan:
         StationState.applied_version == StationState.desired_published_version,
     )
     if gids != [ALL_GROUP]:  # the whole fleet: no list of thousands of ids to bind
-        in_sync_query = in_sync_query.where(StationState.station_id.in_(ids))
+        in_sync_query = in_sync_query.where(among(session, StationState.station_id, ids))
     in_sync = set(session.scalars(in_sync_query))
     return Plan(resolved, Route.GROUPS, sorted(set(gids)), {i for i in ids if i not in in_sync})
 

@@ -29,7 +29,7 @@ from audio_library.service import MediaLibrary
 from broadcaster.dispatch import playlog
 from firmware_bridge.client import Bridge
 from firmware_bridge.messages import Config, Desired, DesiredPlan, Media, PlaylistItem, Window
-from kernel.db import commit_retrying
+from kernel.db import among, commit_retrying
 from schedules import service as schedules
 from schedules.plans import MediaRef, PlannedItem
 from stations import live
@@ -163,7 +163,7 @@ def build(
     days = [today - dt.timedelta(days=1), today, today + dt.timedelta(days=1)]
     query = select(Station).where(Station.enabled.is_(True)).order_by(Station.id)
     if station_ids is not None:
-        query = query.where(Station.id.in_(station_ids))
+        query = query.where(among(session, Station.id, station_ids))
     enabled = list(session.scalars(query))
     plans = schedules.station_plans(session, days, tz, {s.id for s in enabled})
     items_by_station: dict[int, list[PlannedItem]] = {s.id: [] for s in enabled}

@@ -36,6 +36,7 @@ from broadcaster.web.pages.labels import (
     reason_label,
 )
 from kernel import spreadsheets
+from kernel.db import among
 from stations.models import Area, Station, StationState
 
 __all__ = [
@@ -166,7 +167,7 @@ def _outcomes(session: Session, broadcast: Broadcast) -> list[StationOutcome]:
     offline = dict(
         session.execute(
             select(StationState.station_id, StationState.offline_since).where(
-                StationState.station_id.in_([r[0] for r in rows]),
+                among(session, StationState.station_id, [r[0] for r in rows]),
                 StationState.online.is_(False),
             )
         ).all()

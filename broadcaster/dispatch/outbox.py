@@ -44,7 +44,7 @@ from broadcaster.dispatch.models import (
 )
 from firmware_bridge.messages import Command as CommandMessage
 from firmware_bridge.messages import PlayBody
-from kernel.db import utcnow
+from kernel.db import among, utcnow
 from stations.models import Station
 from stations.targets import IDS_PER_STATEMENT, insert_per_station
 
@@ -254,7 +254,7 @@ def redeliver_on_births(session: Session, births: Mapping[int, dt.datetime]) -> 
                     update(CommandTarget)
                     .where(
                         CommandTarget.command_id == command_id,
-                        CommandTarget.station_id.in_(station_ids),
+                        among(session, CommandTarget.station_id, station_ids),
                         CommandTarget.status == TargetStatus.SENT,
                     )
                     .values(
@@ -355,7 +355,7 @@ def load_ack_targets(session: Session, pairs: Iterable[tuple[str, int]]) -> AckT
         select(CommandTarget)
         .where(
             CommandTarget.command_id.in_(sorted(by_id)),
-            CommandTarget.station_id.in_(station_ids),
+            among(session, CommandTarget.station_id, station_ids),
         )
         .order_by(CommandTarget.id)
         .with_for_update()
@@ -495,7 +495,9 @@ def apply_acks(session: Session, acks: Sequence[AckIn]) -> list[str]:
             )
             .where(
                 targets.c.command_id.in_(command_ids),
-                targets.c.station_id.in_(station_ids[first : first + IDS_PER_STATEMENT]),
+                among(
+                    session, targets.c.station_id, station_ids[first : first + IDS_PER_STATEMENT]
+                ),
             )
             .order_by(targets.c.id)
             .with_for_update()

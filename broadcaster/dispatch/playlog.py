@@ -31,6 +31,7 @@ from sqlalchemy.orm import Session
 from broadcaster.alarms import service as alarms
 from broadcaster.alarms.models import Alarm
 from broadcaster.dispatch.models import Play, PlayStatus, StationEvent
+from kernel.db import among
 from stations.targets import IDS_PER_STATEMENT, insert_per_station
 
 PLAYED_SHARE = 0.9
@@ -165,7 +166,8 @@ def record_events(session: Session, events: Sequence[EventIn]) -> list[str]:
             named.append(Play.cmd_id.in_(cmds))
         for found in session.scalars(
             select(Play).where(
-                Play.station_id.in_(station_ids[first : first + IDS_PER_STATEMENT]), or_(*named)
+                among(session, Play.station_id, station_ids[first : first + IDS_PER_STATEMENT]),
+                or_(*named),
             )
         ):
             if found.item_id is not None:
@@ -284,7 +286,7 @@ def record_plans(
     with session.no_autoflush:
         rows = session.scalars(
             select(Play).where(
-                Play.station_id.in_(list(plans)),
+                among(session, Play.station_id, list(plans)),
                 Play.source == "schedule",
                 Play.planned_start >= start,
                 Play.planned_start < end,
