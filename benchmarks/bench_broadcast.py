@@ -6,7 +6,9 @@ For each size N (default 108, 1,000 and 10,000):
 1. Mosquitto with raised limits (``BROKER_LIMITS``); ``broadcaster seed tan-an`` into a
    fresh SQLite file (the 108 Tân An stations and the relay chain, whose fallback
    recording every station keeps in its cache), then N - 108 more stations spread over
-   the city's hamlets; ``broadcaster serve --role all`` as a child process (dynsec off);
+   the city's hamlets (``--database-url``: into a fresh schema on that PostgreSQL
+   server instead, the province's set-up; ``database`` in the report says which);
+   ``broadcaster serve --role all`` as a child process (dynsec off);
    ``python -m firmware_bridge.simulator --processes P`` with the N stations as other
    child processes (P slices, default one per core, so the simulator is not the
    bottleneck; its CPU is not the server's), keeping their "flash" (spool, state, media
@@ -27,7 +29,7 @@ For each size N (default 108, 1,000 and 10,000):
      (every station has it);
    - ``received_all_stored_s``: until the service had committed N targets at RECEIVED
      or beyond (read from its SQLite file by a WAL reader, which neither waits for nor
-     blocks the service);
+     blocks the service, or from PostgreSQL by autocommit reads);
    - ``received_all_api_stream_s``: until the broadcast's server-sent progress stream
      (the dashboard's view, ``GET /api/v1/broadcasts/{id}/events``) said so;
    - ``delivery_spread_s``: max - min of the stations' own RECEIVED ``at`` (when each
@@ -52,7 +54,9 @@ For each size N (default 108, 1,000 and 10,000):
    publish until all N replies came back; ``baseline_delivery_spread_s``: max - min of
    the clients' receipt times; ``baseline_reply_egress_p50_s``/``_max_s``: from a
    client's reply time to the reply reaching the publisher (the stations'
-   ``ack_egress``).
+   ``ack_egress``); each bare round's ``cpu_until_all_replies``: the CPU the broker, the
+   bare clients' process and the benchmark used until then (the stations' rounds'
+   ``cpu_until_received_all_broker``).
 
 Each figure is reported beside its baseline with the ratio.  The report's ``machine`` and
 ``machine_after`` say what the run ran on (``benchmarks/machine.py``: CPU and clock, load,
@@ -96,6 +100,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from machine import cpu_shares, cpu_state, cpu_times, describe_machine  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 from profile_top import SAMPLING_HZ_FILE  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
 
 from firmware_bridge import paho_loop  # noqa: E402
 from tests.support.loa import poll  # noqa: E402
@@ -329,20 +334,32 @@ class AckWatch:
 
 
 class StoredCounts:
-    """What the service has committed for a command, read straight from its SQLite file
-    (a WAL reader: never waits for the service's writers, never blocks them)."""
+    """What the service has committed for a command, read straight from its database: an
+    SQLite file (a WAL reader: never waits for the service's writers, never blocks them)
+    or, with ``--database-url``, PostgreSQL (autocommit reads, which take no locks)."""
 
     _ANSWERED = ("RECEIVED", "IN_PROGRESS", "SUCCEEDED", "FAILED", "REJECTED")
+    _QUERY = (
+        "SELECT t.status, count(*) FROM command_targets t JOIN commands c "
+        "ON c.id = t.command_id WHERE c.cmd_id = {} GROUP BY t.status"
+    )
 
-    def __init__(self, path: Path) -> None:
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    def __init__(self, database_url: str) -> None:
+        url = make_url(database_url)
+        self._db: Any
+        if url.get_backend_name() == "sqlite":
+            assert url.database, "the service's SQLite file"
+            self._db = sqlite3.connect(url.database, isolation_level=None, check_same_thread=False)
+            self._query = self._QUERY.format("?")
+        else:
+            import psycopg
+
+            conninfo = url.set(drivername="postgresql").render_as_string(hide_password=False)
+            self._db = psycopg.connect(conninfo, autocommit=True)
+            self._query = self._QUERY.format("%s")
 
     def counts(self, cmd_id: str) -> dict[str, int]:
-        rows = self._db.execute(
-            "SELECT t.status, count(*) FROM command_targets t JOIN commands c "
-            "ON c.id = t.command_id WHERE c.cmd_id = ? GROUP BY t.status",
-            (cmd_id,),
-        ).fetchall()
+        rows = self._db.execute(self._query, (cmd_id,)).fetchall()
         return {str(status): int(count) for status, count in rows}
 
     def answered(self, cmd_id: str) -> int:
@@ -624,7 +641,11 @@ def measure_service(
     from tests.support.service import ServiceProcess, run_cli
 
     setup: dict[str, Any] = result["setup_s"]
-    database_url = f"sqlite:///{workdir}/broadcaster.db"
+    databases = contextlib.ExitStack()
+    database_url = databases.enter_context(
+        service_database(workdir, getattr(args, "database_url", None))
+    )
+    result["database"] = make_url(database_url).get_backend_name()
     service = ServiceProcess.on_a_free_port(
         database_url=database_url, mqtt_url=broker.url, workdir=workdir
     )
@@ -694,7 +715,7 @@ def measure_service(
             headers={"Authorization": f"Bearer {token}"},
             timeout=120,
         ) as http:
-            stored = StoredCounts(workdir / "broadcaster.db")
+            stored = StoredCounts(database_url)
             pids = rig_pids(service.pid, broker.pid, sim.pid)
             RIG_PIDS.clear()
             RIG_PIDS.update(pids)
@@ -737,11 +758,26 @@ def measure_service(
             watch.stop()
         sim.stop(180)
         service.stop()
+        databases.close()
         if not sim_state.is_relative_to(workdir) and not getattr(args, "keep", False):
             shutil.rmtree(sim_state, ignore_errors=True)
         if "error" in result:
             result["service_log_tail"] = service.log_tail(30)
             result["simulator_log_tail"] = sim.output()[-2000:]
+
+
+@contextlib.contextmanager
+def service_database(workdir: Path, server_url: str | None) -> Iterator[str]:
+    """The service's database: an SQLite file in the work directory (the city's
+    single-machine install) or, with ``--database-url``, a schema of its own on that
+    PostgreSQL server (the province's), dropped afterwards."""
+    if not server_url:
+        yield f"sqlite:///{workdir}/broadcaster.db"
+        return
+    from tests.support.postgres import own_schema
+
+    with own_schema(server_url, prefix="bench") as url:
+        yield url
 
 
 def broadcast_round(
@@ -963,9 +999,11 @@ def bare_baseline(
             with lock:
                 replies.clear()
                 current[0] = index + 1
+            cpu = CpuWatch({"broker": broker.pid, "bare_fleet": fleet.pid})
             t0 = now()
             client.publish(GROUP_TOPIC, json.dumps({"round": index + 1}), qos=1)
             complete = poll(lambda: len(replies) >= n, timeout_s=120, every_s=0.02)
+            used = cpu.read()
             with lock:
                 got = dict(replies)
             seen = [s - t0 for s, _ in got.values()]
@@ -983,6 +1021,8 @@ def bare_baseline(
                     # from a client's own reply time to the reply reaching the publisher
                     "reply_egress_p50_s": pct(egress, 50),
                     "reply_egress_max_s": round(max(egress), 4) if egress else None,
+                    # as the service's rounds' `cpu_until_received_all_broker`
+                    "cpu_until_all_replies": used,
                 }
             )
             time.sleep(1)
@@ -1222,6 +1262,13 @@ def add_rig_options(parser: argparse.ArgumentParser) -> None:
     """The options every benchmark on this rig takes: warm-up rounds, the stations' flash."""
     parser.add_argument("--warmup-rounds", type=int, default=1, help=WARMUP_HELP)
     parser.add_argument("--sim-flash", choices=SIM_FLASH, default="disk", help=SIM_FLASH_HELP)
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help="run the service on this PostgreSQL server (a schema of its own, dropped "
+        "afterwards: the province's set-up) instead of an SQLite file in the work "
+        "directory (the city's), e.g. postgresql://postgres@127.0.0.1:5432/test",
+    )
 
 
 def rounds_main(

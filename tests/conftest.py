@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -29,6 +28,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster import db
 from broadcaster.settings import Environment, Settings
 from kernel.db import Base
+from tests.support.postgres import own_schema
 from tests.support.service import TEST_SECRET
 
 pytest_plugins = ["tests.support.fixtures"]
@@ -63,29 +63,19 @@ def _database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DatabaseUnde
         yield DatabaseUnderTest(url_for_test=sqlite_url, reset=lambda: None)
         return
 
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = db.make_engine(TEST_DB_URL)
-    with admin.begin() as connection:
-        connection.execute(text(f'CREATE SCHEMA "{schema}"'))
-    url = make_url(db.normalise_url(TEST_DB_URL)).update_query_dict(
-        {"options": f"-csearch_path={schema}"}
-    )
-    url_text = url.render_as_string(hide_password=False)
-    engine = db.make_engine(url_text)
-    db.upgrade(engine)
-    tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
+    with own_schema(TEST_DB_URL) as url_text:
+        engine = db.make_engine(url_text)
+        db.upgrade(engine)
+        tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
 
-    def reset() -> None:
-        with engine.begin() as connection:
-            connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        def reset() -> None:
+            with engine.begin() as connection:
+                connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
 
-    try:
-        yield DatabaseUnderTest(url_for_test=lambda _tmp: url_text, reset=reset)
-    finally:
-        engine.dispose()
-        with admin.begin() as connection:
-            connection.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
-        admin.dispose()
+        try:
+            yield DatabaseUnderTest(url_for_test=lambda _tmp: url_text, reset=reset)
+        finally:
+            engine.dispose()
 
 
 @pytest.fixture
