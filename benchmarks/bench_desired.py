@@ -28,7 +28,6 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,10 +38,11 @@ from bench_broadcast import BROKER_LIMITS, fill_registry, run_report  # noqa: E4
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 
 from firmware_bridge import paho_loop  # noqa: E402
+from kernel.local_time import SITE_ZONE  # noqa: E402
 from tests.support.loa import poll  # noqa: E402
 from tests.support.process import stop_children_on_sigterm  # noqa: E402
 
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+TZ = SITE_ZONE
 PROFILE = False
 
 

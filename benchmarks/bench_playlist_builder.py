@@ -24,7 +24,6 @@ import random
 import sys
 from datetime import date, datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -32,6 +31,7 @@ import itertools
 
 from timing import timed
 
+from kernel.local_time import SITE_ZONE
 from kernel.tiers import Tier
 from schedules.builder import build_day, build_days
 from schedules.plans import MediaRef, ProgrammeItemSpec, ProgrammeSpec, RuleSpec, StreamRef
@@ -43,7 +43,7 @@ FILLER, NORMAL, PRIORITY, EMERGENCY = (
     Tier.PRIORITY.priority,
     Tier.EMERGENCY.priority,
 )
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+TZ = SITE_ZONE
 DAY = date(2026, 11, 26)  # a Thursday
 SIZES = (108, 1_000, 10_000)
 STATIONS_PER_COMMUNE = 8

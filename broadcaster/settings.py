@@ -25,6 +25,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from firmware_bridge.errors import ConfigError
 from firmware_bridge.mqtt_url import MqttUrl
+from kernel.local_time import SITE_TIMEZONE
 
 DEFAULT_SECRET_KEY = "dev-insecure-secret-change-me"  # noqa: S105 - refused outside development
 
@@ -58,7 +59,7 @@ class Settings(BaseSettings):
     media_dir: Path = Path("./var/media")
     public_base_url: str = "http://127.0.0.1:8000"
     secret_key: SecretStr = SecretStr(DEFAULT_SECRET_KEY)
-    timezone: str = "Asia/Ho_Chi_Minh"
+    timezone: str = SITE_TIMEZONE
     telemetry_retention_days: int = Field(default=30, ge=1, le=3650)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
     max_import_bytes: int = Field(default=8 * 1_048_576, ge=1024)

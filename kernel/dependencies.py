@@ -25,6 +25,7 @@ from kernel.bounds import MAX_INT32, MAX_INT64, DayOrInstant
 from kernel.changes import Actor, commit_change
 from kernel.db import READ_ONLY, WRITE_FIRST
 from kernel.errors import InvalidInput, Unauthenticated
+from kernel.local_time import SITE_TIMEZONE
 from kernel.ownership import AreaDirectory
 from kernel.security import Principal
 
@@ -208,13 +209,10 @@ class TimeRange:
     until: dt.datetime | None
 
 
-DEFAULT_TZ = "Asia/Ho_Chi_Minh"
-
-
 def site_zone(request: Request) -> ZoneInfo:
     """The site's time zone (the composition root's settings, when it has them)."""
     settings = getattr(request.app.state, "settings", None)
-    return ZoneInfo(getattr(settings, "timezone", DEFAULT_TZ))
+    return ZoneInfo(getattr(settings, "timezone", SITE_TIMEZONE))
 
 
 def day_start(day: dt.date, zone: ZoneInfo) -> dt.datetime:

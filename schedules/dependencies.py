@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import tzinfo
 from typing import Annotated, TypeVar
-from zoneinfo import ZoneInfo
 
 from fastapi import Depends, Query, Request
 from sqlalchemy.orm import Session
 
-from kernel.dependencies import CurrentPrincipal, IdPath, SessionDep
+from kernel.dependencies import CurrentPrincipal, IdPath, SessionDep, site_zone
 from kernel.errors import NotFoundError, Unauthenticated
 from kernel.security import Permission, Principal
 from schedules.exceptions import ProgrammeNotFound, RuleNotFound, StreamSourceNotFound
@@ -19,13 +18,10 @@ from schedules.models import Programme, ScheduleRule, StreamSource
 from schedules.service import programmes, rules, sources
 from schedules.service.scope import reaches_owner
 
-DEFAULT_TIMEZONE = "Asia/Ho_Chi_Minh"
-
 
 def get_tz(request: Request) -> tzinfo:
     """The service time zone (``Settings.timezone`` of the composition root)."""
-    name = getattr(getattr(request.app.state, "settings", None), "timezone", DEFAULT_TIMEZONE)
-    return ZoneInfo(str(name))
+    return site_zone(request)
 
 
 TzDep = Annotated[tzinfo, Depends(get_tz)]

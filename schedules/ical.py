@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo
 
 from icalendar import Calendar, Event
 
+from kernel.local_time import SITE_TIMEZONE
 from kernel.tiers import TIER_LABELS_VI, tier_of
 from schedules.plans import PlannedItem
 
@@ -49,7 +50,7 @@ def render_calendar(
     *,
     name: str,
     generated_at: datetime,
-    timezone: str = "Asia/Ho_Chi_Minh",
+    timezone: str = SITE_TIMEZONE,
     description: str | None = None,
 ) -> bytes:
     """A ``VCALENDAR`` (bytes, CRLF line endings) with one ``VEVENT`` per distinct item.

@@ -34,13 +34,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import time, tzinfo
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from audio_library import service as media
 from kernel.changes import Actor, commit_change
+from kernel.local_time import SITE_ZONE
 from kernel.tiers import Tier
 from schedules.models import Programme, ScheduleRule, StreamKind, StreamSource
 from schedules.schemas import (
@@ -133,7 +133,7 @@ def load(
 
     Needs the registry seed first (the city, its wards/communes and their groups).
     """
-    tz = tz or ZoneInfo("Asia/Ho_Chi_Minh")
+    tz = tz or SITE_ZONE
     fallback = _fallback_asset(factory, library)
     with factory() as session:
         added = _load_chain(session, library, tz=tz, fallback=fallback)

@@ -55,6 +55,7 @@ from broadcaster.reorg import service as reorg
 from kernel import spreadsheets
 from kernel.db import among, paginate
 from kernel.errors import ConflictError, InvalidInput, NotFoundError
+from kernel.local_time import SITE_ZONE
 from stations import live
 from stations import service as stations
 from stations.models import (
@@ -601,7 +602,7 @@ def silenced_between(alarms: Sequence[Alarm], start: dt.datetime, end: dt.dateti
 
 
 #: the default zone of the unit history's local dates (the settings' `timezone`)
-LOCAL = ZoneInfo("Asia/Ho_Chi_Minh")
+LOCAL = SITE_ZONE
 
 
 @dataclass(frozen=True, slots=True)
