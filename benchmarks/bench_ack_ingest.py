@@ -43,6 +43,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from sqlalchemy import bindparam, func, select, update  # noqa: E402
+from timing import report_json  # noqa: E402
 
 from broadcaster import db  # noqa: E402
 from broadcaster.dispatch import outbox  # noqa: E402
@@ -285,10 +286,7 @@ def main() -> int:
             run = run_size(size, args, Path(tmp) / f"n{size}")
             report["runs"].append(run)
             print(json.dumps(run), file=sys.stderr, flush=True)
-    text_out = json.dumps(report, indent=2)
-    print(text_out)
-    if args.out:
-        args.out.write_text(text_out + "\n", encoding="utf-8")
+    report_json(report, args.out)
     return 0
 
 

@@ -19,7 +19,6 @@ messages a second), 2 % of them with an alarm condition (hot amplifier, speaker 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import tempfile
@@ -32,6 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 from sqlalchemy import insert, select  # noqa: E402
 from sqlalchemy.orm import Session, sessionmaker  # noqa: E402
+from timing import report_json  # noqa: E402
 
 from broadcaster import db  # noqa: E402
 from broadcaster.alarms import service  # noqa: E402
@@ -176,10 +176,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     results = {"alarms": [measure(int(n), args.batch, args.rounds) for n in args.sizes.split(",")]}
-    text = json.dumps(results, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text)
+    report_json(results, args.out)
 
 
 if __name__ == "__main__":

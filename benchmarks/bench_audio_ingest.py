@@ -20,7 +20,6 @@ so speed can be weighed against accuracy.  Prints JSON; ``--out FILE.json`` save
 from __future__ import annotations
 
 import argparse
-import json
 import multiprocessing
 import resource
 import subprocess
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from timing import report_json  # noqa: E402
 
 from audio_library.pipeline import ProcessingOptions, process_file  # noqa: E402
 from tests.support.audio import ebur128  # noqa: E402
@@ -185,10 +185,7 @@ def main(argv: list[str] | None = None) -> int:
             },
             "machine": {"python": sys.version.split()[0], "cpus": multiprocessing.cpu_count()},
         }
-    text = json.dumps(report, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    report_json(report, args.out)
     return 0
 
 

@@ -101,6 +101,7 @@ from machine import cpu_shares, cpu_state, cpu_times, describe_machine  # noqa: 
 from paho.mqtt.enums import CallbackAPIVersion, MQTTProtocolVersion  # noqa: E402
 from profile_top import SAMPLING_HZ_FILE  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
+from timing import report_json  # noqa: E402
 
 from firmware_bridge import paho_loop  # noqa: E402
 from tests.support.loa import poll  # noqa: E402
@@ -1351,10 +1352,7 @@ def run_report(
         # steal > 0: the hypervisor ran someone else on these cores during the run
         "cpu_shares_during_run": cpu_shares(report["machine"]["cpu_times_s"], after["cpu_times_s"]),
     }
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    report_json(report, args.out)
     return 0 if all("error" not in r for r in report["runs"]) else 1
 
 

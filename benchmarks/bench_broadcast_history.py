@@ -46,6 +46,7 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from bench_broadcast import fill_registry  # noqa: E402
 from machine import describe_machine  # noqa: E402
+from timing import report_json  # noqa: E402
 
 from alembic import command  # noqa: E402
 from broadcaster import db  # noqa: E402
@@ -167,10 +168,7 @@ def main() -> int:
         "median_ms": round(new["median_ms"] / old["median_ms"], 2),
         "wal_pages": round(new["wal_pages_median"] / old["wal_pages_median"], 2),
     }
-    text_out = json.dumps(report, indent=2)
-    print(text_out)
-    if args.out:
-        args.out.write_text(text_out + "\n", encoding="utf-8")
+    report_json(report, args.out)
     return 0
 
 

@@ -37,6 +37,7 @@ import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
+from timing import report_json  # noqa: E402
 
 from broadcaster import db  # noqa: E402
 from broadcaster.dispatch.models import StationEvent  # noqa: E402
@@ -237,10 +238,7 @@ def main() -> int:
             service.stop()
             broker.stop()
             engine.dispose()
-    text = json.dumps(result, indent=2)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
-    print(text)
+    report_json(result, args.out)
     return 0
 
 

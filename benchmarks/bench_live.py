@@ -53,6 +53,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import bench_broadcast as bb  # noqa: E402
 import httpx  # noqa: E402
+from timing import report_json  # noqa: E402
 from websockets.sync.client import connect  # noqa: E402
 
 from firmware_bridge.simulator import FleetConfig, FleetThread, SimSettings, StationSpec  # noqa: E402
@@ -285,11 +286,7 @@ def main() -> int:
             "added_s": round(service["p50"] - bare["p50"], 3),
             "ratio": bb.ratio(service["p50"], bare["p50"]),
         }
-    text = json.dumps(report, indent=2, ensure_ascii=False)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        args.out.write_text(text, encoding="utf-8")
-    print(text)
+    report_json(report, args.out)
     return 1 if "error" in report["service"] else 0
 
 

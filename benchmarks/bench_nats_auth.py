@@ -25,7 +25,6 @@ times measure the contention as much as the work.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import statistics
@@ -40,6 +39,7 @@ sys.path.insert(0, str(ROOT))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from timing import report_json  # noqa: E402
 
 from broadcaster.broker import dynsec as ds  # noqa: E402
 from broadcaster.broker.nats_auth import NatsAuth  # noqa: E402
@@ -176,10 +176,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
     results = [run_size(int(s), args.connects) for s in args.sizes.split(",")]
-    text = json.dumps({"benchmark": "nats_auth", "results": results}, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    report_json({"benchmark": "nats_auth", "results": results}, args.out)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,6 @@ Usage: ``python benchmarks/bench_playlist_builder.py --out FILE.json``
 from __future__ import annotations
 
 import argparse
-import json
 import random
 import sys
 from datetime import date, datetime
@@ -29,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import itertools
 
-from timing import timed
+from timing import report_json, timed
 
 from kernel.local_time import SITE_ZONE
 from kernel.tiers import Tier
@@ -211,10 +210,7 @@ def main() -> int:
         "sizes": results,
         "growth": growth,
     }
-    text = json.dumps(summary, indent=2, ensure_ascii=False)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    print(text)
+    report_json(summary, args.out)
     return 0
 
 

@@ -4,7 +4,6 @@ for 108, 1,000 and 10,000 stations (SQLite file database, in-process ASGI client
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -13,7 +12,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fastapi.testclient import TestClient
 from fleet_seed import add_bench_stations
-from timing import timed
+from timing import report_json, timed
 
 from broadcaster import db
 from broadcaster.app import create_app
@@ -74,8 +73,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         runs = [run(int(n), Path(tmp)) for n in args.sizes.split(",")]
     out = {"benchmark": "registry", "runs": runs}
-    args.out.write_text(json.dumps(out, indent=2))
-    print(json.dumps(out, indent=2))
+    report_json(out, args.out)
 
 
 if __name__ == "__main__":

@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from timing import report_json  # noqa: E402
 
 from firmware_bridge import paho_loop  # noqa: E402
 from tests.support.loa import poll  # noqa: E402
@@ -129,10 +130,7 @@ def main() -> int:
             if result.get("exit_code") != 0:
                 result["stderr_tail"] = proc.output()[-2000:]
 
-    text = json.dumps(result, indent=2)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n")
+    report_json(result, args.out)
     return 0 if result.get("births_s") is not None and result.get("exit_code") == 0 else 1
 
 

@@ -44,6 +44,7 @@ import bench_broadcast as bb  # noqa: E402
 import httpx  # noqa: E402
 import paho.mqtt.client as mqtt  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
+from timing import report_json  # noqa: E402
 
 from firmware_bridge import paho_loop  # noqa: E402
 from tests.support.process import stop_children_on_sigterm  # noqa: E402
@@ -231,10 +232,7 @@ def main() -> int:
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="bench-sse-") as tmp:
         result = {"benchmark": "sse", "cpu_count": os.cpu_count(), **run(args, Path(tmp))}
-    text = json.dumps(result, indent=2, ensure_ascii=False)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    report_json(result, args.out)
     return 0 if "error" not in result else 1
 
 

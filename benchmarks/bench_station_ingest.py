@@ -52,6 +52,7 @@ import paho.mqtt.client as mqtt  # noqa: E402
 from machine import mosquitto_version  # noqa: E402
 from paho.mqtt.enums import CallbackAPIVersion  # noqa: E402
 from sqlalchemy import func, select  # noqa: E402
+from timing import report_json  # noqa: E402
 
 from broadcaster import db  # noqa: E402
 from broadcaster.auth import service as auth  # noqa: E402
@@ -379,10 +380,7 @@ def main() -> int:
             watcher.stop()
             broker.stop()
 
-    text = json.dumps(result, indent=2, ensure_ascii=False)
-    print(text)
-    if args.out:
-        args.out.write_text(text + "\n", encoding="utf-8")
+    report_json(result, args.out)
     return 0 if result.get("ok") else 1
 
 

@@ -36,6 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from jsonschema.exceptions import best_match  # noqa: E402
+from timing import report_json  # noqa: E402
 
 from firmware_bridge import schema  # noqa: E402
 from firmware_bridge.messages import (  # noqa: E402
@@ -122,10 +123,7 @@ def main() -> int:
         "python": sys.version.split()[0],
         "kinds": {name: measure(kind, payload) for name, (kind, payload) in payloads().items()},
     }
-    text = json.dumps(summary, indent=2, ensure_ascii=False)
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(text + "\n")
-    print(text)
+    report_json(summary, args.out)
     return 0
 
 
