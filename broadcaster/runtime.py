@@ -166,6 +166,13 @@ class Runtime:
         if worker is not None:
             worker.wake(ready)
 
+    def wait_sent(self, command_ids: Iterable[int], timeout_s: float) -> None:
+        """`Worker.wait_sent`; returns at once with no publisher in this process."""
+        with self._state_lock:
+            worker = self.worker
+        if worker is not None:
+            worker.wait_sent(command_ids, timeout_s)
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         with self._state_lock:
             worker = self.worker

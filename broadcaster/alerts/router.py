@@ -24,7 +24,7 @@ from broadcaster.alerts.schemas import (
 )
 from broadcaster.alerts.vocabulary import AlertOutcome
 from broadcaster.db import read_session
-from broadcaster.dispatch.wake import commit_following, wake
+from broadcaster.dispatch.wake import commit_following, wake, write_staged
 from kernel import audit as audit_log
 from kernel.db import commit_retrying
 from kernel.dependencies import (
@@ -115,6 +115,7 @@ def _air(
     )
     session.commit()
     _wake(request)
+    write_staged(request.app, session)
     if following is not None:
         # the play is out; its audio follows (if the text cannot be spoken, the stop of
         # the broadcast and the alert waiting again are committed and the error answered)

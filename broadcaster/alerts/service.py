@@ -578,7 +578,9 @@ def air(
     attention: bool = False,
 ) -> Broadcast:
     """Broadcast the alert's audio resource, or speak it first (flushes; call it holding
-    no transaction: the audio is processed or spoken before any query)."""
+    no transaction: the audio is processed or spoken before any query).  The per-station
+    rows are staged: the caller commits, wakes the publisher, then writes them
+    (`broadcaster.dispatch.wake.write_staged`; the publisher would otherwise)."""
     author = _author(plan)
     if plan.audio is not None:
         upload = library.store.receive_upload(
@@ -679,6 +681,7 @@ def _broadcast(
         source_principal(source),
         emergency_volume=emergency_volume,
         attention=attention,
+        rows_after_publish=True,  # the router writes them once the play is out
     )
     _aired(session, alert, broadcast)
     return broadcast

@@ -25,7 +25,7 @@ from audio_library import service as media
 from audio_library.exceptions import AudioToolError
 from audio_library.models import MediaAsset
 from broadcaster.dispatch import attention as attention_signal
-from broadcaster.dispatch import outbox, playlog
+from broadcaster.dispatch import outbox, playlog, staged
 from broadcaster.dispatch.models import (
     Broadcast,
     BroadcastStatus,
@@ -314,6 +314,7 @@ def create(
     emergency_volume: int = EMERGENCY_VOLUME,
     attention: bool = False,
     live: Stream | None = None,
+    rows_after_publish: bool = False,
 ) -> tuple[Broadcast, Command]:
     """Store a broadcast and its play command (flushes; the caller commits).
 
@@ -323,7 +324,9 @@ def create(
     station is back at its own volume afterwards), preceded by the attention signal when
     ``attention`` (and the service made it: `broadcaster.dispatch.attention`).  ``live``:
     the stream of a live paging session (`broadcaster.live`, content ``live_session``),
-    already on air.
+    already on air.  ``rows_after_publish``: the per-station rows are staged, to be
+    written once the command is out (`broadcaster.dispatch.staged`; the caller commits,
+    wakes the publisher, then calls `wake.write_staged`).
     """
     fixed_now = now is not None
     data, now, start_at = _prepare(data, principal, now=now, emergency_volume=emergency_volume)
@@ -358,6 +361,7 @@ def create(
             speech=speech,
             attention=attention and data.tier is Tier.EMERGENCY,
             live=live,
+            rows_after_publish=rows_after_publish,
         )
 
 
@@ -569,6 +573,7 @@ def _store(
     live: Stream | None = None,
     follows: MediaFollows | None = None,
     plan: Plan | None = None,
+    rows_after_publish: bool = False,
 ) -> tuple[Broadcast, Command]:
     """``plan``: the targets, when the caller resolved them in this transaction."""
     if plan is None:
@@ -649,18 +654,14 @@ def _store(
         broadcast_id=broadcast.id,
         priority=priority,
         now=now,
-    )
-    playlog.record_broadcast(
-        session,
-        station_ids=[s.id for s in plan.stations],
-        cmd_id=command.cmd_id,
-        broadcast_id=broadcast.id,
-        title=content.title,
-        kind=content.kind,
-        priority=priority,
-        start=start_at,
-        expected_ms=content.expected_ms,
-        now=now,
+        play=staged.PlayPlan(
+            broadcast_id=broadcast.id,
+            title=content.title[:500],
+            kind=content.kind,
+            start=start_at,
+            expected_ms=content.expected_ms,
+        ),
+        rows_after_publish=rows_after_publish,
     )
     return broadcast, command
 
@@ -692,6 +693,8 @@ def stop(session: Session, broadcast: Broadcast, principal: Principal) -> Comman
     now = utcnow()
     commands = commands_of(session, broadcast)
     plays = [c for c in commands if c.type == "play"]
+    # rows not written yet (a stop right after the send): the stop reaches every station
+    staged.write(session, [p.id for p in plays])
     # the original play and any "send again" still running
     running = [p for p in plays if not p.done] or plays[:1]
     stops = [_stop_play(session, p, principal, now) for p in running]
@@ -805,18 +808,13 @@ def resend(
         broadcast_id=broadcast.id,
         priority=broadcast.priority,
         now=now,
-    )
-    playlog.record_broadcast(
-        session,
-        station_ids=missed,
-        cmd_id=command.cmd_id,
-        broadcast_id=broadcast.id,
-        title=broadcast.title,
-        kind="relay" if body.stream is not None else "file",
-        priority=broadcast.priority,
-        start=start_at,
-        expected_ms=expected_ms,
-        now=now,
+        play=staged.PlayPlan(
+            broadcast_id=broadcast.id,
+            title=broadcast.title[:500],
+            kind="relay" if body.stream is not None else "file",
+            start=start_at,
+            expected_ms=expected_ms,
+        ),
     )
     broadcast.status = BroadcastStatus.ACTIVE
     broadcast.not_after = max(broadcast.not_after, not_after)

@@ -41,7 +41,7 @@ from contextlib import contextmanager
 from sqlalchemy.exc import DBAPIError, OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
-from broadcaster.dispatch import deadletters, outbox, playlog
+from broadcaster.dispatch import deadletters, outbox, playlog, staged
 from firmware_bridge.client import Inbound, Rejected
 from firmware_bridge.errors import RetryLater
 from firmware_bridge.messages import Ack, Event, Reported, StationState, Telemetry
@@ -198,6 +198,18 @@ class Ingestor:
             #: stations whose alarm rules may now judge differently (not an ack's or a
             #: play event's: neither changes what the rules look at)
             touched: set[int] = set()
+            # the rows of commands just sent may still be staged (written right after
+            # the publish by the request that sent them): a station's ack or play event
+            # can be here first, and then writes them (`broadcaster.dispatch.staged`)
+            staged.write_for_cmd_ids(
+                session,
+                {
+                    cmd_id
+                    for inbound in batch
+                    if isinstance(inbound.message, Ack | Event)
+                    and (cmd_id := inbound.message.cmd_id) is not None
+                },
+            )
             station_ids = {
                 inbound.sid: station_id
                 for inbound in batch

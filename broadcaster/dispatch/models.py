@@ -122,6 +122,27 @@ class CommandTarget(Base):
     command: Mapped[Command] = relationship(back_populates="targets")
 
 
+class StagedRows(Base):
+    """The per-station rows of a command stored before its publish and written right
+    after it (`broadcaster.dispatch.staged`): its targets and, for a broadcast's play,
+    the play log's plans.  A row here means they are not written yet."""
+
+    __tablename__ = "staged_rows"
+
+    command_id: Mapped[int] = mapped_column(
+        ForeignKey("commands.id", ondelete="CASCADE"), primary_key=True
+    )
+    station_ids: Mapped[list[int]] = mapped_column(JSONType)
+    #: the stations sent a copy of their own (not reached through a group topic)
+    direct_ids: Mapped[list[int]] = mapped_column(JSONType)
+    staged_at: Mapped[dt.datetime] = mapped_column()
+    #: the plays to plan (a broadcast's play command), else all None
+    play_title: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    play_kind: Mapped[str | None] = mapped_column(String(8), nullable=True)
+    play_start: Mapped[dt.datetime | None] = mapped_column(nullable=True)
+    play_expected_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
+
+
 class BroadcastStatus(StrEnum):
     ACTIVE = "active"
     STOPPED = "stopped"

@@ -31,6 +31,7 @@ from typing import Any, cast
 from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from broadcaster.dispatch import staged
 from broadcaster.dispatch.models import (
     TERMINAL,
     Broadcast,
@@ -46,7 +47,7 @@ from firmware_bridge.messages import Command as CommandMessage
 from firmware_bridge.messages import PlayBody
 from kernel.db import among, utcnow
 from stations.models import Station
-from stations.targets import IDS_PER_STATEMENT, insert_per_station
+from stations.targets import IDS_PER_STATEMENT
 
 log = logging.getLogger(__name__)
 
@@ -79,8 +80,13 @@ def create(
     broadcast_id: int | None = None,
     priority: int | None = None,
     now: dt.datetime | None = None,
+    play: staged.PlayPlan | None = None,
+    rows_after_publish: bool = False,
 ) -> Command:
-    """Store a command and its targets (PENDING); the publisher sends it."""
+    """Store a command and its targets (PENDING), with a broadcast's ``play`` its plans
+    in the play log; the publisher sends it.  ``rows_after_publish``: only the station
+    list is stored with the command, and the rows are written once it is out
+    (`broadcaster.dispatch.staged`; the boundary calls `wake.write_staged`)."""
     now = now or utcnow()
     command = Command(
         cmd_id=new_cmd_id(),
@@ -98,13 +104,7 @@ def create(
     session.add(command)
     session.flush()
     direct = set(direct_ids) if route is Route.GROUPS else set(station_ids)
-    insert_per_station(
-        session,
-        _TARGETS,
-        station_ids,
-        {"command_id": command.id, "status": TargetStatus.PENDING, "updated_at": now},
-        flag=("direct", direct),
-    )
+    staged.store(session, command, station_ids, direct, play, now, after_publish=rows_after_publish)
     return command
 
 
@@ -141,18 +141,25 @@ def unacknowledged(session: Session, now: dt.datetime) -> list[Command]:
 
 
 def recipients(session: Session, command: Command) -> tuple[list[str], list[str]]:
-    """(group gids, station sids) to publish on: groups for fan-out, plus direct copies."""
-    rows = session.execute(
-        select(Station.sid)
-        .join(CommandTarget, CommandTarget.station_id == Station.id)
-        .where(
-            CommandTarget.command_id == command.id,
-            CommandTarget.direct.is_(True),
-            CommandTarget.status.in_(OPEN),
+    """(group gids, station sids) to publish on: groups for fan-out, plus direct copies
+    (from the staged station list while the targets are not written yet)."""
+    direct = staged.direct_of(session, command.id)
+    if direct is not None:
+        sids = sorted(
+            session.scalars(select(Station.sid).where(among(session, Station.id, direct)))
         )
-        .order_by(Station.sid)
-    )
-    sids = [r[0] for r in rows]
+    else:
+        rows = session.execute(
+            select(Station.sid)
+            .join(CommandTarget, CommandTarget.station_id == Station.id)
+            .where(
+                CommandTarget.command_id == command.id,
+                CommandTarget.direct.is_(True),
+                CommandTarget.status.in_(OPEN),
+            )
+            .order_by(Station.sid)
+        )
+        sids = [r[0] for r in rows]
     return (list(command.groups) if command.route is Route.GROUPS else []), sids
 
 
@@ -196,7 +203,9 @@ def mark_published(
     only_sids: Collection[str] | None = None,
 ) -> None:
     """Record a publish: its waiting targets are now sent (``only_sids``: a late copy
-    went to those stations only; another may have come back since it was read)."""
+    went to those stations only; another may have come back since it was read).  Rows
+    still staged are written first, so they go SENT too."""
+    staged.write(session, [command.id])
     command.published_at = command.published_at or now
     command.publish_count += 1
     waiting = [
@@ -649,6 +658,7 @@ def _settle_targets(
 def stop_targets(session: Session, command: Command, *, reason: str, now: dt.datetime) -> None:
     """An operator stopped the command: its unsettled targets end STOPPED (never FAILED;
     a late final ack from a station is then stale) and the command is done."""
+    staged.write(session, [command.id])
     _settle_targets(session, command, OPEN, TargetStatus.STOPPED, reason, now)
     command.done = True
 
@@ -657,8 +667,9 @@ def expire_due(session: Session, now: dt.datetime) -> int:
     """Targets past their command's limits: EXPIRED if never received, FAILED if no
     final ack by the deadline.  Marks commands done when every target is final (and
     their broadcast finished).  Returns the number of targets settled and commands
-    ended: anything but 0 is to be committed."""
-    changed = 0
+    ended: anything but 0 is to be committed.  Rows still staged are written first (a
+    command without them would look settled)."""
+    changed = staged.write_all(session)
     unsettled = (
         select(CommandTarget.id)
         .where(
@@ -737,15 +748,17 @@ def _end(session: Session, command: Command) -> None:
 
 
 def progress(session: Session, command_ids: Sequence[int]) -> dict[str, int]:
-    """Number of targets in each status, over some commands."""
+    """Number of targets in each status, over some commands (those still staged
+    count as PENDING)."""
     rows = session.execute(
         select(CommandTarget.status, func.count())
         .where(CommandTarget.command_id.in_(command_ids))
         .group_by(CommandTarget.status)
     )
     counts = {s.value: 0 for s in TargetStatus}
+    counts[TargetStatus.PENDING.value] = staged.pending_counts(session, command_ids)
     for status, count in rows:
-        counts[TargetStatus(status).value] = int(count)
+        counts[TargetStatus(status).value] += int(count)
     return counts
 
 

@@ -17,7 +17,7 @@ from sqlalchemy import Row, Select, func, select
 from sqlalchemy.orm import Session
 
 from audio_library.models import CATEGORIES, MediaAsset
-from broadcaster.dispatch import broadcasts, outbox
+from broadcaster.dispatch import broadcasts, outbox, staged
 from broadcaster.dispatch.models import (
     Broadcast,
     Command,
@@ -183,8 +183,10 @@ def broadcast_progress(session: Session, broadcast: Broadcast) -> Progress:
         .group_by(CommandTarget.status)
     )
     counts = {s.value: 0 for s in TargetStatus}
+    # the stations of a command whose rows are not written yet (`staged`): PENDING
+    counts[TargetStatus.PENDING.value] = staged.pending_of_broadcast(session, broadcast.id)
     for status, count in rows:
-        counts[TargetStatus(status).value] = int(count)
+        counts[TargetStatus(status).value] += int(count)
     return _progress(counts)
 
 

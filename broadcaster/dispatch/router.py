@@ -39,7 +39,7 @@ from broadcaster.dispatch.schemas import (
     StationCommandCreate,
     TotalRow,
 )
-from broadcaster.dispatch.wake import commit_following, ready_to_send, wake
+from broadcaster.dispatch.wake import commit_following, ready_to_send, wake, write_staged
 from broadcaster.reorg import service as reorg
 from kernel.db import commit_retrying, utcnow
 from kernel.dependencies import (
@@ -109,7 +109,10 @@ def create_broadcast(
         )
     else:
         session.rollback()  # end the reads (the speech check): nothing waits on the speech
-        broadcast, command = broadcasts.create(session, library, data, principal, **sound)
+        # the command leaves once it is stored; its per-station rows follow it
+        broadcast, command = broadcasts.create(
+            session, library, data, principal, rows_after_publish=True, **sound
+        )
     audit.record(
         "broadcast.create",
         "broadcast",
@@ -128,6 +131,7 @@ def create_broadcast(
     ready = ready_to_send(request.app, session, command)
     session.commit()
     wake(request.app, ready=ready)
+    write_staged(request.app, session)
     with read_session(request.app.state.sessionmaker) as reader:
         answer = reports.broadcast_read(reader, broadcast, with_stations=False)
     if following is not None:

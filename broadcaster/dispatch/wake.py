@@ -4,14 +4,21 @@ place every router that stores commands does it."""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy.orm import Session
 
-from broadcaster.dispatch import outbox
+from broadcaster.dispatch import outbox, staged
 from broadcaster.dispatch.models import Command
 from kernel.errors import InvalidInput
+
+log = logging.getLogger(__name__)
+
+#: How long a request waits for the publisher to be through with the commands it
+#: handed over before it writes their rows anyway (`write_staged`).
+SENT_WAIT_S = 0.5
 
 
 def ready_to_send(app: Any, session: Session, command: Command) -> list[outbox.Outgoing]:
@@ -32,6 +39,33 @@ def wake(app: Any, ready: Iterable[outbox.Outgoing] = ()) -> None:
     runtime = getattr(app.state, "runtime", None)
     if runtime is not None:
         runtime.wake(ready)
+    hub = getattr(app.state, "progress_hub", None)
+    if hub is not None:
+        hub.notify()
+
+
+def write_staged(app: Any, session: Session) -> None:
+    """After the commit and `wake`: once the publisher is through with the commands
+    just handed over (at most `SENT_WAIT_S`), write the per-station rows they left
+    staged (`broadcaster.dispatch.staged`), in a transaction of their own, and refresh
+    the progress streams.  The command is out whatever happens here: should the
+    write fail, the rows stay staged and the worker writes them (recording the publish,
+    or storing the first acknowledgement), so the error is logged, not answered."""
+    ids = staged.taken(session)
+    if not ids:
+        return
+    runtime = getattr(app.state, "runtime", None)
+    if runtime is not None:
+        # the publish first: the rows' write would take the GIL (and on SQLite the
+        # write turn the publisher's record of it needs) while the command leaves
+        runtime.wait_sent(ids, SENT_WAIT_S)
+    try:
+        staged.write(session, ids)
+        session.commit()
+    except Exception:
+        session.rollback()
+        log.exception("writing the rows of commands %s after their publish failed", ids)
+        return
     hub = getattr(app.state, "progress_hub", None)
     if hub is not None:
         hub.notify()

@@ -36,7 +36,7 @@ from audio_library.service import MediaLibrary
 from broadcaster.alarms import service as alarms
 from broadcaster.alarms.notify import Notifier, NotifyConfig
 from broadcaster.db import read_session
-from broadcaster.dispatch import broadcasts, deadletters, desired, outbox, playlog
+from broadcaster.dispatch import broadcasts, deadletters, desired, outbox, playlog, staged
 from broadcaster.dispatch.ingest import Ingestor
 from broadcaster.dispatch.models import Command
 from broadcaster.reorg import jobs as reorg_jobs
@@ -107,6 +107,10 @@ class Worker:
         self._wake = threading.Event()
         self._ready: deque[tuple[float, outbox.Outgoing]] = deque(maxlen=READY_MAX)
         self._sent: OrderedDict[int, None] = OrderedDict()
+        #: the commands handed over with a wake-up, each set once its publish is over
+        #: (done or failed) or it was dropped: `wait_sent`
+        self._handed: OrderedDict[int, threading.Event] = OrderedDict()
+        self._handed_lock = threading.Lock()
         self._stopping = threading.Event()
         self._rebuild_lock = threading.Lock()
         self._publisher: threading.Thread | None = None
@@ -162,8 +166,37 @@ class Worker:
         than `READY_FRESH_S`) or not sent is still in the outbox, and the next read
         sends it."""
         handed = time.monotonic()
+        ready = list(ready)
+        with self._handed_lock:
+            for out in ready:
+                self._handed.setdefault(out.command_id, threading.Event())
+            while len(self._handed) > READY_MAX:  # dropped from the full queue: let go
+                self._handed.popitem(last=False)[1].set()
         self._ready.extend((handed, out) for out in ready)
         self._wake.set()
+
+    def wait_sent(self, command_ids: Iterable[int], timeout_s: float) -> None:
+        """Wait (at most ``timeout_s`` in all) until the publisher is through with these
+        commands handed over by `wake`: published (the broker acknowledged them), failed
+        or dropped.  A request then writes their per-station rows
+        (`broadcaster.dispatch.staged`) without taking the GIL and the write turn from
+        the publish.  Commands never handed over are not waited for."""
+        deadline = time.monotonic() + timeout_s
+        for command_id in command_ids:
+            event = self.handed_over(command_id)
+            if event is not None:
+                event.wait(max(0.0, deadline - time.monotonic()))
+
+    def handed_over(self, command_id: int) -> threading.Event | None:
+        """The command's hand-over the publisher is not through with yet, if any."""
+        with self._handed_lock:
+            return self._handed.get(command_id)
+
+    def _through_with(self, command_id: int) -> None:
+        with self._handed_lock:
+            event = self._handed.pop(command_id, None)
+        if event is not None:
+            event.set()
 
     # ------------------------------------------------------------------ outbox
 
@@ -188,6 +221,7 @@ class Worker:
                 marked_offline = self._mark_stations_offline()
             try:
                 if connected and not was_connected:
+                    self._write_staged()
                     self._republish_unacknowledged()
                     self._rebuild_in_background()
                 if connected and self.publish_pending():
@@ -253,7 +287,10 @@ class Worker:
         count = 0
         for out in outgoing:
             sent_at = utcnow()  # when it left (a ping's clock offset is measured from it)
-            if not self._publish(out):
+            published = self._publish(out)
+            if not out.late:
+                self._through_with(out.command_id)
+            if not published:
                 continue
             with self.factory() as session:
                 commit_retrying(
@@ -283,6 +320,8 @@ class Worker:
             handed, out = self._ready.popleft()
             if handed >= fresh_from and out.command_id not in self._sent:
                 taken.append(out)
+            else:
+                self._through_with(out.command_id)
         return taken
 
     def publish_pending(self) -> int:
@@ -296,6 +335,13 @@ class Worker:
                 log.info("sending %s to %d station(s) back online", command.cmd_id, len(sids))
                 late.append(outbox.outgoing(reader, command, late=sids))
         return count + self._send_all(late)
+
+    def _write_staged(self) -> None:
+        """Rows a request staged and did not write (it died between its commit and the
+        write: `broadcaster.dispatch.staged`): written before anything is sent again."""
+        with self.factory() as session:
+            if staged.write_all(session):
+                session.commit()
 
     def _republish_unacknowledged(self) -> None:
         with read_session(self.factory) as reader:

@@ -9,15 +9,18 @@ message is recorded and schema-checked) with Tân An in the registry.
 from __future__ import annotations
 
 import datetime as dt
+import threading
 import time
 from collections import Counter
+from collections.abc import Iterable
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy.orm import Session
 
 from broadcaster.app import create_app
 from broadcaster.db import read_session
-from broadcaster.dispatch import outbox, worker
+from broadcaster.dispatch import outbox, staged, worker
 from broadcaster.dispatch.wake import ready_to_send
 from broadcaster.runtime import Role
 from tests.support.live import Live, send_broadcast
@@ -123,3 +126,35 @@ def test_only_the_process_that_publishes_reads_the_command_for_its_publisher(liv
         assert ready_to_send(replica, reader, command) == []
         handed = ready_to_send(live.app, reader, command)
     assert [out.command_id for out in handed] == [command.id]
+
+
+def test_the_request_writes_the_rows_once_the_publisher_is_through(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command leaves with only its station list stored; the request writes its
+    per-station rows after the publisher is through with it (`Worker.wait_sent`), so
+    the write neither delays the publish nor is left to the publisher."""
+    live.seed()
+    publisher = live.worker()
+    calls: list[tuple[str, list[int], bool]] = []
+    write = staged.write
+
+    def recorded(session: Session, command_ids: Iterable[int]) -> int:
+        ids = list(command_ids)
+        through = all(publisher.handed_over(i) is None for i in ids)
+        calls.append((threading.current_thread().name, ids, through))
+        return write(session, ids)
+
+    monkeypatch.setattr(staged, "write", recorded)
+    made = _emergency(live, "Khẩn cấp rồi mới ghi")
+    with read_session(live.factory) as reader:
+        command = outbox.find(reader, str(made["cmd_id"]))
+        assert command is not None
+        assert staged.direct_of(reader, command.id) is None  # written: nothing staged
+        progress = outbox.progress(reader, [command.id])
+    total = made["progress"]["total"]  # type: ignore[index]
+    assert sum(progress.values()) == total == 108  # every Tân An station, in rows
+    by_request = [c for c in calls if c[0] != "outbox" and command.id in c[1]]
+    assert by_request, calls
+    assert by_request[0][2], "the request wrote the rows before the publisher was through"
+    live.recorder.wait_for("command", where=lambda d: d.get("cmd_id") == made["cmd_id"])

@@ -1,0 +1,293 @@
+"""A broadcast sent through the API leaves once its command is stored; its per-station
+rows (targets, play-log plans) follow it (`broadcaster.dispatch.staged`).  Whoever needs
+them first writes them, once: the request right after the hand-over, the publisher
+recording the publish, the ingest before an ack or play event, a stop, the expiry pass,
+the worker starting.  Until then they count as PENDING and the publisher sends the
+direct copies from the staged list.  On both databases (the suite's two passes)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from broadcaster.dispatch import outbox, staged
+from broadcaster.dispatch.ingest import Ingestor
+from broadcaster.dispatch.models import (
+    Broadcast,
+    BroadcastStatus,
+    Command,
+    CommandTarget,
+    Play,
+    PlayStatus,
+    StagedRows,
+    TargetStatus,
+)
+from firmware_bridge.client import Inbound
+from firmware_bridge.messages import Ack, Event
+from firmware_bridge.topics import TopicKind, Topics
+from kernel.db import utcnow
+from stations.models import Station
+from tests.api import ok
+
+pytestmark = pytest.mark.usefixtures("tan_an")
+
+TOPICS = Topics()
+
+
+def _targets() -> dict[str, Any]:
+    """A commune and a station outside it (a copy of its own, whatever the route)."""
+    return {"groups": ["xa-loi-binh-nhon"], "stations": ["htp-1"]}
+
+
+def _send(client: TestClient, headers: dict[str, str], bulletin: int) -> dict[str, Any]:
+    return ok(
+        client.post(
+            "/api/v1/broadcasts",
+            json={"targets": _targets(), "content": {"asset_id": bulletin}, "tier": "emergency"},
+            headers=headers,
+        ),
+        201,
+    )
+
+
+@pytest.fixture
+def send_unwritten(
+    client: TestClient, admin: dict[str, str], bulletin: int, monkeypatch: pytest.MonkeyPatch
+) -> Callable[[], dict[str, Any]]:
+    """Send an emergency whose request fails to write its rows after its commit (as if
+    it died there): they stay staged.  The answer comes all the same."""
+
+    def fail(session: Session, command_ids: object) -> int:
+        raise RuntimeError("the request died here")
+
+    def send() -> dict[str, Any]:
+        with monkeypatch.context() as patched:
+            patched.setattr(staged, "write", fail)
+            return _send(client, admin, bulletin)
+
+    return send
+
+
+def _counts(session: Session, command_id: int) -> tuple[int, int, int]:
+    """(staged rows, targets, plays) of a command."""
+    cmd_id = session.scalar(select(Command.cmd_id).where(Command.id == command_id))
+    return (
+        session.scalar(
+            select(func.count()).select_from(StagedRows).where(StagedRows.command_id == command_id)
+        )
+        or 0,
+        session.scalar(
+            select(func.count())
+            .select_from(CommandTarget)
+            .where(CommandTarget.command_id == command_id)
+        )
+        or 0,
+        session.scalar(select(func.count()).select_from(Play).where(Play.cmd_id == cmd_id)) or 0,
+    )
+
+
+def _command(session: Session, cmd_id: str) -> Command:
+    command = session.scalar(select(Command).where(Command.cmd_id == cmd_id))
+    assert command is not None
+    return command
+
+
+def test_the_request_writes_the_rows_right_after_the_command(
+    client: TestClient, admin: dict[str, str], session_factory: sessionmaker[Session], bulletin: int
+) -> None:
+    made = _send(client, admin, bulletin)
+    n = made["progress"]["total"]
+    assert n > 1
+    with session_factory() as session:
+        command = _command(session, made["cmd_id"])
+        assert _counts(session, command.id) == (0, n, n)
+        direct = session.scalars(
+            select(Station.sid)
+            .join(CommandTarget, CommandTarget.station_id == Station.id)
+            .where(CommandTarget.command_id == command.id, CommandTarget.direct.is_(True))
+        ).all()
+        assert "htp-1" in direct  # not in the commune's group: a copy of its own
+        plays = session.scalars(select(Play).where(Play.cmd_id == command.cmd_id)).all()
+        assert {p.status for p in plays} == {PlayStatus.PLANNED}
+        assert {p.broadcast_id for p in plays} == {made["id"]}
+        assert {p.priority for p in plays} == {command.priority}
+    # the answer was read once the rows were in
+    assert made["progress"]["by_status"]["PENDING"] == n
+
+
+def test_staged_rows_count_as_pending_and_the_direct_copy_still_goes(
+    send_unwritten: Callable[[], dict[str, Any]], session_factory: sessionmaker[Session]
+) -> None:
+    made = send_unwritten()
+    n = made["progress"]["total"]
+    assert made["progress"]["by_status"]["PENDING"] == n > 1
+    with session_factory() as session:
+        command = _command(session, made["cmd_id"])
+        assert _counts(session, command.id) == (1, 0, 0)
+        assert outbox.progress(session, [command.id])["PENDING"] == n
+        _, sids = outbox.recipients(session, command)
+        assert "htp-1" in sids
+        # the publisher records the publish: the rows first, then all SENT
+        outbox.mark_published(session, command, utcnow())
+        session.commit()
+    with session_factory() as session:
+        assert _counts(session, command.id) == (0, n, n)
+        statuses = session.scalars(
+            select(CommandTarget.status).where(CommandTarget.command_id == command.id)
+        ).all()
+        assert set(statuses) == {TargetStatus.SENT}
+        direct = session.scalars(
+            select(Station.sid)
+            .join(CommandTarget, CommandTarget.station_id == Station.id)
+            .where(CommandTarget.command_id == command.id, CommandTarget.direct.is_(True))
+            .order_by(Station.sid)
+        ).all()
+        assert direct == sids  # the copies sent are the targets' own
+        assert outbox.recipients(session, command)[1] == sids  # the same from the rows
+
+
+def test_an_ack_or_play_event_first_writes_the_rows_and_is_stored(
+    send_unwritten: Callable[[], dict[str, Any]], session_factory: sessionmaker[Session]
+) -> None:
+    made = send_unwritten()
+    cmd_id = made["cmd_id"]
+    with session_factory() as session:
+        command = _command(session, cmd_id)
+        sids = session.scalars(select(Station.sid).order_by(Station.sid)).all()
+    now = utcnow()
+    acked, played = "htp-1", next(s for s in sids if s.startswith("lbn-"))  # both targets
+    ingest = Ingestor(session_factory)
+    ingest(
+        [
+            Inbound(
+                sid=acked,
+                kind=TopicKind.ACK,
+                message=Ack(cmd_id=cmd_id, status="RECEIVED", at=now),
+                topic=TOPICS.ack(acked),
+                received_at=now,
+            ),
+            Inbound(
+                sid=played,
+                kind=TopicKind.EVENT,
+                message=Event(event_id=f"{played}.1.1", type="play.started", at=now, cmd_id=cmd_id),
+                topic=TOPICS.event(played),
+                received_at=now,
+            ),
+        ]
+    )
+    stats = ingest.stats()
+    assert stats["ack"] == 1
+    assert "ack_not_target" not in stats
+    assert "event_unknown_item" not in stats
+    with session_factory() as session:
+        n = made["progress"]["total"]
+        assert _counts(session, command.id) == (0, n, n)
+        by_sid = dict(
+            session.execute(
+                select(Station.sid, CommandTarget.status)
+                .join(CommandTarget, CommandTarget.station_id == Station.id)
+                .where(CommandTarget.command_id == command.id)
+            ).all()
+        )
+        assert by_sid[acked] is TargetStatus.RECEIVED
+        play = session.scalar(
+            select(Play)
+            .join(Station, Station.id == Play.station_id)
+            .where(Play.cmd_id == cmd_id, Station.sid == played)
+        )
+        assert play is not None
+        assert play.status is PlayStatus.PLAYING
+
+
+def test_the_expiry_pass_does_not_end_a_broadcast_whose_rows_are_staged(
+    send_unwritten: Callable[[], dict[str, Any]], session_factory: sessionmaker[Session]
+) -> None:
+    """A command with no target rows would look settled: the pass writes them first."""
+    made = send_unwritten()
+    with session_factory() as session:
+        assert outbox.expire_due(session, utcnow())
+        session.commit()
+    with session_factory() as session:
+        command = _command(session, made["cmd_id"])
+        assert not command.done
+        assert session.get(Broadcast, made["id"]).status is BroadcastStatus.ACTIVE  # type: ignore[union-attr]
+        assert _counts(session, command.id) == (
+            0,
+            made["progress"]["total"],
+            made["progress"]["total"],
+        )
+
+
+def test_a_stop_before_the_rows_are_written_stops_every_station(
+    send_unwritten: Callable[[], dict[str, Any]],
+    client: TestClient,
+    admin: dict[str, str],
+    session_factory: sessionmaker[Session],
+) -> None:
+    made = send_unwritten()
+    stopped = ok(client.post(f"/api/v1/broadcasts/{made['id']}/stop", headers=admin))
+    assert stopped["status"] == "stopped"
+    read = ok(client.get(f"/api/v1/broadcasts/{made['id']}", headers=admin))
+    n = made["progress"]["total"]
+    assert len(read["stations"]) == n
+    assert {s["status"] for s in read["stations"]} == {"STOPPED"}
+    with session_factory() as session:
+        stop = session.scalar(
+            select(Command).where(Command.broadcast_id == made["id"], Command.type == "stop")
+        )
+        assert stop is not None
+        # the stop goes to every station of the play, and every plan is cancelled
+        assert _counts(session, stop.id)[1] == n
+        plays = session.scalars(select(Play.status).where(Play.cmd_id == made["cmd_id"])).all()
+        assert len(plays) == n
+        assert set(plays) == {PlayStatus.CANCELLED}
+
+
+def test_two_writers_write_the_rows_once(
+    send_unwritten: Callable[[], dict[str, Any]], session_factory: sessionmaker[Session]
+) -> None:
+    """The second writer waits for the first (the staged row's lock on PostgreSQL, the
+    write lock on SQLite) and then finds nothing staged."""
+    made = send_unwritten()
+    with session_factory() as session:
+        command_id = _command(session, made["cmd_id"]).id
+    second: list[int | BaseException] = []
+
+    def write_too() -> None:
+        try:
+            with session_factory() as other:
+                second.append(staged.write(other, [command_id]))
+                other.commit()
+        except BaseException as exc:  # reported below
+            second.append(exc)
+
+    with session_factory() as first:
+        assert staged.write(first, [command_id]) == 1
+        thread = threading.Thread(target=write_too)
+        thread.start()  # waits on the first writer's transaction
+        first.commit()
+    thread.join(30)
+    assert second == [0]
+    with session_factory() as session:
+        n = made["progress"]["total"]
+        assert _counts(session, command_id) == (0, n, n)
+
+
+def test_the_worker_writes_what_a_dead_request_left_staged(
+    send_unwritten: Callable[[], dict[str, Any]], session_factory: sessionmaker[Session]
+) -> None:
+    made, made_too = send_unwritten(), send_unwritten()
+    with session_factory() as session:
+        assert staged.write_all(session) == 2
+        session.commit()
+    with session_factory() as session:
+        for each in (made, made_too):
+            n = each["progress"]["total"]
+            assert _counts(session, _command(session, each["cmd_id"]).id) == (0, n, n)
+        assert staged.write_all(session) == 0
