@@ -18,6 +18,10 @@ broadcast's plays command first (one run of the index).
    wal_checkpoint(TRUNCATE)``); then ``--history`` more broadcasts through the same API,
    each database growing its own indexes; then ``history_KEY`` measured as ``fresh_KEY``.
 
+Each call's ``handover``: from the call to the route handing the stored command to the
+publisher (``wake``; its per-station rows are written after it, `broadcaster.dispatch.
+staged`), beside the whole call.
+
 Ratios: ``ratio_history_vs_fresh_KEY``, each history figure over the same key's fresh one
 (the baseline, same run); ``ratio_command_first_vs_station_first`` at the same history.
 
@@ -50,6 +54,7 @@ from timing import report_json  # noqa: E402
 
 from alembic import command  # noqa: E402
 from broadcaster import db  # noqa: E402
+from broadcaster.dispatch.models import StagedRows  # noqa: E402
 from tests.support.service import run_cli, service_env  # noqa: E402
 
 #: the last revision with the plays keyed station first
@@ -64,6 +69,23 @@ def wal_pages(path: Path, page_size: int) -> int:
     return max(0, (size - WAL_HEADER) // (FRAME_HEADER + page_size))
 
 
+#: when the route handed each command to the publisher (`handover_times`)
+HANDED: list[float] = []
+
+
+def handover_times() -> None:
+    """Record when the broadcast route calls ``wake`` (the hand-over to the publisher)."""
+    from broadcaster.dispatch import router
+
+    handed_over = router.wake
+
+    def wake(app: Any, ready: Any = ()) -> None:
+        HANDED.append(time.perf_counter())
+        handed_over(app, ready=ready)
+
+    router.wake = wake
+
+
 def measure(post: Callable[[], None], database: Path, calls: int, warmup: int) -> dict[str, Any]:
     """``calls`` timed calls (after ``warmup``), each after the log was emptied."""
     bare = sqlite3.connect(str(database), isolation_level=None)
@@ -71,20 +93,25 @@ def measure(post: Callable[[], None], database: Path, calls: int, warmup: int) -
         page_size = int(bare.execute("PRAGMA page_size").fetchone()[0])
         for _ in range(warmup):
             post()
-        walls, pages = [], []
+        walls, handovers, pages = [], [], []
         for _ in range(calls):
             bare.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            HANDED.clear()
             start = time.perf_counter()
             post()
             walls.append(time.perf_counter() - start)
+            handovers.append(HANDED[0] - start)
             pages.append(wal_pages(database, page_size))
     finally:
         bare.close()
     walls.sort()
+    handovers.sort()
     return {
         "calls": calls,
         "median_ms": round(1000 * statistics.median(walls), 2),
         "p90_ms": round(1000 * walls[int(0.9 * (len(walls) - 1))], 2),
+        "handover_median_ms": round(1000 * statistics.median(handovers), 2),
+        "handover_p90_ms": round(1000 * handovers[int(0.9 * (len(handovers) - 1))], 2),
         "wal_pages_median": int(statistics.median(pages)),
         "wal_kib_median": round(statistics.median(pages) * page_size / 1024),
     }
@@ -137,8 +164,11 @@ def main() -> int:
         engine = db.make_engine(f"sqlite:///{before}")
         try:
             command.downgrade(db.alembic_config(engine), BEFORE_0022)
+            # the later migrations went with it; only 0022 is compared: 0023's table again
+            StagedRows.__table__.create(engine)
         finally:
             engine.dispose()
+        handover_times()
         for key, path in (("command_first", database), ("station_first", before)):
             settings = Settings(database_url=f"sqlite:///{path}")
             # migrate=False: the copy stays at its revision (the key before 0022)
@@ -161,6 +191,9 @@ def main() -> int:
         fresh, aged = report[f"fresh_{key}"], report[f"history_{key}"]
         report[f"ratio_history_vs_fresh_{key}"] = {
             "median_ms": round(aged["median_ms"] / fresh["median_ms"], 2),
+            "handover_median_ms": round(
+                aged["handover_median_ms"] / fresh["handover_median_ms"], 2
+            ),
             "wal_pages": round(aged["wal_pages_median"] / fresh["wal_pages_median"], 2),
         }
     new, old = report["history_command_first"], report["history_station_first"]
