@@ -657,8 +657,8 @@ def _settle_targets(
 
 def stop_targets(session: Session, command: Command, *, reason: str, now: dt.datetime) -> None:
     """An operator stopped the command: its unsettled targets end STOPPED (never FAILED;
-    a late final ack from a station is then stale) and the command is done."""
-    staged.write(session, [command.id])
+    a late final ack from a station is then stale) and the command is done.  (A command
+    whose rows are still staged has them written first by `broadcasts.stop`.)"""
     _settle_targets(session, command, OPEN, TargetStatus.STOPPED, reason, now)
     command.done = True
 

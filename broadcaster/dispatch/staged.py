@@ -16,8 +16,9 @@ written once whatever the order:
 - the request that staged them, right after the hand-over (the usual writer);
 - the publisher recording the publish (`outbox.mark_published`: the targets go SENT);
 - the ingest, before it stores acknowledgements or play events that name the command;
-- a stop, the expiry sweep and the worker starting (a request that died between its
-  two transactions leaves its rows staged: the worker writes them).
+- a stop (`broadcasts.stop`), the expiry sweep and the worker starting (a request
+  that died between its two transactions leaves its rows staged: the worker writes
+  them).
 
 Until then, readers count the staged stations as PENDING (`pending_counts`), and the
 publisher sends the direct copies from the staged list (`direct_of`).

@@ -39,6 +39,10 @@ def wake(app: Any, ready: Iterable[outbox.Outgoing] = ()) -> None:
     runtime = getattr(app.state, "runtime", None)
     if runtime is not None:
         runtime.wake(ready)
+    _refresh_progress(app)
+
+
+def _refresh_progress(app: Any) -> None:
     hub = getattr(app.state, "progress_hub", None)
     if hub is not None:
         hub.notify()
@@ -66,9 +70,7 @@ def write_staged(app: Any, session: Session) -> None:
         session.rollback()
         log.exception("writing the rows of commands %s after their publish failed", ids)
         return
-    hub = getattr(app.state, "progress_hub", None)
-    if hub is not None:
-        hub.notify()
+    _refresh_progress(app)
 
 
 def commit_following(app: Any, session: Session, follow: Callable[[], object]) -> None:
