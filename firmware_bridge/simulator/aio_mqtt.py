@@ -14,6 +14,12 @@ thread. Only the blocking TCP/TLS connect runs in a thread pool; the socket is
 registered with the loop when it returns, so no paho state is touched from two
 threads.
 
+What paho queues is written as soon as the call that queued it returns (``publish``,
+or the read that delivered a command and so queued its ack and PUBACK), not on the
+loop's next pass: a station acknowledges a command at once, as its firmware would,
+instead of after every other station of the process has handled it, and the socket is
+registered for writing only while the kernel's buffer is full.
+
 One :class:`AioMqttClient` is one network connection: a station builds a fresh one for
 every connect. Its session state lives in the broker (clean start false), and
 anything unacknowledged is owned by the station's spool, not by paho's memory.
@@ -94,6 +100,8 @@ class AioMqttClient:
         self._on_lost_cb = on_lost
         self._registered = False
         self._frozen = False
+        #: inside a paho call whose queued packets `_flush` writes when it returns
+        self._batching = False
         self.connected = False
         self._connack: asyncio.Future[bool] | None = None
         self._closed = asyncio.Event()
@@ -213,8 +221,16 @@ class AioMqttClient:
             self._client.unsubscribe(topics)
 
     def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> int:
-        """Queue a publish; returns its message id (PUBACK reported via ``on_published``)."""
-        return self._client.publish(topic, payload, qos=qos, retain=retain).mid
+        """Publish (written at once, or when the paho callback this runs in returns);
+        returns its message id (PUBACK reported via ``on_published``)."""
+        batching, self._batching = self._batching, True
+        try:
+            mid = self._client.publish(topic, payload, qos=qos, retain=retain).mid
+        finally:
+            self._batching = batching
+        if not batching:
+            self._flush()
+        return mid
 
     async def publish_wait(
         self,
@@ -298,6 +314,14 @@ class AioMqttClient:
             self._loop.remove_writer(sock)
 
     def _readable(self) -> None:
+        self._batching = True
+        try:
+            self._read()
+        finally:
+            self._batching = False
+        self._flush()
+
+    def _read(self) -> None:
         for _ in range(_MAX_READS_PER_WAKEUP):
             rc = self._client.loop_read()
             sock = self._client.socket()
@@ -308,10 +332,27 @@ class AioMqttClient:
                 return
 
     def _writable(self) -> None:
-        self._client.loop_write()
+        self._flush()
+
+    def _flush(self) -> None:
+        """Write what paho has queued; wait for the socket to be writable only for what
+        the kernel would not take now."""
+        client = self._client
+        if not self._registered or not client.want_write():
+            return
+        batching, self._batching = self._batching, True  # a publish from on_publish waits
+        try:
+            client.loop_write()
+        finally:
+            self._batching = batching
+        sock = client.socket()
+        # paho believes the writer registered since it queued the packet (its callback
+        # ran while batching), so it will not ask again: register it here
+        if self._registered and sock is not None and client.want_write():
+            self._loop.add_writer(sock, self._writable)
 
     def _on_socket_register_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
-        if self._registered:
+        if self._registered and not self._batching:
             self._loop.add_writer(sock, self._writable)
 
     def _on_socket_unregister_write(self, client: mqtt.Client, userdata: Any, sock: Any) -> None:
