@@ -32,7 +32,7 @@ import contextlib
 import logging
 import socket
 import ssl
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Executor
 from functools import partial
 from typing import Any, cast
@@ -193,7 +193,8 @@ class AioMqttClient:
     def tick(self) -> None:
         """Keep-alive housekeeping; the fleet calls this about once a second."""
         if self._registered and not self._frozen:
-            self._client.loop_misc()
+            with self._batch():
+                self._client.loop_misc()
 
     async def subscribe(
         self, topics: list[tuple[str, int]], *, timeout_s: float = 10.0
@@ -223,13 +224,8 @@ class AioMqttClient:
     def publish(self, topic: str, payload: bytes, *, qos: int, retain: bool) -> int:
         """Publish (written at once, or when the paho callback this runs in returns);
         returns its message id (PUBACK reported via ``on_published``)."""
-        batching, self._batching = self._batching, True
-        try:
+        with self._batch():
             mid = self._client.publish(topic, payload, qos=qos, retain=retain).mid
-        finally:
-            self._batching = batching
-        if not batching:
-            self._flush()
         return mid
 
     async def publish_wait(
@@ -313,13 +309,22 @@ class AioMqttClient:
             self._loop.remove_reader(sock)
             self._loop.remove_writer(sock)
 
-    def _readable(self) -> None:
-        self._batching = True
+    @contextlib.contextmanager
+    def _batch(self) -> Iterator[None]:
+        """Make paho calls whose queued packets are written when the outermost returns
+        (`_flush`), never from inside paho: a QoS 0 packet's write calls ``on_publish``
+        under paho's callback lock, which a callback running it would already hold."""
+        outer, self._batching = self._batching, True
         try:
-            self._read()
+            yield
         finally:
-            self._batching = False
-        self._flush()
+            self._batching = outer
+        if not outer:
+            self._flush()
+
+    def _readable(self) -> None:
+        with self._batch():
+            self._read()
 
     def _read(self) -> None:
         for _ in range(_MAX_READS_PER_WAKEUP):

@@ -4,6 +4,7 @@ the loop's next pass, and still gets a payload out that the kernel takes in part
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import paho.mqtt.client as mqtt
@@ -15,14 +16,23 @@ from tests.support.mosquitto import Mosquitto, requires_mosquitto
 pytestmark = requires_mosquitto()
 
 
-async def _client(broker: Mosquitto, name: str, executor: ThreadPoolExecutor, **kw: object):
+def _ignore(message: mqtt.MQTTMessage) -> None:
+    return None
+
+
+async def _client(
+    broker: Mosquitto,
+    name: str,
+    executor: ThreadPoolExecutor,
+    on_message: Callable[[mqtt.MQTTMessage], None] = _ignore,
+) -> AioMqttClient:
     client = AioMqttClient(
         client_id=name,
         protocol=MQTTProtocolVersion.MQTTv5,
         keepalive=30,
         executor=executor,
         clean_start=True,
-        **kw,  # type: ignore[arg-type]
+        on_message=on_message,
     )
     await client.connect(broker.host, broker.port)
     return client
@@ -69,14 +79,14 @@ def test_a_payload_larger_than_the_socket_buffer_is_written_in_parts(broker: Mos
 
     async def main() -> tuple[bool, bool, int]:
         got: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+
+        def on_big(message: mqtt.MQTTMessage) -> None:
+            if not got.done():
+                got.set_result(len(message.payload))
+
         with ThreadPoolExecutor(max_workers=2) as executor:
             sender = await _client(broker, "sender", executor)
-            receiver = await _client(
-                broker,
-                "receiver",
-                executor,
-                on_message=lambda m: got.done() or got.set_result(len(m.payload)),
-            )
+            receiver = await _client(broker, "receiver", executor, on_message=on_big)
             await receiver.subscribe([("t/big", 1)])
             sender.publish("t/big", payload, qos=1, retain=False)
             queued_after_publish = sender._client.want_write()
