@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from audio_library import service as media
@@ -99,14 +99,27 @@ def plan_route(session: Session, data: BroadcastCreate) -> Plan:
     if ALL_GROUP in gids:
         gids = [ALL_GROUP]
     ids = [s.id for s in resolved]
-    in_sync_query = select(StationState.station_id).where(
-        StationState.desired_published_version > 0,
-        StationState.applied_version == StationState.desired_published_version,
+    # the few stations that may not be subscribed to their groups yet, not the thousands
+    # that are: a station without a state row, or whose published plan it has not applied
+    state = StationState
+    out_of_sync_query = (
+        select(Station.id)
+        .outerjoin(state, state.station_id == Station.id)
+        .where(
+            Station.enabled.is_(True),
+            or_(
+                state.station_id.is_(None),
+                state.desired_published_version <= 0,
+                state.applied_version.is_(None),
+                state.applied_version != state.desired_published_version,
+            ),
+        )
     )
     if gids != [ALL_GROUP]:  # the whole fleet: no list of thousands of ids to bind
-        in_sync_query = in_sync_query.where(among(session, StationState.station_id, ids))
-    in_sync = set(session.scalars(in_sync_query))
-    return Plan(resolved, Route.GROUPS, sorted(set(gids)), {i for i in ids if i not in in_sync})
+        out_of_sync_query = out_of_sync_query.where(among(session, Station.id, ids))
+    reached = set(ids)
+    direct = {i for i in session.scalars(out_of_sync_query) if i in reached}
+    return Plan(resolved, Route.GROUPS, sorted(set(gids)), direct)
 
 
 @dataclass(frozen=True)

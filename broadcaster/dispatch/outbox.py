@@ -145,9 +145,10 @@ def recipients(session: Session, command: Command) -> tuple[list[str], list[str]
     (from the staged station list while the targets are not written yet)."""
     direct = staged.direct_of(session, command.id)
     if direct is not None:
-        sids = sorted(
-            session.scalars(select(Station.sid).where(among(session, Station.id, direct)))
-        )
+        sids = []
+        if direct:  # most often none: every target is subscribed to its groups
+            query = select(Station.sid).where(among(session, Station.id, direct))
+            sids = sorted(session.scalars(query))
     else:
         rows = session.execute(
             select(Station.sid)

@@ -1,0 +1,187 @@
+"""The enabled fleet a broadcast resolves its targets in is kept in memory between
+broadcasts (`stations.targets.FLEETS`) and read again whenever the registry changed:
+through the change helper (the plan signal moves) or behind its back (a script's rows,
+a new empty area), which the database's own fingerprint of the fleet catches.  Every
+resolution is checked against a fresh read.  On both databases (the suite's passes)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+
+import pytest
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from broadcaster.dispatch import broadcasts
+from broadcaster.dispatch.schemas import BroadcastCreate
+from kernel.changes import Actor, commit_change
+from stations import targets
+from stations.models import Area, AreaLevel, Station, StationKind, StationState
+from stations.targets import FLEETS, Reached, TargetNames, TargetResolver
+
+pytestmark = pytest.mark.usefixtures("tan_an")
+
+NAMES = [
+    TargetNames(areas=["tan-an"]),
+    TargetNames(areas=["xa-loi-binh-nhon"]),
+    TargetNames(stations=["htp-1", "lbn-cau-tre"]),
+    TargetNames(groups=["xa-loi-binh-nhon"], stations=["htp-1"]),
+]
+
+
+def _fresh(session: Session, names: TargetNames) -> list[Reached]:
+    """What the names reach, read from the database with no cache involved."""
+    rows = targets.look_up(session, names)
+    resolver = TargetResolver(session, with_sids=True)
+    ids = resolver.resolve(*rows.ids())
+    return sorted((Reached(i, resolver.sid_of[i], resolver.area_of[i]) for i in ids), key=str)
+
+
+def _resolved(session: Session, names: TargetNames) -> list[Reached]:
+    return sorted(targets.resolve_names(session, names).stations, key=str)
+
+
+def _check_all(factory: sessionmaker[Session]) -> None:
+    with factory() as session:
+        for names in NAMES:
+            assert _resolved(session, names) == _fresh(session, names), names
+
+
+def _hamlets(session: Session) -> list[int]:
+    return list(session.scalars(select(Area.id).where(Area.level == AreaLevel.HAMLET)))
+
+
+def _add_station(session: Session, sid: str, area_id: int) -> None:
+    session.execute(
+        insert(Station).values(
+            sid=sid,
+            name=sid,
+            name_folded=sid,
+            kind=StationKind.SMART,
+            area_id=area_id,
+            capabilities=["file"],
+            enabled=True,
+        )
+    )
+
+
+def test_a_fleet_read_once_serves_the_next_broadcasts(
+    session_factory: sessionmaker[Session],
+) -> None:
+    _check_all(session_factory)
+    with session_factory() as session:
+        first, _ = FLEETS.current(session)
+    _check_all(session_factory)
+    with session_factory() as session:
+        again, _ = FLEETS.current(session)
+    assert again is first  # nothing changed: not read again
+
+
+def _through_the_helper(session: Session) -> None:
+    _add_station(session, "moi-1", _hamlets(session)[0])
+    commit_change(session, Actor.system("test"), "station.create", "station", ["moi-1"])
+
+
+def _inserted_behind_its_back(session: Session) -> None:
+    _add_station(session, "moi-2", _hamlets(session)[-1])
+    session.commit()
+
+
+def _disabled(session: Session) -> None:
+    session.execute(update(Station).where(Station.sid == "lbn-cau-tre").values(enabled=False))
+    session.commit()
+
+
+def _two_stations_trade_hamlets(session: Session) -> None:
+    """The same stations, the same areas, only who is where: a sum of ids or of areas
+    alone would not change."""
+    a, b = session.execute(
+        select(Station.id, Station.area_id).where(Station.sid.in_(["lbn-cau-tre", "htp-1"]))
+    ).all()
+    assert a[1] != b[1]
+    session.execute(update(Station).where(Station.id == a[0]).values(area_id=b[1]))
+    session.execute(update(Station).where(Station.id == b[0]).values(area_id=a[1]))
+    session.commit()
+
+
+def _new_empty_area_then_a_station(session: Session) -> None:
+    """A new area is recorded without moving the plan signal (it reaches nobody yet);
+    a station put there by a script does not move it either."""
+    parent = session.scalar(select(Area).where(Area.code == "xa-loi-binh-nhon"))
+    assert parent is not None
+    session.execute(
+        insert(Area).values(
+            code="ap-moi", name="Ấp Mới", name_folded="ap moi", level=AreaLevel.HAMLET,
+            parent_id=parent.id,
+        )
+    )  # fmt: skip
+    session.commit()
+    area_id = session.scalar(select(Area.id).where(Area.code == "ap-moi"))
+    assert area_id is not None
+    _add_station(session, "moi-3", area_id)
+    session.commit()
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        _through_the_helper,
+        _inserted_behind_its_back,
+        _disabled,
+        _two_stations_trade_hamlets,
+        _new_empty_area_then_a_station,
+    ],
+)
+def test_a_changed_registry_is_read_again(
+    session_factory: sessionmaker[Session], change: Callable[[Session], None]
+) -> None:
+    _check_all(session_factory)  # the fleet as seeded is now in memory
+    with session_factory() as session:
+        before, _ = FLEETS.current(session)
+        change(session)
+    with session_factory() as session:
+        after, _ = FLEETS.current(session)
+    assert after is not before
+    _check_all(session_factory)
+
+
+#: the city-wide emergency (only its targets matter to the route)
+CITY_WIDE = BroadcastCreate.model_validate(
+    {"targets": {"areas": ["tan-an"]}, "content": {"text": "Thử"}, "tier": "emergency"}
+)
+
+
+def test_a_group_broadcast_copies_directly_to_stations_not_in_step(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The group route's direct copies: a station with no state yet, one never sent a
+    plan, one that has applied none, one behind; a station that applied the plan it was
+    sent gets the group's copy only."""
+    with session_factory() as session:
+        ids = {sid: i for sid, i in session.execute(select(Station.sid, Station.id))}
+        session.query(StationState).delete()
+        now = dt.datetime.now(dt.UTC)
+        for sid, published, applied in [
+            ("htp-1", 3, 3),  # in step
+            ("lbn-cau-tre", 0, None),  # never sent a plan
+            ("lbn-ngai-loi-a", 2, None),  # applied none
+            ("lbn-ngai-loi-b", 4, 3),  # behind
+        ]:
+            session.add(
+                StationState(
+                    station_id=ids[sid],
+                    desired_published_version=published,
+                    applied_version=applied,
+                    desired_at=now,
+                )
+            )
+        session.commit()
+        plan = broadcasts.plan_route(session, CITY_WIDE)
+    assert plan.route.value == "groups"
+    by_id = {i: s for s, i in ids.items()}
+    direct = {by_id[i] for i in plan.direct}
+    assert "htp-1" not in direct
+    assert {"lbn-cau-tre", "lbn-ngai-loi-a", "lbn-ngai-loi-b"} <= direct
+    # every other station has no state row at all: a direct copy each
+    assert direct == set(ids) - {"htp-1"}
