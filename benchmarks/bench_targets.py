@@ -23,10 +23,8 @@ from __future__ import annotations
 import argparse
 import os
 import sqlite3
-import statistics
 import sys
 import tempfile
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -36,7 +34,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 from fleet_seed import add_bench_stations  # noqa: E402
 from machine import describe_machine  # noqa: E402
-from timing import report_json  # noqa: E402
+from timing import report_json, timed  # noqa: E402
 
 from broadcaster import db  # noqa: E402
 from broadcaster.dispatch import broadcasts  # noqa: E402
@@ -68,13 +66,8 @@ def seed(path: Path, n: int) -> str:
     return url
 
 
-def median_ms(call: Callable[[], Any], calls: int) -> float:
-    took = []
-    for _ in range(calls):
-        started = time.perf_counter()
-        call()
-        took.append(time.perf_counter() - started)
-    return round(statistics.median(took) * 1000, 3)
+def median_ms(call: Callable[[], object], calls: int) -> float:
+    return timed(call, calls, digits=3)["median_ms"]
 
 
 def measure(n: int, calls: int, workdir: Path) -> dict[str, Any]:
@@ -83,11 +76,11 @@ def measure(n: int, calls: int, workdir: Path) -> dict[str, Any]:
     engine = db.make_engine(url)
     factory = db.make_sessionmaker(engine)
     data = BroadcastCreate.model_validate(CITY_WIDE)
-    plans: list[broadcasts.Plan] = []
+    last: list[broadcasts.Plan] = []  # the latest plan only (what it reached)
 
     def route() -> None:
         with factory() as session:
-            plans.append(broadcasts.plan_route(session, data))
+            last[:] = [broadcasts.plan_route(session, data)]
 
     def route_after_change() -> None:
         targets.FLEETS = targets.FleetCache()  # forgotten, as a registry change does
@@ -107,8 +100,8 @@ def measure(n: int, calls: int, workdir: Path) -> dict[str, Any]:
             "route_ms": median_ms(route, calls),
             "route_after_change_ms": median_ms(route_after_change, calls),
             "bare_read_ms": median_ms(bare_read, calls),
-            "reached": len(plans[-1].stations),
-            "direct_copies": len(plans[-1].direct),
+            "reached": len(last[0].stations),
+            "direct_copies": len(last[0].direct),
         }
     finally:
         con.close()
