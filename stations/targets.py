@@ -29,6 +29,7 @@ from sqlalchemy import (
     Boolean,
     ColumnElement,
     Table,
+    bindparam,
     cast,
     func,
     insert,
@@ -233,15 +234,30 @@ class TargetResolver:
         return found
 
 
+def _named(*columns: Any) -> Any:
+    """``columns`` (the id, the name, ...) of the rows whose name (the second column) is
+    among the bound ``names``."""
+    return select(*columns).where(columns[1].in_(bindparam("names", expanding=True)))
+
+
+#: `look_up`'s statements, built once: a broadcast's way out builds none of its own
+#: (a statement built per call costs its construction and its cache key each time)
+_LOOK_UP = {
+    "stations": _named(Station.id, Station.sid, Station.area_id),
+    "groups": _named(Group.id, Group.gid),
+    "areas": _named(Area.id, Area.code),
+}
+
+
 def look_up(session: Session, targets: TargetNames, *, field: str = "targets") -> TargetRows:
     """The ids the names stand for (one query per kind); an unknown name is an
     `InvalidInput` on its entry (``targets.groups.2``)."""
 
-    def rows(kind: str, wanted: Sequence[str], *columns: Any) -> dict[str, Any]:
-        """``columns`` (the id, the name, ...) of each wanted name, by name."""
+    def rows(kind: str, wanted: Sequence[str]) -> dict[str, Any]:
+        """The columns of `_LOOK_UP` (the id, the name, ...) of each wanted name, by name."""
         found: dict[str, Any] = {}
         if wanted:
-            for row in session.execute(select(*columns).where(columns[1].in_(set(wanted)))):
+            for row in session.execute(_LOOK_UP[kind], {"names": sorted(set(wanted))}):
                 found[row[1]] = tuple(row)
         for index, name in enumerate(wanted):
             if name not in found:
@@ -252,11 +268,9 @@ def look_up(session: Session, targets: TargetNames, *, field: str = "targets") -
                 )
         return found
 
-    stations: dict[str, tuple[int, str, int]] = rows(
-        "stations", targets.stations, Station.id, Station.sid, Station.area_id
-    )
-    groups: dict[str, tuple[int, str]] = rows("groups", targets.groups, Group.id, Group.gid)
-    areas: dict[str, tuple[int, str]] = rows("areas", targets.areas, Area.id, Area.code)
+    stations: dict[str, tuple[int, str, int]] = rows("stations", targets.stations)
+    groups: dict[str, tuple[int, str]] = rows("groups", targets.groups)
+    areas: dict[str, tuple[int, str]] = rows("areas", targets.areas)
     return TargetRows(
         stations=[stations[n] for n in dict.fromkeys(targets.stations)],
         groups=[groups[n] for n in dict.fromkeys(targets.groups)],

@@ -68,6 +68,24 @@ class Plan:
     direct: set[int]
 
 
+#: the few stations that may not be subscribed to their groups yet, not the thousands
+#: that are: a station without a state row, or whose published plan it has not applied
+#: (built once: an emergency's way out builds no statement of its own)
+_OUT_OF_STEP = (
+    select(Station.id)
+    .outerjoin(StationState, StationState.station_id == Station.id)
+    .where(
+        Station.enabled.is_(True),
+        or_(
+            StationState.station_id.is_(None),
+            StationState.desired_published_version <= 0,
+            StationState.applied_version.is_(None),
+            StationState.applied_version != StationState.desired_published_version,
+        ),
+    )
+)
+
+
 def plan_route(session: Session, data: BroadcastCreate) -> Plan:
     """Resolve the targets and decide how to publish (see the module docstring)."""
     named = targets.TargetNames(
@@ -99,22 +117,7 @@ def plan_route(session: Session, data: BroadcastCreate) -> Plan:
     if ALL_GROUP in gids:
         gids = [ALL_GROUP]
     ids = [s.id for s in resolved]
-    # the few stations that may not be subscribed to their groups yet, not the thousands
-    # that are: a station without a state row, or whose published plan it has not applied
-    state = StationState
-    out_of_sync_query = (
-        select(Station.id)
-        .outerjoin(state, state.station_id == Station.id)
-        .where(
-            Station.enabled.is_(True),
-            or_(
-                state.station_id.is_(None),
-                state.desired_published_version <= 0,
-                state.applied_version.is_(None),
-                state.applied_version != state.desired_published_version,
-            ),
-        )
-    )
+    out_of_sync_query = _OUT_OF_STEP
     if gids != [ALL_GROUP]:  # the whole fleet: no list of thousands of ids to bind
         out_of_sync_query = out_of_sync_query.where(among(session, Station.id, ids))
     reached = set(ids)

@@ -54,6 +54,9 @@ __all__ = [
 _TARGETS = cast(Table, CommandTarget.__table__)
 #: ``Session.info`` key: the commands this session staged rows for, to write after commit
 _STAGED = "broadcaster_staged_rows"
+#: ``Session.info`` key: (the transaction, {command id: its direct station ids}) of the
+#: rows staged in that transaction, so `direct_of` need not read back what it just wrote
+_DIRECT = "broadcaster_staged_direct"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +141,16 @@ def store(
         )
     )
     session.info.setdefault(_STAGED, []).append(command.id)
+    current = _transaction(session)
+    known: tuple[object, dict[int, list[int]]] | None = session.info.get(_DIRECT)
+    if known is None or known[0] is not current:
+        known = session.info[_DIRECT] = (current, {})
+    known[1][command.id] = sorted(direct)
+
+
+def _transaction(session: Session) -> object:
+    """The innermost transaction ``session`` is in (a savepoint's, else its own)."""
+    return session.get_nested_transaction() or session.get_transaction()
 
 
 def taken(session: Session) -> list[int]:
@@ -197,6 +210,10 @@ def write(session: Session, command_ids: Iterable[int]) -> int:
             play=play,
             now=row.staged_at,
         )
+    known = session.info.get(_DIRECT)
+    if known is not None:
+        for command_id in ids:
+            known[1].pop(command_id, None)
     if staged:
         session.execute(
             delete(StagedRows).where(
@@ -225,7 +242,11 @@ def write_all(session: Session) -> int:
 
 
 def direct_of(session: Session, command_id: int) -> list[int] | None:
-    """The stations a staged command goes to directly; None once its rows are written."""
+    """The stations a staged command goes to directly; None once its rows are written.
+    Not read back when this transaction staged them (an emergency's way out)."""
+    known = session.info.get(_DIRECT)
+    if known is not None and known[0] is _transaction(session) and command_id in known[1]:
+        return list(known[1][command_id])
     direct = session.scalar(
         select(StagedRows.direct_ids).where(StagedRows.command_id == command_id)
     )

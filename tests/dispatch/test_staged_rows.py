@@ -7,13 +7,14 @@ direct copies from the staged list.  On both databases (the suite's two passes).
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import func, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.dispatch import outbox, staged
@@ -25,6 +26,7 @@ from broadcaster.dispatch.models import (
     CommandTarget,
     Play,
     PlayStatus,
+    Route,
     StagedRows,
     TargetStatus,
 )
@@ -291,3 +293,59 @@ def test_the_worker_writes_what_a_dead_request_left_staged(
             n = each["progress"]["total"]
             assert _counts(session, _command(session, each["cmd_id"]).id) == (0, n, n)
         assert staged.write_all(session) == 0
+
+
+def test_the_direct_copies_staged_in_a_transaction_are_not_read_back_in_it(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    """What a request staged is handed to the publisher without reading it back; a
+    transaction that did not stage it (or once it is written) reads the rows."""
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    now = utcnow()
+    with session_factory() as session:
+        ids = session.scalars(select(Station.id).order_by(Station.id).limit(3)).all()
+        command = outbox.create(
+            session,
+            type="ping",
+            body={},
+            station_ids=ids,
+            route=Route.GROUPS,
+            groups=["all"],
+            direct_ids=ids[:1],
+            not_after=now + dt.timedelta(minutes=5),
+            created_by="test",
+            now=now,
+            rows_after_publish=True,
+        )
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            assert staged.direct_of(session, command.id) == ids[:1]
+            assert statements == []
+            session.commit()
+            # a new transaction: read (staged, not written yet)
+            assert staged.direct_of(session, command.id) == ids[:1]
+            assert statements
+            staged.write(session, [command.id])
+            assert staged.direct_of(session, command.id) is None  # written
+            session.rollback()
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+    with session_factory() as session:
+        nested = session.begin_nested()
+        other = outbox.create(
+            session,
+            type="ping",
+            body={},
+            station_ids=ids,
+            direct_ids=ids,
+            not_after=now + dt.timedelta(minutes=5),
+            created_by="test",
+            now=now,
+            rows_after_publish=True,
+        )
+        nested.rollback()  # the savepoint that staged it is gone: so are its rows
+        assert staged.direct_of(session, other.id) is None
