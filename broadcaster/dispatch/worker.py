@@ -5,8 +5,10 @@ Threads and jobs, each with its own database session:
 - the bridge's consumer thread stores what stations send (`Ingestor`);
 - the publisher thread publishes stored commands as soon as it is woken (the API wakes
   it in-process) or at least every `PUBLISH_POLL_S` (commands written by another
-  process); after every (re)connection it first republishes unacknowledged commands
-  under their own `cmd_id`;
+  process); a command handed over with the wake-up (`wake`) is sent without a read of
+  the outbox, which waits for the next poll unless a wake-up without one asked for it;
+  after every (re)connection it first republishes unacknowledged commands under their
+  own `cmd_id`;
 - jobs: plan watch (rebuild desired states when the plan signal moves, debounced),
   the daily roll, command expiry, play-log reconciliation, convergence (`sync` for
   stations missing media), telemetry retention and the alarm rules (per ingested
@@ -105,6 +107,11 @@ class Worker:
         # a job still running at its next tick is skipped on purpose (coalesced)
         logging.getLogger("apscheduler.scheduler").setLevel(logging.ERROR)
         self._wake = threading.Event()
+        #: the next pass reads the outbox (`publish_pending`): set by a wake-up without a
+        #: hand-over (a command committed elsewhere in this process) and by a hand-over
+        #: dropped unsent; a pass for hand-overs alone sends them and reads nothing, so the
+        #: reads do not take a core from the broker's fan-out (the poll reads anyway)
+        self._read_due = False
         self._ready: deque[tuple[float, outbox.Outgoing]] = deque(maxlen=READY_MAX)
         self._sent: OrderedDict[int, None] = OrderedDict()
         #: the commands handed over with a wake-up, each set once its publish is over
@@ -172,6 +179,8 @@ class Worker:
                 self._handed.setdefault(out.command_id, threading.Event())
             while len(self._handed) > READY_MAX:  # dropped from the full queue: let go
                 self._handed.popitem(last=False)[1].set()
+            if not ready or len(self._ready) + len(ready) > READY_MAX:
+                self._read_due = True
         self._ready.extend((handed, out) for out in ready)
         self._wake.set()
 
@@ -205,8 +214,11 @@ class Worker:
         down_since: float | None = None
         marked_offline = False
         while not self._stopping.is_set():
-            self._wake.wait(PUBLISH_POLL_S)
+            woken = self._wake.wait(PUBLISH_POLL_S)
             self._wake.clear()
+            with self._handed_lock:
+                read = self._read_due or not woken
+                self._read_due = False
             connected = self.bridge.connected
             if connected:
                 down_since, marked_offline = None, False
@@ -221,14 +233,17 @@ class Worker:
                 marked_offline = self._mark_stations_offline()
             try:
                 if connected and not was_connected:
+                    read = True
                     self._write_staged()
                     self._republish_unacknowledged()
                     self._rebuild_in_background()
-                if connected and self.publish_pending():
+                if connected and self.publish_pending(read=read):
                     self._progress()
             except Exception:
                 log.exception("outbox publisher failed; retrying")
                 connected = False
+                with self._handed_lock:
+                    self._read_due = True
             was_connected = connected
 
     def _mark_stations_offline(self) -> bool:
@@ -322,10 +337,20 @@ class Worker:
                 taken.append(out)
             else:
                 self._through_with(out.command_id)
+                if handed < fresh_from:  # left to the outbox's read, which checks it
+                    with self._handed_lock:
+                        self._read_due = True
         return taken
 
-    def publish_pending(self) -> int:
+    def publish_pending(self, *, read: bool = True) -> int:
+        """Send the commands handed over, then (``read``) those the outbox holds and the
+        late copies for stations back online; how many were sent."""
         count = self._send_all(self._take_ready())
+        if not read:  # unless a hand-over was dropped, or a wake-up asked for it, meanwhile
+            with self._handed_lock:
+                read, self._read_due = self._read_due, False
+            if not read:
+                return count
         with read_session(self.factory) as reader:
             pending = [outbox.outgoing(reader, c) for c in outbox.to_publish(reader, utcnow())]
         count += self._send_all(pending)

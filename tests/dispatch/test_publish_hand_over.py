@@ -16,13 +16,17 @@ from collections.abc import Iterable
 
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from broadcaster import db
 from broadcaster.app import create_app
 from broadcaster.db import read_session
 from broadcaster.dispatch import outbox, staged, worker
+from broadcaster.dispatch.models import Command
 from broadcaster.dispatch.wake import ready_to_send
 from broadcaster.runtime import Role
+from stations.models import Station
 from tests.support.live import Live, send_broadcast
 from tests.support.loa import wait_until
 from tests.support.mosquitto import requires_mosquitto
@@ -158,3 +162,73 @@ def test_the_request_writes_the_rows_once_the_publisher_is_through(
     assert by_request, calls
     assert by_request[0][2], "the request wrote the rows before the publisher was through"
     live.recorder.wait_for("command", where=lambda d: d.get("cmd_id") == made["cmd_id"])
+
+
+def _count_reads(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """When the publisher read the outbox (`outbox.to_publish`), from now on."""
+    reads: list[float] = []
+    to_publish = outbox.to_publish
+
+    def counted(session: Session, now: dt.datetime) -> list[Command]:
+        reads.append(time.monotonic())
+        return to_publish(session, now)
+
+    monkeypatch.setattr(outbox, "to_publish", counted)
+    return reads
+
+
+def _quiet(publisher: worker.Worker, reads: list[float]) -> None:
+    """A read of the outbox asked for and over, and the publisher idle since."""
+    publisher.wake()
+    wait_until(lambda: reads, what="the publisher's read")
+    wait_until(lambda: time.monotonic() - reads[-1] > 0.5, what="the publisher idle")
+
+
+def test_a_hand_over_alone_is_sent_without_a_read_of_the_outbox(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pass that sends an emergency handed over reads nothing more (the outbox, the
+    late copies): during its fan-out the reads would take a core from the broker and the
+    stations; the next poll reads."""
+    monkeypatch.setattr(worker, "PUBLISH_POLL_S", 30.0)  # only wake-ups make passes
+    live.seed()
+    publisher = live.worker()
+    reads = _count_reads(monkeypatch)
+    _quiet(publisher, reads)
+    before = len(reads)
+    made = _emergency(live, "Khẩn cấp không đọc lại")
+    cmd_id = str(made["cmd_id"])
+    live.recorder.wait_for("command", where=lambda d: d.get("cmd_id") == cmd_id, timeout_s=10)
+    wait_until(lambda: _published_at(live, cmd_id), what="the send recorded")
+    time.sleep(0.5)
+    assert len(reads) == before
+
+
+def test_a_wake_up_without_a_hand_over_reads_the_outbox(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command committed in this process without a hand-over (the wake-up alone says
+    there is something) is read and sent at once, not at the next poll."""
+    monkeypatch.setattr(worker, "PUBLISH_POLL_S", 30.0)
+    live.seed()
+    publisher = live.worker()
+    reads = _count_reads(monkeypatch)
+    _quiet(publisher, reads)
+    before = len(reads)
+    now = dt.datetime.now(dt.UTC)
+    with db.session_scope(live.factory) as session:
+        station = session.scalars(select(Station).order_by(Station.id)).first()
+        assert station is not None
+        command = outbox.create(
+            session,
+            type="ping",
+            body={},
+            station_ids=[station.id],
+            not_after=now + dt.timedelta(minutes=5),
+            created_by="test",
+            now=now,
+        )
+        cmd_id = command.cmd_id
+    publisher.wake()
+    live.recorder.wait_for("command", where=lambda d: d.get("cmd_id") == cmd_id, timeout_s=10)
+    assert len(reads) > before
