@@ -241,9 +241,7 @@ class Worker:
                     self._progress()
             except Exception:
                 log.exception("outbox publisher failed; retrying")
-                connected = False
-                with self._handed_lock:
-                    self._read_due = True
+                connected = False  # the next connected pass reads, as after a reconnection
             was_connected = connected
 
     def _mark_stations_offline(self) -> bool:

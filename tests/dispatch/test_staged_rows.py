@@ -306,21 +306,23 @@ def test_the_direct_copies_staged_in_a_transaction_are_not_read_back_in_it(
         statements.append(statement)
 
     now = utcnow()
-    with session_factory() as session:
-        ids = session.scalars(select(Station.id).order_by(Station.id).limit(3)).all()
-        command = outbox.create(
+
+    def staged_ping(session: Session, ids: list[int], **route: Any) -> Command:
+        return outbox.create(
             session,
             type="ping",
             body={},
             station_ids=ids,
-            route=Route.GROUPS,
-            groups=["all"],
-            direct_ids=ids[:1],
             not_after=now + dt.timedelta(minutes=5),
             created_by="test",
             now=now,
             rows_after_publish=True,
+            **route,
         )
+
+    with session_factory() as session:
+        ids = list(session.scalars(select(Station.id).order_by(Station.id).limit(3)))
+        command = staged_ping(session, ids, route=Route.GROUPS, groups=["all"], direct_ids=ids[:1])
         event.listen(engine, "before_cursor_execute", seen)
         try:
             assert staged.direct_of(session, command.id) == ids[:1]
@@ -336,16 +338,6 @@ def test_the_direct_copies_staged_in_a_transaction_are_not_read_back_in_it(
             event.remove(engine, "before_cursor_execute", seen)
     with session_factory() as session:
         nested = session.begin_nested()
-        other = outbox.create(
-            session,
-            type="ping",
-            body={},
-            station_ids=ids,
-            direct_ids=ids,
-            not_after=now + dt.timedelta(minutes=5),
-            created_by="test",
-            now=now,
-            rows_after_publish=True,
-        )
+        other = staged_ping(session, ids)  # every station direct (the stations route)
         nested.rollback()  # the savepoint that staged it is gone: so are its rows
         assert staged.direct_of(session, other.id) is None
