@@ -651,6 +651,7 @@ def measure_service(
         database_url=database_url, mqtt_url=broker.url, workdir=workdir
     )
     env = service.env
+    env.update(dict(getattr(args, "service_setting", [])))
     sim_state = stations_flash(workdir, n, getattr(args, "sim_flash", None))
     result["simulator_state_dir"] = {"path": str(sim_state), "filesystem": filesystem_of(sim_state)}
     sim = ChildProcess(
@@ -1254,6 +1255,7 @@ def main() -> int:
         "simulator_flash": args.sim_flash,
         "simulator_processes": args.sim_processes,
         "settle_max_s": args.settle_s,
+        "service_settings": dict(args.service_setting),
         "runs": [],
     }
     return run_report(report, args, lambda size, path: run_size(size, args, path))
@@ -1270,6 +1272,23 @@ def add_rig_options(parser: argparse.ArgumentParser) -> None:
         "afterwards: the province's set-up) instead of an SQLite file in the work "
         "directory (the city's), e.g. postgresql://postgres@127.0.0.1:5432/test",
     )
+    parser.add_argument(
+        "--service-setting",
+        action="append",
+        default=[],
+        type=service_setting,
+        metavar="NAME=VALUE",
+        help="a setting for the service process, e.g. BROADCASTER_FANOUT_QUIET_S=0 (the "
+        "service otherwise gets none of this shell's BROADCASTER_* variables); repeatable, "
+        "recorded in the report",
+    )
+
+
+def service_setting(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("BROADCASTER_"):
+        raise argparse.ArgumentTypeError(f"not BROADCASTER_NAME=VALUE: {text!r}")
+    return name, value
 
 
 def rounds_main(
@@ -1316,6 +1335,7 @@ def rounds_main(
         "simulator_processes": args.sim_processes,
         "stations_media_follows": args.media_follows,
         "settle_max_s": args.settle_s,
+        "service_settings": dict(args.service_setting),
         "runs": [],
     }
 

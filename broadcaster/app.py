@@ -97,6 +97,14 @@ async def warm_routes(app: FastAPI) -> int:
     return status
 
 
+def _wait_quiet(app: FastAPI) -> None:
+    """The progress hub's wait for the quiet moment after a fan-out (the runtime is made
+    at start-up, after the hub)."""
+    runtime: Runtime | None = getattr(app.state, "runtime", None)
+    if runtime is not None:
+        runtime.wait_quiet()
+
+
 def freeze_start_up_heap() -> int:
     """Collect, then freeze what is left (``gc.freeze``); how many objects were frozen.
 
@@ -240,7 +248,7 @@ def create_app(
     app.state.token_usage = token_usage
     app.state.signin_cache = SignInCache(settings.auth_cache_s)
     # one per process: every open progress stream waits on it (broadcaster.dispatch.progress_hub)
-    progress = ProgressHub(sessionmaker, poll_s=settings.sse_poll_s)
+    progress = ProgressHub(sessionmaker, poll_s=settings.sse_poll_s, quiet=lambda: _wait_quiet(app))
     app.state.progress_hub = progress
 
     errors.install(app)

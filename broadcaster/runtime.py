@@ -173,6 +173,14 @@ class Runtime:
         if worker is not None:
             worker.wait_sent(command_ids, timeout_s)
 
+    def wait_quiet(self) -> None:
+        """`Worker.wait_quiet`: returns once the quiet moment after a command's fan-out is
+        over (at once with no publisher in this process)."""
+        with self._state_lock:
+            worker = self.worker
+        if worker is not None:
+            worker.wait_quiet()
+
     def readiness(self) -> tuple[bool, dict[str, Any]]:
         with self._state_lock:
             worker = self.worker

@@ -111,6 +111,13 @@ class Settings(BaseSettings):
     emergency goes out and its acks come back sooner, and the storing catches up as soon
     as a core is free (nothing is lost: a message is acknowledged to the broker only once
     stored).  0 runs it like the rest."""
+    fanout_quiet_s: float = Field(default=0.05, ge=0, le=1.0)
+    """After the broker takes a command for many stations (a group, or
+    `QUIET_MIN_STATIONS` or more), how long the service leaves what stations send in the
+    broker and holds back its own records of the publish (the per-station rows, the
+    progress streams' read), so the broker beside it fans the command out first
+    (`firmware_bridge.quiet`).  Any publish ends it at once; nothing is lost (the acks
+    wait in the broker, QoS 1).  0: no quiet moment."""
     auth_cache_s: float = Field(default=5.0, ge=0, le=60)
     """How long a process remembers what a token signed in as, so a request with it
     skips the database on its way to the route (`broadcaster.auth.signin_cache`).  A

@@ -42,6 +42,10 @@ Design:
   past it they are left unacknowledged (the broker redelivers them on the next
   connection). The paho thread never waits for storage, so what the server publishes
   (an emergency command) never queues behind what it ingests.
+* After a command for many stations, its sender may open a quiet moment (:attr:`Bridge.quiet`,
+  :mod:`firmware_bridge.quiet`): the paho thread leaves what stations send in the broker
+  until it ends (a few tens of milliseconds), so the broker beside the service fans the
+  command out first. Any publish ends it, so nothing the server sends waits on it.
 * A supervisor thread restarts the network loop (with a fresh client on the same
   persistent session) if it ever stops, and swaps in an MQTT 3.1.1 client when the
   broker refuses MQTT 5. :meth:`Bridge.health` tells the truth about all of it (loop
@@ -107,6 +111,7 @@ from firmware_bridge.messages import (
     utcnow,
 )
 from firmware_bridge.mqtt_url import MqttUrl
+from firmware_bridge.quiet import QuietWindow
 from firmware_bridge.topics import STATION_INBOUND, TopicKind, Topics
 
 __all__ = [
@@ -157,6 +162,10 @@ class Bridge:
         self._fallback = threading.Event()
         self._threads: list[threading.Thread] = []
         self._last_message_at: datetime | None = None
+        #: opened by whoever sent a command for many stations (`firmware_bridge.quiet`):
+        #: the network thread reads nothing the stations send until it ends; every
+        #: publish ends it
+        self.quiet = QuietWindow()
         self._inbound = InboundQueue(
             config,
             lock=self._lock,
@@ -196,6 +205,7 @@ class Bridge:
         Messages still queued or being handled are not acknowledged: the broker keeps
         them in our persistent session and delivers them to the next connection.
         """
+        self.quiet.end()
         with self._lock:
             if not self._started or self._stopping.is_set():
                 return
@@ -297,6 +307,7 @@ class Bridge:
         builds them), one per topic; like :meth:`publish_to_many`, queues them all, then
         waits (at most ``wait_s`` in all) and returns the acknowledged topics."""
         pending: list[tuple[str, mqtt.MQTTMessageInfo]] = []
+        self.quiet.end()  # the network thread writes them and reads their PUBACKs
         with self._lock:
             client = self._client
             if client is None or not self._connected:
@@ -335,6 +346,7 @@ class Bridge:
     def _publish_bytes(
         self, topic: str, payload: bytes, *, qos: int, retain: bool, wait_s: float | None
     ) -> bool:
+        self.quiet.end()  # the network thread writes it and reads its PUBACK
         with self._lock:
             client = self._client
             if client is None or not self._connected:
@@ -540,8 +552,12 @@ class Bridge:
         log.info("bridge will reconnect to %s:%d", host, port)
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        """The barrier: nothing a station sends may escape into paho's network thread."""
+        """The barrier: nothing a station sends may escape into paho's network thread.
+
+        In a quiet moment after a command fanned out (`quiet`), it first waits for the
+        moment to end: the rest stays in the broker meanwhile."""
         try:
+            self.quiet.wait()
             with self._lock:
                 generation = self._generation if client is self._client else -1
             self.handle_raw(

@@ -29,7 +29,7 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -111,8 +111,12 @@ class ProgressHub:
         *,
         poll_s: float = POLL_S,
         min_gap_s: float = MIN_GAP_S,
+        quiet: Callable[[], None] | None = None,
     ) -> None:
         self._factory = factory
+        #: waits out the quiet moment after a command's fan-out (`firmware_bridge.quiet`)
+        #: before a read: the broker's copies to the stations go first
+        self._quiet = quiet or (lambda: None)
         self.poll_s = poll_s
         self.min_gap_s = min_gap_s
         self._lock = threading.Lock()
@@ -180,6 +184,7 @@ class ProgressHub:
                 return
             # let a burst of notifications settle into one read
             time.sleep(self.min_gap_s)
+            self._quiet()
             self._wake.clear()
             with self._lock:
                 ids = list(self._watches)

@@ -50,7 +50,8 @@ def _refresh_progress(app: Any) -> None:
 
 def write_staged(app: Any, session: Session) -> None:
     """After the commit and `wake`: once the publisher is through with the commands
-    just handed over (at most `SENT_WAIT_S`), write the per-station rows they left
+    just handed over (at most `SENT_WAIT_S`) and the quiet moment after their fan-out is
+    over (`Settings.fanout_quiet_s`), write the per-station rows they left
     staged (`broadcaster.dispatch.staged`), in a transaction of their own, and refresh
     the progress streams.  The command is out whatever happens here: should the
     write fail, the rows stay staged and the worker writes them (recording the publish,
@@ -61,8 +62,10 @@ def write_staged(app: Any, session: Session) -> None:
     runtime = getattr(app.state, "runtime", None)
     if runtime is not None:
         # the publish first: the rows' write would take the GIL (and on SQLite the
-        # write turn the publisher's record of it needs) while the command leaves
+        # write turn the publisher's record of it needs) while the command leaves;
+        # then the broker's fan-out of it (a quiet moment: `firmware_bridge.quiet`)
         runtime.wait_sent(ids, SENT_WAIT_S)
+        runtime.wait_quiet()
     try:
         staged.write(session, ids)
         session.commit()

@@ -66,6 +66,11 @@ SYNC_EVERY = dt.timedelta(minutes=5)
 #: After this long without the broker, stations are shown offline (their wills cannot
 #: reach us); a shorter blip changes nothing.
 BROKER_DOWN_GRACE_S = 10.0
+#: A command for this many stations or more (or for a group) opens a quiet moment after
+#: its publish (`Settings.fanout_quiet_s`, `firmware_bridge.quiet`); one for a few stations
+#: (a ping, a copy for a station back online) does not, so a ping's round trip is not
+#: lengthened by it.
+QUIET_MIN_STATIONS = 20
 
 
 class Worker:
@@ -173,6 +178,7 @@ class Worker:
         than `READY_FRESH_S`) or not sent is still in the outbox, and the next read
         sends it."""
         handed = time.monotonic()
+        self.bridge.quiet.end()  # what comes next goes out through the network thread
         ready = list(ready)
         with self._handed_lock:
             for out in ready:
@@ -291,7 +297,15 @@ class Worker:
             topics = [self.bridge.topics.cmd(sid) for sid in out.sids]
             acked = self.bridge.publish_to_many(topics, out.message, wait_s=10.0)
             ok = ok and len(acked) == len(topics)
+        if ok and not out.late and (out.groups or len(out.sids) >= QUIET_MIN_STATIONS):
+            # the broker has it and copies it to every station now: our records of it,
+            # and the acks coming back, wait a moment (`firmware_bridge.quiet`)
+            self.bridge.quiet.open(self.settings.fanout_quiet_s)
         return ok
+
+    def wait_quiet(self) -> None:
+        """Return once no quiet moment after a fan-out is open (`firmware_bridge.quiet`)."""
+        self.bridge.quiet.wait()
 
     def _send_all(self, outgoing: list[outbox.Outgoing]) -> int:
         """Publish each command, holding no transaction (on SQLite a write transaction
@@ -305,6 +319,7 @@ class Worker:
                 self._through_with(out.command_id)
             if not published:
                 continue
+            self.wait_quiet()  # the fan-out first; a hand-over ends the wait (`wake`)
             with self.factory() as session:
                 commit_retrying(
                     session, functools.partial(self._mark_published, session, out, sent_at)

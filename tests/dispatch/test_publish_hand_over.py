@@ -26,9 +26,10 @@ from broadcaster.dispatch import outbox, staged, worker
 from broadcaster.dispatch.models import Command
 from broadcaster.dispatch.wake import ready_to_send
 from broadcaster.runtime import Role
+from firmware_bridge.messages import Ack, dump_message, utcnow
 from stations.models import Station
 from tests.support.live import Live, send_broadcast
-from tests.support.loa import wait_until
+from tests.support.loa import RawPublisher, wait_until
 from tests.support.mosquitto import requires_mosquitto
 
 pytestmark = requires_mosquitto()
@@ -204,17 +205,8 @@ def test_a_hand_over_alone_is_sent_without_a_read_of_the_outbox(
     assert len(reads) == before
 
 
-def test_a_wake_up_without_a_hand_over_reads_the_outbox(
-    live: Live, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A command committed in this process without a hand-over (the wake-up alone says
-    there is something) is read and sent at once, not at the next poll."""
-    monkeypatch.setattr(worker, "PUBLISH_POLL_S", 30.0)
-    live.seed()
-    publisher = live.worker()
-    reads = _count_reads(monkeypatch)
-    _quiet(publisher, reads)
-    before = len(reads)
+def _ping_one_station(live: Live) -> str:
+    """A ping for the first station, committed without a hand-over; its cmd_id."""
     now = dt.datetime.now(dt.UTC)
     with db.session_scope(live.factory) as session:
         station = session.scalars(select(Station).order_by(Station.id)).first()
@@ -228,7 +220,70 @@ def test_a_wake_up_without_a_hand_over_reads_the_outbox(
             created_by="test",
             now=now,
         )
-        cmd_id = command.cmd_id
+        return command.cmd_id
+
+
+def test_a_wake_up_without_a_hand_over_reads_the_outbox(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A command committed in this process without a hand-over (the wake-up alone says
+    there is something) is read and sent at once, not at the next poll."""
+    monkeypatch.setattr(worker, "PUBLISH_POLL_S", 30.0)
+    live.seed()
+    publisher = live.worker()
+    reads = _count_reads(monkeypatch)
+    _quiet(publisher, reads)
+    before = len(reads)
+    cmd_id = _ping_one_station(live)
     publisher.wake()
     live.recorder.wait_for("command", where=lambda d: d.get("cmd_id") == cmd_id, timeout_s=10)
     assert len(reads) > before
+
+
+def test_a_fan_out_opens_a_quiet_moment_and_a_command_for_one_station_does_not(
+    live: Live,
+) -> None:
+    """Once the broker has an emergency for the city, the service leaves the acks in the
+    broker and its records of the publish for a moment (`firmware_bridge.quiet`), so the
+    broker beside it copies the command to every station first; a ping to one station
+    opens none (its round trip sets the station's clock offset)."""
+    live.seed()
+    publisher = live.worker()
+    quiet = publisher.bridge.quiet
+    opened = quiet.opened
+    made = _emergency(live, "Khẩn cấp, phát trước")
+    cmd_id = str(made["cmd_id"])
+    wait_until(lambda: _published_at(live, cmd_id), what="the send recorded")
+    assert quiet.opened > opened
+    # the rows are written once the moment is over, as before it
+
+    def staged_left() -> int:
+        with read_session(live.factory) as reader:
+            return staged.pending_of_broadcast(reader, int(str(made["id"])))
+
+    wait_until(lambda: staged_left() == 0, what="the staged rows written")
+
+    opened = quiet.opened
+    ping = _ping_one_station(live)
+    publisher.wake()
+    wait_until(lambda: _published_at(live, ping), what="the ping sent")
+    assert quiet.opened == opened
+
+
+def test_a_command_handed_over_in_a_quiet_moment_goes_out_at_once(live: Live) -> None:
+    """The moment holds the bridge's network thread, which is also what writes a publish
+    and reads the broker's acknowledgement of it: a hand-over (`Worker.wake`) ends it,
+    so the next emergency never waits on the last one's quiet."""
+    live.seed()
+    publisher = live.worker()
+    publisher.bridge.quiet.open(600)  # far longer than the test
+    station = RawPublisher(live.broker, client_id="st-quiet")
+    try:  # a station's message comes: the network thread waits in the moment
+        ack = Ack(cmd_id="c-none", status="RECEIVED", at=utcnow())
+        station.publish(publisher.bridge.topics.ack("st-quiet"), dump_message(ack))
+    finally:
+        station.stop()
+    made = _emergency(live, "Khẩn cấp trong lúc im lặng")
+    cmd_id = str(made["cmd_id"])
+    live.recorder.wait_for("command", where=lambda d: d.get("cmd_id") == cmd_id, timeout_s=10)
+    wait_until(lambda: _published_at(live, cmd_id), what="the send recorded", timeout_s=10)
