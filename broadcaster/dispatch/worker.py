@@ -310,8 +310,11 @@ class Worker:
     def _send_all(self, outgoing: list[outbox.Outgoing]) -> int:
         """Publish each command, holding no transaction (on SQLite a write transaction
         held across the broker's acknowledgement would stop the ack ingest, and an
-        emergency would wait for the write lock behind it), then record it as sent."""
-        count = 0
+        emergency would wait for the write lock behind it), then record them as sent,
+        once the quiet moment after the last fan-out is over (`firmware_bridge.quiet`):
+        the commands of one pass (a morning's relays to every commune) all go out first,
+        one after the other, with no quiet moment between them."""
+        sent: list[tuple[outbox.Outgoing, dt.datetime]] = []
         for out in outgoing:
             sent_at = utcnow()  # when it left (a ping's clock offset is measured from it)
             published = self._publish(out)
@@ -319,17 +322,19 @@ class Worker:
                 self._through_with(out.command_id)
             if not published:
                 continue
-            self.wait_quiet()  # the fan-out first; a hand-over ends the wait (`wake`)
-            with self.factory() as session:
-                commit_retrying(
-                    session, functools.partial(self._mark_published, session, out, sent_at)
-                )
+            sent.append((out, sent_at))
             if not out.late:
                 self._sent[out.command_id] = None
                 while len(self._sent) > SENT_MEMORY:
                     self._sent.popitem(last=False)
-            count += 1
-        return count
+        if sent:
+            self.wait_quiet()  # the fan-out first; a hand-over ends the wait (`wake`)
+        for out, sent_at in sent:
+            with self.factory() as session:
+                commit_retrying(
+                    session, functools.partial(self._mark_published, session, out, sent_at)
+                )
+        return len(sent)
 
     @staticmethod
     def _mark_published(session: Session, out: outbox.Outgoing, sent_at: dt.datetime) -> None:

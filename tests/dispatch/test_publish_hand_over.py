@@ -23,7 +23,7 @@ from broadcaster import db
 from broadcaster.app import create_app
 from broadcaster.db import read_session
 from broadcaster.dispatch import outbox, staged, wake, worker
-from broadcaster.dispatch.models import Command
+from broadcaster.dispatch.models import Command, Route
 from broadcaster.dispatch.wake import ready_to_send
 from broadcaster.runtime import Role
 from firmware_bridge.messages import Ack, dump_message, utcnow
@@ -163,7 +163,9 @@ def test_the_request_writes_the_rows_once_the_publisher_is_through(
         progress = outbox.progress(reader, [command.id])
     total = made["progress"]["total"]  # type: ignore[index]
     assert sum(progress.values()) == total == 108  # every Tân An station, in rows
-    by_request = [c for c in calls if c[0] != "outbox" and command.id in c[1]]
+    # the request's own write (its thread is the server's thread pool's); the worker's
+    # expiry job, each second, also writes what is still staged, whenever it runs
+    by_request = [c for c in calls if c[0] == "AnyIO worker thread" and command.id in c[1]]
     assert by_request, calls
     assert by_request[0][2], "the request wrote the rows before the publisher was through"
     live.recorder.wait_for("command", where=lambda d: d.get("cmd_id") == made["cmd_id"])
@@ -291,3 +293,47 @@ def test_a_command_handed_over_in_a_quiet_moment_goes_out_at_once(live: Live) ->
     cmd_id = str(made["cmd_id"])
     live.recorder.wait_for("command", where=lambda d: d.get("cmd_id") == cmd_id, timeout_s=10)
     wait_until(lambda: _published_at(live, cmd_id), what="the send recorded", timeout_s=10)
+
+
+def test_the_commands_of_one_pass_all_go_out_before_the_quiet_moment(
+    live: Live, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass that reads several fan-outs from the outbox (a morning's relays to every
+    commune) publishes them one after the other and waits out the quiet moment once,
+    before it records them: no command waits on the one before it."""
+    publisher = live.worker()
+    # the seed's plan change would republish desired states, and a publish ends the
+    # moment this test holds open
+    monkeypatch.setattr(publisher, "rebuild_desired", lambda station_ids=None: None)
+    live.seed()
+    quiet = publisher.bridge.quiet
+    open_for = quiet.open
+    monkeypatch.setattr(quiet, "open", lambda seconds: open_for(600))  # far past the test
+    opened = quiet.opened
+    now = dt.datetime.now(dt.UTC)
+    with db.session_scope(live.factory) as session:
+        ids = list(session.scalars(select(Station.id)))
+        cmd_ids = [
+            outbox.create(
+                session,
+                type="ping",
+                body={},
+                station_ids=ids,
+                route=Route.GROUPS,
+                groups=["all"],
+                not_after=now + dt.timedelta(minutes=5),
+                created_by="test",
+                now=now,
+            ).cmd_id
+            for _ in range(3)
+        ]
+    # no wake-up (it would end the moment): the publisher's poll reads them, in one pass
+    for cmd_id in cmd_ids:
+        live.recorder.wait_for("command", where=lambda d, c=cmd_id: d.get("cmd_id") == c)
+    # the last one's moment (opened once the broker acknowledged it): the records wait
+    wait_until(lambda: quiet.opened == opened + 3, what="a moment after each publish")
+    assert quiet.remaining() > 0
+    assert not any(_published_at(live, c) for c in cmd_ids)
+    quiet.end()
+    for cmd_id in cmd_ids:
+        wait_until(lambda c=cmd_id: _published_at(live, c), what="the send recorded")
