@@ -26,10 +26,9 @@ from broadcaster.dispatch import outbox, staged, wake, worker
 from broadcaster.dispatch.models import Command, Route
 from broadcaster.dispatch.wake import ready_to_send
 from broadcaster.runtime import Role
-from firmware_bridge.messages import Ack, dump_message, utcnow
 from stations.models import Station
 from tests.support.live import Live, send_broadcast
-from tests.support.loa import RawPublisher, wait_until
+from tests.support.loa import RawPublisher, ack_payload, wait_until
 from tests.support.mosquitto import requires_mosquitto
 
 pytestmark = requires_mosquitto()
@@ -285,8 +284,7 @@ def test_a_command_handed_over_in_a_quiet_moment_goes_out_at_once(live: Live) ->
     publisher.bridge.quiet.open(600)  # far longer than the test
     station = RawPublisher(live.broker, client_id="st-quiet")
     try:  # a station's message comes: the network thread waits in the moment
-        ack = Ack(cmd_id="c-none", status="RECEIVED", at=utcnow())
-        station.publish(publisher.bridge.topics.ack("st-quiet"), dump_message(ack))
+        station.publish(publisher.bridge.topics.ack("st-quiet"), ack_payload("c-none"))
     finally:
         station.stop()
     made = _emergency(live, "Khẩn cấp trong lúc im lặng")

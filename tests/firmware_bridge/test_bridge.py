@@ -23,7 +23,14 @@ from firmware_bridge.messages import (
     utcnow,
 )
 from firmware_bridge.topics import TopicKind, Topics
-from tests.support.loa import Inbox, RawPublisher, desired, make_bridge, wait_until
+from tests.support.loa import (
+    Inbox,
+    RawPublisher,
+    ack_payload,
+    desired,
+    make_bridge,
+    wait_until,
+)
 from tests.support.mosquitto import Mosquitto, free_port, requires_mosquitto
 from tests.support.mqtt311_proxy import Mqtt311Proxy
 from tests.support.process import ChildProcess, python_argv
@@ -32,10 +39,6 @@ from tests.support.protocol import Recorded, Recorder
 pytestmark = requires_mosquitto()
 
 TOPICS = Topics()
-
-
-def ack_payload(cmd_id: str) -> bytes:
-    return dump_message(Ack(cmd_id=cmd_id, status="RECEIVED", at=utcnow()))
 
 
 def server_states(recorder: Recorder) -> list[dict[str, object]]:

@@ -26,7 +26,7 @@ from firmware_bridge.messages import (
 )
 from firmware_bridge.schema import MessageKind
 from firmware_bridge.topics import Topics
-from tests.support.loa import Inbox, RawPublisher, wait_until
+from tests.support.loa import Inbox, RawPublisher, ack_payload, wait_until
 from tests.support.mosquitto import Mosquitto, requires_mosquitto
 from tests.support.protocol import Recorder
 
@@ -38,10 +38,6 @@ TOPICS = Topics()
 def deep_json(levels: int = 120_000) -> bytes:
     """What the attacker sent: ~240 KB, under the 256 KiB cap, nested 120,000 deep."""
     return b"[" * levels + b"]" * levels
-
-
-def ack(cmd_id: str) -> bytes:
-    return dump_message(Ack(cmd_id=cmd_id, status="RECEIVED", at=utcnow()))
 
 
 def birth(bdseq: int = 1) -> bytes:
@@ -96,7 +92,7 @@ def test_deeply_nested_state_is_quarantined_and_dispatch_goes_on(
     try:
         wait_until(lambda: bridge.connected, what="connected")
         raw.publish(TOPICS.state("evil"), deep_json(), qos=1)
-        raw.publish(TOPICS.ack("good"), ack("c-after-poison"), qos=1)
+        raw.publish(TOPICS.ack("good"), ack_payload("c-after-poison"), qos=1)
         wait_until(lambda: len(inbox.select("ack", "good")) == 1, what="the next message")
         wait_until(lambda: len(quarantine.items) == 1, what="quarantined")
         letter = quarantine.items[0]
@@ -118,7 +114,7 @@ def test_deeply_nested_state_is_quarantined_and_dispatch_goes_on(
     again.start()
     try:
         wait_until(lambda: again.connected, what="reconnected")
-        raw.publish(TOPICS.ack("good"), ack("c-second-run"), qos=1)
+        raw.publish(TOPICS.ack("good"), ack_payload("c-second-run"), qos=1)
         wait_until(lambda: len(inbox2.select("ack", "good")) == 1, what="a fresh message")
         time.sleep(0.5)
         assert quarantine2.items == []
@@ -147,7 +143,7 @@ def test_poison_waiting_in_the_session_is_acknowledged_once(
             bridge.start()
             try:
                 wait_until(lambda b=bridge: b.connected, what="connected")
-                raw.publish(TOPICS.ack("good"), ack(f"c-run-{run}"), qos=1)
+                raw.publish(TOPICS.ack("good"), ack_payload(f"c-run-{run}"), qos=1)
                 wait_until(lambda i=inbox: len(i.select("ack", "good")) == 1, what="a message")
                 time.sleep(0.3)
                 assert len(quarantine.items) == (1 if run == 0 else 0), run
@@ -205,7 +201,7 @@ def test_unstored_messages_are_redelivered_not_lost(
     try:
         wait_until(lambda: first.connected, what="connected")
         for i in range(20):
-            raw.publish(TOPICS.ack("st-1"), ack(f"c-{i}"), qos=1)
+            raw.publish(TOPICS.ack("st-1"), ack_payload(f"c-{i}"), qos=1)
         wait_until(lambda: first.stats().retries >= 5, what="retrying")
         assert first.stats().acked == 0
         assert first.health().unacked == 20
@@ -239,7 +235,7 @@ def test_busy_handler_is_retried_until_it_stores(
     bridge.start()
     try:
         wait_until(lambda: bridge.connected, what="connected")
-        raw.publish(TOPICS.ack("st-1"), ack("c-1"), qos=1)
+        raw.publish(TOPICS.ack("st-1"), ack_payload("c-1"), qos=1)
         wait_until(lambda: stored == ["c-1"], what="stored after retries")
         assert bridge.stats().retries == 3
         wait_until(lambda: bridge.stats().acked == 1, what="acknowledged once stored")
@@ -269,11 +265,11 @@ def test_a_dead_network_loop_is_restarted(
             raise RecursionError("maximum recursion depth exceeded")
 
         client.on_message = boom
-        raw.publish(TOPICS.ack("st-1"), ack("c-killer"), qos=1)
+        raw.publish(TOPICS.ack("st-1"), ack_payload("c-killer"), qos=1)
         wait_until(lambda: bridge.health().loop_restarts == 1, what="loop restarted")
         wait_until(lambda: bridge.health().ok, timeout_s=20, what="connected again")
         wait_until(lambda: len(inbox.select("ack", "st-1")) == 1, what="redelivered")
-        raw.publish(TOPICS.ack("st-1"), ack("c-next"), qos=1)
+        raw.publish(TOPICS.ack("st-1"), ack_payload("c-next"), qos=1)
         wait_until(lambda: len(inbox.select("ack", "st-1")) == 2, what="still taking")
     finally:
         bridge.stop()

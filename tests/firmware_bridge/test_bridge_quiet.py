@@ -7,17 +7,13 @@ import threading
 import time
 
 from firmware_bridge.client import Bridge
-from firmware_bridge.messages import Ack, Command, dump_message, utcnow
+from firmware_bridge.messages import Ack, Command
 from firmware_bridge.quiet import QuietWindow
 from firmware_bridge.topics import Topics
-from tests.support.loa import Inbox, RawPublisher, wait_until
+from tests.support.loa import Inbox, RawPublisher, ack_payload, wait_until
 from tests.support.mosquitto import requires_mosquitto
 
 TOPICS = Topics()
-
-
-def _ack(cmd_id: str) -> bytes:
-    return dump_message(Ack(cmd_id=cmd_id, status="RECEIVED", at=utcnow()))
 
 
 def test_a_quiet_window_holds_its_waiters_until_it_ends_or_runs_out() -> None:
@@ -51,8 +47,8 @@ def test_in_a_quiet_moment_what_stations_send_stays_in_the_broker_until_a_publis
     bridge: Bridge, inbox: Inbox, raw: RawPublisher
 ) -> None:
     bridge.quiet.open(600)  # far longer than the test
-    raw.publish(TOPICS.ack("st-1"), _ack("c-held"))
-    raw.publish(TOPICS.ack("st-2"), _ack("c-held"))
+    raw.publish(TOPICS.ack("st-1"), ack_payload("c-held"))
+    raw.publish(TOPICS.ack("st-2"), ack_payload("c-held"))
     time.sleep(1.0)
     assert inbox.select("ack") == []  # the network thread waits in the moment
 
@@ -67,7 +63,7 @@ def test_in_a_quiet_moment_what_stations_send_stays_in_the_broker_until_a_publis
 @requires_mosquitto()
 def test_a_quiet_moment_ends_by_itself(bridge: Bridge, inbox: Inbox, raw: RawPublisher) -> None:
     bridge.quiet.open(0.3)
-    raw.publish(TOPICS.ack("st-3"), _ack("c-later"))
+    raw.publish(TOPICS.ack("st-3"), ack_payload("c-later"))
     got = wait_until(lambda: inbox.select("ack", "st-3"), what="the ack after the moment")
     assert isinstance(got[0].message, Ack)
     assert bridge.stats().received >= 1

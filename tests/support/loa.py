@@ -15,7 +15,15 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from firmware_bridge import paho_loop
 from firmware_bridge.client import Bridge, BridgeConfig, Inbound
-from firmware_bridge.messages import Config, Desired, PlaylistItem, Window
+from firmware_bridge.messages import (
+    Ack,
+    Config,
+    Desired,
+    PlaylistItem,
+    Window,
+    dump_message,
+    utcnow,
+)
 from firmware_bridge.simulator import FaultSpec, FleetConfig, FleetThread, SimSettings, StationSpec
 from tests.support.media_server import MediaServer
 from tests.support.mosquitto import Mosquitto
@@ -82,6 +90,11 @@ class Inbox:
                 for i in self.items
                 if (kind is None or i.kind.value == kind) and (sid is None or i.sid == sid)
             ]
+
+
+def ack_payload(cmd_id: str) -> bytes:
+    """A station's RECEIVED ack of ``cmd_id``, as it goes on the wire."""
+    return dump_message(Ack(cmd_id=cmd_id, status="RECEIVED", at=utcnow()))
 
 
 def make_bridge(
