@@ -816,6 +816,8 @@ def broadcast_round(
         "route": made["route"],
         "groups": made["groups"],
         "api_call_s": round(api_s, 3),
+        # the service's own account of the call, phase by phase (`broadcaster.web.timing`)
+        "server_timing_ms": server_timing(response.headers.get("server-timing")),
         "lead_s": lead_s,
         "bridge_before": bridge_before,
     }
@@ -1113,6 +1115,7 @@ def summarise(result: dict[str, Any]) -> None:
     }
     result["summary"] = {
         "median_of_rounds": figures,
+        "server_timing_ms": median_phases(rounds),
         "baseline_all_replies_s": base_all,
         "baseline_delivery_spread_s": base_spread,
         "baseline_reply_egress_p50_s": median_of(base_rounds, "reply_egress_p50_s"),
@@ -1126,6 +1129,22 @@ def summarise(result: dict[str, Any]) -> None:
         "ratio_start_spread_vs_baseline_delivery_spread": ratio(
             figures["start_spread_s"], base_spread
         ),
+    }
+
+
+def server_timing(value: str | None) -> dict[str, float]:
+    """The API call's ``Server-Timing``, {phase: milliseconds} (`broadcaster.web.timing`)."""
+    from broadcaster.web.timing import parse
+
+    return parse(value)
+
+
+def median_phases(rounds: list[dict[str, Any]]) -> dict[str, float]:
+    """Each Server-Timing phase's median over the rounds that reported it, in order."""
+    reported = [r.get("server_timing_ms") or {} for r in rounds]
+    names = dict.fromkeys(name for phases in reported for name in phases)
+    return {
+        name: round(statistics.median(p[name] for p in reported if name in p), 1) for name in names
     }
 
 

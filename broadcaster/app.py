@@ -41,6 +41,7 @@ from broadcaster.web.middleware import (
     SecurityHeadersMiddleware,
     tile_source,
 )
+from broadcaster.web.timing import ServerTimingMiddleware
 from broadcaster.web.validation import storable_text
 from kernel.errors import DomainError
 from schedules import router as schedules_router
@@ -270,6 +271,8 @@ def create_app(
             allow_headers=["Authorization", "Content-Type"],
         )
 
+    # outermost: a route's Server-Timing counts from the request's arrival
+    app.add_middleware(ServerTimingMiddleware)
     app.include_router(health.router)
     app.include_router(metrics.router)  # its own bearer token (BROADCASTER_METRICS_TOKEN)
     if role is Role.WORKER:

@@ -41,6 +41,7 @@ from broadcaster.dispatch.schemas import (
 )
 from broadcaster.dispatch.wake import commit_following, ready_to_send, wake, write_staged
 from broadcaster.reorg import service as reorg
+from broadcaster.web.timing import phases_of
 from kernel.db import commit_retrying, utcnow
 from kernel.dependencies import (
     Audit,
@@ -92,6 +93,8 @@ def create_broadcast(
     target station takes a play before its audio (``media_follows``, proposal 0005), the
     play is sent before the speech and its audio follows; the answer comes after both.
     """
+    timing = phases_of(request)  # its Server-Timing (`broadcaster.web.timing`)
+    timing.mark("enter")
     settings = request.app.state.settings
     following = None
     follows = (
@@ -128,12 +131,15 @@ def create_broadcast(
     # the command for the publisher is read before the commit (after it, a read on this
     # session would open a new transaction: on SQLite, wait for a write turn behind the
     # ack ingest); the answer is read once the command is out, in a read-only session
+    timing.mark("store")
     ready = ready_to_send(request.app, session, command)
     session.commit()
+    timing.mark("commit")
     wake(request.app, ready=ready)
-    write_staged(request.app, session)
+    write_staged(request.app, session, on_phase=timing.mark)
     with read_session(request.app.state.sessionmaker) as reader:
         answer = reports.broadcast_read(reader, broadcast, with_stations=False)
+    timing.mark("answer")
     if following is not None:
         # the play is out; its audio follows (if the text cannot be spoken, the stop of
         # the broadcast is committed and the error answered)
@@ -142,6 +148,7 @@ def create_broadcast(
             session,
             lambda: broadcasts.follow_with_speech(session, library, following),
         )
+        timing.mark("speech")
     return answer
 
 

@@ -48,14 +48,22 @@ def _refresh_progress(app: Any) -> None:
         hub.notify()
 
 
-def write_staged(app: Any, session: Session) -> None:
+def write_staged(
+    app: Any, session: Session, on_phase: Callable[[str], object] | None = None
+) -> None:
     """After the commit and `wake`: once the publisher is through with the commands
     just handed over (at most `SENT_WAIT_S`) and the quiet moment after their fan-out is
     over (`Settings.fanout_quiet_s`), write the per-station rows they left
     staged (`broadcaster.dispatch.staged`), in a transaction of their own, and refresh
     the progress streams.  The command is out whatever happens here: should the
     write fail, the rows stay staged and the worker writes them (recording the publish,
-    or storing the first acknowledgement), so the error is logged, not answered."""
+    or storing the first acknowledgement), so the error is logged, not answered.
+
+    ``on_phase`` is called with the name of each phase as it ends (the route's
+    Server-Timing, `broadcaster.web.timing`): ``publish`` (until the publisher in this
+    process was through: the broker acknowledged the command) and ``quiet`` (the quiet
+    moment), only where the publisher runs in this process, then ``rows``."""
+    mark = on_phase or (lambda _name: None)
     ids = staged.taken(session)
     if not ids:
         return
@@ -65,7 +73,11 @@ def write_staged(app: Any, session: Session) -> None:
         # write turn the publisher's record of it needs) while the command leaves;
         # then the broker's fan-out of it (a quiet moment: `firmware_bridge.quiet`)
         runtime.wait_sent(ids, SENT_WAIT_S)
+        if runtime.publishing:
+            mark("publish")
         runtime.wait_quiet()
+        if runtime.publishing:
+            mark("quiet")
     try:
         staged.write(session, ids)
         session.commit()
@@ -73,6 +85,7 @@ def write_staged(app: Any, session: Session) -> None:
         session.rollback()
         log.exception("writing the rows of commands %s after their publish failed", ids)
         return
+    mark("rows")
     _refresh_progress(app)
 
 
