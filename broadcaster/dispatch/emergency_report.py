@@ -195,7 +195,27 @@ def _outcomes(session: Session, broadcast: Broadcast) -> list[StationOutcome]:
                 offline_since=offline.get(station_id) if status in reports.UNREACHED else None,
             )
         )
-    return out
+    staged = reports.staged_targets(session, broadcast.id, {r[0] for r in rows})
+    if not staged:
+        return out
+    out.extend(
+        StationOutcome(
+            sid=pending.sid,
+            name=pending.name,
+            area=pending.area,
+            status=TargetStatus.PENDING,
+            play_status=None,
+            attempts=1,
+            received_at=None,
+            started_at=None,
+            ended_at=None,
+            played_ms=None,
+            reason=None,
+            offline_since=pending.offline_since,
+        )
+        for pending in staged
+    )
+    return sorted(out, key=lambda outcome: outcome.sid)
 
 
 # --- export (CSV, XLSX): Vietnamese headers and words -------------------------------------

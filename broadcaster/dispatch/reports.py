@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, Literal, TypeVarTuple
+from typing import Any, Literal, NamedTuple, TypeVarTuple
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row, Select, func, select
@@ -37,7 +37,7 @@ from broadcaster.dispatch.schemas import (
 )
 from broadcaster.reorg import service as reorg
 from kernel import spreadsheets
-from kernel.db import columns_of, paginate
+from kernel.db import among, columns_of, paginate
 from kernel.errors import InvalidInput, NotFoundError
 from kernel.security import Principal
 from kernel.tiers import Tier, tier_of
@@ -213,8 +213,11 @@ def play_command(session: Session, broadcast: Broadcast) -> Command | None:
 
 
 def _targets(session: Session, broadcast: Broadcast) -> list[TargetRead]:
+    """Each station's latest target of the broadcast, by sid; a station whose rows are
+    still staged (`staged`: the moments after an emergency's publish) as PENDING."""
     rows = session.execute(
         select(
+            Station.id,
             Station.sid,
             Area.name,
             CommandTarget.status,
@@ -232,7 +235,7 @@ def _targets(session: Session, broadcast: Broadcast) -> list[TargetRead]:
         .where(CommandTarget.id.in_(latest_targets(broadcast.id)))
         .order_by(Station.sid)
     ).all()
-    return [
+    listed = [
         TargetRead(
             sid=sid,
             area=area,
@@ -242,12 +245,68 @@ def _targets(session: Session, broadcast: Broadcast) -> list[TargetRead]:
             play_status=PlayStatus(ps).value if ps else None,
             offline_since=(since if not online and TargetStatus(st) in UNREACHED else None),
         )
-        for sid, area, st, reason, updated, ps, online, since in rows
+        for _, sid, area, st, reason, updated, ps, online, since in rows
     ]
+    listed.extend(
+        TargetRead(
+            sid=pending.sid,
+            area=pending.area,
+            status=TargetStatus.PENDING.value,
+            reason=None,
+            updated_at=pending.staged_at,
+            offline_since=pending.offline_since,
+        )
+        for pending in staged_targets(session, broadcast.id, {row[0] for row in rows})
+    )
+    return sorted(listed, key=lambda target: target.sid)
 
 
 #: a target's statuses before the station took the command
 UNREACHED = (TargetStatus.PENDING, TargetStatus.SENT)
+
+
+class StagedTarget(NamedTuple):
+    """A station of a broadcast whose target row is not written yet (`staged`): PENDING
+    since ``staged_at``."""
+
+    station_id: int
+    sid: str
+    name: str
+    area: str
+    staged_at: dt.datetime
+    offline_since: dt.datetime | None  # offline: since when
+
+
+def staged_targets(
+    session: Session, broadcast_id: int, written: Collection[int] = ()
+) -> list[StagedTarget]:
+    """The broadcast's stations still staged (the moments after an emergency's publish,
+    before its per-station rows are written), less those in ``written``, by sid."""
+    staged_at = {
+        station_id: at
+        for station_id, at in staged.staged_of_broadcast(session, broadcast_id).items()
+        if station_id not in written
+    }
+    if not staged_at:
+        return []
+    rows = session.execute(
+        select(
+            Station.id,
+            Station.sid,
+            Station.name,
+            Area.name,
+            StationState.online,
+            StationState.offline_since,
+        )
+        .join(Area, Area.id == Station.area_id)
+        .outerjoin(StationState, StationState.station_id == Station.id)
+        .where(among(session, Station.id, sorted(staged_at)))
+        .order_by(Station.sid)
+    )
+    return [
+        StagedTarget(i, sid, name, area, staged_at[i], None if online is not False else since)
+        for i, sid, name, area, online, since in rows
+    ]
 
 
 def broadcast_read(session: Session, broadcast: Broadcast, *, with_stations: bool) -> BroadcastRead:

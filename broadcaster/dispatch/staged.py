@@ -44,6 +44,7 @@ __all__ = [
     "direct_of",
     "pending_counts",
     "pending_of_broadcast",
+    "staged_of_broadcast",
     "store",
     "taken",
     "write",
@@ -266,6 +267,22 @@ def pending_of_broadcast(session: Session, broadcast_id: int) -> int:
         session,
         StagedRows.command_id.in_(select(Command.id).where(Command.broadcast_id == broadcast_id)),
     )
+
+
+def staged_of_broadcast(session: Session, broadcast_id: int) -> dict[int, dt.datetime]:
+    """The stations of the broadcast's commands whose rows are not written yet, with when
+    they were staged (their targets, once written, are PENDING from then)."""
+    staged: dict[int, dt.datetime] = {}
+    for station_ids, staged_at in session.execute(
+        select(StagedRows.station_ids, StagedRows.staged_at).where(
+            StagedRows.command_id.in_(
+                select(Command.id).where(Command.broadcast_id == broadcast_id)
+            )
+        )
+    ):
+        for station_id in station_ids:
+            staged.setdefault(int(station_id), staged_at)
+    return staged
 
 
 def _staged_stations(session: Session, where: ColumnElement[bool]) -> int:

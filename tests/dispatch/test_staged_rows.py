@@ -154,6 +154,51 @@ def test_staged_rows_count_as_pending_and_the_direct_copy_still_goes(
         assert outbox.recipients(session, command)[1] == sids  # the same from the rows
 
 
+def test_staged_stations_are_listed_pending_in_the_broadcast_and_its_report(
+    send_unwritten: Callable[[], dict[str, Any]],
+    client: TestClient,
+    admin: dict[str, str],
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Someone who opens the broadcast (or its report) before its rows are written sees
+    every station it went to, PENDING, not an empty list."""
+    made = send_unwritten()
+    n = made["progress"]["total"]
+    with session_factory() as session:
+        command_id = _command(session, made["cmd_id"]).id
+        assert _counts(session, command_id) == (1, 0, 0)
+    read = ok(client.get(f"/api/v1/broadcasts/{made['id']}", headers=admin))
+    sids = [s["sid"] for s in read["stations"]]
+    assert len(sids) == n > 1
+    assert "htp-1" in sids
+    assert sids == sorted(sids)
+    assert {s["status"] for s in read["stations"]} == {"PENDING"}
+    assert all(s["area"] for s in read["stations"])
+    report = ok(client.get(f"/api/v1/broadcasts/{made['id']}/report", headers=admin))
+    assert report["total"] == n
+    assert [s["sid"] for s in report["stations"]] == sids
+    assert {s["status"] for s in report["stations"]} == {"PENDING"}
+    assert report["missed"] == []
+    assert report["reached"] == 0
+    # once written, the rows are what is listed: the same stations, once each
+    with session_factory() as session:
+        assert staged.write(session, [command_id]) == 1
+        session.commit()
+        assert _counts(session, command_id) == (0, n, n)
+        written = sorted(
+            session.scalars(
+                select(Station.sid)
+                .join(CommandTarget, CommandTarget.station_id == Station.id)
+                .where(CommandTarget.command_id == command_id)
+            )
+        )
+    assert written == sids
+    read = ok(client.get(f"/api/v1/broadcasts/{made['id']}", headers=admin))
+    assert [s["sid"] for s in read["stations"]] == sids
+    report = ok(client.get(f"/api/v1/broadcasts/{made['id']}/report", headers=admin))
+    assert [s["sid"] for s in report["stations"]] == sids
+
+
 def test_an_ack_or_play_event_first_writes_the_rows_and_is_stored(
     send_unwritten: Callable[[], dict[str, Any]], session_factory: sessionmaker[Session]
 ) -> None:
