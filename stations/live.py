@@ -67,16 +67,9 @@ def all_announce(session: Session, station_ids: Sequence[int], capability: str) 
     return seen == len(ids)
 
 
-def state_of(session: Session, station_id: int) -> StationState:
-    """The station's state row, created on first use.
-
-    Created with INSERT ... ON CONFLICT DO NOTHING: the ingest thread and the desired
-    publisher may both touch a new station at once, and neither may fail for it.
-    """
-    state = session.get(StationState, station_id)
-    if state is not None:
-        return state
-    values = {
+def _new_state(station_id: int) -> dict[str, Any]:
+    """The columns of a station's state row before anything is known of it."""
+    return {
         "station_id": station_id,
         "online": False,
         "capabilities": [],
@@ -85,13 +78,40 @@ def state_of(session: Session, station_id: int) -> StationState:
         "desired_version": 0,
         "desired_published_version": 0,
     }
-    if session.get_bind().dialect.name == "postgresql":
-        session.execute(postgresql.insert(StationState).values(values).on_conflict_do_nothing())
-    else:
-        session.execute(sqlite.insert(StationState).values(values).on_conflict_do_nothing())
+
+
+def _insert_missing_states(session: Session, station_ids: Sequence[int]) -> None:
+    """INSERT ... ON CONFLICT DO NOTHING: the ingest thread and the desired publisher may
+    both touch a new station at once, and neither may fail for it."""
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    statement = dialect.insert(StationState).on_conflict_do_nothing()
+    session.execute(statement, [_new_state(i) for i in station_ids])
+
+
+def state_of(session: Session, station_id: int) -> StationState:
+    """The station's state row, created on first use (`_insert_missing_states`)."""
+    state = session.get(StationState, station_id)
+    if state is not None:
+        return state
+    _insert_missing_states(session, [station_id])
     state = session.get(StationState, station_id)
     assert state is not None
     return state
+
+
+def states_of(session: Session, station_ids: Sequence[int]) -> dict[int, StationState]:
+    """`state_of` for many stations: the existing rows in one query, the missing ones
+    created with one statement and read with one more (keep the result while working:
+    the session holds its rows only weakly).  A station per statement cost the desired
+    publisher four round trips each when it met stations whose births were not stored
+    yet (10,000 new stations on PostgreSQL: minutes instead of seconds)."""
+    states = load_states(session, station_ids)
+    missing = sorted(set(station_ids) - states.keys())
+    if missing:
+        with session.no_autoflush:
+            _insert_missing_states(session, missing)
+            states |= load_states(session, missing)
+    return states
 
 
 def peek_state(session: Session, station_id: int) -> StationState:
@@ -453,15 +473,10 @@ def record_telemetry(session: Session, rows: Iterable[TelemetryRow]) -> int:
     # One SELECT for the batch's state rows, and no autoflush while updating them: loading
     # them one by one flushed the previous station's UPDATE before each SELECT (two round
     # trips per station), which capped ingest at about a third of this.
-    states = {
-        state.station_id: state
-        for state in session.scalars(
-            select(StationState).where(among(session, StationState.station_id, latest))
-        )
-    }
+    states = states_of(session, list(latest))
     with session.no_autoflush:
         for station_id, row in latest.items():
-            state = states.get(station_id) or state_of(session, station_id)
+            state = states[station_id]
             # the newest by the station's clock; but a kept sample dated after this one
             # arrived was stamped by a clock running fast, since set back (NTP back
             # after a drift): the station must not stay stuck on that report

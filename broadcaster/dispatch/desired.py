@@ -282,11 +282,11 @@ def _bump_versions(
 ) -> list[tuple[StationDoc, int]]:
     """Give every changed document a new version (and record its plan); the documents
     whose version is not yet published, with that version."""
-    states = live.load_states(session, [doc.station_id for doc in docs])
+    states = live.states_of(session, [doc.station_id for doc in docs])
     due: list[tuple[StationDoc, int]] = []
     plans: dict[int, list[playlog.PlannedPlay]] = {}
     for doc in docs:
-        state = states.get(doc.station_id) or live.state_of(session, doc.station_id)
+        state = states[doc.station_id]
         if state.desired_digest != doc.digest:
             state.desired_version = (state.desired_version or 0) + 1
             state.desired_digest = doc.digest

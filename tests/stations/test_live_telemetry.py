@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster import db
@@ -79,3 +79,43 @@ def test_a_batch_across_stations_keeps_history_and_the_newest_sample(
         assert state.telemetry is not None
         assert state.telemetry["seq"] == 2
         assert state.last_seen == T0 + 10 * minute
+
+
+def test_the_state_rows_of_many_stations_are_read_and_created_in_a_few_statements(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """`live.states_of`: the rows that exist, the missing ones created, in three
+    statements whatever the number of stations (the desired publisher meeting thousands
+    of stations whose births are not stored yet), and nothing lost of a row that exists."""
+    with db.session_scope(session_factory) as session:
+        tan_an.load(session)
+    with session_factory() as session:
+        ids = sorted(live.sid_index(session).values())
+        assert len(ids) > 50
+        live.state_of(session, ids[0]).volume = 33
+        session.commit()
+
+    statements: list[str] = []
+    engine = session_factory.kw["bind"]
+
+    def count(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if not statement.startswith("BEGIN"):  # SQLite's write transaction
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        with session_factory() as session:
+            states = live.states_of(session, ids)
+            assert sorted(states) == ids
+            assert len(statements) <= 3, statements
+            assert states[ids[0]].volume == 33  # the row that existed, as it was
+            assert all(states[i].desired_version == 0 for i in ids[1:])
+            states[ids[1]].volume = 44
+            session.commit()
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    with session_factory() as session:
+        # read again, created by nobody twice
+        again = live.states_of(session, ids)
+        assert again[ids[1]].volume == 44
+        assert session.scalar(select(func.count()).select_from(StationState)) == len(ids)
