@@ -32,11 +32,9 @@ class Phases:
     """The phases of one request, each from the end of the one before (the first from
     the request's arrival), in milliseconds."""
 
-    def __init__(
-        self, started: float | None = None, clock: Callable[[], float] = time.perf_counter
-    ):
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self._clock = clock
-        self._started = self._last = clock() if started is None else started
+        self._started = self._last = clock()
         self._phases: list[tuple[str, float]] = []
 
     def mark(self, name: str) -> None:
