@@ -113,11 +113,20 @@ class Settings(BaseSettings):
     stored).  0 runs it like the rest."""
     fanout_quiet_s: float = Field(default=0.05, ge=0, le=1.0)
     """After the broker takes a command for many stations (a group, or
-    `QUIET_MIN_STATIONS` or more), how long the service leaves what stations send in the
-    broker and holds back its own records of the publish (the per-station rows, the
-    progress streams' read), so the broker beside it fans the command out first
+    `QUIET_MIN_STATIONS` or more), how long at least the service leaves what stations send
+    in the broker and holds back its own records of the publish (the per-station rows,
+    the progress streams' read), so the broker beside it fans the command out first
     (`firmware_bridge.quiet`).  Any publish ends it at once; nothing is lost (the acks
     wait in the broker, QoS 1).  0: no quiet moment."""
+    fanout_quiet_per_station_ms: float = Field(default=0.2, ge=0, le=10)
+    """What the quiet moment grows by for each station the command reaches: the broker
+    copies it to every one, one after the other, and the acks come back meanwhile.  The
+    default is what this fan-out took on the 2-core machine the benchmarks ran on, where
+    the broker and the stations shared the cores (about 0.15-0.2 ms a station: 0.25 s for
+    1,000 stations)."""
+    fanout_quiet_max_s: float = Field(default=2.0, ge=0, le=10)
+    """The longest quiet moment, whatever the number of stations (2 s: the whole fan-out
+    of 10,000 stations on that machine)."""
     auth_cache_s: float = Field(default=5.0, ge=0, le=60)
     """How long a process remembers what a token signed in as, so a request with it
     skips the database on its way to the route (`broadcaster.auth.signin_cache`).  A
@@ -252,6 +261,14 @@ class Settings(BaseSettings):
         if parts.port:
             netloc += f":{parts.port}"
         return f"{parts.scheme}://{netloc}"
+
+    def fanout_quiet_for(self, stations: int) -> float:
+        """The quiet moment after a command reaches ``stations`` stations (seconds; 0:
+        none, when ``fanout_quiet_s`` is 0)."""
+        if self.fanout_quiet_s <= 0:
+            return 0.0
+        grown = self.fanout_quiet_s + stations * self.fanout_quiet_per_station_ms / 1000
+        return min(grown, max(self.fanout_quiet_max_s, self.fanout_quiet_s))
 
     @property
     def mqtt_nats_pids(self) -> list[Path]:

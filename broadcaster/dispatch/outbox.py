@@ -26,7 +26,7 @@ import secrets
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Table, and_, bindparam, func, or_, select, update
 from sqlalchemy.orm import Session
@@ -140,28 +140,48 @@ def unacknowledged(session: Session, now: dt.datetime) -> list[Command]:
     )
 
 
-def recipients(session: Session, command: Command) -> tuple[list[str], list[str]]:
-    """(group gids, station sids) to publish on: groups for fan-out, plus direct copies
-    (from the staged station list while the targets are not written yet)."""
-    direct = staged.direct_of(session, command.id)
-    if direct is not None:
+class Recipients(NamedTuple):
+    """Where a command is published, and how many stations it reaches."""
+
+    groups: list[str]
+    sids: list[str]
+    #: its targets still open (staged or written): what the broker copies it to, which
+    #: sizes the quiet moment after its fan-out (`Settings.fanout_quiet_for`)
+    stations: int
+
+
+def recipients(session: Session, command: Command) -> Recipients:
+    """Group gids for fan-out plus station sids for direct copies (from the staged
+    station list while the targets are not written yet), and how many stations it
+    reaches."""
+    groups = list(command.groups) if command.route is Route.GROUPS else []
+    fanout = staged.fanout_of(session, command.id)
+    if fanout is not None:
+        direct, stations = fanout
         sids = []
         if direct:  # most often none: every target is subscribed to its groups
             query = select(Station.sid).where(among(session, Station.id, direct))
             sids = sorted(session.scalars(query))
-    else:
-        rows = session.execute(
-            select(Station.sid)
-            .join(CommandTarget, CommandTarget.station_id == Station.id)
-            .where(
-                CommandTarget.command_id == command.id,
-                CommandTarget.direct.is_(True),
-                CommandTarget.status.in_(OPEN),
-            )
-            .order_by(Station.sid)
+        return Recipients(groups, sids, stations)
+    rows = session.execute(
+        select(Station.sid)
+        .join(CommandTarget, CommandTarget.station_id == Station.id)
+        .where(
+            CommandTarget.command_id == command.id,
+            CommandTarget.direct.is_(True),
+            CommandTarget.status.in_(OPEN),
         )
-        sids = [r[0] for r in rows]
-    return (list(command.groups) if command.route is Route.GROUPS else []), sids
+        .order_by(Station.sid)
+    )
+    sids = [r[0] for r in rows]
+    stations = len(sids)
+    if groups:  # the rest are reached through their groups
+        stations = session.scalar(
+            select(func.count())
+            .select_from(CommandTarget)
+            .where(CommandTarget.command_id == command.id, CommandTarget.status.in_(OPEN))
+        ) or len(sids)
+    return Recipients(groups, sids, stations)
 
 
 @dataclass(frozen=True)
@@ -173,16 +193,18 @@ class Outgoing:
     sids: list[str]
     message: CommandMessage
     late: bool = False
+    #: how many stations it reaches (`Recipients.stations`)
+    stations: int = 0
 
 
 def outgoing(session: Session, command: Command, late: list[str] | None = None) -> Outgoing:
     """What to publish for the command: to its groups and direct stations, or (``late``)
     only to those stations, reached late, with a fresh start (`late_body`)."""
     if late is None:
-        groups, sids = recipients(session, command)
+        groups, sids, stations = recipients(session, command)
         body = command.body
     else:
-        groups, sids = [], late
+        groups, sids, stations = [], late, len(late)
         body = late_body(command, utcnow())
     message = CommandMessage.model_validate(
         {
@@ -193,7 +215,7 @@ def outgoing(session: Session, command: Command, late: list[str] | None = None) 
             "body": body,
         }
     )
-    return Outgoing(command.id, groups, sids, message, late=late is not None)
+    return Outgoing(command.id, groups, sids, message, late=late is not None, stations=stations)
 
 
 def mark_published(

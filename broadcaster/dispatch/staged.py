@@ -21,7 +21,7 @@ written once whatever the order:
   them).
 
 Until then, readers count the staged stations as PENDING (`pending_counts`), and the
-publisher sends the direct copies from the staged list (`direct_of`).
+publisher sends the direct copies from the staged list (`fanout_of`).
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from stations.targets import insert_per_station
 
 __all__ = [
     "PlayPlan",
-    "direct_of",
+    "fanout_of",
     "pending_counts",
     "pending_of_broadcast",
     "staged_of_broadcast",
@@ -55,8 +55,9 @@ __all__ = [
 _TARGETS = cast(Table, CommandTarget.__table__)
 #: ``Session.info`` key: the commands this session staged rows for, to write after commit
 _STAGED = "broadcaster_staged_rows"
-#: ``Session.info`` key: (the transaction, {command id: its direct station ids}) of the
-#: rows staged in that transaction, so `direct_of` need not read back what it just wrote
+#: ``Session.info`` key: (the transaction, {command id: (its direct station ids, how many
+#: stations it goes to)}) of the rows staged in that transaction, so `fanout_of` need not
+#: read back what it just wrote
 _DIRECT = "broadcaster_staged_direct"
 
 
@@ -143,10 +144,10 @@ def store(
     )
     session.info.setdefault(_STAGED, []).append(command.id)
     current = _transaction(session)
-    known: tuple[object, dict[int, list[int]]] | None = session.info.get(_DIRECT)
+    known: tuple[object, dict[int, tuple[list[int], int]]] | None = session.info.get(_DIRECT)
     if known is None or known[0] is not current:
         known = session.info[_DIRECT] = (current, {})
-    known[1][command.id] = sorted(direct)
+    known[1][command.id] = (sorted(direct), len(station_ids))
 
 
 def _transaction(session: Session) -> object:
@@ -242,16 +243,20 @@ def write_all(session: Session) -> int:
     return write(session, session.scalars(select(StagedRows.command_id)).all())
 
 
-def direct_of(session: Session, command_id: int) -> list[int] | None:
-    """The stations a staged command goes to directly; None once its rows are written.
-    Not read back when this transaction staged them (an emergency's way out)."""
+def fanout_of(session: Session, command_id: int) -> tuple[list[int], int] | None:
+    """(The stations a staged command goes to directly, how many stations it goes to);
+    None once its rows are written.  Not read back when this transaction staged them
+    (an emergency's way out)."""
     known = session.info.get(_DIRECT)
     if known is not None and known[0] is _transaction(session) and command_id in known[1]:
-        return list(known[1][command_id])
-    direct = session.scalar(
-        select(StagedRows.direct_ids).where(StagedRows.command_id == command_id)
-    )
-    return None if direct is None else [int(s) for s in direct]
+        direct, stations = known[1][command_id]
+        return list(direct), stations
+    row = session.execute(
+        select(StagedRows.direct_ids, StagedRows.station_ids).where(
+            StagedRows.command_id == command_id
+        )
+    ).one_or_none()
+    return None if row is None else ([int(s) for s in row[0]], len(row[1]))
 
 
 def pending_counts(session: Session, command_ids: Collection[int]) -> int:

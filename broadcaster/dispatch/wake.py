@@ -53,7 +53,7 @@ def write_staged(
 ) -> None:
     """After the commit and `wake`: once the publisher is through with the commands
     just handed over (at most `SENT_WAIT_S`) and the quiet moment after their fan-out is
-    over (`Settings.fanout_quiet_s`), write the per-station rows they left
+    over (`Settings.fanout_quiet_for`), write the per-station rows they left
     staged (`broadcaster.dispatch.staged`), in a transaction of their own, and refresh
     the progress streams.  The command is out whatever happens here: should the
     write fail, the rows stay staged and the worker writes them (recording the publish,

@@ -67,7 +67,7 @@ SYNC_EVERY = dt.timedelta(minutes=5)
 #: reach us); a shorter blip changes nothing.
 BROKER_DOWN_GRACE_S = 10.0
 #: A command for this many stations or more (or for a group) opens a quiet moment after
-#: its publish (`Settings.fanout_quiet_s`, `firmware_bridge.quiet`); one for a few stations
+#: its publish (`Settings.fanout_quiet_for`, `firmware_bridge.quiet`); one for a few stations
 #: (a ping, a copy for a station back online) does not, so a ping's round trip is not
 #: lengthened by it.
 QUIET_MIN_STATIONS = 20
@@ -299,8 +299,9 @@ class Worker:
             ok = ok and len(acked) == len(topics)
         if ok and not out.late and (out.groups or len(out.sids) >= QUIET_MIN_STATIONS):
             # the broker has it and copies it to every station now: our records of it,
-            # and the acks coming back, wait a moment (`firmware_bridge.quiet`)
-            self.bridge.quiet.open(self.settings.fanout_quiet_s)
+            # and the acks coming back, wait a moment, as long as that takes for so many
+            # stations (`firmware_bridge.quiet`, `Settings.fanout_quiet_for`)
+            self.bridge.quiet.open(self.settings.fanout_quiet_for(out.stations))
         return ok
 
     def wait_quiet(self) -> None:

@@ -26,6 +26,7 @@ from broadcaster.dispatch import outbox, staged, wake, worker
 from broadcaster.dispatch.models import Command, Route
 from broadcaster.dispatch.wake import ready_to_send
 from broadcaster.runtime import Role
+from broadcaster.settings import Settings
 from stations.models import Station
 from tests.support.live import Live, send_broadcast
 from tests.support.loa import RawPublisher, ack_payload, wait_until
@@ -158,7 +159,7 @@ def test_the_request_writes_the_rows_once_the_publisher_is_through(
     with read_session(live.factory) as reader:
         command = outbox.find(reader, str(made["cmd_id"]))
         assert command is not None
-        assert staged.direct_of(reader, command.id) is None  # written: nothing staged
+        assert staged.fanout_of(reader, command.id) is None  # written: nothing staged
         progress = outbox.progress(reader, [command.id])
     total = made["progress"]["total"]  # type: ignore[index]
     assert sum(progress.values()) == total == 108  # every Tân An station, in rows
@@ -245,21 +246,46 @@ def test_a_wake_up_without_a_hand_over_reads_the_outbox(
     assert len(reads) > before
 
 
+def test_the_quiet_moment_grows_with_the_stations_reached_up_to_its_longest() -> None:
+    settings = Settings(
+        fanout_quiet_s=0.05, fanout_quiet_per_station_ms=0.2, fanout_quiet_max_s=2.0
+    )
+    assert settings.fanout_quiet_for(0) == pytest.approx(0.05)
+    assert settings.fanout_quiet_for(108) == pytest.approx(0.0716)
+    assert settings.fanout_quiet_for(1000) == pytest.approx(0.25)
+    assert settings.fanout_quiet_for(10_000) == pytest.approx(2.0)  # 2.05, at most 2
+    assert settings.fanout_quiet_for(100_000) == pytest.approx(2.0)
+    off = settings.model_copy(update={"fanout_quiet_s": 0.0})
+    assert off.fanout_quiet_for(10_000) == 0.0  # 0 turns the moment off, however many
+    short = settings.model_copy(update={"fanout_quiet_max_s": 0.01})
+    assert short.fanout_quiet_for(10_000) == pytest.approx(0.05)  # never below its least
+    flat = settings.model_copy(update={"fanout_quiet_per_station_ms": 0.0})
+    assert flat.fanout_quiet_for(10_000) == pytest.approx(0.05)
+
+
 def test_a_fan_out_opens_a_quiet_moment_and_a_command_for_one_station_does_not(
-    live: Live,
+    live: Live, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Once the broker has an emergency for the city, the service leaves the acks in the
-    broker and its records of the publish for a moment (`firmware_bridge.quiet`), so the
+    broker and its records of the publish for a moment (`firmware_bridge.quiet`), as long
+    as its fan-out to so many stations takes (`Settings.fanout_quiet_for`), so the
     broker beside it copies the command to every station first; a ping to one station
     opens none (its round trip sets the station's clock offset)."""
     live.seed()
     publisher = live.worker()
     quiet = publisher.bridge.quiet
+    lengths: list[float] = []
+    open_for = quiet.open
+    monkeypatch.setattr(quiet, "open", lambda seconds: (lengths.append(seconds), open_for(seconds)))
     opened = quiet.opened
     made = _emergency(live, "Khẩn cấp, phát trước")
     cmd_id = str(made["cmd_id"])
     wait_until(lambda: _published_at(live, cmd_id), what="the send recorded")
     assert quiet.opened > opened
+    stations = int(str(made["station_count"]))
+    assert stations == 108
+    assert lengths[-1] == pytest.approx(publisher.settings.fanout_quiet_for(stations))
+    assert lengths[-1] > publisher.settings.fanout_quiet_s  # grown by the 108 stations
     # the rows are written once the moment is over, as before it
 
     def staged_left() -> int:
@@ -306,7 +332,9 @@ def test_the_commands_of_one_pass_all_go_out_before_the_quiet_moment(
     live.seed()
     quiet = publisher.bridge.quiet
     open_for = quiet.open
-    monkeypatch.setattr(quiet, "open", lambda seconds: open_for(600))  # far past the test
+    lengths: list[float] = []
+    # far past the test
+    monkeypatch.setattr(quiet, "open", lambda seconds: (lengths.append(seconds), open_for(600)))
     opened = quiet.opened
     now = dt.datetime.now(dt.UTC)
     with db.session_scope(live.factory) as session:
@@ -332,6 +360,8 @@ def test_the_commands_of_one_pass_all_go_out_before_the_quiet_moment(
     wait_until(lambda: quiet.opened == opened + 3, what="a moment after each publish")
     assert quiet.remaining() > 0
     assert not any(_published_at(live, c) for c in cmd_ids)
+    # each as long as a fan-out to every station takes (their rows written, not staged)
+    assert lengths == [publisher.settings.fanout_quiet_for(len(ids))] * 3
     quiet.end()
     for cmd_id in cmd_ids:
         wait_until(lambda c=cmd_id: _published_at(live, c), what="the send recorded")

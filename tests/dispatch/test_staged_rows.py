@@ -133,8 +133,9 @@ def test_staged_rows_count_as_pending_and_the_direct_copy_still_goes(
         command = _command(session, made["cmd_id"])
         assert _counts(session, command.id) == (1, 0, 0)
         assert outbox.progress(session, [command.id])["PENDING"] == n
-        _, sids = outbox.recipients(session, command)
+        groups, sids, stations = outbox.recipients(session, command)
         assert "htp-1" in sids
+        assert stations == n  # all of them, through their groups or directly
         # the publisher records the publish: the rows first, then all SENT
         outbox.mark_published(session, command, utcnow())
         session.commit()
@@ -151,7 +152,8 @@ def test_staged_rows_count_as_pending_and_the_direct_copy_still_goes(
             .order_by(Station.sid)
         ).all()
         assert direct == sids  # the copies sent are the targets' own
-        assert outbox.recipients(session, command)[1] == sids  # the same from the rows
+        # the same from the rows, and every station still counted (SENT is open)
+        assert outbox.recipients(session, command) == (groups, sids, n)
 
 
 def test_staged_stations_are_listed_pending_in_the_broadcast_and_its_report(
@@ -370,14 +372,14 @@ def test_the_direct_copies_staged_in_a_transaction_are_not_read_back_in_it(
         command = staged_ping(session, ids, route=Route.GROUPS, groups=["all"], direct_ids=ids[:1])
         event.listen(engine, "before_cursor_execute", seen)
         try:
-            assert staged.direct_of(session, command.id) == ids[:1]
+            assert staged.fanout_of(session, command.id) == (ids[:1], 3)
             assert statements == []
             session.commit()
             # a new transaction: read (staged, not written yet)
-            assert staged.direct_of(session, command.id) == ids[:1]
+            assert staged.fanout_of(session, command.id) == (ids[:1], 3)
             assert statements
             staged.write(session, [command.id])
-            assert staged.direct_of(session, command.id) is None  # written
+            assert staged.fanout_of(session, command.id) is None  # written
             session.rollback()
         finally:
             event.remove(engine, "before_cursor_execute", seen)
@@ -385,4 +387,4 @@ def test_the_direct_copies_staged_in_a_transaction_are_not_read_back_in_it(
         nested = session.begin_nested()
         other = staged_ping(session, ids)  # every station direct (the stations route)
         nested.rollback()  # the savepoint that staged it is gone: so are its rows
-        assert staged.direct_of(session, other.id) is None
+        assert staged.fanout_of(session, other.id) is None
