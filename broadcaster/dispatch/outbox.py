@@ -690,9 +690,10 @@ def expire_due(session: Session, now: dt.datetime) -> int:
     """Targets past their command's limits: EXPIRED if never received, FAILED if no
     final ack by the deadline.  Marks commands done when every target is final (and
     their broadcast finished).  Returns the number of targets settled and commands
-    ended: anything but 0 is to be committed.  Rows still staged are written first (a
-    command without them would look settled)."""
-    changed = staged.write_all(session)
+    ended: anything but 0 is to be committed.  A command whose rows are still staged is
+    left alone (without them it would look settled): its request writes them once the
+    fan-out is over, or this sweep once they are stale (`staged.write_stale`)."""
+    changed = staged.write_stale(session, now)
     unsettled = (
         select(CommandTarget.id)
         .where(
@@ -706,6 +707,7 @@ def expire_due(session: Session, now: dt.datetime) -> int:
             select(Command).where(
                 Command.done.is_(False),
                 or_(Command.not_after < now - TRANSIT_GRACE, ~unsettled),
+                ~staged.still_staged(Command.id),
             )
         )
     )

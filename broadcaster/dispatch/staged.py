@@ -16,9 +16,11 @@ written once whatever the order:
 - the request that staged them, right after the hand-over (the usual writer);
 - the publisher recording the publish (`outbox.mark_published`: the targets go SENT);
 - the ingest, before it stores acknowledgements or play events that name the command;
-- a stop (`broadcasts.stop`), the expiry sweep and the worker starting (a request
-  that died between its two transactions leaves its rows staged: the worker writes
-  them).
+- a stop (`broadcasts.stop`) and the worker starting;
+- the expiry sweep, for rows staged `STALE_AFTER` ago (a request that died between its
+  two transactions leaves its rows staged: the worker writes them); until then the
+  sweep leaves the command alone, so it does not write 10,000 rows in the middle of the
+  fan-out it follows.
 
 Until then, readers count the staged stations as PENDING (`pending_counts`), and the
 publisher sends the direct copies from the staged list (`fanout_of`).
@@ -31,7 +33,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import cast
 
-from sqlalchemy import ColumnElement, Table, delete, select
+from sqlalchemy import ColumnElement, ColumnExpressionArgument, Table, delete, select
 from sqlalchemy.orm import Session
 
 from broadcaster.dispatch import playlog
@@ -40,19 +42,27 @@ from kernel.db import among
 from stations.targets import insert_per_station
 
 __all__ = [
+    "STALE_AFTER",
     "PlayPlan",
     "fanout_of",
     "pending_counts",
     "pending_of_broadcast",
     "staged_of_broadcast",
+    "still_staged",
     "store",
     "taken",
     "write",
     "write_all",
     "write_for_cmd_ids",
+    "write_stale",
 ]
 
 _TARGETS = cast(Table, CommandTarget.__table__)
+#: Rows still staged this long after their command was stored were left by a request that
+#: died between its commit and its write (that write follows the publish and the quiet
+#: moment after the fan-out, seconds at most): the expiry sweep writes them (`write_stale`).
+#: Younger ones are the request's to write, while the broker fans the command out.
+STALE_AFTER = dt.timedelta(seconds=30)
 #: ``Session.info`` key: the commands this session staged rows for, to write after commit
 _STAGED = "broadcaster_staged_rows"
 #: ``Session.info`` key: (the transaction, {command id: (its direct station ids, how many
@@ -239,8 +249,22 @@ def write_for_cmd_ids(session: Session, cmd_ids: Collection[str]) -> int:
 
 
 def write_all(session: Session) -> int:
-    """`write` for every command still staged (the worker starting, the expiry sweep)."""
+    """`write` for every command still staged (the worker starting)."""
     return write(session, session.scalars(select(StagedRows.command_id)).all())
+
+
+def write_stale(session: Session, now: dt.datetime) -> int:
+    """`write` for the commands staged `STALE_AFTER` or longer before ``now`` (the expiry
+    sweep): their request died between its commit and its write, and nobody else has
+    needed the rows since."""
+    stale = select(StagedRows.command_id).where(StagedRows.staged_at <= now - STALE_AFTER)
+    return write(session, session.scalars(stale).all())
+
+
+def still_staged(command_id: ColumnExpressionArgument[int]) -> ColumnElement[bool]:
+    """Whether that command's rows are still staged (a filter: such a command has no
+    target rows yet, so it must not look settled)."""
+    return select(StagedRows.command_id).where(StagedRows.command_id == command_id).exists()
 
 
 def fanout_of(session: Session, command_id: int) -> tuple[list[int], int] | None:

@@ -257,20 +257,31 @@ def test_an_ack_or_play_event_first_writes_the_rows_and_is_stored(
 def test_the_expiry_pass_does_not_end_a_broadcast_whose_rows_are_staged(
     send_unwritten: Callable[[], dict[str, Any]], session_factory: sessionmaker[Session]
 ) -> None:
-    """A command with no target rows would look settled: the pass writes them first."""
+    """A command with no target rows would look settled.  While its request may still
+    write them (after the fan-out), the pass leaves it alone, rows and all: it does not
+    write them in the middle of the fan-out.  Once they are stale (the request died),
+    the pass writes them, and the command goes on."""
     made = send_unwritten()
+    n = made["progress"]["total"]
     with session_factory() as session:
-        assert outbox.expire_due(session, utcnow())
+        command = _command(session, made["cmd_id"])
+        staged_at = session.scalar(
+            select(StagedRows.staged_at).where(StagedRows.command_id == command.id)
+        )
+        assert staged_at is not None
+        assert outbox.expire_due(session, staged_at + staged.STALE_AFTER / 2) == 0
+        session.commit()
+    with session_factory() as session:
+        command = _command(session, made["cmd_id"])
+        assert not command.done
+        assert _counts(session, command.id) == (1, 0, 0)  # still staged
+        assert outbox.expire_due(session, staged_at + staged.STALE_AFTER)
         session.commit()
     with session_factory() as session:
         command = _command(session, made["cmd_id"])
         assert not command.done
         assert session.get(Broadcast, made["id"]).status is BroadcastStatus.ACTIVE  # type: ignore[union-attr]
-        assert _counts(session, command.id) == (
-            0,
-            made["progress"]["total"],
-            made["progress"]["total"],
-        )
+        assert _counts(session, command.id) == (0, n, n)
 
 
 def test_a_stop_before_the_rows_are_written_stops_every_station(
