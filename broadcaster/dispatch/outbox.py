@@ -176,11 +176,10 @@ def recipients(session: Session, command: Command) -> Recipients:
     sids = [r[0] for r in rows]
     stations = len(sids)
     if groups:  # the rest are reached through their groups
-        stations = session.scalar(
-            select(func.count())
-            .select_from(CommandTarget)
-            .where(CommandTarget.command_id == command.id, CommandTarget.status.in_(OPEN))
-        ) or len(sids)
+        open_targets = select(func.count()).where(
+            CommandTarget.command_id == command.id, CommandTarget.status.in_(OPEN)
+        )
+        stations = session.scalar(open_targets) or 0
     return Recipients(groups, sids, stations)
 
 
