@@ -21,6 +21,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any, NamedTuple
 from weakref import WeakKeyDictionary
 
@@ -48,6 +49,7 @@ __all__ = [
     "FLEETS",
     "Fleet",
     "FleetCache",
+    "FleetRead",
     "Names",
     "TargetNames",
     "TargetResolver",
@@ -104,6 +106,8 @@ class Fleet:
     stations: frozenset[int]
     parent_of: Mapping[int, int | None]
     children: Mapping[int, Sequence[int]]
+    #: the codes of the root areas (each the whole city or province)
+    roots: frozenset[str] = frozenset()
 
     @classmethod
     def load(cls, session: Session, *, enabled_only: bool = True, with_sids: bool = False) -> Fleet:
@@ -120,10 +124,13 @@ class Fleet:
                 sid_of[station_id] = sid
         children: dict[int, list[int]] = defaultdict(list)
         parent_of: dict[int, int | None] = {}
-        for area_id, parent_id in session.execute(select(Area.id, Area.parent_id)):
+        roots: set[str] = set()
+        for area_id, parent_id, code in session.execute(select(Area.id, Area.parent_id, Area.code)):
             parent_of[area_id] = parent_id
             if parent_id is not None:
                 children[parent_id].append(area_id)
+            else:
+                roots.add(code)
         return cls(
             by_area=dict(by_area),
             area_of=area_of,
@@ -131,6 +138,7 @@ class Fleet:
             stations=frozenset(area_of),
             parent_of=parent_of,
             children=dict(children),
+            roots=frozenset(roots),
         )
 
 
@@ -249,14 +257,24 @@ _LOOK_UP = {
 }
 
 
-def look_up(session: Session, targets: TargetNames, *, field: str = "targets") -> TargetRows:
+def look_up(
+    session: Session,
+    targets: TargetNames,
+    *,
+    field: str = "targets",
+    areas_read: Mapping[str, int | None] | None = None,
+) -> TargetRows:
     """The ids the names stand for (one query per kind); an unknown name is an
-    `InvalidInput` on its entry (``targets.groups.2``)."""
+    `InvalidInput` on its entry (``targets.groups.2``).  ``areas_read``: the area ids of
+    the names' codes, read already (`FleetCache.read`; None: a code that names no area),
+    so the areas are not read again."""
 
     def rows(kind: str, wanted: Sequence[str]) -> dict[str, Any]:
         """The columns of `_LOOK_UP` (the id, the name, ...) of each wanted name, by name."""
         found: dict[str, Any] = {}
-        if wanted:
+        if kind == "areas" and areas_read is not None:
+            found = {code: (i, code) for code, i in areas_read.items() if i is not None}
+        elif wanted:
             for row in session.execute(_LOOK_UP[kind], {"names": sorted(set(wanted))}):
                 found[row[1]] = tuple(row)
         for index, name in enumerate(wanted):
@@ -294,30 +312,42 @@ class Resolution(NamedTuple):
     stations: list[Reached]
     rows: TargetRows
     resolver: TargetResolver
+    #: the values of `resolve_names`'s ``also`` (None when they were not read)
+    also: tuple[Any, ...] | None = None
 
 
 def resolve_names(
-    session: Session, targets: TargetNames, *, field: str = "targets", enabled_only: bool = True
+    session: Session,
+    targets: TargetNames,
+    *,
+    field: str = "targets",
+    enabled_only: bool = True,
+    also: tuple[Any, ...] = (),
 ) -> Resolution:
     """`resolve`, with what it read on the way (a broadcast's route needs the areas).
 
     The enabled fleet comes from `FLEETS` (read again only when the registry changed),
     and so, for names without groups, does the sorted list of the stations they reach:
     a city- or province-wide emergency does not read and sort its thousands of stations
-    on its way out."""
-    rows = look_up(session, targets, field=field)
+    on its way out.  ``also``: scalar subqueries the caller wants read in the same
+    statement (`FleetCache.read`); their values are `Resolution.also` (None without
+    ``enabled_only``: nothing was read with the fleet)."""
     if not enabled_only:
+        rows = look_up(session, targets, field=field)
         resolver = TargetResolver(session, enabled_only=False, with_sids=True)
         return Resolution(_reached(resolver, rows), rows, resolver)
-    fleet, reached_memo = FLEETS.current(session)
-    resolver = TargetResolver(session, fleet=fleet)
+    # the registry's key, the areas' codes and the ``also`` columns in one statement
+    # (on PostgreSQL each statement is a round trip on an emergency's way out)
+    read = FLEETS.read(session, area_codes=targets.areas, also=also)
+    rows = look_up(session, targets, field=field, areas_read=read.areas)
+    resolver = TargetResolver(session, fleet=read.fleet)
     if rows.groups:  # a group's members are read afresh each time (`load_groups`)
-        return Resolution(_reached(resolver, rows), rows, resolver)
+        return Resolution(_reached(resolver, rows), rows, resolver, read.also)
     key = (tuple(sorted(s for s, _, _ in rows.stations)), tuple(sorted(a for a, _ in rows.areas)))
-    reached = reached_memo.get(key)
+    reached = read.reached.get(key)
     if reached is None:
-        reached = reached_memo.remember(key, _reached(resolver, rows))
-    return Resolution(list(reached), rows, resolver)
+        reached = read.reached.remember(key, _reached(resolver, rows))
+    return Resolution(list(reached), rows, resolver, read.also)
 
 
 def _reached(resolver: TargetResolver, rows: TargetRows) -> list[Reached]:
@@ -377,17 +407,38 @@ class FleetCache:
 
     def current(self, session: Session) -> tuple[Fleet, _ReachedMemo]:
         """The fleet as of ``session``'s database now, and what names reached in it."""
-        key = tuple(session.execute(_REGISTRY_KEY).one())
+        read = self.read(session)
+        return read.fleet, read.reached
+
+    def peek(self, session: Session) -> Fleet | None:
+        """The fleet last read for ``session``'s database, if any, as it was then (maybe
+        no longer current: for a guess at what to read, never for an answer)."""
+        with self._lock:
+            cached = self._fleets.get(session.get_bind().engine.pool)
+        return cached[1] if cached is not None else None
+
+    def read(
+        self, session: Session, *, area_codes: Sequence[str] = (), also: tuple[Any, ...] = ()
+    ) -> FleetRead:
+        """`current`, and in the same statement the ids of the areas ``area_codes`` name
+        (at most `KEYED_AREAS` codes; more are left to `look_up`) and the values of the
+        scalar subqueries ``also``."""
+        codes = list(dict.fromkeys(area_codes))
+        keyed = len(codes) <= KEYED_AREAS
+        statement = _registry_key_with(len(codes) if keyed else 0, also)
+        params = {f"area_{i}": code for i, code in enumerate(codes)} if keyed else {}
+        row = tuple(session.execute(statement, params).one())
+        key, rest = row[:_KEY_COLUMNS], row[_KEY_COLUMNS:]
+        areas = dict(zip(codes, rest[: len(codes)], strict=True)) if keyed else None
+        values = rest[len(codes) :] if keyed else rest
         pool = session.get_bind().engine.pool
         with self._lock:
             cached = self._fleets.get(pool)
-        if cached is not None and cached[0] == key:
-            return cached[1], cached[2]
-        fleet = Fleet.load(session, with_sids=True)
-        entry = (key, fleet, _ReachedMemo())
-        with self._lock:
-            self._fleets[pool] = entry
-        return fleet, entry[2]
+        if cached is None or cached[0] != key:
+            cached = (key, Fleet.load(session, with_sids=True), _ReachedMemo())
+            with self._lock:
+                self._fleets[pool] = cached
+        return FleetRead(cached[1], cached[2], areas, tuple(values))
 
 
 def _wide(column: Any) -> Any:
@@ -424,6 +475,37 @@ def _registry_key() -> Any:
 
 
 _REGISTRY_KEY = _registry_key()
+_KEY_COLUMNS = len(_REGISTRY_KEY.selected_columns)
+#: at most this many area codes are read with the registry's key (`FleetCache.read`),
+#: one scalar subquery each (a broadcast names a few areas; a list longer than this is
+#: read by `look_up`'s own statement)
+KEYED_AREAS = 8
+
+
+@lru_cache(maxsize=64)
+def _registry_key_with(codes: int, also: tuple[Any, ...]) -> Any:
+    """`_REGISTRY_KEY`, then the id of the area of each of ``codes`` codes (bound as
+    ``area_0`` ...; NULL: no such area), then the ``also`` columns (built once each)."""
+    if not codes and not also:
+        return _REGISTRY_KEY
+    areas = [
+        select(Area.id).where(Area.code == bindparam(f"area_{i}")).scalar_subquery()
+        for i in range(codes)
+    ]
+    return _REGISTRY_KEY.add_columns(*areas, *also)
+
+
+class FleetRead(NamedTuple):
+    """What `FleetCache.read` read: the fleet, what names reached in it, the ids of the
+    area codes asked for (None when they were too many to read with the key) and the
+    values of the ``also`` columns."""
+
+    fleet: Fleet
+    reached: _ReachedMemo
+    areas: dict[str, int | None] | None
+    also: tuple[Any, ...]
+
+
 #: the process's fleets (`resolve_names`)
 FLEETS = FleetCache()
 

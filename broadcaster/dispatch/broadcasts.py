@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import String, cast, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from audio_library import service as media
@@ -84,6 +84,27 @@ _OUT_OF_STEP = (
         ),
     )
 )
+_OUT_OF_STEP_ROWS = _OUT_OF_STEP.subquery()
+#: the same stations' ids as one text ("3,17,42"; NULL: none), read with the registry's
+#: key (`targets.resolve_names`) when the names look like the whole fleet: the route to
+#: every station reads no list of its own
+_OUT_OF_STEP_IDS = select(
+    func.aggregate_strings(cast(_OUT_OF_STEP_ROWS.c.id, String), ",")
+).scalar_subquery()
+
+
+def _looks_whole_fleet(session: Session, data: BroadcastCreate) -> bool:
+    """Do ``data``'s targets look like the whole fleet (a root area or the ``all`` group,
+    and no station by name), as far as the fleet last read says?  A guess at what to
+    read with the registry's key, never an answer: `plan_route` decides on what it
+    read."""
+    named = data.targets
+    if named.stations:
+        return False
+    if ALL_GROUP in named.groups:
+        return True
+    fleet = targets.FLEETS.peek(session)
+    return fleet is not None and any(code in fleet.roots for code in named.areas)
 
 
 def plan_route(session: Session, data: BroadcastCreate) -> Plan:
@@ -91,7 +112,10 @@ def plan_route(session: Session, data: BroadcastCreate) -> Plan:
     named = targets.TargetNames(
         stations=data.targets.stations, groups=data.targets.groups, areas=data.targets.areas
     )
-    resolution = targets.resolve_names(session, named)
+    whole_fleet = _looks_whole_fleet(session, data)
+    resolution = targets.resolve_names(
+        session, named, also=(_OUT_OF_STEP_IDS,) if whole_fleet else ()
+    )
     resolved = resolution.stations
     if not resolved:
         raise InvalidInput(
@@ -117,10 +141,15 @@ def plan_route(session: Session, data: BroadcastCreate) -> Plan:
     if ALL_GROUP in gids:
         gids = [ALL_GROUP]
     ids = [s.id for s in resolved]
+    reached = set(ids)
+    if gids == [ALL_GROUP] and whole_fleet and resolution.also:
+        # read with the registry's key: the whole fleet's
+        listed = resolution.also[0]
+        out_of_step = {int(i) for i in listed.split(",")} if listed else set()
+        return Plan(resolved, Route.GROUPS, [ALL_GROUP], out_of_step & reached)
     out_of_sync_query = _OUT_OF_STEP
     if gids != [ALL_GROUP]:  # the whole fleet: no list of thousands of ids to bind
         out_of_sync_query = out_of_sync_query.where(among(session, Station.id, ids))
-    reached = set(ids)
     direct = {i for i in session.scalars(out_of_sync_query) if i in reached}
     return Plan(resolved, Route.GROUPS, sorted(set(gids)), direct)
 

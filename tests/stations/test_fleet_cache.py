@@ -7,15 +7,17 @@ resolution is checked against a fresh read.  On both databases (the suite's pass
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import pytest
-from sqlalchemy import insert, select, update
+from sqlalchemy import event, insert, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.dispatch import broadcasts
 from broadcaster.dispatch.schemas import BroadcastCreate
 from kernel.changes import Actor, commit_change
+from kernel.errors import InvalidInput
 from stations import targets
 from stations.models import Area, AreaLevel, Station, StationKind, StationState
 from stations.targets import FLEETS, Reached, TargetNames, TargetResolver
@@ -185,3 +187,111 @@ def test_a_group_broadcast_copies_directly_to_stations_not_in_step(
     assert {"lbn-cau-tre", "lbn-ngai-loi-a", "lbn-ngai-loi-b"} <= direct
     # every other station has no state row at all: a direct copy each
     assert direct == set(ids) - {"htp-1"}
+
+
+@contextmanager
+def _statements(session: Session) -> Iterator[list[str]]:
+    """The statements ``session``'s engine runs inside the block."""
+    seen: list[str] = []
+    engine = session.get_bind().engine
+
+    def record(*args: object) -> None:
+        seen.append(str(args[2]))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield seen
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+
+def test_the_city_wide_route_reads_the_stations_not_in_step_with_the_registry_key(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Once the fleet is in memory, a broadcast to the whole city reads its direct
+    copies in the registry's statement, not in one of their own, and finds the same
+    stations as the statement of their own does (whatever the fleet last read said)."""
+    with session_factory() as session:
+        ids = {sid: i for sid, i in session.execute(select(Station.sid, Station.id))}
+        session.query(StationState).delete()
+        now = dt.datetime.now(dt.UTC)
+        for sid, station_id in ids.items():
+            behind = sid in {"htp-1", "lbn-cau-tre"}
+            session.add(
+                StationState(
+                    station_id=station_id,
+                    desired_published_version=4,
+                    applied_version=3 if behind else 4,
+                    desired_at=now,
+                )
+            )
+        session.commit()
+        first = broadcasts.plan_route(session, CITY_WIDE)  # the fleet is read here
+        session.rollback()
+        with _statements(session) as seen:
+            again = broadcasts.plan_route(session, CITY_WIDE)
+    assert first.direct == again.direct == {ids["htp-1"], ids["lbn-cau-tre"]}
+    assert again.route.value == "groups"
+    assert again.groups == ["all"]
+    queries = [q for q in seen if q.lstrip().upper().startswith("SELECT")]  # not BEGIN
+    assert len(queries) == 1, queries  # the registry's key, the area, the direct copies
+    assert "plan_signal" in queries[0]
+    assert "station_states" in queries[0]
+
+
+def test_every_station_in_step_gets_no_direct_copy(
+    session_factory: sessionmaker[Session],
+) -> None:
+    with session_factory() as session:
+        session.query(StationState).delete()
+        now = dt.datetime.now(dt.UTC)
+        for station_id in session.scalars(select(Station.id)):
+            session.add(
+                StationState(
+                    station_id=station_id,
+                    desired_published_version=2,
+                    applied_version=2,
+                    desired_at=now,
+                )
+            )
+        session.commit()
+        for _ in range(2):
+            plan = broadcasts.plan_route(session, CITY_WIDE)
+            session.rollback()
+            assert plan.direct == set()
+            assert plan.groups == ["all"]
+
+
+def test_an_area_renamed_behind_the_helpers_back_is_found_by_its_new_code(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """The area codes a broadcast names are read with the registry's key, each time,
+    not taken from the fleet in memory."""
+    ward = TargetNames(areas=["xa-loi-binh-nhon"])
+    with session_factory() as session:
+        before = _resolved(session, ward)
+        session.execute(
+            update(Area).where(Area.code == "xa-loi-binh-nhon").values(code="xa-lbn-moi")
+        )
+        session.commit()
+        after = _resolved(session, TargetNames(areas=["xa-lbn-moi"]))
+        with pytest.raises(InvalidInput) as caught:
+            targets.resolve_names(session, TargetNames(areas=["tan-an", "xa-loi-binh-nhon"]))
+    assert after == before
+    assert caught.value.loc == ("targets", "areas", 1)
+
+
+def test_more_area_codes_than_are_read_with_the_key(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """Past `KEYED_AREAS` codes the areas are read by a statement of their own, with the
+    same answer and the same error on an unknown code."""
+    with session_factory() as session:
+        codes = list(session.scalars(select(Area.code).order_by(Area.code)))
+        assert len(codes) > targets.KEYED_AREAS
+        many = TargetNames(areas=codes[: targets.KEYED_AREAS + 1])
+        assert _resolved(session, many) == _fresh(session, many)
+        unknown = TargetNames(areas=[*codes[: targets.KEYED_AREAS + 1], "khong-co"])
+        with pytest.raises(InvalidInput) as caught:
+            targets.resolve_names(session, unknown)
+    assert caught.value.loc == ("targets", "areas", targets.KEYED_AREAS + 1)
