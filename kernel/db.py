@@ -30,7 +30,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Dialect
 from sqlalchemy.exc import DBAPIError
-from sqlalchemy.orm import DeclarativeBase, Session
+from sqlalchemy.orm import DeclarativeBase, Session, make_transient_to_detached
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -164,6 +164,46 @@ def columns_of(row: object, fields: Iterable[str]) -> dict[str, Any]:
 #: PostgreSQL's SQLSTATEs for a transaction it aborted to let another one go on
 #: (deadlock_detected, serialization_failure): the transaction may simply be run again.
 RETRYABLE_SQLSTATES = frozenset({"40P01", "40001"})
+
+
+def new_row(obj: Base) -> dict[str, Any]:
+    """The row a new ORM object (not added to a session) would insert, by column name,
+    without its primary key: the values set on it, else its columns' Python defaults,
+    else None; the defaults and Nones are set on the object too, so that, once
+    `attach_inserted`, it holds what was inserted and reads nothing back.  For a row
+    inserted by a statement of its own (`broadcaster.dispatch.outbox`'s one-statement
+    store); a column with a server-side default is refused (the object could not know
+    its value)."""
+    values: dict[str, Any] = {}
+    for attr in inspect(type(obj)).column_attrs:
+        column = attr.columns[0]
+        if column.primary_key:
+            continue
+        if column.server_default is not None:
+            raise TypeError(f"{column} has a server default: not for `new_row`")
+        if attr.key not in obj.__dict__:
+            default = column.default
+            if default is None:
+                value = None
+            elif default.is_callable:
+                value = default.arg(None)
+            elif default.is_scalar:
+                value = default.arg
+            else:
+                raise TypeError(f"{column} has a SQL default: not for `new_row`")
+            setattr(obj, attr.key, value)
+        values[column.name] = obj.__dict__[attr.key]
+    return values
+
+
+def attach_inserted(session: Session, obj: Base, pk: int) -> None:
+    """Put a new ORM object whose row a statement inserted (`new_row`) in ``session`` as
+    that row, with its primary key ``pk``, as a flush would have left it."""
+    key = inspect(type(obj)).primary_key[0].key
+    assert key is not None
+    setattr(obj, key, pk)
+    make_transient_to_detached(obj)
+    session.add(obj)
 
 
 def is_retryable(exc: BaseException) -> bool:

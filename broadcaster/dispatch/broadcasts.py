@@ -683,8 +683,6 @@ def _store(
         created_by=principal.username,
         created_by_id=principal.user_id,
     )
-    session.add(broadcast)
-    session.flush()
     command = outbox.create(
         session,
         type="play",
@@ -696,11 +694,11 @@ def _store(
         not_after=not_after,
         deadline=_deadline(start_at, not_after, now, content.expected_ms),
         created_by=principal.username,
-        broadcast_id=broadcast.id,
+        broadcast=broadcast,  # stored with the command
         priority=priority,
         now=now,
         play=staged.PlayPlan(
-            broadcast_id=broadcast.id,
+            broadcast_id=0,  # the broadcast's, once stored
             title=content.title[:500],
             kind=content.kind,
             start=start_at,

@@ -25,11 +25,11 @@ import logging
 import secrets
 import time
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Table, and_, bindparam, func, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select, update
+from sqlalchemy.orm import Session, make_transient_to_detached
 
 from broadcaster.dispatch import staged
 from broadcaster.dispatch.models import (
@@ -41,11 +41,12 @@ from broadcaster.dispatch.models import (
     Play,
     PlayStatus,
     Route,
+    StagedRows,
     TargetStatus,
 )
 from firmware_bridge.messages import Command as CommandMessage
 from firmware_bridge.messages import PlayBody
-from kernel.db import among, utcnow
+from kernel.db import among, attach_inserted, new_row, utcnow
 from stations.models import Station
 from stations.targets import IDS_PER_STATEMENT
 
@@ -78,6 +79,7 @@ def create(
     deadline: dt.datetime | None = None,
     created_by: str,
     broadcast_id: int | None = None,
+    broadcast: Broadcast | None = None,
     priority: int | None = None,
     now: dt.datetime | None = None,
     play: staged.PlayPlan | None = None,
@@ -86,8 +88,14 @@ def create(
     """Store a command and its targets (PENDING), with a broadcast's ``play`` its plans
     in the play log; the publisher sends it.  ``rows_after_publish``: only the station
     list is stored with the command, and the rows are written once it is out
-    (`broadcaster.dispatch.staged`; the boundary calls `wake.write_staged`)."""
+    (`broadcaster.dispatch.staged`; the boundary calls `wake.write_staged`).
+
+    ``broadcast``: a new broadcast (not added to the session) the command plays, stored
+    with it (``broadcast_id`` and ``play``'s are its id).  On PostgreSQL, with the rows
+    after the publish, the broadcast, the command and its staged row are one statement
+    (`_store_together`): each statement is a round trip on an emergency's way out."""
     now = now or utcnow()
+    direct = set(direct_ids) if route is Route.GROUPS else set(station_ids)
     command = Command(
         cmd_id=new_cmd_id(),
         type=type,
@@ -101,11 +109,79 @@ def create(
         broadcast_id=broadcast_id,
         created_by=created_by,
     )
+    if broadcast is not None:
+        if rows_after_publish and session.get_bind().dialect.name == "postgresql":
+            row = staged.staged_row(None, station_ids, direct, play, now)
+            _store_together(session, broadcast, command, row)
+            staged.remember(session, command, station_ids, direct)
+            return command
+        session.add(broadcast)
+        session.flush()
+        command.broadcast_id = broadcast.id
+        if play is not None:
+            play = replace(play, broadcast_id=broadcast.id)
     session.add(command)
     session.flush()
-    direct = set(direct_ids) if route is Route.GROUPS else set(station_ids)
     staged.store(session, command, station_ids, direct, play, now, after_publish=rows_after_publish)
     return command
+
+
+def _together() -> Select[int, int]:
+    """``INSERT`` a broadcast, its command (``broadcast_id``: the new broadcast's) and the
+    command's staged row (``command_id``: the new command's), each column bound as
+    ``b_``, ``c_`` or ``s_`` and its name; the new broadcast's and command's ids.  One
+    statement (PostgreSQL's data-modifying ``WITH``), built once."""
+
+    def bound(table: Table, prefix: str, *filled: str) -> tuple[list[str], list[Any]]:
+        names = [c.name for c in table.columns if not c.primary_key and c.name not in filled]
+        return names, [bindparam(f"{prefix}{c}", type_=table.c[c].type) for c in names]
+
+    broadcasts, commands, rows = (
+        cast(Table, Broadcast.__table__),
+        cast(Table, Command.__table__),
+        cast(Table, StagedRows.__table__),
+    )
+    names, values = bound(broadcasts, "b_")
+    new_broadcast = (
+        insert(broadcasts).values(dict(zip(names, values, strict=True)))
+        .returning(broadcasts.c.id).cte("new_broadcast")
+    )  # fmt: skip
+    names, values = bound(commands, "c_", "broadcast_id")
+    new_command = (
+        insert(commands)
+        .from_select([*names, "broadcast_id"], select(*values, new_broadcast.c.id))
+        .returning(commands.c.id, commands.c.broadcast_id)
+        .cte("new_command")
+    )
+    names, values = bound(rows, "s_", "command_id")
+    new_row = (
+        insert(rows)
+        .from_select([*names, "command_id"], select(*values, new_command.c.id))
+        .cte("new_staged_row")
+    )
+    return select(new_command.c.broadcast_id, new_command.c.id).add_cte(new_row)
+
+
+_TOGETHER = _together()
+
+
+def _store_together(
+    session: Session, broadcast: Broadcast, command: Command, row: StagedRows
+) -> None:
+    """Insert the three rows in one statement (`_together`) and put the objects in the
+    session as the rows inserted."""
+    params = {f"b_{k}": v for k, v in new_row(broadcast).items()}
+    command.broadcast_id = 0  # the new broadcast's, filled in by the statement
+    params.update({f"c_{k}": v for k, v in new_row(command).items() if k != "broadcast_id"})
+    row.command_id = 0  # the new command's, as above
+    params.update({f"s_{k}": v for k, v in new_row(row).items() if k != "command_id"})
+    broadcast_id, command_id = session.execute(_TOGETHER, params).one()
+    attach_inserted(session, broadcast, broadcast_id)
+    command.broadcast_id = broadcast_id
+    attach_inserted(session, command, command_id)
+    row.command_id = command_id
+    make_transient_to_detached(row)
+    session.add(row)
 
 
 def to_publish(session: Session, now: dt.datetime) -> list[Command]:

@@ -47,7 +47,9 @@ __all__ = [
     "fanout_of",
     "pending_counts",
     "pending_of_broadcast",
+    "remember",
     "staged_of_broadcast",
+    "staged_row",
     "still_staged",
     "store",
     "taken",
@@ -140,18 +142,36 @@ def store(
             now=now,
         )
         return
-    session.add(
-        StagedRows(
-            command_id=command.id,
-            station_ids=list(station_ids),
-            direct_ids=sorted(direct),
-            staged_at=now,
-            play_title=play.title if play else None,
-            play_kind=play.kind if play else None,
-            play_start=play.start if play else None,
-            play_expected_ms=play.expected_ms if play else None,
-        )
+    session.add(staged_row(command.id, station_ids, direct, play, now))
+    remember(session, command, station_ids, direct)
+
+
+def staged_row(
+    command_id: int | None,
+    station_ids: Sequence[int],
+    direct: Collection[int],
+    play: PlayPlan | None,
+    now: dt.datetime,
+) -> StagedRows:
+    """The staged row of a command (``command_id`` None: filled in by the statement
+    that stores it with its command, `outbox.create`)."""
+    return StagedRows(
+        command_id=command_id,
+        station_ids=list(station_ids),
+        direct_ids=sorted(direct),
+        staged_at=now,
+        play_title=play.title if play else None,
+        play_kind=play.kind if play else None,
+        play_start=play.start if play else None,
+        play_expected_ms=play.expected_ms if play else None,
     )
+
+
+def remember(
+    session: Session, command: Command, station_ids: Sequence[int], direct: Collection[int]
+) -> None:
+    """Note in ``session`` that ``command``'s rows are staged: for `taken` after the
+    commit, and its recipients for `fanout_of` in this transaction."""
     session.info.setdefault(_STAGED, []).append(command.id)
     current = _transaction(session)
     known: tuple[object, dict[int, tuple[list[int], int]]] | None = session.info.get(_DIRECT)

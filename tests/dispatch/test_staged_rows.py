@@ -399,3 +399,81 @@ def test_the_direct_copies_staged_in_a_transaction_are_not_read_back_in_it(
         other = staged_ping(session, ids)  # every station direct (the stations route)
         nested.rollback()  # the savepoint that staged it is gone: so are its rows
         assert staged.fanout_of(session, other.id) is None
+
+
+def test_a_broadcast_is_stored_with_its_command_and_staged_row(
+    session_factory: sessionmaker[Session], engine: Engine
+) -> None:
+    """On PostgreSQL a broadcast, its command and the command's staged row are one
+    statement (each statement is a round trip on an emergency's way out); on SQLite the
+    unit of work inserts them.  Either way the objects hold what was inserted (nothing
+    is read back) and the rows are what a flush would have stored."""
+    statements: list[str] = []
+
+    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        statements.append(statement)
+
+    now = utcnow()
+    with session_factory() as session:
+        ids = list(session.scalars(select(Station.id).order_by(Station.id).limit(4)))
+        broadcast = Broadcast(
+            title="Bão số 3",
+            tier="emergency",
+            priority=3,
+            content={"text": "Bão"},
+            targets={"areas": ["tan-an"]},
+            station_count=len(ids),
+            start_at=now,
+            not_after=now + dt.timedelta(minutes=5),
+            status=BroadcastStatus.ACTIVE,
+            created_by="test",
+        )
+        event.listen(engine, "before_cursor_execute", seen)
+        try:
+            command = outbox.create(
+                session,
+                type="ping",
+                body={},
+                station_ids=ids,
+                route=Route.GROUPS,
+                groups=["all"],
+                direct_ids=ids[:1],
+                not_after=now + dt.timedelta(minutes=5),
+                created_by="test",
+                broadcast=broadcast,
+                now=now,
+                play=staged.PlayPlan(0, "Bão số 3", "file", now, 5000),
+                rows_after_publish=True,
+            )
+            stored = list(statements)
+            kept = {
+                "broadcast": {c.key: getattr(broadcast, c.key) for c in Broadcast.__mapper__.column_attrs},
+                "command": {c.key: getattr(command, c.key) for c in Command.__mapper__.column_attrs},
+            }  # fmt: skip
+            assert staged.fanout_of(session, command.id) == (ids[:1], 4)
+            assert statements == stored  # nothing read back
+        finally:
+            event.remove(engine, "before_cursor_execute", seen)
+        session.commit()
+        assert staged.taken(session) == [command.id]
+    inserts = [s for s in stored if "INSERT INTO" in s]
+    if engine.dialect.name == "postgresql":
+        assert len(stored) == 1
+        assert all(
+            f"INSERT INTO {t} " in stored[0] for t in ("broadcasts", "commands", "staged_rows")
+        )
+    else:
+        assert [s.split()[2] for s in inserts] == ["broadcasts", "commands"]  # the row at commit
+    assert kept["command"]["broadcast_id"] == kept["broadcast"]["id"] is not None
+    assert kept["command"]["publish_count"] == 0
+    assert kept["command"]["done"] is False
+    assert kept["broadcast"]["created_at"] is not None
+    with session_factory() as session:
+        for model, key in ((Broadcast, "broadcast"), (Command, "command")):
+            row = session.get(model, kept[key]["id"])
+            assert row is not None
+            assert {c.key: getattr(row, c.key) for c in model.__mapper__.column_attrs} == kept[key]
+        staged_row = session.get(StagedRows, command.id)
+        assert staged_row is not None
+        assert (staged_row.station_ids, staged_row.direct_ids) == (ids, ids[:1])
+        assert (staged_row.play_title, staged_row.play_expected_ms) == ("Bão số 3", 5000)
