@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any, TypedDict, Unpack
 
 from sqlalchemy import func, select
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.orm import Session, defer, sessionmaker
 
 from audio_library.exceptions import AudioToolError, MediaNotFound, NoScratchSpace, StorageFull
 from audio_library.models import AssetSource, AssetStatus
@@ -169,16 +169,24 @@ def spoken_asset(session: Session, *, title: str, created_by: str) -> MediaAsset
     )
 
 
+#: what `asset_in_scope` leaves unread for a play
+_TO_PLAY = (defer(MediaAsset.peaks), defer(MediaAsset.processing), defer(MediaAsset.recipe))
+
+
 def asset_in_scope(
     session: Session,
     asset_id: int,
     *,
     scope: Collection[int] | None,
     field: str | Sequence[str | int],
+    to_play: bool = False,
 ) -> MediaAsset:
     """The asset, if it exists and is city-wide or owned in `scope`; `InvalidInput` on
-    `field` otherwise (an asset outside the caller's areas does not exist for them)."""
-    asset = session.get(MediaAsset, asset_id)
+    `field` otherwise (an asset outside the caller's areas does not exist for them).
+    ``to_play``: its waveform, processing record and recipe (JSON for the library's
+    pages, 800 peaks once the waveform was drawn) are left unread until used: an
+    emergency's way out needs none of them."""
+    asset = session.get(MediaAsset, asset_id, options=_TO_PLAY if to_play else None)
     if asset is None or not in_scope(asset.owner_area_id, scope):
         raise InvalidInput(
             f"media asset {asset_id} does not exist",

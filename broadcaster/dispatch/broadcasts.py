@@ -261,7 +261,7 @@ def resolve_content(
             )
         else:
             asset = media.asset_in_scope(
-                session, content.asset_id, scope=principal.scope, field=field
+                session, content.asset_id, scope=principal.scope, field=field, to_play=True
             )
             if not asset.ready:
                 raise InvalidInput(
