@@ -142,8 +142,9 @@ def plan_route(session: Session, data: BroadcastCreate) -> Plan:
         gids = [ALL_GROUP]
     ids = [s.id for s in resolved]
     reached = set(ids)
-    if gids == [ALL_GROUP] and whole_fleet and resolution.also:
-        # read with the registry's key: the whole fleet's
+    if gids == [ALL_GROUP] and resolution.also:
+        # read with the registry's key (asked for when the names looked like the whole
+        # fleet): the whole fleet's
         listed = resolution.also[0]
         out_of_step = {int(i) for i in listed.split(",")} if listed else set()
         return Plan(resolved, Route.GROUPS, [ALL_GROUP], out_of_step & reached)

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple, cast
 
 from sqlalchemy import Select, Table, and_, bindparam, func, insert, or_, select, update
-from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.orm import Session
 
 from broadcaster.dispatch import staged
 from broadcaster.dispatch.models import (
@@ -171,17 +171,14 @@ def _store_together(
     """Insert the three rows in one statement (`_together`) and put the objects in the
     session as the rows inserted."""
     params = {f"b_{k}": v for k, v in new_row(broadcast).items()}
-    command.broadcast_id = 0  # the new broadcast's, filled in by the statement
+    # the command's broadcast and the row's command (its key) are the statement's to fill
     params.update({f"c_{k}": v for k, v in new_row(command).items() if k != "broadcast_id"})
-    row.command_id = 0  # the new command's, as above
-    params.update({f"s_{k}": v for k, v in new_row(row).items() if k != "command_id"})
+    params.update({f"s_{k}": v for k, v in new_row(row).items()})
     broadcast_id, command_id = session.execute(_TOGETHER, params).one()
     attach_inserted(session, broadcast, broadcast_id)
     command.broadcast_id = broadcast_id
     attach_inserted(session, command, command_id)
-    row.command_id = command_id
-    make_transient_to_detached(row)
-    session.add(row)
+    attach_inserted(session, row, command_id)
 
 
 def to_publish(session: Session, now: dt.datetime) -> list[Command]:
