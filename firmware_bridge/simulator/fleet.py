@@ -109,7 +109,8 @@ class Fleet:
         if self.started:
             return
         self.started = True
-        _raise_fd_limit(len(self.specs) * 2 + 256)
+        # per station: its connection, a frozen one (power loss), its spool's file
+        _raise_fd_limit(len(self.specs) * 3 + 256)
         config = self.config
         rng = random.Random(config.seed)
         assigned = assign_faults(self.fault_specs, [s.sid for s in self.specs], rng)

@@ -196,6 +196,7 @@ class Station(CommandHandling):
         """Stop cleanly: publish the death ourselves, DISCONNECT, persist."""
         if not self.alive:
             self._dispose_frozen()
+            self.store.close()
             return
         self.alive = False
         client = self._mqtt
@@ -209,6 +210,7 @@ class Station(CommandHandling):
         self._end_session()
         self._mqtt = None
         self.flush()
+        self.store.close()
 
     async def kill(self, mode: Literal["silent", "abort"] = "silent") -> None:
         """Power loss: vanish without DISCONNECT.
@@ -231,6 +233,7 @@ class Station(CommandHandling):
         await self._cancel_tasks()
         self.player.halt("power lost", emit=False)
         self._end_session()
+        self.store.close()  # what it wrote is in the file; the next boot opens it again
 
     async def restart(self) -> None:
         """Boot again after :meth:`kill` (or kill first if still alive)."""

@@ -14,16 +14,22 @@ sequence number and a CRC: a torn write leaves the other slot, the newer valid s
 (On ext4 a write + rename over an existing file, or a truncation to zero, forces the data
 out at once, about 0.25 ms each: a thousand stations in one simulator process spent most
 of their CPU there, which a benchmark then counted against the service.)  The spool is
-appended to on every new message and rewritten in place when acknowledged messages are
-pruned; a torn rewrite can only resend a message, which the server ignores by its id.
-A ``state.json`` from before the slots is still read. The files exist, empty, from the
-moment the station's store is opened (an empty slot is passed over like a torn one).
+appended to on every new message, through a file kept open (an open and a close per
+message were most of an append's cost), and rewritten in place when acknowledged messages
+are pruned; a torn rewrite can only resend a message, which the server ignores by its id.
+Each spool line is one JSON object, ``{"kind":"ack","payload":{...}}``, the message's own
+bytes set in as they are (a message is one line of compact JSON already) rather than
+encoded a second time as a string; lines written before, with the payload a string, are
+still read. A ``state.json`` from before the slots is still read. The files exist, empty,
+from the moment the station's store is opened (an empty slot is passed over like a torn
+one).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import weakref
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -71,6 +77,18 @@ def _write_in_place(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
+#: how a spool line of each kind starts: the payload follows as it is, then ``}``
+_SPOOL_HEAD: dict[str, bytes] = {
+    kind: b'{"kind":"%s","payload":' % kind.encode() for kind in ("ack", "event")
+}
+
+
+def _spool_line(entry: SpoolEntry) -> bytes:
+    """One spool line: a JSON object with the message's own bytes set in as its payload
+    (a message is one line of JSON: ``firmware_bridge.messages`` writes it compact)."""
+    return _SPOOL_HEAD[entry.kind] + entry.payload + b"}\n"
+
+
 def _read_slot(path: Path) -> tuple[int, bytes] | None:
     """(sequence, body) of a slot written by `_write_slot`, None when absent or torn."""
     try:
@@ -95,11 +113,14 @@ class StationStore:
         self.root = root
         self.media_dir = root / "media"
         self.media_dir.mkdir(parents=True, exist_ok=True)
+        self._media_dir_text = str(self.media_dir)
         self._legacy_state_path = root / "state.json"
         self._state_slots = (root / "state.0", root / "state.1")
         self._state_seq: int | None = None
         self._desired_path = root / "desired.json"
         self._spool_path = root / "spool.jsonl"
+        self._spool_fd: int | None = None
+        self._spool_closer: weakref.finalize[Any, StationStore] | None = None
         self._format()
 
     def _format(self) -> None:
@@ -171,33 +192,46 @@ class StationStore:
             try:
                 record = json.loads(line)
                 kind: SpoolKind = "ack" if record["kind"] == "ack" else "event"
-                entries.append((kind, record["payload"].encode("utf-8")))
-            except (ValueError, KeyError, TypeError, AttributeError):
-                continue
+                payload = record["payload"]
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn line (the last one, after a power loss)
+            raw = line.encode("utf-8")
+            if isinstance(payload, str):  # a line written before the payload was set in
+                entries.append((kind, payload.encode("utf-8")))
+            elif isinstance(payload, dict) and raw.startswith(_SPOOL_HEAD[kind]):
+                entries.append((kind, raw[len(_SPOOL_HEAD[kind]) : -1]))
+            elif isinstance(payload, dict):  # written by hand, or by another tool
+                compact = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+                entries.append((kind, compact.encode("utf-8")))
         return entries
 
     def append_spool(self, entry: SpoolEntry) -> None:
-        """Append one message to the spool."""
-        line = json.dumps({"kind": entry.kind, "payload": entry.payload.decode("utf-8")})
-        # the file alone, no text or buffer layers: a third of the cost (every ack and
-        # event of thousands of simulated stations comes through here)
-        fd = os.open(self._spool_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            view = memoryview((line + "\n").encode("utf-8"))
-            while view:
-                view = view[os.write(fd, view) :]
-        finally:
-            os.close(fd)
+        """Append one message to the spool (every ack and event of thousands of simulated
+        stations comes through here: one write to a file kept open, no text or buffer
+        layers)."""
+        fd = self._spool_fd
+        if fd is None:
+            # each line reaches the file (the page cache) by its own write, as before;
+            # the file is closed with the store (`close`), or when the store is collected
+            fd = os.open(self._spool_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._spool_closer = weakref.finalize(self, os.close, fd)
+            self._spool_fd = fd
+        view = memoryview(_spool_line(entry))
+        while view:
+            view = view[os.write(fd, view) :]
 
     def rewrite_spool(self, entries: list[SpoolEntry]) -> None:
-        """Replace the spool with ``entries`` (after acknowledged ones were pruned)."""
-        text = "".join(
-            json.dumps({"kind": e.kind, "payload": e.payload.decode("utf-8")}) + "\n"
-            for e in entries
-        )
+        """Replace the spool with ``entries`` (after acknowledged ones were pruned); the
+        appends that follow go to its new end (the file is open for appending)."""
         # an empty spool is one blank line (skipped when read): truncating to zero costs
         # as much as a rename on ext4
-        _write_in_place(self._spool_path, text.encode("utf-8") or b"\n")
+        _write_in_place(self._spool_path, b"".join(map(_spool_line, entries)) or b"\n")
+
+    def close(self) -> None:
+        """Close the spool's file (the store stays usable: the next append opens it)."""
+        if self._spool_closer is not None:
+            self._spool_closer()  # closes the file, once
+        self._spool_fd = self._spool_closer = None
 
     # ------------------------------------------------------------- media cache
 
@@ -208,7 +242,9 @@ class StationStore:
     def has_media(self, sha256: str, size: int) -> bool:
         """True when the cache holds the file with the expected size."""
         try:
-            return self.media_path(sha256).stat().st_size == size
+            # a string path: a city-wide play asks this of every station at once, and
+            # building the Path cost as much as the stat
+            return os.stat(f"{self._media_dir_text}/{sha256}").st_size == size
         except FileNotFoundError:
             return False
 

@@ -74,3 +74,53 @@ def test_a_new_store_lays_out_its_files_and_an_old_one_keeps_them(tmp_path: Path
     reopened = StationStore(root)
     assert reopened.load_state() == PersistedState(last_bdseq=5, volume=30)
     assert reopened.load_spool() == [("ack", b'{"n": 1}')]
+
+
+def test_a_spool_line_is_json_with_the_message_set_in_and_older_lines_are_read(
+    tmp_path: Path,
+) -> None:
+    root = tmp_path / "st"
+    store = StationStore(root)
+    ack = b'{"cmd_id":"c-1","status":"RECEIVED","at":"2026-12-06T22:00:00.000+07:00"}'
+    event = '{"event_id":"e-1","type":"play.started","title":"Tin bão số 3"}'.encode()
+    store.append_spool(SpoolEntry(1, "ack", ack))
+    store.append_spool(SpoolEntry(2, "event", event))
+    lines = (root / "spool.jsonl").read_bytes().splitlines()
+    # every line is a JSON object, the message's bytes in it as they are (not a string)
+    assert [json.loads(line) for line in lines] == [
+        {"kind": "ack", "payload": json.loads(ack)},
+        {"kind": "event", "payload": json.loads(event)},
+    ]
+    assert lines[0] == b'{"kind":"ack","payload":' + ack + b"}"
+    with (root / "spool.jsonl").open("ab") as spool:
+        # a line from before (the payload a string), one written by hand, and a line
+        # the power cut short: read, read, passed over
+        older = {"kind": "event", "payload": '{"n":1}'}
+        spool.write(json.dumps(older).encode() + b"\n")
+        spool.write(b'{"kind": "ack", "payload": {"n": 2, "note": "\xc4\x91"}}\n')
+        spool.write(b'{"kind":"ack","payload":{"cmd_id":"c-')
+    assert StationStore(root).load_spool() == [
+        ("ack", ack),
+        ("event", event),
+        ("event", b'{"n":1}'),
+        ("ack", '{"n":2,"note":"đ"}'.encode()),
+    ]
+
+
+def test_the_spool_stays_open_until_the_store_is_closed_and_opens_again(
+    tmp_path: Path,
+) -> None:
+    store = StationStore(tmp_path / "st")
+    fds = Path("/proc/self/fd")
+    before = len(list(fds.iterdir()))
+    for seq in range(1, 6):
+        store.append_spool(SpoolEntry(seq, "ack", b'{"n":%d}' % seq))
+    assert len(list(fds.iterdir())) == before + 1  # one file for all five
+    store.close()
+    store.close()  # twice is harmless
+    assert len(list(fds.iterdir())) == before
+    store.append_spool(SpoolEntry(6, "ack", b'{"n":6}'))
+    assert [p for _, p in store.load_spool()] == [b'{"n":%d}' % n for n in range(1, 7)]
+    # a store dropped without `close` releases its file when it is collected
+    del store
+    assert len(list(fds.iterdir())) == before
