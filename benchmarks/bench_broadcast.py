@@ -16,8 +16,10 @@ For each size N (default 108, 1,000 and 10,000):
    default; ``ram`` puts it on the RAM file system, as in the field, where each station
    writes its own flash and not the service's disk). The CPU seconds of every process of the rig
    (service, broker, each simulator process) are recorded during staging
-   (``cpu_during_staging``) and over each round (``cpu_by_process``), so a reader can
-   see who was saturated. Setup waits until every station applied its desired
+   (``cpu_during_staging``), over each round (``cpu_by_process``) and from the API call
+   until the last station's RECEIVED crossed the broker
+   (``cpu_until_received_all_broker``, read by the ack watcher the moment it did), so a
+   reader can see who was saturated. Setup waits until every station applied its desired
    state and holds the fallback media (so it is subscribed to its groups and plays from
    its cache), as the service sees it.
 2. ``--warmup-rounds`` (default 1) then ``--rounds`` emergency broadcasts ``{"targets":
@@ -282,6 +284,9 @@ class AckWatch:
         self.started: list[tuple[str, str, str]] = []  # cmd_id, sid, station at
         self.commands: dict[str, float] = {}  # cmd_id -> first seen
         self._subscribed = threading.Event()
+        # `arm`: a call to make the moment one command's RECEIVED from N stations crossed
+        self._armed: tuple[int, Callable[[], object]] | None = None
+        self._armed_seen: dict[str, set[str]] = {}
         client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id="bench-ackwatch", protocol=mqtt.MQTTv311
         )
@@ -312,7 +317,10 @@ class AckWatch:
         elif msg.topic.endswith("/ack"):
             if b'"RECEIVED"' in payload:
                 data = json.loads(payload)
-                self.received.append((data["cmd_id"], msg.topic.split("/")[3], seen, data["at"]))
+                sid = msg.topic.split("/")[3]
+                self.received.append((data["cmd_id"], sid, seen, data["at"]))
+                if self._armed is not None:
+                    self._on_received(data["cmd_id"], sid)
             elif b'"SUCCEEDED"' in payload:
                 data = json.loads(payload)
                 self.succeeded.append((data["cmd_id"], msg.topic.split("/")[3]))
@@ -320,6 +328,24 @@ class AckWatch:
             data = json.loads(payload)
             if data.get("cmd_id"):
                 self.started.append((data["cmd_id"], msg.topic.split("/")[3], data["at"]))
+
+    def arm(self, n: int, call: Callable[[], object]) -> None:
+        """Make ``call`` (on the watcher's thread) as soon as the RECEIVED of one command
+        from ``n`` stations crossed the broker: a round's CPU window then ends when its
+        last station's ack did, not when the benchmark, waiting for the API's answer
+        first, got round to counting."""
+        self._armed_seen = {}
+        self._armed = (n, call)
+
+    def _on_received(self, cmd_id: str, sid: str) -> None:
+        armed = self._armed
+        if armed is None:
+            return
+        seen = self._armed_seen.setdefault(cmd_id, set())
+        seen.add(sid)
+        if len(seen) >= armed[0]:
+            self._armed = None
+            armed[1]()
 
     def received_for(self, cmd_id: str) -> list[tuple[str, float, str]]:
         return [(sid, seen, at) for c, sid, seen, at in list(self.received) if c == cmd_id]
@@ -795,6 +821,7 @@ def broadcast_round(
     bridge_before = bridge_stats(http)
     server = ProcWatch(server_pid)
     window = CpuWatch(RIG_PIDS)
+    watch.arm(n, window.read)
     t0 = now()
     response = http.post(
         "/api/v1/broadcasts",
@@ -824,7 +851,10 @@ def broadcast_round(
     stream = ProgressStream(http, made["id"], n, t0)
     # RECEIVED: crossing the broker (acks seen) and committed by the service (its database);
     # give up on either when it has not moved for STALL_S (messages the service dropped)
-    broker_all, stored_all = wait_received(watch, stored, cmd_id, n, t0, on_broker_all=window.read)
+    # the watcher read the window when the last RECEIVED crossed (else: now)
+    broker_all, stored_all = wait_received(
+        watch, stored, cmd_id, n, t0, on_broker_all=lambda: window.marked or window.read()
+    )
     out["cpu_until_received_all_broker"] = window.marked
     out["server_until_stored"] = server.read()
     out.update(received_figures(watch, cmd_id, t0, broker_all))
