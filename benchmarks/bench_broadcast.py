@@ -52,7 +52,12 @@ For each size N (default 108, 1,000 and 10,000):
 3. The simulator and the service stop; a separate process opens N bare MQTT clients
    (paho on asyncio, the stations' own client stack, no protocol logic) subscribed to
    one group topic; each replies at QoS 1 on its own topic when the group message
-   arrives, after as many warm-up rounds. ``baseline_all_replies_s``: from one QoS 1
+   arrives, after as many warm-up rounds. The same bare loop also runs before the
+   service starts (``baseline_before``; not with ``--baseline-after-only``), so that a
+   shared host that got faster or slower during the service's rounds moves both sides
+   of the ratio alike: the baseline's figures are the medians of both halves' rounds
+   (each half's own median beside them, ``baseline_before_all_replies_s`` and
+   ``baseline_after_all_replies_s``). ``baseline_all_replies_s``: from one QoS 1
    publish until all N replies came back; ``baseline_delivery_spread_s``: max - min of
    the clients' receipt times; ``baseline_reply_egress_p50_s``/``_max_s``: from a
    client's reply time to the reply reaching the publisher (the stations'
@@ -625,18 +630,34 @@ def run_size(
     workdir.mkdir(parents=True, exist_ok=True)
     broker = Mosquitto(workdir / "broker", extra_config=BROKER_LIMITS).start()
     try:
+        if not args.baseline_after_only:
+            result["baseline_before"] = guarded_baseline(broker, n, args, workdir / "bare-before")
         measure_service(n, args, workdir, broker, result, round_fn or broadcast_round)
-        try:
-            result["baseline"] = bare_baseline(
-                broker, n, args.rounds, workdir, warmups=warmup_rounds(args)
-            )
-        except Exception as exc:
-            result["baseline"] = {"error": f"{type(exc).__name__}: {exc}"}
+        result["baseline"] = guarded_baseline(broker, n, args, workdir / "bare-after")
     finally:
         broker.stop()
     result["chain_on_air"]["end"] = chain_on_air()
     summarise(result)
     return result
+
+
+def guarded_baseline(
+    broker: Any, n: int, args: argparse.Namespace, workdir: Path
+) -> dict[str, Any]:
+    """`bare_baseline` with ``args``' rounds; its error, recorded, if it failed."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        return bare_baseline(broker, n, args.rounds, workdir, warmups=warmup_rounds(args))
+    except Exception as exc:
+        return {"error": f"{type(exc).__name__}: {exc}"}
+
+
+def baseline_rounds(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bare loop's rounds: those run before the service's rounds (unless
+    ``--baseline-after-only``) and those run after, so that a host that got faster or
+    slower meanwhile moves both sides of the ratio alike."""
+    halves = (result.get("baseline_before"), result.get("baseline"))
+    return [r for half in halves for r in ((half or {}).get("rounds") or [])]
 
 
 def chain_on_air() -> dict[str, Any]:
@@ -1126,7 +1147,7 @@ def bare_fleet(n: int, port: int, ready: Path) -> None:
 
 def summarise(result: dict[str, Any]) -> None:
     rounds = result.get("rounds") or []
-    base_rounds = (result.get("baseline") or {}).get("rounds") or []
+    base_rounds = baseline_rounds(result)
     base_all = median_of(base_rounds, "all_replies_s")
     base_spread = median_of(base_rounds, "delivery_spread_s")
     figures = {
@@ -1147,6 +1168,13 @@ def summarise(result: dict[str, Any]) -> None:
         "median_of_rounds": figures,
         "server_timing_ms": median_phases(rounds),
         "baseline_all_replies_s": base_all,
+        # each half of the bare loop on its own (null: not run, or failed)
+        "baseline_before_all_replies_s": median_of(
+            (result.get("baseline_before") or {}).get("rounds") or [], "all_replies_s"
+        ),
+        "baseline_after_all_replies_s": median_of(
+            (result.get("baseline") or {}).get("rounds") or [], "all_replies_s"
+        ),
         "baseline_delivery_spread_s": base_spread,
         "baseline_reply_egress_p50_s": median_of(base_rounds, "reply_egress_p50_s"),
         "baseline_reply_egress_max_s": median_of(base_rounds, "reply_egress_max_s"),
@@ -1314,6 +1342,12 @@ def add_rig_options(parser: argparse.ArgumentParser) -> None:
     """The options every benchmark on this rig takes: warm-up rounds, the stations' flash."""
     parser.add_argument("--warmup-rounds", type=int, default=1, help=WARMUP_HELP)
     parser.add_argument("--sim-flash", choices=SIM_FLASH, default="disk", help=SIM_FLASH_HELP)
+    parser.add_argument(
+        "--baseline-after-only",
+        action="store_true",
+        help="run the bare loop only after the service's rounds (as before the thirty-"
+        "second session), not also before them",
+    )
     parser.add_argument(
         "--database-url",
         metavar="URL",

@@ -86,7 +86,7 @@ def cap_round(
 
 def summarise(result: dict[str, Any]) -> None:
     rounds = result.get("rounds") or []
-    base = bb.median_of((result.get("baseline") or {}).get("rounds") or [], "all_replies_s")
+    base = bb.median_of(bb.baseline_rounds(result), "all_replies_s")
     figures = {
         key: bb.median_of(rounds, key)
         for key in ("api_call_s", "received_all_broker_s", "received_all_stored_s")

@@ -101,7 +101,7 @@ def emergency_round(
 
 def summarise(result: dict[str, Any]) -> None:
     rounds = result.get("rounds") or []
-    base = bb.median_of((result.get("baseline") or {}).get("rounds") or [], "all_replies_s")
+    base = bb.median_of(bb.baseline_rounds(result), "all_replies_s")
     keys = (
         "api_call_s",
         "published_broker_s",
