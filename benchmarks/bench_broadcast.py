@@ -652,12 +652,13 @@ def guarded_baseline(
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-def baseline_rounds(result: dict[str, Any]) -> list[dict[str, Any]]:
+def baseline_rounds(result: dict[str, Any], *halves: str) -> list[dict[str, Any]]:
     """The bare loop's rounds: those run before the service's rounds (unless
     ``--baseline-after-only``) and those run after, so that a host that got faster or
-    slower meanwhile moves both sides of the ratio alike."""
-    halves = (result.get("baseline_before"), result.get("baseline"))
-    return [r for half in halves for r in ((half or {}).get("rounds") or [])]
+    slower meanwhile moves both sides of the ratio alike; or only ``halves``' rounds
+    (``"baseline_before"``, ``"baseline"``)."""
+    keys = halves or ("baseline_before", "baseline")
+    return [r for key in keys for r in ((result.get(key) or {}).get("rounds") or [])]
 
 
 def chain_on_air() -> dict[str, Any]:
@@ -1090,6 +1091,13 @@ def bare_baseline(
     return out
 
 
+def bare_reply(i: int, payload: bytes) -> bytes:
+    """A bare client's whole handling of the group message: its reply (client ``i``, the
+    message's round, the client's time); `bench_station_command` times it too."""
+    data = json.loads(payload)
+    return json.dumps({"i": i, "round": data.get("round"), "t": now()}).encode()
+
+
 def bare_fleet(n: int, port: int, ready: Path) -> None:
     """N bare clients (paho on one asyncio loop): subscribe, reply once per message."""
     from firmware_bridge.simulator.aio_mqtt import AioMqttClient
@@ -1107,8 +1115,7 @@ def bare_fleet(n: int, port: int, ready: Path) -> None:
 
         async def one(i: int) -> None:
             def on_message(message: mqtt.MQTTMessage) -> None:
-                data = json.loads(message.payload)
-                reply = json.dumps({"i": i, "round": data["round"], "t": now()}).encode()
+                reply = bare_reply(i, message.payload)
                 client.publish(f"{REPLY_TOPIC}/{i}", reply, qos=1, retain=False)
 
             client = AioMqttClient(
@@ -1170,10 +1177,10 @@ def summarise(result: dict[str, Any]) -> None:
         "baseline_all_replies_s": base_all,
         # each half of the bare loop on its own (null: not run, or failed)
         "baseline_before_all_replies_s": median_of(
-            (result.get("baseline_before") or {}).get("rounds") or [], "all_replies_s"
+            baseline_rounds(result, "baseline_before"), "all_replies_s"
         ),
         "baseline_after_all_replies_s": median_of(
-            (result.get("baseline") or {}).get("rounds") or [], "all_replies_s"
+            baseline_rounds(result, "baseline"), "all_replies_s"
         ),
         "baseline_delivery_spread_s": base_spread,
         "baseline_reply_egress_p50_s": median_of(base_rounds, "reply_egress_p50_s"),

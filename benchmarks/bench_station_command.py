@@ -11,8 +11,8 @@ stations on the same play (media cached, start in the future, as an emergency wi
 
 - ``station_us``: microseconds per station for ``Station._on_command`` and the play's
   first step (until it sleeps to its start), median and worst of ``--rounds`` rounds;
-- ``bare_us``: per station, the bare clients' handler in ``bench_broadcast.py``
-  (``json.loads`` of the command, ``json.dumps`` of the reply) on the same bytes;
+- ``bare_us``: per station, the bare clients' handler (``bench_broadcast.bare_reply``:
+  ``json.loads`` of the command, ``json.dumps`` of the reply) on the same bytes;
 - ``ratio``: the two medians.
 
 The first round (parsing the command once per process, the files' first writes) is
@@ -40,6 +40,7 @@ from typing import Any
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from bench_broadcast import bare_reply  # noqa: E402
 from machine import describe_machine  # noqa: E402
 from timing import report_json  # noqa: E402
 
@@ -81,12 +82,6 @@ def play_command(index: int, sha256: str) -> bytes:
     ).encode()
 
 
-def bare_handler(index: int, payload: bytes) -> bytes:
-    """The bare client's handler in `bench_broadcast.bare_fleet`, without its publish."""
-    data = json.loads(payload)
-    return json.dumps({"i": index, "round": data.get("round"), "t": time.time()}).encode()
-
-
 async def measure(n: int, rounds: int, state_dir: Path) -> dict[str, Any]:
     sha256 = hashlib.sha256(MEDIA).hexdigest()
     fetcher = MediaFetcher()
@@ -123,7 +118,7 @@ async def measure(n: int, rounds: int, state_dir: Path) -> dict[str, Any]:
                 raise RuntimeError(f"round {index + 1}: {acked} of {n} stations acked RECEIVED")
             started = time.perf_counter()
             for i in range(n):
-                bare_handler(i, payload)
+                bare_reply(i, payload)
             bare_us.append((time.perf_counter() - started) / n * 1e6)
     finally:
         for station in stations:
