@@ -80,7 +80,7 @@ def measure(n: int, calls: int, workdir: Path) -> dict[str, Any]:
 
     def route() -> None:
         with factory() as session:
-            last[:] = [broadcasts.plan_route(session, data)]
+            last[:] = [broadcasts.plan_route(session, data.targets)]
 
     def route_after_change() -> None:
         targets.FLEETS = targets.FleetCache()  # forgotten, as a registry change does

@@ -27,7 +27,7 @@ from broadcaster.auth.dependencies import authenticate, header_authenticator, re
 from broadcaster.auth.signin_cache import SignInCache
 from broadcaster.auth.usage import TokenUsage
 from broadcaster.broker import router as broker_router
-from broadcaster.dispatch import attention, playlist_router
+from broadcaster.dispatch import attention, broadcasts, playlist_router
 from broadcaster.dispatch import router as dispatch_router
 from broadcaster.dispatch.progress_hub import ProgressHub
 from broadcaster.live import router as live_router
@@ -96,6 +96,22 @@ async def warm_routes(app: FastAPI) -> int:
     took_ms = 1000 * (time.monotonic() - started)
     log.info("routes prepared (%.0f ms, warm-up answered %d)", took_ms, status)
     return status
+
+
+def prepare_way_out(factory: sessionmaker[Session]) -> int | None:
+    """Read the fleet and build the whole-fleet route's statements before the first
+    emergency needs them (`broadcasts.prepare_way_out`); how many routes were planned,
+    or None when it could not be done (logged: the first emergency then does it)."""
+    started = time.monotonic()
+    try:
+        with db.read_session(factory) as session:
+            planned = broadcasts.prepare_way_out(session)
+    except Exception:
+        log.warning("the emergency's way out was not prepared at start-up", exc_info=True)
+        return None
+    took_ms = 1000 * (time.monotonic() - started)
+    log.info("emergency way out prepared (%d routes, %.0f ms)", planned, took_ms)
+    return planned
 
 
 def _wait_quiet(app: FastAPI) -> None:
@@ -211,6 +227,8 @@ def create_app(
         token_usage.start()
         if settings.route_warm_up:
             await warm_routes(app)
+            if role is not Role.WORKER:
+                prepare_way_out(sessionmaker)
         if role is not Role.WORKER and settings.speech_warm_up:
             # the first spoken emergency must not start the audio processes (4 s cold)
             speech.start(media_library)

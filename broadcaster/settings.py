@@ -144,8 +144,10 @@ class Settings(BaseSettings):
     off; the service processes of end-to-end tests and benchmarks keep it)."""
     route_warm_up: bool = True
     """Prepare every route at start (`broadcaster.app.warm_routes`), so the first request
-    to a router, the first emergency among them, does not build its routes (the
-    in-process test apps turn it off: 0.2-0.5 s each; service processes keep it)."""
+    to a router, the first emergency among them, does not build its routes, and (where
+    the API runs) the emergency's way out: the fleet read into memory and the whole-fleet
+    route's statements built (`broadcaster.app.prepare_way_out`).  The in-process test
+    apps turn it off (0.2-0.5 s each); service processes keep it."""
     map_tile_url: str = ""
     """Map tiles of the alarms page (``https://{s}.tile.example.org/{z}/{x}/{y}.png``; the
     pages' Content Security Policy allows images from its origin); empty: no tiles, the

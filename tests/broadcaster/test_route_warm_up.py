@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from broadcaster.app import WARM_UP_PATH, create_app, warm_routes
 from broadcaster.runtime import Role
 from broadcaster.settings import Settings
+from stations import targets
 
 
 def test_the_warm_up_path_is_matched_by_no_route(settings: Settings) -> None:
@@ -40,3 +41,21 @@ def test_the_test_apps_skip_it(settings: Settings, caplog: pytest.LogCaptureFixt
     caplog.set_level(logging.INFO, logger="broadcaster.app")
     with TestClient(create_app(settings, role=Role.API)):
         assert not [r for r in caplog.records if "routes prepared" in r.getMessage()]
+
+
+@pytest.mark.usefixtures("tan_an")  # a registry (through the first, unprepared app)
+def test_the_api_prepares_the_emergencys_way_out_at_start(
+    settings: Settings, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where the API runs, the start-up also plans a city-wide broadcast without storing
+    it (`broadcaster.app.prepare_way_out`): the fleet is in memory before the first
+    emergency comes."""
+    caplog.set_level(logging.INFO, logger="broadcaster.app")
+    app = create_app(settings.model_copy(update={"route_warm_up": True}), role=Role.API)
+    with TestClient(app) as client:
+        prepared = [r.getMessage() for r in caplog.records if "way out prepared" in r.getMessage()]
+        assert len(prepared) == 1, prepared
+        assert "(2 routes" in prepared[0]  # the city and the ``all`` group
+        with app.state.sessionmaker() as session:
+            assert targets.FLEETS.peek(session) is not None
+        assert client.get("/readyz").status_code == 200

@@ -12,10 +12,11 @@ from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import event, insert, select, update
+from sqlalchemy.engine.default import CacheStats
 from sqlalchemy.orm import Session, sessionmaker
 
 from broadcaster.dispatch import broadcasts
-from broadcaster.dispatch.schemas import BroadcastCreate
+from broadcaster.dispatch.schemas import BroadcastCreate, BroadcastTargets
 from kernel.changes import Actor, commit_change
 from kernel.errors import InvalidInput
 from stations import targets
@@ -179,7 +180,7 @@ def test_a_group_broadcast_copies_directly_to_stations_not_in_step(
                 )
             )
         session.commit()
-        plan = broadcasts.plan_route(session, CITY_WIDE)
+        plan = broadcasts.plan_route(session, CITY_WIDE.targets)
     assert plan.route.value == "groups"
     by_id = {i: s for s, i in ids.items()}
     direct = {by_id[i] for i in plan.direct}
@@ -190,13 +191,16 @@ def test_a_group_broadcast_copies_directly_to_stations_not_in_step(
 
 
 @contextmanager
-def _statements(session: Session) -> Iterator[list[str]]:
-    """The statements ``session``'s engine runs inside the block."""
+def _statements(session: Session, *, built_only: bool = False) -> Iterator[list[str]]:
+    """The statements ``session``'s engine runs inside the block (``built_only``: only
+    those it had to build, not found in its compiled cache)."""
     seen: list[str] = []
     engine = session.get_bind().engine
 
     def record(*args: object) -> None:
-        seen.append(str(args[2]))
+        built = getattr(args[4], "cache_hit", None) is CacheStats.CACHE_MISS
+        if built or not built_only:
+            seen.append(str(args[2]))
 
     event.listen(engine, "before_cursor_execute", record)
     try:
@@ -226,10 +230,10 @@ def test_the_city_wide_route_reads_the_stations_not_in_step_with_the_registry_ke
                 )
             )
         session.commit()
-        first = broadcasts.plan_route(session, CITY_WIDE)  # the fleet is read here
+        first = broadcasts.plan_route(session, CITY_WIDE.targets)  # the fleet is read here
         session.rollback()
         with _statements(session) as seen:
-            again = broadcasts.plan_route(session, CITY_WIDE)
+            again = broadcasts.plan_route(session, CITY_WIDE.targets)
     assert first.direct == again.direct == {ids["htp-1"], ids["lbn-cau-tre"]}
     assert again.route.value == "groups"
     assert again.groups == ["all"]
@@ -237,6 +241,39 @@ def test_the_city_wide_route_reads_the_stations_not_in_step_with_the_registry_ke
     assert len(queries) == 1, queries  # the registry's key, the area, the direct copies
     assert "plan_signal" in queries[0]
     assert "station_states" in queries[0]
+
+
+def test_the_way_out_prepared_at_start_up_reads_nothing_more_and_builds_nothing(
+    session_factory: sessionmaker[Session],
+) -> None:
+    """What the API's start-up does (`broadcasts.prepare_way_out`): the fleet is then in
+    memory and the city-wide route's statement built, so the first emergency's route
+    runs the registry's key alone, from the compiled cache, as every later one does.
+    Without it the first read the fleet and the second built the statement."""
+    with session_factory() as session:
+        assert FLEETS.peek(session) is None
+        planned = broadcasts.prepare_way_out(session)
+        session.rollback()
+        assert planned == 2  # the city (its one root area) and the ``all`` group
+        assert FLEETS.peek(session) is not None
+        for named in [CITY_WIDE.targets, BroadcastTargets(groups=["all"])]:
+            with _statements(session) as seen, _statements(session, built_only=True) as built:
+                plan = broadcasts.plan_route(session, named)
+            session.rollback()
+            assert plan.groups == ["all"]
+            queries = [q for q in seen if q.lstrip().upper().startswith("SELECT")]
+            assert "plan_signal" in queries[0], queries  # the registry's key first
+            if named.areas:
+                assert len(queries) == 1, queries  # and alone (a group's members are read)
+            assert built == [], built
+
+
+def test_an_empty_registry_prepares_no_route(session_factory: sessionmaker[Session]) -> None:
+    with session_factory() as session:
+        session.execute(update(Station).values(enabled=False))
+        session.commit()
+        assert broadcasts.prepare_way_out(session) == 0
+        session.rollback()
 
 
 def test_every_station_in_step_gets_no_direct_copy(
@@ -256,7 +293,7 @@ def test_every_station_in_step_gets_no_direct_copy(
             )
         session.commit()
         for _ in range(2):
-            plan = broadcasts.plan_route(session, CITY_WIDE)
+            plan = broadcasts.plan_route(session, CITY_WIDE.targets)
             session.rollback()
             assert plan.direct == set()
             assert plan.groups == ["all"]
