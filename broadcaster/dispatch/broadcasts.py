@@ -898,7 +898,7 @@ STATION_COMMANDS = ("volume", "stop", "ping", "sync", "rebirth", "reboot")
 
 def command_station(
     session: Session,
-    station: Station,
+    station_id: int,
     *,
     type: str,
     body: dict[str, Any],
@@ -910,7 +910,7 @@ def command_station(
         session,
         type=type,
         body=body,
-        station_ids=[station.id],
+        station_ids=[station_id],
         not_after=now + dt.timedelta(seconds=ttl_s),
         created_by=created_by,
         now=now,

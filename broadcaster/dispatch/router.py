@@ -335,7 +335,7 @@ def command_station(
         }
     command = broadcasts.command_station(
         session,
-        station,
+        station.id,
         type=data.type,
         body=body,
         created_by=principal.username,

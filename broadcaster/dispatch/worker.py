@@ -30,7 +30,6 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from apscheduler.schedulers.background import BackgroundScheduler
-from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -47,7 +46,6 @@ from firmware_bridge.client import Bridge, BridgeConfig
 from kernel import signals
 from kernel.db import commit_retrying, utcnow
 from stations import live
-from stations.models import Station, StationState
 
 log = logging.getLogger(__name__)
 
@@ -459,29 +457,28 @@ class Worker:
             session.commit()
 
     def _converge(self) -> None:
-        """Ask stations that applied their plan but miss media to fetch it again."""
+        """Ask stations that applied their plan but miss media to fetch it again (each
+        at most every `SYNC_EVERY`).  The stations are looked at in a session that only
+        reads, and the few to ask are written in a transaction of their own: on SQLite
+        the write lock is not held while thousands of stations are looked at (at 10,000
+        an emergency waited 0.8 s behind it once a minute)."""
         now = utcnow()
+        with read_session(self.factory) as session:
+            missing = live.missing_media(session)
+        due = [
+            station_id
+            for station_id in missing
+            if (last := self._last_sync.get(station_id)) is None or now - last >= SYNC_EVERY
+        ]
+        if not due:
+            return
         with self.factory() as session:
-            rows = session.execute(
-                select(Station, StationState)
-                .join(StationState, StationState.station_id == Station.id)
-                .where(
-                    StationState.online.is_(True),
-                    StationState.desired_published_version > 0,
-                    StationState.applied_version == StationState.desired_published_version,
-                )
-            ).all()
-            for station, state in rows:
-                if not state.missing:
-                    continue
-                last = self._last_sync.get(station.id)
-                if last is not None and now - last < SYNC_EVERY:
-                    continue
+            for station_id in due:
                 broadcasts.command_station(
-                    session, station, type="sync", body={}, created_by="system:convergence"
+                    session, station_id, type="sync", body={}, created_by="system:convergence"
                 )
-                self._last_sync[station.id] = now
             session.commit()
+        self._last_sync.update(dict.fromkeys(due, now))
         self.wake()
 
     def _evaluate_alarms(self, session: Session, station_ids: set[int]) -> None:

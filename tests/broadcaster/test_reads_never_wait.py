@@ -22,6 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from broadcaster.auth.models import Token
 from broadcaster.dispatch.worker import Worker
 from tests.conftest import IS_POSTGRES
+from tests.support.sqlite_lock import db_path, try_write_now
 
 pytestmark = pytest.mark.skipif(IS_POSTGRES, reason="SQLite's single write lock")
 
@@ -36,23 +37,6 @@ def write_lock_held(database: str) -> Iterator[None]:
     finally:
         holder.execute("ROLLBACK")
         holder.close()
-
-
-def try_write_now(database: str) -> bool:
-    """Can a writer take the lock at once (nobody holds it)?"""
-    other = sqlite3.connect(database, isolation_level=None, timeout=0)
-    try:
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("ROLLBACK")
-        return True
-    except sqlite3.OperationalError:
-        return False
-    finally:
-        other.close()
-
-
-def db_path(factory: sessionmaker[Session]) -> str:
-    return str(factory.kw["bind"].url.database)
 
 
 def test_get_and_authentication_do_not_wait_for_a_writer(
