@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, bindparam, delete, func, insert, or_, select, update
+from sqlalchemy import String, Table, bindparam, delete, func, insert, or_, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session, aliased
 
@@ -47,19 +47,25 @@ def load_states(session: Session, station_ids: Sequence[int]) -> dict[int, Stati
     return {row.station_id: row for row in rows}
 
 
+#: the station's state lists media it misses (`StationState.missing` not empty), said in
+#: SQL: the list is not read and decoded station by station
+MISSES_MEDIA = func.coalesce(StationState.missing.cast(String), "[]") != "[]"
+
+
 def missing_media(session: Session) -> list[int]:
     """The online stations that applied the plan last published to them and still miss
-    some of its media (`StationState.missing`), by id.  Plain columns: at 10,000
-    stations in step, reading each with its station as entities took 0.9 s on the
-    2-core test machine, these 40 ms."""
-    rows = session.execute(
-        select(StationState.station_id, StationState.missing).where(
-            StationState.online.is_(True),
-            StationState.desired_published_version > 0,
-            StationState.applied_version == StationState.desired_published_version,
+    some of its media (`MISSES_MEDIA`), by id.  At 10,000 stations in step, reading
+    each with its station as entities took 0.9 s on the 2-core test machine."""
+    return list(
+        session.scalars(
+            select(StationState.station_id).where(
+                StationState.online.is_(True),
+                StationState.desired_published_version > 0,
+                StationState.applied_version == StationState.desired_published_version,
+                MISSES_MEDIA,
+            )
         )
     )
-    return [station_id for station_id, missing in rows if missing]
 
 
 def all_announce(session: Session, station_ids: Sequence[int], capability: str) -> bool:

@@ -28,10 +28,8 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import (
     ColumnElement,
     Select,
-    String,
     and_,
     case,
-    cast,
     delete,
     func,
     or_,
@@ -330,7 +328,7 @@ def _due(also: Collection[int]) -> Any:
         StationState.online.is_(False),
         Station.id.in_(open_alarm),
         and_(published > 0, func.coalesce(StationState.applied_version, -1) != published),
-        func.coalesce(cast(StationState.missing, String), "[]") != "[]",
+        live.MISSES_MEDIA,
         Station.id.in_(list(also)),
     )
 
